@@ -1,0 +1,44 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "BlastBeat",
+    products: [
+        .executable(name: "blastbeat", targets: ["blastbeat"])
+    ],
+    targets: [
+        // System libraries: module map + shim.h only (see STYLE.md §2).
+        .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
+        .systemLibrary(name: "CLibEV", path: "Sources/CLibEV", providers: [.apt(["libev-dev"])]),
+        .systemLibrary(
+            name: "CZeroMQ", path: "Sources/CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(
+            name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Pure protocol code: stdlib only, no I/O.
+        .target(name: "BlastBeatCore", swiftSettings: swiftSettings),
+        // The only target that talks to C libraries and syscalls.
+        .target(
+            name: "BlastBeatSystem",
+            dependencies: ["BlastBeatCore", "CSystem", "CLibEV", "CZeroMQ"],
+            swiftSettings: swiftSettings),
+        // The gateway itself.
+        .target(
+            name: "BlastBeatServer",
+            dependencies: ["BlastBeatCore", "BlastBeatSystem"],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "blastbeat",
+            dependencies: ["BlastBeatCore", "BlastBeatServer"],
+            swiftSettings: swiftSettings),
+
+        .testTarget(name: "BlastBeatCoreTests", dependencies: ["BlastBeatCore"], swiftSettings: swiftSettings),
+    ]
+)

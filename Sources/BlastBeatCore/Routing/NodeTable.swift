@@ -1,0 +1,112 @@
+/// Health and load of every configured backend node, and the choice of node for a new request.
+///
+/// A node is identified by its ZeroMQ identity. Nodes start `unknown` (we have not heard from
+/// them, but a send may succeed); any message from a node makes it `alive`; a send that libzmq
+/// reports unroutable, or silence longer than the ping timeout, makes it `dead` until it speaks
+/// again. Only `unknown` and `alive` nodes get new requests. Pure bookkeeping: time comes in as
+/// arguments and the gateway does the I/O.
+package struct NodeTable: Sendable {
+    package enum Health: Sendable, Equatable {
+        case unknown
+        case alive
+        case dead
+    }
+
+    package struct Node: Sendable {
+        package var identity: [UInt8]
+        package var health: Health = .unknown
+        /// Loop time of the last message received from the node.
+        package var lastSeen: Double = 0
+        /// Requests sent to the node whose response has not completed.
+        package var inFlight: Int = 0
+        /// Counters for logs and tests.
+        package var requests: Int = 0
+    }
+
+    package private(set) var nodes: [Node] = []
+    private var byIdentity: [[UInt8]: Int] = [:]
+    /// Rotates the starting point of the fewest-in-flight scan so ties are spread round-robin.
+    private var rotation = 0
+
+    package init() {}
+
+    /// Adds a node if it is not known yet; returns its index.
+    @discardableResult
+    package mutating func add(_ identity: [UInt8]) -> Int {
+        if let i = byIdentity[identity] { return i }
+        nodes.append(Node(identity: identity))
+        byIdentity[identity] = nodes.count - 1
+        return nodes.count - 1
+    }
+
+    package func index(of identity: UnsafeRawBufferPointer) -> Int? {
+        // Identities are few; a linear byte compare avoids building an array key per message.
+        for i in nodes.indices where nodes[i].identity.count == identity.count {
+            if nodes[i].identity.withUnsafeBytes({ $0.elementsEqual(identity) }) { return i }
+        }
+        return nil
+    }
+
+    package func index(of identity: [UInt8]) -> Int? { byIdentity[identity] }
+
+    /// Records a message from node `i`. Returns true when the node came back from `dead`.
+    @discardableResult
+    package mutating func heard(from i: Int, now: Double) -> Bool {
+        let revived = nodes[i].health == .dead
+        nodes[i].health = .alive
+        nodes[i].lastSeen = now
+        return revived
+    }
+
+    /// Marks node `i` dead. Returns true when it was not dead before.
+    @discardableResult
+    package mutating func markDead(_ i: Int) -> Bool {
+        let changed = nodes[i].health != .dead
+        nodes[i].health = .dead
+        return changed
+    }
+
+    package func isUsable(_ i: Int) -> Bool { nodes[i].health != .dead }
+
+    /// The usable node among `candidates` with the fewest requests in flight, skipping `excluded`.
+    package mutating func choose(from candidates: [Int], excluding excluded: [Int] = []) -> Int? {
+        guard !candidates.isEmpty else { return nil }
+        rotation &+= 1
+        var best: Int? = nil
+        let start = rotation % candidates.count
+        for k in 0..<candidates.count {
+            let i = candidates[(start + k) % candidates.count]
+            if nodes[i].health == .dead || excluded.contains(i) { continue }
+            if best == nil || nodes[i].inFlight < nodes[best!].inFlight { best = i }
+        }
+        return best
+    }
+
+    package mutating func requestStarted(on i: Int) {
+        nodes[i].inFlight += 1
+        nodes[i].requests += 1
+    }
+
+    package mutating func requestFinished(on i: Int) {
+        nodes[i].inFlight = max(0, nodes[i].inFlight - 1)
+    }
+
+    /// What the ping timer should do with node `i` at `now`.
+    package enum PingAction: Equatable {
+        case nothing
+        case ping
+        /// Silent past the timeout: declare it dead (and ping it, so it can come back).
+        case declareDead
+    }
+
+    package func pingAction(for i: Int, now: Double, frequency: Double, timeout: Double) -> PingAction {
+        let node = nodes[i]
+        switch node.health {
+        case .alive:
+            if now - node.lastSeen > timeout { return .declareDead }
+            return now - node.lastSeen >= frequency ? .ping : .nothing
+        case .unknown, .dead:
+            return .ping
+        }
+    }
+}

@@ -1,0 +1,37 @@
+/// The 16 random bytes that name a client connection on the wire (frame 1 of every message).
+package struct SessionID: Hashable, Sendable {
+    package var high: UInt64
+    package var low: UInt64
+
+    package init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// Reads a sid frame; nil unless it is exactly 16 bytes.
+    package init?(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count == 16 else { return nil }
+        high = bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+        low = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+    }
+
+    /// The 16 wire bytes, valid only inside `body`.
+    package func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var copy = self
+        return try withUnsafeBytes(of: &copy) { try body($0) }
+    }
+
+    /// Lowercase hex, for logs.
+    package var hex: String {
+        withBytes { raw in
+            let digits: [UInt8] = Array("0123456789abcdef".utf8)
+            var out: [UInt8] = []
+            out.reserveCapacity(32)
+            for b in raw {
+                out.append(digits[Int(b >> 4)])
+                out.append(digits[Int(b & 15)])
+            }
+            return String(decoding: out, as: UTF8.self)
+        }
+    }
+}

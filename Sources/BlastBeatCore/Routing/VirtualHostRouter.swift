@@ -1,0 +1,82 @@
+/// Finds the virtual host for a request's Host header among the vhosts served on one listener.
+///
+/// Matching is ASCII case-insensitive, ignores one trailing dot, and treats the listener's own
+/// port as optional: on a listener bound to port 8080, `Host: localhost` and `Host: localhost:8080`
+/// both match `[blastbeat:localhost]`, and `[blastbeat:localhost:8000]` matches `localhost:8000`
+/// (and plain `localhost` only on a listener bound to 8000).
+package struct VirtualHostRouter: Sendable {
+    package struct Entry: Sendable {
+        package var vhost: Int
+        package var hostName: [UInt8]
+        package var port: UInt16?
+
+        package init(vhost: Int, hostName: [UInt8], port: UInt16?) {
+            self.vhost = vhost
+            self.hostName = hostName
+            self.port = port
+        }
+    }
+
+    package private(set) var entries: [Entry]
+    package var defaultVhost: Int?
+    package let listenerPort: UInt16
+
+    package init(entries: [Entry], defaultVhost: Int?, listenerPort: UInt16) {
+        self.entries = entries
+        self.defaultVhost = defaultVhost
+        self.listenerPort = listenerPort
+    }
+
+    /// The vhost index for `host` (the raw Host value), or the default vhost, or nil.
+    package func route(host: UnsafeRawBufferPointer?) -> Int? {
+        guard let host, let (name, port) = Self.split(host) else { return defaultVhost }
+        let effectivePort = port ?? listenerPort
+        for entry in entries {
+            let wanted = entry.port ?? listenerPort
+            if wanted != effectivePort { continue }
+            if Self.equalsIgnoringCase(name, entry.hostName) { return entry.vhost }
+        }
+        return defaultVhost
+    }
+
+    /// Splits `host[:port]` or `[v6][:port]`; nil when the port is not a number in 1–65535.
+    static func split(_ host: UnsafeRawBufferPointer) -> (UnsafeRawBufferPointer, UInt16?)? {
+        var end = host.count
+        var port: UInt16? = nil
+        let colon: UInt8 = 0x3A
+        // The port follows the last colon, unless that colon is inside an IPv6 literal.
+        if let last = host.lastIndex(of: colon), host.first != 0x5B || (last > 0 && host[last - 1] == 0x5D) {
+            if host.first != 0x5B, host[..<last].contains(colon) {
+                // A bare IPv6 literal without brackets: no port.
+            } else {
+                var value = 0
+                let digits = host[(last + 1)...]
+                if digits.isEmpty || digits.count > 5 { return nil }
+                for d in digits {
+                    guard d >= 0x30 && d <= 0x39 else { return nil }
+                    value = value * 10 + Int(d - 0x30)
+                }
+                guard value >= 1 && value <= 65535 else { return nil }
+                port = UInt16(value)
+                end = last
+            }
+        }
+        var start = 0
+        if end >= 2 && host[0] == 0x5B && host[end - 1] == 0x5D {
+            start = 1
+            end -= 1
+        }
+        if end > start && host[end - 1] == 0x2E { end -= 1 }  // trailing dot
+        return (UnsafeRawBufferPointer(rebasing: host[start..<end]), port)
+    }
+
+    static func equalsIgnoringCase(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        for i in 0..<b.count {
+            var x = a[i]
+            if x >= 0x41 && x <= 0x5A { x |= 0x20 }
+            if x != b[i] { return false }
+        }
+        return true
+    }
+}

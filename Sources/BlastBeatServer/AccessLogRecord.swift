@@ -1,0 +1,75 @@
+package import BlastBeatCore
+
+/// What the access log needs from a request, copied at request start because the request bytes
+/// are gone by the time the response completes. The arrays keep their capacity between requests.
+struct AccessLogRecord {
+    var requestLine: [UInt8] = []
+    var referer: [UInt8] = []
+    var userAgent: [UInt8] = []
+    var status = 0
+    var bytesSent = 0
+
+    mutating func capture(head: HTTPRequestHead, bytes: UnsafeRawBufferPointer) {
+        requestLine.removeAll(keepingCapacity: true)
+        requestLine.append(contentsOf: bytes[head.method])
+        requestLine.append(0x20)
+        requestLine.append(contentsOf: bytes[head.target])
+        requestLine.append(0x20)
+        let version = head.version.text
+        requestLine.append(contentsOf: UnsafeRawBufferPointer(start: version.utf8Start, count: version.utf8CodeUnitCount))
+        referer.removeAll(keepingCapacity: true)
+        userAgent.removeAll(keepingCapacity: true)
+        for field in head.headers where field.known == nil {
+            let name = bytes[field.name]
+            if name.count == 7 && Self.equalsLower(name, "referer") {
+                referer.append(contentsOf: bytes[field.value])
+            } else if name.count == 10 && Self.equalsLower(name, "user-agent") {
+                userAgent.append(contentsOf: bytes[field.value])
+            }
+        }
+        status = 0
+        bytesSent = 0
+    }
+
+    private static func equalsLower(_ bytes: Slice<UnsafeRawBufferPointer>, _ lower: StaticString) -> Bool {
+        var i = 0
+        let p = lower.utf8Start
+        for b in bytes {
+            let c = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
+            if c != p[i] { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// Appends one line in combined format plus `node=` and `time=` (seconds) to `out`.
+    /// Quotes and control bytes inside quoted fields are escaped so a client cannot forge lines.
+    func write(
+        into out: inout [UInt8], remote: [UInt8], date: [UInt8], node: [UInt8]?, seconds: Double
+    ) {
+        out.append(contentsOf: remote)
+        out.append(contentsOf: " - - [".utf8)
+        out.append(contentsOf: date)
+        out.append(contentsOf: "] \"".utf8)
+        Self.appendEscaped(requestLine, to: &out)
+        out.append(contentsOf: "\" \(status) \(bytesSent) \"".utf8)
+        if referer.isEmpty { out.append(0x2D) } else { Self.appendEscaped(referer, to: &out) }
+        out.append(contentsOf: "\" \"".utf8)
+        if userAgent.isEmpty { out.append(0x2D) } else { Self.appendEscaped(userAgent, to: &out) }
+        out.append(contentsOf: "\" node=".utf8)
+        if let node { Self.appendEscaped(node, to: &out) } else { out.append(0x2D) }
+        let millis = Int((seconds * 1000).rounded())
+        out.append(contentsOf: " time=\(millis / 1000).\(String(millis % 1000 + 1000).dropFirst())\n".utf8)
+    }
+
+    private static func appendEscaped(_ bytes: [UInt8], to out: inout [UInt8]) {
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        for b in bytes {
+            if b < 0x20 || b == 0x22 || b == 0x5C || b >= 0x7F {
+                out.append(contentsOf: [0x5C, 0x78, hex[Int(b >> 4)], hex[Int(b & 15)]])
+            } else {
+                out.append(b)
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+package import BlastBeatCore
+package import BlastBeatSystem
+
+/// The client → backend direction: parsing requests and forwarding heads and bodies.
+extension Connection {
+    /// Consumes as much of `bytes` as the current state allows; returns how many bytes were used.
+    /// Bytes of a pipelined request stay unconsumed until the current response completes.
+    func process(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var offset = 0
+        while offset < bytes.count && !closed && !closeWhenFlushed {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            switch request {
+            case .idle, .readingHead:
+                if isExchangeActive { return offset }  // pipelined: wait for the response
+                if case .idle = request {
+                    request = .readingHead
+                    setDeadline(gateway.config.timeouts.header, .head)
+                }
+                let complete: Bool
+                do throws(HTTPParseError) {
+                    complete = try parser.parse(rest, into: &head)
+                } catch {
+                    rejectRequest(error)
+                    return bytes.count
+                }
+                if !complete { return offset }
+                let used = head.length
+                parser.reset()
+                startRequest(headBytes: rest, followingBytes: rest.count - used)
+                offset += used
+            case .body(var decoder):
+                let (consumed, payload): (Int, Range<Int>?)
+                do throws(HTTPParseError) {
+                    (consumed, payload) = try decoder.decode(rest)
+                } catch {
+                    request = .body(decoder)
+                    rejectRequest(error)
+                    return bytes.count
+                }
+                if let payload, !payload.isEmpty {
+                    forwardBody(UnsafeRawBufferPointer(rebasing: rest[payload]))
+                }
+                offset += consumed
+                if decoder.isFinished {
+                    request = .complete
+                    finishRequestBody()
+                } else {
+                    request = .body(decoder)
+                    if consumed == 0 { return offset }
+                }
+            case .complete:
+                if !requestKeepAlive {
+                    // Nothing may follow a non-persistent request (RFC 9112 §9.6); discard it.
+                    return bytes.count
+                }
+                return offset
+            }
+        }
+        return offset
+    }
+
+    /// A request head is complete: route it, bind a node and send the uwsgi packet.
+    private func startRequest(headBytes: UnsafeRawBufferPointer, followingBytes: Int) {
+        gateway.counters.requests += 1
+        requestStart = gateway.loop.now
+        requestKeepAlive = head.keepAlive && !gateway.isShuttingDown
+        requestVersion = head.version
+        requestIsHead = head.methodKind == .head
+        continueSent = false
+        bodyComplete = !head.hasBody
+        hops = 0
+        triedNodes.removeAll(keepingCapacity: true)
+        replayBody = head.hasBody ? (replayBody.map { var b = $0; b.removeAll(keepingCapacity: true); return b } ?? []) : []
+        if gateway.accessLog != nil { log.capture(head: head, bytes: headBytes) }
+
+        if head.methodKind == .connect {
+            return sendErrorAndClose(status: 405, message: "CONNECT is not supported")
+        }
+        let host = head.host.map { UnsafeRawBufferPointer(rebasing: headBytes[$0]) }
+        guard let vhost = listener.router.route(host: host) else {
+            return sendErrorAndClose(status: 404, message: "no site is configured for this Host")
+        }
+        self.vhost = vhost
+
+        uwsgiPacket.removeAll(keepingCapacity: true)
+        do {
+            try UwsgiEncoder.encode(
+                head: head, request: headBytes, context: gateway.uwsgiContext(for: self, vhost: vhost),
+                into: &uwsgiPacket)
+        } catch {
+            return sendErrorAndClose(status: 431, message: "request headers too large to forward")
+        }
+
+        if head.hasBody {
+            request = .body(head.isChunked ? .chunked(limits: gateway.config.limits) : .contentLength(head.contentLength ?? 0))
+        } else {
+            request = .complete
+        }
+        response = .awaitingHead
+        guard dispatchToNode(preferring: node) else { return }
+        if head.expectContinue && head.hasBody && followingBytes == 0 && requestVersion == .http11 {
+            enqueue("HTTP/1.1 100 Continue\r\n\r\n")
+            continueSent = true
+        }
+        refreshDeadlineForState()
+    }
+
+    /// Sends the current request (uwsgi, buffered body, end marker) to a node of the vhost.
+    /// Prefers the session's node when it serves the vhost (affinity); otherwise the usable node
+    /// with the fewest requests in flight. Answers 503 itself when no node can take it.
+    /// Returns false when the request was answered with an error.
+    @discardableResult
+    func dispatchToNode(preferring preferred: Int?) -> Bool {
+        let candidates = gateway.vhostNodes[vhost]
+        var choice: Int? = nil
+        if let preferred, candidates.contains(preferred), gateway.nodes.isUsable(preferred),
+            !triedNodes.contains(preferred)
+        {
+            choice = preferred
+        }
+        while true {
+            if choice == nil { choice = gateway.nodes.choose(from: candidates, excluding: triedNodes) }
+            guard let target = choice else {
+                response = .none
+                sendErrorAndClose(status: 503, message: "no backend node is available", retryAfter: true)
+                return false
+            }
+            if let old = node, old != target, nodeKnowsSession {
+                // The session moves to another node: the old one may forget it.
+                gateway.sendEnd(to: old, sid: sid)
+                nodeKnowsSession = false
+            }
+            node = target
+            switch gateway.send(to: target, sid: sid, type: "uwsgi", body: uwsgiPacket) {
+            case .sent:
+                nodeKnowsSession = true
+                triedNodes.append(target)
+                gateway.nodes.requestStarted(on: target)
+                if let body = replayBody, !body.isEmpty {
+                    gateway.send(to: target, sid: sid, type: "body", body: body)
+                }
+                if bodyComplete && head.hasBody { sendEndOfBody() }
+                return true
+            case .unreachable, .full:
+                // send() already marked the node; try the next one.
+                nodeKnowsSession = false
+                triedNodes.append(target)
+                choice = nil
+            }
+        }
+    }
+
+    private func forwardBody(_ bytes: UnsafeRawBufferPointer) {
+        if continueSent == false && head.expectContinue { continueSent = true }  // the client did not wait
+        if var kept = replayBody {
+            if kept.count + bytes.count <= gateway.config.maxRetryBuffer {
+                replayBody = nil
+                kept.append(contentsOf: bytes)
+                replayBody = kept
+            } else {
+                replayBody = nil  // too big to replay: a later `retry` gets 502
+            }
+        }
+        guard let node, nodeKnowsSession else { return }
+        gateway.send(to: node, sid: sid, type: "body", body: bytes)
+        if case .body = request { setDeadline(gateway.config.timeouts.body, .body) }
+    }
+
+    private func finishRequestBody() {
+        bodyComplete = true
+        sendEndOfBody()
+        refreshDeadlineForState()
+        if case .complete = response { exchangeFinished() }
+    }
+
+    /// The end-of-body marker: an empty `body` message. Backends that predate it append nothing.
+    private func sendEndOfBody() {
+        guard let node, nodeKnowsSession else { return }
+        gateway.send(to: node, sid: sid, type: "body", body: [])
+    }
+
+    /// Answers a malformed request with its status code and closes.
+    private func rejectRequest(_ error: HTTPParseError) {
+        gateway.counters.clientErrors += 1
+        gateway.logger.info("bad request from \(peerDescription): \(error)")
+        if case .awaitingHead = response {
+            // The head went out already (error in the body): the backend is told `end` on close.
+            if let node { gateway.nodes.requestFinished(on: node) }
+            response = .none
+        }
+        if case .body = response {
+            return abort("request body error after response started: \(error)")
+        }
+        sendErrorAndClose(status: error.status, message: error.description)
+    }
+
+    /// Writes a complete error response of the gateway's own and closes after it.
+    func sendErrorAndClose(status: Int, message: String, retryAfter: Bool = false) {
+        let reason = ErrorResponse.reason(for: status)
+        let body = "\(status) \(reason): \(message)\n"
+        var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        text += "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n"
+        if retryAfter { text += "Retry-After: \(gateway.retryAfterSeconds)\r\n" }
+        text += "\r\n"
+        enqueue(Array(text.utf8))
+        if !requestIsHead { enqueue(Array(body.utf8)) }
+        log.status = status
+        log.bytesSent += body.utf8.count
+        gateway.writeAccessLog(self)
+        response = .none
+        request = .complete
+        requestKeepAlive = false
+        closeAfterFlush()
+    }
+}
+
+/// Reason phrases for the statuses the gateway produces itself.
+enum ErrorResponse {
+    static func reason(for status: Int) -> String {
+        switch status {
+        case 400: return "Bad Request"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 408: return "Request Timeout"
+        case 413: return "Content Too Large"
+        case 414: return "URI Too Long"
+        case 431: return "Request Header Fields Too Large"
+        case 500: return "Internal Server Error"
+        case 501: return "Not Implemented"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        case 505: return "HTTP Version Not Supported"
+        default: return "Error"
+        }
+    }
+}

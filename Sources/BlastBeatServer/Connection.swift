@@ -1,0 +1,345 @@
+package import BlastBeatCore
+package import BlastBeatSystem
+
+/// One client TCP connection: its socket, buffers, request/response state and its session with a node.
+///
+/// Lifecycle (one request at a time; pipelined requests wait in `pending`):
+///
+///     idle ──bytes──▶ readingHead ──head──▶ request sent to node ─┬─▶ body streaming ─▶ body complete
+///                                                                 └─▶ response: awaitingHead ─▶ body ─▶ complete
+///     (request complete && response complete) ──keep-alive──▶ idle      ──otherwise──▶ closing ──flushed──▶ closed
+///
+/// Owned by the gateway's session table; every method runs on the loop thread.
+final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
+    unowned(unsafe) let gateway: Gateway
+    let fd: Int32
+    let listener: Listener
+    let sid: SessionID
+    let remoteAddress: [UInt8]
+    let remotePort: [UInt8]
+    private(set) var io: IOWatcher! = nil
+    private(set) var timer: TimerWatcher! = nil
+
+    // MARK: input
+    /// Unconsumed client bytes (a partial head, body bytes not yet forwarded, pipelined requests).
+    /// Empty (and without storage) for an idle connection: reads go to the gateway's shared buffer first.
+    var pending: [UInt8] = []
+    var parser: HTTPRequestHeadParser
+    var head = HTTPRequestHead()
+    var request: RequestPhase = .idle
+    var clientEOF = false
+
+    // MARK: the current exchange
+    var response: ResponsePhase = .none
+    /// Node bound to the session (the node of the current or last request), index into the node table.
+    var node: Int?
+    /// Whether the node has been sent anything on this sid (and so must get `end` when it closes).
+    var nodeKnowsSession = false
+    var vhost: Int = 0
+    var requestKeepAlive = true
+    var requestVersion: HTTPVersion = .http11
+    var requestIsHead = false
+    var continueSent = false
+    /// The current request's uwsgi packet, kept for `retry`.
+    var uwsgiPacket: [UInt8] = []
+    /// Request body bytes kept for `retry`, nil once they exceed the limit.
+    var replayBody: [UInt8]? = []
+    var bodyComplete = false
+    var hops = 0
+    var triedNodes: [Int] = []
+    var requestStart: Double = 0
+    var log = AccessLogRecord()
+
+    // MARK: output
+    var output: [UInt8] = []
+    var outputStart = 0
+    var closeWhenFlushed = false
+    var closed = false
+    var queuedForFlush = false
+    var lingering = false
+
+    // MARK: timeouts
+    var deadline: Double = 0
+    var deadlineReason: TimeoutReason = .idle
+
+    enum RequestPhase {
+        /// Waiting for the first byte of a request.
+        case idle
+        /// Some head bytes have arrived (header timeout running).
+        case readingHead
+        /// Forwarding the body.
+        case body(HTTPBodyDecoder)
+        /// Head (and body) forwarded; waiting for the response before reading the next request.
+        case complete
+    }
+
+    enum ResponsePhase {
+        case none
+        case awaitingHead
+        case body(ResponseFraming)
+        case complete
+    }
+
+    enum TimeoutReason {
+        case idle, head, body, backend, write, linger
+    }
+
+    init(gateway: Gateway, fd: Int32, listener: Listener, sid: SessionID, peer: SocketAddress) {
+        self.gateway = gateway
+        self.fd = fd
+        self.listener = listener
+        self.sid = sid
+        self.remoteAddress = peer.hostBytes
+        self.remotePort = Array(String(peer.port).utf8)
+        self.parser = HTTPRequestHeadParser(limits: gateway.config.limits)
+        self.io = IOWatcher(loop: gateway.loop, fd: fd, delegate: self)
+        self.timer = TimerWatcher(loop: gateway.loop, delegate: self)
+    }
+
+    func start() {
+        io.watch(read: true, write: false)
+        setDeadline(gateway.config.timeouts.keepAlive, .idle)
+    }
+
+    // MARK: readiness
+
+    func ioReady(readable: Bool, writable: Bool) {
+        if writable { flush() }
+        if readable && !closed { if lingering { drainWhileLingering() } else { readAvailable() } }
+    }
+
+    private func readAvailable() {
+        // Bounded per wakeup so one fast client cannot starve the others.
+        for _ in 0..<4 {
+            if closed || clientEOF { return }
+            if pending.isEmpty {
+                let buffer = gateway.readBuffer
+                let result: IOResult
+                do { result = try Posix.read(fd, into: buffer) } catch { return abort("read: \(error)") }
+                guard case .processed(let n) = result else { return }
+                if n == 0 { return endOfInput() }
+                let consumed = process(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                if consumed < n && !closed {
+                    pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[consumed..<n]))
+                }
+                if n < buffer.count { return }
+            } else {
+                let limit = gateway.maxPendingInput
+                if pending.count >= limit {
+                    // Pipelined input is waiting for a response: stop reading (back-pressure).
+                    updateInterest()
+                    return
+                }
+                let old = pending.count
+                let room = min(limit - old, 64 * 1024)
+                var got = 0
+                var failure: SystemError? = nil
+                pending.append(contentsOf: repeatElement(0, count: room))
+                pending.withUnsafeMutableBytes { raw in
+                    do throws(SystemError) {
+                        let r = try Posix.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[old..<(old + room)]))
+                        if case .processed(let n) = r { got = n } else { got = -1 }
+                    } catch { failure = error }
+                }
+                pending.removeLast(room - max(got, 0))
+                if let failure { return abort("read: \(failure)") }
+                if got < 0 { return }
+                if got == 0 { return endOfInput() }
+                processPending()
+                if got < room { return }
+            }
+        }
+    }
+
+    /// Runs the request machinery over `pending`, dropping what it consumed.
+    func processPending() {
+        if pending.isEmpty || closed { return }
+        let consumed = pending.withUnsafeBytes { process($0) }
+        if closed { return }
+        if consumed >= pending.count {
+            pending = []  // release the storage: idle connections hold no buffer
+        } else if consumed > 0 {
+            pending.removeFirst(consumed)
+        }
+        updateInterest()
+    }
+
+    private func endOfInput() {
+        clientEOF = true
+        switch (request, response) {
+        case (.idle, _) where output.count == outputStart && !isExchangeActive:
+            close()
+        case (.readingHead, _), (.body, _):
+            // The client stopped in the middle of a request: nothing sensible can follow.
+            close()
+        default:
+            // Half-close after a complete request: still deliver the response (fixes D25).
+            io.watch(read: false, write: output.count > outputStart)
+        }
+    }
+
+    var isExchangeActive: Bool {
+        switch response {
+        case .awaitingHead, .body: return true
+        case .none, .complete: return false
+        }
+    }
+
+    /// Watches for reading unless input is being held back, and for writing while output is queued.
+    func updateInterest() {
+        if closed { return }
+        let wantWrite = output.count > outputStart
+        let wantRead = !clientEOF && pending.count < gateway.maxPendingInput
+        io.watch(read: wantRead, write: wantWrite)
+    }
+
+    // MARK: output
+
+    /// Queues bytes for the client; the gateway flushes once per loop iteration.
+    func enqueue(_ bytes: UnsafeRawBufferPointer) {
+        if bytes.isEmpty { return }
+        output.append(contentsOf: bytes)
+        scheduleFlush()
+    }
+
+    func enqueue(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { enqueue($0) }
+    }
+
+    func enqueue(_ text: StaticString) {
+        enqueue(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    func scheduleFlush() {
+        if !queuedForFlush {
+            queuedForFlush = true
+            gateway.connectionsToFlush.append(self)
+        }
+        if output.count - outputStart > gateway.config.maxOutputBuffer {
+            // The client reads slower than the backend writes and zmq has no per-sid flow control.
+            gateway.logger.warning("client \(peerDescription) too slow: over \(gateway.config.maxOutputBuffer) bytes queued, closing")
+            abort("output buffer limit")
+        }
+    }
+
+    func flush() {
+        queuedForFlush = false
+        if closed { return }
+        while outputStart < output.count {
+            let result: IOResult
+            do {
+                result = try output.withUnsafeBytes { raw throws(SystemError) in
+                    try Posix.write(fd, UnsafeRawBufferPointer(rebasing: raw[outputStart...]))
+                }
+            } catch {
+                return abort("write: \(error)")
+            }
+            switch result {
+            case .processed(let n):
+                outputStart += n
+            case .wouldBlock:
+                if deadlineReason != .write && !isExchangeActive {
+                    setDeadline(gateway.config.timeouts.body, .write)
+                }
+                updateInterest()
+                return
+            }
+        }
+        // Everything written: drop big buffers so idle connections stay small.
+        if output.capacity > 16 * 1024 { output = [] } else { output.removeAll(keepingCapacity: true) }
+        outputStart = 0
+        if closeWhenFlushed { return finishClosing() }
+        if deadlineReason == .write { refreshDeadlineForState() }
+        updateInterest()
+    }
+
+    /// Closes once queued output is written (a graceful close: FIN after the last byte).
+    func closeAfterFlush() {
+        closeWhenFlushed = true
+        if outputStart >= output.count { finishClosing() } else { scheduleFlush() }
+    }
+
+    private func finishClosing() {
+        // Half-close so the client sees EOF after the last byte, then read and discard until the
+        // client closes too (bounded by a short timeout). Closing with unread input would make the
+        // kernel send RST, which can destroy the response still in flight to the client.
+        if lingering { return }
+        lingering = true
+        if nodeKnowsSession, let node { gateway.sendEnd(to: node, sid: sid) }
+        nodeKnowsSession = false
+        Posix.shutdownWrite(fd)
+        if clientEOF { return close() }
+        pending = []
+        io.watch(read: true, write: false)
+        setDeadline(2, .linger)
+    }
+
+    /// Discards input after the response; closes on EOF.
+    private func drainWhileLingering() {
+        for _ in 0..<16 {
+            let result: IOResult
+            do { result = try Posix.read(fd, into: gateway.readBuffer) } catch { return close() }
+            switch result {
+            case .processed(0): return close()
+            case .processed: continue
+            case .wouldBlock: return
+            }
+        }
+    }
+
+    // MARK: close
+
+    /// Closes at once: protocol error, I/O error, timeout with nothing left to say.
+    func abort(_ reason: String) {
+        gateway.logger.debug("closing \(peerDescription): \(reason)")
+        close()
+    }
+
+    func close() {
+        if closed { return }
+        closed = true
+        io.stop()
+        timer.stop()
+        Posix.close(fd)
+        if case .awaitingHead = response, let node { gateway.nodes.requestFinished(on: node) }
+        if case .body = response, let node { gateway.nodes.requestFinished(on: node) }
+        if nodeKnowsSession, let node { gateway.sendEnd(to: node, sid: sid) }
+        gateway.connectionClosed(self)
+    }
+
+    var peerDescription: String {
+        String(decoding: remoteAddress, as: UTF8.self) + ":" + String(decoding: remotePort, as: UTF8.self)
+    }
+
+    // MARK: timeouts
+
+    /// Sets the single deadline of the connection. The timer is re-armed only when the deadline
+    /// moves earlier than the armed expiry; a later deadline is picked up lazily when it fires.
+    func setDeadline(_ seconds: Double, _ reason: TimeoutReason) {
+        deadline = gateway.loop.now + seconds
+        deadlineReason = reason
+        if let firesAt = timer.firesAt, firesAt <= deadline { return }
+        timer.start(after: seconds)
+    }
+
+    func timerFired(_ timer: TimerWatcher) {
+        if closed { return }
+        let now = gateway.loop.now
+        if now < deadline {
+            timer.start(after: deadline - now)
+            return
+        }
+        timedOut()
+    }
+
+    /// Picks the deadline that fits the current state.
+    func refreshDeadlineForState() {
+        let t = gateway.config.timeouts
+        switch (request, response) {
+        case (_, .awaitingHead), (_, .body): setDeadline(t.backend, .backend)
+        case (.body, _): setDeadline(t.body, .body)
+        case (.readingHead, _): setDeadline(t.header, .head)
+        case (.complete, _), (.idle, _): setDeadline(t.keepAlive, .idle)
+        }
+    }
+}

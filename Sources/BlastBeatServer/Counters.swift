@@ -1,0 +1,14 @@
+/// Things that went wrong without taking anything down, counted for logs and `--stats` output.
+package struct Counters {
+    /// Backend messages dropped: wrong frame count, unknown type, unknown sid, wrong identity,
+    /// or a message that makes no sense in the session's state.
+    package var malformedBackendMessages = 0
+    package var unknownSessionMessages = 0
+    package var forgedIdentityMessages = 0
+    package var outOfOrderBackendMessages = 0
+    package var clientErrors = 0
+    package var backendErrors = 0
+    package var timeouts = 0
+    package var acceptedConnections = 0
+    package var requests = 0
+}

@@ -1,0 +1,160 @@
+package import BlastBeatCore
+package import BlastBeatSystem
+
+/// The ROUTER side: receiving and checking backend messages, sending to nodes, health checks.
+extension Gateway {
+    /// Receives every queued message (the notification fd is edge-triggered: stop only when empty).
+    func drainRouter() {
+        guard let router = routerIfOpen else { return }
+        var budget = 10_000
+        while budget > 0, let received = router.receive() {
+            budget -= 1
+            switch received {
+            case .malformed(let frameCount, let identity):
+                counters.malformedBackendMessages += 1
+                logger.warning("dropped a message of \(frameCount - 1) frame(s) from \(Self.printable(identity)); expected 3 (sid, type, body)")
+            case .message(let message):
+                dispatch(message)
+            }
+        }
+    }
+
+    private func dispatch(_ message: ZMQRouter.Message) {
+        guard let node = nodes.index(of: message.identity) else {
+            counters.forgedIdentityMessages += 1
+            logger.debug("dropped a message from unconfigured identity \(Self.printable(message.identity))")
+            return
+        }
+        if nodes.heard(from: node, now: loop.now) {
+            logger.info("node \(Self.printable(message.identity)) is alive again")
+        }
+        guard let type = BackendMessageType(message.type) else {
+            counters.malformedBackendMessages += 1
+            logger.warning("dropped a message of unknown type \(Self.printable(message.type)) from node \(Self.printable(message.identity))")
+            return
+        }
+        switch type {
+        case .pong:
+            return
+        case .ping, .uwsgi:
+            counters.outOfOrderBackendMessages += 1
+            return
+        case .headers, .body, .chunk, .end, .retry, .websocket:
+            break
+        }
+        guard let sid = SessionID(message.sid), let connection = sessions[sid] else {
+            counters.unknownSessionMessages += 1
+            return
+        }
+        guard connection.node == node else {
+            // Only the node bound to the sid may drive it (fixes D19).
+            counters.forgedIdentityMessages += 1
+            logger.warning("dropped \(type) for session \(sid.hex) from node \(Self.printable(message.identity)), which does not own it")
+            return
+        }
+        connection.backendMessage(type, message.body)
+    }
+
+    var routerIfOpen: ZMQRouter? { routerStorage }
+
+    /// Sends one message to node `node`. An unroutable node is marked dead at once and its
+    /// waiting clients are answered before the loop blocks.
+    @discardableResult
+    func send(to node: Int, sid: SessionID, type: StaticString, body: UnsafeRawBufferPointer) -> ZMQSendResult {
+        guard let router = routerIfOpen else { return .unreachable }
+        var outcome: Result<ZMQSendResult, ZMQError> = .success(.unreachable)
+        nodes.nodes[node].identity.withUnsafeBytes { identity in
+            sid.withBytes { sidBytes in
+                do throws(ZMQError) {
+                    outcome = .success(try router.send(identity: identity, sid: sidBytes, type: type, body: body))
+                } catch {
+                    outcome = .failure(error)
+                }
+            }
+        }
+        let result: ZMQSendResult
+        switch outcome {
+        case .success(let r): result = r
+        case .failure(let error):
+            logger.error("sending to node \(nodeName(node)): \(error)")
+            return .unreachable
+        }
+        switch result {
+        case .sent:
+            break
+        case .unreachable:
+            if nodes.markDead(node) {
+                logger.warning("node \(nodeName(node)) is not connected; marked dead")
+            }
+            scheduleNodeFailure(node)
+        case .full:
+            logger.warning("node \(nodeName(node)) is not reading (queue full); message dropped")
+        }
+        return result
+    }
+
+    @discardableResult
+    func send(to node: Int, sid: SessionID, type: StaticString, body: [UInt8]) -> ZMQSendResult {
+        body.withUnsafeBytes { send(to: node, sid: sid, type: type, body: $0) }
+    }
+
+    func sendEnd(to node: Int, sid: SessionID) {
+        guard nodes.isUsable(node) else { return }
+        send(to: node, sid: sid, type: "end", body: UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    func nodeName(_ node: Int) -> String { String(decoding: nodes.nodes[node].identity, as: UTF8.self) }
+
+    // MARK: health
+
+    /// Pings nodes that have been quiet for `ping-freq`, and declares dead the ones quiet past `ping-timeout`.
+    func pingNodes() {
+        let now = loop.now
+        for node in nodes.nodes.indices {
+            switch nodes.pingAction(for: node, now: now, frequency: config.pingFrequency, timeout: config.pingTimeout) {
+            case .nothing:
+                continue
+            case .declareDead:
+                if nodes.markDead(node) {
+                    logger.warning("node \(nodeName(node)) did not answer pings for \(config.pingTimeout)s; marked dead")
+                }
+                scheduleNodeFailure(node)
+                fallthrough
+            case .ping:
+                let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+                guard let router = routerIfOpen else { return }
+                let sent = nodes.nodes[node].identity.withUnsafeBytes { identity in
+                    try? router.send(identity: identity, sid: empty, type: "ping", body: empty)
+                }
+                if sent == .unreachable && nodes.markDead(node) {
+                    logger.warning("node \(nodeName(node)) is not connected; marked dead")
+                    scheduleNodeFailure(node)
+                }
+            }
+        }
+    }
+
+    func scheduleNodeFailure(_ node: Int) {
+        if !pendingNodeFailures.contains(node) { pendingNodeFailures.append(node) }
+    }
+
+    /// Answers the clients waiting on nodes that were found dead during this iteration.
+    func failNodesIfNeeded() {
+        if pendingNodeFailures.isEmpty { return }
+        let dead = pendingNodeFailures
+        pendingNodeFailures.removeAll()
+        for connection in Array(sessions.values) {
+            guard let node = connection.node, dead.contains(node), connection.nodeKnowsSession else { continue }
+            if nodes.isUsable(node) { continue }
+            connection.nodeLost()
+        }
+    }
+
+    static func printable(_ bytes: UnsafeRawBufferPointer) -> String {
+        var text = ""
+        for b in bytes.prefix(64) {
+            if b >= 0x20 && b < 0x7F { text.unicodeScalars.append(Unicode.Scalar(b)) } else { text += "\\x" + String(b, radix: 16) }
+        }
+        return "\"" + text + "\""
+    }
+}

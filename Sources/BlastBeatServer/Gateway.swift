@@ -1,0 +1,301 @@
+package import BlastBeatCore
+package import BlastBeatSystem
+package import Glibc
+
+/// Errors that stop the gateway from starting, each naming what to fix.
+package struct StartupError: Error, CustomStringConvertible {
+    package var description: String
+}
+
+/// The whole gateway on one event loop: listeners, client connections, the ROUTER socket and
+/// the backend nodes. Reached from watcher callbacks through their delegates; no globals.
+package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, TimerWatcherDelegate, IOWatcherDelegate {
+    let config: Configuration
+    let loop: EventLoop
+    let logger: Logger
+    var counters = Counters()
+    var accessLog: LogSink?
+    private var accessLogDate: (second: Int, text: [UInt8]) = (-1, [])
+
+    /// Shared read buffer: a connection's bytes land here first and are copied out only when a
+    /// partial request remains, so idle connections own no buffer.
+    let readBuffer: UnsafeMutableRawBufferPointer
+    /// Most unconsumed input a connection may hold (a head plus pipelined requests).
+    let maxPendingInput: Int
+    let responseChunkLimits: HTTPLimits
+
+    private(set) var listeners: [Listener] = []
+    var routerStorage: ZMQRouter? = nil
+    private var routerWatcher: IOWatcher! = nil
+    var nodes = NodeTable()
+    /// Node indices per vhost, in configuration order.
+    private(set) var vhostNodes: [[Int]] = []
+    private var vhostServerNames: [[UInt8]] = []
+    var sessions: [SessionID: Connection] = [:]
+    var connectionsToFlush: [Connection] = []
+    var pendingNodeFailures: [Int] = []
+    private var random = SecureRandom()
+
+    private var prepareWatcher: PrepareWatcher! = nil
+    private var pingTimer: TimerWatcher! = nil
+    private var housekeepingTimer: TimerWatcher! = nil
+    private var shutdownTimer: TimerWatcher! = nil
+    private var acceptPauseTimer: TimerWatcher! = nil
+    private var signalWatchers: [SignalWatcher] = []
+    private(set) var isShuttingDown = false
+    private var acceptingPaused = false
+
+    package init(config: Configuration) throws(StartupError) {
+        self.config = config
+        self.loop = EventLoop()
+        self.logger = Logger(level: config.logLevel)
+        self.readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
+        self.maxPendingInput = max(config.limits.maxHeadBytes * 2, 128 * 1024)
+        var chunkLimits = config.limits
+        chunkLimits.maxBodySize = Int.max
+        self.responseChunkLimits = chunkLimits
+
+        for vhost in config.vhosts {
+            vhostNodes.append(vhost.nodes.map { nodes.add($0) })
+            vhostServerNames.append(vhost.hostName)
+        }
+        if let path = config.accessLog {
+            do { accessLog = try LogSink(path: path) } catch {
+                throw StartupError(description: "\(config.file): access-log: \(error)")
+            }
+        }
+        try openListeners()
+        let router: ZMQRouter
+        do {
+            router = try ZMQRouter(endpoint: config.zmqEndpoint)
+            routerStorage = router
+        } catch {
+            closeListeners()
+            throw StartupError(description: "\(config.file): zmq: \(error)")
+        }
+        routerWatcher = IOWatcher(loop: loop, fd: router.notificationFD, delegate: self)
+        routerWatcher.watch(read: true, write: false)
+        prepareWatcher = PrepareWatcher(loop: loop, delegate: self)
+        pingTimer = TimerWatcher(loop: loop, delegate: self)
+        housekeepingTimer = TimerWatcher(loop: loop, delegate: self)
+        shutdownTimer = TimerWatcher(loop: loop, delegate: self)
+        acceptPauseTimer = TimerWatcher(loop: loop, delegate: self)
+        for signal in [SIGINT, SIGTERM] {
+            signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
+        }
+    }
+
+    private func openListeners() throws(StartupError) {
+        for (index, listenerConfig) in config.listeners.enumerated() {
+            if listenerConfig.tls {
+                closeListeners()
+                throw StartupError(
+                    description:
+                        "\(config.file):\(listenerConfig.line): bind-ssl: HTTPS listeners are not supported yet (issue #3); use bind")
+            }
+            let addresses: [SocketAddress]
+            do { addresses = try SocketAddress.resolve(listenerConfig.address) } catch {
+                closeListeners()
+                throw StartupError(description: "\(config.file):\(listenerConfig.line): bind: \(error)")
+            }
+            let served = config.vhostIndices(forListener: index)
+            for address in addresses {
+                let fd: Int32
+                do { fd = try Posix.listen(address: address, backlog: 1024) } catch {
+                    closeListeners()
+                    throw StartupError(description: "\(config.file):\(listenerConfig.line): bind: \(error)")
+                }
+                let port = Posix.localPort(fd)
+                var entries: [VirtualHostRouter.Entry] = []
+                var defaultVhost: Int? = nil
+                for v in served {
+                    let vhost = config.vhosts[v]
+                    entries.append(.init(vhost: v, hostName: vhost.hostName, port: vhost.port))
+                    if vhost.isDefault { defaultVhost = v }
+                }
+                let router = VirtualHostRouter(entries: entries, defaultVhost: defaultVhost, listenerPort: port)
+                listeners.append(Listener(gateway: self, fd: fd, address: address, router: router))
+            }
+        }
+    }
+
+    private func closeListeners() {
+        for listener in listeners { listener.close() }
+    }
+
+    /// Drops root privileges (after binding), then serves until shut down.
+    package func run() throws(StartupError) {
+        let user = config.uid ?? "nobody"
+        let group = config.gid ?? "nogroup"
+        do {
+            if let dropped = try Privileges.drop(user: user, group: group) {
+                logger.info("running as uid \(dropped.uid) gid \(dropped.gid)")
+            }
+        } catch {
+            shutdownNow()
+            throw StartupError(description: "\(config.file): uid/gid: \(error)")
+        }
+        for listener in listeners {
+            listener.setAccepting(true)
+            logger.info("listening on http://\(listener.address)")
+        }
+        logger.info("ROUTER bound to \(config.zmqEndpoint); \(nodes.nodes.count) node(s) configured")
+        pingTimer.start(after: config.pingFrequency, repeat: config.pingFrequency)
+        housekeepingTimer.start(after: 1, repeat: 1)
+        loop.run()
+        shutdownNow()
+        logger.info(
+            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped"
+        )
+    }
+
+    private func shutdownNow() {
+        for connection in Array(sessions.values) { connection.close() }
+        closeListeners()
+        accessLog?.flush()
+        routerWatcher?.stop()
+        routerStorage?.close()
+        routerStorage = nil
+    }
+
+    // MARK: accepting
+
+    func acceptConnections(on listener: Listener) {
+        for _ in 0..<64 {
+            if sessions.count >= config.maxConnections {
+                pauseAccepting(reason: "max-connections (\(config.maxConnections)) reached")
+                return
+            }
+            let accepted: (fd: Int32, peer: SocketAddress)?
+            do { accepted = try Posix.accept(listener.fd) } catch {
+                if error.errno == EMFILE || error.errno == ENFILE || error.errno == ENOBUFS || error.errno == ENOMEM {
+                    // Out of descriptors: spinning on accept would burn the CPU (the original did).
+                    pauseAccepting(reason: "\(error)")
+                } else {
+                    logger.warning("accept on \(listener.address): \(error)")
+                }
+                return
+            }
+            guard let (fd, peer) = accepted else { return }
+            try? Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+            let (high, low) = random.next128()
+            let sid = SessionID(high: high, low: low)
+            let connection = Connection(
+                gateway: self, fd: fd, listener: listener, sid: sid, peer: peer)
+            sessions[sid] = connection
+            counters.acceptedConnections += 1
+            connection.start()
+        }
+    }
+
+    private func pauseAccepting(reason: String) {
+        if acceptingPaused { return }
+        acceptingPaused = true
+        logger.warning("not accepting new connections for now: \(reason)")
+        for listener in listeners { listener.setAccepting(false) }
+        acceptPauseTimer.start(after: 0.1)
+    }
+
+    func connectionClosed(_ connection: Connection) {
+        sessions[connection.sid] = nil
+        if acceptingPaused && sessions.count < config.maxConnections && !isShuttingDown {
+            // Resumed by the pause timer, which also covers descriptor exhaustion.
+        }
+    }
+
+    // MARK: uwsgi
+
+    func uwsgiContext(for connection: Connection, vhost: Int) -> UwsgiRequestContext {
+        UwsgiRequestContext(
+            serverName: vhostServerNames[vhost], serverPort: connection.listener.portBytes,
+            remoteAddress: connection.remoteAddress, remotePort: connection.remotePort, isTLS: false)
+    }
+
+    var retryAfterSeconds: Int { max(1, Int(config.pingFrequency.rounded(.up))) }
+
+    // MARK: access log
+
+    func writeAccessLog(_ connection: Connection) {
+        guard let accessLog else { return }
+        let now = WallClock.now()
+        let second = Int(now)
+        if second != accessLogDate.second {
+            accessLogDate = (second, WallClock.format(second, "%d/%b/%Y:%H:%M:%S %z"))
+        }
+        let node = connection.node.map { nodes.nodes[$0].identity }
+        let elapsed = loop.now - connection.requestStart
+        accessLog.withBuffer { out in
+            connection.log.write(
+                into: &out, remote: connection.remoteAddress, date: accessLogDate.text, node: node, seconds: elapsed)
+        }
+    }
+
+    // MARK: loop hooks
+
+    package func loopWillBlock() {
+        // Sends made during this iteration may have consumed the edge of the ZeroMQ descriptor,
+        // so its queue is re-checked here, and all output of the iteration leaves in one write each.
+        for _ in 0..<8 {
+            if let router = routerStorage, router.hasIncoming { drainRouter() }
+            failNodesIfNeeded()
+            if connectionsToFlush.isEmpty { break }
+            let batch = connectionsToFlush
+            connectionsToFlush.removeAll(keepingCapacity: true)
+            for connection in batch { connection.flush() }
+            if routerStorage?.hasIncoming != true { break }
+        }
+        if isShuttingDown && sessions.isEmpty { loop.stop() }
+    }
+
+    package func ioReady(readable: Bool, writable: Bool) {
+        drainRouter()
+    }
+
+    package func timerFired(_ timer: TimerWatcher) {
+        if timer === pingTimer {
+            pingNodes()
+        } else if timer === housekeepingTimer {
+            accessLog?.flush()
+        } else if timer === acceptPauseTimer {
+            acceptingPaused = false
+            if !isShuttingDown {
+                for listener in listeners { listener.setAccepting(true) }
+            }
+        } else if timer === shutdownTimer {
+            logger.warning("shutdown-timeout reached with \(sessions.count) connection(s) open; closing them")
+            for connection in Array(sessions.values) { connection.close() }
+            loop.stop()
+        }
+    }
+
+    // MARK: shutdown
+
+    package func signalReceived(_ signal: Int32) {
+        if isShuttingDown {
+            logger.warning("second signal: stopping now")
+            for connection in Array(sessions.values) { connection.close() }
+            loop.stop()
+            return
+        }
+        isShuttingDown = true
+        logger.info(
+            "signal \(signal): no longer accepting; finishing \(sessions.count) connection(s) within \(config.timeouts.shutdown)s")
+        closeListeners()
+        for connection in Array(sessions.values) { connection.shutdownRequested() }
+        shutdownTimer.start(after: config.timeouts.shutdown)
+        if sessions.isEmpty { loop.stop() }
+    }
+}
+
+extension Connection {
+    /// Graceful shutdown: idle connections close now, busy ones after their current response.
+    func shutdownRequested() {
+        requestKeepAlive = false
+        switch (request, response) {
+        case (.idle, .none), (.idle, .complete):
+            if output.count == outputStart { close() } else { closeAfterFlush() }
+        default:
+            break
+        }
+    }
+}

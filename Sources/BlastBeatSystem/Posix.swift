@@ -1,0 +1,100 @@
+package import Glibc
+internal import CSystem
+
+/// Thin wrappers around the socket syscalls the gateway uses.
+///
+/// Each wrapper reads errno immediately after the call, retries EINTR, returns EAGAIN as
+/// `.wouldBlock` and throws `SystemError` for everything else. They are `@inline(never)` so no
+/// ARC traffic can run between the call and the errno read (the pattern of nio's System.swift).
+package enum Posix {
+    @inline(never)
+    package static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n >= 0 { return .processed(n) }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(call: "read", errno: e)
+        }
+    }
+
+    @inline(never)
+    package static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult {
+        while true {
+            let n = Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
+            if n >= 0 { return .processed(n) }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(call: "send", errno: e)
+        }
+    }
+
+    /// Accepts one connection as non-blocking and close-on-exec; nil when the backlog is empty.
+    @inline(never)
+    package static func accept(_ fd: Int32) throws(SystemError) -> (fd: Int32, peer: SocketAddress)? {
+        var peer = sockaddr_storage()
+        while true {
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let client = withUnsafeMutablePointer(to: &peer) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    CSystem_accept4(fd, $0, &length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+                }
+            }
+            if client >= 0 { return (client, SocketAddress(storage: peer)) }
+            let e = Glibc.errno
+            if e == EINTR || e == ECONNABORTED { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return nil }
+            throw SystemError(call: "accept4", errno: e)
+        }
+    }
+
+    package static func close(_ fd: Int32) {
+        // Linux releases the descriptor even when close reports EINTR, so it is never retried.
+        _ = Glibc.close(fd)
+    }
+
+    /// Half-closes the sending side so the client sees EOF after the last response byte.
+    package static func shutdownWrite(_ fd: Int32) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
+    package static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) throws(SystemError) {
+        var v = value
+        if Glibc.setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            throw SystemError(call: "setsockopt(\(level), \(name))", errno: Glibc.errno)
+        }
+    }
+
+    /// Creates a listening, non-blocking TCP socket bound to `address`.
+    package static func listen(address: SocketAddress, backlog: Int32) throws(SystemError) -> Int32 {
+        let family = Int32(address.family)
+        let fd = Glibc.socket(family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw SystemError(call: "socket", errno: Glibc.errno) }
+        do throws(SystemError) {
+            try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+            if family == AF_INET6 {
+                // One socket per address family: `[::]` must not swallow `0.0.0.0` on the same port.
+                try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1)
+            }
+            let rc = address.withSockAddr { Glibc.bind(fd, $0, $1) }
+            if rc != 0 { throw SystemError(call: "bind(\(address))", errno: Glibc.errno) }
+            if Glibc.listen(fd, backlog) != 0 { throw SystemError(call: "listen(\(address))", errno: Glibc.errno) }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// The port a socket is bound to (for listeners bound to port 0 in tests).
+    package static func localPort(_ fd: Int32) -> UInt16 {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return SocketAddress(storage: storage).port
+    }
+}

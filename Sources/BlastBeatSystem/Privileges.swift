@@ -1,0 +1,31 @@
+package import Glibc
+
+/// Switches a root process to an unprivileged user and group after the sockets are bound.
+package enum Privileges {
+    /// Resolves names (or numbers) and drops to them. Unknown names are an error, never uid 0 (fixes D33).
+    /// Does nothing when not running as root.
+    package static func drop(user: String, group: String) throws(SystemError) -> (uid: uid_t, gid: gid_t)? {
+        if getuid() != 0 && geteuid() != 0 { return nil }
+        let gid: gid_t
+        if let g = getgrnam(group) {
+            gid = g.pointee.gr_gid
+        } else if let n = UInt32(group) {
+            gid = n
+        } else {
+            throw SystemError(call: "unknown group \"\(group)\" (set gid = NAME in [blastbeat])", errno: EINVAL)
+        }
+        let uid: uid_t
+        if let u = getpwnam(user) {
+            uid = u.pointee.pw_uid
+        } else if let n = UInt32(user) {
+            uid = n
+        } else {
+            throw SystemError(call: "unknown user \"\(user)\" (set uid = NAME in [blastbeat])", errno: EINVAL)
+        }
+        if setgroups(0, nil) != 0 { throw SystemError(call: "setgroups", errno: errno) }
+        if setgid(gid) != 0 { throw SystemError(call: "setgid(\(gid))", errno: errno) }
+        if setuid(uid) != 0 { throw SystemError(call: "setuid(\(uid))", errno: errno) }
+        if uid != 0 && setuid(0) == 0 { throw SystemError(call: "privilege drop could be undone", errno: EPERM) }
+        return (uid, gid)
+    }
+}

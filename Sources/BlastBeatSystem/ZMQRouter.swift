@@ -1,0 +1,166 @@
+internal import CZeroMQ
+package import Glibc
+
+/// A libzmq error with the call that failed.
+package struct ZMQError: Error, CustomStringConvertible {
+    package var call: String
+    package var errno: Int32
+    package var description: String { "\(call): \(String(cString: zmq_strerror(errno)))" }
+}
+
+/// Outcome of sending one multipart message to a peer identity.
+package enum ZMQSendResult: Equatable {
+    case sent
+    /// No peer with that identity is connected (ZMQ_ROUTER_MANDATORY's EHOSTUNREACH).
+    case unreachable
+    /// The peer's high-water mark is reached; nothing was sent.
+    case full
+}
+
+/// The gateway's ROUTER socket: the one place that touches libzmq.
+///
+/// Receiving fills four reusable `zmq_msg_t` frames owned by this object; the views handed out by
+/// `receive` are valid until the next `receive`. libzmq's notification fd is edge-triggered, so the
+/// owner must drain `receive` until it returns nil after every wakeup and after every send.
+package final class ZMQRouter {
+    private let context: UnsafeMutableRawPointer
+    private let socket: UnsafeMutableRawPointer
+    /// Identity, sid, type, body, and a scratch frame for draining surplus frames.
+    private let frames: UnsafeMutablePointer<zmq_msg_t>
+    private var framesHeld = 0
+    private var closed = false
+
+    package init(endpoint: String, highWaterMark: Int32 = 100_000) throws(ZMQError) {
+        guard let context = zmq_ctx_new() else { throw ZMQError(call: "zmq_ctx_new", errno: zmq_errno()) }
+        guard let socket = zmq_socket(context, ZMQ_ROUTER) else {
+            zmq_ctx_term(context)
+            throw ZMQError(call: "zmq_socket", errno: zmq_errno())
+        }
+        self.context = context
+        self.socket = socket
+        self.frames = .allocate(capacity: 5)
+        for i in 0..<5 { zmq_msg_init(frames + i) }
+        do throws(ZMQError) {
+            // Unknown identities become EHOSTUNREACH instead of a silent drop (fixes D30).
+            try setOption(ZMQ_ROUTER_MANDATORY, 1)
+            // A restarted backend takes over its identity at once instead of being refused.
+            try setOption(ZMQ_ROUTER_HANDOVER, 1)
+            try setOption(ZMQ_SNDHWM, highWaterMark)
+            try setOption(ZMQ_RCVHWM, highWaterMark)
+            try setOption(ZMQ_LINGER, 0)
+            if zmq_bind(socket, endpoint) != 0 { throw ZMQError(call: "zmq_bind(\(endpoint))", errno: zmq_errno()) }
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit {
+        assert(closed, "ZMQRouter leaked: close() was not called")
+    }
+
+    private func setOption(_ option: Int32, _ value: Int32) throws(ZMQError) {
+        var v = value
+        if zmq_setsockopt(socket, option, &v, MemoryLayout<Int32>.size) != 0 {
+            throw ZMQError(call: "zmq_setsockopt(\(option))", errno: zmq_errno())
+        }
+    }
+
+    /// The edge-triggered notification descriptor to watch for reading.
+    package var notificationFD: Int32 {
+        var fd: Int32 = -1
+        var size = MemoryLayout<Int32>.size
+        zmq_getsockopt(socket, ZMQ_FD, &fd, &size)
+        return fd
+    }
+
+    /// Whether a message is ready to receive (also resets the edge-triggered fd's state).
+    package var hasIncoming: Bool {
+        var events: Int32 = 0
+        var size = MemoryLayout<Int32>.size
+        if zmq_getsockopt(socket, ZMQ_EVENTS, &events, &size) != 0 { return false }
+        return events & Int32(ZMQ_POLLIN) != 0
+    }
+
+    /// One received message as views into the reusable frames.
+    package struct Message {
+        package var identity: UnsafeRawBufferPointer
+        package var sid: UnsafeRawBufferPointer
+        package var type: UnsafeRawBufferPointer
+        package var body: UnsafeRawBufferPointer
+    }
+
+    /// Outcome of one receive.
+    package enum Received {
+        case message(Message)
+        /// A message without exactly 4 frames (3 from the DEALER); fully drained, `identity` valid.
+        case malformed(frameCount: Int, identity: UnsafeRawBufferPointer)
+    }
+
+    /// Receives one whole multipart message without blocking; nil when none is queued.
+    package func receive() -> Received? {
+        releaseFrames()
+        var count = 0
+        while true {
+            let target = frames + min(count, 4)
+            if zmq_msg_recv(target, socket, count == 0 ? ZMQ_DONTWAIT : 0) < 0 {
+                let e = zmq_errno()
+                if count == 0 && e == EAGAIN { return nil }
+                if e == EINTR { continue }
+                // A failure mid-message: treat what we have as malformed.
+                break
+            }
+            count += 1
+            framesHeld = min(count, 5)
+            if zmq_msg_more(target) == 0 { break }
+        }
+        if count == 0 { return nil }
+        let identity = view(0)
+        if count != 4 { return .malformed(frameCount: count, identity: identity) }
+        return .message(Message(identity: identity, sid: view(1), type: view(2), body: view(3)))
+    }
+
+    private func view(_ i: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: zmq_msg_data(frames + i), count: zmq_msg_size(frames + i))
+    }
+
+    private func releaseFrames() {
+        for i in 0..<framesHeld {
+            zmq_msg_close(frames + i)
+            zmq_msg_init(frames + i)
+        }
+        framesHeld = 0
+    }
+
+    /// Sends [identity, sid, type, body] without blocking. The identity frame is where libzmq
+    /// reports an unknown peer, so a failed send never leaves a partial message behind.
+    package func send(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
+        body: UnsafeRawBufferPointer
+    ) throws(ZMQError) -> ZMQSendResult {
+        let more = ZMQ_SNDMORE | ZMQ_DONTWAIT
+        if zmq_send(socket, identity.baseAddress, identity.count, more) < 0 {
+            let e = zmq_errno()
+            if e == EHOSTUNREACH { return .unreachable }
+            if e == EAGAIN { return .full }
+            throw ZMQError(call: "zmq_send", errno: e)
+        }
+        // Once the identity frame is accepted the remaining frames cannot fail for routing reasons.
+        zmq_send(socket, sid.baseAddress, sid.count, more)
+        zmq_send(socket, type.utf8Start, type.utf8CodeUnitCount, more)
+        if zmq_send(socket, body.baseAddress, body.count, ZMQ_DONTWAIT) < 0 {
+            throw ZMQError(call: "zmq_send", errno: zmq_errno())
+        }
+        return .sent
+    }
+
+    package func close() {
+        if closed { return }
+        closed = true
+        releaseFrames()
+        for i in 0..<5 { zmq_msg_close(frames + i) }
+        frames.deallocate()
+        zmq_close(socket)
+        zmq_ctx_term(context)
+    }
+}
