@@ -39,6 +39,8 @@ let package = Package(
             dependencies: ["BlastBeatCore", "BlastBeatServer"],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "BlastBeatCoreTests", dependencies: ["BlastBeatCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BlastBeatCoreTests", dependencies: ["BlastBeatCore"], exclude: ["Corpus"],
+            swiftSettings: swiftSettings),
     ]
 )

@@ -1,4 +1,4 @@
-package import BlastBeatCore
+import BlastBeatCore
 
 /// What the access log needs from a request, copied at request start because the request bytes
 /// are gone by the time the response completes. The arrays keep their capacity between requests.

@@ -1,5 +1,5 @@
-package import BlastBeatCore
-package import BlastBeatSystem
+import BlastBeatCore
+import BlastBeatSystem
 
 /// The client → backend direction: parsing requests and forwarding heads and bodies.
 extension Connection {

@@ -1,5 +1,5 @@
-package import BlastBeatCore
-package import BlastBeatSystem
+import BlastBeatCore
+import BlastBeatSystem
 
 /// How the end of the current response body is recognised.
 enum ResponseFraming {
@@ -85,6 +85,10 @@ extension Connection {
             framing = length == 0 ? nil : .length(length)
         } else if parsed.isChunked {
             framing = .chunked(.chunked(limits: gateway.responseChunkLimits))
+        } else if parsed.hasTransferEncoding {
+            // A coding other than chunked (e.g. gzip alone) can only be delimited by closing.
+            framing = .untilClose
+            persistent = false
         } else if requestVersion == .http11 {
             framing = .gatewayChunked
         } else {

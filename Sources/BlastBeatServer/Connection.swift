@@ -1,5 +1,5 @@
-package import BlastBeatCore
-package import BlastBeatSystem
+import BlastBeatCore
+import BlastBeatSystem
 
 /// One client TCP connection: its socket, buffers, request/response state and its session with a node.
 ///

@@ -1,5 +1,5 @@
-package import BlastBeatCore
-package import BlastBeatSystem
+import BlastBeatCore
+import BlastBeatSystem
 
 /// The ROUTER side: receiving and checking backend messages, sending to nodes, health checks.
 extension Gateway {

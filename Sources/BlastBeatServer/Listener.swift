@@ -1,5 +1,5 @@
-package import BlastBeatCore
-package import BlastBeatSystem
+import BlastBeatCore
+import BlastBeatSystem
 
 /// A listening socket and the virtual hosts served on it.
 final class Listener: IOWatcherDelegate {

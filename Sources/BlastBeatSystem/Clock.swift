@@ -1,4 +1,4 @@
-package import Glibc
+import Glibc
 
 /// Wall-clock helpers for logs (formatting happens at most once per second per format).
 package enum WallClock {

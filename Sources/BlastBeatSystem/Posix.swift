@@ -1,4 +1,4 @@
-package import Glibc
+import Glibc
 internal import CSystem
 
 /// Thin wrappers around the socket syscalls the gateway uses.

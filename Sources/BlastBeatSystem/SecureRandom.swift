@@ -1,4 +1,4 @@
-package import Glibc
+import Glibc
 
 /// Cryptographically random bytes from the kernel, fetched in blocks so that a new session id
 /// costs no system call in the common case.

@@ -1,15 +1,16 @@
 package import BlastBeatCore
-package import Glibc
+import Glibc
+internal import CSystem
 
 /// An IPv4 or IPv6 socket address, resolved from configuration or read from an accepted socket.
 package struct SocketAddress: CustomStringConvertible, @unchecked Sendable {
-    package var storage: sockaddr_storage
+    var storage: sockaddr_storage
 
-    package init(storage: sockaddr_storage) {
+    init(storage: sockaddr_storage) {
         self.storage = storage
     }
 
-    package var family: sa_family_t { storage.ss_family }
+    var family: sa_family_t { storage.ss_family }
 
     package var port: UInt16 {
         withUnsafePointer(to: storage) { p in
@@ -47,7 +48,7 @@ package struct SocketAddress: CustomStringConvertible, @unchecked Sendable {
         return Int32(family) == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
-    package func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         let length = Int32(family) == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
         return withUnsafePointer(to: storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(length)) }

@@ -1,4 +1,4 @@
-package import Glibc
+import Glibc
 
 /// A failed system call: which call and the errno it left, for an operator-readable message.
 package struct SystemError: Error, CustomStringConvertible, Sendable {

@@ -1,5 +1,5 @@
 internal import CZeroMQ
-package import Glibc
+import Glibc
 
 /// A libzmq error with the call that failed.
 package struct ZMQError: Error, CustomStringConvertible {

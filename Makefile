@@ -1,0 +1,44 @@
+# BlastBeat — `make run` starts the gateway with the example backend; `make test` runs every test.
+SWIFT ?= swift
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: all deps build release run test unit integration venv bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh build
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: Tests/IntegrationTests/requirements.txt
+	@scripts/install-deps.sh test
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r Tests/IntegrationTests/requirements.txt
+	touch $@
+
+run: release venv
+	scripts/run.sh
+
+# Unit tests (swift test) and integration tests (the real binary with real peers).
+test: build venv
+	$(SWIFT) test
+	scripts/check-no-foundation.sh .build/debug/blastbeat
+	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/IntegrationTests
+
+unit: build
+	$(SWIFT) test
+
+integration: build venv
+	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/IntegrationTests
+
+clean:
+	rm -rf .build $(VENV)

@@ -1,0 +1,135 @@
+/// The validated gateway configuration: everything the server needs from the ini file, already checked.
+///
+/// Built only by `ConfigParser.parse(_:file:)`, which guarantees: at least one listener; a `zmq` endpoint;
+/// every vhost has 1+ nodes; no address is both plain and TLS (D34); at most one `default` vhost per listener;
+/// every vhost served on a TLS listener has a certificate and key (its own or the `[blastbeat]` default);
+/// `pingTimeout > pingFrequency`; all numbers in range. The server can therefore use it without re-checking.
+package struct Configuration: Sendable, Equatable {
+    /// The file name, for messages.
+    package var file: String
+    /// In order of first appearance in the file.
+    package var listeners: [ListenerConfig]
+    /// In order of first appearance in the file; Host matching tries them in this order.
+    package var vhosts: [VirtualHost]
+    /// The libzmq endpoint the ROUTER binds (`tcp://…`, `ipc://…`, `inproc://…`).
+    package var zmqEndpoint: String
+    /// `ping-freq`, seconds between pings to every node.
+    package var pingFrequency: Double = 3.0
+    /// `ping-timeout`, seconds: a node silent this long is dead. Always greater than `pingFrequency`.
+    package var pingTimeout: Double = 10.0
+    /// `max-hops`: most `retry` messages accepted per request.
+    package var maxHops: Int = 10
+    /// `uid` / `gid`: a name or number, nil when not set (the server then uses nobody/nogroup when root).
+    /// A name that does not resolve must be a startup error in the server (D33), never uid 0.
+    package var uid: String?
+    package var gid: String?
+    /// `[blastbeat]` `certificate` / `key`: the default TLS certificate. Already copied into every vhost that
+    /// has none of its own; the server needs it directly only for a TLS listener that serves no vhost.
+    package var certificate: String?
+    package var key: String?
+    package var limits: HTTPLimits
+    package var timeouts: Timeouts
+    /// `max-connections`: open client connections across all listeners.
+    package var maxConnections: Int = 10000
+    /// `max-retry-buffer`: request body bytes kept for replay on retry.
+    package var maxRetryBuffer: Int = 1 << 20
+    /// `max-output-buffer`: per-connection pending response bytes before the backend is no longer read for it.
+    package var maxOutputBuffer: Int = 4 << 20
+    /// `access-log`: a path, `-` for stdout; nil when `off`.
+    package var accessLog: String? = "-"
+    /// `log-level`.
+    package var logLevel: LogLevel = .info
+    /// `daemon`: accepted so the original's sample file loads, and ignored (the gateway never daemonizes; run it
+    /// under a service manager).
+    package var daemon: Bool = false
+
+    package init(
+        file: String,
+        listeners: [ListenerConfig] = [],
+        vhosts: [VirtualHost] = [],
+        zmqEndpoint: String,
+        limits: HTTPLimits = HTTPLimits(),
+        timeouts: Timeouts = Timeouts()
+    ) {
+        self.file = file
+        self.listeners = listeners
+        self.vhosts = vhosts
+        self.zmqEndpoint = zmqEndpoint
+        self.limits = limits
+        self.timeouts = timeouts
+    }
+
+    /// Indices of the vhosts served on listener `i` (dedicated ones, or every vhost not attached to any dedicated
+    /// listener when shared), ascending, i.e. in configuration order.
+    package func vhostIndices(forListener i: Int) -> [Int] {
+        if let dedicated = listeners[i].dedicatedVhosts {
+            return dedicated
+        }
+        var hasDedicated = [Bool](repeating: false, count: vhosts.count)
+        for listener in listeners {
+            for index in listener.dedicatedVhosts ?? [] {
+                hasDedicated[index] = true
+            }
+        }
+        return vhosts.indices.filter { !hasDedicated[$0] }
+    }
+}
+
+/// One listening socket.
+package struct ListenerConfig: Sendable, Equatable {
+    package var address: ListenAddress
+    /// Declared with `bind-ssl`.
+    package var tls: Bool
+    /// Line of its first `bind` / `bind-ssl`.
+    package var line: Int
+    /// nil = shared listener (declared in [blastbeat]); otherwise indices into Configuration.vhosts it is
+    /// dedicated to, ascending. Several vhosts may dedicate the same address; one vhost may have several.
+    package var dedicatedVhosts: [Int]?
+
+    package init(address: ListenAddress, tls: Bool, line: Int, dedicatedVhosts: [Int]? = nil) {
+        self.address = address
+        self.tls = tls
+        self.line = line
+        self.dedicatedVhosts = dedicatedVhosts
+    }
+}
+
+/// Server-side timeouts, in seconds; each is greater than 0 (the original had none, D29).
+package struct Timeouts: Sendable, Equatable {
+    /// `header-timeout`: from the first byte of a request (or accept) to the end of its head.
+    package var header = 10.0
+    /// `keepalive-timeout`: idle time between requests on a kept-alive connection.
+    package var keepAlive = 60.0
+    /// `body-timeout`: max idle gap while reading a request body.
+    package var body = 60.0
+    /// `backend-timeout`: wait for the first response byte and gaps between backend messages.
+    package var backend = 60.0
+    /// `shutdown-timeout`: how long a graceful shutdown waits for open requests.
+    package var shutdown = 10.0
+    /// `tls-handshake-timeout`.
+    package var tlsHandshake = 10.0
+
+    package init() {}
+}
+
+/// `log-level`: messages below the configured level are dropped.
+package enum LogLevel: Int, Sendable, Comparable, CustomStringConvertible {
+    case debug
+    case info
+    case warning
+    case error
+
+    package static func < (lhs: LogLevel, rhs: LogLevel) -> Bool {
+        lhs.rawValue < rhs.rawValue
+    }
+
+    /// The spelling used in the ini file.
+    package var description: String {
+        switch self {
+        case .debug: return "debug"
+        case .info: return "info"
+        case .warning: return "warning"
+        case .error: return "error"
+        }
+    }
+}

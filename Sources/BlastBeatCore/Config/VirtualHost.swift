@@ -1,0 +1,90 @@
+/// A `[blastbeat:NAME]` section: a Host name, the backend identities allowed to serve it, and its TLS files.
+package struct VirtualHost: Sendable, Equatable {
+    /// Section text after "blastbeat:", verbatim (case kept; sections merge only on an exact match).
+    package var name: String
+    /// Host part, ASCII-lowercased: "example.com"; "::1" for "[::1]:8080" and for "::1".
+    package var hostName: [UInt8]
+    /// Port part if the name has one. Clients omit the scheme's default port from Host, so a vhost meant for
+    /// port 80 or 443 is named without one.
+    package var port: UInt16?
+    /// Node identities in config order, duplicates removed; each 1-255 bytes, not starting with NUL.
+    package var nodes: [[UInt8]]
+    /// `default = true`: answers Hosts no other vhost on the listener matches.
+    package var isDefault: Bool
+    /// PEM paths; after parsing, the `[blastbeat]` default when the section sets neither.
+    package var certificate: String?
+    package var key: String?
+    /// Line of the (first) section header.
+    package var line: Int
+
+    package init(
+        name: String,
+        hostName: [UInt8],
+        port: UInt16? = nil,
+        nodes: [[UInt8]] = [],
+        isDefault: Bool = false,
+        certificate: String? = nil,
+        key: String? = nil,
+        line: Int = 0
+    ) {
+        self.name = name
+        self.hostName = hostName
+        self.port = port
+        self.nodes = nodes
+        self.isDefault = isDefault
+        self.certificate = certificate
+        self.key = key
+        self.line = line
+    }
+
+    /// Splits a section name into host and port.
+    ///
+    /// Forms: `host`, `host:port`, `[v6]`, `[v6]:port`, and a bare `v6` (two or more colons, no port; the
+    /// original's unbracketed style cannot carry one). `host` is a reg-name as in RFC 3986 §3.2.2 (letters,
+    /// digits, `-._~!$&'()*+,;=%`), so every Host a client can send can be named; IPv6 must be a valid address
+    /// without zone. Returns nil when the name is none of these (including the empty name, which the original
+    /// accepted and which could only ever match an empty Host).
+    static func splitName(_ name: String) -> (host: [UInt8], port: UInt16?)? {
+        let bytes = Array(name.utf8)
+        if bytes.first == UInt8(ascii: "[") {
+            guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return nil }
+            let inner = bytes[1..<close]
+            guard IPAddressText.parseIPv6(inner) != nil else { return nil }
+            let rest = bytes[(close + 1)...]
+            if rest.isEmpty {
+                return (IPAddressText.lowercased(inner), nil)
+            }
+            guard rest.first == UInt8(ascii: ":"), let port = IPAddressText.parsePort(rest.dropFirst()) else {
+                return nil
+            }
+            return (IPAddressText.lowercased(inner), port)
+        }
+        let colons = bytes.count(where: { $0 == UInt8(ascii: ":") })
+        if colons >= 2 {
+            guard IPAddressText.parseIPv6(bytes) != nil else { return nil }
+            return (IPAddressText.lowercased(bytes), nil)
+        }
+        var host = bytes[...]
+        var port: UInt16?
+        if let colon = bytes.firstIndex(of: UInt8(ascii: ":")) {
+            host = bytes[..<colon]
+            guard let parsed = IPAddressText.parsePort(bytes[(colon + 1)...]) else { return nil }
+            port = parsed
+        }
+        guard !host.isEmpty, host.allSatisfy(isRegNameByte) else { return nil }
+        return (IPAddressText.lowercased(host), port)
+    }
+
+    private static func isRegNameByte(_ byte: UInt8) -> Bool {
+        if IPAddressText.isAlphanumeric(byte) { return true }
+        switch byte {
+        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "!"),
+            UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
+            UInt8(ascii: "%"):
+            return true
+        default:
+            return false
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Testing
+
+@testable import BlastBeatCore
+
+@Suite struct NodeTableTests {
+    @Test func addDeduplicatesAndFindsByBytes() {
+        var table = NodeTable()
+        let a = table.add(Array("A".utf8))
+        let b = table.add(Array("B".utf8))
+        let again = table.add(Array("A".utf8))
+        #expect(again == a)
+        #expect(a != b)
+        let bytes = Array("B".utf8)
+        #expect(bytes.withUnsafeBytes { table.index(of: $0) } == b)
+        let unknown = Array("C".utf8)
+        #expect(unknown.withUnsafeBytes { table.index(of: $0) } == nil)
+    }
+
+    @Test func choosesFewestInFlightAndSpreadsTies() {
+        var table = NodeTable()
+        let a = table.add(Array("A".utf8))
+        let b = table.add(Array("B".utf8))
+        table.requestStarted(on: a)
+        let first = table.choose(from: [a, b])
+        #expect(first == b)
+        table.requestStarted(on: b)
+        // Tie: both nodes must be picked over several choices.
+        var picked = Set<Int>()
+        for _ in 0..<4 { picked.insert(table.choose(from: [a, b])!) }
+        #expect(picked == [a, b])
+        table.requestFinished(on: a)
+        let afterFinish = table.choose(from: [a, b])
+        #expect(afterFinish == a)
+    }
+
+    @Test func deadNodesAreSkippedUntilHeardFrom() {
+        var table = NodeTable()
+        let a = table.add(Array("A".utf8))
+        let b = table.add(Array("B".utf8))
+        let first = table.markDead(a)
+        let second = table.markDead(a)
+        #expect(first)
+        #expect(!second)
+        for _ in 0..<4 {
+            let choice = table.choose(from: [a, b])
+            #expect(choice == b)
+        }
+        table.markDead(b)
+        let none = table.choose(from: [a, b])
+        #expect(none == nil)
+        let revived = table.heard(from: a, now: 10)
+        #expect(revived)
+        let back = table.choose(from: [a, b])
+        #expect(back == a)
+    }
+
+    @Test func exclusionForRetry() {
+        var table = NodeTable()
+        let a = table.add(Array("A".utf8))
+        let b = table.add(Array("B".utf8))
+        let other = table.choose(from: [a, b], excluding: [a])
+        let nothing = table.choose(from: [a, b], excluding: [a, b])
+        #expect(other == b)
+        #expect(nothing == nil)
+    }
+
+    static let pingCases: [(NodeTable.Health, Double, NodeTable.PingAction)] = [
+        (.unknown, 0, .ping),
+        (.dead, 0, .ping),
+        (.alive, 0.5, .nothing),  // heard 0.5 s ago, frequency 1
+        (.alive, 1.0, .ping),
+        (.alive, 4.9, .ping),
+        (.alive, 5.1, .declareDead),  // timeout 5
+    ]
+
+    @Test(arguments: pingCases)
+    func pingActions(health: NodeTable.Health, silence: Double, expected: NodeTable.PingAction) {
+        var table = NodeTable()
+        let a = table.add(Array("A".utf8))
+        switch health {
+        case .alive: table.heard(from: a, now: 100)
+        case .dead: table.markDead(a)
+        case .unknown: break
+        }
+        #expect(table.pingAction(for: a, now: 100 + silence, frequency: 1, timeout: 5) == expected)
+    }
+
+    @Test func inFlightNeverNegative() {
+        var table = NodeTable()
+        let a = table.add(Array("A".utf8))
+        table.requestFinished(on: a)
+        #expect(table.nodes[a].inFlight == 0)
+    }
+}

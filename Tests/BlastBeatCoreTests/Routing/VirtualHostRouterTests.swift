@@ -1,0 +1,59 @@
+import Testing
+
+@testable import BlastBeatCore
+
+@Suite struct VirtualHostRouterTests {
+    /// Listener on 8080 serving: 0 = localhost, 1 = localhost:8000, 2 = ::1, 3 = Example.COM (lowercased by config).
+    static let router = VirtualHostRouter(
+        entries: [
+            .init(vhost: 0, hostName: Array("localhost".utf8), port: nil),
+            .init(vhost: 1, hostName: Array("localhost".utf8), port: 8000),
+            .init(vhost: 2, hostName: Array("::1".utf8), port: nil),
+            .init(vhost: 3, hostName: Array("example.com".utf8), port: nil),
+        ], defaultVhost: nil, listenerPort: 8080)
+
+    static let cases: [(String, Int?)] = [
+        ("localhost", 0),
+        ("LOCALHOST", 0),
+        ("localhost:8080", 0),
+        ("localhost.", 0),
+        ("localhost:8000", 1),
+        ("localhost:9000", nil),
+        ("[::1]", 2),
+        ("[::1]:8080", 2),
+        ("[::1]:8000", nil),
+        ("Example.Com", 3),
+        ("example.com:8080", 3),
+        ("example.org", nil),
+        ("", nil),
+        ("localhost:", nil),
+        ("localhost:0", nil),
+        ("localhost:65536", nil),
+        ("localhost:80a", nil),
+        ("localhost:8080:8080", nil),
+    ]
+
+    @Test(arguments: cases)
+    func routesHost(host: String, expected: Int?) {
+        let bytes = Array(host.utf8)
+        let result = bytes.withUnsafeBytes { Self.router.route(host: $0) }
+        #expect(result == expected, "Host \(host)")
+    }
+
+    @Test func missingHostUsesDefault() {
+        var router = Self.router
+        #expect(router.route(host: nil) == nil)
+        router.defaultVhost = 3
+        #expect(router.route(host: nil) == 3)
+        let other = Array("unknown.test".utf8)
+        #expect(other.withUnsafeBytes { router.route(host: $0) } == 3)
+    }
+
+    @Test func portOnlyVhostMatchesBareHostOnItsOwnPort() {
+        let router = VirtualHostRouter(
+            entries: [.init(vhost: 0, hostName: Array("localhost".utf8), port: 8000)], defaultVhost: nil,
+            listenerPort: 8000)
+        let bare = Array("localhost".utf8)
+        #expect(bare.withUnsafeBytes { router.route(host: $0) } == 0)
+    }
+}
