@@ -5,6 +5,10 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
     .enableUpcomingFeature("InternalImportsByDefault"),
+    // Every connection is touched by one thread only, so the runtime's dynamic exclusivity checks
+    // buy nothing in release builds; callgrind showed them at ~12% of the instructions per request.
+    // Debug builds (and so every test) keep them on.
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
 let package = Package(

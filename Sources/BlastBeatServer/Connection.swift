@@ -120,7 +120,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
                 if n == 0 { return endOfInput() }
                 let consumed = process(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 if consumed < n && !closed {
-                    pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[consumed..<n]))
+                    pending.appendBytes(UnsafeRawBufferPointer(rebasing: buffer[consumed..<n]))
                 }
                 if n < buffer.count { return }
             } else {
@@ -198,7 +198,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// Queues bytes for the client; the gateway flushes once per loop iteration.
     func enqueue(_ bytes: UnsafeRawBufferPointer) {
         if bytes.isEmpty { return }
-        output.append(contentsOf: bytes)
+        output.appendBytes(bytes)
         scheduleFlush()
     }
 

@@ -82,12 +82,12 @@ extension UwsgiEncoder {
                 index += 1
                 continue
             }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<index]))
+            out.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[runStart..<index]))
             out.append(high << 4 | low)
             index += 3
             runStart = index
         }
-        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<bytes.count]))
+        out.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[runStart..<bytes.count]))
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {

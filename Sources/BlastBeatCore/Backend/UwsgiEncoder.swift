@@ -197,7 +197,7 @@ package enum UwsgiEncoder {
                 if wroteValue {
                     self.appendStatic(separator, into: &out)
                 }
-                out.append(contentsOf: value)
+                out.appendBytes(value)
                 wroteValue = true
             }
             self.endValue(lengthAt: lengthAt, into: &out)
@@ -254,7 +254,7 @@ package enum UwsgiEncoder {
     }
 
     private static func appendStatic(_ text: StaticString, into out: inout [UInt8]) {
-        out.append(contentsOf: UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        out.appendBytes(text)
     }
 
     /// A length-prefixed constant: a key, or a fixed value such as `on`.
@@ -279,7 +279,7 @@ package enum UwsgiEncoder {
     private static func appendPair(_ key: StaticString, _ value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         self.appendKey(key, into: &out)
         self.appendLength(value.count, into: &out)
-        out.append(contentsOf: value)
+        out.appendBytes(value)
     }
 
     private static func appendPair(_ key: StaticString, _ value: StaticString, into out: inout [UInt8]) {
