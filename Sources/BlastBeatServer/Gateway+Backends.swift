@@ -20,7 +20,7 @@ extension Gateway {
     }
 
     private func dispatch(_ message: ZMQRouter.Message) {
-        guard let node = nodes.index(of: message.identity) else {
+        guard let node = nodes.index(of: message.identity) ?? registerInstance(message.identity) else {
             counters.forgedIdentityMessages += 1
             logger.debug("dropped a message from unconfigured identity \(Self.printable(message.identity))")
             return
@@ -56,6 +56,21 @@ extension Gateway {
     }
 
     var routerIfOpen: ZMQRouter? { routerStorage }
+
+    /// A `NAME#SUFFIX` identity speaking for the first time: a new process of node `NAME`.
+    private func registerInstance(_ identity: UnsafeRawBufferPointer) -> Int? {
+        switch nodes.registerInstance(identity) {
+        case .refused:
+            return nil
+        case .reused(let index):
+            logger.info("node instance \(Self.printable(identity)) joined (reusing a dead instance's slot)")
+            return index
+        case .added(let index, let base):
+            for v in vhostNodes.indices where vhostNodes[v].contains(base) { vhostNodes[v].append(index) }
+            logger.info("node instance \(Self.printable(identity)) joined node \(nodeName(base))")
+            return index
+        }
+    }
 
     /// Sends one message to node `node`. An unroutable node is marked dead at once and its
     /// waiting clients are answered before the loop blocks.

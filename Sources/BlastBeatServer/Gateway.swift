@@ -29,7 +29,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private var routerWatcher: IOWatcher! = nil
     var nodes = NodeTable()
     /// Node indices per vhost, in configuration order.
-    private(set) var vhostNodes: [[Int]] = []
+    var vhostNodes: [[Int]] = []
     private var vhostServerNames: [[UInt8]] = []
     var sessions: [SessionID: Connection] = [:]
     var connectionsToFlush: [Connection] = []

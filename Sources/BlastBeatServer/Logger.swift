@@ -1,5 +1,5 @@
 package import BlastBeatCore
-package import BlastBeatSystem
+import BlastBeatSystem
 
 /// Leveled error log on standard error: `2026-11-25T12:00:00Z blastbeat[pid] LEVEL message`.
 package final class Logger {

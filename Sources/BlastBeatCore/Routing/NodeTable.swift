@@ -5,6 +5,12 @@
 /// reports unroutable, or silence longer than the ping timeout, makes it `dead` until it speaks
 /// again. Only `unknown` and `alive` nodes get new requests. Pure bookkeeping: time comes in as
 /// arguments and the gateway does the I/O.
+///
+/// Instances: several processes may serve one configured node name by connecting with the
+/// identity `NAME#SUFFIX` (any suffix). An instance is registered the first time it sends a
+/// message (a backend announces itself with an unsolicited `pong`) and is then a node entry of its
+/// own, authorised for exactly the vhosts that list `NAME`. At most `maxInstancesPerNode` exist per
+/// node; a dead instance's slot is reused.
 package struct NodeTable: Sendable {
     package enum Health: Sendable, Equatable {
         case unknown
@@ -14,6 +20,8 @@ package struct NodeTable: Sendable {
 
     package struct Node: Sendable {
         package var identity: [UInt8]
+        /// The configured node this entry serves as (its own index for configured nodes).
+        package var base: Int
         package var health: Health = .unknown
         /// Loop time of the last message received from the node.
         package var lastSeen: Double = 0
@@ -24,6 +32,9 @@ package struct NodeTable: Sendable {
     }
 
     package private(set) var nodes: [Node] = []
+    package static let maxInstancesPerNode = 64
+    /// Identity byte that separates a node name from an instance suffix ("#").
+    package static let instanceSeparator: UInt8 = 0x23
     private var byIdentity: [[UInt8]: Int] = [:]
     /// Rotates the starting point of the fewest-in-flight scan so ties are spread round-robin.
     private var rotation = 0
@@ -34,9 +45,45 @@ package struct NodeTable: Sendable {
     @discardableResult
     package mutating func add(_ identity: [UInt8]) -> Int {
         if let i = byIdentity[identity] { return i }
-        nodes.append(Node(identity: identity))
+        nodes.append(Node(identity: identity, base: nodes.count))
         byIdentity[identity] = nodes.count - 1
         return nodes.count - 1
+    }
+
+    /// Outcome of registering an instance identity.
+    package enum InstanceRegistration: Equatable {
+        /// A new entry was added: the caller must make it a candidate wherever `base` is.
+        case added(index: Int, base: Int)
+        /// A dead instance's entry was given to this identity.
+        case reused(index: Int)
+        /// Not `NAME#SUFFIX` of a configured node, or the node has too many live instances.
+        case refused
+    }
+
+    /// Registers `NAME#SUFFIX` as an instance of the configured node `NAME`.
+    package mutating func registerInstance(_ identity: UnsafeRawBufferPointer) -> InstanceRegistration {
+        guard let separator = identity.firstIndex(of: Self.instanceSeparator), separator > 0,
+            separator < identity.count - 1
+        else { return .refused }
+        let name = Array(identity[..<separator])
+        guard let base = byIdentity[name], nodes[base].base == base else { return .refused }
+        let full = Array(identity)
+        var instances = 0
+        var reusable: Int? = nil
+        for i in nodes.indices where nodes[i].base == base && i != base {
+            instances += 1
+            if reusable == nil && nodes[i].health == .dead && nodes[i].inFlight == 0 { reusable = i }
+        }
+        if instances < Self.maxInstancesPerNode {
+            nodes.append(Node(identity: full, base: base))
+            byIdentity[full] = nodes.count - 1
+            return .added(index: nodes.count - 1, base: base)
+        }
+        guard let slot = reusable else { return .refused }
+        byIdentity[nodes[slot].identity] = nil
+        nodes[slot] = Node(identity: full, base: base)
+        byIdentity[full] = slot
+        return .reused(index: slot)
     }
 
     package func index(of identity: UnsafeRawBufferPointer) -> Int? {

@@ -92,3 +92,43 @@ import Testing
         #expect(table.nodes[a].inFlight == 0)
     }
 }
+
+@Suite struct NodeInstanceTests {
+    @Test func registersInstancesOfConfiguredNodesOnly() {
+        var table = NodeTable()
+        let base = table.add(Array("app".utf8))
+        let instance = Array("app#1".utf8)
+        let result = instance.withUnsafeBytes { table.registerInstance($0) }
+        guard case .added(let index, let b) = result else {
+            Issue.record("expected .added, got \(result)")
+            return
+        }
+        #expect(b == base)
+        #expect(table.nodes[index].base == base)
+        let found = instance.withUnsafeBytes { table.index(of: $0) }
+        #expect(found == index)
+        for refused in ["other#1", "app#", "#1", "app", "app#1#2x"] where refused != "app#1#2x" {
+            let r = Array(refused.utf8).withUnsafeBytes { table.registerInstance($0) }
+            #expect(r == .refused, "\(refused)")
+        }
+    }
+
+    @Test func instancesAreBoundedAndDeadSlotsReused() {
+        var table = NodeTable()
+        _ = table.add(Array("app".utf8))
+        for i in 0..<NodeTable.maxInstancesPerNode {
+            let r = Array("app#\(i)".utf8).withUnsafeBytes { table.registerInstance($0) }
+            guard case .added = r else {
+                Issue.record("instance \(i) refused")
+                return
+            }
+        }
+        let over = Array("app#extra".utf8).withUnsafeBytes { table.registerInstance($0) }
+        #expect(over == .refused)
+        table.markDead(1)
+        let reused = Array("app#extra".utf8).withUnsafeBytes { table.registerInstance($0) }
+        #expect(reused == .reused(index: 1))
+        let old = Array("app#0".utf8).withUnsafeBytes { table.index(of: $0) }
+        #expect(old == nil)
+    }
+}
