@@ -42,3 +42,8 @@ integration: build venv
 
 clean:
 	rm -rf .build $(VENV)
+
+# Side-by-side benchmark, see bench/README.md: BlastBeat vs Mongrel2, Condure and nginx with wrk.
+# BENCH_ARGS="--quick" for a smoke run (~3 minutes); results go to bench/results/.
+bench: release
+	python3 bench/run.py $(BENCH_ARGS)

@@ -1,6 +1,6 @@
 package import BlastBeatCore
 package import BlastBeatSystem
-package import Glibc
+import Glibc
 
 /// Errors that stop the gateway from starting, each naming what to fix.
 package struct StartupError: Error, CustomStringConvertible {
