@@ -31,7 +31,7 @@ let package = Package(
         // The only target that talks to C libraries and syscalls.
         .target(
             name: "BlastBeatSystem",
-            dependencies: ["BlastBeatCore", "CSystem", "CLibEV", "CZeroMQ"],
+            dependencies: ["BlastBeatCore", "CSystem", "CLibEV", "CZeroMQ", "CZlib"],
             swiftSettings: swiftSettings),
         // The gateway itself.
         .target(
@@ -45,6 +45,9 @@ let package = Package(
 
         .testTarget(
             name: "BlastBeatCoreTests", dependencies: ["BlastBeatCore"], exclude: ["Corpus"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BlastBeatSystemTests", dependencies: ["BlastBeatCore", "BlastBeatSystem"],
             swiftSettings: swiftSettings),
     ]
 )
