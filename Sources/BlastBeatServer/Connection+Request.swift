@@ -7,7 +7,11 @@ extension Connection {
     /// Bytes of a pipelined request stay unconsumed until the current response completes.
     func process(_ bytes: UnsafeRawBufferPointer) -> Int {
         var offset = 0
+        if let webSocket { return processWebSocket(bytes, session: webSocket) }
         while offset < bytes.count && !closed && !closeWhenFlushed {
+            if let webSocket {
+                return offset + processWebSocket(UnsafeRawBufferPointer(rebasing: bytes[offset...]), session: webSocket)
+            }
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
             switch request {
             case .idle, .readingHead:
@@ -81,6 +85,11 @@ extension Connection {
             return sendErrorAndClose(status: 404, message: "no site is configured for this Host")
         }
         self.vhost = vhost
+        var upgrade: PendingUpgrade? = nil
+        if head.isWebSocketUpgrade {
+            guard let prepared = prepareUpgrade(headBytes: headBytes) else { return }
+            upgrade = prepared
+        }
 
         uwsgiPacket.removeAll(keepingCapacity: true)
         do {
@@ -98,6 +107,17 @@ extension Connection {
         }
         response = .awaitingHead
         guard dispatchToNode(preferring: node) else { return }
+        if var upgrade {
+            switch gateway.config.vhosts[vhost].webSocketHandshake {
+            case .gateway:
+                selectProtocol(&upgrade)
+                return completeUpgrade(upgrade)
+            case .backend:
+                // The backend answers: 101 accepts (see receivedHeaders), anything else refuses.
+                pendingUpgrade = upgrade
+                requestKeepAlive = false
+            }
+        }
         if head.expectContinue && head.hasBody && followingBytes == 0 && requestVersion == .http11 {
             enqueue("HTTP/1.1 100 Continue\r\n\r\n")
             continueSent = true
@@ -195,12 +215,13 @@ extension Connection {
     }
 
     /// Writes a complete error response of the gateway's own and closes after it.
-    func sendErrorAndClose(status: Int, message: String, retryAfter: Bool = false) {
+    func sendErrorAndClose(status: Int, message: String, retryAfter: Bool = false, extraHeaders: String = "") {
         let reason = ErrorResponse.reason(for: status)
         let body = "\(status) \(reason): \(message)\n"
         var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\n"
         text += "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n"
         if retryAfter { text += "Retry-After: \(gateway.retryAfterSeconds)\r\n" }
+        text += extraHeaders
         text += "\r\n"
         enqueue(Array(text.utf8))
         if !requestIsHead { enqueue(Array(body.utf8)) }
@@ -223,6 +244,7 @@ enum ErrorResponse {
         case 405: return "Method Not Allowed"
         case 408: return "Request Timeout"
         case 413: return "Content Too Large"
+        case 426: return "Upgrade Required"
         case 414: return "URI Too Long"
         case 431: return "Request Header Fields Too Large"
         case 500: return "Internal Server Error"

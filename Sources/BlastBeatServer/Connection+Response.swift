@@ -19,6 +19,7 @@ enum ResponseFraming {
 extension Connection {
     func backendMessage(_ type: BackendMessageType, _ body: UnsafeRawBufferPointer) {
         if closed || lingering { return }
+        if let webSocket { return backendWebSocketMessage(type, body, session: webSocket) }
         if isExchangeActive { setDeadline(gateway.config.timeouts.backend, .backend) }
         switch type {
         case .headers: receivedHeaders(body)
@@ -26,7 +27,7 @@ extension Connection {
         case .chunk: receivedBody(body, fromChunkMessage: true)
         case .end: receivedEnd()
         case .retry: receivedRetry()
-        case .websocket, .ping, .pong, .uwsgi:
+        case .websocket, .websocketBinary, .ping, .pong, .uwsgi:
             gateway.counters.outOfOrderBackendMessages += 1
             gateway.logger.debug("dropping \(type) for HTTP session \(sid.hex)")
         }
@@ -52,6 +53,17 @@ extension Connection {
             let headBytes = UnsafeRawBufferPointer(rebasing: rest[0..<parsed.length])
             rest = UnsafeRawBufferPointer(rebasing: rest[parsed.length...])
             if parsed.status < 200 {
+                if parsed.status == 101, var upgrade = pendingUpgrade {
+                    // Backend-mode handshake accepted; its subprotocol must be one the client offered.
+                    let chosen = Self.headerValue(named: "sec-websocket-protocol", in: headBytes)
+                    if let chosen, !upgrade.offeredProtocols.contains(chosen) {
+                        gateway.counters.backendErrors += 1
+                        if let node { gateway.nodes.requestFinished(on: node) }
+                        return sendErrorAndClose(status: 502, message: "the backend chose a subprotocol the client did not offer")
+                    }
+                    upgrade.selectedProtocol = chosen
+                    return completeUpgrade(upgrade)
+                }
                 if parsed.status == 101 {
                     // Upgrades are done by the gateway itself (WebSocket); a backend cannot switch protocols here.
                     gateway.counters.backendErrors += 1
@@ -273,9 +285,37 @@ extension Connection {
             sendErrorAndClose(status: 408, message: "request head not received in time")
         case .body:
             abort("request body stalled")
+        case .webSocketIdle:
+            if let webSocket { webSocketIdle(session: webSocket) } else { abort("idle timeout") }
         case .idle, .write, .linger:
             abort("\(deadlineReason) timeout")
         }
+    }
+
+    /// The value of the first header `name` (lowercase) in a response head, trimmed; nil when absent.
+    static func headerValue(named name: StaticString, in head: UnsafeRawBufferPointer) -> [UInt8]? {
+        let wanted = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        var lineStart = 0
+        while lineStart < head.count {
+            var lineEnd = lineStart
+            while lineEnd < head.count && head[lineEnd] != 0x0A { lineEnd += 1 }
+            let line = UnsafeRawBufferPointer(rebasing: head[lineStart..<lineEnd])
+            if line.count > wanted.count, line[wanted.count] == 0x3A {
+                var same = true
+                for i in 0..<wanted.count {
+                    var c = line[i]
+                    if c >= 0x41 && c <= 0x5A { c |= 0x20 }
+                    if c != wanted[i] { same = false; break }
+                }
+                if same {
+                    var value = line[(wanted.count + 1)...].drop(while: { $0 == 0x20 || $0 == 0x09 })
+                    while let last = value.last, last == 0x20 || last == 0x09 || last == 0x0D { value = value.dropLast() }
+                    return Array(value)
+                }
+            }
+            lineStart = lineEnd + 1
+        }
+        return nil
     }
 
     var nodeName: String {
@@ -285,6 +325,10 @@ extension Connection {
 
     /// The node vanished (unroutable, or declared dead): answer the client now instead of waiting.
     func nodeLost() {
+        if let webSocket {
+            nodeKnowsSession = false
+            return failWebSocket(.internalServerError, session: webSocket)
+        }
         switch response {
         case .awaitingHead:
             nodeKnowsSession = false

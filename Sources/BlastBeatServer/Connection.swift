@@ -49,6 +49,10 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var triedNodes: [Int] = []
     var requestStart: Double = 0
     var log = AccessLogRecord()
+    /// Set between an accepted upgrade request and its 101.
+    var pendingUpgrade: PendingUpgrade?
+    /// Set once the connection speaks WebSocket.
+    var webSocket: WebSocketSession?
 
     // MARK: output
     var output: [UInt8] = []
@@ -57,6 +61,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var closed = false
     var queuedForFlush = false
     var lingering = false
+    /// True while `process` runs, so nested state changes do not re-enter it.
+    var processingInput = false
 
     // MARK: timeouts
     var deadline: Double = 0
@@ -81,7 +87,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     }
 
     enum TimeoutReason {
-        case idle, head, body, backend, write, linger
+        case idle, head, body, backend, write, linger, webSocketIdle
     }
 
     init(gateway: Gateway, fd: Int32, listener: Listener, sid: SessionID, peer: SocketAddress) {
@@ -118,7 +124,9 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
                 do { result = try Posix.read(fd, into: buffer) } catch { return abort("read: \(error)") }
                 guard case .processed(let n) = result else { return }
                 if n == 0 { return endOfInput() }
+                processingInput = true
                 let consumed = process(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                processingInput = false
                 if consumed < n && !closed {
                     pending.appendBytes(UnsafeRawBufferPointer(rebasing: buffer[consumed..<n]))
                 }
@@ -153,8 +161,12 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
 
     /// Runs the request machinery over `pending`, dropping what it consumed.
     func processPending() {
-        if pending.isEmpty || closed { return }
+        // A state change inside `process` (a response completing, an upgrade) lands here again;
+        // the running `process` loop picks the remaining bytes up itself.
+        if pending.isEmpty || closed || processingInput { return }
+        processingInput = true
         let consumed = pending.withUnsafeBytes { process($0) }
+        processingInput = false
         if closed { return }
         if consumed >= pending.count {
             pending = []  // release the storage: idle connections hold no buffer
@@ -189,7 +201,10 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     func updateInterest() {
         if closed { return }
         let wantWrite = output.count > outputStart
-        let wantRead = !clientEOF && pending.count < gateway.maxPendingInput
+        // Stop reading while the client is not taking its responses (its pipelined requests or
+        // WebSocket messages would only make the queue longer).
+        let wantRead =
+            !clientEOF && pending.count < gateway.maxPendingInput && output.count - outputStart < outputLimit / 2
         io.watch(read: wantRead, write: wantWrite)
     }
 
@@ -215,11 +230,18 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
             queuedForFlush = true
             gateway.connectionsToFlush.append(self)
         }
-        if output.count - outputStart > gateway.config.maxOutputBuffer {
+        if output.count - outputStart > outputLimit {
             // The client reads slower than the backend writes and zmq has no per-sid flow control.
-            gateway.logger.warning("client \(peerDescription) too slow: over \(gateway.config.maxOutputBuffer) bytes queued, closing")
+            gateway.logger.warning("client \(peerDescription) too slow: over \(outputLimit) bytes queued, closing")
             abort("output buffer limit")
         }
+    }
+
+    /// Most response bytes queued for this client: `max-output-buffer`, and for a WebSocket at
+    /// least two of the largest messages.
+    var outputLimit: Int {
+        let limit = gateway.config.maxOutputBuffer
+        return webSocket == nil ? limit : max(limit, 2 * gateway.config.webSocket.maxMessageSize + 1024)
     }
 
     func flush() {
@@ -269,7 +291,6 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         nodeKnowsSession = false
         Posix.shutdownWrite(fd)
         if clientEOF { return close() }
-        pending = []
         io.watch(read: true, write: false)
         setDeadline(2, .linger)
     }
@@ -303,6 +324,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         Posix.close(fd)
         if case .awaitingHead = response, let node { gateway.nodes.requestFinished(on: node) }
         if case .body = response, let node { gateway.nodes.requestFinished(on: node) }
+        if webSocket != nil, let node { gateway.nodes.requestFinished(on: node) }
         if nodeKnowsSession, let node { gateway.sendEnd(to: node, sid: sid) }
         gateway.connectionClosed(self)
     }
@@ -335,6 +357,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// Picks the deadline that fits the current state.
     func refreshDeadlineForState() {
         let t = gateway.config.timeouts
+        if webSocket != nil { return setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle) }
         switch (request, response) {
         case (_, .awaitingHead), (_, .body): setDeadline(t.backend, .backend)
         case (.body, _): setDeadline(t.body, .body)

@@ -39,7 +39,7 @@ extension Gateway {
         case .ping, .uwsgi:
             counters.outOfOrderBackendMessages += 1
             return
-        case .headers, .body, .chunk, .end, .retry, .websocket:
+        case .headers, .body, .chunk, .end, .retry, .websocket, .websocketBinary:
             break
         }
         guard let sid = SessionID(message.sid), let connection = sessions[sid] else {

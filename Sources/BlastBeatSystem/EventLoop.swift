@@ -78,6 +78,9 @@ package final class IOWatcher {
     }
 
     fileprivate func fire(_ revents: Int32) {
+        // A strong reference for the duration of the callback: the delegate may drop the last
+        // other reference to itself (a connection closing removes itself from the session table).
+        let delegate: any IOWatcherDelegate = self.delegate
         delegate.ioReady(
             readable: revents & Int32(EV_READ) != 0, writable: revents & Int32(EV_WRITE) != 0)
     }
@@ -124,6 +127,7 @@ package final class TimerWatcher {
 
     fileprivate func fire() {
         if CLibEV_ev_is_active(UnsafeMutableRawPointer(watcher)) == 0 { firesAt = nil } else { firesAt = loop.now + watcher.pointee.`repeat` }
+        let delegate: any TimerWatcherDelegate = self.delegate  // strong for the call, as in IOWatcher.fire
         delegate.timerFired(self)
     }
 }

@@ -16,6 +16,8 @@ package enum BackendMessageType: Sendable, Equatable, CaseIterable {
     case end
     /// One WebSocket message, sent to the client as a single text frame.
     case websocket
+    /// One WebSocket message, sent to the client as a binary frame.
+    case websocketBinary
     /// Resend this session's `uwsgi` packet to another node.
     case retry
     /// Answer to the gateway's `ping`.
@@ -42,6 +44,8 @@ package enum BackendMessageType: Sendable, Equatable, CaseIterable {
             if Self.matches(bytes, "headers") { self = .headers; return }
         case 9:
             if Self.matches(bytes, "websocket") { self = .websocket; return }
+        case 16:
+            if Self.matches(bytes, "websocket-binary") { self = .websocketBinary; return }
         default:
             break
         }
@@ -56,6 +60,7 @@ package enum BackendMessageType: Sendable, Equatable, CaseIterable {
         case .chunk: return "chunk"
         case .end: return "end"
         case .websocket: return "websocket"
+        case .websocketBinary: return "websocket-binary"
         case .retry: return "retry"
         case .pong: return "pong"
         case .ping: return "ping"
@@ -84,8 +89,10 @@ package enum GatewayMessageType: Sendable, Equatable, CaseIterable {
     case end
     /// Health check with an empty sid and empty body (§8).
     case ping
-    /// The payload of one complete client data frame.
+    /// One complete text message from the client (fragments joined, decompressed, UTF-8 checked).
     case websocket
+    /// One complete binary message from the client.
+    case websocketBinary
 
     /// The type frame's bytes.
     package var bytes: StaticString {
@@ -95,6 +102,7 @@ package enum GatewayMessageType: Sendable, Equatable, CaseIterable {
         case .end: return "end"
         case .ping: return "ping"
         case .websocket: return "websocket"
+        case .websocketBinary: return "websocket-binary"
         }
     }
 

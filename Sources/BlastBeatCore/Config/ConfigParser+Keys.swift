@@ -5,8 +5,11 @@ extension ConfigParser.Builder {
         "header-timeout", "keepalive-timeout", "body-timeout", "backend-timeout", "shutdown-timeout",
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
         "max-connections", "max-retry-buffer", "max-output-buffer", "access-log", "log-level", "daemon",
+        "websocket-max-message", "websocket-idle-timeout", "websocket-compression",
     ]
-    static let vhostKeys = ["node", "bind", "bind-ssl", "certificate", "key", "default"]
+    static let vhostKeys = [
+        "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",
+    ]
 
     mutating func applyMain(key: String, value: String, line: Int) throws(ConfigError) {
         switch key {
@@ -63,6 +66,12 @@ extension ConfigParser.Builder {
             config.logLevel = level
         case "daemon":
             config.daemon = try boolean(value, key, line)
+        case "websocket-max-message":
+            config.webSocket.maxMessageSize = try byteSize(value, key, line, minimum: 1)
+        case "websocket-idle-timeout":
+            config.webSocket.idleTimeout = try seconds(value, key, line)
+        case "websocket-compression":
+            config.webSocket.compression = try boolean(value, key, line)
         default:
             if Self.vhostKeys.contains(key) {
                 throw error(line, key, "expected in a [blastbeat:HOST] section, not in [blastbeat]")
@@ -100,6 +109,20 @@ extension ConfigParser.Builder {
         case "default":
             vhosts[index].host.isDefault = try boolean(value, key, line)
             vhosts[index].defaultLine = line
+        case "websocket-handshake":
+            switch value.lowercased() {
+            case "gateway": vhosts[index].host.webSocketHandshake = .gateway
+            case "backend": vhosts[index].host.webSocketHandshake = .backend
+            default: throw error(line, key, "expected gateway or backend, got \(value.debugDescription)")
+            }
+        case "websocket-protocols":
+            let names = value.split(separator: ",", omittingEmptySubsequences: false).map {
+                String($0.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+            }
+            guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy(HTTPSyntax.isTokenByte) }) else {
+                throw error(line, key, "expected a comma-separated list of subprotocol tokens, got \(value.debugDescription)")
+            }
+            vhosts[index].host.webSocketProtocols = names
         default:
             if Self.mainKeys.contains(key) {
                 throw error(line, key, "expected in the [blastbeat] section, not in a vhost section")

@@ -34,7 +34,7 @@ package struct Configuration: Sendable, Equatable {
     /// `max-retry-buffer`: request body bytes kept for replay on retry.
     package var maxRetryBuffer: Int = 1 << 20
     /// `max-output-buffer`: per-connection pending response bytes before the backend is no longer read for it.
-    package var maxOutputBuffer: Int = 4 << 20
+    package var maxOutputBuffer: Int = 64 << 20
     /// `access-log`: a path, `-` for stdout; nil when `off`.
     package var accessLog: String? = "-"
     /// `log-level`.
@@ -42,6 +42,8 @@ package struct Configuration: Sendable, Equatable {
     /// `daemon`: accepted so the original's sample file loads, and ignored (the gateway never daemonizes; run it
     /// under a service manager).
     package var daemon: Bool = false
+    /// WebSocket limits and features shared by every vhost.
+    package var webSocket = WebSocketSettings()
 
     package init(
         file: String,
@@ -132,4 +134,26 @@ package enum LogLevel: Int, Sendable, Comparable, CustomStringConvertible {
         case .error: return "error"
         }
     }
+}
+
+/// Who answers a WebSocket upgrade request.
+package enum WebSocketHandshakeMode: Sendable, Equatable {
+    /// The gateway sends 101 as soon as the request is forwarded (the original's behaviour).
+    case gateway
+    /// The gateway forwards the request and waits: a `headers` reply with status 101 accepts the
+    /// upgrade (its Sec-WebSocket-Protocol is used), any other status refuses it.
+    case backend
+}
+
+/// WebSocket settings of the `[blastbeat]` section.
+package struct WebSocketSettings: Sendable, Equatable {
+    /// `websocket-max-message`: largest message (after reassembly and decompression) → close 1009.
+    package var maxMessageSize: Int = 16 << 20
+    /// `websocket-idle-timeout`: a connection silent this long is pinged, and closed (1001) if
+    /// still silent after another half of it.
+    package var idleTimeout: Double = 60
+    /// `websocket-compression`: offer permessage-deflate (RFC 7692).
+    package var compression: Bool = true
+
+    package init() {}
 }

@@ -16,6 +16,10 @@ package struct VirtualHost: Sendable, Equatable {
     package var key: String?
     /// Line of the (first) section header.
     package var line: Int
+    /// Who answers a WebSocket upgrade: the gateway at once (the original's behaviour), or the backend.
+    package var webSocketHandshake: WebSocketHandshakeMode = .gateway
+    /// Subprotocols the gateway may select (in gateway mode), matched against the client's offer in its order.
+    package var webSocketProtocols: [String] = []
 
     package init(
         name: String,

@@ -1,0 +1,789 @@
+"""Reusable peers for the BlastBeat integration tests.
+
+* ``Gateway``: writes an ini with free ports, starts the real ``blastbeat`` binary, waits until it accepts,
+  stops it with SIGTERM (kill -9 after 10 s) and remembers the exit status and the captured output.
+* ``Backend``: a pyzmq DEALER node in a thread (identity, handler, auto-pong, stop event, recorded messages).
+* ``HTTPHandler``: a Backend handler that assembles ``uwsgi`` + ``body`` messages (up to the empty end-of-body
+  marker) into ``Request`` objects and calls an app with each complete request.
+* ``RawConn``: a raw TCP HTTP/1.x client with a strict response reader, for byte-exact checks.
+
+Everything is bounded in time: sockets carry timeouts and every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import zmq
+
+DEFAULT_BIN = "/work/main/.build/debug/blastbeat"
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+
+#: RFC 9110 reason phrases for the statuses the gateway produces itself.
+REASONS = {
+    100: "Continue",
+    400: "Bad Request",
+    404: "Not Found",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
+}
+
+
+def blastbeat_bin() -> str:
+    return os.environ.get("BLASTBEAT_BIN", DEFAULT_BIN)
+
+
+def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (bind to port 0, read it back, close)."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.02, what: str = "condition"):
+    """Poll ``pred`` until it returns something truthy; raise TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def port_accepts(port: int, host: str = "127.0.0.1", family: int = socket.AF_INET) -> bool:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect((host, port))
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------------------------
+# uwsgi
+
+
+# The README's decoder, copied verbatim (it already works on Python 3 bytes: slicing and struct.unpack).
+def uwsgi_to_dict(msg):
+    (ulen, ) = struct.unpack('<H', msg[1:3])
+    pos = 4
+    env = {}
+    while pos < ulen:
+        (klen,) = struct.unpack('<H', msg[pos:pos+2])
+        k = msg[pos+2:pos+2+klen]
+        pos += 2+klen
+        (vlen,) = struct.unpack('<H', msg[pos:pos+2])
+        v = msg[pos+2:pos+2+vlen]
+        pos += 2+vlen
+        env[k] = v
+    return env
+
+
+def uwsgi_pairs(packet: bytes) -> list[tuple[bytes, bytes]]:
+    """Strict decoder of a standard uwsgi packet (size field = length of the pairs); keeps duplicates."""
+    assert len(packet) >= 4, f"uwsgi packet shorter than its header: {packet!r}"
+    assert packet[0] == 0 and packet[3] == 0, f"uwsgi modifiers must be 0: {packet[:4]!r}"
+    (size,) = struct.unpack("<H", packet[1:3])
+    assert size == len(packet) - 4, f"uwsgi size field {size} != pairs length {len(packet) - 4}"
+    pairs = []
+    pos = 4
+    while pos < len(packet):
+        (klen,) = struct.unpack("<H", packet[pos:pos + 2])
+        key = packet[pos + 2:pos + 2 + klen]
+        pos += 2 + klen
+        (vlen,) = struct.unpack("<H", packet[pos:pos + 2])
+        value = packet[pos + 2:pos + 2 + vlen]
+        pos += 2 + vlen
+        assert len(key) == klen and len(value) == vlen and pos <= len(packet), "truncated uwsgi pair"
+        pairs.append((key, value))
+    return pairs
+
+
+def decode_env(packet: bytes) -> dict[str, str]:
+    """The uwsgi env as a str → str dict (latin-1, so every byte survives)."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in uwsgi_to_dict(packet).items()}
+
+
+def request_has_body(env: dict[str, str]) -> bool:
+    """True when the gateway will send body messages and the empty end-of-body marker for this request."""
+    try:
+        if int(env.get("CONTENT_LENGTH", "0") or "0") > 0:
+            return True
+    except ValueError:
+        pass
+    return "chunked" in env.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Backend node
+
+
+@dataclass
+class Message:
+    """One message a Backend received (3 frames), with the monotonic arrival time."""
+
+    sid: bytes
+    type: bytes
+    body: bytes
+    at: float
+
+
+class Backend:
+    """A BlastBeat node: a DEALER with ``identity`` connected to ``endpoint``, served by a thread.
+
+    ``handler(sid, type, body, send)`` is called in the backend thread for every message except ``ping``
+    (answered with ``pong`` while ``auto_pong`` and ``pong_enabled`` are set; with ``auto_pong=False`` pings go
+    to the handler too). ``send(sid, type, body)`` may be called from any thread: off the backend thread it is
+    queued and sent by the loop within ~10 ms. ``call_later`` runs a function in the backend thread.
+    Every received message is recorded in ``received``; handler exceptions are kept in ``errors``.
+    """
+
+    def __init__(self, endpoint: str, identity: bytes | str, handler=None, auto_pong: bool = True):
+        self.endpoint = endpoint
+        self.identity = identity.encode() if isinstance(identity, str) else identity
+        self.handler = handler
+        self.auto_pong = auto_pong
+        self.pong_enabled = True
+        self.received: list[Message] = []
+        self.sent: list[tuple[float, bytes, bytes, bytes]] = []
+        self.errors: list[str] = []
+        self.malformed: list[list[bytes]] = []
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._lock = threading.Lock()
+        self._outbox: list[Callable[[], None]] = []
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._sock = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> "Backend":
+        self._thread = threading.Thread(target=self._run, name=f"backend-{self.identity!r}", daemon=True)
+        self._thread.start()
+        if not self._started.wait(5):
+            raise TimeoutError("backend thread did not start")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait_ready(self, timeout: float = 5.0) -> "Backend":
+        """Wait until the gateway pinged this node and the pong went out, so the gateway sees it as alive."""
+        self.wait_for(lambda: any(m.type == b"ping" for m in self.received), timeout, "first ping")
+        time.sleep(0.15)  # let the gateway process the pong
+        return self
+
+    # -- sending -----------------------------------------------------------------------------------------------
+
+    def send(self, sid: bytes, mtype: bytes, body: bytes = b"") -> None:
+        if threading.current_thread() is self._thread:
+            self._sock.send_multipart([sid, mtype, body])
+            with self._lock:
+                self.sent.append((time.monotonic(), sid, mtype, body))
+        else:
+            with self._lock:
+                self._outbox.append(lambda: self.send(sid, mtype, body))
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        """Send an arbitrary multipart message (for malformed-message tests)."""
+        if threading.current_thread() is self._thread:
+            self._sock.send_multipart(frames)
+        else:
+            with self._lock:
+                self._outbox.append(lambda: self.send_frames(frames))
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        with self._lock:
+            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn))
+
+    # -- inspection --------------------------------------------------------------------------------------------
+
+    def messages(self, mtype: bytes | None = None, sid: bytes | None = None) -> list[Message]:
+        with self._cond:
+            return [m for m in self.received
+                    if (mtype is None or m.type == mtype) and (sid is None or m.sid == sid)]
+
+    def sids(self) -> list[bytes]:
+        """Distinct session ids seen in uwsgi messages, in order of first appearance."""
+        seen: list[bytes] = []
+        for m in self.messages(b"uwsgi"):
+            if m.sid not in seen:
+                seen.append(m.sid)
+        return seen
+
+    def wait_for(self, pred: Callable[[], object], timeout: float = 5.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = pred()
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"backend {self.identity!r}: timed out after {timeout}s waiting for {what}")
+                self._cond.wait(min(remaining, 0.05))
+
+    def wait_message(self, mtype: bytes, sid: bytes | None = None, count: int = 1, timeout: float = 5.0):
+        return self.wait_for(lambda: len(self.messages(mtype, sid)) >= count and self.messages(mtype, sid),
+                             timeout, f"{count} {mtype!r} message(s)")
+
+    # -- loop --------------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        if self.identity:  # b"": let libzmq generate one
+            sock.setsockopt(zmq.IDENTITY, self.identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.endpoint)
+        self._sock = sock
+        self._started.set()
+        try:
+            while not self._stop.is_set():
+                if sock.poll(10):
+                    while True:
+                        try:
+                            frames = sock.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._dispatch(frames)
+                with self._lock:
+                    work, self._outbox = self._outbox, []
+                    now = time.monotonic()
+                    while self._timers and self._timers[0][0] <= now:
+                        work.append(heapq.heappop(self._timers)[2])
+                for fn in work:
+                    self._guard(fn)
+        finally:
+            sock.close(linger=0)
+            ctx.term()
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - recorded and reported by the test
+            self.errors.append(traceback.format_exc())
+            traceback.print_exc()
+
+    def _dispatch(self, frames: list[bytes]) -> None:
+        if len(frames) != 3:
+            self.malformed.append(frames)
+            with self._cond:
+                self._cond.notify_all()
+            return
+        sid, mtype, body = frames
+        # Recorded before the handler runs: a reply the handler sends may reach a client (and the test)
+        # before this thread gets back here.
+        with self._cond:
+            self.received.append(Message(sid, mtype, body, time.monotonic()))
+            self._cond.notify_all()
+        if mtype == b"ping" and self.auto_pong:
+            if self.pong_enabled:
+                self.send(sid, b"pong", b"")
+        elif self.handler is not None:
+            self._guard(lambda: self.handler(sid, mtype, body, self.send))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# HTTP handler for backends
+
+
+@dataclass
+class Request:
+    """A complete request as the backend saw it."""
+
+    sid: bytes
+    packet: bytes
+    env: dict[str, str]
+    body: bytearray = field(default_factory=bytearray)
+    body_messages: int = 0
+    end_marker: bool = False
+    at: float = 0.0
+
+    @property
+    def path(self) -> str:
+        return self.env.get("PATH_INFO", "")
+
+
+def response_head(status: int = 200, headers: Iterable[tuple[str, str]] = (), reason: str | None = None,
+                  version: str = "HTTP/1.1") -> bytes:
+    reason = reason if reason is not None else {200: "OK", 201: "Created", 204: "No Content"}.get(status, "Status")
+    lines = [f"{version} {status} {reason}"] + [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def respond(send, sid: bytes, body: bytes = b"", status: int = 200, headers: Iterable[tuple[str, str]] = (),
+            piece: int = 1 << 20, include_body_in_headers: bool = False) -> None:
+    """Send a Content-Length framed response: one ``headers`` then the body in ``body`` messages of ``piece``."""
+    hdrs = [("Content-Length", str(len(body)))] + list(headers)
+    head = response_head(status, hdrs)
+    if include_body_in_headers:
+        send(sid, b"headers", head + body)
+        return
+    send(sid, b"headers", head)
+    for i in range(0, len(body), piece):
+        send(sid, b"body", body[i:i + piece])
+
+
+class HTTPHandler:
+    """Backend handler that turns the message stream into complete requests.
+
+    ``app(req, send)`` is called in the backend thread once a request is complete: at its ``uwsgi`` when the
+    request has no body, else at the empty ``body`` marker. Requests without a body must not get ``body``
+    messages; any that arrive are counted in ``stray``. ``end`` adds the sid to ``ended``.
+    """
+
+    def __init__(self, app: Callable[[Request, Callable], None]):
+        self.app = app
+        self.requests: list[Request] = []
+        self.partial: dict[bytes, Request] = {}
+        self.ended: list[bytes] = []
+        self.stray: list[tuple[bytes, bytes, bytes]] = []
+        self.unknown: list[tuple[bytes, bytes, bytes]] = []
+
+    def __call__(self, sid: bytes, mtype: bytes, body: bytes, send) -> None:
+        if mtype == b"uwsgi":
+            req = Request(sid, body, decode_env(body), at=time.monotonic())
+            if sid in self.partial:
+                self.stray.append((sid, mtype, body))  # new request before the previous body ended
+            if request_has_body(req.env):
+                self.partial[sid] = req
+            else:
+                self._complete(req, send)
+        elif mtype == b"body":
+            req = self.partial.get(sid)
+            if req is None:
+                self.stray.append((sid, mtype, body))
+            elif body == b"":
+                req.end_marker = True
+                del self.partial[sid]
+                self._complete(req, send)
+            else:
+                req.body += body
+                req.body_messages += 1
+        elif mtype == b"end":
+            self.partial.pop(sid, None)
+            self.ended.append(sid)
+        else:
+            self.unknown.append((sid, mtype, body))
+
+    def _complete(self, req: Request, send) -> None:
+        self.requests.append(req)
+        self.app(req, send)
+
+
+def hello_app(text: bytes = b"Hello World"):
+    """App answering every request with ``text`` (Content-Length framed), HEAD without body."""
+
+    def app(req: Request, send) -> None:
+        if req.env.get("REQUEST_METHOD") == "HEAD":
+            send(req.sid, b"headers", response_head(200, [("Content-Length", str(len(text)))]))
+        else:
+            respond(send, req.sid, text, headers=[("Content-Type", "text/plain")])
+
+    return app
+
+
+def echo_app(req: Request, send) -> None:
+    """Echo the request body back (Content-Length framed), with the path in X-Path."""
+    respond(send, req.sid, bytes(req.body), headers=[("X-Path", req.env.get("PATH_INFO", ""))])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Gateway process
+
+
+DEFAULT_OPTIONS = {
+    "ping-freq": "0.5",
+    "ping-timeout": "2",
+    "backend-timeout": "5",
+    "header-timeout": "2",
+    "keepalive-timeout": "5",
+    "body-timeout": "5",
+    "shutdown-timeout": "5",
+    "max-hops": "3",
+    "max-body-size": "16m",
+    "access-log": "-",
+}
+
+
+class Gateway:
+    """One ``blastbeat`` process with a generated config in ``workdir``.
+
+    ``vhosts`` maps a section name to a list of node names, or to ``{"nodes": [...], "default": True}``.
+    ``options`` override ``DEFAULT_OPTIONS`` (a value of None removes the key). ``extra_binds`` are added as
+    further ``bind`` lines, e.g. ``"[::1]:PORT"``.
+    """
+
+    def __init__(self, workdir: Path, vhosts=None, options=None, extra_binds=(), name: str = "gateway"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.port = free_port()
+        self.zmq_port = free_port()
+        self.endpoint = f"tcp://127.0.0.1:{self.zmq_port}"
+        self.vhosts = vhosts if vhosts is not None else {"localhost": ["NODE1"]}
+        self.options = dict(DEFAULT_OPTIONS)
+        for key, value in (options or {}).items():
+            if value is None:
+                self.options.pop(key, None)
+            else:
+                self.options[key] = str(value)
+        self.extra_binds = list(extra_binds)
+        self.config_path = self.workdir / f"{name}.ini"
+        self.stdout_path = self.workdir / f"{name}.stdout"
+        self.stderr_path = self.workdir / f"{name}.stderr"
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+        self.killed = False
+
+    def config_text(self) -> str:
+        lines = ["[blastbeat]", f"bind = 127.0.0.1:{self.port}"]
+        lines += [f"bind = {b}" for b in self.extra_binds]
+        lines.append(f"zmq = {self.endpoint}")
+        lines += [f"{k} = {v}" for k, v in self.options.items()]
+        for vhost, spec in self.vhosts.items():
+            if isinstance(spec, dict):
+                nodes, default = spec.get("nodes", []), spec.get("default", False)
+            else:
+                nodes, default = spec, False
+            lines += ["", f"[blastbeat:{vhost}]"] + [f"node = {n}" for n in nodes]
+            if default:
+                lines.append("default = true")
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 10.0) -> "Gateway":
+        self.config_path.write_text(self.config_text())
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([blastbeat_bin(), str(self.config_path)], stdout=self._out, stderr=self._err,
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        while not port_accepts(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"blastbeat exited with {self.proc.returncode} during startup\n{self.logs()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"blastbeat did not accept on {self.port} within {timeout}s\n{self.logs()}")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """SIGTERM, wait up to ``timeout`` (then kill -9), and return the exit status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.killed = True
+                self.proc.kill()
+                self.proc.wait(5)
+        self.returncode = self.proc.returncode
+        for f in (self._out, self._err):
+            f.close()
+        return self.returncode
+
+    def fd_count(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def fd_listing(self) -> str:
+        out = []
+        for fd in sorted(os.listdir(f"/proc/{self.pid}/fd"), key=int):
+            try:
+                out.append(f"{fd} -> {os.readlink(f'/proc/{self.pid}/fd/{fd}')}")
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def logs(self, tail: int = 200) -> str:
+        def cut(text: str) -> str:
+            lines = text.splitlines()
+            return "\n".join(lines[-tail:])
+
+        return (f"--- {self.config_path} ---\n{self.config_text()}"
+                f"--- {self.name} stdout (last {tail} lines) ---\n{cut(self.stdout())}\n"
+                f"--- {self.name} stderr (last {tail} lines) ---\n{cut(self.stderr())}\n")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Raw HTTP client
+
+
+@dataclass
+class Response:
+    status_line: str
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    raw: bytes
+    chunked: bool = False
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return ", ".join(values) if values else None
+
+    def has_token(self, name: str, token: str) -> bool:
+        value = self.header(name) or ""
+        return token.lower() in [t.strip().lower() for t in value.split(",")]
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class RawConn:
+    """A plain TCP connection speaking HTTP/1.x by hand; every read is bounded by ``timeout``."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, family: int = socket.AF_INET):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.timeout = timeout
+        self.buf = bytearray()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    @property
+    def local_port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self, deadline: float) -> bool:
+        """Read more bytes into buf; False on EOF. Raises TimeoutError at the deadline."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("read deadline passed")
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout as e:
+            raise TimeoutError("read deadline passed") from e
+        except ConnectionResetError:
+            return False
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def _read_until(self, marker: bytes, deadline: float) -> bytes:
+        while True:
+            idx = self.buf.find(marker)
+            if idx >= 0:
+                out = bytes(self.buf[:idx + len(marker)])
+                del self.buf[:idx + len(marker)]
+                return out
+            if not self._fill(deadline):
+                raise ConnectionClosed(f"connection closed before {marker!r}; have {bytes(self.buf)[:200]!r}")
+
+    def _read_exact(self, n: int, deadline: float) -> bytes:
+        while len(self.buf) < n:
+            if not self._fill(deadline):
+                raise ConnectionClosed(f"connection closed after {len(self.buf)} of {n} bytes")
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def read_head(self, timeout: float | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        raw = self._read_until(b"\r\n\r\n", deadline)
+        lines = raw[:-4].decode("latin-1").split("\r\n")
+        headers = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            assert sep, f"malformed response header line {line!r}"
+            headers.append((name, value.strip(" \t")))
+        return lines[0], headers, raw
+
+    def read_response(self, method: str = "GET", timeout: float | None = None,
+                      skip_interim: bool = True) -> Response:
+        """Read one response, framed by its headers (HEAD/1xx/204/304: no body; chunked; length; EOF)."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            status_line, headers, raw = self.read_head(deadline - time.monotonic())
+            parts = status_line.split(" ", 2)
+            assert len(parts) >= 2 and parts[0].startswith("HTTP/1."), f"bad status line {status_line!r}"
+            status = int(parts[1])
+            resp = Response(status_line, status, headers, b"", raw)
+            if 100 <= status < 200 and skip_interim and status != 101:
+                continue
+            break
+        te = (resp.header("transfer-encoding") or "").lower()
+        cl = resp.header("content-length")
+        if method == "HEAD" or 100 <= status < 200 or status in (204, 304):
+            return resp
+        if "chunked" in te:
+            resp.chunked = True
+            body = bytearray()
+            raw_body = bytearray()
+            while True:
+                line = self._read_until(b"\r\n", deadline)
+                raw_body += line
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while True:  # trailers
+                        t = self._read_until(b"\r\n", deadline)
+                        raw_body += t
+                        if t == b"\r\n":
+                            break
+                    break
+                data = self._read_exact(size + 2, deadline)
+                assert data[-2:] == b"\r\n", f"chunk not followed by CRLF: {data[-2:]!r}"
+                raw_body += data
+                body += data[:-2]
+            resp.body = bytes(body)
+            resp.raw += bytes(raw_body)
+        elif cl is not None:
+            assert "," not in cl, f"several Content-Length values: {cl!r}"
+            resp.body = self._read_exact(int(cl), deadline)
+            resp.raw += resp.body
+        else:
+            while self._fill(deadline):
+                pass
+            resp.body = bytes(self.buf)
+            resp.raw += resp.body
+            self.buf.clear()
+        return resp
+
+    def read_all_until_close(self, timeout: float = 5.0) -> bytes:
+        """Everything until EOF/reset; TimeoutError if the peer keeps the connection open."""
+        deadline = time.monotonic() + timeout
+        while self._fill(deadline):
+            pass
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    def is_closed_or_data(self, timeout: float) -> bool:
+        """True if the peer sent bytes or closed within ``timeout`` (the bytes are kept in the buffer)."""
+        try:
+            self._fill(time.monotonic() + timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def is_closed_by_peer(self, timeout: float = 3.0) -> bool:
+        """True if EOF/reset arrives within ``timeout`` with no further bytes; False on timeout."""
+        try:
+            rest = self.read_all_until_close(timeout)
+        except TimeoutError:
+            return False
+        assert rest == b"", f"unexpected bytes before close: {rest[:200]!r}"
+        return True
+
+
+def request_bytes(method: str = "GET", target: str = "/", host: str | None = "localhost",
+                  headers: Iterable[tuple[str, str]] = (), body: bytes = b"", version: str = "HTTP/1.1") -> bytes:
+    lines = [f"{method} {target} {version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def http_request(port: int, method: str = "GET", target: str = "/", host: str | None = "localhost",
+                 headers: Iterable[tuple[str, str]] = (), body: bytes = b"", version: str = "HTTP/1.1",
+                 timeout: float = 10.0) -> Response:
+    """One request on a fresh connection (closed afterwards)."""
+    with RawConn(port, timeout=timeout) as c:
+        c.send(request_bytes(method, target, host, headers, body, version))
+        return c.read_response(method, timeout=timeout)
+
+
+def curl(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess:
+    """Run curl with no proxy and a hard time limit; output as bytes."""
+    cmd = ["curl", "--silent", "--show-error", "--noproxy", "*", "--max-time", str(int(timeout) - 2), *args]
+    return subprocess.run(cmd, capture_output=True, timeout=timeout)
+
+
+@dataclass
+class CurlResult:
+    returncode: int
+    heads: list[str]
+    body: bytes
+    stderr: str
+    elapsed: float
+
+    @property
+    def status(self) -> int:
+        return int(self.heads[-1].split(" ", 2)[1]) if self.heads else 0
+
+    def header(self, name: str) -> str | None:
+        if not self.heads:
+            return None
+        values = []
+        for line in self.heads[-1].split("\r\n")[1:]:
+            k, _, v = line.partition(":")
+            if k.strip().lower() == name.lower():
+                values.append(v.strip())
+        return ", ".join(values) if values else None
+
+
+def curl_fetch(port: int, path: str = "/", *args: str, host: str = "localhost", timeout: float = 20.0) -> CurlResult:
+    """Fetch http://HOST:PORT/PATH with curl (HOST resolved to 127.0.0.1); keeps every response head."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        body_path = os.path.join(d, "body")
+        started = time.monotonic()
+        proc = curl("--resolve", f"{host}:{port}:127.0.0.1", "-D", "-", "-o", body_path,
+                    f"http://{host}:{port}{path}", *args, timeout=timeout)
+        elapsed = time.monotonic() - started
+        body = open(body_path, "rb").read() if os.path.exists(body_path) else b""
+    text = proc.stdout.decode("latin-1")
+    heads = [h for h in text.split("\r\n\r\n") if h.startswith("HTTP/")]
+    return CurlResult(proc.returncode, heads, body, proc.stderr.decode("latin-1", "replace"), elapsed)
