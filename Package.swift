@@ -31,7 +31,7 @@ let package = Package(
         // The only target that talks to C libraries and syscalls.
         .target(
             name: "BlastBeatSystem",
-            dependencies: ["BlastBeatCore", "CSystem", "CLibEV", "CZeroMQ", "CZlib"],
+            dependencies: ["BlastBeatCore", "CSystem", "CLibEV", "CZeroMQ", "CZlib", "COpenSSL"],
             swiftSettings: swiftSettings),
         // The gateway itself.
         .target(
@@ -47,7 +47,7 @@ let package = Package(
             name: "BlastBeatCoreTests", dependencies: ["BlastBeatCore"], exclude: ["Corpus"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "BlastBeatSystemTests", dependencies: ["BlastBeatCore", "BlastBeatSystem"],
+            name: "BlastBeatSystemTests", dependencies: ["BlastBeatCore", "BlastBeatSystem", "COpenSSL"],
             swiftSettings: swiftSettings),
     ]
 )
