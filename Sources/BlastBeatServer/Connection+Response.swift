@@ -287,6 +287,8 @@ extension Connection {
             abort("request body stalled")
         case .webSocketIdle:
             if let webSocket { webSocketIdle(session: webSocket) } else { abort("idle timeout") }
+        case .tlsHandshake:
+            abort("TLS handshake not completed within \(gateway.config.timeouts.tlsHandshake)s")
         case .idle, .write, .linger:
             abort("\(deadlineReason) timeout")
         }

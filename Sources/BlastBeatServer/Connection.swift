@@ -61,6 +61,15 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var closed = false
     var queuedForFlush = false
     var lingering = false
+    /// TLS state when the connection came in on a TLS listener.
+    let tls: TLSConnection?
+    /// TLS only: plaintext waiting to be encrypted (all of it goes once the handshake is complete).
+    var plainOutput: [UInt8] = []
+    var tlsClosing = false
+    var sawFirstByte = false
+    /// TLS facts for the uwsgi environment, captured once the handshake completes.
+    var tlsServerName: [UInt8] = []
+    var tlsVersion: [UInt8] = []
     /// True while `process` runs, so nested state changes do not re-enter it.
     var processingInput = false
 
@@ -87,11 +96,12 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     }
 
     enum TimeoutReason {
-        case idle, head, body, backend, write, linger, webSocketIdle
+        case idle, head, body, backend, write, linger, webSocketIdle, tlsHandshake
     }
 
-    init(gateway: Gateway, fd: Int32, listener: Listener, sid: SessionID, peer: SocketAddress) {
+    init(gateway: Gateway, fd: Int32, listener: Listener, sid: SessionID, peer: SocketAddress, tls: TLSConnection?) {
         self.gateway = gateway
+        self.tls = tls
         self.fd = fd
         self.listener = listener
         self.sid = sid
@@ -104,7 +114,11 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
 
     func start() {
         io.watch(read: true, write: false)
-        setDeadline(gateway.config.timeouts.keepAlive, .idle)
+        if tls != nil {
+            setDeadline(gateway.config.timeouts.tlsHandshake, .tlsHandshake)
+        } else {
+            setDeadline(gateway.config.timeouts.keepAlive, .idle)
+        }
     }
 
     // MARK: readiness
@@ -117,46 +131,41 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     private func readAvailable() {
         // Bounded per wakeup so one fast client cannot starve the others.
         for _ in 0..<4 {
-            if closed || clientEOF { return }
-            if pending.isEmpty {
-                let buffer = gateway.readBuffer
-                let result: IOResult
-                do { result = try Posix.read(fd, into: buffer) } catch { return abort("read: \(error)") }
-                guard case .processed(let n) = result else { return }
-                if n == 0 { return endOfInput() }
-                processingInput = true
-                let consumed = process(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                processingInput = false
-                if consumed < n && !closed {
-                    pending.appendBytes(UnsafeRawBufferPointer(rebasing: buffer[consumed..<n]))
-                }
-                if n < buffer.count { return }
-            } else {
-                let limit = gateway.maxPendingInput
-                if pending.count >= limit {
-                    // Pipelined input is waiting for a response: stop reading (back-pressure).
-                    updateInterest()
-                    return
-                }
-                let old = pending.count
-                let room = min(limit - old, 64 * 1024)
-                var got = 0
-                var failure: SystemError? = nil
-                pending.append(contentsOf: repeatElement(0, count: room))
-                pending.withUnsafeMutableBytes { raw in
-                    do throws(SystemError) {
-                        let r = try Posix.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[old..<(old + room)]))
-                        if case .processed(let n) = r { got = n } else { got = -1 }
-                    } catch { failure = error }
-                }
-                pending.removeLast(room - max(got, 0))
-                if let failure { return abort("read: \(failure)") }
-                if got < 0 { return }
-                if got == 0 { return endOfInput() }
-                processPending()
-                if got < room { return }
+            if closed || clientEOF || lingering { return }
+            if pending.count >= gateway.maxPendingInput {
+                // Pipelined input is waiting for a response: stop reading (back-pressure).
+                return updateInterest()
             }
+            let buffer = gateway.readBuffer
+            let result: IOResult
+            do { result = try Posix.read(fd, into: buffer) } catch { return abort("read: \(error)") }
+            guard case .processed(let n) = result else { return }
+            let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            if let tls {
+                receivedCiphertext(bytes, tls: tls)
+            } else if n == 0 {
+                return endOfInput()
+            } else {
+                consumeInput(bytes)
+            }
+            if n < buffer.count { return }
         }
+    }
+
+    /// Feeds plaintext to the request machinery. In the common case (nothing pending) it is parsed
+    /// in place; only an unconsumed tail is copied into `pending`.
+    func consumeInput(_ bytes: UnsafeRawBufferPointer) {
+        if !pending.isEmpty || processingInput {
+            pending.appendBytes(bytes)
+            return processPending()
+        }
+        processingInput = true
+        let consumed = process(bytes)
+        processingInput = false
+        if consumed < bytes.count && !closed && !lingering {
+            pending.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
+        }
+        updateInterest()
     }
 
     /// Runs the request machinery over `pending`, dropping what it consumed.
@@ -176,17 +185,19 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         updateInterest()
     }
 
+    func endOfInputPlain() { endOfInput() }
+
     private func endOfInput() {
         clientEOF = true
         switch (request, response) {
-        case (.idle, _) where output.count == outputStart && !isExchangeActive:
+        case (.idle, _) where !hasQueuedOutput && !isExchangeActive:
             close()
         case (.readingHead, _), (.body, _):
             // The client stopped in the middle of a request: nothing sensible can follow.
             close()
         default:
             // Half-close after a complete request: still deliver the response (fixes D25).
-            io.watch(read: false, write: output.count > outputStart)
+            io.watch(read: false, write: hasQueuedOutput)
         }
     }
 
@@ -200,11 +211,11 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// Watches for reading unless input is being held back, and for writing while output is queued.
     func updateInterest() {
         if closed { return }
-        let wantWrite = output.count > outputStart
+        let wantWrite = hasQueuedOutput
         // Stop reading while the client is not taking its responses (its pipelined requests or
         // WebSocket messages would only make the queue longer).
         let wantRead =
-            !clientEOF && pending.count < gateway.maxPendingInput && output.count - outputStart < outputLimit / 2
+            !clientEOF && pending.count < gateway.maxPendingInput && queuedOutputBytes < outputLimit / 2
         io.watch(read: wantRead, write: wantWrite)
     }
 
@@ -213,9 +224,14 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// Queues bytes for the client; the gateway flushes once per loop iteration.
     func enqueue(_ bytes: UnsafeRawBufferPointer) {
         if bytes.isEmpty { return }
-        output.appendBytes(bytes)
+        // TLS output is encrypted in one batch per loop iteration (fewer, fuller records).
+        if tls != nil { plainOutput.appendBytes(bytes) } else { output.appendBytes(bytes) }
         scheduleFlush()
     }
+
+    /// Bytes written by the gateway and not yet accepted by the kernel.
+    var queuedOutputBytes: Int { output.count - outputStart + plainOutput.count }
+    var hasQueuedOutput: Bool { outputStart < output.count || !plainOutput.isEmpty }
 
     func enqueue(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { enqueue($0) }
@@ -230,7 +246,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
             queuedForFlush = true
             gateway.connectionsToFlush.append(self)
         }
-        if output.count - outputStart > outputLimit {
+        if queuedOutputBytes > outputLimit {
             // The client reads slower than the backend writes and zmq has no per-sid flow control.
             gateway.logger.warning("client \(peerDescription) too slow: over \(outputLimit) bytes queued, closing")
             abort("output buffer limit")
@@ -247,6 +263,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     func flush() {
         queuedForFlush = false
         if closed { return }
+        if let tls { encryptOutput(tls) }
         while outputStart < output.count {
             let result: IOResult
             do {
@@ -270,6 +287,11 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // Everything written: drop big buffers so idle connections stay small.
         if output.capacity > 16 * 1024 { output = [] } else { output.removeAll(keepingCapacity: true) }
         outputStart = 0
+        if !plainOutput.isEmpty {
+            // Plaintext that can no longer be sent (after close_notify) is dropped; otherwise the
+            // TLS handshake is still running and the bytes wait for it.
+            if tlsClosing { plainOutput = [] } else { return updateInterest() }
+        }
         if closeWhenFlushed { return finishClosing() }
         if deadlineReason == .write { refreshDeadlineForState() }
         updateInterest()
@@ -278,7 +300,14 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// Closes once queued output is written (a graceful close: FIN after the last byte).
     func closeAfterFlush() {
         closeWhenFlushed = true
-        if outputStart >= output.count { finishClosing() } else { scheduleFlush() }
+        if let tls, !tlsClosing, tls.isHandshakeComplete {
+            // close_notify goes out after the last response bytes.
+            tlsClosing = true
+            encryptOutput(tls)
+            tls.shutdown()
+            tls.takeCiphertext(into: &output)
+        }
+        if !hasQueuedOutput { finishClosing() } else { scheduleFlush() }
     }
 
     private func finishClosing() {

@@ -42,6 +42,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private var shutdownTimer: TimerWatcher! = nil
     private var acceptPauseTimer: TimerWatcher! = nil
     private var signalWatchers: [SignalWatcher] = []
+    /// For each listener, the index of its `bind`/`bind-ssl` line in the configuration.
+    private var listenerConfigIndex: [Int] = []
     private(set) var isShuttingDown = false
     private var acceptingPaused = false
 
@@ -80,18 +82,23 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         housekeepingTimer = TimerWatcher(loop: loop, delegate: self)
         shutdownTimer = TimerWatcher(loop: loop, delegate: self)
         acceptPauseTimer = TimerWatcher(loop: loop, delegate: self)
-        for signal in [SIGINT, SIGTERM] {
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
         }
     }
 
     private func openListeners() throws(StartupError) {
         for (index, listenerConfig) in config.listeners.enumerated() {
+            var tlsContext: TLSServerContext? = nil
             if listenerConfig.tls {
-                closeListeners()
-                throw StartupError(
-                    description:
-                        "\(config.file):\(listenerConfig.line): bind-ssl: HTTPS listeners are not supported yet (issue #3); use bind")
+                do {
+                    let (defaultCertificate, certificates) = try loadCertificates(forListener: index)
+                    tlsContext = try TLSServerContext(
+                        defaultCertificate: defaultCertificate, certificates: certificates, alpn: ["http/1.1"])
+                } catch {
+                    closeListeners()
+                    throw StartupError(description: "\(config.file):\(listenerConfig.line): bind-ssl: \(error)")
+                }
             }
             let addresses: [SocketAddress]
             do { addresses = try SocketAddress.resolve(listenerConfig.address) } catch {
@@ -114,7 +121,51 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
                     if vhost.isDefault { defaultVhost = v }
                 }
                 let router = VirtualHostRouter(entries: entries, defaultVhost: defaultVhost, listenerPort: port)
-                listeners.append(Listener(gateway: self, fd: fd, address: address, router: router))
+                listeners.append(Listener(gateway: self, fd: fd, address: address, router: router, tls: tlsContext))
+                listenerConfigIndex.append(index)
+            }
+        }
+    }
+
+    /// Reads the certificates a TLS listener serves: one per distinct (certificate, key) pair of
+    /// its vhosts. The default (no SNI match) is the `[blastbeat]` pair, or on a listener dedicated
+    /// to vhosts, the first vhost's pair.
+    private func loadCertificates(forListener index: Int) throws(TLSError) -> (TLSCertificate?, [TLSCertificate]) {
+        var loaded: [String: TLSCertificate] = [:]
+        func load(_ certificate: String, _ key: String) throws(TLSError) -> TLSCertificate {
+            let id = certificate + "\u{0}" + key
+            if let existing = loaded[id] { return existing }
+            let fresh = try TLSCertificate(certificateFile: certificate, keyFile: key)
+            loaded[id] = fresh
+            return fresh
+        }
+        var certificates: [TLSCertificate] = []
+        for v in config.vhostIndices(forListener: index) {
+            let vhost = config.vhosts[v]
+            guard let certificate = vhost.certificate, let key = vhost.key else { continue }
+            let loadedCertificate = try load(certificate, key)
+            if !certificates.contains(where: { $0 === loadedCertificate }) { certificates.append(loadedCertificate) }
+        }
+        var defaultCertificate: TLSCertificate? = nil
+        if let certificate = config.certificate, let key = config.key {
+            defaultCertificate = try load(certificate, key)
+        } else if config.listeners[index].dedicatedVhosts != nil {
+            defaultCertificate = certificates.first
+        }
+        return (defaultCertificate, certificates)
+    }
+
+    /// SIGHUP: re-reads every TLS listener's certificates; a listener whose files fail keeps the old ones.
+    private func reloadCertificates() {
+        for (position, listener) in listeners.enumerated() {
+            guard let context = listener.tls else { continue }
+            let index = listenerConfigIndex[position]
+            do {
+                let (defaultCertificate, certificates) = try loadCertificates(forListener: index)
+                try context.reload(defaultCertificate: defaultCertificate, certificates: certificates)
+                logger.info("reloaded \(certificates.count) certificate(s) for https://\(listener.address)")
+            } catch {
+                logger.error("certificate reload for https://\(listener.address) failed, keeping the old ones: \(error)")
             }
         }
     }
@@ -137,7 +188,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         }
         for listener in listeners {
             listener.setAccepting(true)
-            logger.info("listening on http://\(listener.address)")
+            logger.info("listening on \(listener.tls == nil ? "http" : "https")://\(listener.address)")
         }
         logger.info("ROUTER bound to \(config.zmqEndpoint); \(nodes.nodes.count) node(s) configured")
         pingTimer.start(after: config.pingFrequency, repeat: config.pingFrequency)
@@ -177,11 +228,19 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
                 return
             }
             guard let (fd, peer) = accepted else { return }
+            var tls: TLSConnection? = nil
+            if let context = listener.tls {
+                do { tls = try TLSConnection(context: context) } catch {
+                    logger.error("TLS setup for a connection failed: \(error)")
+                    Posix.close(fd)
+                    continue
+                }
+            }
             try? Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             let (high, low) = random.next128()
             let sid = SessionID(high: high, low: low)
             let connection = Connection(
-                gateway: self, fd: fd, listener: listener, sid: sid, peer: peer)
+                gateway: self, fd: fd, listener: listener, sid: sid, peer: peer, tls: tls)
             sessions[sid] = connection
             counters.acceptedConnections += 1
             connection.start()
@@ -208,7 +267,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     func uwsgiContext(for connection: Connection, vhost: Int) -> UwsgiRequestContext {
         UwsgiRequestContext(
             serverName: vhostServerNames[vhost], serverPort: connection.listener.portBytes,
-            remoteAddress: connection.remoteAddress, remotePort: connection.remotePort, isTLS: false)
+            remoteAddress: connection.remoteAddress, remotePort: connection.remotePort, isTLS: connection.tls != nil,
+            tlsServerName: connection.tlsServerName, tlsVersion: connection.tlsVersion)
     }
 
     var retryAfterSeconds: Int { max(1, Int(config.pingFrequency.rounded(.up))) }
@@ -271,6 +331,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     // MARK: shutdown
 
     package func signalReceived(_ signal: Int32) {
+        if signal == SIGHUP {
+            return reloadCertificates()
+        }
         if isShuttingDown {
             logger.warning("second signal: stopping now")
             for connection in Array(sessions.values) { connection.close() }
@@ -293,7 +356,7 @@ extension Connection {
         requestKeepAlive = false
         switch (request, response) {
         case (.idle, .none), (.idle, .complete):
-            if output.count == outputStart { close() } else { closeAfterFlush() }
+            if hasQueuedOutput { closeAfterFlush() } else { close() }
         default:
             break
         }

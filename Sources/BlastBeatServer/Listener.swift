@@ -9,11 +9,14 @@ final class Listener: IOWatcherDelegate {
     let router: VirtualHostRouter
     /// The bound port as ASCII, for SERVER_PORT.
     let portBytes: [UInt8]
+    /// Set on a `bind-ssl` listener.
+    let tls: TLSServerContext?
     private var watcher: IOWatcher! = nil
     private(set) var isOpen = true
 
-    init(gateway: Gateway, fd: Int32, address: SocketAddress, router: VirtualHostRouter) {
+    init(gateway: Gateway, fd: Int32, address: SocketAddress, router: VirtualHostRouter, tls: TLSServerContext?) {
         self.gateway = gateway
+        self.tls = tls
         self.fd = fd
         self.address = address
         self.router = router

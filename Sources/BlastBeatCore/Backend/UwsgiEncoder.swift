@@ -13,13 +13,22 @@ package struct UwsgiRequestContext: Sendable, Equatable {
     package var remotePort: [UInt8]
     /// The connection arrived on a TLS listener: `UWSGI_SCHEME=https` and `HTTPS=on`.
     package var isTLS: Bool
+    /// TLS only: the server name the client asked for (SNI), sent as `SSL_TLS_SNI` when present, and
+    /// the protocol version (`TLSv1.3`), sent as `SSL_PROTOCOL` (mod_ssl's names).
+    package var tlsServerName: [UInt8]
+    package var tlsVersion: [UInt8]
 
-    package init(serverName: [UInt8], serverPort: [UInt8], remoteAddress: [UInt8], remotePort: [UInt8], isTLS: Bool) {
+    package init(
+        serverName: [UInt8], serverPort: [UInt8], remoteAddress: [UInt8], remotePort: [UInt8], isTLS: Bool,
+        tlsServerName: [UInt8] = [], tlsVersion: [UInt8] = []
+    ) {
         self.serverName = serverName
         self.serverPort = serverPort
         self.remoteAddress = remoteAddress
         self.remotePort = remotePort
         self.isTLS = isTLS
+        self.tlsServerName = tlsServerName
+        self.tlsVersion = tlsVersion
     }
 }
 
@@ -130,6 +139,14 @@ package enum UwsgiEncoder {
         self.appendPair("UWSGI_SCHEME", context.isTLS ? "https" : "http", into: &out)
         if context.isTLS {
             self.appendPair("HTTPS", "on", into: &out)
+            if !context.tlsServerName.isEmpty {
+                self.appendKey("SSL_TLS_SNI", into: &out)
+                self.appendValue(context.tlsServerName, into: &out)
+            }
+            if !context.tlsVersion.isEmpty {
+                self.appendKey("SSL_PROTOCOL", into: &out)
+                self.appendValue(context.tlsVersion, into: &out)
+            }
         }
 
         self.appendHeaders(head.headers, in: request, into: &out)
@@ -319,6 +336,7 @@ package enum UwsgiEncoder {
         bound += head.method.count + 3 * head.target.count
         bound += context.serverName.count + context.serverPort.count
         bound += context.remoteAddress.count + context.remotePort.count
+        bound += 4 + 11 + context.tlsServerName.count + 4 + 12 + context.tlsVersion.count
         for field in head.headers {
             // 4 prefix bytes + "HTTP_" + name + value + separator; Content-Type's value may appear twice.
             bound += 4 + 5 + field.name.count + 2 * field.value.count + 2

@@ -1,0 +1,95 @@
+import BlastBeatCore
+import BlastBeatSystem
+
+/// TLS on a connection: OpenSSL is a byte transform between the socket and the HTTP machinery.
+/// Ciphertext read from the socket is fed in; plaintext comes out and is parsed like plain TCP
+/// input; queued plaintext output is encrypted once per flush.
+extension Connection {
+    func receivedCiphertext(_ bytes: UnsafeRawBufferPointer, tls: TLSConnection) {
+        if bytes.isEmpty {
+            // EOF. A client that vanished mid-handshake is simply closed.
+            if !tls.isHandshakeComplete { return close() }
+            return endOfInputTLS()
+        }
+        if !tls.isHandshakeComplete {
+            if !sawFirstByte, let first = bytes.first {
+                sawFirstByte = true
+                // A TLS connection starts with a handshake record (0x16). Capital letters are a plain
+                // HTTP request line: answer it in plain text, as nginx does, instead of a TLS alert.
+                if first != 0x16 && first >= 0x41 && first <= 0x5A {
+                    gateway.counters.clientErrors += 1
+                    let body = "400 Bad Request: this port speaks HTTPS; use https://\n"
+                    output.appendBytes(
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n")
+                    output.append(contentsOf: Array("Content-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
+                    tlsClosing = true
+                    return closeAfterFlush()
+                }
+            }
+            tls.feedCiphertext(bytes)
+            switch tls.handshake() {
+            case .needMoreData:
+                tls.takeCiphertext(into: &output)
+                scheduleFlush()
+                return
+            case .failed(let error):
+                gateway.logger.debug("TLS handshake with \(peerDescription) failed: \(error)")
+                tls.takeCiphertext(into: &output)  // the alert
+                tlsClosing = true
+                return closeAfterFlush()
+            case .complete:
+                tls.takeCiphertext(into: &output)
+                scheduleFlush()
+                setDeadline(gateway.config.timeouts.keepAlive, .idle)
+                tlsServerName = tls.serverName.map { Array($0.utf8) } ?? []
+                tlsVersion = Array(tls.protocolVersion.utf8)
+            }
+        } else {
+            tls.feedCiphertext(bytes)
+        }
+        drainPlaintext(tls)
+    }
+
+    /// Reads every decrypted byte OpenSSL holds (a record can carry more than one read's worth).
+    private func drainPlaintext(_ tls: TLSConnection) {
+        while !closed && !lingering {
+            switch tls.readPlaintext(into: gateway.readBuffer) {
+            case .data(let n):
+                consumeInput(UnsafeRawBufferPointer(rebasing: gateway.readBuffer[0..<n]))
+            case .needMoreData:
+                if tls.hasCiphertextToSend {
+                    tls.takeCiphertext(into: &output)
+                    scheduleFlush()
+                }
+                return
+            case .closed:
+                return endOfInputTLS()
+            case .failed(let error):
+                gateway.logger.debug("TLS error from \(peerDescription): \(error)")
+                return abort("TLS error")
+            }
+        }
+    }
+
+    private func endOfInputTLS() {
+        endOfInputPlain()
+    }
+
+    /// Encrypts the queued plaintext (once the handshake allows it) into the socket output.
+    func encryptOutput(_ tls: TLSConnection) {
+        if !plainOutput.isEmpty && tls.isHandshakeComplete && !tlsClosing {
+            switch plainOutput.withUnsafeBytes({ tls.writePlaintext($0) }) {
+            case .success(let n):
+                if n >= plainOutput.count {
+                    if plainOutput.capacity > 64 * 1024 { plainOutput = [] } else { plainOutput.removeAll(keepingCapacity: true) }
+                } else if n > 0 {
+                    plainOutput.removeFirst(n)
+                }
+            case .failure(let error):
+                gateway.logger.debug("TLS write to \(peerDescription) failed: \(error)")
+                plainOutput = []
+            }
+        }
+        if tls.hasCiphertextToSend { tls.takeCiphertext(into: &output) }
+    }
+}
