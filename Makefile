@@ -28,17 +28,21 @@ $(VENV)/.installed: Tests/IntegrationTests/requirements.txt
 run: release venv
 	scripts/run.sh
 
-# Unit tests (swift test) and integration tests (the real binary with real peers).
-test: build venv
+# Unit tests (swift test) and integration tests (the real binaries with real peers). The release
+# binary is built too: the allocations-per-request test measures it.
+test: build release venv
 	$(SWIFT) test
 	scripts/check-no-foundation.sh .build/debug/blastbeat
-	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/IntegrationTests
+	scripts/check-no-foundation.sh .build/release/blastbeat
+	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat BLASTBEAT_RELEASE_BIN=$(CURDIR)/.build/release/blastbeat \
+		$(PY) -m pytest -q Tests/IntegrationTests
 
 unit: build
 	$(SWIFT) test
 
-integration: build venv
-	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/IntegrationTests
+integration: build release venv
+	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat BLASTBEAT_RELEASE_BIN=$(CURDIR)/.build/release/blastbeat \
+		$(PY) -m pytest -q Tests/IntegrationTests
 
 clean:
 	rm -rf .build $(VENV)

@@ -33,6 +33,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private var vhostServerNames: [[UInt8]] = []
     var sessions: [SessionID: Connection] = [:]
     var connectionsToFlush: [Connection] = []
+    private var flushBatch: [Connection] = []
     var pendingNodeFailures: [Int] = []
     private var random = SecureRandom()
 
@@ -299,9 +300,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             if let router = routerStorage, router.hasIncoming { drainRouter() }
             failNodesIfNeeded()
             if connectionsToFlush.isEmpty { break }
-            let batch = connectionsToFlush
-            connectionsToFlush.removeAll(keepingCapacity: true)
-            for connection in batch { connection.flush() }
+            // Swap in the spare array instead of copying: a copy of a shared array buffer would
+            // allocate on every iteration (one allocation per request in the allocation test).
+            swap(&connectionsToFlush, &flushBatch)
+            for connection in flushBatch { connection.flush() }
+            flushBatch.removeAll(keepingCapacity: true)
             if routerStorage?.hasIncoming != true { break }
         }
         if isShuttingDown && sessions.isEmpty { loop.stop() }
