@@ -32,7 +32,7 @@ package struct Configuration: Sendable, Equatable {
     /// `max-connections`: open client connections across all listeners.
     package var maxConnections: Int = 10000
     /// `max-retry-buffer`: request body bytes kept for replay on retry.
-    package var maxRetryBuffer: Int = 1 << 20
+    package var maxRetryBuffer: Int = 64 << 10
     /// `max-output-buffer`: per-connection pending response bytes before the backend is no longer read for it.
     package var maxOutputBuffer: Int = 64 << 20
     /// `access-log`: a path, `-` for stdout; nil when `off`.

@@ -178,7 +178,7 @@ struct ConfigParserTests {
         #expect(config.pingFrequency == 3 && config.pingTimeout == 10 && config.maxHops == 10)
         #expect(config.uid == nil && config.gid == nil && config.certificate == nil)
         #expect(config.timeouts == Timeouts() && config.timeouts.header == 10 && config.timeouts.backend == 60)
-        #expect(config.maxConnections == 10000 && config.maxRetryBuffer == 1 << 20 && config.maxOutputBuffer == 64 << 20)
+        #expect(config.maxConnections == 10000 && config.maxRetryBuffer == 64 << 10 && config.maxOutputBuffer == 64 << 20)
         #expect(config.accessLog == "-" && config.logLevel == .info && !config.daemon)
     }
 
