@@ -3,7 +3,7 @@ SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: all deps build release run test unit integration venv bench clean
+.PHONY: all deps build release run test unit integration venv bench autobahn clean
 
 all: build
 
@@ -49,5 +49,10 @@ clean:
 
 # Side-by-side benchmark, see bench/README.md: BlastBeat vs Mongrel2, Condure and nginx with wrk.
 # BENCH_ARGS="--quick" for a smoke run (~3 minutes); results go to bench/results/.
+bench: release
+	python3 bench/run.py $(BENCH_ARGS)
+
+# Side-by-side benchmark (wrk): BlastBeat, Mongrel2, Condure, nginx. See bench/README.md.
+# `make bench BENCH_ARGS=--quick` for a ~3-minute smoke run.
 bench: release
 	python3 bench/run.py $(BENCH_ARGS)
