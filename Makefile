@@ -51,8 +51,3 @@ clean:
 # BENCH_ARGS="--quick" for a smoke run (~3 minutes); results go to bench/results/.
 bench: release
 	python3 bench/run.py $(BENCH_ARGS)
-
-# Side-by-side benchmark (wrk): BlastBeat, Mongrel2, Condure, nginx. See bench/README.md.
-# `make bench BENCH_ARGS=--quick` for a ~3-minute smoke run.
-bench: release
-	python3 bench/run.py $(BENCH_ARGS)

@@ -13,6 +13,7 @@ The tests import the SDK from ``python/src`` (ahead of any installed copy) so th
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
@@ -80,6 +81,7 @@ def make_node(make_gateway):
         n.start()
         if connected:
             assert n.wait_connected(10), "node did not connect"
+            time.sleep(0.25)  # let the gateway process the announcing pong
         return n
 
     yield factory

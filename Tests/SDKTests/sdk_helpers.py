@@ -119,8 +119,8 @@ class Gateway:
             if time.monotonic() > deadline:
                 raise FileNotFoundError(f"gateway binary not found or not executable: {binary} (set BLASTBEAT_BIN)")
             time.sleep(0.2)
-        self._out = open(self.stdout_path, "wb")
-        self._err = open(self.stderr_path, "wb")
+        self._out = open(self.stdout_path, "ab")
+        self._err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen([binary, str(self.config_path)], stdout=self._out, stderr=self._err,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir)
         while not port_accepts(self.port):
@@ -148,6 +148,12 @@ class Gateway:
             self._out.close()
             self._err.close()
         return self.returncode
+
+    def restart(self) -> "Gateway":
+        """Stop (SIGTERM) and start again on the same ports and config."""
+        assert self.stop() == 0, self.logs()
+        self.proc, self.returncode = None, None
+        return self.start()
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
@@ -323,6 +329,15 @@ class RawConn:
             resp.body = bytes(self.buf)
             self.buf.clear()
         return resp
+
+    def read_until_close(self, timeout: float = 5.0) -> bytes:
+        """Everything up to EOF (with what is buffered); TimeoutError if the peer keeps the connection open."""
+        deadline = time.monotonic() + timeout
+        while self._fill(deadline):
+            pass
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
 
     def closed_by_peer(self, timeout: float = 5.0) -> bool:
         """True if the peer closes (EOF) within ``timeout`` without sending more bytes."""
