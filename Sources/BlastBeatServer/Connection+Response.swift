@@ -108,6 +108,7 @@ extension Connection {
             persistent = false
         }
         if !persistent { requestKeepAlive = false }
+        discardBodyUntilHeaders = bodyless
 
         if case .gatewayChunked = framing {
             // Insert our framing header before the blank line; the rest goes out verbatim.
@@ -127,6 +128,10 @@ extension Connection {
 
     private func receivedBody(_ bytes: UnsafeRawBufferPointer, fromChunkMessage: Bool) {
         guard case .body(let framing) = response else {
+            if discardBodyUntilHeaders {
+                gateway.counters.outOfOrderBackendMessages += 1
+                return
+            }
             if case .awaitingHead = response, !bytes.isEmpty {
                 // Body before headers (D26): the client would see body bytes as a status line.
                 gateway.counters.backendErrors += 1

@@ -40,6 +40,10 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var requestVersion: HTTPVersion = .http11
     var requestIsHead = false
     var continueSent = false
+    /// After a response that has no body (HEAD, 204, 304) a backend may still send the body it
+    /// would have sent for GET; until the next `headers` such `body` messages are dropped instead
+    /// of being taken for a body-before-headers error on the next request.
+    var discardBodyUntilHeaders = false
     /// The current request's uwsgi packet, kept for `retry`.
     var uwsgiPacket: [UInt8] = []
     /// Request body bytes kept for `retry`, nil once they exceed the limit.
@@ -190,8 +194,9 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     private func endOfInput() {
         clientEOF = true
         switch (request, response) {
-        case (.idle, _) where !hasQueuedOutput && !isExchangeActive:
-            close()
+        case (.idle, _) where !isExchangeActive:
+            // Nothing in progress: finish writing what is queued (if anything), then close.
+            closeAfterFlush()
         case (.readingHead, _), (.body, _):
             // The client stopped in the middle of a request: nothing sensible can follow.
             close()
