@@ -34,6 +34,7 @@ test: build release venv
 	$(SWIFT) test
 	scripts/check-no-foundation.sh .build/debug/blastbeat
 	scripts/check-no-foundation.sh .build/release/blastbeat
+	scripts/check-no-foundation.sh .build/debug/swift-hello
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat BLASTBEAT_RELEASE_BIN=$(CURDIR)/.build/release/blastbeat \
 		$(PY) -m pytest -q Tests/IntegrationTests
 

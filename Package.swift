@@ -14,7 +14,8 @@ let swiftSettings: [SwiftSetting] = [
 let package = Package(
     name: "BlastBeat",
     products: [
-        .executable(name: "blastbeat", targets: ["blastbeat"])
+        .executable(name: "blastbeat", targets: ["blastbeat"]),
+        .library(name: "BlastBeatBackend", targets: ["BlastBeatBackend"]),
     ],
     targets: [
         // System libraries: module map + shim.h only (see STYLE.md §2).
@@ -43,6 +44,19 @@ let package = Package(
             dependencies: ["BlastBeatCore", "BlastBeatServer"],
             swiftSettings: swiftSettings),
 
+        // Backend SDK for Swift nodes, and the Swift examples built on it.
+        .target(
+            name: "BlastBeatBackend", dependencies: ["BlastBeatCore", "BlastBeatSystem"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "swift-hello", dependencies: ["BlastBeatBackend"], path: "examples/SwiftHello",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "swift-echo", dependencies: ["BlastBeatBackend"], path: "examples/SwiftEcho",
+            swiftSettings: swiftSettings),
+
+        .testTarget(
+            name: "BlastBeatBackendTests", dependencies: ["BlastBeatBackend", "BlastBeatCore", "CZeroMQ"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "BlastBeatCoreTests", dependencies: ["BlastBeatCore"], exclude: ["Corpus"],
             swiftSettings: swiftSettings),

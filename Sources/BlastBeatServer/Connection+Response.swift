@@ -174,6 +174,8 @@ extension Connection {
             log.bytesSent += offset
             if decoder.isFinished { responseFinished() } else { response = .body(.chunked(decoder)) }
         case .gatewayChunked:
+            // An empty `body` writes nothing (as in the original); only an empty `chunk` ends the body.
+            if bytes.isEmpty && !fromChunkMessage { return }
             writeChunk(bytes)
             if bytes.isEmpty && fromChunkMessage { responseFinished() }
         case .untilClose:
@@ -294,6 +296,8 @@ extension Connection {
             if let webSocket { webSocketIdle(session: webSocket) } else { abort("idle timeout") }
         case .tlsHandshake:
             abort("TLS handshake not completed within \(gateway.config.timeouts.tlsHandshake)s")
+        case .idle where tls != nil && !tlsClosing && !isExchangeActive:
+            closeAfterFlush()  // with close_notify, so TLS clients see a clean end
         case .idle, .write, .linger:
             abort("\(deadlineReason) timeout")
         }

@@ -307,8 +307,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         closeWhenFlushed = true
         if let tls, !tlsClosing, tls.isHandshakeComplete {
             // close_notify goes out after the last response bytes.
-            tlsClosing = true
             encryptOutput(tls)
+            tlsClosing = true
             tls.shutdown()
             tls.takeCiphertext(into: &output)
         }

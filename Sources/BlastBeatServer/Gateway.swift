@@ -359,7 +359,7 @@ extension Connection {
         requestKeepAlive = false
         switch (request, response) {
         case (.idle, .none), (.idle, .complete):
-            if hasQueuedOutput { closeAfterFlush() } else { close() }
+            if hasQueuedOutput || tls != nil { closeAfterFlush() } else { close() }
         default:
             break
         }

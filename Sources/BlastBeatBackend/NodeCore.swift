@@ -1,0 +1,275 @@
+internal import BlastBeatCore
+internal import BlastBeatSystem
+import Glibc
+
+/// Names one session: the gateway it came from (index into the endpoints) and its 16-byte sid.
+///
+/// The same sid from two gateways is two sessions: each gateway draws its own sids.
+struct SessionKey: Hashable, Sendable {
+    var gateway: Int
+    var sid: SessionID
+}
+
+/// What the node keeps per live session.
+struct SessionRecord {
+    /// The current request (the last `uwsgi` on the session).
+    var request: Request
+    var response = ResponseState()
+}
+
+/// The running part of a `BackendNode`: the dealers, the session table and the message dispatch.
+///
+/// Exists only while `run` runs and is touched only by its thread (`Session` values point at it, and are not
+/// `Sendable` for that reason). Kept apart from `BackendNode` so that tests can drive it step by step with
+/// `pump` against their own ROUTER socket.
+final class NodeCore {
+    /// Largest `body`/`chunk`/`headers` message the node sends; longer writes are split (as the Python SDK does).
+    static let maxMessageBytes = 1 << 20
+
+    let identity: String
+    let endpoints: [String]
+    private var dealers: [ZMQDealer] = []
+    private(set) var sessions: [SessionKey: SessionRecord] = [:]
+    /// Messages dropped: malformed, unknown type, bad sid, undecodable uwsgi, or for no live session.
+    private(set) var droppedMessages = 0
+    /// Pings answered.
+    private(set) var pingsAnswered = 0
+    /// Unsolicited `pong`s sent after a connection's handshake.
+    private(set) var announcements = 0
+
+    init(identity: String, endpoints: [String], sendTimeoutMilliseconds: Int32 = 2000) throws(BackendError) {
+        self.identity = identity
+        self.endpoints = endpoints
+        for endpoint in endpoints {
+            do {
+                dealers.append(
+                    try ZMQDealer(
+                        identity: Array(identity.utf8), endpoint: endpoint,
+                        sendTimeoutMilliseconds: sendTimeoutMilliseconds))
+            } catch {
+                close()
+                throw BackendError.invalidEndpoint.with("cannot connect to \(endpoint): \(error)")
+            }
+        }
+    }
+
+    /// Closes every dealer; what was sent gets up to a second to go out.
+    func close() {
+        for dealer in dealers { dealer.close() }
+        dealers = []
+    }
+
+    // MARK: - Receiving
+
+    /// Waits up to `timeoutMilliseconds` for messages and handles everything that is ready.
+    func pump(handler: some BackendHandler, timeoutMilliseconds: Int) throws(BackendError) {
+        let ready: [ZMQDealer.Readiness]
+        do {
+            ready = try ZMQDealer.poll(dealers, timeoutMilliseconds: timeoutMilliseconds)
+        } catch {
+            throw BackendError.socket.with("\(error)")
+        }
+        for gateway in ready.indices {
+            if ready[gateway].event { connectionEvents(gateway: gateway, handler: handler) }
+            if ready[gateway].message { receive(gateway: gateway, handler: handler) }
+        }
+    }
+
+    private func connectionEvents(gateway: Int, handler: some BackendHandler) {
+        let events = dealers[gateway].connectionEvents()
+        if events.disconnected {
+            // The gateway forgot every session of ours (it answers their clients 502), or it restarted.
+            log("lost the connection to \(endpoints[gateway]); reconnecting")
+            endSessions(where: { $0.gateway == gateway }, handler: handler)
+        }
+        if events.connected {
+            // Announce ourselves: an instance identity (NAME#x) is unknown to a gateway until it hears from
+            // it, and a restarted gateway has forgotten it.
+            announcements += 1
+            _ = try? dealers[gateway].send(sid: Self.noBytes, type: "pong", body: Self.noBytes, wait: false)
+        }
+    }
+
+    private func receive(gateway: Int, handler: some BackendHandler) {
+        // Then give the other gateways a turn.
+        for _ in 0..<1000 {
+            guard let received = dealers[gateway].receive() else { return }
+            switch received {
+            case .malformed(let frameCount):
+                droppedMessages += 1
+                log("dropped a message of \(frameCount) frame(s) from \(endpoints[gateway]); expected 3")
+            case .message(let message):
+                dispatch(gateway: gateway, message, handler: handler)
+            }
+        }
+    }
+
+    private static var noBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
+
+    private func dispatch(gateway: Int, _ message: ZMQDealer.Message, handler: some BackendHandler) {
+        guard let type = GatewayMessageType(message.type) else {
+            droppedMessages += 1
+            return
+        }
+        if case .ping = type {
+            pingsAnswered += 1
+            _ = try? dealers[gateway].send(sid: message.sid, type: "pong", body: Self.noBytes, wait: false)
+            return
+        }
+        guard let sid = SessionID(message.sid) else {
+            droppedMessages += 1
+            return
+        }
+        let key = SessionKey(gateway: gateway, sid: sid)
+        let session = Session(core: self, key: key)
+        switch type {
+        case .uwsgi:
+            guard let request = Request(uwsgi: Array(message.body)) else {
+                droppedMessages += 1
+                log("undecodable uwsgi packet on session \(sid.hex); ending it")
+                _ = try? send(key, .end, Self.noBytes)
+                return
+            }
+            var record = sessions[key] ?? SessionRecord(request: request)
+            record.request = request
+            record.response.requestStarted(isHEAD: request.method == "HEAD", isWebSocket: request.isWebSocket)
+            sessions[key] = record
+            call(session) { try handler.requestStarted(request, session: session) }
+        case .body:
+            guard sessions[key] != nil else {
+                droppedMessages += 1
+                return
+            }
+            if message.body.isEmpty {
+                call(session) { try handler.requestBodyEnded(session: session) }
+            } else {
+                let bytes = Array(message.body)
+                call(session) { try handler.requestBody(bytes, session: session) }
+            }
+        case .websocket, .websocketBinary:
+            guard sessions[key] != nil else {
+                droppedMessages += 1
+                return
+            }
+            let payload: WebSocketMessage =
+                type == .websocket
+                ? .text(String(decoding: message.body, as: UTF8.self)) : .binary(Array(message.body))
+            call(session) { try handler.webSocketMessage(payload, session: session) }
+        case .end:
+            // May arrive more than once, or after a `retry` moved the session away: harmless.
+            guard sessions.removeValue(forKey: key) != nil else { return }
+            handler.sessionEnded(session: session)
+        case .ping:
+            preconditionFailure("ping is answered above")
+        }
+    }
+
+    /// Runs a callback; a thrown error answers 500 if the head is still to be sent, else ends the session.
+    private func call(_ session: Session, _ body: () throws -> Void) {
+        do {
+            try body()
+        } catch {
+            log("handler failed on session \(session.key.sid.hex): \(error)")
+            guard let record = sessions[session.key] else { return }
+            if record.response.isAwaitingHead && !record.response.isWebSocket {
+                do {
+                    try session.respond(
+                        status: 500, headers: [("Content-Type", "text/plain")], body: "Internal Server Error\n")
+                    return
+                } catch {
+                    // Fall through to ending the session.
+                }
+            }
+            try? session.end()
+        }
+    }
+
+    /// Drops the matching sessions and tells the handler, in no particular order.
+    func endSessions(where matches: (SessionKey) -> Bool, handler: some BackendHandler) {
+        let keys = sessions.keys.filter(matches)
+        for key in keys {
+            sessions.removeValue(forKey: key)
+            handler.sessionEnded(session: Session(core: self, key: key))
+        }
+    }
+
+    /// Stopping: a request not answered yet goes to another node (`retry`), a response or WebSocket in
+    /// progress is ended; then every session is reported ended (retried ones included, unlike after
+    /// `Session.retry`, so that the handler can drop everything it keeps).
+    func shutdown(handler: some BackendHandler) {
+        let records = sessions
+        for (key, record) in records {
+            let session = Session(core: self, key: key)
+            switch record.response.state {
+            case .awaitingHead(_, isWebSocket: false):
+                try? session.retry()
+            case .awaitingHead(_, isWebSocket: true), .body, .webSocket:
+                try? session.end()
+            case .idle, .complete, .ended:
+                break
+            }
+        }
+        sessions = [:]
+        for key in records.keys {
+            handler.sessionEnded(session: Session(core: self, key: key))
+        }
+    }
+
+    // MARK: - Sending
+
+    /// Runs `body` on a live session's record.
+    func withRecord<R>(_ key: SessionKey, _ body: (inout SessionRecord) throws(BackendError) -> R) throws(BackendError)
+        -> R
+    {
+        guard sessions[key] != nil else { throw BackendError.sessionEnded }
+        return try body(&sessions[key]!)
+    }
+
+    func record(_ key: SessionKey) -> SessionRecord? { sessions[key] }
+
+    /// Forgets a session without telling the handler (after `retry`: it belongs to another node now).
+    func forget(_ key: SessionKey) {
+        sessions.removeValue(forKey: key)
+    }
+
+    /// Sends one message on the session's gateway.
+    func send(_ key: SessionKey, _ type: BackendMessageType, _ body: UnsafeRawBufferPointer) throws(BackendError) {
+        guard key.gateway < dealers.count else { throw BackendError.sessionEnded.with("the node has stopped") }
+        let result: ZMQDealer.SendResult
+        do {
+            result = try key.sid.withBytes { sid throws(ZMQError) in
+                try dealers[key.gateway].send(sid: sid, type: type.bytes, body: body)
+            }
+        } catch {
+            throw BackendError.socket.with("\(error)")
+        }
+        if result == .full {
+            throw BackendError.sendTimedOut.with("\(endpoints[key.gateway]) did not take a \(type) message in time")
+        }
+    }
+
+    /// Sends `body` as one or more messages of `type`, each at most `maxMessageBytes`.
+    func send(_ key: SessionKey, _ type: BackendMessageType, _ body: ArraySlice<UInt8>) throws(BackendError) {
+        var start = body.startIndex
+        repeat {
+            let end = min(start + Self.maxMessageBytes, body.endIndex)
+            try send(key, type, bytesOf: body[start..<end])
+            start = end
+        } while start < body.endIndex
+    }
+
+    /// Sends one message whose body is `bytes`.
+    func send(_ key: SessionKey, _ type: BackendMessageType, bytesOf bytes: ArraySlice<UInt8>) throws(BackendError) {
+        // `withUnsafeBytes` rethrows untyped errors; carry the typed one out by hand.
+        var failure: BackendError?
+        bytes.withUnsafeBytes { raw in
+            do throws(BackendError) { try send(key, type, raw) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    func log(_ message: String) {
+        var line = "blastbeat-backend[\(identity)]: \(message)\n"
+        line.withUTF8 { bytes in _ = Glibc.write(2, bytes.baseAddress, bytes.count) }
+    }
+}

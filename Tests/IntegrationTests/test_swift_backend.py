@@ -1,0 +1,210 @@
+"""The Swift backend SDK (BlastBeatBackend) through its examples, against the real gateway.
+
+``swift-hello`` and ``swift-echo`` are built by ``swift build`` with the gateway (``.build/debug``; set
+``SWIFT_EXAMPLES_DIR`` to use other binaries). Each test starts the example processes as documented
+(``--connect ENDPOINT``, ``--node NAME``), talks to them through the gateway with curl, raw sockets and the
+``websockets`` client, and at teardown stops them with SIGTERM, which the examples handle
+(``BackendNode.stopOnSignals``): they must exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, RawConn, curl_fetch, http_request, request_bytes, wait_until
+
+websockets_sync = pytest.importorskip("websockets.sync.client")
+
+
+def examples_dir() -> Path:
+    return Path(os.environ.get("SWIFT_EXAMPLES_DIR", REPO / ".build" / "debug"))
+
+
+@pytest.fixture
+def run_swift(tmp_path):
+    procs: list[tuple[subprocess.Popen, object, Path]] = []
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        binary = examples_dir() / name
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            pytest.fail(f"{binary} not found: run `swift build` (or set SWIFT_EXAMPLES_DIR)", pytrace=False)
+        log_path = tmp_path / f"{name}-{len(procs)}.log"
+        log = open(log_path, "wb")
+        proc = subprocess.Popen([str(binary), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        procs.append((proc, log, log_path))
+        return proc
+
+    yield start
+    problems = []
+    for proc, log, log_path in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+                problems.append(f"{log_path.name}: still running 5 s after SIGTERM")
+        log.close()
+        print(f"--- {log_path.name} (exit {proc.returncode}) ---\n{log_path.read_text(errors='replace')}")
+        if proc.returncode != 0:
+            problems.append(f"{log_path.name}: exited with {proc.returncode} after SIGTERM (expected 0)")
+    assert not problems, "; ".join(problems)
+
+
+def wait_served(port: int, timeout: float = 10.0, **kwargs):
+    """Poll until the vhost's node is alive (503 while the example is starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = http_request(port, **kwargs)
+        if resp.status != 503 or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.1)
+
+
+HELLO = b"Hello, World!"
+
+
+def test_hello_get_and_head(make_gateway, run_swift):
+    gw = make_gateway(vhosts={"localhost": ["hello-swift"]})
+    run_swift("swift-hello", "--connect", gw.endpoint)
+    assert wait_served(gw.port).status == 200
+    res = curl_fetch(gw.port, "/world?x=1")
+    assert res.returncode == 0, res.stderr
+    assert res.status == 200
+    assert res.body == HELLO
+    assert res.header("Content-Length") == "13"
+    assert res.header("Content-Type") == "text/plain; charset=utf-8"
+    head = http_request(gw.port, method="HEAD")
+    assert head.status == 200 and head.body == b""
+    assert head.header("Content-Length") == "13"
+
+
+def test_hello_keep_alive(make_gateway, run_swift):
+    gw = make_gateway(vhosts={"localhost": ["hello-swift"]})
+    run_swift("swift-hello", "--connect", gw.endpoint)
+    assert wait_served(gw.port).status == 200
+    with RawConn(gw.port) as c:
+        for i in range(5):
+            c.send(request_bytes("GET", f"/{i}", "localhost"))
+            resp = c.read_response()
+            assert resp.status == 200 and resp.body == HELLO
+            assert resp.header("Connection") is None
+        # Pipelined: answered in order on the same connection.
+        c.send(request_bytes("GET", "/a", "localhost") + request_bytes("HEAD", "/b", "localhost"))
+        assert c.read_response().body == HELLO
+        assert c.read_response("HEAD").body == b""
+        assert not c.is_closed_or_data(0.2)
+
+
+def test_hello_node_option(make_gateway, run_swift):
+    gw = make_gateway(vhosts={"localhost": ["custom-swift"]})
+    run_swift("swift-hello", "--connect", gw.endpoint, "--node", "custom-swift")
+    resp = wait_served(gw.port)
+    assert resp.status == 200 and resp.body == HELLO
+
+
+def test_hello_several_gateways(make_gateway, run_swift):
+    """One process, one DEALER per --connect: each gateway's requests are answered on its own connection."""
+    gw1 = make_gateway(vhosts={"localhost": ["hello-swift"]})
+    gw2 = make_gateway(vhosts={"localhost": ["hello-swift"]})
+    run_swift("swift-hello", "--connect", gw1.endpoint, "--connect", gw2.endpoint)
+    for gw in (gw1, gw2):
+        resp = wait_served(gw.port)
+        assert resp.status == 200 and resp.body == HELLO
+
+
+def test_instance_identity_shares_the_vhost(make_gateway, run_swift):
+    """`--node hello-swift#2` is one more process of node hello-swift: both serve the vhost."""
+    gw = make_gateway(vhosts={"localhost": ["hello-swift"]})
+    run_swift("swift-hello", "--connect", gw.endpoint)
+    run_swift("swift-hello", "--connect", gw.endpoint, "--node", "hello-swift#2")
+    assert wait_served(gw.port).status == 200
+    # The instance announced itself with an unsolicited pong when it connected (it is never pinged first).
+    wait_until(lambda: "hello-swift#2" in gw.stderr(), 5, what="the instance joining")
+    for _ in range(12):
+        resp = http_request(gw.port, target="/spread")  # a fresh connection each time: balanced per session
+        assert resp.status == 200 and resp.body == HELLO
+
+    def served_by_both():
+        log = gw.stdout()
+        return "node=hello-swift#2 " in log and "node=hello-swift " in log
+
+    wait_until(served_by_both, 5, what="requests served by both processes (access log)")
+
+
+def test_instance_survives_the_plain_process(make_gateway, run_swift):
+    gw = make_gateway(vhosts={"localhost": ["hello-swift"]})
+    plain = run_swift("swift-hello", "--connect", gw.endpoint)
+    run_swift("swift-hello", "--connect", gw.endpoint, "--node", "hello-swift#2")
+    assert wait_served(gw.port).status == 200
+    wait_until(lambda: "hello-swift#2" in gw.stderr(), 5, what="the instance joining")
+    plain.terminate()
+    assert plain.wait(5) == 0
+    for _ in range(4):
+        resp = wait_served(gw.port)
+        assert resp.status == 200 and resp.body == HELLO
+
+
+@pytest.fixture
+def echo_gateway(make_gateway, run_swift):
+    gw = make_gateway(vhosts={"localhost": {"nodes": ["echo-swift"], "default": True}})
+    run_swift("swift-echo", "--connect", gw.endpoint)
+    assert wait_served(gw.port).status == 200
+    return gw
+
+
+def test_echo_post_1mib_byte_exact(echo_gateway, tmp_path):
+    payload = random.Random(5).randbytes(1 << 20)
+    path = tmp_path / "payload.bin"
+    path.write_bytes(payload)
+    res = curl_fetch(echo_gateway.port, "/upload", "--data-binary", f"@{path}",
+                     "-H", "Content-Type: application/x-test")
+    assert res.returncode == 0, res.stderr
+    assert res.status == 200
+    assert res.header("Content-Length") == str(len(payload))
+    assert res.header("Content-Type") == "application/x-test"
+    assert res.body == payload
+
+
+def test_echo_keep_alive_bodies_and_chunked_upload(echo_gateway):
+    """Several bodies on one connection: each ends at its own end-of-body marker."""
+    with RawConn(echo_gateway.port) as c:
+        for body in (b"first", b"x" * 70000, b"\x00\xff" * 10):
+            c.send(request_bytes("POST", "/", "localhost", [("Content-Length", str(len(body)))], body))
+            resp = c.read_response()
+            assert resp.status == 200 and resp.body == body
+        # A request without a body in between: answered at once (no end-of-body marker comes).
+        c.send(request_bytes("GET", "/page", "localhost"))
+        resp = c.read_response()
+        assert resp.status == 200 and b"GET /page" in resp.body
+        # A chunked upload arrives de-chunked.
+        c.send(request_bytes("POST", "/", "localhost", [("Transfer-Encoding", "chunked")],
+                             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"))
+        resp = c.read_response()
+        assert resp.status == 200 and resp.body == b"hello world"
+
+
+def test_echo_websocket_text_and_binary(echo_gateway):
+    uri = f"ws://127.0.0.1:{echo_gateway.port}/ws"
+    with websockets_sync.connect(uri, open_timeout=5, close_timeout=5, max_size=None) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "hello"
+        ws.send("héllo wörld ✓")
+        assert ws.recv(timeout=5) == "héllo wörld ✓"
+        blob = bytes(range(256)) * 400
+        ws.send(blob)
+        reply = ws.recv(timeout=5)
+        assert isinstance(reply, bytes) and reply == blob
+        ws.send(b"")
+        assert ws.recv(timeout=5) == b""
+        ws.send("last")
+        assert ws.recv(timeout=5) == "last"
+    # The session ended cleanly; the node still serves.
+    assert http_request(echo_gateway.port).status == 200
