@@ -3,7 +3,8 @@ SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: all deps build release run test unit integration venv bench autobahn clean
+.PHONY: all deps build release run test unit integration sdk venv bench autobahn clean
+SDK_FILES := python/pyproject.toml $(wildcard python/src/blastbeat/*.py)
 
 all: build
 
@@ -25,18 +26,28 @@ $(VENV)/.installed: Tests/IntegrationTests/requirements.txt
 	$(PY) -m pip install -q -r Tests/IntegrationTests/requirements.txt
 	touch $@
 
+# The Python SDK (python/) installed into the venv, with its test requirements (Flask, ...).
+$(VENV)/.sdk-installed: $(VENV)/.installed Tests/SDKTests/requirements.txt $(SDK_FILES)
+	$(PY) -m pip install -q -r Tests/SDKTests/requirements.txt
+	$(PY) -m pip install -q ./python
+	touch $@
+
 run: release venv
 	scripts/run.sh
 
 # Unit tests (swift test) and integration tests (the real binaries with real peers). The release
 # binary is built too: the allocations-per-request test measures it.
-test: build release venv
+test: build release venv $(VENV)/.sdk-installed
 	$(SWIFT) test
 	scripts/check-no-foundation.sh .build/debug/blastbeat
 	scripts/check-no-foundation.sh .build/release/blastbeat
 	scripts/check-no-foundation.sh .build/debug/swift-hello
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat BLASTBEAT_RELEASE_BIN=$(CURDIR)/.build/release/blastbeat \
 		$(PY) -m pytest -q Tests/IntegrationTests
+	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/SDKTests
+
+sdk: build $(VENV)/.sdk-installed
+	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/SDKTests
 
 unit: build
 	$(SWIFT) test

@@ -42,8 +42,9 @@ def finish_gateways(gateways: list) -> list:
 def make_gateway(tmp_path):
     gateways: list = []
 
-    def factory(nodes=("app",), options=None) -> Gateway:
-        gw = Gateway(tmp_path / f"gw{len(gateways)}", nodes=nodes, options=options, name=f"gateway{len(gateways)}")
+    def factory(nodes=("app",), options=None, vhost_options=None) -> Gateway:
+        gw = Gateway(tmp_path / f"gw{len(gateways)}", nodes=nodes, options=options, name=f"gateway{len(gateways)}",
+                     vhost_options=vhost_options)
         gateways.append(gw)
         gw.start()
         return gw

@@ -82,11 +82,11 @@ class Gateway:
     """One ``blastbeat`` process with a generated ini (free ports on 127.0.0.1) in ``workdir``.
 
     ``nodes`` are the node names of the single vhost ``localhost``, which is also the default vhost, so any
-    Host header reaches it.
+    Host header reaches it; ``vhost_options`` are more keys for it (``websocket-handshake = backend``...).
     """
 
     def __init__(self, workdir: Path, nodes: Sequence[str] = ("app",), options: Optional[dict] = None,
-                 name: str = "gateway"):
+                 name: str = "gateway", vhost_options: Optional[dict] = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -97,6 +97,7 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self.port}"
         self.options = dict(GATEWAY_OPTIONS)
         self.options.update(options or {})
+        self.vhost_options = dict(vhost_options or {})
         self.config_path = self.workdir / f"{name}.ini"
         self.stdout_path = self.workdir / f"{name}.stdout"
         self.stderr_path = self.workdir / f"{name}.stderr"
@@ -108,6 +109,7 @@ class Gateway:
         lines = ["[blastbeat]", f"bind = 127.0.0.1:{self.port}", f"zmq = {self.endpoint}"]
         lines += [f"{k} = {v}" for k, v in self.options.items()]
         lines += ["", "[blastbeat:localhost]"] + [f"node = {n}" for n in self.nodes] + ["default = true"]
+        lines += [f"{k} = {v}" for k, v in self.vhost_options.items()]
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 10.0) -> "Gateway":
