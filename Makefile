@@ -63,3 +63,10 @@ clean:
 # BENCH_ARGS="--quick" for a smoke run (~3 minutes); results go to bench/results/.
 bench: release
 	python3 bench/run.py $(BENCH_ARGS)
+
+# Autobahn|Testsuite (WebSocket conformance) against the gateway + examples/ws_echo.py, see Tests/Autobahn/README.md.
+# Fast selection by default (< 3 min); AUTOBAHN_ARGS=--full for all 517 cases (with AUTOBAHN_BIN=.build/release/blastbeat).
+AUTOBAHN_BIN ?= $(CURDIR)/.build/debug/blastbeat
+.PHONY: autobahn
+autobahn: build venv
+	BLASTBEAT_BIN=$(AUTOBAHN_BIN) PYTHON=$(CURDIR)/$(PY) Tests/Autobahn/run.sh $(AUTOBAHN_ARGS)

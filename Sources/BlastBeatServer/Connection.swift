@@ -316,15 +316,22 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     }
 
     private func finishClosing() {
-        // Half-close so the client sees EOF after the last byte, then read and discard until the
-        // client closes too (bounded by a short timeout). Closing with unread input would make the
-        // kernel send RST, which can destroy the response still in flight to the client.
+        // Closing with unread input makes the kernel send RST, which can destroy the response
+        // still in flight to the client. So when the client has sent more (pipelined requests,
+        // an unread body), half-close and read and discard until it closes too, bounded by a
+        // short timeout ("lingering close", as nginx does). Otherwise close at once.
         if lingering { return }
         lingering = true
         if nodeKnowsSession, let node { gateway.sendEnd(to: node, sid: sid) }
         nodeKnowsSession = false
-        Posix.shutdownWrite(fd)
         if clientEOF { return close() }
+        switch try? Posix.read(fd, into: gateway.readBuffer) {
+        case .wouldBlock?, .processed(0)?, nil:
+            return close()
+        case .processed?:
+            break
+        }
+        Posix.shutdownWrite(fd)
         io.watch(read: true, write: false)
         setDeadline(2, .linger)
     }
