@@ -45,6 +45,7 @@ test: build release venv $(VENV)/.sdk-installed
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat BLASTBEAT_RELEASE_BIN=$(CURDIR)/.build/release/blastbeat \
 		$(PY) -m pytest -q Tests/IntegrationTests
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/SDKTests
+	BLASTBEAT_BIN=$(CURDIR)/.build/release/blastbeat PYTHON=$(CURDIR)/$(PY) Tests/Autobahn/run.sh
 
 sdk: build $(VENV)/.sdk-installed
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/SDKTests

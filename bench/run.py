@@ -43,6 +43,13 @@ SCENARIOS = {
     "upload": "POST / with a 1 MiB body, keep-alive, 50 connections",
     "c1000": "GET /, keep-alive, 1,000 connections",
 }
+# Scenarios that run only when named with --scenarios (not in the default list).
+OPTIONAL_SCENARIOS = {
+    "wsecho": "WebSocket echo: 100 connections, 1 message of 32 bytes in flight on each (bench/peers/ws_load.c)",
+}
+# wsecho load: ws_load -c WS_CONNS -k WS_INFLIGHT -s WS_SIZE (text messages, masked)
+WS_CONNS, WS_INFLIGHT, WS_SIZE = 100, 1, 32
+WS_SCENARIOS = {"wsecho"}
 SYSTEMS = ["blastbeat", "mongrel2", "condure", "nginx-proxy", "nginx-direct"]
 LABELS = {
     "blastbeat": "BlastBeat",
@@ -304,6 +311,13 @@ def wait_ready(port, procs_to_watch, timeout=15.0):
 
 def check_scenario(port, scenario):
     """The request the scenario sends must get the right answer before wrk counts anything."""
+    if scenario in WS_SCENARIOS:
+        # one connection: upgrade (101 + the right Sec-WebSocket-Accept), then echoed messages
+        out = run_ws_load(ws_load_argv(port, 0.3, conns=1), 0.3, None)
+        r = parse_ws_load(out)
+        if not r["requests"] or r["ws"]["errors"]:
+            raise BenchError(f"WebSocket echo check failed: {out.strip().splitlines()[-1][:300]}")
+        return
     if scenario == "64k":
         status, payload = http_request(port, path="/64k")
         if status != 200 or len(payload) != 65536:
@@ -329,6 +343,7 @@ class System:
         self.procs, self.dir, self.opts = procs, workdir, opts
         self.port = None
         self.watch = []  # (name, Popen) that must stay up
+        self.ws = False  # True: start the WebSocket echo backend instead of the hello backend
 
     def start(self):
         raise NotImplementedError
@@ -377,7 +392,8 @@ default = true
         self.gw = gw
         self.watch = [("blastbeat", gw)]
         backend = self.procs.spawn("blastbeat backend",
-                                   [os.path.join(BIN, "blastbeat_backend"), f"tcp://{HOST}:{zport}", "BENCH1"],
+                                   [os.path.join(BIN, "blastbeat_ws_echo" if self.ws else "blastbeat_backend"),
+                                    f"tcp://{HOST}:{zport}", "BENCH1"],
                                    self.logfile("backend"))
         self.watch.append(("blastbeat backend", backend))
         wait_ready(self.port, self.watch)
@@ -450,7 +466,7 @@ servers = [main]
             raise BenchError("mongrel2 wrote no pid file\n" + tail(os.path.join(self.dir, "logs", "error.log")))
         self.procs.adopt("mongrel2", self.pid)
         handler = self.procs.spawn("mongrel2 backend",
-                                   [os.path.join(BIN, "mongrel2_handler"),
+                                   [os.path.join(BIN, "mongrel2_ws_echo" if self.ws else "mongrel2_handler"),
                                     f"tcp://{HOST}:{send_port}", f"tcp://{HOST}:{recv_port}"],
                                    self.logfile("handler-backend"))
         self.watch = [("mongrel2 backend", handler)]
@@ -481,7 +497,8 @@ class Condure(System):
                                                "--zclient-stream", base, "--stream-maxconn", "12000"],
                                    self.logfile("condure"))
         self.watch = [("condure", self.cd)]
-        handler = self.procs.spawn("condure backend", [os.path.join(BIN, "condure_handler"), base],
+        handler = self.procs.spawn("condure backend",
+                                   [os.path.join(BIN, "condure_ws_echo" if self.ws else "condure_handler"), base],
                                    self.logfile("handler-backend"))
         self.watch.append(("condure backend", handler))
         wait_ready(self.port, self.watch)
@@ -536,6 +553,11 @@ NGINX_PROXY = """    upstream hello {{
 
 
 class NginxBase(System):
+    unsupported = {
+        "wsecho": "no WebSocket echo without a backend: nginx only proxies WebSocket, and this suite has no "
+                  "WebSocket origin behind nginx",
+    }
+
     def start_nginx(self, tag, server_block):
         d = os.path.join(self.dir, tag)
         os.makedirs(os.path.join(d, "html"), exist_ok=True)
@@ -647,6 +669,36 @@ def wrk_argv(scenario, port, duration, tmp):
     return argv + [f"http://{HOST}:{port}{path}"]
 
 
+# --------------------------------------------------------------------------------------------
+# ws_load (the WebSocket scenarios)
+
+def ws_load_argv(port, duration, conns=WS_CONNS):
+    return [os.path.join(BIN, "ws_load"), "-h", HOST, "-p", str(port), "-H", "localhost",
+            "-c", str(conns), "-k", str(WS_INFLIGHT), "-s", str(WS_SIZE), "-d", str(duration), "-w", "0",
+            "-t", "10", "-q"]
+
+
+def run_ws_load(argv, duration, cwd):
+    """ws_load bounds itself (connect timeout 10 s + duration, then alarm); this timeout is a backstop."""
+    rc, out = run_cmd(argv, timeout=duration + 30, cwd=cwd)
+    if rc != 0:
+        raise BenchError(f"ws_load exited {rc}: {out.strip()[-300:]}")
+    return out
+
+
+def parse_ws_load(text):
+    """The last line of ws_load's output is JSON; map it onto the wrk fields (req/s = messages/s)."""
+    try:
+        d = json.loads(text.strip().splitlines()[-1])
+        r = {"rps": float(d["messages_per_s"]), "p50_ms": d["p50_us"] / 1000.0, "p99_ms": d["p99_us"] / 1000.0,
+             "requests": int(d["messages"]), "non_2xx": 0,
+             "socket_errors": {k: int(d[k]) for k in ("closed", "protocol", "wrong_echo", "io")}}
+        r["ws"] = {k: d[k] for k in ("connections", "inflight", "size", "seconds", "errors", "open", "max_us")}
+        return r
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise BenchError("ws_load printed no result:\n" + text[-500:])
+
+
 def run_wrk(argv, duration, cwd):
     rc, out = run_cmd(argv, timeout=duration + 30, cwd=cwd)
     if rc != 0:
@@ -663,24 +715,32 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
     os.makedirs(work)
     system = CLASSES[system_name](procs, work, opts)
     result = {"system": system_name, "scenario": scenario}
+    ws = scenario in WS_SCENARIOS
     try:
+        system.ws = ws
         system.start()
         check_scenario(system.port, scenario)
-        argv = wrk_argv(scenario, system.port, opts.duration, tmp)
+        if ws:  # ws_load: the warm-up is a separate run on its own connections, like wrk's
+            argv, run_load = ws_load_argv(system.port, opts.duration), run_ws_load
+        else:
+            argv, run_load = wrk_argv(scenario, system.port, opts.duration, tmp), run_wrk
         if opts.warmup > 0:
-            warm = list(argv)
-            warm[3] = f"-d{opts.warmup}s"
-            run_wrk(warm, opts.warmup, work)
+            if ws:
+                warm = ws_load_argv(system.port, opts.warmup)
+            else:
+                warm = list(argv)
+                warm[3] = f"-d{opts.warmup}s"
+            run_load(warm, opts.warmup, work)
         pids = system.gateway_pids()
         bpids = system.backend_pids()
         cpu0, bcpu0 = cpu_seconds(pids), cpu_seconds(bpids)
-        out = run_wrk(argv, opts.duration, work)
+        out = run_load(argv, opts.duration, work)
         for name, p in system.watch:
             if p.poll() is not None:
                 raise BenchError(f"{name} died during the run (status {p.returncode})")
         if not all(pid_alive(pid) for pid in pids):
             raise BenchError(f"{LABELS[system_name]} died during the run")
-        result.update(parse_wrk(out))
+        result.update(parse_ws_load(out) if ws else parse_wrk(out))
         result["cpu_s"] = cpu_seconds(pids) - cpu0
         result["backend_cpu_s"] = cpu_seconds(bpids) - bcpu0
         result["peak_rss"] = sum(status_bytes(pid, "VmHWM") or 0 for pid in pids)
@@ -690,6 +750,10 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
         errs = sum(result["socket_errors"].values()) + result["non_2xx"]
         if not result["requests"]:
             result["error"] = "no request completed"
+        elif ws and (errs or result["ws"]["open"] != result["ws"]["connections"]):
+            # an echo test has no expected failures: any closed connection or wrong echo fails the run
+            result["error"] = (f"WebSocket errors {result['socket_errors']}, "
+                               f"{result['ws']['open']}/{result['ws']['connections']} connections open at the end")
         elif errs > 0.01 * result["requests"]:
             result["error"] = (f"{errs} errors in {result['requests']} requests "
                                f"(non-2xx {result['non_2xx']}, socket {result['socket_errors']})")
@@ -898,11 +962,13 @@ def markdown(meta, summary, ratios, idle, systems, scenarios):
 
 def build_peers():
     os.makedirs(BIN, exist_ok=True)
-    for name in ("blastbeat_backend", "mongrel2_handler", "condure_handler"):
+    for name in ("blastbeat_backend", "mongrel2_handler", "condure_handler",
+                 "blastbeat_ws_echo", "mongrel2_ws_echo", "condure_ws_echo", "ws_load"):
         src, exe = os.path.join(PEERS, name + ".c"), os.path.join(BIN, name)
         if os.path.exists(exe) and os.path.getmtime(exe) >= os.path.getmtime(src):
             continue
-        rc, out = run_cmd(["gcc", "-O2", "-Wall", "-o", exe, src, "-lzmq"], timeout=120)
+        libs = [] if name == "ws_load" else ["-lzmq"]
+        rc, out = run_cmd(["gcc", "-O2", "-Wall", "-o", exe, src] + libs, timeout=120)
         if rc != 0:
             raise SystemExit(f"bench: building {name} failed:\n{out}")
         log(f"built bench/bin/{name}")
@@ -955,7 +1021,8 @@ def parse_args(argv):
     ap.add_argument("--warmup", type=int, default=1, help="seconds of wrk before each measured run (default 1)")
     ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma list of " + ",".join(SYSTEMS))
     ap.add_argument("--scenarios", default=",".join(list(SCENARIOS) + ["idle"]),
-                    help="comma list of " + ",".join(list(SCENARIOS) + ["idle"]))
+                    help="comma list of " + ",".join(list(SCENARIOS) + ["idle"] + list(OPTIONAL_SCENARIOS))
+                    + " (default: all but " + ",".join(OPTIONAL_SCENARIOS) + ")")
     ap.add_argument("--idle-conns", type=int, default=10000, help="connections for the idle memory test")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 3 s")
     ap.add_argument("--no-deps", action="store_true", help="skip scripts/install-deps.sh bench")
@@ -973,8 +1040,9 @@ def parse_args(argv):
         if s not in CLASSES:
             ap.error(f"unknown system {s!r} (choose from {', '.join(SYSTEMS)})")
     for s in opts.scenarios:
-        if s not in SCENARIOS and s != "idle":
-            ap.error(f"unknown scenario {s!r} (choose from {', '.join(SCENARIOS)}, idle)")
+        if s not in SCENARIOS and s not in OPTIONAL_SCENARIOS and s != "idle":
+            ap.error(f"unknown scenario {s!r} (choose from {', '.join(SCENARIOS)}, idle, "
+                     f"{', '.join(OPTIONAL_SCENARIOS)})")
     opts.systems = [s for s in SYSTEMS if s in opts.systems]
     if opts.duration < 1 or opts.rounds < 1:
         ap.error("--duration and --rounds must be at least 1")
@@ -1076,6 +1144,11 @@ def main(argv=None):
     if "condure" in opts.systems:
         meta["notes"].append("Condure runs with its default 2 worker threads; the others use one event loop "
                              "(nginx: worker_processes 1).")
+    if any(sc in WS_SCENARIOS for sc in load):
+        meta["notes"].append(f"wsecho: req/s = echoed WebSocket messages/s (`bench/bin/ws_load`: {WS_CONNS} "
+                             f"connections, {WS_INFLIGHT} text message of {WS_SIZE} bytes in flight on each, masked); "
+                             f"p50/p99 = message round trip; CPU µs/req = per message. Backends: "
+                             f"`*_ws_echo.c` in bench/peers.")
     meta["notes"].append("BlastBeat / X ratios are medians of per-round ratios (each round runs the systems "
                          "back to back), so they are comparable even when absolute numbers drift.")
     summary, ratios = summarize(runs, opts.systems, load)

@@ -193,6 +193,10 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
 
     private func endOfInput() {
         clientEOF = true
+        if webSocket != nil {
+            // No close frame can follow: the client is gone (RFC 6455 §7.1.5: 1006). Tell the node now.
+            return closeAfterFlush()
+        }
         switch (request, response) {
         case (.idle, _) where !isExchangeActive:
             // Nothing in progress: finish writing what is queued (if anything), then close.

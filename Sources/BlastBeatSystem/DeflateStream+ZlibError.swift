@@ -65,18 +65,18 @@ extension UnsafeMutablePointer where Pointee == z_stream {
         _ call: (UnsafeMutablePointer<z_stream>) -> Int32
     ) -> (code: Int32, produced: Int, filled: Bool) {
         let room = Swift.min(room, Int(UInt32.max))
-        let start = output.count
-        output.append(contentsOf: repeatElement(0, count: room))
-        let code = output.withUnsafeMutableBytes { buffer in
-            self.pointee.next_out = buffer.baseAddress!.advanced(by: start).assumingMemoryBound(to: Bytef.self)
+        // zlib writes into scratch memory; only what it produced is appended (one memcpy). Growing the array
+        // with `repeatElement(0, count: room)` first is an element-by-element loop in debug builds.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { scratch in
+            self.pointee.next_out = scratch.baseAddress!
             self.pointee.avail_out = UInt32(room)
-            return call(self)
+            let code = call(self)
+            let unused = Int(self.pointee.avail_out)
+            self.pointee.next_out = nil
+            self.pointee.avail_out = 0
+            output.appendBytes(UnsafeRawBufferPointer(start: scratch.baseAddress!, count: room - unused))
+            return (code, room - unused, unused == 0)
         }
-        let unused = Int(self.pointee.avail_out)
-        self.pointee.next_out = nil
-        self.pointee.avail_out = 0
-        output.removeLast(unused)
-        return (code, room - unused, unused == 0)
     }
 
     /// Points next_in/avail_in at up to 4 GiB of `input` from `offset`; returns how many bytes that is.
