@@ -28,9 +28,9 @@ from typing import Callable, Iterable
 
 import zmq
 
-DEFAULT_BIN = "/work/main/.build/debug/blastbeat"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+DEFAULT_BIN = str(REPO / ".build" / "debug" / "blastbeat")
 
 #: RFC 9110 reason phrases for the statuses the gateway produces itself.
 REASONS = {
