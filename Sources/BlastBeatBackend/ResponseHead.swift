@@ -26,7 +26,7 @@ enum ResponseHead {
         }
         var out: [UInt8] = []
         out.reserveCapacity(64 + headers.count * 32)
-        out.append(contentsOf: "HTTP/1.1 \(status) \(reasonPhrase(status))\r\n".utf8)
+        out.append(contentsOf: "HTTP/1.1 \(status) \(HTTPStatus.reasonPhrase(status))\r\n".utf8)
         for (name, value) in headers {
             if stripFraming, isFraming(name) { continue }
             guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte) else {
@@ -75,54 +75,4 @@ enum ResponseHead {
         byte == 0x09 || (byte >= 0x20 && byte != 0x7F)
     }
 
-    /// The RFC 9110 reason phrase, or `Unknown` for a code it does not define.
-    static func reasonPhrase(_ status: Int) -> String {
-        switch status {
-        case 100: return "Continue"
-        case 101: return "Switching Protocols"
-        case 103: return "Early Hints"
-        case 200: return "OK"
-        case 201: return "Created"
-        case 202: return "Accepted"
-        case 203: return "Non-Authoritative Information"
-        case 204: return "No Content"
-        case 205: return "Reset Content"
-        case 206: return "Partial Content"
-        case 300: return "Multiple Choices"
-        case 301: return "Moved Permanently"
-        case 302: return "Found"
-        case 303: return "See Other"
-        case 304: return "Not Modified"
-        case 307: return "Temporary Redirect"
-        case 308: return "Permanent Redirect"
-        case 400: return "Bad Request"
-        case 401: return "Unauthorized"
-        case 403: return "Forbidden"
-        case 404: return "Not Found"
-        case 405: return "Method Not Allowed"
-        case 406: return "Not Acceptable"
-        case 408: return "Request Timeout"
-        case 409: return "Conflict"
-        case 410: return "Gone"
-        case 411: return "Length Required"
-        case 412: return "Precondition Failed"
-        case 413: return "Content Too Large"
-        case 414: return "URI Too Long"
-        case 415: return "Unsupported Media Type"
-        case 416: return "Range Not Satisfiable"
-        case 417: return "Expectation Failed"
-        case 422: return "Unprocessable Content"
-        case 426: return "Upgrade Required"
-        case 428: return "Precondition Required"
-        case 429: return "Too Many Requests"
-        case 431: return "Request Header Fields Too Large"
-        case 500: return "Internal Server Error"
-        case 501: return "Not Implemented"
-        case 502: return "Bad Gateway"
-        case 503: return "Service Unavailable"
-        case 504: return "Gateway Timeout"
-        case 505: return "HTTP Version Not Supported"
-        default: return "Unknown"
-        }
-    }
 }

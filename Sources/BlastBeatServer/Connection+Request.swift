@@ -216,7 +216,7 @@ extension Connection {
 
     /// Writes a complete error response of the gateway's own and closes after it.
     func sendErrorAndClose(status: Int, message: String, retryAfter: Bool = false, extraHeaders: String = "") {
-        let reason = ErrorResponse.reason(for: status)
+        let reason = HTTPStatus.reasonPhrase(status)
         let body = "\(status) \(reason): \(message)\n"
         var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\n"
         text += "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n"
@@ -232,28 +232,5 @@ extension Connection {
         request = .complete
         requestKeepAlive = false
         closeAfterFlush()
-    }
-}
-
-/// Reason phrases for the statuses the gateway produces itself.
-enum ErrorResponse {
-    static func reason(for status: Int) -> String {
-        switch status {
-        case 400: return "Bad Request"
-        case 404: return "Not Found"
-        case 405: return "Method Not Allowed"
-        case 408: return "Request Timeout"
-        case 413: return "Content Too Large"
-        case 426: return "Upgrade Required"
-        case 414: return "URI Too Long"
-        case 431: return "Request Header Fields Too Large"
-        case 500: return "Internal Server Error"
-        case 501: return "Not Implemented"
-        case 502: return "Bad Gateway"
-        case 503: return "Service Unavailable"
-        case 504: return "Gateway Timeout"
-        case 505: return "HTTP Version Not Supported"
-        default: return "Error"
-        }
     }
 }

@@ -168,7 +168,7 @@ package enum HTTPResponseHeadParser {
         /// `token ":" OWS value OWS (CR)LF`; returns the name and the value without surrounding OWS.
         mutating func headerLine() throws(BackendHeadError) -> (name: Range<Int>, value: Range<Int>) {
             let nameStart = self.position
-            while ASCII.isTokenByte(try self.current()) {
+            while HTTPSyntax.isTokenByte(try self.current()) {
                 self.position += 1
             }
             // Also catches obs-fold (a line starting with SP/HTAB) and whitespace before the colon.
@@ -286,20 +286,6 @@ package enum HTTPResponseHeadParser {
             byte == self.tab || (byte >= 0x20 && byte != 0x7F)
         }
 
-        /// tchar: `!#$%&'*+-.^_`|~`, digits and letters.
-        static func isTokenByte(_ byte: UInt8) -> Bool {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"):
-                return true
-            case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-                UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-                UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-                return true
-            default:
-                return false
-            }
-        }
 
         /// Whether `range` of `bytes` equals `lowercase` ignoring ASCII case.
         static func equalsIgnoringCase(

@@ -243,7 +243,7 @@ private struct ExtensionListScanner {
 
     private mutating func token() -> [UInt8]? {
         let start = self.index
-        while self.index < self.bytes.count && Self.isTokenByte(self.bytes[self.index]) {
+        while self.index < self.bytes.count && HTTPSyntax.isTokenByte(self.bytes[self.index]) {
             self.index += 1
         }
         guard self.index > start else { return nil }
@@ -298,20 +298,6 @@ private struct ExtensionListScanner {
         }
     }
 
-    /// RFC 9110 tchar.
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-            UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-            UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
-    }
 
     /// HTAB, SP, VCHAR, obs-text: what may appear inside a quoted-string (RFC 9110 §5.6.4).
     private static func isQuotedPairByte(_ byte: UInt8) -> Bool {
