@@ -18,6 +18,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,9 @@ SCENARIOS = {
     "64k": "GET /64k (64 KiB response), keep-alive, 50 connections",
     "upload": "POST / with a 1 MiB body, keep-alive, 50 connections",
     "c1000": "GET /, keep-alive, 1,000 connections",
+    "tls-keepalive": "HTTPS GET /, keep-alive, 50 connections (wrk over TLS)",
+    "tls-handshake": "HTTPS GET / on a new connection each time: full TLS handshakes/s, 50 connections "
+                     "(bench/peers/tls_load.c)",
 }
 # Scenarios that run only when named with --scenarios (not in the default list).
 OPTIONAL_SCENARIOS = {
@@ -50,6 +54,24 @@ OPTIONAL_SCENARIOS = {
 # wsecho load: ws_load -c WS_CONNS -k WS_INFLIGHT -s WS_SIZE (text messages, masked)
 WS_CONNS, WS_INFLIGHT, WS_SIZE = 100, 1, 32
 WS_SCENARIOS = {"wsecho"}
+# TLS scenarios: the system listens with TLS only, on the certificate generated for this run
+# (ECDSA P-256, self-signed, CN/SAN localhost). tls-keepalive loads it with wrk over https;
+# tls-handshake with bench/bin/tls_load, which never resumes a session (see bench/README.md).
+TLS_SCENARIOS = {"tls-keepalive", "tls-handshake"}
+TLS_NAME = "localhost"  # the certificate's name, the SNI and Host that tls_load and the checks send
+# nginx gets BlastBeat's TLS policy (Sources/BlastBeatSystem/TLSServerContext.swift): TLS 1.2/1.3,
+# the same TLS 1.2 cipher list and TLS 1.3 suites in the same order, server preference, no session
+# cache, session tickets on. Inserted after the TLS server's `listen` line.
+NGINX_TLS_DIRECTIVES = """
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+        ssl_prefer_server_ciphers on;
+        ssl_session_cache off;
+        ssl_session_tickets on;"""
+TLS_NA = "TLS setup for {} is out of scope for this suite: only BlastBeat and nginx get a TLS listener"
 SYSTEMS = ["blastbeat", "mongrel2", "condure", "nginx-proxy", "nginx-direct"]
 LABELS = {
     "blastbeat": "BlastBeat",
@@ -261,9 +283,12 @@ def tail(path, n=15):
 # --------------------------------------------------------------------------------------------
 # a tiny HTTP client for readiness and for checking each scenario before loading it
 
-def http_request(port, method="GET", path="/", body=b"", timeout=3.0):
-    """One request on a fresh connection; returns (status, body). Content-Length responses only."""
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
+def http_request(port, method="GET", path="/", body=b"", timeout=3.0, tls=None):
+    """One request on a fresh connection; returns (status, body). Content-Length responses only.
+    tls: an ssl.SSLContext (opts.tls["context"], see make_certificate) to speak HTTPS, checking
+    that the server presents the run's certificate for TLS_NAME."""
+    with socket.create_connection((HOST, port), timeout=timeout) as raw, \
+            (tls.wrap_socket(raw, server_hostname=TLS_NAME) if tls else raw) as s:
         head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         if body:
             head += f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
@@ -290,8 +315,9 @@ def http_request(port, method="GET", path="/", body=b"", timeout=3.0):
     return status, payload
 
 
-def wait_ready(port, procs_to_watch, timeout=15.0):
-    """Poll GET / until it answers 200 "Hello, World!"; fail early if a watched process exits."""
+def wait_ready(port, procs_to_watch, timeout=15.0, tls=None):
+    """Poll GET / until it answers 200 "Hello, World!"; fail early if a watched process exits.
+    tls: an ssl.SSLContext for a TLS listener (see http_request)."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -299,7 +325,7 @@ def wait_ready(port, procs_to_watch, timeout=15.0):
             if p.poll() is not None:
                 raise BenchError(f"{name} exited with status {p.returncode} during startup")
         try:
-            status, payload = http_request(port, timeout=1.0)
+            status, payload = http_request(port, timeout=1.0, tls=tls)
             if status == 200 and payload == HELLO:
                 return
             last = f"status {status}, body {payload[:40]!r}"
@@ -309,8 +335,14 @@ def wait_ready(port, procs_to_watch, timeout=15.0):
     raise BenchError(f"not ready after {timeout:.0f}s ({last})")
 
 
-def check_scenario(port, scenario):
+def check_scenario(port, scenario, opts=None):
     """The request the scenario sends must get the right answer before wrk counts anything."""
+    if scenario in TLS_SCENARIOS:
+        # over TLS, verifying that the server presents this run's certificate for TLS_NAME
+        status, payload = http_request(port, tls=opts.tls["context"])
+        if status != 200 or payload != HELLO:
+            raise BenchError(f"HTTPS GET / answered {status} {payload[:40]!r}")
+        return
     if scenario in WS_SCENARIOS:
         # one connection: upgrade (101 + the right Sec-WebSocket-Accept), then echoed messages
         out = run_ws_load(ws_load_argv(port, 0.3, conns=1), 0.3, None)
@@ -344,6 +376,11 @@ class System:
         self.port = None
         self.watch = []  # (name, Popen) that must stay up
         self.ws = False  # True: start the WebSocket echo backend instead of the hello backend
+        self.tls = False  # True: the client-facing listener speaks TLS only (opts.tls: certificate, key)
+
+    def client_tls(self):
+        """The ssl.SSLContext for readiness checks of the client-facing listener, or None (plain)."""
+        return self.opts.tls["context"] if self.tls else None
 
     def start(self):
         raise NotImplementedError
@@ -374,10 +411,15 @@ class BlastBeat(System):
             raise BenchError(f"no gateway binary at {binary} (run `make release` or set BLASTBEAT_BIN)")
         self.port, zport = free_port(), free_port()
         conf = os.path.join(self.dir, "blastbeat.ini")
+        if self.tls:  # TLS only, with the run's certificate as the default one
+            listen = (f"bind-ssl = {HOST}:{self.port}\ncertificate = {self.opts.tls['cert']}\n"
+                      f"key = {self.opts.tls['key']}")
+        else:
+            listen = f"bind = {HOST}:{self.port}"
         with open(conf, "w") as f:
             f.write(f"""; generated by bench/run.py
 [blastbeat]
-bind = {HOST}:{self.port}
+{listen}
 zmq = tcp://{HOST}:{zport}
 access-log = off
 log-level = warning
@@ -396,7 +438,7 @@ default = true
                                     f"tcp://{HOST}:{zport}", "BENCH1"],
                                    self.logfile("backend"))
         self.watch.append(("blastbeat backend", backend))
-        wait_ready(self.port, self.watch)
+        wait_ready(self.port, self.watch, tls=self.client_tls())
 
     def gateway_pids(self):
         return [self.gw.pid]
@@ -404,6 +446,7 @@ default = true
 
 class Mongrel2(System):
     name = "mongrel2"
+    unsupported = {sc: TLS_NA.format("Mongrel2") for sc in sorted(TLS_SCENARIOS)}
 
     def start(self):
         self.port, send_port, recv_port = free_port(), free_port(), free_port()
@@ -487,6 +530,7 @@ class Condure(System):
         "64k": "condure_handler.c answers every path with the 13-byte hello",
         "upload": "condure_handler.c grants no credits, so condure never forwards a request body "
                   "(it answers and closes without reading it)",
+        **{sc: TLS_NA.format("Condure") for sc in sorted(TLS_SCENARIOS)},
     }
 
     def start(self):
@@ -558,7 +602,16 @@ class NginxBase(System):
                   "WebSocket origin behind nginx",
     }
 
-    def start_nginx(self, tag, server_block):
+    def start_nginx(self, tag, server_block, tls=False):
+        """tls: this server listens with TLS only (NGINX_TLS_DIRECTIVES, the run's certificate)."""
+        if tls:
+            listen = "listen {host}:{port} backlog=4096;"
+            if server_block.count(listen) != 1:
+                raise BenchError(f"nginx {tag}: no single `{listen}` to turn into a TLS listener")
+            directives = NGINX_TLS_DIRECTIVES.format(cert=self.opts.tls["cert"], key=self.opts.tls["key"])
+            server_block = server_block.replace(
+                listen, "listen {host}:{port} ssl backlog=4096;"
+                + directives.replace("{", "{{").replace("}", "}}"))
         d = os.path.join(self.dir, tag)
         os.makedirs(os.path.join(d, "html"), exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -593,9 +646,9 @@ class NginxDirect(NginxBase):
 
     def start(self):
         self.ports = {"origin": free_port()}
-        self.origin = self.start_nginx("origin", NGINX_ORIGIN)
+        self.origin = self.start_nginx("origin", NGINX_ORIGIN, tls=self.tls)
         self.port = self.ports["origin"]
-        wait_ready(self.port, self.watch)
+        wait_ready(self.port, self.watch, tls=self.client_tls())
 
     def gateway_pids(self):
         return self.master_and_workers(self.origin)
@@ -608,9 +661,9 @@ class NginxProxy(NginxBase):
         self.ports = {"origin": free_port(), "proxy": free_port()}
         self.origin = self.start_nginx("origin", NGINX_ORIGIN)
         wait_ready(self.ports["origin"], self.watch)
-        self.proxy = self.start_nginx("proxy", NGINX_PROXY)
+        self.proxy = self.start_nginx("proxy", NGINX_PROXY, tls=self.tls)  # the origin stays plain HTTP
         self.port = self.ports["proxy"]
-        wait_ready(self.port, self.watch)
+        wait_ready(self.port, self.watch, tls=self.client_tls())
 
     def gateway_pids(self):
         return self.master_and_workers(self.proxy)
@@ -666,7 +719,60 @@ def wrk_argv(scenario, port, duration, tmp):
                         f'wrk.body = string.rep("x", {UPLOAD_SIZE})\n'
                         f'wrk.headers["Content-Type"] = "application/octet-stream"\n')
         argv += ["-s", script]
-    return argv + [f"http://{HOST}:{port}{path}"]
+    scheme = "https" if scenario == "tls-keepalive" else "http"
+    return argv + [f"{scheme}://{HOST}:{port}{path}"]
+
+
+# --------------------------------------------------------------------------------------------
+# TLS: the run's certificate, and tls_load (the tls-handshake scenario)
+
+def make_certificate(tmp):
+    """One ECDSA P-256 self-signed certificate for the whole run (CN and SAN TLS_NAME), shared by
+    every system. World-readable: BlastBeat drops to nobody after binding, nginx workers run as
+    nobody too. Returns opts.tls: cert, key, and an ssl.SSLContext that trusts only this certificate."""
+    d = os.path.join(tmp, "tls")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    rc, out = run_cmd(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                       "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={TLS_NAME}",
+                       "-addext", f"subjectAltName=DNS:{TLS_NAME}"], timeout=30, cwd=d)
+    if rc != 0:
+        raise BenchError(f"openssl req (certificate for the TLS scenarios) failed: {out.strip()[-300:]}")
+    for path in (cert, key):
+        os.chmod(path, 0o644)
+    context = ssl.create_default_context(cafile=cert)  # hostname checked against TLS_NAME
+    return {"cert": cert, "key": key, "context": context}
+
+
+TLS_CONNS = 50
+
+
+def tls_load_argv(port, duration, conns=TLS_CONNS):
+    return [os.path.join(BIN, "tls_load"), "-h", HOST, "-p", str(port), "-H", TLS_NAME, "-S", TLS_NAME,
+            "-c", str(conns), "-d", str(duration), "-w", "0", "-t", "2", "-q"]
+
+
+def run_tls_load(argv, duration, cwd):
+    """tls_load bounds itself (alarm at duration + 10 s); this timeout is a backstop."""
+    rc, out = run_cmd(argv, timeout=duration + 30, cwd=cwd)
+    if rc != 0:
+        raise BenchError(f"tls_load exited {rc}: {out.strip()[-300:]}")
+    return out
+
+
+def parse_tls_load(text):
+    """The last line of tls_load's output is JSON; map it onto the wrk fields (req/s = full handshakes/s,
+    each with one request)."""
+    try:
+        d = json.loads(text.strip().splitlines()[-1])
+        r = {"rps": float(d["handshakes_per_s"]), "p50_ms": d["p50_us"] / 1000.0, "p99_ms": d["p99_us"] / 1000.0,
+             "requests": int(d["handshakes"]), "non_2xx": int(d["bad_response"]),
+             "socket_errors": {k: int(d[k]) for k in ("connect", "handshake", "closed", "timeout", "resumed")}}
+        r["tls"] = {k: d[k] for k in ("tls13", "tls12", "cipher", "max_us")}
+        return r
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise BenchError("tls_load printed no result:\n" + text[-500:])
 
 
 # --------------------------------------------------------------------------------------------
@@ -716,17 +822,23 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
     system = CLASSES[system_name](procs, work, opts)
     result = {"system": system_name, "scenario": scenario}
     ws = scenario in WS_SCENARIOS
+    hs = scenario == "tls-handshake"
     try:
         system.ws = ws
+        system.tls = scenario in TLS_SCENARIOS
         system.start()
-        check_scenario(system.port, scenario)
+        check_scenario(system.port, scenario, opts)
         if ws:  # ws_load: the warm-up is a separate run on its own connections, like wrk's
             argv, run_load = ws_load_argv(system.port, opts.duration), run_ws_load
+        elif hs:  # tls_load likewise
+            argv, run_load = tls_load_argv(system.port, opts.duration), run_tls_load
         else:
             argv, run_load = wrk_argv(scenario, system.port, opts.duration, tmp), run_wrk
         if opts.warmup > 0:
             if ws:
                 warm = ws_load_argv(system.port, opts.warmup)
+            elif hs:
+                warm = tls_load_argv(system.port, opts.warmup)
             else:
                 warm = list(argv)
                 warm[3] = f"-d{opts.warmup}s"
@@ -734,13 +846,17 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
         pids = system.gateway_pids()
         bpids = system.backend_pids()
         cpu0, bcpu0 = cpu_seconds(pids), cpu_seconds(bpids)
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = run_load(argv, opts.duration, work)
+        if system.tls:  # the load generator's CPU (waited for by run_cmd): is the client the limit?
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            result["client_cpu_s"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
         for name, p in system.watch:
             if p.poll() is not None:
                 raise BenchError(f"{name} died during the run (status {p.returncode})")
         if not all(pid_alive(pid) for pid in pids):
             raise BenchError(f"{LABELS[system_name]} died during the run")
-        result.update(parse_ws_load(out) if ws else parse_wrk(out))
+        result.update(parse_ws_load(out) if ws else parse_tls_load(out) if hs else parse_wrk(out))
         result["cpu_s"] = cpu_seconds(pids) - cpu0
         result["backend_cpu_s"] = cpu_seconds(bpids) - bcpu0
         result["peak_rss"] = sum(status_bytes(pid, "VmHWM") or 0 for pid in pids)
@@ -754,6 +870,8 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
             # an echo test has no expected failures: any closed connection or wrong echo fails the run
             result["error"] = (f"WebSocket errors {result['socket_errors']}, "
                                f"{result['ws']['open']}/{result['ws']['connections']} connections open at the end")
+        elif hs and result["socket_errors"]["resumed"]:
+            result["error"] = f"{result['socket_errors']['resumed']} handshakes resumed a session (must be full)"
         elif errs > 0.01 * result["requests"]:
             result["error"] = (f"{errs} errors in {result['requests']} requests "
                                f"(non-2xx {result['non_2xx']}, socket {result['socket_errors']})")
@@ -963,11 +1081,11 @@ def markdown(meta, summary, ratios, idle, systems, scenarios):
 def build_peers():
     os.makedirs(BIN, exist_ok=True)
     for name in ("blastbeat_backend", "mongrel2_handler", "condure_handler",
-                 "blastbeat_ws_echo", "mongrel2_ws_echo", "condure_ws_echo", "ws_load"):
+                 "blastbeat_ws_echo", "mongrel2_ws_echo", "condure_ws_echo", "ws_load", "tls_load"):
         src, exe = os.path.join(PEERS, name + ".c"), os.path.join(BIN, name)
         if os.path.exists(exe) and os.path.getmtime(exe) >= os.path.getmtime(src):
             continue
-        libs = [] if name == "ws_load" else ["-lzmq"]
+        libs = [] if name == "ws_load" else ["-lssl", "-lcrypto"] if name == "tls_load" else ["-lzmq"]
         rc, out = run_cmd(["gcc", "-O2", "-Wall", "-o", exe, src] + libs, timeout=120)
         if rc != 0:
             raise SystemExit(f"bench: building {name} failed:\n{out}")
@@ -982,7 +1100,7 @@ def versions(systems):
             v["BlastBeat"] = out.strip().split()[-1] if rc == 0 and out.strip() else "?"
         else:
             v["BlastBeat"] = "(binary missing)"
-    for pkg in ("mongrel2-core", "condure", "nginx-light", "wrk", "libzmq5"):
+    for pkg in ("mongrel2-core", "condure", "nginx-light", "wrk", "libzmq5", "libssl3"):
         rc, out = run_cmd(["dpkg-query", "-W", "-f", "${Version}", pkg], timeout=10)
         v[pkg] = out.strip() if rc == 0 else "?"
     return v
@@ -1075,6 +1193,13 @@ def main(argv=None):
     procs = Procs()
     tmp = tempfile.mkdtemp(prefix="blastbeat-bench-")
     os.chmod(tmp, 0o755)
+    opts.tls = None
+    if any(sc in TLS_SCENARIOS for sc in load):
+        try:
+            opts.tls = make_certificate(tmp)  # one certificate per run, for every system
+        except BenchError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SystemExit(f"bench: {e}")
     runs, idle = [], {}
     n = 0
     total_runs = opts.rounds * sum(1 for sc in load for sy in opts.systems if sc not in CLASSES[sy].unsupported)
@@ -1102,7 +1227,7 @@ def main(argv=None):
                         line = (f"{r['rps']:>10,.0f} req/s  p50 {fmt(r['p50_ms'], 'ms')} ms  "
                                 f"p99 {fmt(r['p99_ms'], 'ms')} ms  cpu {r['cpu_s']:.2f} s  "
                                 f"rss {fmt(r['peak_rss'], 'mib')} MiB")
-                    log(f"  [{n:>3}/{total_runs}] round {rnd} {sc:<9} {LABELS[sy]:<13} {line}")
+                    log(f"  [{n:>3}/{total_runs}] round {rnd} {sc:<13} {LABELS[sy]:<13} {line}")
         if "idle" in opts.scenarios and opts.idle_conns > 0:
             log(f"bench: idle memory, {opts.idle_conns:,} keep-alive connections per system")
             for sy in opts.systems:
@@ -1149,6 +1274,20 @@ def main(argv=None):
                              f"connections, {WS_INFLIGHT} text message of {WS_SIZE} bytes in flight on each, masked); "
                              f"p50/p99 = message round trip; CPU µs/req = per message. Backends: "
                              f"`*_ws_echo.c` in bench/peers.")
+    if any(sc in TLS_SCENARIOS for sc in load):
+        meta["notes"].append("TLS: one ECDSA P-256 self-signed certificate (openssl req, CN/SAN localhost) per run, "
+                             "the same for every system; TLS only on the client-facing listener (nginx proxy: "
+                             "plain HTTP to its origin); nginx with BlastBeat's TLS policy (TLSv1.2 TLSv1.3, "
+                             "the same cipher order, ssl_prefer_server_ciphers on, ssl_session_cache off, "
+                             "ssl_session_tickets on). tls-keepalive: `wrk -t1 -c50 https://…` (50 handshakes, "
+                             "then requests on established connections). tls-handshake: req/s = full "
+                             f"handshakes/s from `bench/bin/tls_load -c {TLS_CONNS}` (no session is ever offered, so "
+                             "never resumed; any resumption fails the run), "
+                             "one GET / with Connection: close per handshake; p50/p99 = connect to last byte. "
+                             "wrk with Connection: close is not used for it: it resumes the previous session "
+                             "(TLS 1.3 ticket) on every reconnect. A full handshake costs the client more CPU than the "
+                             "server and the cores are shared, so compare CPU µs/req (= per handshake) first; "
+                             "`client_cpu_s` in the JSON shows when the client was the limit.")
     meta["notes"].append("BlastBeat / X ratios are medians of per-round ratios (each round runs the systems "
                          "back to back), so they are comparable even when absolute numbers drift.")
     summary, ratios = summarize(runs, opts.systems, load)

@@ -6,7 +6,7 @@ what=${1:-build}
 packages=(libzmq3-dev libev-dev libssl-dev zlib1g-dev pkg-config)
 case "$what" in
   test) packages+=(curl python3-venv openssl gcc libc6-dev) ;;
-  bench) packages+=(wrk nginx-light mongrel2-core condure curl python3-venv) ;;
+  bench) packages+=(wrk nginx-light mongrel2-core condure curl python3-venv openssl gcc libc6-dev libssl-dev) ;;
 esac
 missing=()
 for p in "${packages[@]}"; do
