@@ -25,31 +25,8 @@ struct Hello: BackendHandler {
     }
 }
 
-/// `--connect ENDPOINT` (repeatable) and `--node NAME`; exits with status 2 on anything else.
-func parseArguments(program: String, defaultNode: String) -> (node: String, endpoints: [String]) {
-    var node = defaultNode
-    var endpoints: [String] = []
-    var arguments = CommandLine.arguments.dropFirst()
-    while let argument = arguments.popFirst() {
-        switch argument {
-        case "--connect", "--node":
-            guard let value = arguments.popFirst() else {
-                print("\(program): \(argument) needs a value")
-                exit(2)
-            }
-            if argument == "--node" { node = value } else { endpoints.append(value) }
-        case "-h", "--help":
-            print("usage: \(program) [--connect tcp://127.0.0.1:5000]... [--node \(defaultNode)]")
-            exit(0)
-        default:
-            print("\(program): unknown argument \(argument) (try --help)")
-            exit(2)
-        }
-    }
-    return (node, endpoints.isEmpty ? ["tcp://127.0.0.1:5000"] : endpoints)
-}
-
-let (nodeName, endpoints) = parseArguments(program: "swift-hello", defaultNode: "hello-swift")
+let options = BackendCommandLine.parse(program: "swift-hello", defaultNode: "hello-swift")
+let (nodeName, endpoints) = (options.node, options.endpoints)
 do {
     let node = try BackendNode(identity: nodeName, endpoints: endpoints)
     node.stopOnSignals()
