@@ -21,9 +21,9 @@ struct AccessLogRecord {
         userAgent.removeAll(keepingCapacity: true)
         for field in head.headers where field.known == nil {
             let name = bytes[field.name]
-            if name.count == 7 && Self.equalsLower(name, "referer") {
+            if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: name), "referer") {
                 referer.append(contentsOf: bytes[field.value])
-            } else if name.count == 10 && Self.equalsLower(name, "user-agent") {
+            } else if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: name), "user-agent") {
                 userAgent.append(contentsOf: bytes[field.value])
             }
         }
@@ -31,16 +31,6 @@ struct AccessLogRecord {
         bytesSent = 0
     }
 
-    private static func equalsLower(_ bytes: Slice<UnsafeRawBufferPointer>, _ lower: StaticString) -> Bool {
-        var i = 0
-        let p = lower.utf8Start
-        for b in bytes {
-            let c = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
-            if c != p[i] { return false }
-            i += 1
-        }
-        return true
-    }
 
     /// Appends one line in combined format plus `node=` and `time=` (seconds) to `out`.
     /// Quotes and control bytes inside quoted fields are escaped so a client cannot forge lines.

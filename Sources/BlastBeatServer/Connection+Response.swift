@@ -305,24 +305,18 @@ extension Connection {
 
     /// The value of the first header `name` (lowercase) in a response head, trimmed; nil when absent.
     static func headerValue(named name: StaticString, in head: UnsafeRawBufferPointer) -> [UInt8]? {
-        let wanted = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        let length = name.utf8CodeUnitCount
         var lineStart = 0
         while lineStart < head.count {
             var lineEnd = lineStart
             while lineEnd < head.count && head[lineEnd] != 0x0A { lineEnd += 1 }
             let line = UnsafeRawBufferPointer(rebasing: head[lineStart..<lineEnd])
-            if line.count > wanted.count, line[wanted.count] == 0x3A {
-                var same = true
-                for i in 0..<wanted.count {
-                    var c = line[i]
-                    if c >= 0x41 && c <= 0x5A { c |= 0x20 }
-                    if c != wanted[i] { same = false; break }
-                }
-                if same {
-                    var value = line[(wanted.count + 1)...].drop(while: { $0 == 0x20 || $0 == 0x09 })
-                    while let last = value.last, last == 0x20 || last == 0x09 || last == 0x0D { value = value.dropLast() }
-                    return Array(value)
-                }
+            if line.count > length, line[length] == 0x3A,
+                HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: line[..<length]), name)
+            {
+                var value = line[(length + 1)...].drop(while: { $0 == 0x20 || $0 == 0x09 })
+                while let last = value.last, last == 0x20 || last == 0x09 || last == 0x0D { value = value.dropLast() }
+                return Array(value)
             }
             lineStart = lineEnd + 1
         }

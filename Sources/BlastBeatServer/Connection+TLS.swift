@@ -9,7 +9,7 @@ extension Connection {
         if bytes.isEmpty {
             // EOF. A client that vanished mid-handshake is simply closed.
             if !tls.isHandshakeComplete { return close() }
-            return endOfInputTLS()
+            return endOfInput()
         }
         if !tls.isHandshakeComplete {
             if !sawFirstByte, let first = bytes.first {
@@ -63,16 +63,12 @@ extension Connection {
                 }
                 return
             case .closed:
-                return endOfInputTLS()
+                return endOfInput()
             case .failed(let error):
                 gateway.logger.debug("TLS error from \(peerDescription): \(error)")
                 return abort("TLS error")
             }
         }
-    }
-
-    private func endOfInputTLS() {
-        endOfInputPlain()
     }
 
     /// Encrypts the queued plaintext (once the handshake allows it) into the socket output.

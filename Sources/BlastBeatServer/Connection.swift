@@ -189,9 +189,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         updateInterest()
     }
 
-    func endOfInputPlain() { endOfInput() }
-
-    private func endOfInput() {
+    func endOfInput() {
         clientEOF = true
         if webSocket != nil {
             // No close frame can follow: the client is gone (RFC 6455 §7.1.5: 1006). Tell the node now.

@@ -202,7 +202,7 @@ package enum HTTPResponseHeadParser {
             value: Range<Int>,
             in bytes: UnsafeRawBufferPointer
         ) throws(BackendHeadError) {
-            if ASCII.equalsIgnoringCase(bytes, name, "content-length") {
+            if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[name]), "content-length") {
                 // A list of equal values ("5, 5") or repeated equal lines count as one (RFC 9110 §8.6).
                 var elements = ListElements(bytes: bytes, range: value)
                 while let element = elements.next() {
@@ -212,21 +212,21 @@ package enum HTTPResponseHeadParser {
                     }
                     self.contentLength = length
                 }
-            } else if ASCII.equalsIgnoringCase(bytes, name, "transfer-encoding") {
+            } else if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[name]), "transfer-encoding") {
                 self.hasTransferEncoding = true
                 var elements = ListElements(bytes: bytes, range: value)
                 // Empty list elements are ignored (RFC 9110 §5.6.1), so `chunked,` still ends in chunked.
                 while let element = elements.next() {
                     if !element.isEmpty {
-                        self.isChunked = ASCII.equalsIgnoringCase(bytes, element, "chunked")
+                        self.isChunked = HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[element]), "chunked")
                     }
                 }
-            } else if ASCII.equalsIgnoringCase(bytes, name, "connection") {
+            } else if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[name]), "connection") {
                 var elements = ListElements(bytes: bytes, range: value)
                 while let element = elements.next() {
-                    if ASCII.equalsIgnoringCase(bytes, element, "close") {
+                    if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[element]), "close") {
                         self.connectionClose = true
-                    } else if ASCII.equalsIgnoringCase(bytes, element, "keep-alive") {
+                    } else if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[element]), "keep-alive") {
                         self.connectionKeepAlive = true
                     }
                 }
@@ -287,23 +287,6 @@ package enum HTTPResponseHeadParser {
         }
 
 
-        /// Whether `range` of `bytes` equals `lowercase` ignoring ASCII case.
-        static func equalsIgnoringCase(
-            _ bytes: UnsafeRawBufferPointer,
-            _ range: Range<Int>,
-            _ lowercase: StaticString
-        ) -> Bool {
-            guard range.count == lowercase.utf8CodeUnitCount else { return false }
-            let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-            var offset = 0
-            for index in range {
-                let byte = bytes[index]
-                let folded = (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte + 0x20 : byte
-                guard folded == expected[offset] else { return false }
-                offset += 1
-            }
-            return true
-        }
 
         /// 1 to 18 decimal digits (so no overflow); nil otherwise.
         static func decimal(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {

@@ -42,6 +42,19 @@ package enum HTTPSyntax {
         return true
     }
 
+    /// Whether `bytes` equals `literal` (lowercase ASCII), folding only A–Z: exact for any input,
+    /// including unvalidated bytes (unlike `equalsLowercase`, which trusts the parser's checks).
+    package static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
+        guard bytes.count == literal.utf8CodeUnitCount else { return false }
+        let l = literal.utf8Start
+        for k in 0..<bytes.count {
+            var b = bytes[k]
+            if b >= 0x41 && b <= 0x5A { b |= 0x20 }
+            if b != l[k] { return false }
+        }
+        return true
+    }
+
     /// Whether the bytes at `range` equal `literal` (lowercase ASCII), ignoring ASCII case.
     package static func rangeEqualsLowercase(
         _ base: UnsafePointer<UInt8>,

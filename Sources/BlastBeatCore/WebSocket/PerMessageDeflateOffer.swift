@@ -99,7 +99,7 @@ package struct PerMessageDeflateOffer: Equatable, Sendable {
         var scanner = ExtensionListScanner(bytes: headerValue)
         var offers: [PerMessageDeflateOffer] = []
         while let element = scanner.nextElement() {
-            guard let element, Self.equalsIgnoringCase(element.name, "permessage-deflate") else { continue }
+            guard let element, element.name.withUnsafeBytes({ HTTPSyntax.equalsIgnoringCase($0, "permessage-deflate") }) else { continue }
             if let offer = Self.interpret(element.parameters) {
                 offers.append(offer)
             }
@@ -112,21 +112,21 @@ package struct PerMessageDeflateOffer: Equatable, Sendable {
         var offer = PerMessageDeflateOffer()
         var seen = (serverNoContext: false, clientNoContext: false, serverBits: false, clientBits: false)
         for parameter in parameters {
-            if Self.equalsIgnoringCase(parameter.name, "server_no_context_takeover") {
+            if parameter.name.withUnsafeBytes { HTTPSyntax.equalsIgnoringCase($0, "server_no_context_takeover") } {
                 guard !seen.serverNoContext, parameter.value == nil else { return nil }
                 seen.serverNoContext = true
                 offer.serverNoContextTakeover = true
-            } else if Self.equalsIgnoringCase(parameter.name, "client_no_context_takeover") {
+            } else if parameter.name.withUnsafeBytes { HTTPSyntax.equalsIgnoringCase($0, "client_no_context_takeover") } {
                 guard !seen.clientNoContext, parameter.value == nil else { return nil }
                 seen.clientNoContext = true
                 offer.clientNoContextTakeover = true
-            } else if Self.equalsIgnoringCase(parameter.name, "server_max_window_bits") {
+            } else if parameter.name.withUnsafeBytes { HTTPSyntax.equalsIgnoringCase($0, "server_max_window_bits") } {
                 guard !seen.serverBits, let value = parameter.value, let bits = Self.windowBits(value) else {
                     return nil
                 }
                 seen.serverBits = true
                 offer.serverMaxWindowBits = bits
-            } else if Self.equalsIgnoringCase(parameter.name, "client_max_window_bits") {
+            } else if parameter.name.withUnsafeBytes { HTTPSyntax.equalsIgnoringCase($0, "client_max_window_bits") } {
                 guard !seen.clientBits else { return nil }
                 seen.clientBits = true
                 if let value = parameter.value {
@@ -154,17 +154,6 @@ package struct PerMessageDeflateOffer: Equatable, Sendable {
         }
     }
 
-    private static func equalsIgnoringCase(_ bytes: [UInt8], _ lowercase: StaticString) -> Bool {
-        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
-        return lowercase.withUTF8Buffer { expected in
-            for index in 0..<bytes.count {
-                var byte = bytes[index]
-                if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") { byte |= 0x20 }
-                if byte != expected[index] { return false }
-            }
-            return true
-        }
-    }
 }
 
 /// Splits an RFC 6455 §9.1 extension list into elements: `name *( OWS ";" OWS param [ OWS "=" OWS value ] )`,
