@@ -15,9 +15,8 @@ package final class ZMQDealer {
     private let context: UnsafeMutableRawPointer
     private let socket: UnsafeMutableRawPointer
     private let monitor: UnsafeMutableRawPointer
-    /// sid, type, body, and a scratch frame for surplus frames of a malformed message.
-    private let frames: UnsafeMutablePointer<zmq_msg_t>
-    private var framesHeld = 0
+    /// sid, type, body.
+    private let frames = ZMQFrames(expected: 3)
     private var closed = false
     package let endpoint: String
 
@@ -79,8 +78,6 @@ package final class ZMQDealer {
         self.socket = socket
         self.monitor = monitor
         self.endpoint = endpoint
-        self.frames = .allocate(capacity: 4)
-        for i in 0..<4 { zmq_msg_init(frames + i) }
         do throws(ZMQError) {
             let set = identity.withUnsafeBytes { zmq_setsockopt(socket, ZMQ_ROUTING_ID, $0.baseAddress, $0.count) }
             if set != 0 { throw ZMQError(call: "zmq_setsockopt(ZMQ_ROUTING_ID)", errno: zmq_errno()) }
@@ -150,36 +147,12 @@ package final class ZMQDealer {
     /// Receives one whole multipart message without blocking; nil when none is queued.
     package func receive() -> Received? {
         precondition(!closed, "receive on a closed ZMQDealer")
-        releaseFrames()
-        var count = 0
-        while true {
-            let target = frames + min(count, 3)
-            if zmq_msg_recv(target, socket, count == 0 ? ZMQ_DONTWAIT : 0) < 0 {
-                let e = zmq_errno()
-                if count == 0 && (e == EAGAIN || e == EINTR) { return nil }
-                if e == EINTR { continue }
-                break  // a failure mid-message: treat what we have as malformed
-            }
-            count += 1
-            framesHeld = min(count, 4)
-            if zmq_msg_more(target) == 0 { break }
-        }
-        if count == 0 { return nil }
+        guard let count = frames.receive(from: socket) else { return nil }
         if count != 3 { return .malformed(frameCount: count) }
-        return .message(Message(sid: view(0), type: view(1), body: view(2)))
+        return .message(Message(sid: frames.view(0), type: frames.view(1), body: frames.view(2)))
     }
 
-    private func view(_ i: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: zmq_msg_data(frames + i), count: zmq_msg_size(frames + i))
-    }
 
-    private func releaseFrames() {
-        for i in 0..<framesHeld {
-            zmq_msg_close(frames + i)
-            zmq_msg_init(frames + i)
-        }
-        framesHeld = 0
-    }
 
     /// Drains the monitor without blocking and reports what happened since the last call.
     package func connectionEvents() -> ConnectionEvents {
@@ -242,9 +215,7 @@ package final class ZMQDealer {
     package func close() {
         if closed { return }
         closed = true
-        releaseFrames()
-        for i in 0..<4 { zmq_msg_close(frames + i) }
-        frames.deallocate()
+        frames.release()
         zmq_socket_monitor(socket, nil, 0)
         zmq_close(monitor)
         zmq_close(socket)

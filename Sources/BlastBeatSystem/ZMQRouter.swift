@@ -25,9 +25,8 @@ package enum ZMQSendResult: Equatable {
 package final class ZMQRouter {
     private let context: UnsafeMutableRawPointer
     private let socket: UnsafeMutableRawPointer
-    /// Identity, sid, type, body, and a scratch frame for draining surplus frames.
-    private let frames: UnsafeMutablePointer<zmq_msg_t>
-    private var framesHeld = 0
+    /// Identity, sid, type, body.
+    private let frames = ZMQFrames(expected: 4)
     private var closed = false
 
     package init(endpoint: String, highWaterMark: Int32 = 100_000) throws(ZMQError) {
@@ -38,8 +37,6 @@ package final class ZMQRouter {
         }
         self.context = context
         self.socket = socket
-        self.frames = .allocate(capacity: 5)
-        for i in 0..<5 { zmq_msg_init(frames + i) }
         do throws(ZMQError) {
             // Unknown identities become EHOSTUNREACH instead of a silent drop (fixes D30).
             try setOption(ZMQ_ROUTER_MANDATORY, 1)
@@ -99,37 +96,11 @@ package final class ZMQRouter {
 
     /// Receives one whole multipart message without blocking; nil when none is queued.
     package func receive() -> Received? {
-        releaseFrames()
-        var count = 0
-        while true {
-            let target = frames + min(count, 4)
-            if zmq_msg_recv(target, socket, count == 0 ? ZMQ_DONTWAIT : 0) < 0 {
-                let e = zmq_errno()
-                if count == 0 && e == EAGAIN { return nil }
-                if e == EINTR { continue }
-                // A failure mid-message: treat what we have as malformed.
-                break
-            }
-            count += 1
-            framesHeld = min(count, 5)
-            if zmq_msg_more(target) == 0 { break }
-        }
-        if count == 0 { return nil }
-        let identity = view(0)
+        guard let count = frames.receive(from: socket) else { return nil }
+        let identity = frames.view(0)
         if count != 4 { return .malformed(frameCount: count, identity: identity) }
-        return .message(Message(identity: identity, sid: view(1), type: view(2), body: view(3)))
-    }
-
-    private func view(_ i: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: zmq_msg_data(frames + i), count: zmq_msg_size(frames + i))
-    }
-
-    private func releaseFrames() {
-        for i in 0..<framesHeld {
-            zmq_msg_close(frames + i)
-            zmq_msg_init(frames + i)
-        }
-        framesHeld = 0
+        return .message(
+            Message(identity: identity, sid: frames.view(1), type: frames.view(2), body: frames.view(3)))
     }
 
     /// Sends [identity, sid, type, body] without blocking. The identity frame is where libzmq
@@ -157,9 +128,7 @@ package final class ZMQRouter {
     package func close() {
         if closed { return }
         closed = true
-        releaseFrames()
-        for i in 0..<5 { zmq_msg_close(frames + i) }
-        frames.deallocate()
+        frames.release()
         zmq_close(socket)
         zmq_ctx_term(context)
     }
