@@ -65,6 +65,9 @@ extension Connection {
 
     /// A request head is complete: route it, bind a node and send the uwsgi packet.
     private func startRequest(headBytes: UnsafeRawBufferPointer, followingBytes: Int) {
+        // One copy for the whole function: each read of the stored property would copy (and
+        // retain) the struct again, five times per request.
+        let head = self.head
         gateway.counters.requests += 1
         requestStart = gateway.loop.now
         requestKeepAlive = head.keepAlive && !gateway.isShuttingDown
@@ -91,12 +94,16 @@ extension Connection {
             upgrade = prepared
         }
 
-        uwsgiPacket.removeAll(keepingCapacity: true)
         do {
-            try UwsgiEncoder.encode(
-                head: head, request: headBytes, context: gateway.uwsgiContext(for: self, vhost: vhost),
-                into: &uwsgiPacket)
+            let context = gateway.uwsgiContext(for: self, vhost: vhost)
+            let bound = UwsgiEncoder.sizeBound(head: head, context: context)
+            // The buffer only grows, so steady traffic reuses it; `uwsgiLength` says how much is packet.
+            if uwsgiBuffer.count < bound { uwsgiBuffer = [UInt8](repeating: 0, count: max(bound, 512)) }
+            uwsgiLength = try uwsgiBuffer.withUnsafeMutableBytes { buffer throws(UwsgiError) in
+                try UwsgiEncoder.encode(head: head, request: headBytes, context: context, into: buffer)
+            }
         } catch {
+            uwsgiLength = 0
             return sendErrorAndClose(status: 431, message: "request headers too large to forward")
         }
 
@@ -151,7 +158,10 @@ extension Connection {
                 nodeKnowsSession = false
             }
             node = target
-            switch gateway.send(to: target, sid: sid, type: "uwsgi", body: uwsgiPacket) {
+            let sent = uwsgiBuffer.withUnsafeBytes { buffer in
+                gateway.send(to: target, sid: sid, type: "uwsgi", body: UnsafeRawBufferPointer(rebasing: buffer[..<uwsgiLength]))
+            }
+            switch sent {
             case .sent:
                 nodeKnowsSession = true
                 triedNodes.append(target)

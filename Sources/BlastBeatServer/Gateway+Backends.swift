@@ -3,11 +3,25 @@ import BlastBeatSystem
 
 /// The ROUTER side: receiving and checking backend messages, sending to nodes, health checks.
 extension Gateway {
+    /// Receives queued messages if a send may have hidden them from the notification fd.
+    func checkRouter() {
+        guard routerNeedsCheck, let router = routerIfOpen else { return }
+        if router.hasIncoming { drainRouter() } else { routerNeedsCheck = false }
+    }
+
     /// Receives every queued message (the notification fd is edge-triggered: stop only when empty).
     func drainRouter() {
         guard let router = routerIfOpen else { return }
         var budget = 10_000
-        while budget > 0, let received = router.receive() {
+        while true {
+            guard budget > 0 else {
+                routerNeedsCheck = true  // more may be queued: look again before blocking
+                return
+            }
+            guard let received = router.receive() else {
+                routerNeedsCheck = false  // empty: the fd signals the next arrival
+                return
+            }
             budget -= 1
             switch received {
             case .malformed(let frameCount, let identity):
@@ -77,6 +91,7 @@ extension Gateway {
     @discardableResult
     func send(to node: Int, sid: SessionID, type: StaticString, body: UnsafeRawBufferPointer) -> ZMQSendResult {
         guard let router = routerIfOpen else { return .unreachable }
+        routerNeedsCheck = true
         var outcome: Result<ZMQSendResult, ZMQError> = .success(.unreachable)
         nodes.nodes[node].identity.withUnsafeBytes { identity in
             sid.withBytes { sidBytes in
@@ -138,6 +153,7 @@ extension Gateway {
             case .ping:
                 let empty = UnsafeRawBufferPointer(start: nil, count: 0)
                 guard let router = routerIfOpen else { return }
+                routerNeedsCheck = true
                 let sent = nodes.nodes[node].identity.withUnsafeBytes { identity in
                     try? router.send(identity: identity, sid: empty, type: "ping", body: empty)
                 }

@@ -26,6 +26,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
 
     private(set) var listeners: [Listener] = []
     var routerStorage: ZMQRouter? = nil
+    /// Whether the ROUTER's queue must be looked at before the loop blocks. Its notification fd is
+    /// edge-triggered and a send may consume the edge, so this is set by every send and cleared when
+    /// a receive finds the queue empty. Each look costs libzmq two system calls (getpid, poll).
+    var routerNeedsCheck = true
     private var routerWatcher: IOWatcher! = nil
     var nodes = NodeTable()
     /// Node indices per vhost, in configuration order.
@@ -297,16 +301,17 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         // Sends made during this iteration may have consumed the edge of the ZeroMQ descriptor,
         // so its queue is re-checked here, and all output of the iteration leaves in one write each.
         for _ in 0..<8 {
-            if let router = routerStorage, router.hasIncoming { drainRouter() }
+            checkRouter()
             failNodesIfNeeded()
-            if connectionsToFlush.isEmpty { break }
+            if connectionsToFlush.isEmpty && !routerNeedsCheck { break }
             // Swap in the spare array instead of copying: a copy of a shared array buffer would
             // allocate on every iteration (one allocation per request in the allocation test).
             swap(&connectionsToFlush, &flushBatch)
             for connection in flushBatch { connection.flush() }
             flushBatch.removeAll(keepingCapacity: true)
-            if routerStorage?.hasIncoming != true { break }
+            if !routerNeedsCheck { break }
         }
+        if routerNeedsCheck || !connectionsToFlush.isEmpty { prepareWatcher.skipNextBlock() }
         if isShuttingDown && sessions.isEmpty { loop.stop() }
     }
 

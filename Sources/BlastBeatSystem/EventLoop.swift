@@ -184,14 +184,18 @@ package protocol PrepareWatcherDelegate: AnyObject {
 package final class PrepareWatcher {
     private let loop: EventLoop
     private let watcher: UnsafeMutablePointer<ev_prepare>
+    /// Started by `skipNextBlock`: an active idle watcher makes libev poll without waiting.
+    private let idle: UnsafeMutablePointer<ev_idle>
     private unowned(unsafe) let delegate: any PrepareWatcherDelegate
 
     package init(loop: EventLoop, delegate: any PrepareWatcherDelegate) {
         self.loop = loop
         self.delegate = delegate
         self.watcher = .allocate(capacity: 1)
+        self.idle = .allocate(capacity: 1)
         CLibEV_ev_prepare_init(watcher, prepareWatcherCallback)
         CLibEV_ev_set_data(UnsafeMutableRawPointer(watcher), Unmanaged.passUnretained(self).toOpaque())
+        CLibEV_ev_idle_init(idle, idleWatcherCallback)
         ev_prepare_start(loop.raw, watcher)
         ev_unref(loop.raw)  // must not keep the loop alive by itself
     }
@@ -199,7 +203,15 @@ package final class PrepareWatcher {
     deinit {
         ev_ref(loop.raw)
         ev_prepare_stop(loop.raw, watcher)
+        ev_idle_stop(loop.raw, idle)
         watcher.deallocate()
+        idle.deallocate()
+    }
+
+    /// Lets the coming poll return at once (work is left over from a bounded `loopWillBlock`), so
+    /// `loopWillBlock` runs again after it instead of the loop sleeping on unfinished work.
+    package func skipNextBlock() {
+        ev_idle_start(loop.raw, idle)
     }
 
     fileprivate func fire() { delegate.loopWillBlock() }
@@ -208,4 +220,9 @@ package final class PrepareWatcher {
 private func prepareWatcherCallback(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_prepare>?, _ revents: Int32) {
     guard let w, let data = CLibEV_ev_data(UnsafeMutableRawPointer(w)) else { return }
     Unmanaged<PrepareWatcher>.fromOpaque(data).takeUnretainedValue().fire()
+}
+
+/// One shot: the idle watcher has done its job by keeping the poll from blocking.
+private func idleWatcherCallback(_ loop: OpaquePointer?, _ w: UnsafeMutablePointer<ev_idle>?, _ revents: Int32) {
+    if let w { ev_idle_stop(loop, w) }
 }

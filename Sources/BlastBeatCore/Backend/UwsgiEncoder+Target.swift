@@ -71,8 +71,8 @@ extension UwsgiEncoder {
         (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20)
     }
 
-    /// Appends `bytes` with every valid `%XX` decoded; runs without `%` are copied in one piece.
-    static func appendPercentDecoded(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+    /// Writes `bytes` with every valid `%XX` decoded; runs without `%` are copied in one piece.
+    static func appendPercentDecoded(_ bytes: UnsafeRawBufferPointer, into out: inout UwsgiWriter) {
         var runStart = 0
         var index = 0
         while index < bytes.count {
@@ -82,12 +82,12 @@ extension UwsgiEncoder {
                 index += 1
                 continue
             }
-            out.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[runStart..<index]))
-            out.append(high << 4 | low)
+            out.bytes(UnsafeRawBufferPointer(rebasing: bytes[runStart..<index]))
+            out.byte(high << 4 | low)
             index += 3
             runStart = index
         }
-        out.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[runStart..<bytes.count]))
+        out.bytes(UnsafeRawBufferPointer(rebasing: bytes[runStart..<bytes.count]))
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {

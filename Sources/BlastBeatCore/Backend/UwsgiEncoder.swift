@@ -82,8 +82,8 @@ package enum UwsgiEncoder {
 
     /// Appends one uwsgi packet for `head` (whose ranges index `request`) to `out`.
     ///
-    /// `out` is usually an emptied, reused buffer; its capacity is reserved once for the whole packet. On
-    /// error `out` is left with its previous contents. `request` is only read during the call.
+    /// On error `out` is left with its previous contents. `request` is only read during the call.
+    /// The gateway uses the raw-buffer form below; this one serves tests and the Swift SDK.
     package static func encode(
         head: HTTPRequestHead,
         request: UnsafeRawBufferPointer,
@@ -92,72 +92,98 @@ package enum UwsgiEncoder {
     ) throws(UwsgiError) {
         let start = out.count
         let bound = self.sizeBound(head: head, context: context)
-        out.reserveCapacity(start + min(bound, 4 + self.maxPairsLength + 1))
+        out.append(contentsOf: repeatElement(0, count: bound))
+        let outcome = out.withUnsafeMutableBytes { raw in
+            Result { () throws(UwsgiError) in
+                try self.encode(
+                    head: head, request: request, context: context,
+                    into: UnsafeMutableRawBufferPointer(rebasing: raw[start...]))
+            }
+        }
+        switch outcome {
+        case .success(let written):
+            out.removeSubrange((start + written)...)
+        case .failure(let error):
+            out.removeSubrange(start...)
+            throw error
+        }
+    }
 
+    /// Writes one uwsgi packet for `head` (whose ranges index `request`) at the start of `buffer`,
+    /// which must hold at least `sizeBound(head:context:)` bytes; returns the packet's length.
+    package static func encode(
+        head: HTTPRequestHead,
+        request: UnsafeRawBufferPointer,
+        context: UwsgiRequestContext,
+        into buffer: UnsafeMutableRawBufferPointer
+    ) throws(UwsgiError) -> Int {
+        var out = UwsgiWriter(buffer)
         // Header; bytes 1–2 are patched once the pairs are written.
-        out.append(0)
-        out.append(0)
-        out.append(0)
-        out.append(0)
+        out.byte(0)
+        out.length(0)
+        out.byte(0)
 
-        self.appendPair("REQUEST_METHOD", self.bytes(head.method, in: request), into: &out)
-        self.appendPair("SCRIPT_NAME", "", into: &out)
+        self.pair("REQUEST_METHOD", self.bytes(head.method, in: request), into: &out)
+        out.field("SCRIPT_NAME")
+        out.length(0)
 
         let target = self.splitTarget(head.target, in: request)
-        self.appendKey("PATH_INFO", into: &out)
+        out.field("PATH_INFO")
         if target.emptyAbsolutePath {
-            self.appendValue("/", into: &out)
+            out.field("/")
         } else {
-            let lengthAt = self.beginValue(into: &out)
+            let lengthAt = out.beginValue()
             self.appendPercentDecoded(self.bytes(target.path, in: request), into: &out)
-            self.endValue(lengthAt: lengthAt, into: &out)
+            out.endValue(lengthAt: lengthAt)
         }
-        self.appendPair("QUERY_STRING", self.bytes(target.query, in: request), into: &out)
+        self.pair("QUERY_STRING", self.bytes(target.query, in: request), into: &out)
 
         for field in head.headers where self.isHeader(field, .contentType, "content-type", in: request) {
-            self.appendPair("CONTENT_TYPE", self.bytes(field.value, in: request), into: &out)
+            self.pair("CONTENT_TYPE", self.bytes(field.value, in: request), into: &out)
             break
         }
         if let contentLength = head.contentLength {
             precondition(contentLength >= 0, "negative Content-Length from the parser")
-            self.appendKey("CONTENT_LENGTH", into: &out)
-            let lengthAt = self.beginValue(into: &out)
-            self.appendDecimal(contentLength, into: &out)
-            self.endValue(lengthAt: lengthAt, into: &out)
+            out.field("CONTENT_LENGTH")
+            let lengthAt = out.beginValue()
+            out.decimal(contentLength)
+            out.endValue(lengthAt: lengthAt)
         }
 
-        self.appendKey("SERVER_NAME", into: &out)
-        self.appendValue(context.serverName, into: &out)
-        self.appendKey("SERVER_PORT", into: &out)
-        self.appendValue(context.serverPort, into: &out)
-        self.appendPair("SERVER_PROTOCOL", head.version.text, into: &out)
-        self.appendPair("REQUEST_URI", self.bytes(head.target, in: request), into: &out)
-        self.appendKey("REMOTE_ADDR", into: &out)
-        self.appendValue(context.remoteAddress, into: &out)
-        self.appendKey("REMOTE_PORT", into: &out)
-        self.appendValue(context.remotePort, into: &out)
-        self.appendPair("UWSGI_SCHEME", context.isTLS ? "https" : "http", into: &out)
+        out.field("SERVER_NAME")
+        out.field(context.serverName)
+        out.field("SERVER_PORT")
+        out.field(context.serverPort)
+        out.field("SERVER_PROTOCOL")
+        out.field(head.version.text)
+        self.pair("REQUEST_URI", self.bytes(head.target, in: request), into: &out)
+        out.field("REMOTE_ADDR")
+        out.field(context.remoteAddress)
+        out.field("REMOTE_PORT")
+        out.field(context.remotePort)
+        out.field("UWSGI_SCHEME")
+        out.field(context.isTLS ? "https" : "http")
         if context.isTLS {
-            self.appendPair("HTTPS", "on", into: &out)
+            out.field("HTTPS")
+            out.field("on")
             if !context.tlsServerName.isEmpty {
-                self.appendKey("SSL_TLS_SNI", into: &out)
-                self.appendValue(context.tlsServerName, into: &out)
+                out.field("SSL_TLS_SNI")
+                out.field(context.tlsServerName)
             }
             if !context.tlsVersion.isEmpty {
-                self.appendKey("SSL_PROTOCOL", into: &out)
-                self.appendValue(context.tlsVersion, into: &out)
+                out.field("SSL_PROTOCOL")
+                out.field(context.tlsVersion)
             }
         }
 
         self.appendHeaders(head.headers, in: request, into: &out)
 
-        let pairsLength = out.count - start - 4
+        let pairsLength = out.count - 4
         guard pairsLength <= self.maxPairsLength else {
-            out.removeSubrange(start...)
             throw .packetTooLarge(limit: self.maxPairsLength)
         }
-        out[start + 1] = UInt8(truncatingIfNeeded: pairsLength)
-        out[start + 2] = UInt8(truncatingIfNeeded: pairsLength >> 8)
+        out.patchLength(at: 1, pairsLength)
+        return out.count
     }
 
     // MARK: - Headers
@@ -166,7 +192,7 @@ package enum UwsgiEncoder {
     private static func appendHeaders(
         _ headers: [HeaderField],
         in request: UnsafeRawBufferPointer,
-        into out: inout [UInt8]
+        into out: inout UwsgiWriter
     ) {
         for index in headers.indices {
             let field = headers[index]
@@ -189,19 +215,19 @@ package enum UwsgiEncoder {
             }
 
             // Key: HTTP_ + name, a–z uppercased and `-` turned into `_`; other token bytes unchanged.
-            self.appendLength(5 + name.count, into: &out)
-            self.appendStatic("HTTP_", into: &out)
+            out.length(5 + name.count)
+            out.bytes("HTTP_")
             for byte in name {
                 switch byte {
-                case UInt8(ascii: "a")...UInt8(ascii: "z"): out.append(byte - 0x20)
-                case UInt8(ascii: "-"): out.append(UInt8(ascii: "_"))
-                default: out.append(byte)
+                case UInt8(ascii: "a")...UInt8(ascii: "z"): out.byte(byte - 0x20)
+                case UInt8(ascii: "-"): out.byte(UInt8(ascii: "_"))
+                default: out.byte(byte)
                 }
             }
 
             let separator: StaticString =
                 self.isHeader(field, .cookie, "cookie", in: request) ? "; " : ", "
-            let lengthAt = self.beginValue(into: &out)
+            let lengthAt = out.beginValue()
             var wroteValue = false
             for later in index..<headers.count
             where later == index
@@ -212,12 +238,12 @@ package enum UwsgiEncoder {
                     continue
                 }
                 if wroteValue {
-                    self.appendStatic(separator, into: &out)
+                    out.bytes(separator)
                 }
-                out.appendBytes(value)
+                out.bytes(value)
                 wroteValue = true
             }
-            self.endValue(lengthAt: lengthAt, into: &out)
+            out.endValue(lengthAt: lengthAt)
         }
     }
 
@@ -263,74 +289,15 @@ package enum UwsgiEncoder {
         return UnsafeRawBufferPointer(rebasing: request[range])
     }
 
-    /// A length prefix. Values above 65535 are truncated here, but they also push the pairs past
-    /// `maxPairsLength`, so `encode` throws and discards the packet before anyone sees it.
-    private static func appendLength(_ length: Int, into out: inout [UInt8]) {
-        out.append(UInt8(truncatingIfNeeded: length))
-        out.append(UInt8(truncatingIfNeeded: length >> 8))
+    private static func pair(_ key: StaticString, _ value: UnsafeRawBufferPointer, into out: inout UwsgiWriter) {
+        out.field(key)
+        out.field(value)
     }
 
-    private static func appendStatic(_ text: StaticString, into out: inout [UInt8]) {
-        out.appendBytes(text)
-    }
-
-    /// A length-prefixed constant: a key, or a fixed value such as `on`.
-    private static func appendField(_ text: StaticString, into out: inout [UInt8]) {
-        self.appendLength(text.utf8CodeUnitCount, into: &out)
-        self.appendStatic(text, into: &out)
-    }
-
-    private static func appendKey(_ key: StaticString, into out: inout [UInt8]) {
-        self.appendField(key, into: &out)
-    }
-
-    private static func appendValue(_ value: StaticString, into out: inout [UInt8]) {
-        self.appendField(value, into: &out)
-    }
-
-    private static func appendValue(_ value: [UInt8], into out: inout [UInt8]) {
-        self.appendLength(value.count, into: &out)
-        out.append(contentsOf: value)
-    }
-
-    private static func appendPair(_ key: StaticString, _ value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
-        self.appendKey(key, into: &out)
-        self.appendLength(value.count, into: &out)
-        out.appendBytes(value)
-    }
-
-    private static func appendPair(_ key: StaticString, _ value: StaticString, into out: inout [UInt8]) {
-        self.appendField(key, into: &out)
-        self.appendField(value, into: &out)
-    }
-
-    /// Reserves a value's length prefix when the length is known only after writing; see `endValue`.
-    private static func beginValue(into out: inout [UInt8]) -> Int {
-        out.append(0)
-        out.append(0)
-        return out.count - 2
-    }
-
-    private static func endValue(lengthAt position: Int, into out: inout [UInt8]) {
-        let length = out.count - position - 2
-        out[position] = UInt8(truncatingIfNeeded: length)
-        out[position + 1] = UInt8(truncatingIfNeeded: length >> 8)
-    }
-
-    private static func appendDecimal(_ value: Int, into out: inout [UInt8]) {
-        let first = out.count
-        var rest = value
-        repeat {
-            out.append(UInt8(ascii: "0") + UInt8(rest % 10))
-            rest /= 10
-        } while rest > 0
-        out[first...].reverse()
-    }
-
-    /// An upper bound of the packet size, so `encode` reserves once. Each variable's value comes from the
+    /// An upper bound of the packet size: the buffer `encode` needs. Each variable's value comes from the
     /// target (at most three times: PATH_INFO, QUERY_STRING, REQUEST_URI), a header, the context or a
     /// constant; joining adds at most two separator bytes per header.
-    private static func sizeBound(head: HTTPRequestHead, context: UwsgiRequestContext) -> Int {
+    package static func sizeBound(head: HTTPRequestHead, context: UwsgiRequestContext) -> Int {
         // 14 fixed keys (159 bytes) + their 28 length prefixes + constant values + decimal Content-Length.
         var bound = 4 + 159 + 56 + 8 + 5 + 2 + 1 + 20
         bound += head.method.count + 3 * head.target.count

@@ -144,6 +144,12 @@ package enum HTTPResponseHeadParser {
         /// Reason-phrase or field-value bytes, then the line end; returns where the content ends (before
         /// the CR or LF). A control byte other than HTAB, or DEL, is an error at that byte.
         mutating func lineContent(_ line: Line) throws(BackendHeadError) -> Int {
+            // Eight bytes at a time while none can be a control byte (nearly every value byte).
+            while self.position + 8 <= self.limit,
+                !HTTPSyntax.mayContainControl(self.bytes.loadUnaligned(fromByteOffset: self.position, as: UInt64.self))
+            {
+                self.position += 8
+            }
             while true {
                 let byte = try self.current()
                 if byte == ASCII.cr || byte == ASCII.lf {
@@ -202,9 +208,11 @@ package enum HTTPResponseHeadParser {
             value: Range<Int>,
             in bytes: UnsafeRawBufferPointer
         ) throws(BackendHeadError) {
+            // Non-empty: a header line was found in it.
+            let base = bytes.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: UInt8.self)
             if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[name]), "content-length") {
                 // A list of equal values ("5, 5") or repeated equal lines count as one (RFC 9110 §8.6).
-                var elements = ListElements(bytes: bytes, range: value)
+                var elements = HTTPListElements(base, value)
                 while let element = elements.next() {
                     guard let length = ASCII.decimal(bytes, element) else { throw .invalidContentLength }
                     if let previous = self.contentLength, previous != length {
@@ -214,7 +222,7 @@ package enum HTTPResponseHeadParser {
                 }
             } else if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[name]), "transfer-encoding") {
                 self.hasTransferEncoding = true
-                var elements = ListElements(bytes: bytes, range: value)
+                var elements = HTTPListElements(base, value)
                 // Empty list elements are ignored (RFC 9110 §5.6.1), so `chunked,` still ends in chunked.
                 while let element = elements.next() {
                     if !element.isEmpty {
@@ -222,7 +230,7 @@ package enum HTTPResponseHeadParser {
                     }
                 }
             } else if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[name]), "connection") {
-                var elements = ListElements(bytes: bytes, range: value)
+                var elements = HTTPListElements(base, value)
                 while let element = elements.next() {
                     if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[element]), "close") {
                         self.connectionClose = true
@@ -231,38 +239,6 @@ package enum HTTPResponseHeadParser {
                     }
                 }
             }
-        }
-    }
-
-    /// The comma-separated elements of a field value, each without surrounding OWS (may be empty).
-    private struct ListElements {
-        let bytes: UnsafeRawBufferPointer
-        var position: Int
-        let end: Int
-        var finished = false
-
-        init(bytes: UnsafeRawBufferPointer, range: Range<Int>) {
-            self.bytes = bytes
-            self.position = range.lowerBound
-            self.end = range.upperBound
-        }
-
-        mutating func next() -> Range<Int>? {
-            guard !self.finished else { return nil }
-            var elementEnd = self.position
-            while elementEnd < self.end, self.bytes[elementEnd] != UInt8(ascii: ",") {
-                elementEnd += 1
-            }
-            var start = self.position
-            var stop = elementEnd
-            while start < stop, ASCII.isWhitespace(self.bytes[start]) { start += 1 }
-            while stop > start, ASCII.isWhitespace(self.bytes[stop - 1]) { stop -= 1 }
-            if elementEnd < self.end {
-                self.position = elementEnd + 1
-            } else {
-                self.finished = true
-            }
-            return start..<stop
         }
     }
 

@@ -89,12 +89,28 @@ package struct NodeTable: Sendable {
     package func index(of identity: UnsafeRawBufferPointer) -> Int? {
         // Identities are few; a linear byte compare avoids building an array key per message.
         for i in nodes.indices where nodes[i].identity.count == identity.count {
-            if nodes[i].identity.withUnsafeBytes({ $0.elementsEqual(identity) }) { return i }
+            if nodes[i].identity.withUnsafeBytes({ Self.bytesEqual($0, identity) }) { return i }
         }
         return nil
     }
 
     package func index(of identity: [UInt8]) -> Int? { byIdentity[identity] }
+
+    /// Equal-length byte compare, eight bytes at a time (runs for every backend message).
+    private static func bytesEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        while i + 8 <= a.count {
+            if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) {
+                return false
+            }
+            i += 8
+        }
+        while i < a.count {
+            if a[i] != b[i] { return false }
+            i += 1
+        }
+        return true
+    }
 
     /// Records a message from node `i`. Returns true when the node came back from `dead`.
     @discardableResult
