@@ -66,6 +66,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var closed = false
     var queuedForFlush = false
     var lingering = false
+    /// TCP_NODELAY is set before the first write that is not also the last (see `flush`).
+    var noDelaySet = false
     /// TLS state when the connection came in on a TLS listener.
     let tls: TLSConnection?
     /// TLS only: plaintext waiting to be encrypted (all of it goes once the handshake is complete).
@@ -111,7 +113,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         self.listener = listener
         self.sid = sid
         self.remoteAddress = peer.hostBytes
-        self.remotePort = Array(String(peer.port).utf8)
+        self.remotePort = peer.portBytes
         self.parser = HTTPRequestHeadParser(limits: gateway.config.limits)
         self.io = IOWatcher(loop: gateway.loop, fd: fd, delegate: self)
         self.timer = TimerWatcher(loop: gateway.loop, delegate: self)
@@ -235,9 +237,51 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// Queues bytes for the client; the gateway flushes once per loop iteration.
     func enqueue(_ bytes: UnsafeRawBufferPointer) {
         if bytes.isEmpty { return }
+        if tls == nil && bytes.count >= Self.writeThroughSize && !closed {
+            return writeThrough(bytes)
+        }
         // TLS output is encrypted in one batch per loop iteration (fewer, fuller records).
         if tls != nil { plainOutput.appendBytes(bytes) } else { output.appendBytes(bytes) }
         scheduleFlush()
+    }
+
+    /// Payloads at least this big are written at once instead of being copied into `output`.
+    static var writeThroughSize: Int { 16 * 1024 }
+
+    /// Writes what is queued and `bytes` in one `sendmsg`; only an unwritten rest is copied into
+    /// `output`. For a 64 KiB response body that saves a 64 KiB copy and a large allocation.
+    private func writeThrough(_ bytes: UnsafeRawBufferPointer) {
+        prepareToWrite()
+        let queued = output.count - outputStart
+        let result: IOResult
+        do {
+            result = try output.withUnsafeBytes { raw throws(SystemError) in
+                try Posix.write(fd, UnsafeRawBufferPointer(rebasing: raw[outputStart...]), bytes)
+            }
+        } catch {
+            return abort("write: \(error)")
+        }
+        var written = 0
+        if case .processed(let n) = result { written = n }
+        if written < queued {
+            outputStart += written
+            output.appendBytes(bytes)
+        } else {
+            output.removeAll(keepingCapacity: output.capacity <= 16 * 1024)
+            outputStart = 0
+            output.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[(written - queued)...]))
+        }
+        if hasQueuedOutput { scheduleFlush() }
+    }
+
+    /// Before the first write that is not also the last: TCP_NODELAY. Nagle would hold back the
+    /// small tail of a response while earlier bytes are unacked, so every connection that writes
+    /// more than once gets it (as nginx does for keep-alive). A response written in one go and
+    /// followed by close needs none, which saves a system call per `Connection: close` request.
+    private func prepareToWrite() {
+        if noDelaySet || closeWhenFlushed { return }
+        noDelaySet = true
+        Posix.setNoDelay(fd)
     }
 
     /// Bytes written by the gateway and not yet accepted by the kernel.
@@ -275,6 +319,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         queuedForFlush = false
         if closed { return }
         if let tls { encryptOutput(tls) }
+        if outputStart < output.count { prepareToWrite() }
         while outputStart < output.count {
             let result: IOResult
             do {
@@ -330,7 +375,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         lingering = true
         if nodeKnowsSession, let node { gateway.sendEnd(to: node, sid: sid) }
         nodeKnowsSession = false
-        if clientEOF { return close() }
+        if clientEOF || clientIsDone { return close() }
         switch try? Posix.read(fd, into: gateway.readBuffer) {
         case .wouldBlock?, .processed(0)?, nil:
             return close()
@@ -340,6 +385,13 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         Posix.shutdownWrite(fd)
         io.watch(read: true, write: false)
         setDeadline(2, .linger)
+    }
+
+    /// The client asked to close (`Connection: close`, or HTTP/1.0 without keep-alive) and all of
+    /// its request was read: it sends nothing more (RFC 9112 §9.6), so no lingering read is needed.
+    private var clientIsDone: Bool {
+        guard case .complete = request, pending.isEmpty, webSocket == nil else { return false }
+        return !head.keepAlive
     }
 
     /// Discards input after the response; closes on EOF.

@@ -241,7 +241,6 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
                     continue
                 }
             }
-            try? Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             let (high, low) = random.next128()
             let sid = SessionID(high: high, low: low)
             let connection = Connection(

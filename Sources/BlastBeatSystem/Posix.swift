@@ -31,6 +31,29 @@ package enum Posix {
         }
     }
 
+    /// Sends `first` then `second` in one system call (`sendmsg` with two iovecs, no SIGPIPE).
+    @inline(never)
+    package static func write(
+        _ fd: Int32, _ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer
+    ) throws(SystemError) -> IOResult {
+        var vectors = (
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count))
+        while true {
+            let n = withUnsafeMutableBytes(of: &vectors) { raw in
+                var message = msghdr()
+                message.msg_iov = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
+                message.msg_iovlen = 2
+                return Glibc.sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+            }
+            if n >= 0 { return .processed(n) }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(call: "sendmsg", errno: e)
+        }
+    }
+
     /// Accepts one connection as non-blocking and close-on-exec; nil when the backlog is empty.
     @inline(never)
     package static func accept(_ fd: Int32) throws(SystemError) -> (fd: Int32, peer: SocketAddress)? {
@@ -65,6 +88,11 @@ package enum Posix {
         if Glibc.setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) != 0 {
             throw SystemError(call: "setsockopt(\(level), \(name))", errno: Glibc.errno)
         }
+    }
+
+    /// Turns off Nagle's algorithm on a TCP socket (best effort: a failure only costs latency).
+    package static func setNoDelay(_ fd: Int32) {
+        try? setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
     }
 
     /// Creates a listening, non-blocking TCP socket bound to `address`.

@@ -24,6 +24,20 @@ package struct SocketAddress: CustomStringConvertible, @unchecked Sendable {
 
     /// The numeric host as ASCII bytes ("127.0.0.1", "::1"), for REMOTE_ADDR and the access log.
     package var hostBytes: [UInt8] {
+        if Int32(storage.ss_family) == AF_INET {
+            // Every accepted connection needs this; glibc's inet_ntop formats IPv4 with sprintf
+            // (3,000 instructions, a tenth of a Connection: close request in callgrind).
+            let address = withUnsafePointer(to: storage) { p in
+                p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
+            }
+            var text: [UInt8] = []
+            text.reserveCapacity(15)
+            for shift in stride(from: 24, through: 0, by: -8) {
+                if shift != 24 { text.append(UInt8(ascii: ".")) }
+                Self.appendDecimal(Int((address >> UInt32(shift)) & 0xFF), to: &text)
+            }
+            return text
+        }
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         withUnsafePointer(to: storage) { p in
             switch Int32(storage.ss_family) {
@@ -41,6 +55,23 @@ package struct SocketAddress: CustomStringConvertible, @unchecked Sendable {
             }
         }
         return text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+    }
+
+    /// The port as ASCII digits, for REMOTE_PORT.
+    package var portBytes: [UInt8] {
+        var text: [UInt8] = []
+        text.reserveCapacity(5)
+        Self.appendDecimal(Int(port), to: &text)
+        return text
+    }
+
+    private static func appendDecimal(_ value: Int, to text: inout [UInt8]) {
+        var divisor = 1
+        while divisor * 10 <= value { divisor *= 10 }
+        while divisor > 0 {
+            text.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+            divisor /= 10
+        }
     }
 
     package var description: String {
