@@ -96,14 +96,13 @@ extension Connection {
 
         do {
             let context = gateway.uwsgiContext(for: self, vhost: vhost)
-            let bound = UwsgiEncoder.sizeBound(head: head, context: context)
-            // The buffer only grows, so steady traffic reuses it; `uwsgiLength` says how much is packet.
-            if uwsgiBuffer.count < bound { uwsgiBuffer = [UInt8](repeating: 0, count: max(bound, 512)) }
-            uwsgiLength = try uwsgiBuffer.withUnsafeMutableBytes { buffer throws(UwsgiError) in
-                try UwsgiEncoder.encode(head: head, request: headBytes, context: context, into: buffer)
-            }
+            let scratch = gateway.uwsgiScratch(atLeast: UwsgiEncoder.sizeBound(head: head, context: context))
+            let length = try UwsgiEncoder.encode(head: head, request: headBytes, context: context, into: scratch)
+            // Kept for `retry` in storage reused by the connection's next requests; an idle
+            // connection holds one packet's bytes, not the encoder's worst-case bound.
+            uwsgiPacket.removeAll(keepingCapacity: true)
+            uwsgiPacket.appendBytes(UnsafeRawBufferPointer(rebasing: scratch[..<length]))
         } catch {
-            uwsgiLength = 0
             return sendErrorAndClose(status: 431, message: "request headers too large to forward")
         }
 
@@ -158,10 +157,7 @@ extension Connection {
                 nodeKnowsSession = false
             }
             node = target
-            let sent = uwsgiBuffer.withUnsafeBytes { buffer in
-                gateway.send(to: target, sid: sid, type: "uwsgi", body: UnsafeRawBufferPointer(rebasing: buffer[..<uwsgiLength]))
-            }
-            switch sent {
+            switch gateway.send(to: target, sid: sid, type: "uwsgi", body: uwsgiPacket) {
             case .sent:
                 nodeKnowsSession = true
                 triedNodes.append(target)

@@ -44,9 +44,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// would have sent for GET; until the next `headers` such `body` messages are dropped instead
     /// of being taken for a body-before-headers error on the next request.
     var discardBodyUntilHeaders = false
-    /// The current request's uwsgi packet (the first `uwsgiLength` bytes), kept for `retry`.
-    var uwsgiBuffer: [UInt8] = []
-    var uwsgiLength = 0
+    /// The current request's uwsgi packet, kept for `retry`.
+    var uwsgiPacket: [UInt8] = []
     /// Request body bytes kept for `retry`, nil once they exceed the limit.
     var replayBody: [UInt8]? = []
     var bodyComplete = false

@@ -20,6 +20,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// Shared read buffer: a connection's bytes land here first and are copied out only when a
     /// partial request remains, so idle connections own no buffer.
     let readBuffer: UnsafeMutableRawBufferPointer
+    /// Where uwsgi packets are encoded (`UwsgiEncoder.sizeBound` bytes); see `uwsgiScratch(atLeast:)`.
+    private var uwsgiScratchBuffer: UnsafeMutableRawBufferPointer
     /// Most unconsumed input a connection may hold (a head plus pipelined requests).
     let maxPendingInput: Int
     let responseChunkLimits: HTTPLimits
@@ -57,6 +59,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         self.loop = EventLoop()
         self.logger = Logger(level: config.logLevel)
         self.readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
+        self.uwsgiScratchBuffer = .allocate(byteCount: 16 * 1024, alignment: 16)
         self.maxPendingInput = max(config.limits.maxHeadBytes * 2, 128 * 1024)
         var chunkLimits = config.limits
         chunkLimits.maxBodySize = Int.max
@@ -267,6 +270,16 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     }
 
     // MARK: uwsgi
+
+    /// Shared scratch memory of at least `count` bytes for encoding one packet. It grows to the
+    /// largest bound seen (bounded by the head size limits) and is reused by every request.
+    func uwsgiScratch(atLeast count: Int) -> UnsafeMutableRawBufferPointer {
+        if uwsgiScratchBuffer.count < count {
+            uwsgiScratchBuffer.deallocate()
+            uwsgiScratchBuffer = .allocate(byteCount: count, alignment: 16)
+        }
+        return uwsgiScratchBuffer
+    }
 
     func uwsgiContext(for connection: Connection, vhost: Int) -> UwsgiRequestContext {
         UwsgiRequestContext(

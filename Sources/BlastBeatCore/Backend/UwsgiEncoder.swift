@@ -74,8 +74,8 @@ package enum UwsgiError: Error, Equatable, Sendable, CustomStringConvertible {
 ///   joined into one value with `, ` (RFC 9110 §5.3), Cookie with `; ` (RFC 6265 §5.4). Empty values are
 ///   left out of a join. Names compare ASCII case-insensitively.
 ///
-/// No String is built and nothing is allocated per header: the packet is written straight into `out`.
-/// Finding duplicates is O(n²) in the header count, which the parser caps at 100.
+/// No String is built and nothing is allocated: the packet is written straight into a buffer of
+/// `sizeBound` bytes (`UwsgiWriter`), which the gateway keeps per connection. Finding duplicates is O(n²) in the header count, which the parser caps at 100.
 package enum UwsgiEncoder {
     /// The most bytes of pairs the 16-bit size field can describe.
     package static var maxPairsLength: Int { 65535 }

@@ -362,8 +362,8 @@ package struct HTTPRequestHeadParser: Sendable {
         var valueEnd = cr
         while valueEnd > valueStart, S.isWhitespace(base[valueEnd - 1]) { valueEnd -= 1 }
         let known = KnownHeader(name: base + name.lowerBound, count: name.count)
-        // Room for a typical head at once instead of growing 1, 2, 4, 8 (kept between requests).
-        if head.headers.capacity == 0 { head.headers.reserveCapacity(8) }
+        // Room for a few headers at once instead of growing 1, 2, 4 (kept between requests).
+        if head.headers.capacity == 0 { head.headers.reserveCapacity(4) }
         head.headers.append(HeaderField(name: name, value: valueStart..<valueEnd, known: known))
     }
 }
