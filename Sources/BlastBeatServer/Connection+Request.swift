@@ -176,7 +176,9 @@ extension Connection {
         }
     }
 
-    private func forwardBody(_ bytes: UnsafeRawBufferPointer) {
+    /// Sends request body bytes to the node. With `handingOver`, `bytes` lie in that
+    /// `HandOverBuffer`, which goes to libzmq without a copy (and is released in every case).
+    private func forwardBody(_ bytes: UnsafeRawBufferPointer, handingOver buffer: UnsafeMutableRawPointer? = nil) {
         if continueSent == false && head.expectContinue { continueSent = true }  // the client did not wait
         if var kept = replayBody {
             if kept.count + bytes.count <= gateway.config.maxRetryBuffer {
@@ -187,9 +189,68 @@ extension Connection {
                 replayBody = nil  // too big to replay: a later `retry` gets 502
             }
         }
-        guard let node, nodeKnowsSession else { return }
-        gateway.send(to: node, sid: sid, type: "body", body: bytes)
+        guard let node, nodeKnowsSession else {
+            if let buffer { HandOverBuffer.release(buffer) }
+            return
+        }
+        if let buffer {
+            precondition(bytes.baseAddress == UnsafeRawPointer(buffer), "handed-over body must start its buffer")
+            gateway.send(to: node, sid: sid, type: "body", handingOver: buffer, count: bytes.count)
+        } else {
+            gateway.send(to: node, sid: sid, type: "body", body: bytes)
+        }
         if case .body = request { setDeadline(gateway.config.timeouts.body, .body) }
+    }
+
+    /// How much to read straight into a ZeroMQ message: set while a large Content-Length body is
+    /// being forwarded to a node and no other input waits. Otherwise nil (reads go through the
+    /// shared buffer and `process`).
+    var directBodyReadSize: Int? {
+        guard tls == nil, pending.isEmpty, !processingInput, nodeKnowsSession, node != nil,
+            case .body(let decoder) = request, let remaining = decoder.remainingLength,
+            remaining >= Self.directBodyMinimum
+        else { return nil }
+        return min(remaining, gateway.readBuffer.count)
+    }
+
+    /// Smaller bodies (or their last bytes) take the ordinary path: the copy is cheap there.
+    static var directBodyMinimum: Int { 16 * 1024 }
+
+    /// Reads up to `size` body bytes into a fresh `HandOverBuffer` and forwards them without a
+    /// copy: a 1 MiB upload no longer passes through `memcpy` on its way to libzmq. Returns
+    /// whether the read filled the buffer (so more may be waiting).
+    func readBodyDirectly(size: Int) -> Bool {
+        guard let buffer = HandOverBuffer.allocate(size) else {
+            abort("no memory for a request body buffer")
+            return false
+        }
+        let result: IOResult
+        do { result = try Posix.read(fd, into: UnsafeMutableRawBufferPointer(start: buffer, count: size)) } catch {
+            HandOverBuffer.release(buffer)
+            abort("read: \(error)")
+            return false
+        }
+        guard case .processed(let n) = result, n > 0, case .body(var decoder) = request else {
+            HandOverBuffer.release(buffer)
+            if case .processed(0) = result { endOfInput() }
+            return false
+        }
+        let bytes = UnsafeRawBufferPointer(start: buffer, count: n)
+        do throws(HTTPParseError) {
+            // A Content-Length decoder takes all `n` bytes: no more than `remaining` were read.
+            let (consumed, payload) = try decoder.decode(bytes)
+            precondition(consumed == n && payload == 0..<n, "direct body read past Content-Length")
+        } catch {
+            HandOverBuffer.release(buffer)
+            request = .body(decoder)
+            rejectRequest(error)
+            return false
+        }
+        request = decoder.isFinished ? .complete : .body(decoder)
+        forwardBody(bytes, handingOver: buffer)
+        if decoder.isFinished { finishRequestBody() }
+        updateInterest()
+        return n == size
     }
 
     private func finishRequestBody() {

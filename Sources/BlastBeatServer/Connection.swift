@@ -142,6 +142,9 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
                 // Pipelined input is waiting for a response: stop reading (back-pressure).
                 return updateInterest()
             }
+            if let size = directBodyReadSize {
+                if readBodyDirectly(size: size) { continue } else { return }
+            }
             let buffer = gateway.readBuffer
             let result: IOResult
             do { result = try Posix.read(fd, into: buffer) } catch { return abort("read: \(error)") }

@@ -90,13 +90,39 @@ extension Gateway {
     /// waiting clients are answered before the loop blocks.
     @discardableResult
     func send(to node: Int, sid: SessionID, type: StaticString, body: UnsafeRawBufferPointer) -> ZMQSendResult {
-        guard let router = routerIfOpen else { return .unreachable }
+        send(to: node, sid: sid, type: type, .copied(body))
+    }
+
+    /// Sends `count` bytes of a `HandOverBuffer` without copying them; the buffer is handed over
+    /// (freed by libzmq once sent, or at once when the send fails).
+    @discardableResult
+    func send(to node: Int, sid: SessionID, type: StaticString, handingOver buffer: UnsafeMutableRawPointer, count: Int) -> ZMQSendResult {
+        send(to: node, sid: sid, type: type, .handedOver(buffer, count: count))
+    }
+
+    /// A message body: bytes libzmq copies, or a `HandOverBuffer` it takes over.
+    private enum OutgoingBody {
+        case copied(UnsafeRawBufferPointer)
+        case handedOver(UnsafeMutableRawPointer, count: Int)
+    }
+
+    private func send(to node: Int, sid: SessionID, type: StaticString, _ body: OutgoingBody) -> ZMQSendResult {
+        guard let router = routerIfOpen else {
+            if case .handedOver(let buffer, _) = body { HandOverBuffer.release(buffer) }
+            return .unreachable
+        }
         routerNeedsCheck = true
         var outcome: Result<ZMQSendResult, ZMQError> = .success(.unreachable)
         nodes.nodes[node].identity.withUnsafeBytes { identity in
             sid.withBytes { sidBytes in
                 do throws(ZMQError) {
-                    outcome = .success(try router.send(identity: identity, sid: sidBytes, type: type, body: body))
+                    switch body {
+                    case .copied(let bytes):
+                        outcome = .success(try router.send(identity: identity, sid: sidBytes, type: type, body: bytes))
+                    case .handedOver(let buffer, let count):
+                        outcome = .success(
+                            try router.send(identity: identity, sid: sidBytes, type: type, handingOver: buffer, count: count))
+                    }
                 } catch {
                     outcome = .failure(error)
                 }

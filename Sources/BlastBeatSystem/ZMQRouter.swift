@@ -109,6 +109,49 @@ package final class ZMQRouter {
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
         body: UnsafeRawBufferPointer
     ) throws(ZMQError) -> ZMQSendResult {
+        if let refused = try sendHeaderFrames(identity: identity, sid: sid, type: type) { return refused }
+        if zmq_send(socket, body.baseAddress, body.count, ZMQ_DONTWAIT) < 0 {
+            throw ZMQError(call: "zmq_send", errno: zmq_errno())
+        }
+        return .sent
+    }
+
+    /// Like `send(identity:sid:type:body:)`, but the body is `count` bytes at the start of a
+    /// `malloc` buffer that libzmq sends without copying and frees when done. The buffer is
+    /// taken over in every case: on failure it is freed here.
+    package func send(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
+        handingOver buffer: UnsafeMutableRawPointer, count: Int
+    ) throws(ZMQError) -> ZMQSendResult {
+        // `buffer` comes from `HandOverBuffer.allocate`.
+        var body = zmq_msg_t()
+        if zmq_msg_init_data(&body, buffer, count, freeHandedOverBuffer, nil) != 0 {
+            free(buffer)
+            throw ZMQError(call: "zmq_msg_init_data", errno: zmq_errno())
+        }
+        let refused: ZMQSendResult?
+        do throws(ZMQError) {
+            refused = try sendHeaderFrames(identity: identity, sid: sid, type: type)
+        } catch {
+            zmq_msg_close(&body)
+            throw error
+        }
+        if let refused {
+            zmq_msg_close(&body)
+            return refused
+        }
+        if zmq_msg_send(&body, socket, ZMQ_DONTWAIT) < 0 {
+            let e = zmq_errno()
+            zmq_msg_close(&body)
+            throw ZMQError(call: "zmq_msg_send", errno: e)
+        }
+        return .sent
+    }
+
+    /// Identity, sid and type with SNDMORE; nil when accepted, else why the peer refused.
+    private func sendHeaderFrames(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString
+    ) throws(ZMQError) -> ZMQSendResult? {
         let more = ZMQ_SNDMORE | ZMQ_DONTWAIT
         if zmq_send(socket, identity.baseAddress, identity.count, more) < 0 {
             let e = zmq_errno()
@@ -119,10 +162,7 @@ package final class ZMQRouter {
         // Once the identity frame is accepted the remaining frames cannot fail for routing reasons.
         zmq_send(socket, sid.baseAddress, sid.count, more)
         zmq_send(socket, type.utf8Start, type.utf8CodeUnitCount, more)
-        if zmq_send(socket, body.baseAddress, body.count, ZMQ_DONTWAIT) < 0 {
-            throw ZMQError(call: "zmq_send", errno: zmq_errno())
-        }
-        return .sent
+        return nil
     }
 
     package func close() {
@@ -132,4 +172,16 @@ package final class ZMQRouter {
         zmq_close(socket)
         zmq_ctx_term(context)
     }
+}
+
+/// Memory for a message body that `ZMQRouter.send(…handingOver:…)` sends without copying.
+package enum HandOverBuffer {
+    package static func allocate(_ count: Int) -> UnsafeMutableRawPointer? { malloc(count) }
+    /// For a buffer that was never handed over.
+    package static func release(_ buffer: UnsafeMutableRawPointer) { free(buffer) }
+}
+
+/// libzmq's deallocator for handed-over bodies; it runs on ZeroMQ's I/O thread (free is thread-safe).
+private func freeHandedOverBuffer(_ data: UnsafeMutableRawPointer?, _ hint: UnsafeMutableRawPointer?) {
+    free(data)
 }

@@ -84,6 +84,12 @@ package struct HTTPBodyDecoder: Sendable {
     }
 
     /// Whether the whole body, including the chunked trailer section, has been consumed.
+    /// Bytes still expected of a Content-Length body; nil for a chunked body and once finished.
+    package var remainingLength: Int? {
+        if case .contentLength(let remaining) = state { return remaining }
+        return nil
+    }
+
     package var isFinished: Bool {
         if case .finished = state { return true }
         return false
