@@ -65,7 +65,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var closed = false
     var queuedForFlush = false
     var lingering = false
-    /// TCP_NODELAY is set before the first write that is not also the last (see `flush`).
+    /// TCP_NODELAY is set before the first write that is not also the last (see `prepareToWrite`).
     var noDelaySet = false
     /// TLS state when the connection came in on a TLS listener.
     let tls: TLSConnection?
