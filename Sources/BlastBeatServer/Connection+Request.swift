@@ -193,12 +193,18 @@ extension Connection {
             if let buffer { HandOverBuffer.release(buffer) }
             return
         }
+        // Every body byte goes out in a handed-over buffer (libzmq would copy the others anyway),
+        // so the node's queue meter sees all of them.
+        let owned: UnsafeMutableRawPointer
         if let buffer {
             precondition(bytes.baseAddress == UnsafeRawPointer(buffer), "handed-over body must start its buffer")
-            gateway.send(to: node, sid: sid, type: "body", handingOver: buffer, count: bytes.count)
+            owned = buffer
         } else {
-            gateway.send(to: node, sid: sid, type: "body", body: bytes)
+            guard let copy = HandOverBuffer.allocate(bytes.count) else { return abort("no memory for a request body buffer") }
+            if let source = bytes.baseAddress { copy.copyMemory(from: source, byteCount: bytes.count) }
+            owned = copy
         }
+        gateway.send(to: node, sid: sid, type: "body", handingOver: owned, count: bytes.count)
         if case .body = request { setDeadline(gateway.config.timeouts.body, .body) }
     }
 

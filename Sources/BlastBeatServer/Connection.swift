@@ -28,6 +28,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var head = HTTPRequestHead()
     var request: RequestPhase = .idle
     var clientEOF = false
+    /// Reading is paused because the node's ZeroMQ queue holds `max-node-queue` body bytes.
+    var bodyWaitsForNode = false
 
     // MARK: the current exchange
     var response: ResponsePhase = .none
@@ -142,6 +144,9 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
                 // Pipelined input is waiting for a response: stop reading (back-pressure).
                 return updateInterest()
             }
+            if case .body = request, let node, nodeKnowsSession, gateway.nodeQueueIsFull(node) {
+                return waitForNodeQueue()
+            }
             if let size = directBodyReadSize {
                 if readBodyDirectly(size: size) { continue } else { return }
             }
@@ -194,6 +199,25 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         updateInterest()
     }
 
+    /// Stops reading the request body until the node's queue drains (the client's TCP window
+    /// fills and it waits); the backend timeout bounds the wait.
+    private func waitForNodeQueue() {
+        if !bodyWaitsForNode {
+            bodyWaitsForNode = true
+            gateway.counters.bodyPausesForNodeQueue += 1
+            gateway.waitForNodeQueue(self)
+            setDeadline(gateway.config.timeouts.backend, .backend)
+        }
+        updateInterest()
+    }
+
+    /// Called by the gateway once the node has caught up.
+    func nodeQueueDrained() {
+        bodyWaitsForNode = false
+        refreshDeadlineForState()
+        updateInterest()
+    }
+
     func endOfInput() {
         clientEOF = true
         if webSocket != nil {
@@ -230,7 +254,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // Stop reading while the client is not taking its responses (its pipelined requests or
         // WebSocket messages would only make the queue longer).
         let wantRead =
-            !clientEOF && pending.count < gateway.maxPendingInput && queuedOutputBytes < outputLimit / 2
+            !clientEOF && !bodyWaitsForNode && pending.count < gateway.maxPendingInput
+            && queuedOutputBytes < outputLimit / 2
         io.watch(read: wantRead, write: wantWrite)
     }
 

@@ -94,7 +94,7 @@ extension Gateway {
     }
 
     /// Sends `count` bytes of a `HandOverBuffer` without copying them; the buffer is handed over
-    /// (freed by libzmq once sent, or at once when the send fails).
+    /// (freed by libzmq once sent, or at once when the send fails). Counted in the node's meter.
     @discardableResult
     func send(to node: Int, sid: SessionID, type: StaticString, handingOver buffer: UnsafeMutableRawPointer, count: Int) -> ZMQSendResult {
         send(to: node, sid: sid, type: type, .handedOver(buffer, count: count))
@@ -121,7 +121,9 @@ extension Gateway {
                         outcome = .success(try router.send(identity: identity, sid: sidBytes, type: type, body: bytes))
                     case .handedOver(let buffer, let count):
                         outcome = .success(
-                            try router.send(identity: identity, sid: sidBytes, type: type, handingOver: buffer, count: count))
+                            try router.send(
+                                identity: identity, sid: sidBytes, type: type, handingOver: buffer, count: count,
+                                meter: nodeQueueMeter(node)))
                     }
                 } catch {
                     outcome = .failure(error)
@@ -157,6 +159,39 @@ extension Gateway {
     func sendEnd(to node: Int, sid: SessionID) {
         guard nodes.isUsable(node) else { return }
         send(to: node, sid: sid, type: "end", body: UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    // MARK: node queues
+
+    /// The node's meter (created on first use: instances join at run time).
+    func nodeQueueMeter(_ node: Int) -> ZMQQueueMeter {
+        while nodeQueueMeters.count <= node { nodeQueueMeters.append(ZMQQueueMeter()) }
+        return nodeQueueMeters[node]
+    }
+
+    /// Whether request bodies for `node` must wait: it has `max-node-queue` bytes or more not yet sent.
+    func nodeQueueIsFull(_ node: Int) -> Bool {
+        node < nodeQueueMeters.count && nodeQueueMeters[node].queuedBytes >= config.maxNodeQueue
+    }
+
+    /// Parks a connection until its node's queue drains; checked every 10 ms while any waits
+    /// (libzmq signals nothing when it has sent a message, so this is polled).
+    func waitForNodeQueue(_ connection: Connection) {
+        waitingForNodeQueue.append(connection)
+        if nodeQueueTimer.firesAt == nil { nodeQueueTimer.start(after: 0.01, repeat: 0.01) }
+    }
+
+    func resumeBodiesForDrainedNodes() {
+        var stillWaiting: [Connection] = []
+        for connection in waitingForNodeQueue where !connection.closed {
+            if let node = connection.node, nodeQueueMeter(node).queuedBytes >= config.maxNodeQueue / 2 {
+                stillWaiting.append(connection)
+            } else {
+                connection.nodeQueueDrained()
+            }
+        }
+        waitingForNodeQueue = stillWaiting
+        if stillWaiting.isEmpty { nodeQueueTimer.stop() }
     }
 
     func nodeName(_ node: Int) -> String { String(decoding: nodes.nodes[node].identity, as: UTF8.self) }

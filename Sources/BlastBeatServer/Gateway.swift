@@ -41,6 +41,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var connectionsToFlush: [Connection] = []
     private var flushBatch: [Connection] = []
     var pendingNodeFailures: [Int] = []
+    /// Per node (same index as `nodes`): request body bytes handed to ZeroMQ and not yet sent.
+    var nodeQueueMeters: [ZMQQueueMeter] = []
+    /// Connections that stopped reading their request body because their node's queue is full.
+    var waitingForNodeQueue: [Connection] = []
+    var nodeQueueTimer: TimerWatcher! = nil
     private var random = SecureRandom()
 
     private var prepareWatcher: PrepareWatcher! = nil
@@ -90,6 +95,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         housekeepingTimer = TimerWatcher(loop: loop, delegate: self)
         shutdownTimer = TimerWatcher(loop: loop, delegate: self)
         acceptPauseTimer = TimerWatcher(loop: loop, delegate: self)
+        nodeQueueTimer = TimerWatcher(loop: loop, delegate: self)
         for signal in [SIGINT, SIGTERM, SIGHUP] {
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
         }
@@ -336,6 +342,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             pingNodes()
         } else if timer === housekeepingTimer {
             accessLog?.flush()
+        } else if timer === nodeQueueTimer {
+            resumeBodiesForDrainedNodes()
         } else if timer === acceptPauseTimer {
             acceptingPaused = false
             if !isShuttingDown {

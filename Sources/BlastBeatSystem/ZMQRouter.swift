@@ -1,5 +1,6 @@
 internal import CZeroMQ
 import Glibc
+import Synchronization
 
 /// A libzmq error with the call that failed.
 package struct ZMQError: Error, CustomStringConvertible {
@@ -116,19 +117,20 @@ package final class ZMQRouter {
         return .sent
     }
 
-    /// Like `send(identity:sid:type:body:)`, but the body is `count` bytes at the start of a
-    /// `malloc` buffer that libzmq sends without copying and frees when done. The buffer is
-    /// taken over in every case: on failure it is freed here.
+    /// Like `send(identity:sid:type:body:)`, but the body is the first `count` bytes of a
+    /// `HandOverBuffer`, which libzmq sends without copying and frees when done. `meter` counts
+    /// the bytes until then. The buffer is taken over in every case: on failure it is freed here.
     package func send(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
-        handingOver buffer: UnsafeMutableRawPointer, count: Int
+        handingOver buffer: UnsafeMutableRawPointer, count: Int, meter: ZMQQueueMeter
     ) throws(ZMQError) -> ZMQSendResult {
-        // `buffer` comes from `HandOverBuffer.allocate`.
+        HandOverBuffer.setQueuedCount(buffer, count)
         var body = zmq_msg_t()
-        if zmq_msg_init_data(&body, buffer, count, freeHandedOverBuffer, nil) != 0 {
-            free(buffer)
+        if zmq_msg_init_data(&body, buffer, count, freeHandedOverBuffer, Unmanaged.passUnretained(meter).toOpaque()) != 0 {
+            HandOverBuffer.release(buffer)
             throw ZMQError(call: "zmq_msg_init_data", errno: zmq_errno())
         }
+        meter.queued.add(count, ordering: .relaxed)  // from here on the deallocator subtracts it
         let refused: ZMQSendResult?
         do throws(ZMQError) {
             refused = try sendHeaderFrames(identity: identity, sid: sid, type: type)
@@ -174,14 +176,49 @@ package final class ZMQRouter {
     }
 }
 
-/// Memory for a message body that `ZMQRouter.send(…handingOver:…)` sends without copying.
-package enum HandOverBuffer {
-    package static func allocate(_ count: Int) -> UnsafeMutableRawPointer? { malloc(count) }
-    /// For a buffer that was never handed over.
-    package static func release(_ buffer: UnsafeMutableRawPointer) { free(buffer) }
+/// Body bytes handed to libzmq for one peer and not yet sent (or dropped) by its I/O thread.
+///
+/// libzmq gives no per-peer queue length; counting the bytes of handed-over bodies until its
+/// deallocator runs is how the gateway knows when a node stops keeping up. Instances must outlive
+/// every message counted (the gateway keeps them for its lifetime).
+package final class ZMQQueueMeter: Sendable {
+    fileprivate let queued = Atomic<Int>(0)
+
+    package init() {}
+
+    package var queuedBytes: Int { queued.load(ordering: .relaxed) }
 }
 
-/// libzmq's deallocator for handed-over bodies; it runs on ZeroMQ's I/O thread (free is thread-safe).
+/// Memory for a message body that `ZMQRouter.send(…handingOver:…)` sends without copying. A
+/// small header in front of the bytes remembers how many were counted by the meter.
+package enum HandOverBuffer {
+    private static var header: Int { 16 }
+
+    package static func allocate(_ count: Int) -> UnsafeMutableRawPointer? {
+        guard let raw = malloc(header + count) else { return nil }
+        raw.storeBytes(of: 0, as: Int.self)
+        return raw + header
+    }
+
+    /// For a buffer that was never handed over.
+    package static func release(_ buffer: UnsafeMutableRawPointer) { free(buffer - header) }
+
+    fileprivate static func setQueuedCount(_ buffer: UnsafeMutableRawPointer, _ count: Int) {
+        (buffer - header).storeBytes(of: count, as: Int.self)
+    }
+
+    fileprivate static func queuedCount(_ buffer: UnsafeMutableRawPointer) -> Int {
+        (buffer - header).load(as: Int.self)
+    }
+}
+
+/// libzmq's deallocator for handed-over bodies; it runs on ZeroMQ's I/O thread (free and the
+/// atomic counter are thread-safe).
 private func freeHandedOverBuffer(_ data: UnsafeMutableRawPointer?, _ hint: UnsafeMutableRawPointer?) {
-    free(data)
+    guard let data else { return }
+    if let hint {
+        Unmanaged<ZMQQueueMeter>.fromOpaque(hint).takeUnretainedValue()
+            .queued.subtract(HandOverBuffer.queuedCount(data), ordering: .relaxed)
+    }
+    HandOverBuffer.release(data)
 }

@@ -80,9 +80,10 @@ def make_backend(make_gateway):
     """Depends on make_gateway so that backends are stopped before the gateway."""
     backends: list[Backend] = []
 
-    def factory(target, identity, handler=None, auto_pong: bool = True, ready: bool = True) -> Backend:
+    def factory(target, identity, handler=None, auto_pong: bool = True, ready: bool = True,
+                rcvhwm: int | None = None) -> Backend:
         endpoint = target.endpoint if isinstance(target, Gateway) else target
-        backend = Backend(endpoint, identity, handler=handler, auto_pong=auto_pong).start()
+        backend = Backend(endpoint, identity, handler=handler, auto_pong=auto_pong, rcvhwm=rcvhwm).start()
         backends.append(backend)
         if ready:
             backend.wait_ready()

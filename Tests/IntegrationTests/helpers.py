@@ -162,8 +162,10 @@ class Backend:
     Every received message is recorded in ``received``; handler exceptions are kept in ``errors``.
     """
 
-    def __init__(self, endpoint: str, identity: bytes | str, handler=None, auto_pong: bool = True):
+    def __init__(self, endpoint: str, identity: bytes | str, handler=None, auto_pong: bool = True,
+                 rcvhwm: int | None = None):
         self.endpoint = endpoint
+        self.rcvhwm = rcvhwm  # ZMQ_RCVHWM: how many messages libzmq buffers while the handler is busy
         self.identity = identity.encode() if isinstance(identity, str) else identity
         self.handler = handler
         self.auto_pong = auto_pong
@@ -264,6 +266,8 @@ class Backend:
         if self.identity:  # b"": let libzmq generate one
             sock.setsockopt(zmq.IDENTITY, self.identity)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.rcvhwm is not None:
+            sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
         sock.connect(self.endpoint)
         self._sock = sock
         self._started.set()

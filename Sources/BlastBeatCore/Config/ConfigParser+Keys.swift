@@ -4,7 +4,7 @@ extension ConfigParser.Builder {
         "bind", "bind-ssl", "zmq", "ping-freq", "ping-timeout", "uid", "gid", "max-hops", "certificate", "key",
         "header-timeout", "keepalive-timeout", "body-timeout", "backend-timeout", "shutdown-timeout",
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
-        "max-connections", "max-retry-buffer", "max-output-buffer", "access-log", "log-level", "daemon",
+        "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression",
     ]
     static let vhostKeys = [
@@ -55,6 +55,8 @@ extension ConfigParser.Builder {
             config.maxConnections = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
         case "max-retry-buffer":
             config.maxRetryBuffer = try byteSize(value, key, line, minimum: 0)
+        case "max-node-queue":
+            config.maxNodeQueue = try byteSize(value, key, line, minimum: 1)
         case "max-output-buffer":
             config.maxOutputBuffer = try byteSize(value, key, line, minimum: 1)
         case "access-log":

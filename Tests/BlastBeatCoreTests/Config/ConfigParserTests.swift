@@ -306,6 +306,7 @@ struct ConfigParserTests {
                 max-body-size = 10m
                 max-connections = 500
                 max-retry-buffer = 64k
+                max-node-queue = 2m
                 max-output-buffer = 1m
                 access-log = /var/log/blastbeat.log
                 log-level = Warning
@@ -325,6 +326,7 @@ struct ConfigParserTests {
         limits.maxBodySize = 10 << 20
         #expect(config.limits == limits)
         #expect(config.maxConnections == 500 && config.maxRetryBuffer == 65536 && config.maxOutputBuffer == 1 << 20)
+        #expect(config.maxNodeQueue == 2 << 20)
         #expect(config.accessLog == "/var/log/blastbeat.log" && config.logLevel == .warning && !config.daemon)
     }
 
