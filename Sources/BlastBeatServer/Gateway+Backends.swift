@@ -174,17 +174,18 @@ extension Gateway {
         node < nodeQueueMeters.count && nodeQueueMeters[node].queuedBytes >= config.maxNodeQueue
     }
 
-    /// Parks a connection until its node's queue drains; checked every 10 ms while any waits
-    /// (libzmq signals nothing when it has sent a message, so this is polled).
+    /// Parks a connection until its node's queue drains; checked every 2 ms while any waits
+    /// (libzmq signals nothing when it has sent a message, so this is polled). Polling slower
+    /// let the node run dry between checks: 10 ms cost 10-20% of upload throughput.
     func waitForNodeQueue(_ connection: Connection) {
         waitingForNodeQueue.append(connection)
-        if nodeQueueTimer.firesAt == nil { nodeQueueTimer.start(after: 0.01, repeat: 0.01) }
+        if nodeQueueTimer.firesAt == nil { nodeQueueTimer.start(after: 0.002, repeat: 0.002) }
     }
 
     func resumeBodiesForDrainedNodes() {
         var stillWaiting: [Connection] = []
         for connection in waitingForNodeQueue where !connection.closed {
-            if let node = connection.node, nodeQueueMeter(node).queuedBytes >= config.maxNodeQueue / 2 {
+            if let node = connection.node, nodeQueueMeter(node).queuedBytes >= config.maxNodeQueue / 4 * 3 {
                 stillWaiting.append(connection)
             } else {
                 connection.nodeQueueDrained()

@@ -35,7 +35,7 @@ package struct Configuration: Sendable, Equatable {
     package var maxRetryBuffer: Int = 64 << 10
     /// `max-node-queue`: request body bytes handed to ZeroMQ for one node and not yet sent to it;
     /// past it the gateway stops reading request bodies bound for that node until it catches up.
-    package var maxNodeQueue: Int = 16 << 20
+    package var maxNodeQueue: Int = 64 << 20
     /// `max-output-buffer`: per-connection pending response bytes before the backend is no longer read for it.
     package var maxOutputBuffer: Int = 64 << 20
     /// `access-log`: a path, `-` for stdout; nil when `off`.
