@@ -193,18 +193,13 @@ extension Connection {
             if let buffer { HandOverBuffer.release(buffer) }
             return
         }
-        // Every body byte goes out in a handed-over buffer (libzmq would copy the others anyway),
-        // so the node's queue meter sees all of them.
-        let owned: UnsafeMutableRawPointer
+        // Every body byte goes out in a counted buffer, so the node's queue meter sees all of them.
         if let buffer {
             precondition(bytes.baseAddress == UnsafeRawPointer(buffer), "handed-over body must start its buffer")
-            owned = buffer
+            gateway.send(to: node, sid: sid, type: "body", handingOver: buffer, count: bytes.count)
         } else {
-            guard let copy = HandOverBuffer.allocate(bytes.count) else { return abort("no memory for a request body buffer") }
-            if let source = bytes.baseAddress { copy.copyMemory(from: source, byteCount: bytes.count) }
-            owned = copy
+            gateway.sendCounted(to: node, sid: sid, type: "body", copying: bytes)
         }
-        gateway.send(to: node, sid: sid, type: "body", handingOver: owned, count: bytes.count)
         if case .body = request { setDeadline(gateway.config.timeouts.body, .body) }
     }
 

@@ -163,7 +163,7 @@ extension Connection {
         if !compressed {
             guard let node, nodeKnowsSession else { return }
             session.assembler.messagePayload.withUnsafeBytes {
-                _ = gateway.send(to: node, sid: sid, type: type, body: $0)
+                gateway.sendCounted(to: node, sid: sid, type: type, copying: $0)
             }
             return
         }
@@ -190,7 +190,7 @@ extension Connection {
             return failWebSocket(.invalidFramePayloadData, session: session)
         }
         guard let node, nodeKnowsSession else { return }
-        session.inflated.withUnsafeBytes { _ = gateway.send(to: node, sid: sid, type: type, body: $0) }
+        session.inflated.withUnsafeBytes { gateway.sendCounted(to: node, sid: sid, type: type, copying: $0) }
         if session.inflated.capacity > 1 << 20 { session.inflated = [] }
     }
 

@@ -28,7 +28,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var head = HTTPRequestHead()
     var request: RequestPhase = .idle
     var clientEOF = false
-    /// Reading is paused because the node's ZeroMQ queue holds `max-node-queue` body bytes.
+    /// Reading is paused because the node's ZeroMQ queue holds `max-node-queue` bytes of client data.
     var bodyWaitsForNode = false
 
     // MARK: the current exchange
@@ -144,7 +144,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
                 // Pipelined input is waiting for a response: stop reading (back-pressure).
                 return updateInterest()
             }
-            if case .body = request, let node, nodeKnowsSession, gateway.nodeQueueIsFull(node) {
+            if forwardsClientData, let node, nodeKnowsSession, gateway.nodeQueueIsFull(node) {
                 return waitForNodeQueue()
             }
             if let size = directBodyReadSize {
@@ -199,14 +199,22 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         updateInterest()
     }
 
-    /// Stops reading the request body until the node's queue drains (the client's TCP window
-    /// fills and it waits); the backend timeout bounds the wait.
+    /// Whether what the client sends now goes on to the node: a request body, or WebSocket messages.
+    private var forwardsClientData: Bool {
+        if webSocket != nil { return true }
+        if case .body = request { return true }
+        return false
+    }
+
+    /// Stops reading the client until the node's queue drains (the client's TCP window fills and
+    /// it waits). The backend timeout bounds the wait for a request body; a WebSocket keeps its
+    /// idle-ping deadline.
     private func waitForNodeQueue() {
         if !bodyWaitsForNode {
             bodyWaitsForNode = true
             gateway.counters.bodyPausesForNodeQueue += 1
             gateway.waitForNodeQueue(self)
-            setDeadline(gateway.config.timeouts.backend, .backend)
+            if webSocket == nil { setDeadline(gateway.config.timeouts.backend, .backend) }
         }
         updateInterest()
     }

@@ -100,6 +100,24 @@ extension Gateway {
         send(to: node, sid: sid, type: type, .handedOver(buffer, count: count))
     }
 
+    /// Sends a copy of `bytes` in a counted buffer: for client data (request bodies, WebSocket
+    /// messages), so a node that stops reading fills its `max-node-queue` meter and the gateway
+    /// stops reading the clients instead of queueing without bound. (libzmq would copy anyway.)
+    ///
+    /// Small messages go uncounted: libzmq keeps them inline or in one allocation, a counted buffer
+    /// would cost two (a WebSocket echo of 32-byte messages pays for that), and the ROUTER's
+    /// high-water mark of 100,000 messages bounds them to 25 MB per node.
+    @discardableResult
+    func sendCounted(to node: Int, sid: SessionID, type: StaticString, copying bytes: UnsafeRawBufferPointer) -> ZMQSendResult {
+        if bytes.count <= 256 { return send(to: node, sid: sid, type: type, body: bytes) }
+        guard let copy = HandOverBuffer.allocate(bytes.count) else {
+            logger.error("no memory for a \(type) message to node \(nodeName(node)); dropped")
+            return .full
+        }
+        if let source = bytes.baseAddress { copy.copyMemory(from: source, byteCount: bytes.count) }
+        return send(to: node, sid: sid, type: type, handingOver: copy, count: bytes.count)
+    }
+
     /// A message body: bytes libzmq copies, or a `HandOverBuffer` it takes over.
     private enum OutgoingBody {
         case copied(UnsafeRawBufferPointer)
