@@ -345,7 +345,7 @@ def check_scenario(port, scenario, opts=None):
         return
     if scenario in WS_SCENARIOS:
         # one connection: upgrade (101 + the right Sec-WebSocket-Accept), then echoed messages
-        out = run_ws_load(ws_load_argv(port, 0.3, conns=1), 0.3, None)
+        out = run_load_client(ws_load_argv(port, 0.3, conns=1), 0.3, None)
         r = parse_ws_load(out)
         if not r["requests"] or r["ws"]["errors"]:
             raise BenchError(f"WebSocket echo check failed: {out.strip().splitlines()[-1][:300]}")
@@ -753,11 +753,12 @@ def tls_load_argv(port, duration, conns=TLS_CONNS):
             "-c", str(conns), "-d", str(duration), "-w", "0", "-t", "2", "-q"]
 
 
-def run_tls_load(argv, duration, cwd):
-    """tls_load bounds itself (alarm at duration + 10 s); this timeout is a backstop."""
+def run_load_client(argv, duration, cwd):
+    """Runs tls_load or ws_load. Both bound themselves (connect timeout + duration, then an alarm);
+    this timeout is a backstop."""
     rc, out = run_cmd(argv, timeout=duration + 30, cwd=cwd)
     if rc != 0:
-        raise BenchError(f"tls_load exited {rc}: {out.strip()[-300:]}")
+        raise BenchError(f"{os.path.basename(argv[0])} exited {rc}: {out.strip()[-300:]}")
     return out
 
 
@@ -782,14 +783,6 @@ def ws_load_argv(port, duration, conns=WS_CONNS):
     return [os.path.join(BIN, "ws_load"), "-h", HOST, "-p", str(port), "-H", "localhost",
             "-c", str(conns), "-k", str(WS_INFLIGHT), "-s", str(WS_SIZE), "-d", str(duration), "-w", "0",
             "-t", "10", "-q"]
-
-
-def run_ws_load(argv, duration, cwd):
-    """ws_load bounds itself (connect timeout 10 s + duration, then alarm); this timeout is a backstop."""
-    rc, out = run_cmd(argv, timeout=duration + 30, cwd=cwd)
-    if rc != 0:
-        raise BenchError(f"ws_load exited {rc}: {out.strip()[-300:]}")
-    return out
 
 
 def parse_ws_load(text):
@@ -829,9 +822,9 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
         system.start()
         check_scenario(system.port, scenario, opts)
         if ws:  # ws_load: the warm-up is a separate run on its own connections, like wrk's
-            argv, run_load = ws_load_argv(system.port, opts.duration), run_ws_load
+            argv, run_load = ws_load_argv(system.port, opts.duration), run_load_client
         elif hs:  # tls_load likewise
-            argv, run_load = tls_load_argv(system.port, opts.duration), run_tls_load
+            argv, run_load = tls_load_argv(system.port, opts.duration), run_load_client
         else:
             argv, run_load = wrk_argv(scenario, system.port, opts.duration, tmp), run_wrk
         if opts.warmup > 0:

@@ -207,9 +207,10 @@ extension Connection {
     /// being forwarded to a node and no other input waits. Otherwise nil (reads go through the
     /// shared buffer and `process`).
     var directBodyReadSize: Int? {
-        guard tls == nil, pending.isEmpty, !processingInput, nodeKnowsSession, node != nil,
-            case .body(let decoder) = request, let remaining = decoder.remainingLength,
-            remaining >= Self.directBodyMinimum
+        // The request state first: every read of a keep-alive GET asks, and fails here at once.
+        guard case .body(let decoder) = request, let remaining = decoder.remainingLength,
+            remaining >= Self.directBodyMinimum, tls == nil, pending.isEmpty, !processingInput,
+            nodeKnowsSession, node != nil
         else { return nil }
         return min(remaining, gateway.readBuffer.count)
     }

@@ -29,7 +29,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var request: RequestPhase = .idle
     var clientEOF = false
     /// Reading is paused because the node's ZeroMQ queue holds `max-node-queue` bytes of client data.
-    var bodyWaitsForNode = false
+    var readPausedForNodeQueue = false
 
     // MARK: the current exchange
     var response: ResponsePhase = .none
@@ -210,9 +210,9 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// it waits). The backend timeout bounds the wait for a request body; a WebSocket keeps its
     /// idle-ping deadline.
     private func waitForNodeQueue() {
-        if !bodyWaitsForNode {
-            bodyWaitsForNode = true
-            gateway.counters.bodyPausesForNodeQueue += 1
+        if !readPausedForNodeQueue {
+            readPausedForNodeQueue = true
+            gateway.counters.readPausesForNodeQueue += 1
             gateway.waitForNodeQueue(self)
             if webSocket == nil { setDeadline(gateway.config.timeouts.backend, .backend) }
         }
@@ -221,7 +221,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
 
     /// Called by the gateway once the node has caught up.
     func nodeQueueDrained() {
-        bodyWaitsForNode = false
+        readPausedForNodeQueue = false
         refreshDeadlineForState()
         updateInterest()
     }
@@ -262,7 +262,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // Stop reading while the client is not taking its responses (its pipelined requests or
         // WebSocket messages would only make the queue longer).
         let wantRead =
-            !clientEOF && !bodyWaitsForNode && pending.count < gateway.maxPendingInput
+            !clientEOF && !readPausedForNodeQueue && pending.count < gateway.maxPendingInput
             && queuedOutputBytes < outputLimit / 2
         io.watch(read: wantRead, write: wantWrite)
     }

@@ -11,6 +11,6 @@ package struct Counters {
     package var timeouts = 0
     package var acceptedConnections = 0
     package var requests = 0
-    /// Times a connection stopped reading its request body because its node's queue was full.
-    package var bodyPausesForNodeQueue = 0
+    /// Times a connection stopped reading its client because its node's queue was full.
+    package var readPausesForNodeQueue = 0
 }

@@ -34,7 +34,7 @@ package struct SocketAddress: CustomStringConvertible, @unchecked Sendable {
             text.reserveCapacity(15)
             for shift in stride(from: 24, through: 0, by: -8) {
                 if shift != 24 { text.append(UInt8(ascii: ".")) }
-                Self.appendDecimal(Int((address >> UInt32(shift)) & 0xFF), to: &text)
+                withDecimalDigits(Int((address >> UInt32(shift)) & 0xFF)) { text.appendBytes($0) }
             }
             return text
         }
@@ -59,19 +59,7 @@ package struct SocketAddress: CustomStringConvertible, @unchecked Sendable {
 
     /// The port as ASCII digits, for REMOTE_PORT.
     package var portBytes: [UInt8] {
-        var text: [UInt8] = []
-        text.reserveCapacity(5)
-        Self.appendDecimal(Int(port), to: &text)
-        return text
-    }
-
-    private static func appendDecimal(_ value: Int, to text: inout [UInt8]) {
-        var divisor = 1
-        while divisor * 10 <= value { divisor *= 10 }
-        while divisor > 0 {
-            text.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
-            divisor /= 10
-        }
+        withDecimalDigits(Int(port)) { Array($0) }
     }
 
     package var description: String {

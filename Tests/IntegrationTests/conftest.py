@@ -158,3 +158,32 @@ def spawn_backend(make_gateway, tmp_path):
     for bp in procs:
         bp.stop()
         print(f"--- backend process {bp.node} stderr ---\n{bp.log_path.read_text(errors='replace')}")
+
+
+@pytest.fixture
+def run_example(tmp_path):
+    """``start(name, *args)`` runs ``examples/NAME.py``; stopped with SIGTERM after the test, which
+    must leave it exiting cleanly (0, or -15 when killed by the signal) and without a traceback."""
+    procs = []
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        log = open(tmp_path / f"{name}-{len(procs)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, str(helpers.REPO / "examples" / f"{name}.py"), *args],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        procs.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        log.close()
+        text = open(log.name, errors="replace").read()
+        print(f"--- {log.name} ---\n{text}")
+        assert "Traceback" not in text, f"{log.name}: the example raised"
+        assert proc.returncode in (0, -15), f"{log.name}: example exited with {proc.returncode}"

@@ -2,38 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
-import pytest
-
-from helpers import REPO, RawConn, curl_fetch, http_request, request_bytes
-
-
-@pytest.fixture
-def run_example(tmp_path):
-    procs = []
-
-    def start(name: str, *args: str) -> subprocess.Popen:
-        log = open(tmp_path / f"{name}-{len(procs)}.log", "wb")
-        proc = subprocess.Popen([sys.executable, str(REPO / "examples" / f"{name}.py"), *args],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        procs.append((proc, log))
-        return proc
-
-    yield start
-    for proc, log in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        log.close()
-        print(f"--- {log.name} ---\n{open(log.name, errors='replace').read()}")
-        assert proc.returncode in (0, -15), f"{log.name}: example exited with {proc.returncode}"
+from helpers import RawConn, curl_fetch, http_request, request_bytes
 
 
 def wait_served(port: int, timeout: float = 10.0, **kwargs):

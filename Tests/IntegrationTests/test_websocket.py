@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import zlib
 
@@ -20,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from helpers import ConnectionClosed as ConnectionClosedRaw
-from helpers import REPO, http_request, respond, uwsgi_to_dict, wait_until
+from helpers import http_request, respond, uwsgi_to_dict, wait_until
 from ws_helpers import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Inflater, RawWS, close_body,
                         deflate_message, encode_frame, with_vhost_keys, ws_echo_handler)
 
@@ -621,33 +619,6 @@ def test_idle_ping_answered_keeps_connection(ws_gateway):
 
 # ----------------------------------------------------------------------------------------------------------------
 # examples
-
-
-@pytest.fixture
-def run_example(tmp_path):
-    procs = []
-
-    def start(name: str, *args: str) -> subprocess.Popen:
-        log = open(tmp_path / f"{name}-{len(procs)}.log", "wb")
-        proc = subprocess.Popen([sys.executable, str(REPO / "examples" / f"{name}.py"), *args],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        procs.append((proc, log))
-        return proc
-
-    yield start
-    for proc, log in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        log.close()
-        text = open(log.name, errors="replace").read()
-        print(f"--- {log.name} ---\n{text}")
-        assert "Traceback" not in text, f"{log.name}: the example raised"
-        assert proc.returncode in (0, -15), f"{log.name}: example exited with {proc.returncode}"
 
 
 def wait_served(port: int, timeout: float = 10.0):

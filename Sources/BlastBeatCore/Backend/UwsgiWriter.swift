@@ -91,17 +91,6 @@ struct UwsgiWriter {
     }
 
     mutating func decimal(_ value: Int) {
-        precondition(value >= 0, "negative decimal")
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: Int.max has 19 digits
-        var n = 0
-        withUnsafeMutableBytes(of: &digits) { scratch in
-            var rest = value
-            repeat {
-                scratch[23 - n] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-                n += 1
-            } while rest > 0
-            bytes(UnsafeRawBufferPointer(rebasing: scratch[(24 - n)...]))
-        }
+        withDecimalDigits(value) { bytes($0) }
     }
 }
