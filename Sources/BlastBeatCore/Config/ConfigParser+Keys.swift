@@ -1,7 +1,7 @@
 /// The keys of each section and how their values are read (PROTOCOL.md §10.3, §10.4, plus the new keys).
 extension ConfigParser.Builder {
     static let mainKeys = [
-        "bind", "bind-ssl", "zmq", "ping-freq", "ping-timeout", "uid", "gid", "max-hops", "certificate", "key",
+        "bind", "bind-ssl", "zmq", "zmq-engine", "ping-freq", "ping-timeout", "uid", "gid", "max-hops", "certificate", "key",
         "header-timeout", "keepalive-timeout", "body-timeout", "backend-timeout", "shutdown-timeout",
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "log-level", "daemon",
@@ -17,6 +17,11 @@ extension ConfigParser.Builder {
             binds.append(.init(address: try address(value, key, line), tls: key == "bind-ssl", line: line, vhost: nil))
         case "zmq":
             config.zmqEndpoint = try zmqEndpoint(value, key, line)
+        case "zmq-engine":
+            guard let engine = Configuration.ZMQEngine(rawValue: value.lowercased()) else {
+                throw error(line, key, "expected native or libzmq, got \(value.debugDescription)")
+            }
+            config.zmqEngine = engine
         case "ping-freq":
             config.pingFrequency = try seconds(value, key, line)
         case "ping-timeout":

@@ -22,6 +22,13 @@ extension ConfigParser.Builder {
                 "expected zmq = ENDPOINT in [blastbeat], the ROUTER address backends connect to "
                     + "(like tcp://127.0.0.1:5000)")
         }
+        if config.zmqEngine == .native && ZMTPEndpoint.parse(config.zmqEndpoint) == nil {
+            throw error(
+                mainKeyLines["zmq"] ?? 0, "zmq",
+                "expected tcp://ADDRESS:PORT (ADDRESS being *, an IP address or localhost) or ipc://PATH for the "
+                    + "built-in ZMTP engine, got \(config.zmqEndpoint.debugDescription); add zmq-engine = libzmq "
+                    + "for other libzmq endpoints")
+        }
         config.listeners = try listeners()
         if config.listeners.isEmpty {
             throw error(

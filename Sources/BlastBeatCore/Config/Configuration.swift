@@ -5,14 +5,25 @@
 /// every vhost served on a TLS listener has a certificate and key (its own or the `[blastbeat]` default);
 /// `pingTimeout > pingFrequency`; all numbers in range. The server can therefore use it without re-checking.
 package struct Configuration: Sendable, Equatable {
+    /// `zmq-engine = native | libzmq`.
+    package enum ZMQEngine: String, Sendable, Equatable {
+        /// The gateway speaks ZMTP 3.1 itself, on its event loop: no thread hand-offs (the default).
+        case native
+        /// A libzmq ROUTER socket: every transport libzmq has, at the cost of its I/O thread.
+        case libzmq
+    }
+
     /// The file name, for messages.
     package var file: String
     /// In order of first appearance in the file.
     package var listeners: [ListenerConfig]
     /// In order of first appearance in the file; Host matching tries them in this order.
     package var vhosts: [VirtualHost]
-    /// The libzmq endpoint the ROUTER binds (`tcp://…`, `ipc://…`, `inproc://…`).
+    /// The endpoint the ROUTER binds (`tcp://…`, `ipc://…`; `inproc://…` and interface names only with libzmq).
     package var zmqEndpoint: String
+    /// `zmq-engine`: who speaks ZMTP for the ROUTER. With `.native` (the default) `zmqEndpoint` is guaranteed to
+    /// parse as a `ZMTPEndpoint`.
+    package var zmqEngine: ZMQEngine = .native
     /// `ping-freq`, seconds between pings to every node.
     package var pingFrequency: Double = 3.0
     /// `ping-timeout`, seconds: a node silent this long is dead. Always greater than `pingFrequency`.

@@ -71,6 +71,7 @@ struct ConfigParserErrorTests {
         Case(base + "zmq = ipc://\n", 4, "zmq", "expected tcp://"),
         Case(base + "zmq = inproc://\n", 4, "zmq", "expected tcp://"),
         Case(base + "zmq = udp://host:1\n", 4, "zmq", "expected tcp://"),
+        Case(base + "zmq-engine = zeromq\n", 4, "zmq-engine", "expected native or libzmq, got \"zeromq\""),
         Case(base + "ping-freq = 0\n", 4, "ping-freq", "expected a number of seconds greater than 0"),
         Case(base + "ping-freq = -1\n", 4, "ping-freq", "got \"-1\""),
         Case(base + "ping-freq = abc\n", 4, "ping-freq", "seconds"),

@@ -73,7 +73,7 @@ struct ConfigParserListenerTests {
 
     @Test func listenerLinesAreTheFirstDeclaration() throws {
         let config = try ConfigParser.parse(
-            "[blastbeat]\nzmq = inproc://x\nbind = *:80\n[blastbeat:a]\nnode = n\nbind = *:81\n"
+            "[blastbeat]\nzmq = tcp://127.0.0.1:5000\nbind = *:80\n[blastbeat:a]\nnode = n\nbind = *:81\n"
                 + "[blastbeat:b]\nnode = n\nbind = *:81\n",
             file: "t.ini")
         #expect(config.listeners.map(\.line) == [3, 6])
@@ -81,7 +81,7 @@ struct ConfigParserListenerTests {
 
     @Test func defaultVhostsOnDifferentListeners() throws {
         let config = try ConfigParser.parse(
-            "[blastbeat]\nzmq = inproc://x\nbind = *:80\n[blastbeat:a]\nnode = n\ndefault = true\n"
+            "[blastbeat]\nzmq = tcp://127.0.0.1:5000\nbind = *:80\n[blastbeat:a]\nnode = n\ndefault = true\n"
                 + "[blastbeat:b]\nnode = n\ndefault = true\nbind = *:81\n[blastbeat:c]\nnode = n\ndefault = false\n",
             file: "t.ini")
         #expect(config.vhosts.map(\.isDefault) == [true, true, false])
@@ -89,7 +89,7 @@ struct ConfigParserListenerTests {
 
     @Test func sameHostOnDifferentListeners() throws {
         let config = try ConfigParser.parse(
-            "[blastbeat]\nzmq = inproc://x\nbind = *:80\n[blastbeat:Foo]\nnode = n\n"
+            "[blastbeat]\nzmq = tcp://127.0.0.1:5000\nbind = *:80\n[blastbeat:Foo]\nnode = n\n"
                 + "[blastbeat:foo]\nnode = n\nbind = *:81\n[blastbeat:foo:80]\nnode = n\n",
             file: "t.ini")
         #expect(config.vhosts.count == 3)
@@ -106,7 +106,7 @@ struct ConfigParserListenerTests {
 
     @Test func tlsVhostWithItsOwnCertificateNeedsNoDefault() throws {
         let config = try ConfigParser.parse(
-            "[blastbeat]\nzmq = inproc://x\nbind = *:80\n[blastbeat:a]\nnode = n\nbind-ssl = *:443\n"
+            "[blastbeat]\nzmq = tcp://127.0.0.1:5000\nbind = *:80\n[blastbeat:a]\nnode = n\nbind-ssl = *:443\n"
                 + "certificate = a.crt\nkey = a.key\n[blastbeat:b]\nnode = n\n",
             file: "t.ini")
         #expect(config.certificate == nil)

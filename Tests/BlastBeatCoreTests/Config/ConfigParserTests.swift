@@ -350,9 +350,27 @@ struct ConfigParserTests {
         #expect(config.daemon == value && config.vhosts[0].isDefault == value)
     }
 
-    @Test(arguments: ["tcp://*:5000", "tcp://[::1]:5000", "tcp://eth0:5000", "ipc:///tmp/bb.sock", "inproc://bb"])
-    func zmqEndpoints(_ endpoint: String) throws {
-        #expect(try Self.parse("[blastbeat]\nbind = *:80\nzmq = \(endpoint)\n").zmqEndpoint == endpoint)
+    @Test(arguments: ["tcp://*:5000", "tcp://[::1]:5000", "tcp://localhost:5000", "ipc:///tmp/bb.sock"])
+    func zmqEndpointsOfBothEngines(_ endpoint: String) throws {
+        let native = try Self.parse("[blastbeat]\nbind = *:80\nzmq = \(endpoint)\n")
+        #expect(native.zmqEndpoint == endpoint && native.zmqEngine == .native)
+        let libzmq = try Self.parse("[blastbeat]\nbind = *:80\nzmq = \(endpoint)\nzmq-engine = libzmq\n")
+        #expect(libzmq.zmqEndpoint == endpoint && libzmq.zmqEngine == .libzmq)
+    }
+
+    /// Interface names and other transports are libzmq's: accepted with `zmq-engine = libzmq` (in
+    /// either order), refused at the `zmq` line otherwise.
+    @Test(arguments: ["tcp://eth0:5000", "inproc://bb", "tcp://example.com:5000"])
+    func libzmqOnlyEndpoints(_ endpoint: String) throws {
+        for text in ["zmq-engine = LIBZMQ\nzmq = \(endpoint)\n", "zmq = \(endpoint)\nzmq-engine = libzmq\n"] {
+            #expect(try Self.parse("[blastbeat]\nbind = *:80\n" + text).zmqEndpoint == endpoint)
+        }
+        #expect {
+            try Self.parse("[blastbeat]\nbind = *:80\nzmq = \(endpoint)\nzmq-engine = native\n")
+        } throws: { error in
+            let message = "\(error)"
+            return message.hasPrefix("t.ini:3: zmq:") && message.contains("add zmq-engine = libzmq")
+        }
     }
 
     @Test func nodeIdentityLimits() throws {
