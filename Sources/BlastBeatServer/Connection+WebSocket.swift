@@ -162,7 +162,7 @@ extension Connection {
         let type: StaticString = isText ? "websocket" : "websocket-binary"
         if !compressed {
             guard let node, nodeKnowsSession else { return }
-            session.assembler.messagePayload.withUnsafeBytes {
+            _ = session.assembler.messagePayload.withUnsafeBytes {
                 gateway.sendCounted(to: node, sid: sid, type: type, copying: $0)
             }
             return
@@ -190,7 +190,7 @@ extension Connection {
             return failWebSocket(.invalidFramePayloadData, session: session)
         }
         guard let node, nodeKnowsSession else { return }
-        session.inflated.withUnsafeBytes { gateway.sendCounted(to: node, sid: sid, type: type, copying: $0) }
+        _ = session.inflated.withUnsafeBytes { gateway.sendCounted(to: node, sid: sid, type: type, copying: $0) }
         if session.inflated.capacity > 1 << 20 { session.inflated = [] }
     }
 

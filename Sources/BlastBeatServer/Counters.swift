@@ -6,6 +6,8 @@ package struct Counters {
     package var unknownSessionMessages = 0
     package var forgedIdentityMessages = 0
     package var outOfOrderBackendMessages = 0
+    /// Backend connections closed for breaking ZMTP (native engine): bad greeting, oversized message, …
+    package var backendProtocolErrors = 0
     package var clientErrors = 0
     package var backendErrors = 0
     package var timeouts = 0

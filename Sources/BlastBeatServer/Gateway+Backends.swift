@@ -1,17 +1,20 @@
 import BlastBeatCore
 import BlastBeatSystem
 
+/// One backend message as views: from libzmq's frames or from a native peer's input buffer.
+typealias BackendFrames = ZMQRouter.Message
+
 /// The ROUTER side: receiving and checking backend messages, sending to nodes, health checks.
 extension Gateway {
-    /// Receives queued messages if a send may have hidden them from the notification fd.
+    /// Receives queued messages if a send may have hidden them from the notification fd (libzmq).
     func checkRouter() {
-        guard routerNeedsCheck, let router = routerIfOpen else { return }
+        guard routerNeedsCheck, let router = libzmqRouter else { return }
         if router.hasIncoming { drainRouter() } else { routerNeedsCheck = false }
     }
 
-    /// Receives every queued message (the notification fd is edge-triggered: stop only when empty).
+    /// Receives every queued message (libzmq: the notification fd is edge-triggered, stop only when empty).
     func drainRouter() {
-        guard let router = routerIfOpen else { return }
+        guard let router = libzmqRouter else { return }
         var budget = 10_000
         while true {
             guard budget > 0 else {
@@ -33,7 +36,7 @@ extension Gateway {
         }
     }
 
-    private func dispatch(_ message: ZMQRouter.Message) {
+    private func dispatch(_ message: BackendFrames) {
         guard let node = nodes.index(of: message.identity) ?? registerInstance(message.identity) else {
             counters.forgedIdentityMessages += 1
             logger.debug("dropped a message from unconfigured identity \(Self.printable(message.identity))")
@@ -68,8 +71,6 @@ extension Gateway {
         }
         connection.backendMessage(type, message.body)
     }
-
-    var routerIfOpen: ZMQRouter? { routerStorage }
 
     /// A `NAME#SUFFIX` identity speaking for the first time: a new process of node `NAME`.
     private func registerInstance(_ identity: UnsafeRawBufferPointer) -> Int? {
@@ -125,28 +126,42 @@ extension Gateway {
     }
 
     private func send(to node: Int, sid: SessionID, type: StaticString, _ body: OutgoingBody) -> ZMQSendResult {
-        guard let router = routerIfOpen else {
-            if case .handedOver(let buffer, _) = body { HandOverBuffer.release(buffer) }
-            return .unreachable
-        }
-        routerNeedsCheck = true
         var outcome: Result<ZMQSendResult, ZMQError> = .success(.unreachable)
-        nodes.nodes[node].identity.withUnsafeBytes { identity in
-            sid.withBytes { sidBytes in
-                do throws(ZMQError) {
-                    switch body {
-                    case .copied(let bytes):
-                        outcome = .success(try router.send(identity: identity, sid: sidBytes, type: type, body: bytes))
-                    case .handedOver(let buffer, let count):
-                        outcome = .success(
-                            try router.send(
+        if let router = nativeRouter {
+            outcome = .success(
+                nodes.nodes[node].identity.withUnsafeBytes { identity in
+                    sid.withBytes { sidBytes in
+                        switch body {
+                        case .copied(let bytes):
+                            router.send(identity: identity, sid: sidBytes, type: type, body: bytes)
+                        case .handedOver(let buffer, let count):
+                            router.send(
                                 identity: identity, sid: sidBytes, type: type, handingOver: buffer, count: count,
-                                meter: nodeQueueMeter(node)))
+                                meter: nodeQueueMeter(node))
+                        }
                     }
-                } catch {
-                    outcome = .failure(error)
+                })
+        } else if let router = libzmqRouter {
+            routerNeedsCheck = true
+            nodes.nodes[node].identity.withUnsafeBytes { identity in
+                sid.withBytes { sidBytes in
+                    do throws(ZMQError) {
+                        switch body {
+                        case .copied(let bytes):
+                            outcome = .success(try router.send(identity: identity, sid: sidBytes, type: type, body: bytes))
+                        case .handedOver(let buffer, let count):
+                            outcome = .success(
+                                try router.send(
+                                    identity: identity, sid: sidBytes, type: type, handingOver: buffer, count: count,
+                                    meter: nodeQueueMeter(node)))
+                        }
+                    } catch {
+                        outcome = .failure(error)
+                    }
                 }
             }
+        } else if case .handedOver(let buffer, _) = body {
+            HandOverBuffer.release(buffer)
         }
         let result: ZMQSendResult
         switch outcome {
@@ -232,10 +247,12 @@ extension Gateway {
                 fallthrough
             case .ping:
                 let empty = UnsafeRawBufferPointer(start: nil, count: 0)
-                guard let router = routerIfOpen else { return }
-                routerNeedsCheck = true
-                let sent = nodes.nodes[node].identity.withUnsafeBytes { identity in
-                    try? router.send(identity: identity, sid: empty, type: "ping", body: empty)
+                let sent = nodes.nodes[node].identity.withUnsafeBytes { identity -> ZMQSendResult? in
+                    if let router = nativeRouter {
+                        return router.send(identity: identity, sid: empty, type: "ping", body: empty)
+                    }
+                    routerNeedsCheck = true
+                    return try? libzmqRouter?.send(identity: identity, sid: empty, type: "ping", body: empty)
                 }
                 if sent == .unreachable && nodes.markDead(node) {
                     logger.warning("node \(nodeName(node)) is not connected; marked dead")
@@ -259,6 +276,34 @@ extension Gateway {
             if nodes.isUsable(node) { continue }
             connection.nodeLost()
         }
+    }
+
+    // MARK: native ROUTER
+
+    package func zmtpRouterReceived(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
+        body: UnsafeRawBufferPointer
+    ) {
+        dispatch(BackendFrames(identity: identity, sid: sid, type: type, body: body))
+    }
+
+    package func zmtpRouterReceivedMalformed(frameCount: Int, identity: UnsafeRawBufferPointer) {
+        counters.malformedBackendMessages += 1
+        logger.warning("dropped a message of \(frameCount - 1) frame(s) from \(Self.printable(identity)); expected 3 (sid, type, body)")
+    }
+
+    package func zmtpRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, protocolError: Bool) {
+        let who = identity.isEmpty ? "a backend connection" : "the connection of \(Self.printable(identity))"
+        if protocolError {
+            counters.backendProtocolErrors += 1
+            logger.warning("closed \(who): \(reason)")
+        } else {
+            logger.debug("\(who) closed: \(reason)")
+        }
+    }
+
+    package func zmtpRouterPeerJoined(identity: UnsafeRawBufferPointer, replacedOlder: Bool) {
+        logger.debug("\(Self.printable(identity)) connected\(replacedOlder ? " (replacing its older connection)" : "")")
     }
 
     static func printable(_ bytes: UnsafeRawBufferPointer) -> String {

@@ -9,7 +9,9 @@ package struct StartupError: Error, CustomStringConvertible {
 
 /// The whole gateway on one event loop: listeners, client connections, the ROUTER socket and
 /// the backend nodes. Reached from watcher callbacks through their delegates; no globals.
-package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, TimerWatcherDelegate, IOWatcherDelegate {
+package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, TimerWatcherDelegate, IOWatcherDelegate,
+    ZMTPRouterDelegate
+{
     let config: Configuration
     let loop: EventLoop
     let logger: Logger
@@ -27,12 +29,14 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     let responseChunkLimits: HTTPLimits
 
     private(set) var listeners: [Listener] = []
-    var routerStorage: ZMQRouter? = nil
-    /// Whether the ROUTER's queue must be looked at before the loop blocks. Its notification fd is
+    /// The ROUTER, spoken natively (`zmq-engine = native`, the default) or through libzmq.
+    var nativeRouter: ZMTPRouter? = nil
+    var libzmqRouter: ZMQRouter? = nil
+    /// Whether libzmq's queue must be looked at before the loop blocks. Its notification fd is
     /// edge-triggered and a send may consume the edge, so this is set by every send and cleared when
     /// a receive finds the queue empty. Each look costs libzmq two system calls (getpid, poll).
-    var routerNeedsCheck = true
-    private var routerWatcher: IOWatcher! = nil
+    var routerNeedsCheck = false
+    private var routerWatcher: IOWatcher? = nil
     var nodes = NodeTable()
     /// Node indices per vhost, in configuration order.
     var vhostNodes: [[Int]] = []
@@ -80,16 +84,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             }
         }
         try openListeners()
-        let router: ZMQRouter
-        do {
-            router = try ZMQRouter(endpoint: config.zmqEndpoint)
-            routerStorage = router
-        } catch {
-            closeListeners()
-            throw StartupError(description: "\(config.file): zmq: \(error)")
-        }
-        routerWatcher = IOWatcher(loop: loop, fd: router.notificationFD, delegate: self)
-        routerWatcher.watch(read: true, write: false)
+        try openRouter()
         prepareWatcher = PrepareWatcher(loop: loop, delegate: self)
         pingTimer = TimerWatcher(loop: loop, delegate: self)
         housekeepingTimer = TimerWatcher(loop: loop, delegate: self)
@@ -98,6 +93,37 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         nodeQueueTimer = TimerWatcher(loop: loop, delegate: self)
         for signal in [SIGINT, SIGTERM, SIGHUP] {
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
+        }
+    }
+
+    private func openRouter() throws(StartupError) {
+        switch config.zmqEngine {
+        case .native:
+            // The configuration guarantees a native endpoint with this engine.
+            guard let endpoint = ZMTPEndpoint.parse(config.zmqEndpoint) else { preconditionFailure() }
+            do {
+                nativeRouter = try ZMTPRouter(
+                    loop: loop, endpoint: endpoint,
+                    // A bigger message could never be queued for a client anyway.
+                    maxMessageSize: max(config.maxOutputBuffer, config.webSocket.maxMessageSize) + 64 * 1024,
+                    maxQueuedBytes: config.maxNodeQueue * 2, delegate: self)
+            } catch {
+                closeListeners()
+                throw StartupError(description: "\(config.file): zmq: \(error)")
+            }
+        case .libzmq:
+            let router: ZMQRouter
+            do {
+                router = try ZMQRouter(endpoint: config.zmqEndpoint)
+            } catch {
+                closeListeners()
+                throw StartupError(description: "\(config.file): zmq: \(error)")
+            }
+            libzmqRouter = router
+            routerNeedsCheck = true
+            let watcher = IOWatcher(loop: loop, fd: router.notificationFD, delegate: self)
+            watcher.watch(read: true, write: false)
+            routerWatcher = watcher
         }
     }
 
@@ -204,13 +230,13 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             listener.setAccepting(true)
             logger.info("listening on \(listener.tls == nil ? "http" : "https")://\(listener.address)")
         }
-        logger.info("ROUTER bound to \(config.zmqEndpoint); \(nodes.nodes.count) node(s) configured")
+        logger.info("ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured")
         pingTimer.start(after: config.pingFrequency, repeat: config.pingFrequency)
         housekeepingTimer.start(after: 1, repeat: 1)
         loop.run()
         shutdownNow()
         logger.info(
-            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped"
+            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP"
         )
     }
 
@@ -219,8 +245,12 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         closeListeners()
         accessLog?.flush()
         routerWatcher?.stop()
-        routerStorage?.close()
-        routerStorage = nil
+        libzmqRouter?.close()
+        libzmqRouter = nil
+        if let error = nativeRouter?.close() {
+            logger.warning("the ROUTER's socket file stays (the next start replaces it): \(error)")
+        }
+        nativeRouter = nil
     }
 
     // MARK: accepting
@@ -329,6 +359,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             flushBatch.removeAll(keepingCapacity: true)
             if !routerNeedsCheck { break }
         }
+        // Backend output last: flushing clients may have started pipelined requests.
+        nativeRouter?.flush()
         if routerNeedsCheck || !connectionsToFlush.isEmpty { prepareWatcher.skipNextBlock() }
         if isShuttingDown && sessions.isEmpty { loop.stop() }
     }

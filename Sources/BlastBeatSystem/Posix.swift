@@ -54,6 +54,22 @@ package enum Posix {
         }
     }
 
+    /// Sends `count` iovecs in one system call (`sendmsg`, no SIGPIPE).
+    @inline(never)
+    static func write(_ fd: Int32, vectors: UnsafeMutablePointer<iovec>, count: Int) throws(SystemError) -> IOResult {
+        while true {
+            var message = msghdr()
+            message.msg_iov = vectors
+            message.msg_iovlen = count
+            let n = Glibc.sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+            if n >= 0 { return .processed(n) }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(call: "sendmsg", errno: e)
+        }
+    }
+
     /// Accepts one connection as non-blocking and close-on-exec; nil when the backlog is empty.
     @inline(never)
     package static func accept(_ fd: Int32) throws(SystemError) -> (fd: Int32, peer: SocketAddress)? {
@@ -112,6 +128,37 @@ package enum Posix {
         } catch {
             Glibc.close(fd)
             throw error
+        }
+        return fd
+    }
+
+    /// Creates a listening, non-blocking Unix stream socket at `path`, replacing a stale socket
+    /// file left by an earlier run (as libzmq's `ipc://` does).
+    package static func listenUnix(path: String, backlog: Int32) throws(SystemError) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let room = MemoryLayout.size(ofValue: address.sun_path)
+        guard bytes.count < room else { throw SystemError(call: "bind(\(path))", errno: ENAMETOOLONG) }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw SystemError(call: "socket(AF_UNIX)", errno: Glibc.errno) }
+        var st = stat()
+        if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if rc != 0 {
+            let e = Glibc.errno
+            Glibc.close(fd)
+            throw SystemError(call: "bind(\(path))", errno: e)
+        }
+        if Glibc.listen(fd, backlog) != 0 {
+            let e = Glibc.errno
+            Glibc.close(fd)
+            throw SystemError(call: "listen(\(path))", errno: e)
         }
         return fd
     }

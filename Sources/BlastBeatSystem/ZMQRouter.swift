@@ -1,6 +1,5 @@
 internal import CZeroMQ
 import Glibc
-import Synchronization
 
 /// A libzmq error with the call that failed.
 package struct ZMQError: Error, CustomStringConvertible {
@@ -86,6 +85,16 @@ package final class ZMQRouter {
         package var sid: UnsafeRawBufferPointer
         package var type: UnsafeRawBufferPointer
         package var body: UnsafeRawBufferPointer
+
+        package init(
+            identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
+            body: UnsafeRawBufferPointer
+        ) {
+            self.identity = identity
+            self.sid = sid
+            self.type = type
+            self.body = body
+        }
     }
 
     /// Outcome of one receive.
@@ -130,7 +139,7 @@ package final class ZMQRouter {
             HandOverBuffer.release(buffer)
             throw ZMQError(call: "zmq_msg_init_data", errno: zmq_errno())
         }
-        meter.queued.add(count, ordering: .relaxed)  // from here on the deallocator subtracts it
+        meter.add(count)  // from here on the deallocator subtracts it
         let refused: ZMQSendResult?
         do throws(ZMQError) {
             refused = try sendHeaderFrames(identity: identity, sid: sid, type: type)
@@ -176,49 +185,13 @@ package final class ZMQRouter {
     }
 }
 
-/// Body bytes handed to libzmq for one peer and not yet sent (or dropped) by its I/O thread.
-///
-/// libzmq gives no per-peer queue length; counting the bytes of handed-over bodies until its
-/// deallocator runs is how the gateway knows when a node stops keeping up. Instances must outlive
-/// every message counted (the gateway keeps them for its lifetime).
-package final class ZMQQueueMeter: Sendable {
-    fileprivate let queued = Atomic<Int>(0)
-
-    package init() {}
-
-    package var queuedBytes: Int { queued.load(ordering: .relaxed) }
-}
-
-/// Memory for a message body that `ZMQRouter.send(…handingOver:…)` sends without copying. A
-/// small header in front of the bytes remembers how many were counted by the meter.
-package enum HandOverBuffer {
-    private static var header: Int { 16 }
-
-    package static func allocate(_ count: Int) -> UnsafeMutableRawPointer? {
-        guard let raw = malloc(header + count) else { return nil }
-        raw.storeBytes(of: 0, as: Int.self)
-        return raw + header
-    }
-
-    /// For a buffer that was never handed over.
-    package static func release(_ buffer: UnsafeMutableRawPointer) { free(buffer - header) }
-
-    fileprivate static func setQueuedCount(_ buffer: UnsafeMutableRawPointer, _ count: Int) {
-        (buffer - header).storeBytes(of: count, as: Int.self)
-    }
-
-    fileprivate static func queuedCount(_ buffer: UnsafeMutableRawPointer) -> Int {
-        (buffer - header).load(as: Int.self)
-    }
-}
-
 /// libzmq's deallocator for handed-over bodies; it runs on ZeroMQ's I/O thread (free and the
 /// atomic counter are thread-safe).
 private func freeHandedOverBuffer(_ data: UnsafeMutableRawPointer?, _ hint: UnsafeMutableRawPointer?) {
     guard let data else { return }
     if let hint {
         Unmanaged<ZMQQueueMeter>.fromOpaque(hint).takeUnretainedValue()
-            .queued.subtract(HandOverBuffer.queuedCount(data), ordering: .relaxed)
+            .subtract(HandOverBuffer.queuedCount(data))
     }
     HandOverBuffer.release(data)
 }

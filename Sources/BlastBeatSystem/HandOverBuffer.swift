@@ -1,0 +1,43 @@
+import Glibc
+import Synchronization
+
+/// Body bytes handed to a ROUTER for one peer and not yet sent (or dropped).
+///
+/// libzmq gives no per-peer queue length; counting the bytes of handed-over bodies until its
+/// deallocator runs (on libzmq's I/O thread, hence atomic) is how the gateway knows when a node
+/// stops keeping up. The native engine counts the same way, when it has written a body. Instances
+/// must outlive every message counted (the gateway keeps them for its lifetime).
+package final class ZMQQueueMeter: Sendable {
+    private let queued = Atomic<Int>(0)
+
+    package init() {}
+
+    package var queuedBytes: Int { queued.load(ordering: .relaxed) }
+
+    func add(_ count: Int) { queued.add(count, ordering: .relaxed) }
+
+    func subtract(_ count: Int) { queued.subtract(count, ordering: .relaxed) }
+}
+
+/// Memory for a message body that a ROUTER's `send(…handingOver:…)` sends without copying. A
+/// small header in front of the bytes remembers how many were counted by the meter.
+package enum HandOverBuffer {
+    private static var header: Int { 16 }
+
+    package static func allocate(_ count: Int) -> UnsafeMutableRawPointer? {
+        guard let raw = malloc(header + count) else { return nil }
+        raw.storeBytes(of: 0, as: Int.self)
+        return raw + header
+    }
+
+    /// For a buffer that was never handed over.
+    package static func release(_ buffer: UnsafeMutableRawPointer) { free(buffer - header) }
+
+    static func setQueuedCount(_ buffer: UnsafeMutableRawPointer, _ count: Int) {
+        (buffer - header).storeBytes(of: count, as: Int.self)
+    }
+
+    static func queuedCount(_ buffer: UnsafeMutableRawPointer) -> Int {
+        (buffer - header).load(as: Int.self)
+    }
+}

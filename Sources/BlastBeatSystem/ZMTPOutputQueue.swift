@@ -1,0 +1,142 @@
+import Glibc
+internal import CSystem
+
+/// The bytes waiting to be written to one ZMTP peer, in order.
+///
+/// Frame headers and small bodies are copied into 64 KiB chunks; large bodies are `HandOverBuffer`s
+/// queued as they are (no copy) and counted in their node's meter until written. One `sendmsg`
+/// writes up to 64 pieces at a time. It owns its memory, freed by `removeAll()`: its one owner,
+/// the peer, never copies it. (Declared `~Copyable`, Swift 6.1 iterated a slice of `pieces` in
+/// `removeAll` twice, freeing every piece twice: hence the explicit index loop there too.)
+struct ZMTPOutputQueue {
+    private struct Piece {
+        var base: UnsafeMutableRawPointer
+        var start: Int
+        var end: Int
+        /// Room of a copy chunk; 0 for a handed-over body.
+        var capacity: Int
+        /// For a handed-over body: the meter its bytes are counted in.
+        unowned(unsafe) var meter: ZMQQueueMeter?
+    }
+
+    static let chunkSize = 64 * 1024
+    private static let maxVectors = 64
+
+    private var pieces: [Piece] = []
+    private var head = 0
+    /// Bytes queued and not yet written.
+    private(set) var count = 0
+
+    var isEmpty: Bool { count == 0 }
+
+    init() {}
+
+    /// Room for `size` bytes at the end of the queue, to be filled and then `commit`ted.
+    mutating func reserve(_ size: Int) -> UnsafeMutableRawPointer {
+        if head < pieces.count, let last = pieces.last, last.capacity - last.end >= size {
+            return last.base + last.end
+        }
+        let capacity = max(Self.chunkSize, size)
+        guard let base = malloc(capacity) else { fatalError("out of memory for a ZMTP output chunk") }
+        pieces.append(Piece(base: base, start: 0, end: 0, capacity: capacity, meter: nil))
+        return base
+    }
+
+    /// Adds `size` bytes written into the last `reserve`d room.
+    mutating func commit(_ size: Int) {
+        pieces[pieces.count - 1].end += size
+        count += size
+    }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        reserve(bytes.count).copyMemory(from: source, byteCount: bytes.count)
+        commit(bytes.count)
+    }
+
+    /// Queues the first `size` bytes of a `HandOverBuffer`, counted in `meter` until written.
+    mutating func append(handingOver buffer: UnsafeMutableRawPointer, size: Int, meter: ZMQQueueMeter) {
+        HandOverBuffer.setQueuedCount(buffer, size)
+        meter.add(size)
+        pieces.append(Piece(base: buffer, start: 0, end: size, capacity: 0, meter: meter))
+        count += size
+    }
+
+    /// Writes as much as the socket takes; true when the queue is empty afterwards.
+    mutating func write(to fd: Int32) throws(SystemError) -> Bool {
+        while count > 0 {
+            let vectorCount = min(pieces.count - head, Self.maxVectors)
+            let result = try withUnsafeTemporaryAllocation(of: iovec.self, capacity: vectorCount) { vectors throws(SystemError) -> IOResult in
+                for i in 0..<vectorCount {
+                    let piece = pieces[head + i]
+                    vectors[i] = iovec(iov_base: piece.base + piece.start, iov_len: piece.end - piece.start)
+                }
+                return try Posix.write(fd, vectors: vectors.baseAddress!, count: vectorCount)
+            }
+            guard case .processed(let written) = result else { return false }
+            consume(written)
+            if vectorCount == Self.maxVectors { continue }
+            if count > 0 { return false }  // a short write: the socket buffer is full
+        }
+        return true
+    }
+
+    private mutating func consume(_ written: Int) {
+        var left = written
+        count -= written
+        while left > 0 {
+            let size = pieces[head].end - pieces[head].start
+            if left < size {
+                pieces[head].start += left
+                return
+            }
+            left -= size
+            finishHead()
+        }
+    }
+
+    /// Drops the head piece once its bytes are written, keeping the last copy chunk for reuse.
+    private mutating func finishHead() {
+        let piece = pieces[head]
+        if piece.capacity > 0 && head == pieces.count - 1 {
+            pieces[head].start = 0
+            pieces[head].end = 0
+            compact()
+            return
+        }
+        release(piece)
+        head += 1
+        compact()
+    }
+
+    private mutating func compact() {
+        if head == pieces.count {
+            pieces.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 32 && head * 2 >= pieces.count {
+            pieces.removeFirst(head)
+            head = 0
+        }
+    }
+
+    private func release(_ piece: Piece) {
+        if let meter = piece.meter {
+            meter.subtract(HandOverBuffer.queuedCount(piece.base))
+            HandOverBuffer.release(piece.base)
+        } else {
+            free(piece.base)
+        }
+    }
+
+    /// Frees everything, written or not (the peer is gone).
+    mutating func removeAll() {
+        var i = head
+        while i < pieces.count {
+            release(pieces[i])
+            i += 1
+        }
+        pieces.removeAll()
+        head = 0
+        count = 0
+    }
+}

@@ -1,0 +1,246 @@
+import BlastBeatCore
+import Glibc
+
+/// One backend connection to the native ROUTER: the ZMTP 3.x greeting, the NULL handshake, then
+/// multipart messages read straight out of this peer's input buffer.
+///
+/// A message is handed to the router's delegate only once all its frames are in the buffer, as
+/// views into it (valid for the call). Commands (PING, and any other) may arrive between the
+/// frames of a message (libzmq sends heartbeats whenever they are due); they are answered and cut
+/// out of the buffer. Anything that breaks the protocol closes the connection: the peer's libzmq
+/// reconnects by itself, as it does when libzmq's ROUTER refuses it.
+final class ZMTPPeer: IOWatcherDelegate {
+    enum State { case greeting, handshake, ready, closed }
+
+    private unowned(unsafe) let router: ZMTPRouter
+    let fd: Int32
+    private var watcher: IOWatcher! = nil
+    private(set) var state = State.greeting
+    /// The routing identity from the peer's READY (or one made up, for a peer without one).
+    var identity: [UInt8] = []
+    let acceptedAt: Double
+    var output = ZMTPOutputQueue()
+    /// In the router's list of peers to flush before the loop blocks.
+    var flushScheduled = false
+    /// The socket took less than was queued: writing resumes when it is writable.
+    private var waitingForWritable = false
+
+    private static let initialCapacity = 64 * 1024
+    private var input: UnsafeMutableRawPointer
+    private var capacity = ZMTPPeer.initialCapacity
+    /// Unconsumed bytes are `input[start..<end]`.
+    private var start = 0
+    private var end = 0
+    /// The message being assembled, relative to `start`: its complete frames end at `scanned`.
+    private var scanned = 0
+    private var frameCount = 0
+    /// Offset (relative to `start`) and size of the first three frames' bodies: sid, type, body.
+    private var frames = (sid: (0, 0), type: (0, 0), body: (0, 0))
+
+    init(router: ZMTPRouter, fd: Int32, loop: EventLoop) {
+        self.router = router
+        self.fd = fd
+        self.acceptedAt = loop.now
+        guard let input = malloc(Self.initialCapacity) else { fatalError("out of memory for a ZMTP peer") }
+        self.input = input
+        watcher = IOWatcher(loop: loop, fd: fd, delegate: self)
+        watcher.watch(read: true, write: false)
+        // Greeting and READY at once: with the NULL mechanism neither side waits for the other.
+        ZMTPGreeting.bytes.withUnsafeBytes { output.append($0) }
+        ZMTPCommand.routerReadyFrame.withUnsafeBytes { output.append($0) }
+    }
+
+    deinit {
+        free(input)
+    }
+
+    func ioReady(readable: Bool, writable: Bool) {
+        if writable { writeOutput() }
+        if readable && state != .closed { readAvailable() }
+    }
+
+    /// Closes the socket and frees the queued output; the router has already forgotten the peer.
+    func close() {
+        if state == .closed { return }
+        state = .closed
+        watcher.stop()
+        Posix.close(fd)
+        output.removeAll()
+    }
+
+    // MARK: writing
+
+    /// Writes queued output; watches for writability if the socket takes less than all of it.
+    func writeOutput() {
+        if state == .closed { return }
+        let done: Bool
+        do { done = try output.write(to: fd) } catch {
+            router.drop(self, reason: "\(error)", protocolError: false)
+            return
+        }
+        if done != !waitingForWritable {
+            waitingForWritable = !done
+            watcher.watch(read: true, write: !done)
+        }
+    }
+
+    // MARK: reading
+
+    private func readAvailable() {
+        for _ in 0..<16 {
+            let room = UnsafeMutableRawBufferPointer(start: input + end, count: capacity - end)
+            let result: IOResult
+            do { result = try Posix.read(fd, into: room) } catch {
+                router.drop(self, reason: "\(error)", protocolError: false)
+                return
+            }
+            guard case .processed(let n) = result else { return }
+            if n == 0 {
+                router.drop(self, reason: "disconnected", protocolError: false)
+                return
+            }
+            end += n
+            process()
+            if state == .closed || n < room.count { return }
+        }
+    }
+
+    /// Consumes every complete greeting, command and message in the buffer, then makes room
+    /// for the rest of the incomplete one.
+    private func process() {
+        while state != .closed {
+            let available = end - start
+            if state == .greeting {
+                let prefix = UnsafeRawBufferPointer(start: input + start, count: min(available, 10))
+                if !ZMTPGreeting.signatureLooksValid(prefix) {
+                    return protocolError(ZMTPGreeting.Refusal.notZMTP.description)
+                }
+                guard available >= ZMTPGreeting.size else { return makeRoom(ZMTPGreeting.size) }
+                if let refusal = ZMTPGreeting.check(UnsafeRawBufferPointer(start: input + start, count: ZMTPGreeting.size)) {
+                    return protocolError(refusal.description)
+                }
+                start += ZMTPGreeting.size
+                state = .handshake
+                continue
+            }
+            let frameStart = start + scanned
+            let header: ZMTPFrame.Header
+            switch ZMTPFrame.decodeHeader(UnsafeRawBufferPointer(start: input + frameStart, count: end - frameStart)) {
+            case .needMore:
+                return makeRoom(scanned + ZMTPFrame.maxHeaderSize)
+            case .invalid:
+                return protocolError("invalid frame flags \(input.load(fromByteOffset: frameStart, as: UInt8.self))")
+            case .header(let h):
+                header = h
+            }
+            guard header.bodySize <= UInt64(router.maxMessageSize),
+                scanned + header.headerSize + Int(header.bodySize) <= router.maxMessageSize + 1024
+            else {
+                return protocolError("a message larger than \(router.maxMessageSize) bytes")
+            }
+            let bodyOffset = scanned + header.headerSize
+            let frameEnd = bodyOffset + Int(header.bodySize)
+            guard frameEnd <= available else { return makeRoom(frameEnd) }
+            if header.isCommand {
+                command(UnsafeRawBufferPointer(start: input + start + bodyOffset, count: Int(header.bodySize)))
+                if state == .closed { return }
+                // Cut the command out; frames of a message it interrupted move up behind it.
+                let size = frameEnd - scanned
+                if scanned > 0 { memmove(input + start + size, input + start, scanned) }
+                start += size
+                continue
+            }
+            guard state == .ready else { return protocolError("a message before READY") }
+            switch frameCount {
+            case 0: frames.sid = (bodyOffset, Int(header.bodySize))
+            case 1: frames.type = (bodyOffset, Int(header.bodySize))
+            case 2: frames.body = (bodyOffset, Int(header.bodySize))
+            default: break
+            }
+            frameCount += 1
+            scanned = frameEnd
+            if header.hasMore { continue }
+            deliver()
+            start += scanned
+            scanned = 0
+            frameCount = 0
+        }
+    }
+
+    private func view(_ frame: (Int, Int)) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: input + start + frame.0, count: frame.1)
+    }
+
+    private func deliver() {
+        identity.withUnsafeBytes { identity in
+            if frameCount == 3 {
+                router.delegate.zmtpRouterReceived(
+                    identity: identity, sid: view(frames.sid), type: view(frames.type), body: view(frames.body))
+            } else {
+                // As libzmq reports it: the identity frame the ROUTER prepends counts too.
+                router.delegate.zmtpRouterReceivedMalformed(frameCount: frameCount + 1, identity: identity)
+            }
+        }
+    }
+
+    private func command(_ body: UnsafeRawBufferPointer) {
+        guard let command = ZMTPCommand.parse(body) else { return protocolError("a malformed command") }
+        if state == .handshake {
+            guard command.name.elementsEqual("READY".utf8) else {
+                return protocolError("\(String(decoding: command.name, as: UTF8.self)) instead of READY")
+            }
+            guard let ready = ZMTPCommand.parseReady(command.data) else {
+                return protocolError("a malformed READY")
+            }
+            guard ZMTPCommand.isRouterCompatible(ready.socketType) else {
+                return protocolError("socket type \(String(decoding: ready.socketType, as: UTF8.self)) (a ROUTER takes DEALER, REQ or ROUTER)")
+            }
+            state = .ready
+            router.peerIsReady(self, identity: ready.identity)
+            return
+        }
+        if command.name.elementsEqual("PING".utf8) {
+            guard let pong = ZMTPCommand.pongFrame(answering: command.data) else {
+                return protocolError("a malformed PING")
+            }
+            pong.withUnsafeBytes { output.append($0) }
+            router.scheduleFlush(self)
+        } else if command.name.elementsEqual("ERROR".utf8) {
+            let reason = command.data.isEmpty ? "" : String(decoding: command.data.dropFirst().prefix(Int(command.data[0])), as: UTF8.self)
+            router.drop(self, reason: "the peer sent ERROR \(reason.debugDescription)", protocolError: false)
+        }
+        // PONG and commands of later ZMTP versions need no answer.
+    }
+
+    private func protocolError(_ reason: String) {
+        router.drop(self, reason: reason, protocolError: true)
+    }
+
+    /// Makes sure `input[start..<start + needed]` fits, moving the unconsumed bytes to the front
+    /// or growing the buffer; gives back a grown buffer once it is empty.
+    private func makeRoom(_ needed: Int) {
+        let pending = end - start
+        if pending == 0 {
+            start = 0
+            end = 0
+            if capacity > Self.initialCapacity && needed <= Self.initialCapacity {
+                free(input)
+                guard let small = malloc(Self.initialCapacity) else { fatalError("out of memory for a ZMTP peer") }
+                input = small
+                capacity = Self.initialCapacity
+            }
+        }
+        if capacity - start >= needed && end < capacity { return }
+        if start > 0 {
+            memmove(input, input + start, pending)
+            start = 0
+            end = pending
+        }
+        if capacity >= needed && end < capacity { return }
+        var grown = capacity
+        while grown < needed || grown <= end { grown *= 2 }
+        guard let bigger = realloc(input, grown) else { fatalError("out of memory for a ZMTP message of \(needed) bytes") }
+        input = bigger
+        capacity = grown
+    }
+}

@@ -1,0 +1,286 @@
+package import BlastBeatCore
+import Glibc
+
+/// Receives what the native ROUTER reads from backends. Views are valid for the call only.
+package protocol ZMTPRouterDelegate: AnyObject {
+    func zmtpRouterReceived(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
+        body: UnsafeRawBufferPointer)
+    /// A message without exactly 4 frames counting the identity (3 from a DEALER).
+    func zmtpRouterReceivedMalformed(frameCount: Int, identity: UnsafeRawBufferPointer)
+    /// A connection closed; `protocolError` when the peer broke ZMTP (the gateway counts those).
+    func zmtpRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, protocolError: Bool)
+    /// A connection finished its handshake (and replaced an older one with the same identity).
+    func zmtpRouterPeerJoined(identity: UnsafeRawBufferPointer, replacedOlder: Bool)
+}
+
+/// The gateway's ROUTER socket spoken natively: ZMTP 3.1 with the NULL mechanism over TCP or a
+/// Unix socket, on the gateway's own event loop.
+///
+/// libzmq's ROUTER moves every message between the caller's thread and its I/O thread through a
+/// lock-free pipe and a mailbox; with two cores shared by clients, gateway and backends those
+/// hand-offs were the largest cost per request left (README, "What limits it"). Here a message is
+/// encoded straight into the peer's output queue, written with the other output of the loop
+/// iteration, and read messages are handed over as views into the peer's input buffer.
+///
+/// ROUTER semantics as the gateway configured libzmq: sending to an unknown identity is refused
+/// (ROUTER_MANDATORY), a new connection with a known identity takes it over (ROUTER_HANDOVER), a
+/// peer past `maxQueuedBytes` of unsent output is "full" (the high-water mark).
+package final class ZMTPRouter: TimerWatcherDelegate {
+    /// A listening socket of the router.
+    fileprivate final class ListenSocket: IOWatcherDelegate {
+        unowned(unsafe) let router: ZMTPRouter
+        let fd: Int32
+        var watcher: IOWatcher! = nil
+
+        init(router: ZMTPRouter, fd: Int32) {
+            self.router = router
+            self.fd = fd
+            watcher = IOWatcher(loop: router.loop, fd: fd, delegate: self)
+            watcher.watch(read: true, write: false)
+        }
+
+        func ioReady(readable: Bool, writable: Bool) { router.accept(from: self) }
+    }
+
+    let loop: EventLoop
+    unowned(unsafe) let delegate: any ZMTPRouterDelegate
+    /// Largest message (all frames) a peer may send; a bigger one closes its connection.
+    let maxMessageSize: Int
+    private let maxQueuedBytes: Int
+    private let unixPath: String?
+    private var listenSockets: [ListenSocket] = []
+    /// Every open connection, handshaking or ready.
+    private var peers: [ZMTPPeer] = []
+    /// Ready peers, searched by identity (a gateway has few backend processes).
+    private var readyPeers: [ZMTPPeer] = []
+    private var peersToFlush: [ZMTPPeer] = []
+    private var flushBatch: [ZMTPPeer] = []
+    private var handshakeTimer: TimerWatcher! = nil
+    private var anonymousCount: UInt32 = 0
+    private var closed = false
+
+    package static let handshakeTimeout = 10.0
+    package static let maxPeers = 4096
+    /// A peer's output is written at once past this, instead of at the end of the loop iteration.
+    private static let eagerFlushBytes = 256 * 1024
+
+    /// The TCP port bound (the first listener's), for endpoints with port 0 in tests.
+    package private(set) var boundPort: UInt16 = 0
+
+    package init(
+        loop: EventLoop, endpoint: ZMTPEndpoint, maxMessageSize: Int, maxQueuedBytes: Int,
+        delegate: any ZMTPRouterDelegate
+    ) throws(SystemError) {
+        self.loop = loop
+        self.delegate = delegate
+        self.maxMessageSize = maxMessageSize
+        self.maxQueuedBytes = maxQueuedBytes
+        var fds: [Int32] = []
+        switch endpoint {
+        case .tcp(let address):
+            unixPath = nil
+            do throws(SystemError) {
+                for resolved in try SocketAddress.resolve(address) {
+                    fds.append(try Posix.listen(address: resolved, backlog: 1024))
+                }
+            } catch {
+                fds.forEach(Posix.close)
+                throw error
+            }
+            if let first = fds.first { boundPort = Posix.localPort(first) }
+        case .ipc(let path):
+            unixPath = path
+            fds.append(try Posix.listenUnix(path: path, backlog: 1024))
+        }
+        handshakeTimer = TimerWatcher(loop: loop, delegate: self)
+        listenSockets = fds.map { ListenSocket(router: self, fd: $0) }
+    }
+
+    deinit {
+        assert(closed, "ZMTPRouter leaked: close() was not called")
+    }
+
+    /// Stops listening and drops every peer. Returns why the `ipc://` socket file could not be removed
+    /// (typically: privileges were dropped and the directory is not writable); the next start replaces it.
+    @discardableResult
+    package func close() -> SystemError? {
+        if closed { return nil }
+        closed = true
+        for socket in listenSockets {
+            socket.watcher.stop()
+            Posix.close(socket.fd)
+        }
+        listenSockets.removeAll()
+        var unlinkError: SystemError? = nil
+        if let unixPath, unlink(unixPath) != 0 { unlinkError = SystemError(call: "unlink \(unixPath)", errno: errno) }
+        for peer in peers { peer.close() }
+        peers.removeAll()
+        readyPeers.removeAll()
+        peersToFlush.removeAll()
+        handshakeTimer.stop()
+        return unlinkError
+    }
+
+    // MARK: connections
+
+    fileprivate func accept(from socket: ListenSocket) {
+        for _ in 0..<64 {
+            let accepted: (fd: Int32, peer: SocketAddress)?
+            do { accepted = try Posix.accept(socket.fd) } catch { return }  // EMFILE and the like: retried on the next wakeup
+            guard let (fd, _) = accepted else { return }
+            if peers.count >= Self.maxPeers {
+                Posix.close(fd)
+                continue
+            }
+            if unixPath == nil { Posix.setNoDelay(fd) }
+            peers.append(ZMTPPeer(router: self, fd: fd, loop: loop))
+            scheduleFlush(peers[peers.count - 1])
+            if handshakeTimer.firesAt == nil { handshakeTimer.start(after: 1, repeat: 1) }
+        }
+    }
+
+    /// Called by a peer whose READY was accepted.
+    func peerIsReady(_ peer: ZMTPPeer, identity: [UInt8]) {
+        if identity.isEmpty {
+            // libzmq names anonymous peers the same way: a zero byte (never a valid identity) + a counter.
+            anonymousCount &+= 1
+            peer.identity = [0] + withUnsafeBytes(of: anonymousCount.bigEndian, Array.init)
+        } else {
+            peer.identity = identity
+        }
+        var replaced = false
+        if let old = readyPeer(peer.identity) {
+            replaced = true
+            forget(old)
+            old.close()
+        }
+        readyPeers.append(peer)
+        peer.identity.withUnsafeBytes { delegate.zmtpRouterPeerJoined(identity: $0, replacedOlder: replaced) }
+    }
+
+    /// Closes a peer's connection and tells the delegate why.
+    func drop(_ peer: ZMTPPeer, reason: String, protocolError: Bool) {
+        if peer.state == .closed { return }
+        forget(peer)
+        peer.close()
+        peer.identity.withUnsafeBytes {
+            delegate.zmtpRouterDroppedPeer(identity: $0, reason: reason, protocolError: protocolError)
+        }
+    }
+
+    private func forget(_ peer: ZMTPPeer) {
+        if let i = peers.firstIndex(where: { $0 === peer }) { peers.remove(at: i) }
+        if let i = readyPeers.firstIndex(where: { $0 === peer }) { readyPeers.remove(at: i) }
+    }
+
+    package func timerFired(_ timer: TimerWatcher) {
+        let deadline = loop.now - Self.handshakeTimeout
+        var handshaking = false
+        for peer in peers where peer.state != .ready {
+            if peer.acceptedAt <= deadline {
+                drop(peer, reason: "no ZMTP handshake within \(Int(Self.handshakeTimeout)) s", protocolError: true)
+            } else {
+                handshaking = true
+            }
+        }
+        if !handshaking { handshakeTimer.stop() }
+    }
+
+    private func readyPeer(_ identity: UnsafeRawBufferPointer) -> ZMTPPeer? {
+        for peer in readyPeers {
+            let same = peer.identity.withUnsafeBytes { mine in
+                mine.count == identity.count && (mine.count == 0 || memcmp(mine.baseAddress!, identity.baseAddress!, mine.count) == 0)
+            }
+            if same { return peer }
+        }
+        return nil
+    }
+
+    private func readyPeer(_ identity: [UInt8]) -> ZMTPPeer? {
+        identity.withUnsafeBytes { readyPeer($0) }
+    }
+
+    // MARK: sending
+
+    /// Queues [sid, type, body] for the peer with `identity`; it is written before the loop blocks.
+    package func send(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
+        body: UnsafeRawBufferPointer
+    ) -> ZMQSendResult {
+        guard let peer = readyPeer(identity) else { return .unreachable }
+        if peer.output.count >= maxQueuedBytes { return .full }
+        let small = body.count <= 4096
+        queueHeaders(on: peer, sid: sid, type: type, bodySize: body.count, reserving: small ? body.count : 0) { room in
+            if small, let source = body.baseAddress { room.copyMemory(from: source, byteCount: body.count) }
+        }
+        if !small { peer.output.append(body) }
+        scheduleFlush(peer)
+        return .sent
+    }
+
+    /// Like `send(identity:sid:type:body:)` with a `HandOverBuffer` queued as it is (no copy) and
+    /// counted in `meter` until written. The buffer is taken over in every case.
+    package func send(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
+        handingOver buffer: UnsafeMutableRawPointer, count: Int, meter: ZMQQueueMeter
+    ) -> ZMQSendResult {
+        guard let peer = readyPeer(identity) else {
+            HandOverBuffer.release(buffer)
+            return .unreachable
+        }
+        if peer.output.count >= maxQueuedBytes {
+            HandOverBuffer.release(buffer)
+            return .full
+        }
+        queueHeaders(on: peer, sid: sid, type: type, bodySize: count, reserving: 0) { _ in }
+        peer.output.append(handingOver: buffer, size: count, meter: meter)
+        scheduleFlush(peer)
+        return .sent
+    }
+
+    /// Writes the sid and type frames and the body frame's header, plus `extra` bytes that
+    /// `fill` writes (the body itself when it is small), in one piece of the output queue.
+    @inline(__always)
+    private func queueHeaders(
+        on peer: ZMTPPeer, sid: UnsafeRawBufferPointer, type: StaticString, bodySize: Int, reserving extra: Int,
+        _ fill: (UnsafeMutableRawPointer) -> Void
+    ) {
+        let typeCount = type.utf8CodeUnitCount
+        let size = 2 + sid.count + 2 + typeCount + ZMTPFrame.headerSize(for: bodySize) + extra
+        let room = peer.output.reserve(size)
+        var at = ZMTPFrame.encodeHeader(size: sid.count, more: true, command: false, into: room)
+        if let source = sid.baseAddress { (room + at).copyMemory(from: source, byteCount: sid.count) }
+        at += sid.count
+        at += ZMTPFrame.encodeHeader(size: typeCount, more: true, command: false, into: room + at)
+        (room + at).copyMemory(from: type.utf8Start, byteCount: typeCount)
+        at += typeCount
+        at += ZMTPFrame.encodeHeader(size: bodySize, more: false, command: false, into: room + at)
+        fill(room + at)
+        peer.output.commit(size)
+    }
+
+    func scheduleFlush(_ peer: ZMTPPeer) {
+        if peer.output.count >= Self.eagerFlushBytes {
+            peer.writeOutput()
+            return
+        }
+        if peer.flushScheduled { return }
+        peer.flushScheduled = true
+        peersToFlush.append(peer)
+    }
+
+    /// Whether output was queued since the last `flush()`.
+    package var needsFlush: Bool { !peersToFlush.isEmpty }
+
+    /// Writes every peer's queued output: the gateway calls this before the loop blocks.
+    package func flush() {
+        // Swap in the spare array so flushing allocates nothing (as the gateway's connection flush).
+        swap(&peersToFlush, &flushBatch)
+        for peer in flushBatch {
+            peer.flushScheduled = false
+            peer.writeOutput()
+        }
+        flushBatch.removeAll(keepingCapacity: true)
+    }
+}

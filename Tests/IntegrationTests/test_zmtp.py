@@ -1,0 +1,332 @@
+"""The gateway's own ZMTP 3.1 ROUTER (``zmq-engine = native``, the default) against peers that break the
+protocol, peers libzmq would never be (a hand-written ZMTP client), and the libzmq features backends rely on:
+heartbeats, identities, ipc:// endpoints, large messages. The rest of the suite runs the native engine with
+pyzmq backends; ``make test`` repeats part of it with ``zmq-engine = libzmq``."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+import zmq
+import zmq.utils.monitor
+
+from helpers import (Backend, HTTPHandler, blastbeat_bin, echo_app, free_port, hello_app, http_request,
+                     response_head, wait_until)
+
+ENGINE_OVERRIDE = os.environ.get("BLASTBEAT_ZMQ_ENGINE", "native")
+pytestmark = pytest.mark.skipif(ENGINE_OVERRIDE != "native", reason="tests of the native ZMTP engine")
+
+
+def greeting(major: int = 3, minor: int = 1, mechanism: bytes = b"NULL", first: int = 0xFF) -> bytes:
+    return bytes([first]) + bytes(8) + b"\x7f" + bytes([major, minor]) + mechanism.ljust(20, b"\0") + b"\0" + bytes(31)
+
+
+def frame(body: bytes, more: bool = False, command: bool = False) -> bytes:
+    flags = (1 if more else 0) | (4 if command else 0)
+    if len(body) <= 255:
+        return bytes([flags, len(body)]) + body
+    return bytes([flags | 2]) + struct.pack(">Q", len(body)) + body
+
+
+def command(name: bytes, data: bytes = b"") -> bytes:
+    return frame(bytes([len(name)]) + name + data, command=True)
+
+
+def ready(socket_type: bytes = b"DEALER", identity: bytes | None = None) -> bytes:
+    props = bytes([11]) + b"Socket-Type" + struct.pack(">I", len(socket_type)) + socket_type
+    if identity is not None:
+        props += bytes([8]) + b"Identity" + struct.pack(">I", len(identity)) + identity
+    return command(b"READY", props)
+
+
+class RawPeer:
+    """A ZMTP peer written by hand over a plain TCP socket, to send what libzmq never would."""
+
+    def __init__(self, port: int, timeout: float = 5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        self.commands: list[tuple[bytes, bytes]] = []
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _need(self, n: int) -> None:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the gateway")
+            self.buf += chunk
+
+    def _take(self, n: int) -> bytes:
+        self._need(n)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def handshake(self, identity: bytes) -> None:
+        self.send(greeting() + ready(identity=identity))
+        theirs = self._take(64)
+        assert theirs[0] == 0xFF and theirs[9] == 0x7F and theirs[10] == 3 and theirs[12:16] == b"NULL"
+        flags, body = self.read_frame()
+        assert flags & 4, "expected the gateway's READY command"
+        assert body[1:6] == b"READY" and b"Socket-Type\x00\x00\x00\x06ROUTER" in body
+
+    def read_frame(self) -> tuple[int, bytes]:
+        flags = self._take(1)[0]
+        size = struct.unpack(">Q", self._take(8))[0] if flags & 2 else self._take(1)[0]
+        return flags, self._take(size)
+
+    def read_message(self) -> list[bytes]:
+        """Frames of the next message; commands on the way are recorded in ``commands``."""
+        frames: list[bytes] = []
+        while True:
+            flags, body = self.read_frame()
+            if flags & 4:
+                self.commands.append((body[1:1 + body[0]], body[1 + body[0]:]))
+                continue
+            frames.append(body)
+            if not flags & 1:
+                return frames
+
+    def read_until_closed(self, timeout: float) -> bool:
+        """True when the gateway closes the connection within ``timeout`` (whatever it sent first)."""
+        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if not self.sock.recv(65536):
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+        return False
+
+
+def gateway_log_has(gw, text: str, timeout: float = 3.0) -> None:
+    wait_until(lambda: text in gw.stderr(), timeout, what=f"{text!r} in the gateway log")
+
+
+def test_raw_peer_is_served_with_a_ping_in_the_middle_of_a_message(make_gateway):
+    """A hand-written DEALER: the gateway's greeting, READY, ping and uwsgi messages are well-formed, and a
+    PING command arriving between the frames of a response (libzmq sends heartbeats whenever they are due)
+    is answered with a PONG carrying its context while the message around it still arrives whole."""
+    gw = make_gateway()
+    peer = RawPeer(gw.zmq_port)
+    try:
+        peer.handshake(b"NODE1")
+        assert peer.read_message() == [b"", b"ping", b""]
+        peer.send(frame(b"", more=True) + frame(b"pong", more=True) + frame(b""))
+        time.sleep(0.2)
+        result: dict = {}
+        client = threading.Thread(target=lambda: result.update(r=http_request(gw.port, target="/raw")))
+        client.start()
+        while True:
+            sid, mtype, env = peer.read_message()
+            if mtype == b"uwsgi":
+                break
+            assert mtype == b"ping"
+            peer.send(frame(sid, more=True) + frame(b"pong", more=True) + frame(b""))
+        assert len(sid) == 16 and b"PATH_INFO" in env and b"/raw" in env
+        head = response_head(200, [("Content-Length", "5")]) + b"hello"
+        peer.send(frame(sid, more=True) + command(b"PING", b"\x00\x0aCTX") + frame(b"headers", more=True) + frame(head))
+        client.join(10)
+        assert result["r"].status == 200 and result["r"].body == b"hello"
+        deadline = time.monotonic() + 3
+        while (b"PONG", b"CTX") not in peer.commands and time.monotonic() < deadline:
+            peer.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                peer.read_message()
+            except socket.timeout:
+                break
+        assert (b"PONG", b"CTX") in peer.commands
+    finally:
+        peer.close()
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "not a ZMTP greeting"),
+    (greeting(major=2, minor=0), "ZMTP version 2"),
+    (greeting(mechanism=b"CURVE"), "security mechanism \"CURVE\""),
+    (greeting(mechanism=b"PLAIN"), "security mechanism \"PLAIN\""),
+    (greeting() + ready(socket_type=b"PUB"), "socket type PUB"),
+    (greeting() + command(b"HELLO"), "HELLO instead of READY"),
+    (greeting() + frame(b"data"), "a message before READY"),
+    (greeting() + ready(identity=b"RAW") + bytes([0x08, 0]), "invalid frame flags"),
+    (greeting() + ready(identity=b"RAW") + bytes([0x02]) + struct.pack(">Q", 1 << 40), "a message larger than"),
+    (greeting() + ready(identity=b"RAW") + frame(b"x" * 300, more=True) + bytes([0x02]) + struct.pack(">Q", 3 << 20),
+     "a message larger than"),
+])
+def test_protocol_violations_close_the_connection_and_are_counted(make_gateway, make_backend, data, reason):
+    gw = make_gateway(options={"max-output-buffer": "1m", "websocket-max-message": "1m"})
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"still here")))
+    peer = RawPeer(gw.zmq_port)
+    try:
+        peer.send(data)
+        assert peer.read_until_closed(3.0), "the gateway kept a connection that broke ZMTP"
+    finally:
+        peer.close()
+    gateway_log_has(gw, reason)
+    # The node connected beside the broken peer is untouched.
+    r = http_request(gw.port)
+    assert r.status == 200 and r.body == b"still here"
+    gw.stop()
+    assert "1 backend connections broke ZMTP" in gw.stderr()
+
+
+def test_silent_connection_is_closed_after_the_handshake_timeout(make_gateway):
+    gw = make_gateway()
+    peer = RawPeer(gw.zmq_port, timeout=15)
+    try:
+        start = time.monotonic()
+        assert peer.read_until_closed(14.0)
+        elapsed = time.monotonic() - start
+        assert 9.0 <= elapsed <= 12.5, elapsed
+    finally:
+        peer.close()
+    gateway_log_has(gw, "no ZMTP handshake within 10 s")
+
+
+def test_libzmq_heartbeats_are_answered(make_gateway):
+    """A DEALER with ZMQ_HEARTBEAT_IVL/TIMEOUT drops a connection that sends nothing back within the timeout:
+    the gateway must answer its PING commands (with ping-freq far above the timeout, pongs are all it gets)."""
+    gw = make_gateway(options={"ping-freq": "5", "ping-timeout": "20"})
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, b"NODE1")
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 100)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 300)
+    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+    try:
+        sock.connect(gw.endpoint)
+        events = []
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if monitor.poll(50):
+                events.append(zmq.utils.monitor.recv_monitor_message(monitor)["event"])
+        assert events == [zmq.EVENT_HANDSHAKE_SUCCEEDED], events
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        sock.close(linger=0)
+        ctx.term()
+
+
+@pytest.fixture
+def open_dir():
+    """A directory the gateway can still write to after dropping privileges to nobody (tmp_path is 0700)."""
+    path = tempfile.mkdtemp(prefix="bb-ipc-", dir="/tmp")
+    os.chmod(path, 0o777)
+    yield pathlib.Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_ipc_endpoint(make_gateway, make_backend, open_dir):
+    path = open_dir / "gw.sock"
+    gw = make_gateway(start=False)
+    gw.endpoint = f"ipc://{path}"
+    gw.start()
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"over ipc")))
+    r = http_request(gw.port)
+    assert r.status == 200 and r.body == b"over ipc"
+    assert path.is_socket()
+    gw.stop()
+    assert not path.exists(), "the socket file is removed at shutdown"
+    assert "socket file stays" not in gw.stderr()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs the gateway to drop privileges")
+def test_ipc_socket_file_that_cannot_be_removed_is_reported(make_gateway, make_backend, tmp_path):
+    path = tmp_path / "gw.sock"
+    gw = make_gateway(start=False)
+    gw.endpoint = f"ipc://{path}"
+    gw.start()
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"over ipc")))
+    assert http_request(gw.port).body == b"over ipc"
+    gw.stop()
+    assert path.is_socket()
+    assert f"the ROUTER's socket file stays (the next start replaces it): unlink {path}: Permission denied" in gw.stderr()
+
+
+def test_stale_ipc_socket_file_is_replaced(make_gateway, make_backend, tmp_path):
+    path = tmp_path / "stale.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()
+    gw = make_gateway(start=False)
+    gw.endpoint = f"ipc://{path}"
+    gw.start()
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"fresh")))
+    assert http_request(gw.port).body == b"fresh"
+
+
+def test_large_messages_both_ways_arrive_byte_exact(make_gateway, make_backend):
+    """5 MiB up and 5 MiB down: messages that span many reads and writes of the gateway's ZMTP buffers."""
+    gw = make_gateway(options={"max-body-size": "8m"})
+    make_backend(gw, "NODE1", handler=HTTPHandler(echo_app))
+    payload = os.urandom(5 << 20)
+    r = http_request(gw.port, method="POST", body=payload, headers=[("Content-Length", str(len(payload)))], timeout=30)
+    assert r.status == 200 and r.body == payload
+
+
+def test_new_connection_with_the_same_identity_takes_over(make_gateway, make_backend):
+    gw = make_gateway()
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"first")))
+    second = make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"second")))
+    wait_until(lambda: http_request(gw.port).body == b"second", 5, what="the newer connection to answer")
+    assert second.messages(b"uwsgi")
+
+
+def test_anonymous_dealer_is_not_a_node(make_gateway, make_backend):
+    """A DEALER without an identity gets a generated one (as with libzmq), which no vhost lists: its messages
+    are dropped as from an unknown identity and the request still goes to the real node."""
+    gw = make_gateway()
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"real")))
+    anon = Backend(gw.endpoint, b"").start()
+    try:
+        time.sleep(0.3)
+        anon.send(b"\0" * 16, b"headers", b"HTTP/1.1 200 OK\r\n\r\n")
+        time.sleep(0.3)
+        assert http_request(gw.port).body == b"real"
+        assert anon.received == []  # never pinged: not a node
+    finally:
+        anon.stop()
+
+
+@pytest.mark.parametrize("endpoint, ok", [
+    ("tcp://eth0:5000", False),
+    ("inproc://gateway", False),
+    ("ipc:///tmp/blastbeat-check.sock", True),
+    ("tcp://localhost:5000", True),
+])
+def test_check_accepts_only_native_endpoints_without_zmq_engine_libzmq(tmp_path, endpoint, ok):
+    for engine in (None, "libzmq"):
+        ini = tmp_path / "site.ini"
+        ini.write_text(f"[blastbeat]\nbind = 127.0.0.1:{free_port()}\nzmq = {endpoint}\n"
+                       + (f"zmq-engine = {engine}\n" if engine else "") + "[blastbeat:localhost]\nnode = a\n")
+        r = subprocess.run([blastbeat_bin(), "--check", str(ini)], capture_output=True, text=True, timeout=20)
+        if ok or engine == "libzmq":
+            assert r.returncode == 0, r.stderr
+        else:
+            assert r.returncode != 0
+            assert f"{ini}:3: zmq: expected tcp://ADDRESS:PORT" in r.stderr and "zmq-engine = libzmq" in r.stderr
+
+
+def test_libzmq_engine_serves_requests(make_gateway, make_backend):
+    gw = make_gateway(options={"zmq-engine": "libzmq"})
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"via libzmq")))
+    r = http_request(gw.port)
+    assert r.status == 200 and r.body == b"via libzmq"
+    assert "(libzmq ZMTP)" in gw.stderr()
