@@ -3,7 +3,7 @@ SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: all deps build release run test unit integration sdk venv bench autobahn clean
+.PHONY: all deps build release run test unit integration integration-libzmq sdk venv bench autobahn clean
 SDK_FILES := python/pyproject.toml $(wildcard python/src/blastbeat/*.py)
 
 all: build
@@ -44,6 +44,7 @@ test: build release venv $(VENV)/.sdk-installed
 	scripts/check-no-foundation.sh .build/debug/swift-hello
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat BLASTBEAT_RELEASE_BIN=$(CURDIR)/.build/release/blastbeat \
 		$(PY) -m pytest -q Tests/IntegrationTests
+	$(MAKE) --no-print-directory integration-libzmq
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/SDKTests
 	BLASTBEAT_BIN=$(CURDIR)/.build/release/blastbeat PYTHON=$(CURDIR)/$(PY) Tests/Autobahn/run.sh
 
@@ -56,6 +57,12 @@ unit: build
 integration: build release venv
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat BLASTBEAT_RELEASE_BIN=$(CURDIR)/.build/release/blastbeat \
 		$(PY) -m pytest -q Tests/IntegrationTests
+
+# The suites that exercise the backend side again with zmq-engine = libzmq (the gateway's other ZMTP engine).
+LIBZMQ_SUITES := test_http.py test_nodes.py test_node_queue.py test_websocket.py test_seed_examples.py
+integration-libzmq: build venv
+	BLASTBEAT_ZMQ_ENGINE=libzmq BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat \
+		$(PY) -m pytest -q $(addprefix Tests/IntegrationTests/,$(LIBZMQ_SUITES))
 
 clean:
 	rm -rf .build $(VENV)
