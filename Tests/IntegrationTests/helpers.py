@@ -53,12 +53,22 @@ def blastbeat_bin() -> str:
     return os.environ.get("BLASTBEAT_BIN", DEFAULT_BIN)
 
 
+_handed_out_ports: set[int] = set()
+
+
 def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (bind to port 0, read it back, close)."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port that was free a moment ago (bind to port 0, read it back, close), and not one this
+    process handed out before: the kernel can return the same port twice in a row, and a gateway given
+    it for both `bind` and `bind-ssl` fails to start."""
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out_ports:
+            _handed_out_ports.add(port)
+            return port
+    raise RuntimeError("no fresh free port after 100 tries")
 
 
 def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.02, what: str = "condition"):
