@@ -1,12 +1,13 @@
 """Allocations per request on the gateway's event-loop thread, counted with an LD_PRELOAD malloc counter.
 
 The hot path (read -> parse -> uwsgi encode -> zmq send -> response write) should not allocate per request:
-with the native ZMTP engine the uwsgi message is encoded into the connection's reusable output queue; with
-``zmq-engine = libzmq`` the one allowed allocation is libzmq's copy of the uwsgi message body. The counter
-(Tests/AllocationCounter/malloc_counter.c) counts malloc/calloc/realloc/memalign calls made by the main thread and writes the total at exit. Two
-runs with different request counts cancel out start-up and shut-down; the difference divided by the
-extra requests is the per-request figure. Measured on the release build (debug builds do not specialise
-generics and allocate ~20 times per request, which says nothing about production).
+with the native ZMTP engine the uwsgi message is encoded into the backend connection's reusable output
+queue; with ``zmq-engine = libzmq`` the one allowed allocation is libzmq's copy of the uwsgi message body.
+The counter (Tests/AllocationCounter/malloc_counter.c) counts malloc/calloc/realloc/memalign calls made by
+the main thread and writes the total at exit. Two runs with different request counts cancel out start-up
+and shut-down; the difference divided by the extra requests is the per-request figure. Measured on the
+release build (debug builds do not specialise generics and allocate ~20 times per request, which says
+nothing about production).
 """
 
 from __future__ import annotations
