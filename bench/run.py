@@ -73,14 +73,19 @@ NGINX_TLS_DIRECTIVES = """
         ssl_session_tickets on;"""
 TLS_NA = "TLS setup for {} is out of scope for this suite: only BlastBeat and nginx get a TLS listener"
 SYSTEMS = ["blastbeat", "mongrel2", "condure", "nginx-proxy", "nginx-direct"]
+# Systems that run only when named with --systems: the gateway with libzmq speaking ZMTP (zmq-engine = libzmq),
+# to see what the native engine gains in the same run.
+OPTIONAL_SYSTEMS = ["blastbeat-libzmq"]
+ALL_SYSTEMS = SYSTEMS + OPTIONAL_SYSTEMS
 LABELS = {
     "blastbeat": "BlastBeat",
+    "blastbeat-libzmq": "BlastBeat (libzmq)",
     "mongrel2": "Mongrel2",
     "condure": "Condure",
     "nginx-proxy": "nginx proxy",
     "nginx-direct": "nginx direct",
 }
-PEER_ORDER = [s for s in SYSTEMS if s != "blastbeat"]
+PEER_ORDER = [s for s in ALL_SYSTEMS if s != "blastbeat"]
 
 
 class BenchError(Exception):
@@ -404,6 +409,7 @@ def blastbeat_bin():
 
 class BlastBeat(System):
     name = "blastbeat"
+    engine = "native"
 
     def start(self):
         binary = blastbeat_bin()
@@ -421,6 +427,7 @@ class BlastBeat(System):
 [blastbeat]
 {listen}
 zmq = tcp://{HOST}:{zport}
+zmq-engine = {self.engine}
 access-log = off
 log-level = warning
 ; room for the 10,000 idle connections of the memory test (default 10000)
@@ -672,7 +679,12 @@ class NginxProxy(NginxBase):
         return self.master_and_workers(self.origin)
 
 
-CLASSES = {"blastbeat": BlastBeat, "mongrel2": Mongrel2, "condure": Condure,
+class BlastBeatLibzmq(BlastBeat):
+    name = "blastbeat-libzmq"
+    engine = "libzmq"
+
+
+CLASSES = {"blastbeat": BlastBeat, "blastbeat-libzmq": BlastBeatLibzmq, "mongrel2": Mongrel2, "condure": Condure,
            "nginx-proxy": NginxProxy, "nginx-direct": NginxDirect}
 
 
@@ -1130,7 +1142,8 @@ def parse_args(argv):
     ap.add_argument("--duration", type=int, default=None, help="seconds per measured wrk run (default 5)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds; medians are reported (default 3)")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of wrk before each measured run (default 1)")
-    ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma list of " + ",".join(SYSTEMS))
+    ap.add_argument("--systems", default=",".join(SYSTEMS),
+                    help="comma list of " + ",".join(ALL_SYSTEMS) + " (default: all but " + ",".join(OPTIONAL_SYSTEMS) + ")")
     ap.add_argument("--scenarios", default=",".join(list(SCENARIOS) + ["idle"]),
                     help="comma list of " + ",".join(list(SCENARIOS) + ["idle"] + list(OPTIONAL_SCENARIOS))
                     + " (default: all but " + ",".join(OPTIONAL_SCENARIOS) + ")")
@@ -1149,12 +1162,12 @@ def parse_args(argv):
     opts.scenarios = [s.strip() for s in opts.scenarios.split(",") if s.strip()]
     for s in opts.systems:
         if s not in CLASSES:
-            ap.error(f"unknown system {s!r} (choose from {', '.join(SYSTEMS)})")
+            ap.error(f"unknown system {s!r} (choose from {', '.join(ALL_SYSTEMS)})")
     for s in opts.scenarios:
         if s not in SCENARIOS and s not in OPTIONAL_SCENARIOS and s != "idle":
             ap.error(f"unknown scenario {s!r} (choose from {', '.join(SCENARIOS)}, idle, "
                      f"{', '.join(OPTIONAL_SCENARIOS)})")
-    opts.systems = [s for s in SYSTEMS if s in opts.systems]
+    opts.systems = [s for s in ALL_SYSTEMS if s in opts.systems]
     if opts.duration < 1 or opts.rounds < 1:
         ap.error("--duration and --rounds must be at least 1")
     return opts
