@@ -66,17 +66,18 @@ struct ZMTPOutputQueue {
     mutating func write(to fd: Int32) throws(SystemError) -> Bool {
         while count > 0 {
             let vectorCount = min(pieces.count - head, Self.maxVectors)
+            var offered = 0
             let result = try withUnsafeTemporaryAllocation(of: iovec.self, capacity: vectorCount) { vectors throws(SystemError) -> IOResult in
                 for i in 0..<vectorCount {
                     let piece = pieces[head + i]
                     vectors[i] = iovec(iov_base: piece.base + piece.start, iov_len: piece.end - piece.start)
+                    offered += piece.end - piece.start
                 }
                 return try Posix.write(fd, vectors: vectors.baseAddress!, count: vectorCount)
             }
             guard case .processed(let written) = result else { return false }
             consume(written)
-            if vectorCount == Self.maxVectors { continue }
-            if count > 0 { return false }  // a short write: the socket buffer is full
+            if written < offered { return false }  // a short write: the socket buffer is full
         }
         return true
     }

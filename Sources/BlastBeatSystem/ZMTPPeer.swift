@@ -22,8 +22,9 @@ final class ZMTPPeer: IOWatcherDelegate {
     var output = ZMTPOutputQueue()
     /// In the router's list of peers to flush before the loop blocks.
     var flushScheduled = false
-    /// The socket took less than was queued: writing resumes when it is writable.
-    private var waitingForWritable = false
+    /// The socket took less than was queued: writing resumes when it is writable (trying earlier
+    /// would only cost a `sendmsg` that fails with EAGAIN).
+    private(set) var waitingForWritable = false
 
     private static let initialCapacity = 64 * 1024
     private var input: UnsafeMutableRawPointer

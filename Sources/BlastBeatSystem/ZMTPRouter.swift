@@ -261,6 +261,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     }
 
     func scheduleFlush(_ peer: ZMTPPeer) {
+        if peer.waitingForWritable { return }  // its watcher writes when the socket has room
         if peer.output.count >= Self.eagerFlushBytes {
             peer.writeOutput()
             return
@@ -279,7 +280,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         swap(&peersToFlush, &flushBatch)
         for peer in flushBatch {
             peer.flushScheduled = false
-            peer.writeOutput()
+            if !peer.waitingForWritable { peer.writeOutput() }
         }
         flushBatch.removeAll(keepingCapacity: true)
     }
