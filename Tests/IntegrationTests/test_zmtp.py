@@ -233,15 +233,21 @@ def open_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_ipc_endpoint(make_gateway, make_backend, open_dir):
-    path = open_dir / "gw.sock"
+def serve_over_ipc(make_gateway, make_backend, path: pathlib.Path, answer: bytes):
+    """A gateway bound to ipc://PATH with one node answering ``answer``, checked with one request."""
     gw = make_gateway(start=False)
     gw.endpoint = f"ipc://{path}"
     gw.start()
-    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"over ipc")))
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(answer)))
     r = http_request(gw.port)
-    assert r.status == 200 and r.body == b"over ipc"
+    assert r.status == 200 and r.body == answer
     assert path.is_socket()
+    return gw
+
+
+def test_ipc_endpoint(make_gateway, make_backend, open_dir):
+    path = open_dir / "gw.sock"
+    gw = serve_over_ipc(make_gateway, make_backend, path, b"over ipc")
     gw.stop()
     assert not path.exists(), "the socket file is removed at shutdown"
     assert "socket file stays" not in gw.stderr()
@@ -250,11 +256,7 @@ def test_ipc_endpoint(make_gateway, make_backend, open_dir):
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs the gateway to drop privileges")
 def test_ipc_socket_file_that_cannot_be_removed_is_reported(make_gateway, make_backend, tmp_path):
     path = tmp_path / "gw.sock"
-    gw = make_gateway(start=False)
-    gw.endpoint = f"ipc://{path}"
-    gw.start()
-    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"over ipc")))
-    assert http_request(gw.port).body == b"over ipc"
+    gw = serve_over_ipc(make_gateway, make_backend, path, b"over ipc")
     gw.stop()
     assert path.is_socket()
     assert f"the ROUTER's socket file stays (the next start replaces it): unlink {path}: Permission denied" in gw.stderr()
@@ -265,11 +267,7 @@ def test_stale_ipc_socket_file_is_replaced(make_gateway, make_backend, tmp_path)
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(path))
     stale.close()
-    gw = make_gateway(start=False)
-    gw.endpoint = f"ipc://{path}"
-    gw.start()
-    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"fresh")))
-    assert http_request(gw.port).body == b"fresh"
+    serve_over_ipc(make_gateway, make_backend, path, b"fresh")
 
 
 def test_large_messages_both_ways_arrive_byte_exact(make_gateway, make_backend):
