@@ -177,7 +177,7 @@ extension Connection {
     }
 
     /// Sends request body bytes to the node. With `handingOver`, `bytes` lie in that
-    /// `HandOverBuffer`, which goes to libzmq without a copy (and is released in every case).
+    /// `HandOverBuffer`, which goes to the router without a copy (and is released in every case).
     private func forwardBody(_ bytes: UnsafeRawBufferPointer, handingOver buffer: UnsafeMutableRawPointer? = nil) {
         if continueSent == false && head.expectContinue { continueSent = true }  // the client did not wait
         if var kept = replayBody {
@@ -219,7 +219,7 @@ extension Connection {
     static var directBodyMinimum: Int { 16 * 1024 }
 
     /// Reads up to `size` body bytes into a fresh `HandOverBuffer` and forwards them without a
-    /// copy: a 1 MiB upload no longer passes through `memcpy` on its way to libzmq. Returns
+    /// copy: a 1 MiB upload does not pass through `memcpy` on its way to the backend. Returns
     /// whether the read filled the buffer (so more may be waiting).
     func readBodyDirectly(size: Int) -> Bool {
         guard let buffer = HandOverBuffer.allocate(size) else {

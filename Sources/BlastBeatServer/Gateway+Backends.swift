@@ -95,7 +95,8 @@ extension Gateway {
     }
 
     /// Sends `count` bytes of a `HandOverBuffer` without copying them; the buffer is handed over
-    /// (freed by libzmq once sent, or at once when the send fails). Counted in the node's meter.
+    /// (freed once written to the node's connection, or at once when the send fails). Counted in the
+    /// node's meter until then.
     @discardableResult
     func send(to node: Int, sid: SessionID, type: StaticString, handingOver buffer: UnsafeMutableRawPointer, count: Int) -> ZMQSendResult {
         send(to: node, sid: sid, type: type, .handedOver(buffer, count: count))
@@ -103,11 +104,12 @@ extension Gateway {
 
     /// Sends a copy of `bytes` in a counted buffer: for client data (request bodies, WebSocket
     /// messages), so a node that stops reading fills its `max-node-queue` meter and the gateway
-    /// stops reading the clients instead of queueing without bound. (libzmq would copy anyway.)
+    /// stops reading the clients instead of queueing without bound. (Both engines would copy anyway.)
     ///
-    /// Small messages go uncounted: libzmq keeps them inline or in one allocation, a counted buffer
-    /// would cost two (a WebSocket echo of 32-byte messages pays for that), and the ROUTER's
-    /// high-water mark of 100,000 messages bounds them to 25 MB per node.
+    /// Small messages go uncounted: they are copied into the output queue (native) or kept inline
+    /// (libzmq), where a counted buffer would cost an allocation (a WebSocket echo of 32-byte messages
+    /// pays for that). They are bounded all the same: the native engine queues at most
+    /// 2 × `max-node-queue` per connection, libzmq's high-water mark 100,000 messages (25 MB) per node.
     @discardableResult
     func sendCounted(to node: Int, sid: SessionID, type: StaticString, copying bytes: UnsafeRawBufferPointer) -> ZMQSendResult {
         if bytes.count <= 256 { return send(to: node, sid: sid, type: type, body: bytes) }
@@ -119,7 +121,7 @@ extension Gateway {
         return send(to: node, sid: sid, type: type, handingOver: copy, count: bytes.count)
     }
 
-    /// A message body: bytes libzmq copies, or a `HandOverBuffer` it takes over.
+    /// A message body: bytes the router copies, or a `HandOverBuffer` it takes over.
     private enum OutgoingBody {
         case copied(UnsafeRawBufferPointer)
         case handedOver(UnsafeMutableRawPointer, count: Int)
@@ -208,7 +210,7 @@ extension Gateway {
     }
 
     /// Parks a connection until its node's queue drains; checked every 2 ms while any waits
-    /// (libzmq signals nothing when it has sent a message, so this is polled). Polling slower
+    /// (neither engine tells the gateway when a message has been written, so this is polled). Polling slower
     /// let the node run dry between checks: 10 ms cost 10-20% of upload throughput.
     func waitForNodeQueue(_ connection: Connection) {
         waitingForNodeQueue.append(connection)
