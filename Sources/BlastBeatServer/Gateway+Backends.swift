@@ -248,19 +248,23 @@ extension Gateway {
                 scheduleNodeFailure(node)
                 fallthrough
             case .ping:
-                let empty = UnsafeRawBufferPointer(start: nil, count: 0)
-                let sent = nodes.nodes[node].identity.withUnsafeBytes { identity -> ZMQSendResult? in
-                    if let router = nativeRouter {
-                        return router.send(identity: identity, sid: empty, type: "ping", body: empty)
-                    }
-                    routerNeedsCheck = true
-                    return try? libzmqRouter?.send(identity: identity, sid: empty, type: "ping", body: empty)
-                }
-                if sent == .unreachable && nodes.markDead(node) {
-                    logger.warning("node \(nodeName(node)) is not connected; marked dead")
-                    scheduleNodeFailure(node)
-                }
+                ping(node)
             }
+        }
+    }
+
+    private func ping(_ node: Int) {
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        let sent = nodes.nodes[node].identity.withUnsafeBytes { identity -> ZMQSendResult? in
+            if let router = nativeRouter {
+                return router.send(identity: identity, sid: empty, type: "ping", body: empty)
+            }
+            routerNeedsCheck = true
+            return try? libzmqRouter?.send(identity: identity, sid: empty, type: "ping", body: empty)
+        }
+        if sent == .unreachable && nodes.markDead(node) {
+            logger.warning("node \(nodeName(node)) is not connected; marked dead")
+            scheduleNodeFailure(node)
         }
     }
 
@@ -294,6 +298,9 @@ extension Gateway {
         logger.warning("dropped a message of \(frameCount - 1) frame(s) from \(Self.printable(identity)); expected 3 (sid, type, body)")
     }
 
+    /// Unlike libzmq, the native engine knows when a node's connection goes: the node is dead at once
+    /// and its waiting clients get 502 before the loop blocks, instead of after `ping-timeout`.
+    /// (A connection replaced by a newer one with the same identity is not reported here.)
     package func zmtpRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, protocolError: Bool) {
         let who = identity.isEmpty ? "a backend connection" : "the connection of \(Self.printable(identity))"
         if protocolError {
@@ -302,10 +309,17 @@ extension Gateway {
         } else {
             logger.debug("\(who) closed: \(reason)")
         }
+        guard let node = nodes.index(of: identity) else { return }
+        if nodes.markDead(node) {
+            logger.warning("node \(nodeName(node)) lost its connection: \(reason); marked dead")
+        }
+        scheduleNodeFailure(node)
     }
 
+    /// A node that (re)connects is pinged at once: its pong brings it back without waiting for `ping-freq`.
     package func zmtpRouterPeerJoined(identity: UnsafeRawBufferPointer, replacedOlder: Bool) {
         logger.debug("\(Self.printable(identity)) connected\(replacedOlder ? " (replacing its older connection)" : "")")
+        if let node = nodes.index(of: identity) { ping(node) }
     }
 
     static func printable(_ bytes: UnsafeRawBufferPointer) -> String {

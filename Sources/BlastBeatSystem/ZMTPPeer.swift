@@ -97,7 +97,7 @@ final class ZMTPPeer: IOWatcherDelegate {
             }
             guard case .processed(let n) = result else { return }
             if n == 0 {
-                router.drop(self, reason: "disconnected", protocolError: false)
+                router.drop(self, reason: "closed by the backend", protocolError: false)
                 return
             }
             end += n

@@ -185,6 +185,36 @@ def test_protocol_violations_close_the_connection_and_are_counted(make_gateway, 
     assert "1 backend connections broke ZMTP" in gw.stderr()
 
 
+def test_node_whose_connection_drops_is_dead_at_once_and_back_on_reconnect(make_gateway, make_backend):
+    """The native engine sees a backend's connection close: the client waiting on it gets 502 at once (not
+    after ping-timeout), and a process that connects again under the node's name is pinged at once, so it
+    serves without waiting for ping-freq. Pings every 5 s, dead after 20 s: both must happen far sooner."""
+    gw = make_gateway(options={"ping-freq": "5", "ping-timeout": "20"})
+    peer = RawPeer(gw.zmq_port)
+    result: dict = {}
+    try:
+        peer.handshake(b"NODE1")
+        assert peer.read_message() == [b"", b"ping", b""]
+        peer.send(frame(b"", more=True) + frame(b"pong", more=True) + frame(b""))
+        time.sleep(0.2)
+        client = threading.Thread(target=lambda: result.update(r=http_request(gw.port, target="/lost")))
+        client.start()
+        _, mtype, env = peer.read_message()
+        assert mtype == b"uwsgi" and b"/lost" in env
+    finally:
+        peer.close()  # the process dies with the request in hand
+    started = time.monotonic()
+    client.join(10)
+    assert result["r"].status == 502
+    assert time.monotonic() - started < 1.0, "the client waited for ping-timeout"
+    gateway_log_has(gw, "node NODE1 lost its connection: closed by the backend; marked dead")
+    assert http_request(gw.port).status == 503
+    started = time.monotonic()
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"back")), ready=False)
+    wait_until(lambda: http_request(gw.port).status == 200, 2.0, what="the reconnected node to serve")
+    assert time.monotonic() - started < 2.0
+
+
 def test_silent_connection_is_closed_after_the_handshake_timeout(make_gateway):
     gw = make_gateway()
     peer = RawPeer(gw.zmq_port, timeout=15)
