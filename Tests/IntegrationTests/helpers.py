@@ -276,6 +276,7 @@ class Backend:
         if self.identity:  # b"": let libzmq generate one
             sock.setsockopt(zmq.IDENTITY, self.identity)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IPV6, 1)  # so tcp://[::1]:PORT endpoints work (IPv4 ones still do)
         if self.rcvhwm is not None:
             sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
         sock.connect(self.endpoint)

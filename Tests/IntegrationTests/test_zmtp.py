@@ -254,6 +254,18 @@ def test_libzmq_heartbeats_are_answered(make_gateway):
         ctx.term()
 
 
+@pytest.mark.parametrize("host", ["[::1]", "localhost", "*"])
+def test_tcp_endpoint_hosts(make_gateway, make_backend, host):
+    """IPv6, the one name the native engine resolves, and the wildcard: a backend reaches the ROUTER on each."""
+    gw = make_gateway(start=False)
+    gw.endpoint = f"tcp://{host}:{gw.zmq_port}"
+    gw.start()
+    connect_host = "127.0.0.1" if host == "*" else host
+    make_backend(f"tcp://{connect_host}:{gw.zmq_port}", "NODE1", handler=HTTPHandler(hello_app(host.encode())))
+    r = http_request(gw.port)
+    assert r.status == 200 and r.body == host.encode()
+
+
 @pytest.fixture
 def open_dir():
     """A directory the gateway can still write to after dropping privileges to nobody (tmp_path is 0700)."""
