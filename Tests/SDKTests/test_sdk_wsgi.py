@@ -21,10 +21,18 @@ from sdk_helpers import HERE, Gateway, Proc, RawConn, request_bytes, sdk_command
 def start_pair(tmp_path_factory, name: str, app: str, threads: int = 4, extra=()):
     workdir = tmp_path_factory.mktemp(name)
     gw = Gateway(workdir, nodes=["flask"], name=f"{name}-gateway").start()
-    proc = Proc(sdk_command("wsgi", app, "--chdir", str(HERE), "--connect", gw.endpoint, "--node", "flask",
-                            "--threads", str(threads), *extra), workdir / f"{name}-wsgi.log")
-    proc.wait_output("connected to")
-    assert wait_served(gw.url) == 200, proc.output()
+    proc = None
+    try:
+        proc = Proc(sdk_command("wsgi", app, "--chdir", str(HERE), "--connect", gw.endpoint, "--node", "flask",
+                                "--threads", str(threads), *extra), workdir / f"{name}-wsgi.log")
+        proc.wait_output("connected to")
+        assert wait_served(gw.url) == 200, proc.output()
+    except BaseException:
+        # A module-scoped fixture that fails to set up gets no teardown: stop what was started.
+        if proc is not None:
+            proc.stop()
+        gw.stop()
+        raise
     return gw, proc
 
 
