@@ -72,14 +72,23 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         loop: EventLoop, endpoint: ZMTPEndpoint, maxMessageSize: Int, maxQueuedBytes: Int,
         delegate: any ZMTPRouterDelegate
     ) throws(SystemError) {
+        // Bound before any property is set: a failure then throws without running `deinit`.
+        let fds = try Self.listen(on: endpoint)
         self.loop = loop
         self.delegate = delegate
         self.maxMessageSize = maxMessageSize
         self.maxQueuedBytes = maxQueuedBytes
-        var fds: [Int32] = []
+        if case .ipc(let path) = endpoint { unixPath = path } else { unixPath = nil }
+        if case .tcp = endpoint, let first = fds.first { boundPort = Posix.localPort(first) }
+        handshakeTimer = TimerWatcher(loop: loop, delegate: self)
+        listenSockets = fds.map { ListenSocket(router: self, fd: $0) }
+    }
+
+    /// The listening sockets for `endpoint`: one per resolved TCP address, or the Unix socket.
+    private static func listen(on endpoint: ZMTPEndpoint) throws(SystemError) -> [Int32] {
         switch endpoint {
         case .tcp(let address):
-            unixPath = nil
+            var fds: [Int32] = []
             do throws(SystemError) {
                 for resolved in try SocketAddress.resolve(address) {
                     fds.append(try Posix.listen(address: resolved, backlog: 1024))
@@ -88,13 +97,10 @@ package final class ZMTPRouter: TimerWatcherDelegate {
                 fds.forEach(Posix.close)
                 throw error
             }
-            if let first = fds.first { boundPort = Posix.localPort(first) }
+            return fds
         case .ipc(let path):
-            unixPath = path
-            fds.append(try Posix.listenUnix(path: path, backlog: 1024))
+            return [try Posix.listenUnix(path: path, backlog: 1024)]
         }
-        handshakeTimer = TimerWatcher(loop: loop, delegate: self)
-        listenSockets = fds.map { ListenSocket(router: self, fd: $0) }
     }
 
     deinit {

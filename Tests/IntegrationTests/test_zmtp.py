@@ -364,6 +364,28 @@ def test_check_accepts_only_native_endpoints_without_zmq_engine_libzmq(tmp_path,
             assert f"{ini}:3: zmq: expected tcp://ADDRESS:PORT" in r.stderr and "zmq-engine = libzmq" in r.stderr
 
 
+def test_router_that_cannot_bind_is_a_startup_error(tmp_path):
+    """Port taken, or a socket directory that does not exist: exit 1 with the file, the key and the reason
+    (not a crash, and no listener left behind)."""
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        for endpoint, reason in [(f"tcp://127.0.0.1:{port}", f"bind(127.0.0.1:{port}): Address already in use"),
+                                 (f"ipc://{tmp_path}/missing/gw.sock",
+                                  f"bind({tmp_path}/missing/gw.sock): No such file or directory")]:
+            ini = tmp_path / "site.ini"
+            ini.write_text(f"[blastbeat]\nbind = 127.0.0.1:{free_port()}\nzmq = {endpoint}\n"
+                           "[blastbeat:localhost]\nnode = a\n")
+            r = subprocess.run([blastbeat_bin(), str(ini)], capture_output=True, text=True, timeout=20)
+            assert r.returncode == 1, r.stderr
+            assert r.stderr.strip() == f"blastbeat: {ini}: zmq: {reason}"
+    finally:
+        taken.close()
+
+
 def test_libzmq_engine_serves_requests(make_gateway, make_backend):
     gw = make_gateway(options={"zmq-engine": "libzmq"})
     make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"via libzmq")))
