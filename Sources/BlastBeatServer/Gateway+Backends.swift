@@ -127,44 +127,46 @@ extension Gateway {
         case handedOver(UnsafeMutableRawPointer, count: Int)
     }
 
-    private func send(to node: Int, sid: SessionID, type: StaticString, _ body: OutgoingBody) -> ZMQSendResult {
-        var outcome: Result<ZMQSendResult, ZMQError> = .success(.unreachable)
-        if let router = nativeRouter {
-            outcome = .success(
-                nodes.nodes[node].identity.withUnsafeBytes { identity in
-                    sid.withBytes { sidBytes in
-                        switch body {
-                        case .copied(let bytes):
-                            router.send(identity: identity, sid: sidBytes, type: type, body: bytes)
-                        case .handedOver(let buffer, let count):
-                            router.send(
-                                identity: identity, sid: sidBytes, type: type, handingOver: buffer, count: count,
-                                meter: nodeQueueMeter(node))
-                        }
-                    }
-                })
-        } else if let router = libzmqRouter {
-            routerNeedsCheck = true
-            nodes.nodes[node].identity.withUnsafeBytes { identity in
-                sid.withBytes { sidBytes in
-                    do throws(ZMQError) {
-                        switch body {
-                        case .copied(let bytes):
-                            outcome = .success(try router.send(identity: identity, sid: sidBytes, type: type, body: bytes))
-                        case .handedOver(let buffer, let count):
-                            outcome = .success(
-                                try router.send(
-                                    identity: identity, sid: sidBytes, type: type, handingOver: buffer, count: count,
-                                    meter: nodeQueueMeter(node)))
-                        }
-                    } catch {
-                        outcome = .failure(error)
-                    }
+    /// One message to `node` through whichever engine is open (none: unreachable, and a handed-over
+    /// buffer is released).
+    private func routerSend(
+        to node: Int, sid: UnsafeRawBufferPointer, type: StaticString, _ body: OutgoingBody
+    ) -> Result<ZMQSendResult, ZMQError> {
+        nodes.nodes[node].identity.withUnsafeBytes { identity in
+            if let router = nativeRouter {
+                switch body {
+                case .copied(let bytes):
+                    return .success(router.send(identity: identity, sid: sid, type: type, body: bytes))
+                case .handedOver(let buffer, let count):
+                    return .success(
+                        router.send(
+                            identity: identity, sid: sid, type: type, handingOver: buffer, count: count,
+                            meter: nodeQueueMeter(node)))
                 }
             }
-        } else if case .handedOver(let buffer, _) = body {
-            HandOverBuffer.release(buffer)
+            guard let router = libzmqRouter else {
+                if case .handedOver(let buffer, _) = body { HandOverBuffer.release(buffer) }
+                return .success(.unreachable)
+            }
+            routerNeedsCheck = true
+            do throws(ZMQError) {
+                switch body {
+                case .copied(let bytes):
+                    return .success(try router.send(identity: identity, sid: sid, type: type, body: bytes))
+                case .handedOver(let buffer, let count):
+                    return .success(
+                        try router.send(
+                            identity: identity, sid: sid, type: type, handingOver: buffer, count: count,
+                            meter: nodeQueueMeter(node)))
+                }
+            } catch {
+                return .failure(error)
+            }
         }
+    }
+
+    private func send(to node: Int, sid: SessionID, type: StaticString, _ body: OutgoingBody) -> ZMQSendResult {
+        let outcome = sid.withBytes { routerSend(to: node, sid: $0, type: type, body) }
         let result: ZMQSendResult
         switch outcome {
         case .success(let r): result = r
@@ -255,13 +257,7 @@ extension Gateway {
 
     private func ping(_ node: Int) {
         let empty = UnsafeRawBufferPointer(start: nil, count: 0)
-        let sent = nodes.nodes[node].identity.withUnsafeBytes { identity -> ZMQSendResult? in
-            if let router = nativeRouter {
-                return router.send(identity: identity, sid: empty, type: "ping", body: empty)
-            }
-            routerNeedsCheck = true
-            return try? libzmqRouter?.send(identity: identity, sid: empty, type: "ping", body: empty)
-        }
+        let sent = try? routerSend(to: node, sid: empty, type: "ping", .copied(empty)).get()
         if sent == .unreachable && nodes.markDead(node) {
             logger.warning("node \(nodeName(node)) is not connected; marked dead")
             scheduleNodeFailure(node)

@@ -97,33 +97,27 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     }
 
     private func openRouter() throws(StartupError) {
-        switch config.zmqEngine {
-        case .native:
-            // The configuration guarantees a native endpoint with this engine.
-            guard let endpoint = ZMTPEndpoint.parse(config.zmqEndpoint) else { preconditionFailure() }
-            do {
+        do {
+            switch config.zmqEngine {
+            case .native:
+                // The configuration guarantees a native endpoint with this engine.
+                guard let endpoint = ZMTPEndpoint.parse(config.zmqEndpoint) else { preconditionFailure() }
                 nativeRouter = try ZMTPRouter(
                     loop: loop, endpoint: endpoint,
                     // A bigger message could never be queued for a client anyway.
                     maxMessageSize: max(config.maxOutputBuffer, config.webSocket.maxMessageSize) + 64 * 1024,
                     maxQueuedBytes: config.maxNodeQueue * 2, delegate: self)
-            } catch {
-                closeListeners()
-                throw StartupError(description: "\(config.file): zmq: \(error)")
+            case .libzmq:
+                let router = try ZMQRouter(endpoint: config.zmqEndpoint)
+                libzmqRouter = router
+                routerNeedsCheck = true
+                let watcher = IOWatcher(loop: loop, fd: router.notificationFD, delegate: self)
+                watcher.watch(read: true, write: false)
+                routerWatcher = watcher
             }
-        case .libzmq:
-            let router: ZMQRouter
-            do {
-                router = try ZMQRouter(endpoint: config.zmqEndpoint)
-            } catch {
-                closeListeners()
-                throw StartupError(description: "\(config.file): zmq: \(error)")
-            }
-            libzmqRouter = router
-            routerNeedsCheck = true
-            let watcher = IOWatcher(loop: loop, fd: router.notificationFD, delegate: self)
-            watcher.watch(read: true, write: false)
-            routerWatcher = watcher
+        } catch {
+            closeListeners()
+            throw StartupError(description: "\(config.file): zmq: \(error)")
         }
     }
 

@@ -114,17 +114,25 @@ package enum Posix {
     /// Creates a listening, non-blocking TCP socket bound to `address`.
     package static func listen(address: SocketAddress, backlog: Int32) throws(SystemError) -> Int32 {
         let family = Int32(address.family)
-        let fd = Glibc.socket(family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        if fd < 0 { throw SystemError(call: "socket", errno: Glibc.errno) }
-        do throws(SystemError) {
+        return try listeningSocket(family: family, named: "\(address)", backlog: backlog) { fd throws(SystemError) in
             try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
             if family == AF_INET6 {
                 // One socket per address family: `[::]` must not swallow `0.0.0.0` on the same port.
                 try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1)
             }
-            let rc = address.withSockAddr { Glibc.bind(fd, $0, $1) }
-            if rc != 0 { throw SystemError(call: "bind(\(address))", errno: Glibc.errno) }
-            if Glibc.listen(fd, backlog) != 0 { throw SystemError(call: "listen(\(address))", errno: Glibc.errno) }
+            return address.withSockAddr { Glibc.bind(fd, $0, $1) }
+        }
+    }
+
+    /// socket(), `bind` (options, then bind(2)'s return code), listen(); the socket is closed on any failure.
+    private static func listeningSocket(
+        family: Int32, named name: String, backlog: Int32, bind: (Int32) throws(SystemError) -> Int32
+    ) throws(SystemError) -> Int32 {
+        let fd = Glibc.socket(family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw SystemError(call: "socket", errno: Glibc.errno) }
+        do throws(SystemError) {
+            if try bind(fd) != 0 { throw SystemError(call: "bind(\(name))", errno: Glibc.errno) }
+            if Glibc.listen(fd, backlog) != 0 { throw SystemError(call: "listen(\(name))", errno: Glibc.errno) }
         } catch {
             Glibc.close(fd)
             throw error
@@ -141,26 +149,15 @@ package enum Posix {
         let room = MemoryLayout.size(ofValue: address.sun_path)
         guard bytes.count < room else { throw SystemError(call: "bind(\(path))", errno: ENAMETOOLONG) }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        if fd < 0 { throw SystemError(call: "socket(AF_UNIX)", errno: Glibc.errno) }
         var st = stat()
         if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        return try listeningSocket(family: AF_UNIX, named: path, backlog: backlog) { fd in
+            withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
             }
         }
-        if rc != 0 {
-            let e = Glibc.errno
-            Glibc.close(fd)
-            throw SystemError(call: "bind(\(path))", errno: e)
-        }
-        if Glibc.listen(fd, backlog) != 0 {
-            let e = Glibc.errno
-            Glibc.close(fd)
-            throw SystemError(call: "listen(\(path))", errno: e)
-        }
-        return fd
     }
 
     /// The port a socket is bound to (for listeners bound to port 0 in tests).
