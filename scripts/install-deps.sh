@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [build|test|bench]
 set -euo pipefail
 what=${1:-build}
-packages=(libzmq3-dev libev-dev libssl-dev zlib1g-dev pkg-config)
+packages=(libzmq3-dev libev-dev libssl-dev zlib1g-dev libsodium-dev pkg-config)
 case "$what" in
   test) packages+=(curl python3-venv openssl gcc libc6-dev) ;;
   bench) packages+=(wrk nginx-light mongrel2-core condure curl python3-venv openssl gcc libc6-dev libssl-dev) ;;
