@@ -26,13 +26,15 @@ let package = Package(
         .systemLibrary(
             name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
 
         // Pure protocol code: stdlib only, no I/O.
         .target(name: "BlastBeatCore", swiftSettings: swiftSettings),
         // The only target that talks to C libraries and syscalls.
         .target(
             name: "BlastBeatSystem",
-            dependencies: ["BlastBeatCore", "CSystem", "CLibEV", "CZeroMQ", "CZlib", "COpenSSL"],
+            dependencies: ["BlastBeatCore", "CSystem", "CLibEV", "CZeroMQ", "CZlib", "COpenSSL", "CSodium"],
             swiftSettings: swiftSettings),
         // The gateway itself.
         .target(

@@ -323,13 +323,24 @@ extension Connection {
         return nil
     }
 
+    /// GET, HEAD, OPTIONS and PUT may be sent twice with the same effect (RFC 9110 §9.2.2).
+    var requestIsRepeatable: Bool {
+        switch head.methodKind {
+        case .get, .head, .options, .put: true
+        case .post, .connect, .other: false
+        }
+    }
+
     var nodeName: String {
         guard let node else { return "-" }
         return String(decoding: gateway.nodes.nodes[node].identity, as: UTF8.self)
     }
 
-    /// The node vanished (unroutable, or declared dead): answer the client now instead of waiting.
-    func nodeLost() {
+    /// The node vanished (unroutable, declared dead, or its connection closed or was replaced by a newer
+    /// one): answer the client now instead of waiting. A request that is safe to repeat and whose body
+    /// is still kept goes to another node of the vhost (after a replacement, possibly the same node's new
+    /// connection), as a `retry` would; otherwise 502.
+    func nodeLost(connectionReplaced: Bool = false) {
         if let webSocket {
             nodeKnowsSession = false
             return failWebSocket(.internalServerError, session: webSocket)
@@ -337,6 +348,14 @@ extension Connection {
         switch response {
         case .awaitingHead:
             nodeKnowsSession = false
+            if let node { gateway.nodes.requestFinished(on: node) }
+            if requestIsRepeatable && replayBody != nil && hops < gateway.config.maxHops {
+                hops += 1
+                if connectionReplaced, let node { triedNodes.removeAll { $0 == node } }
+                gateway.logger.info("request on \(sid.hex) lost its backend connection (node \(nodeName)); sending it again")
+                dispatchToNode(preferring: connectionReplaced ? node : nil)
+                return
+            }
             sendErrorAndClose(status: 502, message: "the backend node went away")
         case .body:
             nodeKnowsSession = false

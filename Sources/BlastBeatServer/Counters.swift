@@ -8,6 +8,9 @@ package struct Counters {
     package var outOfOrderBackendMessages = 0
     /// Backend connections closed for breaking ZMTP (native engine): bad greeting, oversized message, …
     package var backendProtocolErrors = 0
+    /// Backend connections refused at the handshake: an identity no vhost lists, a CURVE key not
+    /// listed for the node, an identity held by another key, or past `max-instances`.
+    package var refusedBackendClaims = 0
     package var clientErrors = 0
     package var backendErrors = 0
     package var timeouts = 0

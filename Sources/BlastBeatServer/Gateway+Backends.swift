@@ -1,5 +1,5 @@
-import BlastBeatCore
-import BlastBeatSystem
+package import BlastBeatCore
+package import BlastBeatSystem
 
 /// One backend message as views: from libzmq's frames or from a native peer's input buffer.
 typealias BackendFrames = ZMQRouter.Message
@@ -72,16 +72,25 @@ extension Gateway {
         connection.backendMessage(type, message.body)
     }
 
-    /// A `NAME#SUFFIX` identity speaking for the first time: a new process of node `NAME`.
+    /// A `NAME#SUFFIX` identity speaking for the first time (libzmq engine: the native one registers
+    /// instances when it admits their connection): a new process of node `NAME`.
     private func registerInstance(_ identity: UnsafeRawBufferPointer) -> Int? {
-        switch nodes.registerInstance(identity) {
-        case .refused:
+        guard let base = nodes.configuredNode(for: identity) else { return nil }
+        switch nodes.registerInstance(identity, limit: instanceLimit(base)) {
+        case .notAnInstance:
             return nil
+        case .full:
+            if warnings.allow("full", identity, now: loop.now, interval: 10) {
+                logger.warning("refused node instance \(Self.printable(identity)): node \(nodeName(base)) has \(instanceLimit(base)) live instances (max-instances)")
+            }
+            return nil
+        case .known(let index):
+            return index
         case .reused(let index):
             logger.info("node instance \(Self.printable(identity)) joined (reusing a dead instance's slot)")
             return index
         case .added(let index, let base):
-            for v in vhostNodes.indices where vhostNodes[v].contains(base) { vhostNodes[v].append(index) }
+            addInstanceToVhosts(index, base: base)
             logger.info("node instance \(Self.printable(identity)) joined node \(nodeName(base))")
             return index
         }
@@ -268,8 +277,16 @@ extension Gateway {
         if !pendingNodeFailures.contains(node) { pendingNodeFailures.append(node) }
     }
 
-    /// Answers the clients waiting on nodes that were found dead during this iteration.
+    /// Answers the clients waiting on nodes that were found dead during this iteration, and on
+    /// connections that were replaced (retried where that is safe, else 502).
     func failNodesIfNeeded() {
+        if !sessionsOnReplacedConnections.isEmpty {
+            let lost = sessionsOnReplacedConnections
+            sessionsOnReplacedConnections.removeAll()
+            for connection in lost where !connection.closed && connection.nodeKnowsSession {
+                connection.nodeLost(connectionReplaced: true)
+            }
+        }
         if pendingNodeFailures.isEmpty { return }
         let dead = pendingNodeFailures
         pendingNodeFailures.removeAll()
@@ -313,16 +330,26 @@ extension Gateway {
     }
 
     /// A node that (re)connects is pinged at once: its pong brings it back without waiting for `ping-freq`.
-    package func zmtpRouterPeerJoined(identity: UnsafeRawBufferPointer, replacedOlder: Bool) {
-        logger.debug("\(Self.printable(identity)) connected\(replacedOlder ? " (replacing its older connection)" : "")")
-        if let node = nodes.index(of: identity) { ping(node) }
+    /// Requests in flight on a connection it replaced are answered before the loop blocks (they would
+    /// otherwise wait for `backend-timeout`).
+    package func zmtpRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: ZMTPRouter.Holder?) {
+        logger.debug("\(Self.printable(identity)) connected from \(address)\(replaced.map { " (replacing its connection from \($0.address))" } ?? "")")
+        guard let node = nodes.index(of: identity) else { return }
+        if replaced != nil {
+            for connection in sessions.values where connection.node == node && connection.nodeKnowsSession {
+                sessionsOnReplacedConnections.append(connection)
+            }
+        }
+        ping(node)
     }
 
+    /// Network bytes for a log line: printable ASCII kept, everything else (and the backslash) as
+    /// \xHH, at most 64 bytes, in quotes, so no peer can forge a log line or send terminal escapes.
     static func printable(_ bytes: UnsafeRawBufferPointer) -> String {
         var text = ""
         for b in bytes.prefix(64) {
-            if b >= 0x20 && b < 0x7F { text.unicodeScalars.append(Unicode.Scalar(b)) } else { text += "\\x" + String(b, radix: 16) }
+            if b >= 0x20 && b < 0x7F && b != 0x5C { text.unicodeScalars.append(Unicode.Scalar(b)) } else { text += "\\x" + String(b, radix: 16) }
         }
-        return "\"" + text + "\""
+        return "\"" + text + (bytes.count > 64 ? "\"..." : "\"")
     }
 }

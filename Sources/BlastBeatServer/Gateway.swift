@@ -45,6 +45,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var connectionsToFlush: [Connection] = []
     private var flushBatch: [Connection] = []
     var pendingNodeFailures: [Int] = []
+    /// Sessions whose node's connection was replaced by a newer one (their requests went to the old one).
+    var sessionsOnReplacedConnections: [Connection] = []
+    /// CURVE keys: the gateway's pair and the keys allowed per node (empty without `curve-key`).
+    let backendKeys: BackendKeys
+    var warnings = WarningLimiter()
     /// Per node (same index as `nodes`): request body bytes handed to ZeroMQ and not yet sent.
     var nodeQueueMeters: [ZMQQueueMeter] = []
     /// Connections that stopped reading their request body because their node's queue is full.
@@ -73,6 +78,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         var chunkLimits = config.limits
         chunkLimits.maxBodySize = Int.max
         self.responseChunkLimits = chunkLimits
+        do { backendKeys = try BackendKeys.load(config) } catch {
+            throw StartupError(description: "\(error)")
+        }
 
         for vhost in config.vhosts {
             vhostNodes.append(vhost.nodes.map { nodes.add($0) })
@@ -106,7 +114,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
                     loop: loop, endpoint: endpoint,
                     // A bigger message could never be queued for a client anyway.
                     maxMessageSize: max(config.maxOutputBuffer, config.webSocket.maxMessageSize) + 64 * 1024,
-                    maxQueuedBytes: config.maxNodeQueue * 2, delegate: self)
+                    maxQueuedBytes: config.maxNodeQueue * 2, curveKeys: backendKeys.server, delegate: self)
             case .libzmq:
                 let router = try ZMQRouter(endpoint: config.zmqEndpoint)
                 libzmqRouter = router
@@ -224,13 +232,15 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             listener.setAccepting(true)
             logger.info("listening on \(listener.tls == nil ? "http" : "https")://\(listener.address)")
         }
-        logger.info("ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured")
+        logger.info(
+            "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP, \(backendKeys.server.map { "CURVE, gateway key \($0.publicKey.z85)" } ?? "NULL: backends are not authenticated")); \(nodes.nodes.count) node(s) configured")
+        warnIfTenantsAreUnauthenticated()
         pingTimer.start(after: config.pingFrequency, repeat: config.pingFrequency)
         housekeepingTimer.start(after: 1, repeat: 1)
         loop.run()
         shutdownNow()
         logger.info(
-            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP"
+            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused"
         )
     }
 

@@ -169,4 +169,30 @@ package enum Posix {
         }
         return SocketAddress(storage: storage).port
     }
+
+    /// Who is at the other end of a Unix socket, for logs: "a local process (pid N, uid N)".
+    package static func peerCredentials(_ fd: Int32) -> String {
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        guard CSystem_peercred(fd, &pid, &uid) == 0 else { return "a local process" }
+        return "a local process (pid \(pid), uid \(uid))"
+    }
+
+    /// A whole (small) file: configuration, certificates, keys. Not for the event loop's hot path.
+    package static func readFile(_ path: String) throws(SystemError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw SystemError(call: "open \(path)", errno: errno) }
+        defer { Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError(call: "read \(path)", errno: errno)
+            }
+            if n == 0 { return bytes }
+            bytes += chunk[0..<n]
+        }
+    }
 }

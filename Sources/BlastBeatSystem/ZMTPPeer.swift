@@ -1,21 +1,32 @@
 import BlastBeatCore
 import Glibc
 
-/// One backend connection to the native ROUTER: the ZMTP 3.x greeting, the NULL handshake, then
-/// multipart messages read straight out of this peer's input buffer.
+/// One backend connection to the native ROUTER: the ZMTP 3.x greeting, the NULL or CURVE handshake,
+/// then multipart messages read straight out of this peer's input buffer.
 ///
 /// A message is handed to the router's delegate only once all its frames are in the buffer, as
 /// views into it (valid for the call). Commands (PING, and any other) may arrive between the
 /// frames of a message (libzmq sends heartbeats whenever they are due); they are answered and cut
-/// out of the buffer. Anything that breaks the protocol closes the connection: the peer's libzmq
-/// reconnects by itself, as it does when libzmq's ROUTER refuses it.
+/// out of the buffer. With CURVE every frame after the handshake is a MESSAGE, opened in place: the
+/// frame's bytes then lie inside the MESSAGE's body, so the same views work. Anything that breaks the
+/// protocol closes the connection: the peer's libzmq reconnects by itself, as it does when libzmq's
+/// ROUTER refuses it.
 final class ZMTPPeer: IOWatcherDelegate {
     enum State { case greeting, handshake, ready, closed }
 
+    /// How the connection is secured; CURVE carries its handshake and message keys.
+    enum Security {
+        case null
+        case curve(ZMTPCurveServer)
+    }
+
     private unowned(unsafe) let router: ZMTPRouter
     let fd: Int32
+    /// "ADDRESS:PORT" of a TCP peer, or "a local process (pid N, uid N)" on a Unix socket, for logs.
+    let address: String
     private var watcher: IOWatcher! = nil
     private(set) var state = State.greeting
+    let security: Security
     /// The routing identity from the peer's READY (or one made up, for a peer without one).
     var identity: [UInt8] = []
     let acceptedAt: Double
@@ -27,6 +38,9 @@ final class ZMTPPeer: IOWatcherDelegate {
     private(set) var waitingForWritable = false
 
     private static let initialCapacity = 64 * 1024
+    /// Largest frame accepted before the handshake is done: a CURVE INITIATE with its metadata or a
+    /// NULL READY is a few hundred bytes; an unauthenticated peer gets no more of our memory than this.
+    static let maxHandshakeFrame = 4096
     private var input: UnsafeMutableRawPointer
     private var capacity = ZMTPPeer.initialCapacity
     /// Unconsumed bytes are `input[start..<end]`.
@@ -38,17 +52,30 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// Offset (relative to `start`) and size of the first three frames' bodies: sid, type, body.
     private var frames = (sid: (0, 0), type: (0, 0), body: (0, 0))
 
-    init(router: ZMTPRouter, fd: Int32, loop: EventLoop) {
+    /// The key the peer proved in its CURVE handshake; nil with NULL.
+    var key: CurveKey? {
+        if case .curve(let curve) = security { return curve.clientKey }
+        return nil
+    }
+
+    init(router: ZMTPRouter, fd: Int32, address: String, loop: EventLoop) {
         self.router = router
         self.fd = fd
+        self.address = address
         self.acceptedAt = loop.now
         guard let input = malloc(Self.initialCapacity) else { fatalError("out of memory for a ZMTP peer") }
         self.input = input
+        if let serverKeys = router.curveKeys {
+            security = .curve(ZMTPCurveServer(server: serverKeys))
+            ZMTPGreeting.bytes(.curve).withUnsafeBytes { output.append($0) }
+        } else {
+            security = .null
+            // Greeting and READY at once: with the NULL mechanism neither side waits for the other.
+            ZMTPGreeting.bytes.withUnsafeBytes { output.append($0) }
+            ZMTPCommand.routerReadyFrame.withUnsafeBytes { output.append($0) }
+        }
         watcher = IOWatcher(loop: loop, fd: fd, delegate: self)
         watcher.watch(read: true, write: false)
-        // Greeting and READY at once: with the NULL mechanism neither side waits for the other.
-        ZMTPGreeting.bytes.withUnsafeBytes { output.append($0) }
-        ZMTPCommand.routerReadyFrame.withUnsafeBytes { output.append($0) }
     }
 
     deinit {
@@ -117,7 +144,8 @@ final class ZMTPPeer: IOWatcherDelegate {
                     return protocolError(ZMTPGreeting.Refusal.notZMTP.description)
                 }
                 guard available >= ZMTPGreeting.size else { return makeRoom(ZMTPGreeting.size) }
-                if let refusal = ZMTPGreeting.check(UnsafeRawBufferPointer(start: input + start, count: ZMTPGreeting.size)) {
+                let greeting = UnsafeRawBufferPointer(start: input + start, count: ZMTPGreeting.size)
+                if let refusal = ZMTPGreeting.check(greeting, expecting: router.curveKeys == nil ? .null : .curve) {
                     return protocolError(refusal.description)
                 }
                 start += ZMTPGreeting.size
@@ -134,6 +162,9 @@ final class ZMTPPeer: IOWatcherDelegate {
             case .header(let h):
                 header = h
             }
+            if state != .ready && header.bodySize > UInt64(Self.maxHandshakeFrame) {
+                return protocolError("a \(header.bodySize)-byte frame before the handshake finished (at most \(Self.maxHandshakeFrame))")
+            }
             guard header.bodySize <= UInt64(router.maxMessageSize),
                 scanned + header.headerSize + Int(header.bodySize) <= router.maxMessageSize + 1024
             else {
@@ -142,8 +173,23 @@ final class ZMTPPeer: IOWatcherDelegate {
             let bodyOffset = scanned + header.headerSize
             let frameEnd = bodyOffset + Int(header.bodySize)
             guard frameEnd <= available else { return makeRoom(frameEnd) }
-            if header.isCommand {
-                command(UnsafeRawBufferPointer(start: input + start + bodyOffset, count: Int(header.bodySize)))
+            // What the frame carries: itself, or with CURVE the frame sealed in its MESSAGE.
+            var payload = (bodyOffset, Int(header.bodySize))
+            var isCommand = header.isCommand
+            var hasMore = header.hasMore
+            if case .curve(let curve) = security, state == .ready {
+                let flags: UInt8
+                do throws(ZMTPCurveServer.Refusal) {
+                    flags = try curve.openMessage(input + start + bodyOffset, count: Int(header.bodySize))
+                } catch {
+                    return protocolError(error.description)
+                }
+                payload = (bodyOffset + ZMTPCurveServer.openedFrameOffset, Int(header.bodySize) - ZMTPCurveServer.messageOverhead)
+                isCommand = flags & 0x02 != 0
+                hasMore = flags & 0x01 != 0 && !isCommand
+            }
+            if isCommand {
+                command(view(payload))
                 if state == .closed { return }
                 // Cut the command out; frames of a message it interrupted move up behind it.
                 let size = frameEnd - scanned
@@ -153,14 +199,14 @@ final class ZMTPPeer: IOWatcherDelegate {
             }
             guard state == .ready else { return protocolError("a message before READY") }
             switch frameCount {
-            case 0: frames.sid = (bodyOffset, Int(header.bodySize))
-            case 1: frames.type = (bodyOffset, Int(header.bodySize))
-            case 2: frames.body = (bodyOffset, Int(header.bodySize))
+            case 0: frames.sid = payload
+            case 1: frames.type = payload
+            case 2: frames.body = payload
             default: break
             }
             frameCount += 1
             scanned = frameEnd
-            if header.hasMore { continue }
+            if hasMore { continue }
             deliver()
             start += scanned
             scanned = 0
@@ -169,6 +215,7 @@ final class ZMTPPeer: IOWatcherDelegate {
     }
 
     private func view(_ frame: (Int, Int)) -> UnsafeRawBufferPointer {
+        // (offset relative to `start`, size)
         UnsafeRawBufferPointer(start: input + start + frame.0, count: frame.1)
     }
 
@@ -186,31 +233,79 @@ final class ZMTPPeer: IOWatcherDelegate {
 
     private func command(_ body: UnsafeRawBufferPointer) {
         guard let command = ZMTPCommand.parse(body) else { return protocolError("a malformed command") }
-        if state == .handshake {
-            guard command.name.elementsEqual("READY".utf8) else {
-                return protocolError("\(String(decoding: command.name, as: UTF8.self)) instead of READY")
-            }
-            guard let ready = ZMTPCommand.parseReady(command.data) else {
-                return protocolError("a malformed READY")
-            }
-            guard ZMTPCommand.isRouterCompatible(ready.socketType) else {
-                return protocolError("socket type \(String(decoding: ready.socketType, as: UTF8.self)) (a ROUTER takes DEALER, REQ or ROUTER)")
-            }
-            state = .ready
-            router.peerIsReady(self, identity: ready.identity)
-            return
+        if command.name.elementsEqual("ERROR".utf8) {
+            let reason = command.data.isEmpty ? "" : String(decoding: command.data.dropFirst().prefix(Int(command.data[0])), as: UTF8.self)
+            return router.drop(self, reason: "the peer sent ERROR \(reason.debugDescription)", protocolError: false)
         }
+        if state == .handshake { return handshake(command, body: body) }
         if command.name.elementsEqual("PING".utf8) {
             guard let pong = ZMTPCommand.pongFrame(answering: command.data) else {
                 return protocolError("a malformed PING")
             }
-            pong.withUnsafeBytes { output.append($0) }
+            pong.withUnsafeBytes { frame in
+                let pongBody = UnsafeRawBufferPointer(rebasing: frame[2...])
+                switch security {
+                case .null: output.append(frame)
+                case .curve(let curve): router.queueSealed(on: self, curve: curve, flags: 0x02, pongBody)
+                }
+            }
             router.scheduleFlush(self)
-        } else if command.name.elementsEqual("ERROR".utf8) {
-            let reason = command.data.isEmpty ? "" : String(decoding: command.data.dropFirst().prefix(Int(command.data[0])), as: UTF8.self)
-            router.drop(self, reason: "the peer sent ERROR \(reason.debugDescription)", protocolError: false)
         }
         // PONG and commands of later ZMTP versions need no answer.
+    }
+
+    /// NULL: the peer's READY. CURVE: HELLO (answered with WELCOME), then INITIATE. Either way the
+    /// identity claimed (and the key proved) is put to the router before the peer is ready.
+    private func handshake(_ command: ZMTPCommand.Parsed, body: UnsafeRawBufferPointer) {
+        let ready: ZMTPCommand.Ready
+        switch security {
+        case .null:
+            guard command.name.elementsEqual("READY".utf8) else {
+                return protocolError("\(printable(command.name)) instead of READY")
+            }
+            guard let parsed = ZMTPCommand.parseReady(command.data) else { return protocolError("a malformed READY") }
+            ready = parsed
+        case .curve(let curve):
+            do throws(ZMTPCurveServer.Refusal) {
+                if curve.step == .expectingHello {
+                    let welcome = try curve.hello(body)
+                    queueCommand(welcome)
+                    router.scheduleFlush(self)
+                    return
+                }
+                ready = try curve.initiate(body).metadata
+            } catch {
+                return protocolError(error.description)
+            }
+        }
+        guard ZMTPCommand.isRouterCompatible(ready.socketType) else {
+            return protocolError("socket type \(printable(ready.socketType[...])) (a ROUTER takes DEALER, REQ or ROUTER)")
+        }
+        if let refusal = router.admit(self, identity: ready.identity) {
+            queueCommand(Array(ZMTPCommand.errorFrame(refusal).dropFirst(2)))
+            writeOutput()
+            return router.drop(self, reason: refusal, protocolError: false, refused: true)
+        }
+        if case .curve(let curve) = security { queueCommand(curve.readyCommand()) }
+        state = .ready
+        router.peerIsReady(self)
+    }
+
+    /// Queues a handshake command (sent in the clear, as CURVE's handshake is).
+    private func queueCommand(_ body: [UInt8]) {
+        let room = output.reserve(ZMTPFrame.maxHeaderSize + body.count)
+        let at = ZMTPFrame.encodeHeader(size: body.count, more: false, command: true, into: room)
+        body.withUnsafeBytes { (room + at).copyMemory(from: $0.baseAddress!, byteCount: body.count) }
+        output.commit(at + body.count)
+    }
+
+    /// Network text for a log line: printable ASCII kept, everything else as \xHH, at most 64 bytes.
+    private func printable(_ bytes: some Collection<UInt8>) -> String {
+        var text = ""
+        for b in bytes.prefix(64) {
+            if b >= 0x20 && b < 0x7F && b != 0x5C { text.unicodeScalars.append(Unicode.Scalar(b)) } else { text += "\\x" + String(b, radix: 16) }
+        }
+        return "\"" + text + "\""
     }
 
     private func protocolError(_ reason: String) {

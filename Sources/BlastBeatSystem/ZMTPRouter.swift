@@ -10,8 +10,12 @@ package protocol ZMTPRouterDelegate: AnyObject {
     func zmtpRouterReceivedMalformed(frameCount: Int, identity: UnsafeRawBufferPointer)
     /// A connection closed; `protocolError` when the peer broke ZMTP (the gateway counts those).
     func zmtpRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, protocolError: Bool)
-    /// A connection finished its handshake (and replaced an older one with the same identity).
-    func zmtpRouterPeerJoined(identity: UnsafeRawBufferPointer, replacedOlder: Bool)
+    /// A connection finished its handshake claiming `identity` (empty: none) with `key` proved (CURVE)
+    /// from `address`; `holder` is the live connection that has the identity now, if any. Returns why
+    /// the claim is refused, or nil to admit it (it then replaces the holder).
+    func zmtpRouterAdmit(identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: ZMTPRouter.Holder?) -> String?
+    /// An admitted connection is ready; `replaced` is the holder it took the identity from.
+    func zmtpRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: ZMTPRouter.Holder?)
 }
 
 /// The gateway's ROUTER socket spoken natively: ZMTP 3.1 with the NULL mechanism over TCP or a
@@ -27,6 +31,12 @@ package protocol ZMTPRouterDelegate: AnyObject {
 /// (ROUTER_MANDATORY), a new connection with a known identity takes it over (ROUTER_HANDOVER), a
 /// peer past `maxQueuedBytes` of unsent output is "full" (the high-water mark).
 package final class ZMTPRouter: TimerWatcherDelegate {
+    /// The live connection holding an identity, as the delegate sees it when another one claims it.
+    package struct Holder {
+        package var key: CurveKey?
+        package var address: String
+    }
+
     /// A listening socket of the router.
     fileprivate final class ListenSocket: IOWatcherDelegate {
         unowned(unsafe) let router: ZMTPRouter
@@ -47,6 +57,8 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     unowned(unsafe) let delegate: any ZMTPRouterDelegate
     /// Largest message (all frames) a peer may send; a bigger one closes its connection.
     let maxMessageSize: Int
+    /// The gateway's long-term key pair when backends must use CURVE; nil for NULL.
+    let curveKeys: CurveCrypto.KeyPair?
     private let maxQueuedBytes: Int
     private let unixPath: String?
     private var listenSockets: [ListenSocket] = []
@@ -58,6 +70,8 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     private var flushBatch: [ZMTPPeer] = []
     private var handshakeTimer: TimerWatcher! = nil
     private var anonymousCount: UInt32 = 0
+    /// Connections closed at once because `maxPeers` were open.
+    private var refusedAtCap = 0
     private var closed = false
 
     package static let handshakeTimeout = 10.0
@@ -69,7 +83,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     package private(set) var boundPort: UInt16 = 0
 
     package init(
-        loop: EventLoop, endpoint: ZMTPEndpoint, maxMessageSize: Int, maxQueuedBytes: Int,
+        loop: EventLoop, endpoint: ZMTPEndpoint, maxMessageSize: Int, maxQueuedBytes: Int, curveKeys: CurveCrypto.KeyPair?,
         delegate: any ZMTPRouterDelegate
     ) throws(SystemError) {
         // Bound before any property is set: a failure then throws without running `deinit`.
@@ -78,6 +92,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         self.delegate = delegate
         self.maxMessageSize = maxMessageSize
         self.maxQueuedBytes = maxQueuedBytes
+        self.curveKeys = curveKeys
         if case .ipc(let path) = endpoint { unixPath = path } else { unixPath = nil }
         if case .tcp = endpoint, let first = fds.first { boundPort = Posix.localPort(first) }
         handshakeTimer = TimerWatcher(loop: loop, delegate: self)
@@ -134,20 +149,28 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         for _ in 0..<64 {
             let accepted: (fd: Int32, peer: SocketAddress)?
             do { accepted = try Posix.accept(socket.fd) } catch { return }  // EMFILE and the like: retried on the next wakeup
-            guard let (fd, _) = accepted else { return }
+            guard let (fd, address) = accepted else { return }
+            let text = unixPath == nil ? address.description : Posix.peerCredentials(fd)
             if peers.count >= Self.maxPeers {
                 Posix.close(fd)
+                refusedAtCap += 1
+                if refusedAtCap == 1 || refusedAtCap % 1000 == 0 {
+                    delegate.zmtpRouterDroppedPeer(
+                        identity: UnsafeRawBufferPointer(start: nil, count: 0),
+                        reason: "refused a connection from \(text): \(Self.maxPeers) backend connections are open (\(refusedAtCap) refused so far)",
+                        protocolError: true)
+                }
                 continue
             }
             if unixPath == nil { Posix.setNoDelay(fd) }
-            peers.append(ZMTPPeer(router: self, fd: fd, loop: loop))
+            peers.append(ZMTPPeer(router: self, fd: fd, address: text, loop: loop))
             scheduleFlush(peers[peers.count - 1])
             if handshakeTimer.firesAt == nil { handshakeTimer.start(after: 1, repeat: 1) }
         }
     }
 
-    /// Called by a peer whose READY was accepted.
-    func peerIsReady(_ peer: ZMTPPeer, identity: [UInt8]) {
+    /// Puts a finished handshake's claim to the delegate; returns why it is refused, or nil.
+    func admit(_ peer: ZMTPPeer, identity: [UInt8]) -> String? {
         if identity.isEmpty {
             // libzmq names anonymous peers the same way: a zero byte (never a valid identity) + a counter.
             anonymousCount &+= 1
@@ -155,21 +178,35 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         } else {
             peer.identity = identity
         }
-        var replaced = false
+        let holder = readyPeer(peer.identity).map { Holder(key: $0.key, address: $0.address) }
+        let refusal = peer.identity.withUnsafeBytes {
+            delegate.zmtpRouterAdmit(identity: identity.isEmpty ? UnsafeRawBufferPointer(start: nil, count: 0) : $0,
+                                     key: peer.key, address: peer.address, holder: holder)
+        }
+        if refusal != nil { peer.identity = [] }  // so dropping it says nothing about the identity's node
+        return refusal
+    }
+
+    /// Called by a peer whose claim was admitted: it takes over the identity from an older connection.
+    func peerIsReady(_ peer: ZMTPPeer) {
+        var replaced: Holder? = nil
         if let old = readyPeer(peer.identity) {
-            replaced = true
+            replaced = Holder(key: old.key, address: old.address)
             forget(old)
             old.close()
         }
         readyPeers.append(peer)
-        peer.identity.withUnsafeBytes { delegate.zmtpRouterPeerJoined(identity: $0, replacedOlder: replaced) }
+        peer.identity.withUnsafeBytes { delegate.zmtpRouterPeerJoined(identity: $0, address: peer.address, replaced: replaced) }
     }
 
-    /// Closes a peer's connection and tells the delegate why.
-    func drop(_ peer: ZMTPPeer, reason: String, protocolError: Bool) {
+    /// Closes a peer's connection and tells the delegate why (not for a refused claim: the delegate
+    /// refused it and has said so).
+    func drop(_ peer: ZMTPPeer, reason: String, protocolError: Bool, refused: Bool = false) {
         if peer.state == .closed { return }
         forget(peer)
         peer.close()
+        if refused { return }
+        let reason = peer.identity.isEmpty ? "\(reason) (from \(peer.address))" : reason
         peer.identity.withUnsafeBytes {
             delegate.zmtpRouterDroppedPeer(identity: $0, reason: reason, protocolError: protocolError)
         }
@@ -216,6 +253,11 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     ) -> ZMQSendResult {
         guard let peer = readyPeer(identity) else { return .unreachable }
         if peer.output.count >= maxQueuedBytes { return .full }
+        if case .curve(let curve) = peer.security {
+            queueSealed(on: peer, curve: curve, sid: sid, type: type, body: body)
+            scheduleFlush(peer)
+            return .sent
+        }
         let small = body.count <= 4096
         queueHeaders(on: peer, sid: sid, type: type, bodySize: body.count, reserving: small ? body.count : 0) { room in
             if small, let source = body.baseAddress { room.copyMemory(from: source, byteCount: body.count) }
@@ -238,6 +280,13 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         if peer.output.count >= maxQueuedBytes {
             HandOverBuffer.release(buffer)
             return .full
+        }
+        if case .curve(let curve) = peer.security {
+            // Sealing copies the bytes anyway: the buffer is done with at once.
+            queueSealed(on: peer, curve: curve, sid: sid, type: type, body: UnsafeRawBufferPointer(start: buffer, count: count))
+            HandOverBuffer.release(buffer)
+            scheduleFlush(peer)
+            return .sent
         }
         queueHeaders(on: peer, sid: sid, type: type, bodySize: count, reserving: 0) { _ in }
         peer.output.append(handingOver: buffer, size: count, meter: meter)
@@ -263,6 +312,28 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         at += typeCount
         at += ZMTPFrame.encodeHeader(size: bodySize, more: false, command: false, into: room + at)
         fill(room + at)
+        peer.output.commit(size)
+    }
+
+    /// CURVE: [sid, type, body] as three MESSAGEs, sealed in place in the peer's output queue.
+    private func queueSealed(
+        on peer: ZMTPPeer, curve: ZMTPCurveServer, sid: UnsafeRawBufferPointer, type: StaticString, body: UnsafeRawBufferPointer
+    ) {
+        queueSealed(on: peer, curve: curve, flags: 0x01, sid)
+        queueSealed(on: peer, curve: curve, flags: 0x01, UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount))
+        queueSealed(on: peer, curve: curve, flags: 0x00, body)
+    }
+
+    /// One frame as a MESSAGE (`flags`: 0x01 more, 0x02 command). libzmq sends MESSAGEs as ordinary
+    /// final frames (the MORE and command bits travel inside the box), and so does the gateway.
+    func queueSealed(on peer: ZMTPPeer, curve: ZMTPCurveServer, flags: UInt8, _ frame: UnsafeRawBufferPointer) {
+        let bodySize = ZMTPCurveServer.sealedSize(frame.count)
+        let size = ZMTPFrame.headerSize(for: bodySize) + bodySize
+        let room = peer.output.reserve(size)
+        let at = ZMTPFrame.encodeHeader(size: bodySize, more: false, command: false, into: room)
+        curve.sealMessage(flags: flags, count: frame.count, into: room + at) { plaintext in
+            if let source = frame.baseAddress { plaintext.copyMemory(from: source, byteCount: frame.count) }
+        }
         peer.output.commit(size)
     }
 

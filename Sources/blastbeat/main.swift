@@ -7,11 +7,14 @@ import Glibc
 let version = "0.1.0"
 let usage = """
     usage: blastbeat [--check] CONFIG.ini
+           blastbeat keygen NAME
            blastbeat --version | --help
 
     Runs the BlastBeat HTTP → ZeroMQ gateway described by CONFIG.ini.
 
-      --check     validate the configuration, print a summary and exit (0 = valid)
+      --check     validate the configuration (and read its key files), print a summary and exit (0 = valid)
+      keygen NAME write a CURVE key pair: NAME.key (public) and NAME.key_secret (secret, mode 600), in the
+                  ZeroMQ certificate format (for curve-key, node-key and the backends' --curve-key)
       --version   print the version and exit
       --help      print this help and exit
 
@@ -28,7 +31,20 @@ func fail(_ message: String, status: Int32 = 1) -> Never {
 
 var checkOnly = false
 var configPath: String? = nil
-for argument in CommandLine.arguments.dropFirst() {
+var arguments = CommandLine.arguments.dropFirst()
+if arguments.first == "keygen" {
+    guard arguments.count == 2, let name = arguments.last, !name.isEmpty, !name.hasPrefix("-") else {
+        fail("keygen needs one NAME (it writes NAME.key and NAME.key_secret)\n\(usage)", status: 2)
+    }
+    do {
+        let publicKey = try CommandLineTasks.generateKeyPair(name: name, version: version)
+        print("wrote \(name).key (public: \(publicKey.z85)) and \(name).key_secret (secret, mode 600)")
+        exit(0)
+    } catch {
+        fail("\(error)")
+    }
+}
+for argument in arguments {
     switch argument {
     case "--help", "-h":
         print(usage, terminator: "")
@@ -46,31 +62,16 @@ for argument in CommandLine.arguments.dropFirst() {
 }
 guard let configPath else { fail("no configuration file given\n\(usage)", status: 2) }
 
-func readFile(_ path: String) -> String? {
-    guard let file = fopen(path, "rb") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = fread(&chunk, 1, chunk.count, file)
-        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-        if n < chunk.count { break }
-    }
-    if ferror(file) != 0 { return nil }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-guard let text = readFile(configPath) else {
-    fail("\(configPath): cannot read: \(String(cString: strerror(errno)))")
-}
 let config: Configuration
 do {
-    config = try ConfigParser.parse(text, file: configPath)
+    config = try CommandLineTasks.loadConfiguration(configPath)
+    if checkOnly { try CommandLineTasks.check(config) }
 } catch {
     fail("\(error)")
 }
 if checkOnly {
-    print("\(configPath): OK: \(config.listeners.count) listener(s), \(config.vhosts.count) virtual host(s), ROUTER \(config.zmqEndpoint)")
+    let security = config.curveKeyFile == nil ? "backends not authenticated" : "backends authenticated with CURVE"
+    print("\(configPath): OK: \(config.listeners.count) listener(s), \(config.vhosts.count) virtual host(s), ROUTER \(config.zmqEndpoint) (\(security))")
     exit(0)
 }
 signal(SIGPIPE, SIG_IGN)

@@ -5,10 +5,11 @@ extension ConfigParser.Builder {
         "header-timeout", "keepalive-timeout", "body-timeout", "backend-timeout", "shutdown-timeout",
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "log-level", "daemon",
-        "websocket-max-message", "websocket-idle-timeout", "websocket-compression",
+        "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
     ]
     static let vhostKeys = [
         "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",
+        "node-key", "max-instances",
     ]
 
     mutating func applyMain(key: String, value: String, line: Int) throws(ConfigError) {
@@ -32,6 +33,12 @@ extension ConfigParser.Builder {
             config.gid = try account(value, key, line, what: "a group name or gid")
         case "max-hops":
             config.maxHops = try integer(value, key, line, minimum: 0, what: "a whole number >= 0")
+        case "curve-key":
+            config.curveKeyFile = try path(
+                value, key, line, what: "the path of the gateway's secret certificate file (blastbeat keygen writes one)")
+            config.curveKeyLine = line
+        case "max-instances":
+            config.maxInstances = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
         case "certificate":
             config.certificate = try path(value, key, line, what: "the path of a PEM certificate (chain) file")
         case "key":
@@ -102,7 +109,12 @@ extension ConfigParser.Builder {
             }
             if !vhosts[index].host.nodes.contains(identity) {
                 vhosts[index].host.nodes.append(identity)
+                vhosts[index].nodeLines.append(line)
             }
+        case "node-key":
+            vhosts[index].host.nodeKeys.append(try nodeKey(value, key, line))
+        case "max-instances":
+            vhosts[index].host.maxInstances = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
         case "bind", "bind-ssl":
             binds.append(
                 .init(address: try address(value, key, line), tls: key == "bind-ssl", line: line, vhost: index))
@@ -227,6 +239,24 @@ extension ConfigParser.Builder {
     }
 
     /// `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, in any case.
+    /// `NODE KEY`: a node name, blanks, then 40 Z85 characters (a key) or anything else (a certificate path).
+    func nodeKey(_ value: String, _ key: String, _ line: Int) throws(ConfigError) -> NodeKey {
+        let parts = value.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })
+        guard parts.count == 2 else {
+            throw error(line, key, "expected NODE KEY (a node name, then a 40-character Z85 public key or the path of a public certificate file), got \(value.debugDescription)")
+        }
+        let node = Array(parts[0].utf8)
+        guard node.count <= 255, node.first != 0, !node.contains(NodeKey.instanceSeparator) else {
+            throw error(line, key, "expected a node name as in a node line (without #INSTANCE: a key for NODE serves NODE#anything), got \(String(parts[0]).debugDescription)")
+        }
+        let text = parts[1].drop(while: { $0 == " " || $0 == "\t" })
+        if let curveKey = CurveKey(z85: text) { return NodeKey(node: node, source: .key(curveKey), line: line) }
+        if text.utf8.count == 40 && !text.contains("/") && !text.contains(".") {
+            throw error(line, key, "\(String(text).debugDescription) is not a valid Z85 key (40 characters of the Z85 alphabet) nor a file path")
+        }
+        return NodeKey(node: node, source: .file(try path(String(text), key, line, what: "a certificate file path")), line: line)
+    }
+
     func boolean(_ value: String, _ key: String, _ line: Int) throws(ConfigError) -> Bool {
         switch value.lowercased() {
         case "true", "yes", "on", "1": return true

@@ -42,6 +42,7 @@ extension ConfigParser.Builder {
                 "vhost \(draft.host.name) has no node; expected at least one node = IDENTITY in its section")
         }
         try checkCertificatePairs()
+        try checkNodeKeys()
         config.vhosts = vhosts.map { draft in
             var host = draft.host
             if host.certificate == nil && host.key == nil {
@@ -66,6 +67,29 @@ extension ConfigParser.Builder {
         }
         try checkRanges()
         return config
+    }
+
+    /// `node-key` lines name nodes of their vhost and need `curve-key`; with `curve-key` every node needs a
+    /// key in some vhost that lists it (else no backend could ever serve it).
+    private func checkNodeKeys() throws(ConfigError) {
+        var keyed = Set<[UInt8]>()
+        for draft in vhosts {
+            for nodeKey in draft.host.nodeKeys {
+                if config.curveKeyFile == nil {
+                    throw error(nodeKey.line, "node-key", "node-key needs curve-key in [blastbeat] (the gateway's own key pair): without it backends are not authenticated")
+                }
+                guard draft.host.nodes.contains(nodeKey.node) else {
+                    throw error(nodeKey.line, "node-key", "vhost \(draft.host.name) has no node \(ConfigParser.string(nodeKey.node).debugDescription); expected one of its node lines")
+                }
+                keyed.insert(nodeKey.node)
+            }
+        }
+        guard config.curveKeyFile != nil else { return }
+        for draft in vhosts {
+            for (node, line) in zip(draft.host.nodes, draft.nodeLines) where !keyed.contains(node) {
+                throw error(line, "node", "node \(ConfigParser.string(node).debugDescription) has no node-key; with curve-key set every node needs one (node-key = \(ConfigParser.string(node)) KEY), or no backend can serve it")
+            }
+        }
     }
 
     /// Merges the bind lines into listeners by socket address, in order of first appearance.

@@ -100,6 +100,8 @@ extension ConfigParser {
         var defaultLine = 0
         var certificateLine = 0
         var keyLine = 0
+        /// The line of each `node` (same order as `host.nodes`).
+        var nodeLines: [Int] = []
     }
 
     /// Accumulates the file, key by key; `finish()` checks what needs the whole file.

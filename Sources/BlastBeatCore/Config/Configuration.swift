@@ -30,6 +30,12 @@ package struct Configuration: Sendable, Equatable {
     package var pingTimeout: Double = 10.0
     /// `max-hops`: most `retry` messages accepted per request.
     package var maxHops: Int = 10
+    /// `curve-key`: the gateway's secret certificate file. Set, every backend must complete CURVE and
+    /// prove a key its vhosts list for the node it claims (`node-key`).
+    package var curveKeyFile: String?
+    package var curveKeyLine = 0
+    /// `max-instances`: most `NAME#INSTANCE` processes per node (a vhost may set its own).
+    package var maxInstances: Int = 64
     /// `uid` / `gid`: a name or number, nil when not set (the server then uses nobody/nogroup when root).
     /// A name that does not resolve must be a startup error in the server (D33), never uid 0.
     package var uid: String?

@@ -20,6 +20,10 @@ package struct VirtualHost: Sendable, Equatable {
     package var webSocketHandshake: WebSocketHandshakeMode = .gateway
     /// Subprotocols the gateway may select (in gateway mode), matched against the client's offer in its order.
     package var webSocketProtocols: [String] = []
+    /// `node-key` lines: which CURVE keys may claim which of this vhost's nodes.
+    package var nodeKeys: [NodeKey] = []
+    /// `max-instances` for this vhost's nodes, when it sets its own.
+    package var maxInstances: Int?
 
     package init(
         name: String,

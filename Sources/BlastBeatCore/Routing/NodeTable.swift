@@ -7,10 +7,10 @@
 /// arguments and the gateway does the I/O.
 ///
 /// Instances: several processes may serve one configured node name by connecting with the
-/// identity `NAME#SUFFIX` (any suffix). An instance is registered the first time it sends a
-/// message (a backend announces itself with an unsolicited `pong`) and is then a node entry of its
-/// own, authorised for exactly the vhosts that list `NAME`. At most `maxInstancesPerNode` exist per
-/// node; a dead instance's slot is reused.
+/// identity `NAME#SUFFIX` (any suffix). An instance is registered when its connection is admitted
+/// (native engine) or the first time it sends a message (libzmq engine: a backend announces itself
+/// with an unsolicited `pong`), and is then a node entry of its own, authorised for exactly the
+/// vhosts that list `NAME`. At most `max-instances` exist per node; a dead instance's slot is reused.
 package struct NodeTable: Sendable {
     package enum Health: Sendable, Equatable {
         case unknown
@@ -32,9 +32,8 @@ package struct NodeTable: Sendable {
     }
 
     package private(set) var nodes: [Node] = []
-    package static let maxInstancesPerNode = 64
     /// Identity byte that separates a node name from an instance suffix ("#").
-    package static let instanceSeparator: UInt8 = 0x23
+    package static let instanceSeparator = NodeKey.instanceSeparator
     private var byIdentity: [[UInt8]: Int] = [:]
     /// Rotates the starting point of the fewest-in-flight scan so ties are spread round-robin.
     private var rotation = 0
@@ -56,17 +55,31 @@ package struct NodeTable: Sendable {
         case added(index: Int, base: Int)
         /// A dead instance's entry was given to this identity.
         case reused(index: Int)
-        /// Not `NAME#SUFFIX` of a configured node, or the node has too many live instances.
-        case refused
+        /// Registered already, at this index.
+        case known(index: Int)
+        /// Not `NAME#SUFFIX` of a configured node.
+        case notAnInstance
+        /// The node has `limit` instances and none of them is dead and idle.
+        case full(base: Int)
     }
 
-    /// Registers `NAME#SUFFIX` as an instance of the configured node `NAME`.
-    package mutating func registerInstance(_ identity: UnsafeRawBufferPointer) -> InstanceRegistration {
+    /// The configured node an identity speaks for: `NAME` itself, or `NAME` of `NAME#SUFFIX`.
+    package func configuredNode(for identity: UnsafeRawBufferPointer) -> Int? {
+        if let i = index(of: identity), nodes[i].base == i { return i }
         guard let separator = identity.firstIndex(of: Self.instanceSeparator), separator > 0,
             separator < identity.count - 1
-        else { return .refused }
-        let name = Array(identity[..<separator])
-        guard let base = byIdentity[name], nodes[base].base == base else { return .refused }
+        else { return nil }
+        guard let base = byIdentity[Array(identity[..<separator])], nodes[base].base == base else { return nil }
+        return base
+    }
+
+    /// Registers `NAME#SUFFIX` as an instance of the configured node `NAME`, if it has fewer than
+    /// `limit` instances (or a dead, idle one whose entry can be reused).
+    package mutating func registerInstance(_ identity: UnsafeRawBufferPointer, limit: Int) -> InstanceRegistration {
+        guard let base = configuredNode(for: identity), identity.count > nodes[base].identity.count else {
+            return .notAnInstance
+        }
+        if let known = index(of: identity) { return .known(index: known) }
         let full = Array(identity)
         var instances = 0
         var reusable: Int? = nil
@@ -74,12 +87,12 @@ package struct NodeTable: Sendable {
             instances += 1
             if reusable == nil && nodes[i].health == .dead && nodes[i].inFlight == 0 { reusable = i }
         }
-        if instances < Self.maxInstancesPerNode {
+        if instances < limit {
             nodes.append(Node(identity: full, base: base))
             byIdentity[full] = nodes.count - 1
             return .added(index: nodes.count - 1, base: base)
         }
-        guard let slot = reusable else { return .refused }
+        guard let slot = reusable else { return .full(base: base) }
         byIdentity[nodes[slot].identity] = nil
         nodes[slot] = Node(identity: full, base: base)
         byIdentity[full] = slot

@@ -62,12 +62,22 @@ package enum ZMTPCommand {
             || socketType.elementsEqual("ROUTER".utf8)
     }
 
-    /// The gateway's READY as a whole command frame: Socket-Type ROUTER, no identity.
+    /// The gateway's metadata: Socket-Type ROUTER, no identity (in READY, or in CURVE's READY box).
+    package static let routerMetadata: [UInt8] = [11] + Array("Socket-Type".utf8) + [0, 0, 0, 6] + Array("ROUTER".utf8)
+
+    /// The gateway's NULL READY as a whole command frame.
     package static let routerReadyFrame: [UInt8] = {
-        var body: [UInt8] = [5] + Array("READY".utf8)
-        body += [11] + Array("Socket-Type".utf8) + [0, 0, 0, 6] + Array("ROUTER".utf8)
+        let body: [UInt8] = [5] + Array("READY".utf8) + routerMetadata
         return [ZMTPFrame.command, UInt8(body.count)] + body
     }()
+
+    /// An ERROR command frame (sent before closing a connection during its handshake): `reason`,
+    /// cut to 240 bytes so the frame keeps the short form, so a libzmq peer reports why it was refused.
+    package static func errorFrame(_ reason: String) -> [UInt8] {
+        let text = Array(reason.utf8.prefix(240))
+        let body: [UInt8] = [5] + Array("ERROR".utf8) + [UInt8(text.count)] + text
+        return [ZMTPFrame.command, UInt8(body.count)] + body
+    }
 
     /// The PONG answering a PING whose data is `pingData` (`TTL (2) · context (0-16)`): it echoes
     /// the context. Nil when the PING is malformed.

@@ -98,7 +98,7 @@ import Testing
         var table = NodeTable()
         let base = table.add(Array("app".utf8))
         let instance = Array("app#1".utf8)
-        let result = instance.withUnsafeBytes { table.registerInstance($0) }
+        let result = instance.withUnsafeBytes { table.registerInstance($0, limit: 64) }
         guard case .added(let index, let b) = result else {
             Issue.record("expected .added, got \(result)")
             return
@@ -107,26 +107,29 @@ import Testing
         #expect(table.nodes[index].base == base)
         let found = instance.withUnsafeBytes { table.index(of: $0) }
         #expect(found == index)
+        #expect(instance.withUnsafeBytes { table.registerInstance($0, limit: 64) } == .known(index: index))
+        #expect(instance.withUnsafeBytes { table.configuredNode(for: $0) } == base)
+        #expect(Array("other#1".utf8).withUnsafeBytes { table.configuredNode(for: $0) } == nil)
         for refused in ["other#1", "app#", "#1", "app", "app#1#2x"] where refused != "app#1#2x" {
-            let r = Array(refused.utf8).withUnsafeBytes { table.registerInstance($0) }
-            #expect(r == .refused, "\(refused)")
+            let r = Array(refused.utf8).withUnsafeBytes { table.registerInstance($0, limit: 64) }
+            #expect(r == .notAnInstance, "\(refused)")
         }
     }
 
     @Test func instancesAreBoundedAndDeadSlotsReused() {
         var table = NodeTable()
         _ = table.add(Array("app".utf8))
-        for i in 0..<NodeTable.maxInstancesPerNode {
-            let r = Array("app#\(i)".utf8).withUnsafeBytes { table.registerInstance($0) }
+        for i in 0..<64 {
+            let r = Array("app#\(i)".utf8).withUnsafeBytes { table.registerInstance($0, limit: 64) }
             guard case .added = r else {
                 Issue.record("instance \(i) refused")
                 return
             }
         }
-        let over = Array("app#extra".utf8).withUnsafeBytes { table.registerInstance($0) }
-        #expect(over == .refused)
+        let over = Array("app#extra".utf8).withUnsafeBytes { table.registerInstance($0, limit: 64) }
+        #expect(over == .full(base: 0))
         table.markDead(1)
-        let reused = Array("app#extra".utf8).withUnsafeBytes { table.registerInstance($0) }
+        let reused = Array("app#extra".utf8).withUnsafeBytes { table.registerInstance($0, limit: 64) }
         #expect(reused == .reused(index: 1))
         let old = Array("app#0".utf8).withUnsafeBytes { table.index(of: $0) }
         #expect(old == nil)

@@ -34,9 +34,9 @@ import Testing
         GreetingCase(name: "ZMTP 2.0 (libzmq 3.x)", patch: [(10, 1)], expected: .version(major: 1)),
         GreetingCase(name: "first byte not FF (ZMTP 1.0 identity length)", patch: [(0, 0x01)], expected: .notZMTP),
         GreetingCase(name: "10th byte without bit 0", patch: [(9, 0x7E)], expected: .notZMTP),
-        GreetingCase(name: "CURVE", patch: [(12, 67), (13, 85), (14, 82), (15, 86), (16, 69)], expected: .mechanism("CURVE")),
-        GreetingCase(name: "PLAIN", patch: [(12, 80), (13, 76), (14, 65), (15, 73), (16, 78)], expected: .mechanism("PLAIN")),
-        GreetingCase(name: "NULLX", patch: [(16, 88)], expected: .mechanism("NULLX")),
+        GreetingCase(name: "CURVE", patch: [(12, 67), (13, 85), (14, 82), (15, 86), (16, 69)], expected: .mechanism("CURVE", expected: .null)),
+        GreetingCase(name: "PLAIN", patch: [(12, 80), (13, 76), (14, 65), (15, 73), (16, 78)], expected: .mechanism("PLAIN", expected: .null)),
+        GreetingCase(name: "NULLX", patch: [(16, 88)], expected: .mechanism("NULLX", expected: .null)),
         GreetingCase(name: "as-server 1 is fine with NULL", patch: [(32, 1)], expected: nil),
     ]
 

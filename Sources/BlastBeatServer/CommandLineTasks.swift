@@ -1,0 +1,57 @@
+package import BlastBeatCore
+import BlastBeatSystem
+import Glibc
+
+/// What the `blastbeat` command does besides running the gateway: read and check a configuration,
+/// and write CURVE key pairs. Here rather than in main.swift so it is in one place with the file I/O.
+package enum CommandLineTasks {
+    /// Reads and parses the configuration file; errors are `FILE:LINE: key: what was expected`.
+    package static func loadConfiguration(_ path: String) throws(StartupError) -> Configuration {
+        let bytes: [UInt8]
+        do { bytes = try Posix.readFile(path) } catch {
+            throw StartupError(description: "\(path): cannot read: \(error)")
+        }
+        do { return try ConfigParser.parse(String(decoding: bytes, as: UTF8.self), file: path) } catch {
+            throw StartupError(description: "\(error)")
+        }
+    }
+
+    /// `--check`: what can be checked without binding: the key files (readable, well-formed, pairs).
+    package static func check(_ config: Configuration) throws(StartupError) {
+        do { _ = try BackendKeys.load(config) } catch {
+            throw StartupError(description: "\(error)")
+        }
+    }
+
+    /// `keygen NAME`: writes NAME.key (public, mode 644) and NAME.key_secret (secret, mode 600) in the
+    /// ZeroMQ certificate format; refuses to overwrite either. Returns the public key.
+    package static func generateKeyPair(name: String, version: String) throws(StartupError) -> CurveKey {
+        let pair = CurveCrypto.KeyPair.generate()
+        let (publicText, secretText) = CurveCertificate.files(
+            publicKey: pair.publicKey, secretKey: pair.secretKey, generatedBy: "blastbeat \(version) keygen")
+        try write(secretText, to: name + ".key_secret", mode: 0o600)
+        do throws(StartupError) {
+            try write(publicText, to: name + ".key", mode: 0o644)
+        } catch {
+            unlink(name + ".key_secret")
+            throw error
+        }
+        return pair.publicKey
+    }
+
+    private static func write(_ text: String, to path: String, mode: mode_t) throws(StartupError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        if fd < 0 {
+            throw StartupError(description: "\(path): \(SystemError(call: "create", errno: errno)) (keygen never overwrites a key)")
+        }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { throw StartupError(description: "\(path): \(SystemError(call: "write", errno: errno))") }
+            written += n
+        }
+    }
+}
