@@ -349,9 +349,10 @@ extension Connection {
         case .awaitingHead:
             nodeKnowsSession = false
             if let node { gateway.nodes.requestFinished(on: node) }
-            if requestIsRepeatable && replayBody != nil && hops < gateway.config.maxHops {
+            if connectionReplaced, let node { triedNodes.removeAll { $0 == node } }
+            let others = gateway.vhostNodes[vhost].contains { !triedNodes.contains($0) && gateway.nodes.isUsable($0) }
+            if requestIsRepeatable && replayBody != nil && hops < gateway.config.maxHops && others {
                 hops += 1
-                if connectionReplaced, let node { triedNodes.removeAll { $0 == node } }
                 gateway.logger.info("request on \(sid.hex) lost its backend connection (node \(nodeName)); sending it again")
                 dispatchToNode(preferring: connectionReplaced ? node : nil)
                 return

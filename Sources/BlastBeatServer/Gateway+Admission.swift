@@ -61,7 +61,7 @@ extension Gateway {
         return nil
     }
 
-    private func refuseClaim(_ identity: UnsafeRawBufferPointer, _ reason: String) -> String {
+    func refuseClaim(_ identity: UnsafeRawBufferPointer, _ reason: String) -> String {
         counters.refusedBackendClaims += 1
         if warnings.allow("refused", identity, now: loop.now, interval: 10) {
             logger.warning("refused a backend connection: \(reason)")
@@ -93,6 +93,64 @@ extension Gateway {
                 "vhosts served by different nodes share the ROUTER \(config.zmqEndpoint) without authentication: any backend that reaches it can claim any node; set curve-key and node-key (README, Multi-tenant hosting)")
         }
     }
+}
+
+// MARK: libzmq engine
+
+/// libzmq cannot ask who may claim an identity: its ZAP request names only the key, and the identity is
+/// the peer's choice. So with CURVE on the libzmq engine, ZAP lets in the keys that some vhost lists, each
+/// connection's messages carry its key as User-Id, and every message is checked against the node it
+/// comes from: a listed key claiming another node's identity is cut off from that node (its messages are
+/// dropped, the node gets no requests until a message with a listed key arrives), counted and logged.
+/// Hand-over is off, so a connected node keeps its identity against later claimants.
+extension Gateway {
+    func answerZAPRequests() {
+        guard let router = libzmqRouter else { return }
+        while let request = router.receiveZAPRequest() {
+            if let key = request.key, backendKeys.byNode.values.contains(where: { $0.contains(key) }) {
+                router.answer(request, allowed: true, userID: key.z85, reason: "OK")
+            } else {
+                let reason = "CURVE key \(request.key?.z85 ?? "(none)") from \(request.address) is not listed by any node-key"
+                _ = request.key?.bytes.withUnsafeBytes { refuseClaim($0, reason) } ?? refuseClaim(UnsafeRawBufferPointer(start: nil, count: 0), reason)
+                router.answer(request, allowed: false, userID: "", reason: "key not listed")
+            }
+        }
+        _ = router.hasZAPRequest  // re-arms the edge-triggered descriptor
+    }
+
+    /// Whether a message's User-Id (the Z85 of its connection's key) may speak for `identity`.
+    func libzmqClaimIsAllowed(_ message: BackendFrames) -> Bool {
+        guard libzmqRouter != nil, backendKeys.server != nil, let base = nodes.configuredNode(for: message.identity) else {
+            return true  // the native engine checked the claim at the handshake
+        }
+        let allowed = message.userID.flatMap { Z85.decode($0) }.flatMap { CurveKey(bytes: $0) }.map {
+            backendKeys.byNode[nodes.nodes[base].identity]?.contains($0) == true
+        } ?? false
+        if allowed { return true }
+        let user = message.userID.map { String(decoding: $0, as: UTF8.self) } ?? "none"
+        _ = refuseClaim(message.identity, "a connection with key \(user) speaks as \(Self.printable(message.identity)), which no vhost lists for node \(nodeName(base)) (node-key); its messages are dropped")
+        if let node = nodes.index(of: message.identity), nodes.markDead(node) {
+            logger.warning("node \(nodeName(node)) gets no requests until a connection with its own key holds its identity")
+            scheduleNodeFailure(node)
+        }
+        return false
+    }
+}
+
+/// Watches the ZAP handler socket's descriptor (libzmq engine with CURVE).
+final class ZAPHandler: IOWatcherDelegate {
+    private unowned let gateway: Gateway
+    private var watcher: IOWatcher! = nil
+
+    init(gateway: Gateway, fd: Int32) {
+        self.gateway = gateway
+        watcher = IOWatcher(loop: gateway.loop, fd: fd, delegate: self)
+        watcher.watch(read: true, write: false)
+    }
+
+    func ioReady(readable: Bool, writable: Bool) { gateway.answerZAPRequests() }
+
+    func stop() { watcher.stop() }
 }
 
 /// Rate limits for warnings a peer can trigger over and over: one line per (kind, identity) per

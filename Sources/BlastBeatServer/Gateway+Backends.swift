@@ -37,6 +37,7 @@ extension Gateway {
     }
 
     private func dispatch(_ message: BackendFrames) {
+        guard libzmqClaimIsAllowed(message) else { return }
         guard let node = nodes.index(of: message.identity) ?? registerInstance(message.identity) else {
             counters.forgedIdentityMessages += 1
             logger.debug("dropped a message from unconfigured identity \(Self.printable(message.identity))")

@@ -37,6 +37,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// a receive finds the queue empty. Each look costs libzmq two system calls (getpid, poll).
     var routerNeedsCheck = false
     private var routerWatcher: IOWatcher? = nil
+    /// libzmq engine with CURVE: answers libzmq's ZAP requests.
+    var zapHandler: ZAPHandler? = nil
     var nodes = NodeTable()
     /// Node indices per vhost, in configuration order.
     var vhostNodes: [[Int]] = []
@@ -116,12 +118,15 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
                     maxMessageSize: max(config.maxOutputBuffer, config.webSocket.maxMessageSize) + 64 * 1024,
                     maxQueuedBytes: config.maxNodeQueue * 2, curveKeys: backendKeys.server, delegate: self)
             case .libzmq:
-                let router = try ZMQRouter(endpoint: config.zmqEndpoint)
+                let router = try ZMQRouter(endpoint: config.zmqEndpoint, curveSecretKey: backendKeys.server?.secretKey)
                 libzmqRouter = router
                 routerNeedsCheck = true
                 let watcher = IOWatcher(loop: loop, fd: router.notificationFD, delegate: self)
                 watcher.watch(read: true, write: false)
                 routerWatcher = watcher
+                if let fd = router.zapNotificationFD { zapHandler = ZAPHandler(gateway: self, fd: fd) }
+                // Under CURVE a node is used only once a message has proved its key (see Gateway+Admission).
+                nodes.unknownNodesAreUsable = backendKeys.server == nil
             }
         } catch {
             closeListeners()
@@ -233,7 +238,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             logger.info("listening on \(listener.tls == nil ? "http" : "https")://\(listener.address)")
         }
         logger.info(
-            "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP, \(backendKeys.server.map { "CURVE, gateway key \($0.publicKey.z85)" } ?? "NULL: backends are not authenticated")); \(nodes.nodes.count) node(s) configured")
+            "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured; backends \(backendKeys.server.map { "authenticated with CURVE, gateway key \($0.publicKey.z85)" } ?? "not authenticated (NULL)")")
         warnIfTenantsAreUnauthenticated()
         pingTimer.start(after: config.pingFrequency, repeat: config.pingFrequency)
         housekeepingTimer.start(after: 1, repeat: 1)
@@ -249,6 +254,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         closeListeners()
         accessLog?.flush()
         routerWatcher?.stop()
+        zapHandler?.stop()
         libzmqRouter?.close()
         libzmqRouter = nil
         if let error = nativeRouter?.close() {

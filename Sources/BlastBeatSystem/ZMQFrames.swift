@@ -47,6 +47,12 @@ final class ZMQFrames {
         UnsafeRawBufferPointer(start: zmq_msg_data(frames + i), count: zmq_msg_size(frames + i))
     }
 
+    /// A metadata property of frame `i` ("User-Id", "Peer-Address"), as bytes valid until the next `receive`.
+    func property(_ i: Int, _ name: String) -> UnsafeRawBufferPointer? {
+        guard let value = zmq_msg_gets(frames + i, name) else { return nil }
+        return UnsafeRawBufferPointer(start: value, count: strlen(value))
+    }
+
     /// Gives the received payloads back to libzmq.
     func release() {
         for i in 0..<held {

@@ -1,4 +1,5 @@
 internal import CZeroMQ
+package import BlastBeatCore
 import Glibc
 
 /// A libzmq error with the call that failed.
@@ -17,6 +18,14 @@ package enum ZMQSendResult: Equatable {
     case full
 }
 
+/// A ZAP (ZeroMQ RFC 27) request: libzmq asks who may connect after a CURVE handshake proved `key`.
+package struct ZAPRequest {
+    package var requestID: [UInt8]
+    /// The peer's IP address, as libzmq reports it.
+    package var address: String
+    package var key: CurveKey?
+}
+
 /// The gateway's ROUTER socket: the one place that touches libzmq.
 ///
 /// Receiving fills four reusable `zmq_msg_t` frames owned by this object; the views handed out by
@@ -28,8 +37,17 @@ package final class ZMQRouter {
     /// Identity, sid, type, body.
     private let frames = ZMQFrames(expected: 4)
     private var closed = false
+    /// With CURVE: the REP socket libzmq sends its ZAP requests to (inproc://zeromq.zap.01).
+    private var zapSocket: UnsafeMutableRawPointer? = nil
+    private let zapFrames = ZMQFrames(expected: 7)
 
-    package init(endpoint: String, highWaterMark: Int32 = 100_000) throws(ZMQError) {
+    /// `curveSecretKey`: be a CURVE server (every peer must complete CURVE; ZAP decides which keys pass).
+    ///
+    /// ROUTER_HANDOVER stays off: libzmq leaves a replaced connection attached to nothing, so the process
+    /// behind it stays connected and unreachable (every request to its node fails) until it restarts.
+    /// Without hand-over the connected process keeps its identity; a restarted one gets it back as soon
+    /// as its old connection has closed, which happens when the old process exits.
+    package init(endpoint: String, highWaterMark: Int32 = 100_000, curveSecretKey: CurveKey? = nil) throws(ZMQError) {
         guard let context = zmq_ctx_new() else { throw ZMQError(call: "zmq_ctx_new", errno: zmq_errno()) }
         guard let socket = zmq_socket(context, ZMQ_ROUTER) else {
             zmq_ctx_term(context)
@@ -40,9 +58,8 @@ package final class ZMQRouter {
         do throws(ZMQError) {
             // Unknown identities become EHOSTUNREACH instead of a silent drop (fixes D30).
             try setOption(ZMQ_ROUTER_MANDATORY, 1)
-            // A restarted backend takes over its identity at once instead of being refused.
-            try setOption(ZMQ_ROUTER_HANDOVER, 1)
             try setOption(ZMQ_SNDHWM, highWaterMark)
+            if let curveSecretKey { try enableCurve(curveSecretKey) }
             try setOption(ZMQ_RCVHWM, highWaterMark)
             try setOption(ZMQ_LINGER, 0)
             if zmq_bind(socket, endpoint) != 0 { throw ZMQError(call: "zmq_bind(\(endpoint))", errno: zmq_errno()) }
@@ -54,6 +71,65 @@ package final class ZMQRouter {
 
     deinit {
         assert(closed, "ZMQRouter leaked: close() was not called")
+    }
+
+    /// The ZAP handler must be bound before any peer connects, so before the ROUTER binds.
+    private func enableCurve(_ secretKey: CurveKey) throws(ZMQError) {
+        guard let zap = zmq_socket(context, ZMQ_REP) else { throw ZMQError(call: "zmq_socket(REP)", errno: zmq_errno()) }
+        zapSocket = zap
+        var linger: Int32 = 0
+        zmq_setsockopt(zap, ZMQ_LINGER, &linger, MemoryLayout<Int32>.size)
+        if zmq_bind(zap, "inproc://zeromq.zap.01") != 0 { throw ZMQError(call: "zmq_bind(ZAP handler)", errno: zmq_errno()) }
+        try setOption(ZMQ_CURVE_SERVER, 1)
+        if zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, secretKey.bytes, 32) != 0 {
+            throw ZMQError(call: "zmq_setsockopt(ZMQ_CURVE_SECRETKEY)", errno: zmq_errno())
+        }
+        let domain = "blastbeat"
+        if zmq_setsockopt(socket, ZMQ_ZAP_DOMAIN, domain, domain.utf8.count) != 0 {
+            throw ZMQError(call: "zmq_setsockopt(ZMQ_ZAP_DOMAIN)", errno: zmq_errno())
+        }
+    }
+
+    /// The ZAP handler's edge-triggered notification descriptor (nil without CURVE).
+    package var zapNotificationFD: Int32? {
+        guard let zapSocket else { return nil }
+        var fd: Int32 = -1
+        var size = MemoryLayout<Int32>.size
+        zmq_getsockopt(zapSocket, ZMQ_FD, &fd, &size)
+        return fd
+    }
+
+    /// The next ZAP request, without blocking; each must be answered with `answer(_:allowed:...)`
+    /// before the next is received (a REP socket).
+    package func receiveZAPRequest() -> ZAPRequest? {
+        guard let zapSocket, let count = zapFrames.receive(from: zapSocket) else { return nil }
+        // version, request id, domain, address, identity, mechanism, credentials (the client key)
+        let field = { (i: Int) -> [UInt8] in i < count ? Array(self.zapFrames.view(i)) : [] }
+        return ZAPRequest(
+            requestID: field(1), address: String(decoding: field(3), as: UTF8.self),
+            key: count >= 7 ? CurveKey(bytes: field(6)) : nil)
+    }
+
+    /// Answers a ZAP request: 200 with `userID` (then on every message of that connection as
+    /// "User-Id"), or 400 with `reason`.
+    package func answer(_ request: ZAPRequest, allowed: Bool, userID: String, reason: String) {
+        guard let zapSocket else { return }
+        let frames: [[UInt8]] = [
+            Array("1.0".utf8), request.requestID, Array((allowed ? "200" : "400").utf8), Array(reason.utf8.prefix(200)),
+            Array(userID.utf8), [],
+        ]
+        for (i, frame) in frames.enumerated() {
+            _ = frame.withUnsafeBytes { zmq_send(zapSocket, $0.baseAddress, $0.count, i < frames.count - 1 ? ZMQ_SNDMORE : 0) }
+        }
+    }
+
+    /// Whether a ZAP request is waiting (also resets the edge-triggered fd's state).
+    package var hasZAPRequest: Bool {
+        guard let zapSocket else { return false }
+        var events: Int32 = 0
+        var size = MemoryLayout<Int32>.size
+        if zmq_getsockopt(zapSocket, ZMQ_EVENTS, &events, &size) != 0 { return false }
+        return events & Int32(ZMQ_POLLIN) != 0
     }
 
     private func setOption(_ option: Int32, _ value: Int32) throws(ZMQError) {
@@ -85,15 +161,18 @@ package final class ZMQRouter {
         package var sid: UnsafeRawBufferPointer
         package var type: UnsafeRawBufferPointer
         package var body: UnsafeRawBufferPointer
+        /// With CURVE (libzmq engine): the User-Id ZAP gave the connection, the Z85 of its key.
+        package var userID: UnsafeRawBufferPointer?
 
         package init(
             identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-            body: UnsafeRawBufferPointer
+            body: UnsafeRawBufferPointer, userID: UnsafeRawBufferPointer? = nil
         ) {
             self.identity = identity
             self.sid = sid
             self.type = type
             self.body = body
+            self.userID = userID
         }
     }
 
@@ -110,7 +189,9 @@ package final class ZMQRouter {
         let identity = frames.view(0)
         if count != 4 { return .malformed(frameCount: count, identity: identity) }
         return .message(
-            Message(identity: identity, sid: frames.view(1), type: frames.view(2), body: frames.view(3)))
+            Message(
+                identity: identity, sid: frames.view(1), type: frames.view(2), body: frames.view(3),
+                userID: zapSocket == nil ? nil : frames.property(1, "User-Id")))
     }
 
     /// Sends [identity, sid, type, body] without blocking. The identity frame is where libzmq
@@ -180,7 +261,9 @@ package final class ZMQRouter {
         if closed { return }
         closed = true
         frames.release()
+        zapFrames.release()
         zmq_close(socket)
+        if let zapSocket { zmq_close(zapSocket) }
         zmq_ctx_term(context)
     }
 }

@@ -160,12 +160,12 @@ def test_raw_peer_is_served_with_a_ping_in_the_middle_of_a_message(make_gateway)
     (greeting(major=2, minor=0), "ZMTP version 2"),
     (greeting(mechanism=b"CURVE"), "security mechanism \"CURVE\""),
     (greeting(mechanism=b"PLAIN"), "security mechanism \"PLAIN\""),
-    (greeting() + ready(socket_type=b"PUB"), "socket type PUB"),
-    (greeting() + command(b"HELLO"), "HELLO instead of READY"),
+    (greeting() + ready(socket_type=b"PUB"), "socket type \"PUB\""),
+    (greeting() + command(b"HELLO"), "\"HELLO\" instead of READY"),
     (greeting() + frame(b"data"), "a message before READY"),
-    (greeting() + ready(identity=b"RAW") + bytes([0x08, 0]), "invalid frame flags"),
-    (greeting() + ready(identity=b"RAW") + bytes([0x02]) + struct.pack(">Q", 1 << 40), "a message larger than"),
-    (greeting() + ready(identity=b"RAW") + frame(b"x" * 300, more=True) + bytes([0x02]) + struct.pack(">Q", 3 << 20),
+    (greeting() + ready(identity=b"NODE1#raw") + bytes([0x08, 0]), "invalid frame flags"),
+    (greeting() + ready(identity=b"NODE1#raw") + bytes([0x02]) + struct.pack(">Q", 1 << 40), "a message larger than"),
+    (greeting() + ready(identity=b"NODE1#raw") + frame(b"x" * 300, more=True) + bytes([0x02]) + struct.pack(">Q", 3 << 20),
      "a message larger than"),
 ])
 def test_protocol_violations_close_the_connection_and_are_counted(make_gateway, make_backend, data, reason):
@@ -330,8 +330,8 @@ def test_new_connection_with_the_same_identity_takes_over(make_gateway, make_bac
 
 
 def test_anonymous_dealer_is_not_a_node(make_gateway, make_backend):
-    """A DEALER without an identity gets a generated one (as with libzmq), which no vhost lists: its messages
-    are dropped as from an unknown identity and the request still goes to the real node."""
+    """A DEALER without an identity could serve no vhost: it is refused at the handshake (logged with its
+    address), and the request still goes to the real node."""
     gw = make_gateway()
     make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"real")))
     anon = Backend(gw.endpoint, b"").start()
@@ -343,6 +343,32 @@ def test_anonymous_dealer_is_not_a_node(make_gateway, make_backend):
         assert anon.received == []  # never pinged: not a node
     finally:
         anon.stop()
+    gateway_log_has(gw, "has no identity")
+
+
+def test_unlisted_identity_is_refused_at_the_handshake(make_gateway, make_backend):
+    """An identity no vhost lists would only hold one of the 4,096 connection slots: it is refused when its
+    handshake ends, logged once with its address (not once per reconnect), and the log line escapes it."""
+    gw = make_gateway()
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"real")))
+    forged = b"PUB\n2099-01-01T00:00:00+0000 blastbeat INFO INJECTED\x1b[31m"
+    peer = RawPeer(gw.zmq_port)
+    try:
+        peer.handshake(forged)
+        assert peer.read_until_closed(3.0), "the gateway kept a connection for an identity no vhost lists"
+    finally:
+        peer.close()
+    for _ in range(3):  # reconnect storms log once
+        again = RawPeer(gw.zmq_port)
+        again.handshake(forged)
+        assert again.read_until_closed(3.0)
+        again.close()
+    assert http_request(gw.port).body == b"real"
+    gw.stop()
+    log = gw.stderr()
+    assert "INJECTED\\x1b[31m" in log and "\nINJECTED" not in log and "\x1b" not in log
+    assert log.count("which no vhost lists") == 1
+    assert "4 backend connections refused" in log
 
 
 @pytest.mark.parametrize("endpoint, ok", [

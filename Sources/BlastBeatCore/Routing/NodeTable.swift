@@ -32,6 +32,9 @@ package struct NodeTable: Sendable {
     }
 
     package private(set) var nodes: [Node] = []
+    /// Whether a node not heard from yet may get requests (a send to it may succeed). Off when only a
+    /// message can prove who holds an identity (CURVE on the libzmq engine).
+    package var unknownNodesAreUsable = true
     /// Identity byte that separates a node name from an instance suffix ("#").
     package static let instanceSeparator = NodeKey.instanceSeparator
     private var byIdentity: [[UInt8]: Int] = [:]
@@ -142,7 +145,13 @@ package struct NodeTable: Sendable {
         return changed
     }
 
-    package func isUsable(_ i: Int) -> Bool { nodes[i].health != .dead }
+    package func isUsable(_ i: Int) -> Bool {
+        switch nodes[i].health {
+        case .alive: true
+        case .unknown: unknownNodesAreUsable
+        case .dead: false
+        }
+    }
 
     /// The usable node among `candidates` with the fewest requests in flight, skipping `excluded`.
     package mutating func choose(from candidates: [Int], excluding excluded: [Int] = []) -> Int? {
@@ -152,7 +161,7 @@ package struct NodeTable: Sendable {
         let start = rotation % candidates.count
         for k in 0..<candidates.count {
             let i = candidates[(start + k) % candidates.count]
-            if nodes[i].health == .dead || excluded.contains(i) { continue }
+            if !isUsable(i) || excluded.contains(i) { continue }
             if best == nil || nodes[i].inFlight < nodes[best!].inFlight { best = i }
         }
         return best
