@@ -17,11 +17,11 @@ import Glibc
 ///
 /// Nonces only go up: a HELLO, INITIATE or MESSAGE whose short nonce is not above the last one seen is
 /// a replay and refused, as libzmq refuses it. Any failure is a `Refusal`; the connection is then closed.
-final class ZMTPCurveServer {
-    enum Step { case expectingHello, expectingInitiate, initiated, ready }
+package final class ZMTPCurveServer {
+    package enum Step { case expectingHello, expectingInitiate, initiated, ready }
 
     /// Why a handshake or message was refused (for the warning the gateway logs).
-    enum Refusal: Error, CustomStringConvertible {
+    package enum Refusal: Error, Equatable, CustomStringConvertible {
         case unexpectedCommand(expected: String)
         case malformed(String)
         case wrongServerKey
@@ -31,7 +31,7 @@ final class ZMTPCurveServer {
         case replayedNonce
         case badMetadata
 
-        var description: String {
+        package var description: String {
             switch self {
             case .unexpectedCommand(let expected): "CURVE handshake: expected \(expected)"
             case .malformed(let what): "CURVE handshake: malformed \(what)"
@@ -45,13 +45,13 @@ final class ZMTPCurveServer {
         }
     }
 
-    private(set) var step = Step.expectingHello
+    package private(set) var step = Step.expectingHello
     private let server: CurveCrypto.KeyPair
     private var transient = CurveCrypto.KeyPair.generate()
     private var clientTransient: CurveKey? = nil
     private var cookieKey: [UInt8] = []
     /// The client's long-term public key, proved by INITIATE's vouch.
-    private(set) var clientKey: CurveKey? = nil
+    package private(set) var clientKey: CurveKey? = nil
     private var lastPeerNonce: UInt64 = 0
     private var nextNonce: UInt64 = 1
 
@@ -63,10 +63,10 @@ final class ZMTPCurveServer {
     private var openNonce: UnsafeMutableRawPointer { scratch + 56 }
 
     /// Bytes a MESSAGE adds to a frame body: "\x07MESSAGE", the short nonce, the MAC and the flags byte.
-    static let messageOverhead = 8 + 8 + CurveCrypto.macSize + 1
+    package static let messageOverhead = 8 + 8 + CurveCrypto.macSize + 1
     private static let messageName: [UInt8] = [7] + Array("MESSAGE".utf8)
 
-    init(server: CurveCrypto.KeyPair) {
+    package init(server: CurveCrypto.KeyPair) {
         self.server = server
         scratch = .allocate(byteCount: 80, alignment: 8)
         scratch.initializeMemory(as: UInt8.self, repeating: 0, count: 80)
@@ -105,7 +105,7 @@ final class ZMTPCurveServer {
     // MARK: handshake
 
     /// HELLO (a whole command body, name included) → the WELCOME command body to send.
-    func hello(_ body: UnsafeRawBufferPointer) throws(Refusal) -> [UInt8] {
+    package func hello(_ body: UnsafeRawBufferPointer) throws(Refusal) -> [UInt8] {
         guard step == .expectingHello else { throw .unexpectedCommand(expected: "nothing before READY") }
         guard body.starts(with: [5] + Array("HELLO".utf8)) else { throw .unexpectedCommand(expected: "HELLO") }
         // name (6) · version (2) · padding (72) · C' (32) · short nonce (8) · Box[64 zeros] (80)
@@ -138,7 +138,7 @@ final class ZMTPCurveServer {
 
     /// INITIATE → the client's proved long-term key and its metadata. The caller decides whether that
     /// key may claim the identity, then sends `readyCommand()` or refuses.
-    func initiate(_ body: UnsafeRawBufferPointer) throws(Refusal) -> (key: CurveKey, metadata: ZMTPCommand.Ready) {
+    package func initiate(_ body: UnsafeRawBufferPointer) throws(Refusal) -> (key: CurveKey, metadata: ZMTPCommand.Ready) {
         guard step == .expectingInitiate, let clientTransient else {
             throw .unexpectedCommand(expected: step == .expectingHello ? "HELLO" : "nothing before READY")
         }
@@ -171,7 +171,7 @@ final class ZMTPCurveServer {
     }
 
     /// The READY command body (our metadata in a box), sent once the claim is admitted.
-    func readyCommand() -> [UInt8] {
+    package func readyCommand() -> [UInt8] {
         precondition(step == .initiated, "READY before INITIATE was accepted")
         step = .ready
         let nonce = Self.bigEndian(nextNonce)
@@ -187,7 +187,7 @@ final class ZMTPCurveServer {
     /// Opens a MESSAGE body in place. On success the frame's own body is `count - messageOverhead`
     /// bytes at `body + messageOverhead`, and `flags` says whether more frames follow (0x01) and
     /// whether it is a command (0x02).
-    func openMessage(_ body: UnsafeMutableRawPointer, count: Int) throws(Refusal) -> UInt8 {
+    package func openMessage(_ body: UnsafeMutableRawPointer, count: Int) throws(Refusal) -> UInt8 {
         guard count >= Self.messageOverhead,
             memcmp(body, Self.messageName, Self.messageName.count) == 0
         else { throw .malformed("MESSAGE") }
@@ -202,15 +202,15 @@ final class ZMTPCurveServer {
     }
 
     /// Where `openMessage` leaves the flags byte: the frame starts right after it.
-    static let openedFrameOffset = 17
+    package static let openedFrameOffset = 17
 
     /// The size of the ZMTP frame body that carries a `count`-byte frame as a MESSAGE.
-    static func sealedSize(_ count: Int) -> Int { messageOverhead + count }
+    package static func sealedSize(_ count: Int) -> Int { messageOverhead + count }
 
     /// Writes a MESSAGE for a frame at `destination` (which has `sealedSize(count)` bytes): `fill` writes
     /// the frame's `count` plaintext bytes at the pointer it is given, then they are sealed in place.
     @inline(__always)
-    func sealMessage(flags: UInt8, count: Int, into destination: UnsafeMutableRawPointer, _ fill: (UnsafeMutableRawPointer) -> Void) {
+    package func sealMessage(flags: UInt8, count: Int, into destination: UnsafeMutableRawPointer, _ fill: (UnsafeMutableRawPointer) -> Void) {
         Self.messageName.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: 8) }
         var nonce = nextNonce.bigEndian
         nextNonce += 1

@@ -172,7 +172,20 @@ struct ConfigParserErrorTests {
             base + "max-request-line = 128k\n", 4, "max-request-line", "expected at most max-header-size (65536 bytes"),
     ]
 
-    @Test(arguments: syntax + values + whole)
+    /// CURVE keys and instances (lines 1-3 are `base`).
+    static let curve: [Case] = [
+        Case(base + "[blastbeat:a]\nnode = alpha\nnode-key = alpha a.key\n", 6, "node-key", "node-key needs curve-key"),
+        Case(base + "curve-key = gw.key_secret\n[blastbeat:a]\nnode = alpha\n", 6, "node", "node \"alpha\" has no node-key"),
+        Case(base + "curve-key = gw.key_secret\n[blastbeat:a]\nnode = alpha\nnode-key = beta b.key\n", 7, "node-key", "vhost a has no node \"beta\""),
+        Case(base + "curve-key = gw.key_secret\n[blastbeat:a]\nnode = alpha\nnode-key = alpha\n", 7, "node-key", "expected NODE KEY"),
+        Case(base + "curve-key = gw.key_secret\n[blastbeat:a]\nnode = alpha\nnode-key = alpha#1 a.key\n", 7, "node-key", "without #INSTANCE"),
+        Case(base + "curve-key = gw.key_secret\n[blastbeat:a]\nnode = alpha\nnode-key = alpha Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hI\"\n", 7, "node-key", "not a valid Z85 key"),
+        Case(base + "max-instances = 0\n[blastbeat:a]\nnode = alpha\n", 4, "max-instances", "a whole number >= 1"),
+        Case(base + "[blastbeat:a]\nnode = alpha\nmax-instances = x\n", 6, "max-instances", "a whole number >= 1"),
+        Case(base + "[blastbeat:a]\nnode = alpha\ncurve-key = gw.key_secret\n", 6, "curve-key", "in the [blastbeat] section"),
+    ]
+
+    @Test(arguments: syntax + values + whole + curve)
     func rejects(_ row: Case) {
         let error = #expect(throws: ConfigError.self) { try ConfigParser.parse(row.ini, file: "site.ini") }
         #expect(error?.file == "site.ini")

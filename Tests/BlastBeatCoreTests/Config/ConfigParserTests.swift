@@ -378,4 +378,28 @@ struct ConfigParserTests {
         let config = try Self.parse(Self.base + "[blastbeat:h]\nnode = \(longest)\nnode = ü\n")
         #expect(config.vhosts[0].nodes == [Array(longest.utf8), [0xC3, 0xBC]])
     }
+
+    @Test func curveKeysAndInstances() throws {
+        let config = try ConfigParser.parse(
+            """
+            [blastbeat]
+            bind = 0.0.0.0:8080
+            zmq = tcp://127.0.0.1:5000
+            curve-key = /etc/blastbeat/gw.key_secret
+            max-instances = 8
+            [blastbeat:a.test]
+            node = alpha
+            node-key = alpha Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID
+            node-key = alpha   keys/alpha-new.key
+            max-instances = 2
+            """, file: "site.ini")
+        #expect(config.curveKeyFile == "/etc/blastbeat/gw.key_secret" && config.curveKeyLine == 4)
+        #expect(config.maxInstances == 8)
+        let vhost = try #require(config.vhosts.first)
+        #expect(vhost.maxInstances == 2)
+        #expect(vhost.nodeKeys == [
+            NodeKey(node: Array("alpha".utf8), source: .key(CurveKey(z85: "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID")!), line: 8),
+            NodeKey(node: Array("alpha".utf8), source: .file("keys/alpha-new.key"), line: 9),
+        ])
+    }
 }
