@@ -93,14 +93,21 @@ private func call<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws -
         #expect(flags == 0x01)
         #expect(Array(incoming[ZMTPCurveServer.openedFrameOffset...].prefix(9)) == Array("sid-bytes".utf8))
 
-        let frame = Array("a response body".utf8)
-        var outgoing = [UInt8](repeating: 0, count: ZMTPCurveServer.sealedSize(frame.count))
-        outgoing.withUnsafeMutableBytes { room in
-            server.sealMessage(flags: 0x02, count: frame.count, into: room.baseAddress!) { at in
-                frame.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
+        // Sizes around the 32 bytes that block 0 of the keystream covers, and a long one, both ways,
+        // against libsodium's own crypto_box_easy_afternm / open_easy_afternm on the client side.
+        for size in [0, 1, 31, 32, 33, 63, 64, 65, 1000, 70_000] {
+            let frame = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            var outgoing = [UInt8](repeating: 0, count: ZMTPCurveServer.sealedSize(frame.count))
+            outgoing.withUnsafeMutableBytes { room in
+                server.sealMessage(flags: 0x02, count: frame.count, into: room.baseAddress!) { at in
+                    frame.withUnsafeBytes { if let source = $0.baseAddress { at.copyMemory(from: source, byteCount: frame.count) } }
+                }
             }
+            #expect(client.openFromServer(outgoing) == [0x02] + frame, "sealed \(size) bytes")
+            var message = client.message(frame)
+            let flags = try message.withUnsafeMutableBytes { try server.openMessage($0.baseAddress!, count: $0.count) }
+            #expect(flags == 0 && Array(message[ZMTPCurveServer.openedFrameOffset...]) == frame, "opened \(size) bytes")
         }
-        #expect(client.openFromServer(outgoing) == [0x02] + frame)
     }
 
     @Test func helloForAnotherServerKeyIsRefused() {

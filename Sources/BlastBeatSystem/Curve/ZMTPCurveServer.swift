@@ -54,13 +54,14 @@ package final class ZMTPCurveServer {
     package private(set) var clientKey: CurveKey? = nil
     private var lastPeerNonce: UInt64 = 0
     private var nextNonce: UInt64 = 1
-
-    /// Precomputed (C', s') key, then the 24-byte nonce for sealing and for opening, in one allocation
-    /// so the message path touches no arrays.
+    /// The MESSAGE subkeys for sealing and for opening (see `CurveCrypto.messageSubkey`), in one
+    /// allocation so the message path touches no arrays.
     private let scratch: UnsafeMutableRawPointer
-    private var shared: UnsafeMutableRawPointer { scratch }
-    private var sealNonce: UnsafeMutableRawPointer { scratch + 32 }
-    private var openNonce: UnsafeMutableRawPointer { scratch + 56 }
+    private static let scratchSize = 64
+    private var sealSubkey: UnsafeMutableRawPointer { scratch }
+    private var openSubkey: UnsafeMutableRawPointer { scratch + 32 }
+    /// The precomputed (C', s') key, kept from INITIATE to READY.
+    private var shared: [UInt8] = []
 
     /// Bytes a MESSAGE adds to a frame body: "\x07MESSAGE", the short nonce, the MAC and the flags byte.
     package static let messageOverhead = 8 + 8 + CurveCrypto.macSize + 1
@@ -68,16 +69,15 @@ package final class ZMTPCurveServer {
 
     package init(server: CurveCrypto.KeyPair) {
         self.server = server
-        scratch = .allocate(byteCount: 80, alignment: 8)
-        scratch.initializeMemory(as: UInt8.self, repeating: 0, count: 80)
-        (sealNonce).copyMemory(from: "CurveZMQMESSAGES", byteCount: 16)
-        (openNonce).copyMemory(from: "CurveZMQMESSAGEC", byteCount: 16)
+        scratch = .allocate(byteCount: Self.scratchSize, alignment: 8)
+        scratch.initializeMemory(as: UInt8.self, repeating: 0, count: Self.scratchSize)
     }
 
     deinit {
-        memset(scratch, 0, 80)
+        memset(scratch, 0, Self.scratchSize)
         scratch.deallocate()
         CurveCrypto.wipe(&cookieKey)
+        CurveCrypto.wipe(&shared)
     }
 
     private static func nonce(_ prefix: StaticString, _ tail: some Collection<UInt8>) -> [UInt8] {
@@ -163,7 +163,11 @@ package final class ZMTPCurveServer {
         // The vouch holds C' and the server key the client meant (RFC 26): both must be ours.
         guard let vouch, vouch == clientTransient.bytes + server.publicKey.bytes else { throw .badVouch }
         guard let metadata = plaintext[128...].withUnsafeBytes({ ZMTPCommand.parseReady($0) }) else { throw .badMetadata }
-        shared.withUnsafeBytes { self.shared.copyMemory(from: $0.baseAddress!, byteCount: 32) }
+        self.shared = shared
+        shared.withUnsafeBytes { key in
+            CurveCrypto.messageSubkey(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGES", into: sealSubkey)
+            CurveCrypto.messageSubkey(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGEC", into: openSubkey)
+        }
         CurveCrypto.wipe(&cookieKey)
         self.clientKey = clientKey
         step = .initiated
@@ -176,33 +180,31 @@ package final class ZMTPCurveServer {
         step = .ready
         let nonce = Self.bigEndian(nextNonce)
         nextNonce += 1
-        let box = CurveCrypto.box(
-            ZMTPCommand.routerMetadata, nonce: Self.nonce("CurveZMQREADY---", nonce),
-            shared: Array(UnsafeRawBufferPointer(start: shared, count: 32)))
+        let box = CurveCrypto.box(ZMTPCommand.routerMetadata, nonce: Self.nonce("CurveZMQREADY---", nonce), shared: shared)
+        CurveCrypto.wipe(&shared)
         return [5] + Array("READY".utf8) + nonce + box
     }
 
     // MARK: messages
 
     /// Opens a MESSAGE body in place. On success the frame's own body is `count - messageOverhead`
-    /// bytes at `body + messageOverhead`, and `flags` says whether more frames follow (0x01) and
+    /// bytes at `body + openedFrameOffset`, and `flags` says whether more frames follow (0x01) and
     /// whether it is a command (0x02).
     package func openMessage(_ body: UnsafeMutableRawPointer, count: Int) throws(Refusal) -> UInt8 {
         guard count >= Self.messageOverhead,
             memcmp(body, Self.messageName, Self.messageName.count) == 0
         else { throw .malformed("MESSAGE") }
-        try acceptNonce(Self.shortNonce(UnsafeRawBufferPointer(start: body, count: count), at: 8))
-        (openNonce + 16).copyMemory(from: body + 8, byteCount: 8)
-        guard CurveCrypto.openInPlace(body + 16, count: count - 16, nonce: openNonce, shared: shared) else {
+        let nonce = UInt64(bigEndian: body.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        guard nonce > lastPeerNonce else { throw .replayedNonce }
+        guard CurveCrypto.openInPlace(body + 16, count: count - 32, shortNonce: body + 8, subkey: openSubkey) else {
             throw .badBox("MESSAGE")
         }
-        // The plaintext (flags, then the frame) now starts at body + 16; move the flags next to the frame.
-        let flags = body.load(fromByteOffset: 16, as: UInt8.self)
-        return flags
+        lastPeerNonce = nonce  // only once it authenticated: a forged nonce must not block the real ones
+        return body.load(fromByteOffset: 32, as: UInt8.self)
     }
 
-    /// Where `openMessage` leaves the flags byte: the frame starts right after it.
-    package static let openedFrameOffset = 17
+    /// Where the frame lies in an opened MESSAGE body: name (8), nonce (8), MAC (16), flags (1).
+    package static let openedFrameOffset = 33
 
     /// The size of the ZMTP frame body that carries a `count`-byte frame as a MESSAGE.
     package static func sealedSize(_ count: Int) -> Int { messageOverhead + count }
@@ -212,15 +214,11 @@ package final class ZMTPCurveServer {
     @inline(__always)
     package func sealMessage(flags: UInt8, count: Int, into destination: UnsafeMutableRawPointer, _ fill: (UnsafeMutableRawPointer) -> Void) {
         Self.messageName.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: 8) }
-        var nonce = nextNonce.bigEndian
+        destination.storeBytes(of: nextNonce.bigEndian, toByteOffset: 8, as: UInt64.self)
         nextNonce += 1
-        withUnsafeBytes(of: &nonce) { raw in
-            (destination + 8).copyMemory(from: raw.baseAddress!, byteCount: 8)
-            (sealNonce + 16).copyMemory(from: raw.baseAddress!, byteCount: 8)
-        }
         let plaintext = destination + 16 + CurveCrypto.macSize
         plaintext.storeBytes(of: flags, as: UInt8.self)
         fill(plaintext + 1)
-        CurveCrypto.sealInPlace(destination + 16, count: count + 1, nonce: sealNonce, shared: shared)
+        CurveCrypto.sealInPlace(destination + 16, count: count + 1, shortNonce: destination + 8, subkey: sealSubkey)
     }
 }
