@@ -333,7 +333,7 @@ extension Connection {
 
     var nodeName: String {
         guard let node else { return "-" }
-        return String(decoding: gateway.nodes.nodes[node].identity, as: UTF8.self)
+        return gateway.nodeName(node)
     }
 
     /// The node vanished (unroutable, declared dead, or its connection closed or was replaced by a newer

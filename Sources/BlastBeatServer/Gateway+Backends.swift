@@ -242,7 +242,8 @@ extension Gateway {
         if stillWaiting.isEmpty { nodeQueueTimer.stop() }
     }
 
-    func nodeName(_ node: Int) -> String { String(decoding: nodes.nodes[node].identity, as: UTF8.self) }
+    /// A node's identity for a log line (an instance suffix is the backend's choice: escaped).
+    func nodeName(_ node: Int) -> String { LogText.escaped(nodes.nodes[node].identity) }
 
     // MARK: health
 
@@ -344,13 +345,6 @@ extension Gateway {
         ping(node)
     }
 
-    /// Network bytes for a log line: printable ASCII kept, everything else (and the backslash) as
-    /// \xHH, at most 64 bytes, in quotes, so no peer can forge a log line or send terminal escapes.
-    static func printable(_ bytes: UnsafeRawBufferPointer) -> String {
-        var text = ""
-        for b in bytes.prefix(64) {
-            if b >= 0x20 && b < 0x7F && b != 0x5C { text.unicodeScalars.append(Unicode.Scalar(b)) } else { text += "\\x" + String(b, radix: 16) }
-        }
-        return "\"" + text + (bytes.count > 64 ? "\"..." : "\"")
-    }
+    /// Network bytes for a log line (see `LogText`).
+    static func printable(_ bytes: UnsafeRawBufferPointer) -> String { LogText.quoted(bytes) }
 }

@@ -234,8 +234,8 @@ final class ZMTPPeer: IOWatcherDelegate {
     private func command(_ body: UnsafeRawBufferPointer) {
         guard let command = ZMTPCommand.parse(body) else { return protocolError("a malformed command") }
         if command.name.elementsEqual("ERROR".utf8) {
-            let reason = command.data.isEmpty ? "" : String(decoding: command.data.dropFirst().prefix(Int(command.data[0])), as: UTF8.self)
-            return router.drop(self, reason: "the peer sent ERROR \(reason.debugDescription)", protocolError: false)
+            let reason = command.data.isEmpty ? "" : LogText.quoted(command.data.dropFirst().prefix(Int(command.data[0])))
+            return router.drop(self, reason: "the peer sent ERROR \(reason)", protocolError: false)
         }
         if state == .handshake { return handshake(command, body: body) }
         if command.name.elementsEqual("PING".utf8) {
@@ -261,7 +261,7 @@ final class ZMTPPeer: IOWatcherDelegate {
         switch security {
         case .null:
             guard command.name.elementsEqual("READY".utf8) else {
-                return protocolError("\(printable(command.name)) instead of READY")
+                return protocolError("\(LogText.quoted(command.name)) instead of READY")
             }
             guard let parsed = ZMTPCommand.parseReady(command.data) else { return protocolError("a malformed READY") }
             ready = parsed
@@ -279,7 +279,7 @@ final class ZMTPPeer: IOWatcherDelegate {
             }
         }
         guard ZMTPCommand.isRouterCompatible(ready.socketType) else {
-            return protocolError("socket type \(printable(ready.socketType[...])) (a ROUTER takes DEALER, REQ or ROUTER)")
+            return protocolError("socket type \(LogText.quoted(ready.socketType)) (a ROUTER takes DEALER, REQ or ROUTER)")
         }
         if let refusal = router.admit(self, identity: ready.identity) {
             queueCommand(Array(ZMTPCommand.errorFrame(refusal).dropFirst(2)))
@@ -299,14 +299,6 @@ final class ZMTPPeer: IOWatcherDelegate {
         output.commit(at + body.count)
     }
 
-    /// Network text for a log line: printable ASCII kept, everything else as \xHH, at most 64 bytes.
-    private func printable(_ bytes: some Collection<UInt8>) -> String {
-        var text = ""
-        for b in bytes.prefix(64) {
-            if b >= 0x20 && b < 0x7F && b != 0x5C { text.unicodeScalars.append(Unicode.Scalar(b)) } else { text += "\\x" + String(b, radix: 16) }
-        }
-        return "\"" + text + "\""
-    }
 
     private func protocolError(_ reason: String) {
         router.drop(self, reason: reason, protocolError: true)
