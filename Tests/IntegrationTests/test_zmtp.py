@@ -322,11 +322,33 @@ def test_large_messages_both_ways_arrive_byte_exact(make_gateway, make_backend):
 
 
 def test_new_connection_with_the_same_identity_takes_over(make_gateway, make_backend):
-    gw = make_gateway()
-    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"first")))
-    second = make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"second")))
-    wait_until(lambda: http_request(gw.port).body == b"second", 5, what="the newer connection to answer")
-    assert second.messages(b"uwsgi")
+    """A connection that went silent without closing (a hung process, a host that vanished) holds NODE1;
+    the restarted process connecting as NODE1 takes over at once, and the request that was waiting on
+    the silent connection is sent again to the new one (a GET is safe to repeat) instead of waiting
+    for backend-timeout. The gateway warns that two processes connect as NODE1, once."""
+    gw = make_gateway(options={"backend-timeout": "30"})
+    silent = RawPeer(gw.zmq_port)
+    result: dict = {}
+    try:
+        silent.handshake(b"NODE1")
+        assert silent.read_message() == [b"", b"ping", b""]
+        silent.send(frame(b"", more=True) + frame(b"pong", more=True) + frame(b""))
+        waiting = threading.Thread(target=lambda: result.setdefault("r", http_request(gw.port, target="/held", timeout=10)))
+        started = time.monotonic()
+        waiting.start()
+        _, mtype, _ = silent.read_message()
+        assert mtype == b"uwsgi"
+        second = make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"second")))
+        waiting.join(10)
+        assert result["r"].status == 200 and result["r"].body == b"second"
+        assert time.monotonic() - started < 5, "the held request waited for backend-timeout"
+        assert http_request(gw.port).body == b"second"
+        assert [m for m in second.messages(b"uwsgi")]
+        assert silent.read_until_closed(3.0), "the replaced connection was kept"
+    finally:
+        silent.close()
+    gateway_log_has(gw, "two processes connect as \"NODE1\"")
+    assert gw.stderr().count("two processes connect as") == 1
 
 
 def test_anonymous_dealer_is_not_a_node(make_gateway, make_backend):
