@@ -369,3 +369,58 @@ def request_bytes(method: str = "GET", target: str = "/", headers: Iterable[tupl
                   version: str = "HTTP/1.1", host: str = "localhost") -> bytes:
     lines = [f"{method} {target} {version}", f"Host: {host}"] + [f"{k}: {v}" for k, v in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A pyzmq ROUTER standing in for the gateway (identities)
+
+
+class RouterPeer:
+    """A ROUTER on a random 127.0.0.1 port."""
+
+    def __init__(self) -> None:
+        import zmq
+
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+
+    def recv(self, timeout: float = 5.0) -> list:
+        """The next message as [identity, sid, type, body]; TimeoutError after ``timeout`` seconds."""
+        if not self.sock.poll(int(timeout * 1000)):
+            raise TimeoutError(f"no message within {timeout}s")
+        return self.sock.recv_multipart()
+
+    def wait_announce(self, timeout: float = 10.0) -> bytes:
+        """The identity of the first node that announces itself (its unsolicited pong)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frames = self.recv(max(0.01, deadline - time.monotonic()))
+            if frames[2] == b"pong":
+                return frames[0]
+
+    def silent_for(self, seconds: float) -> bool:
+        """True if no message at all arrives within ``seconds``."""
+        return not self.sock.poll(int(seconds * 1000))
+
+    def get(self, identity: bytes, path: str = "/", timeout: float = 5.0) -> list:
+        """Send a GET for ``path`` to ``identity``; the first non-pong reply as [identity, sid, type, body]."""
+        from blastbeat import uwsgi  # the tree's SDK: conftest put python/src first on sys.path
+
+        sid = os.urandom(16)
+        env = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
+               "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+               "REMOTE_PORT": "40000", "UWSGI_SCHEME": "http", "HTTP_HOST": "localhost", "REQUEST_URI": path}
+        self.sock.send_multipart([identity, sid, b"uwsgi", uwsgi.encode(env)])
+        deadline = time.monotonic() + timeout
+        while True:
+            frames = self.recv(max(0.01, deadline - time.monotonic()))
+            if frames[2] != b"pong":
+                assert frames[1] == sid, f"reply for another session: {frames!r}"
+                return frames
+
+    def close(self) -> None:
+        self.sock.close()
+        self.ctx.term()

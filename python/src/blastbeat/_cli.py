@@ -9,15 +9,21 @@ from typing import Any, Dict
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--connect`` (repeatable), ``--node``, ``--instance``, ``--threads``, timeouts and ``--log-level``."""
+    """``--connect`` (repeatable), ``--node``, ``--instance`` / ``--plain-identity``, ``--threads``,
+    timeouts and ``--log-level``."""
     group = parser.add_argument_group("node")
     group.add_argument("--connect", action="append", metavar="ENDPOINT", required=True,
                        help="a gateway's zmq endpoint, e.g. tcp://127.0.0.1:5000 (repeat for several gateways)")
     group.add_argument("--node", required=True, metavar="NAME",
-                       help="the node name (ZeroMQ identity) listed as `node = NAME` in the gateway's config")
-    group.add_argument("--instance", metavar="SUFFIX", default=None,
-                       help="connect as NAME#SUFFIX: one of several processes serving node NAME "
-                            "(each process needs its own suffix)")
+                       help="the node name listed as `node = NAME` in the gateway's config; the process "
+                            "connects as NAME#<pid>-<random> unless --instance or --plain-identity is given")
+    identity = group.add_mutually_exclusive_group()
+    identity.add_argument("--instance", metavar="SUFFIX", default=None,
+                          help="connect as NAME#SUFFIX instead of a unique suffix chosen at start "
+                               "(each process of a node needs its own suffix)")
+    identity.add_argument("--plain-identity", action="store_true",
+                          help="connect as exactly NAME (one process per node name: a second one would take "
+                               "the identity over)")
     group.add_argument("--threads", type=int, default=8, metavar="N",
                        help="worker threads, i.e. requests handled at the same time (default 8)")
     group.add_argument("--graceful-timeout", type=float, default=10.0, metavar="SECONDS",
@@ -36,6 +42,7 @@ def node_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
         "connect": args.connect,
         "node": args.node,
         "instance": args.instance,
+        "plain_identity": args.plain_identity,
         "threads": args.threads,
         "graceful_timeout": args.graceful_timeout,
         "body_timeout": args.body_timeout if args.body_timeout > 0 else None,

@@ -14,18 +14,23 @@ Sessions are keyed by (gateway, sid): the gateway sends a ``uwsgi`` per request 
 keep-alive connection, each only after the previous response completed), then, when the request has a body,
 ``body`` messages and an empty ``body`` that ends it. ``end`` means the client connection is gone.
 
-Identity: a node process connects with the ZeroMQ identity ``NODE``, or ``NODE#INSTANCE`` when
-``instance`` is set. The gateway treats every ``NODE#...`` identity as one more process of node ``NODE``, so
-several processes can serve one node name; each must use a different suffix, because two processes with the
-same identity steal the connection from each other. The node sends one unsolicited ``pong`` after every
-(re)connection so that the gateway learns an instance identity it has never pinged.
+Identity: a node process connects with the ZeroMQ identity ``NODE#INSTANCE``. The gateway treats every
+``NODE#...`` identity as one more process of node ``NODE``, so several processes can serve one node name;
+each must use a different suffix, because two processes with the same identity steal the connection from
+each other. That is why, without an explicit ``instance``, a node picks a unique suffix of its own
+(``<pid>-<8 random hex digits>``): starting the same command twice adds capacity. ``plain_identity=True``
+connects as exactly ``NODE``, for setups that expect one process per node name. The node sends one
+unsolicited ``pong`` after every (re)connection so that the gateway learns an instance identity it has never
+pinged.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
+import secrets
 import signal
 import socket
 import struct
@@ -46,6 +51,7 @@ __all__ = [
     "BodyTimeout",
     "ResponseError",
     "request_has_body",
+    "unique_instance",
 ]
 
 log = logging.getLogger("blastbeat")
@@ -742,13 +748,25 @@ _Key = Tuple[int, bytes]
 _Outbound = Tuple[int, List[bytes], int, Optional[Request]]
 
 
+def unique_instance() -> str:
+    """A fresh instance suffix, ``<pid>-<8 random hex digits>``.
+
+    The pid tells processes apart on one machine (and helps find the process from the gateway's logs); the
+    random part tells apart processes on different machines, or a restarted process that got an old pid.
+    """
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
 class Node:
     """A BlastBeat backend node: connects to one or several gateways and runs ``handler`` for each request.
 
     ``connect`` is one endpoint (``tcp://127.0.0.1:5000``) or several: one DEALER per gateway, polled
     together; each reply goes back through the gateway its request came from. ``node`` is the node name of
-    the gateway's ``node = ...`` lines; with ``instance`` the identity is ``node#instance`` (several
-    processes of one node, each with its own suffix).
+    the gateway's ``node = ...`` lines. The ZeroMQ identity (:attr:`identity`) is ``node#instance``: with
+    ``instance`` given, that suffix (each process of a node needs its own); without it, a unique suffix
+    ``<pid>-<8 random hex digits>`` (see :func:`unique_instance`), so that processes started the same way
+    never take each other's identity. ``plain_identity=True`` connects as exactly ``node`` instead (one
+    process per node name, as with the original BlastBeat); it excludes ``instance``.
 
     ``handler(request)`` runs in one of ``threads`` worker threads (subclasses may override :meth:`handle`
     instead). When it returns, an unfinished response is finished; when it raises, the client gets a 500
@@ -763,24 +781,39 @@ class Node:
     """
 
     def __init__(self, connect: Union[str, Sequence[str]], node: str, handler: Optional[Handler] = None, *,
-                 instance: Optional[str] = None, threads: int = 8, body_timeout: Optional[float] = 120.0,
-                 graceful_timeout: float = 10.0, max_output_buffer: int = 8 << 20,
-                 context: Optional["zmq.Context[Any]"] = None, linger: float = 1.0) -> None:
+                 instance: Optional[str] = None, plain_identity: bool = False, threads: int = 8,
+                 body_timeout: Optional[float] = 120.0, graceful_timeout: float = 10.0,
+                 max_output_buffer: int = 8 << 20, context: Optional["zmq.Context[Any]"] = None,
+                 linger: float = 1.0) -> None:
         self.endpoints: List[str] = [connect] if isinstance(connect, str) else list(connect)
         if not self.endpoints:
             raise ValueError("at least one gateway endpoint is required")
         if not node:
             raise ValueError("the node name must not be empty")
-        if instance is not None and (not instance or "#" in node):
-            raise ValueError("instance needs a non-empty suffix and a node name without '#'")
+        if plain_identity and instance is not None:
+            raise ValueError("plain_identity and instance exclude each other: the plain identity is the node "
+                             "name alone")
+        if not plain_identity and "#" in node:
+            # The gateway splits an identity at its first '#': "a#b" is already instance "b" of node "a".
+            raise ValueError(f"the node name {node!r} contains '#'; give the suffix as instance=... "
+                             f"(or plain_identity=True to connect as exactly {node!r})")
+        if instance is not None and not instance:
+            raise ValueError("instance needs a non-empty suffix")
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self.node = node
-        self.instance = instance
-        #: The ZeroMQ identity: ``node``, or ``node#instance``.
-        self.identity: bytes = (node if instance is None else f"{node}#{instance}").encode("utf-8")
+        #: True when the node connects as exactly ``node`` (``plain_identity=True``).
+        self.plain_identity = plain_identity
+        #: The instance suffix: the one given, the unique one chosen here, or None with a plain identity.
+        self.instance: Optional[str] = None if plain_identity else (instance or unique_instance())
+        self._instance_chosen = not plain_identity and instance is None
+        #: The ZeroMQ identity: ``node#instance``, or ``node`` with ``plain_identity``.
+        self.identity: bytes = (node if self.instance is None else f"{node}#{self.instance}").encode("utf-8")
         if len(self.identity) > 255 or self.identity.startswith(b"\0"):
-            raise ValueError("a ZeroMQ identity is 1-255 bytes and must not start with a zero byte")
+            raise ValueError(f"a ZeroMQ identity is 1-255 bytes and must not start with a zero byte; "
+                             f"{self.identity[:40]!r}... is {len(self.identity)} bytes"
+                             + (" (the node name leaves no room for the instance suffix)"
+                                if self._instance_chosen else ""))
         self.handler = handler
         self.threads = threads
         self.body_timeout = body_timeout
@@ -835,6 +868,9 @@ class Node:
             t = threading.Thread(target=self._worker_main, name=f"blastbeat-worker-{i}", daemon=True)
             t.start()
             self._workers.append(t)
+        log.info("node %s: identity %s (%s)", self.node, self.identity.decode(errors="replace"),
+                 "plain" if self.plain_identity else "unique instance chosen at start" if self._instance_chosen
+                 else "instance given")
         self._io_thread = threading.Thread(target=self._io_main, name="blastbeat-io", daemon=True)
         self._io_thread.start()
         self._started.wait()
