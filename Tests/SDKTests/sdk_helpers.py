@@ -372,26 +372,48 @@ def request_bytes(method: str = "GET", target: str = "/", headers: Iterable[tupl
 
 
 # ---------------------------------------------------------------------------------------------------------
-# A pyzmq ROUTER standing in for the gateway (identities)
+# A pyzmq ROUTER standing in for the gateway (identities, CURVE)
 
 
 class RouterPeer:
-    """A ROUTER on a random 127.0.0.1 port."""
+    """A ROUTER on a random 127.0.0.1 port, optionally a CURVE server.
 
-    def __init__(self) -> None:
+    ``curve``: the server's (public, secret) Z85 keys. ``allowed``: a directory of public certificates; a ZAP
+    authenticator then admits only clients whose key is among them (as the gateway's ``node-key`` lines do),
+    and every message carries the client's public key as its ``User-Id``. Without it any client that knows
+    the server key gets through (libzmq without ZAP).
+    """
+
+    def __init__(self, curve: Optional[tuple] = None, allowed: Optional[Path] = None) -> None:
         import zmq
 
         self.ctx = zmq.Context()
+        self.auth = None
+        if allowed is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self.auth = ThreadAuthenticator(self.ctx)
+            self.auth.start()
+            self.auth.configure_curve(domain="*", location=str(allowed))
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            self.sock.curve_server = True
+            self.sock.curve_publickey, self.sock.curve_secretkey = curve
         port = self.sock.bind_to_random_port("tcp://127.0.0.1")
         self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.user_ids: list = []  # the User-Id of each message received (None without ZAP)
 
     def recv(self, timeout: float = 5.0) -> list:
         """The next message as [identity, sid, type, body]; TimeoutError after ``timeout`` seconds."""
         if not self.sock.poll(int(timeout * 1000)):
             raise TimeoutError(f"no message within {timeout}s")
-        return self.sock.recv_multipart()
+        frames = self.sock.recv_multipart(copy=False)
+        try:
+            self.user_ids.append(frames[-1].get("User-Id"))
+        except Exception:  # no such property: no ZAP handler authenticated the connection
+            self.user_ids.append(None)
+        return [f.bytes for f in frames]
 
     def wait_announce(self, timeout: float = 10.0) -> bytes:
         """The identity of the first node that announces itself (its unsolicited pong)."""
@@ -423,4 +445,6 @@ class RouterPeer:
 
     def close(self) -> None:
         self.sock.close()
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()

@@ -111,13 +111,18 @@ def parse(*argv: str) -> dict:
     return _cli.node_kwargs(parser.parse_args(["--connect", ENDPOINT, "--node", "app", *argv]))
 
 
-def test_cli_identity_options_reach_the_node_kwargs(tmp_path):
+def test_cli_identity_and_curve_options_reach_the_node_kwargs(tmp_path):
     kwargs = parse()
     assert kwargs["instance"] is None and kwargs["plain_identity"] is False
+    assert kwargs["curve_key"] is None and kwargs["server_key"] is None
     assert parse("--plain-identity")["plain_identity"] is True
     assert parse("--instance", "7")["instance"] == "7"
+    curve = parse("--curve-key", "node.key_secret", "--server-key", "gw.key")
+    assert (curve["curve_key"], curve["server_key"]) == ("node.key_secret", "gw.key")
     with pytest.raises(SystemExit):  # argparse: not allowed with argument --instance
         parse("--instance", "7", "--plain-identity")
+    with pytest.raises(SystemExit, match="go together"):
+        parse("--server-key", "gw.key")
     # What main() does with the kwargs: a Node with the chosen identity.
     node = Node(**{**parse("--plain-identity"), "connect": ENDPOINT})
     assert node.identity == b"app"

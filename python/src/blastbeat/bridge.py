@@ -1,7 +1,7 @@
 """Put an existing HTTP server behind BlastBeat: a node that forwards every request to it.
 
     python -m blastbeat.bridge --connect tcp://127.0.0.1:5000 --node NAME --upstream http://127.0.0.1:8000
-        [--instance SUFFIX | --plain-identity]
+        [--instance SUFFIX | --plain-identity] [--curve-key FILE --server-key KEY]
 
 Each request goes to the upstream over a pool of keep-alive connections (``http.client``), streaming both
 ways: the request body is sent as it arrives from the gateway (with its ``Content-Length``, or chunked when
@@ -295,7 +295,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         bridge = HTTPBridge(args.upstream, timeout=args.upstream_timeout, pool_size=max(1, args.threads),
                             preserve_host=not args.upstream_host)
         node = Node(kwargs.pop("connect"), kwargs.pop("node"), bridge, **kwargs)
-    except ValueError as exc:  # a bad upstream URL or option combination: a usage error
+    except ValueError as exc:  # a bad upstream URL, key file or option combination: a usage error
         parser.error(str(exc))
     log.info("forwarding node %s to %s", node.node, args.upstream)  # the identity: logged by Node.start
     try:

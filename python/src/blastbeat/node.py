@@ -22,6 +22,9 @@ each other. That is why, without an explicit ``instance``, a node picks a unique
 connects as exactly ``NODE``, for setups that expect one process per node name. The node sends one
 unsolicited ``pong`` after every (re)connection so that the gateway learns an instance identity it has never
 pinged.
+
+CURVE: with ``curve_key`` (the node's secret certificate) and ``server_key`` (the gateway's public key) every
+DEALER socket encrypts and authenticates its connection with CurveZMQ (see :mod:`blastbeat._curve`).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional
 
 import zmq
 
-from . import _http, uwsgi
+from . import _curve, _http, uwsgi
 
 __all__ = [
     "Node",
@@ -747,6 +750,10 @@ class Request:
 _Key = Tuple[int, bytes]
 _Outbound = Tuple[int, List[bytes], int, Optional[Request]]
 
+#: Monitor events for a failed ZMTP handshake (a wrong CURVE key, CURVE on one side only...).
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
 
 def unique_instance() -> str:
     """A fresh instance suffix, ``<pid>-<8 random hex digits>``.
@@ -768,6 +775,11 @@ class Node:
     never take each other's identity. ``plain_identity=True`` connects as exactly ``node`` instead (one
     process per node name, as with the original BlastBeat); it excludes ``instance``.
 
+    ``curve_key`` and ``server_key`` (both or neither) turn on CURVE: ``curve_key`` is the path of this
+    node's secret certificate file (as written by ``zmq.auth.create_certificates``), ``server_key`` the
+    gateway's public key, as 40 Z85 characters or the path of its public certificate file. The gateway
+    must list the node's public key (``node-key``). Bad keys raise ValueError here, not at connect time.
+
     ``handler(request)`` runs in one of ``threads`` worker threads (subclasses may override :meth:`handle`
     instead). When it returns, an unfinished response is finished; when it raises, the client gets a 500
     (or, if the head was already sent, the connection is closed) and the worker goes on.
@@ -784,7 +796,8 @@ class Node:
                  instance: Optional[str] = None, plain_identity: bool = False, threads: int = 8,
                  body_timeout: Optional[float] = 120.0, graceful_timeout: float = 10.0,
                  max_output_buffer: int = 8 << 20, context: Optional["zmq.Context[Any]"] = None,
-                 linger: float = 1.0) -> None:
+                 linger: float = 1.0, curve_key: Optional["Union[str, os.PathLike[str]]"] = None,
+                 server_key: Optional[_curve.KeySource] = None) -> None:
         self.endpoints: List[str] = [connect] if isinstance(connect, str) else list(connect)
         if not self.endpoints:
             raise ValueError("at least one gateway endpoint is required")
@@ -814,6 +827,8 @@ class Node:
                              f"{self.identity[:40]!r}... is {len(self.identity)} bytes"
                              + (" (the node name leaves no room for the instance suffix)"
                                 if self._instance_chosen else ""))
+        #: The CURVE keys set on every socket, or None for plain connections.
+        self.curve: Optional[_curve.CurveKeys] = _curve.client_keys(curve_key, server_key)
         self.handler = handler
         self.threads = threads
         self.body_timeout = body_timeout
@@ -849,6 +864,7 @@ class Node:
         #: Counters: requests dispatched, pings answered, messages dropped (unknown sid or type, malformed).
         self.stats: Dict[str, int] = {"requests": 0, "pings": 0, "dropped": 0, "retried_while_draining": 0}
         self._connected: List[bool] = [False] * len(self.endpoints)
+        self._handshake_warned: List[bool] = [False] * len(self.endpoints)
 
     # -- public API ---------------------------------------------------------------------------------------
 
@@ -868,9 +884,9 @@ class Node:
             t = threading.Thread(target=self._worker_main, name=f"blastbeat-worker-{i}", daemon=True)
             t.start()
             self._workers.append(t)
-        log.info("node %s: identity %s (%s)", self.node, self.identity.decode(errors="replace"),
+        log.info("node %s: identity %s (%s)%s", self.node, self.identity.decode(errors="replace"),
                  "plain" if self.plain_identity else "unique instance chosen at start" if self._instance_chosen
-                 else "instance given")
+                 else "instance given", ", CURVE" if self.curve is not None else "")
         self._io_thread = threading.Thread(target=self._io_main, name="blastbeat-io", daemon=True)
         self._io_thread.start()
         self._started.wait()
@@ -1073,8 +1089,13 @@ class Node:
             sock.setsockopt(zmq.LINGER, int(self.linger * 1000))
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+            if self.curve is not None:
+                # Client side of CurveZMQ; must be set before connect to apply to the connection.
+                sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret)
+                sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public)
+                sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server)
             self._dealers.append(sock)
-            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED
             self._monitors.append(sock.get_monitor_socket(events))
             sock.connect(endpoint)
 
@@ -1245,7 +1266,19 @@ class Node:
             except zmq.Again:
                 return
             kind = event.get("event")
-            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if kind is not None and kind & _HANDSHAKE_FAILED:
+                # libzmq retries every RECONNECT_IVL: warn once until a handshake succeeds, not each time.
+                if not self._handshake_warned[gateway]:
+                    self._handshake_warned[gateway] = True
+                    hint = ("check server_key (the gateway's public key) and that the gateway lists this node's "
+                            "public key" if self.curve is not None else
+                            "does the gateway require CURVE (curve_key/server_key)?")
+                    log.warning("node %s: handshake with %s failed (%s); retrying", self.identity.decode(
+                        errors="replace"), self.endpoints[gateway], hint)
+                else:
+                    log.debug("handshake with %s failed again", self.endpoints[gateway])
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._handshake_warned[gateway] = False
                 self._connected[gateway] = True
                 log.info("node %s connected to %s", self.identity.decode(errors="replace"),
                          self.endpoints[gateway])
@@ -1253,9 +1286,11 @@ class Node:
                 # hears from it, and a restarted gateway has forgotten it.
                 self._send_now(gateway, [b"", b"pong", b""])
             elif kind == zmq.EVENT_DISCONNECTED:
+                # Also reported after every failed handshake: only the loss of a working connection is news.
+                if self._connected[gateway]:
+                    log.warning("node %s lost its connection to %s; reconnecting",
+                                self.identity.decode(errors="replace"), self.endpoints[gateway])
                 self._connected[gateway] = False
-                log.warning("node %s lost its connection to %s; reconnecting",
-                            self.identity.decode(errors="replace"), self.endpoints[gateway])
 
     def _drain_finished(self) -> bool:
         """While draining: True when nothing is in flight any more, or the deadline has passed (then the

@@ -1,7 +1,7 @@
 """Serve a WSGI application (PEP 3333) as a BlastBeat node.
 
     python -m blastbeat.wsgi module:app --connect tcp://127.0.0.1:5000 --node NAME [--threads N]
-        [--instance SUFFIX | --plain-identity]
+        [--instance SUFFIX | --plain-identity] [--curve-key FILE --server-key KEY]
 
 ``module:app`` names the application object (``module:create_app()`` calls a factory; ``module`` alone
 means ``module:application``). The current directory is importable, as with ``python -m``.
@@ -234,7 +234,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         server = WSGIServer(app, kwargs.pop("connect"), kwargs.pop("node"), script_name=args.script_name,
                             **kwargs)
-    except ValueError as exc:  # a bad option value or combination: a usage error, not a traceback
+    except ValueError as exc:  # a bad key file or option combination: a usage error, not a traceback
         parser.error(str(exc))
     log.info("serving %s as node %s", args.app, server.node.node)  # the identity: logged by Node.start
     server.run()
