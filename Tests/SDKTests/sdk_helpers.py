@@ -82,7 +82,8 @@ class Gateway:
     """One ``blastbeat`` process with a generated ini (free ports on 127.0.0.1) in ``workdir``.
 
     ``nodes`` are the node names of the single vhost ``localhost``, which is also the default vhost, so any
-    Host header reaches it; ``vhost_options`` are more keys for it (``websocket-handshake = backend``...).
+    Host header reaches it; ``vhost_options`` are more keys for it (``websocket-handshake = backend``...; a
+    list value writes the key once per item).
     """
 
     def __init__(self, workdir: Path, nodes: Sequence[str] = ("app",), options: Optional[dict] = None,
@@ -109,7 +110,8 @@ class Gateway:
         lines = ["[blastbeat]", f"bind = 127.0.0.1:{self.port}", f"zmq = {self.endpoint}"]
         lines += [f"{k} = {v}" for k, v in self.options.items()]
         lines += ["", "[blastbeat:localhost]"] + [f"node = {n}" for n in self.nodes] + ["default = true"]
-        lines += [f"{k} = {v}" for k, v in self.vhost_options.items()]
+        for k, v in self.vhost_options.items():  # a list value: the key repeated (node-key, one per node)
+            lines += [f"{k} = {item}" for item in (v if isinstance(v, (list, tuple)) else [v])]
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 10.0) -> "Gateway":
