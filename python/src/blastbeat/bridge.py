@@ -241,7 +241,7 @@ class HTTPBridge:
                    if k.lower() not in _http.HOP_BY_HOP and k.lower() not in listed]
         if response.chunked or response.getheader("Transfer-Encoding"):
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-        reusable = False
+        released = False
         try:
             request.start(f"{response.status} {response.reason}".strip(), headers)
             while True:
@@ -253,6 +253,11 @@ class HTTPBridge:
                 raise http.client.IncompleteRead(b"", response.length)
             reusable = not response.will_close
             response.close()  # releases the connection for the next request (http.client needs this)
+            if reusable:
+                # Back in the pool before the response completes: the client may send its next request as soon
+                # as it has this one, and that request should find the connection idle, not open another.
+                self.pool.release(conn)
+                released = True
             request.finish()
         except ClientDisconnected:
             raise
@@ -260,9 +265,7 @@ class HTTPBridge:
             log.warning("upstream %s failed mid-response: %r; closing the client connection", self.upstream, exc)
             request.abort()
         finally:
-            if reusable:
-                self.pool.release(conn)
-            else:
+            if not released:
                 conn.close()
 
     def _fail(self, request: Request, cause: BaseException) -> None:
