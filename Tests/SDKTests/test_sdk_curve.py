@@ -175,6 +175,7 @@ def test_curve_options_are_checked_when_the_node_is_created(keys, tmp_path):
     node = make(curve_key=keys.node_secret_file, server_key=keys.gateway[0])  # bytes work too
     assert node.curve is not None and node.curve.public == keys.node_public
     assert node.curve.server == keys.gateway[0]
+    assert node.curve.secret.decode() not in repr(node.curve)
     assert make().curve is None
 
 

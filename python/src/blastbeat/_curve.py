@@ -42,6 +42,9 @@ class CurveKeys(NamedTuple):
     secret: bytes
     server: bytes
 
+    def __repr__(self) -> str:  # never put the secret key in a log line or a traceback
+        return f"CurveKeys(public={self.public!r}, secret=<hidden>, server={self.server!r})"
+
 
 def _is_z85_key(text: bytes) -> bool:
     """True for 40 Z85 characters that decode to a 32-byte key."""
