@@ -82,7 +82,8 @@ class Gateway:
     """One ``blastbeat`` process with a generated ini (free ports on 127.0.0.1) in ``workdir``.
 
     ``nodes`` are the node names of the single vhost ``localhost``, which is also the default vhost, so any
-    Host header reaches it; ``vhost_options`` are more keys for it (``websocket-handshake = backend``...).
+    Host header reaches it; ``vhost_options`` are more keys for it (``websocket-handshake = backend``...; a
+    list value writes the key once per item).
     """
 
     def __init__(self, workdir: Path, nodes: Sequence[str] = ("app",), options: Optional[dict] = None,
@@ -109,7 +110,8 @@ class Gateway:
         lines = ["[blastbeat]", f"bind = 127.0.0.1:{self.port}", f"zmq = {self.endpoint}"]
         lines += [f"{k} = {v}" for k, v in self.options.items()]
         lines += ["", "[blastbeat:localhost]"] + [f"node = {n}" for n in self.nodes] + ["default = true"]
-        lines += [f"{k} = {v}" for k, v in self.vhost_options.items()]
+        for k, v in self.vhost_options.items():  # a list value: the key repeated (node-key, one per node)
+            lines += [f"{k} = {item}" for item in (v if isinstance(v, (list, tuple)) else [v])]
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 10.0) -> "Gateway":
@@ -369,3 +371,82 @@ def request_bytes(method: str = "GET", target: str = "/", headers: Iterable[tupl
                   version: str = "HTTP/1.1", host: str = "localhost") -> bytes:
     lines = [f"{method} {target} {version}", f"Host: {host}"] + [f"{k}: {v}" for k, v in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A pyzmq ROUTER standing in for the gateway (identities, CURVE)
+
+
+class RouterPeer:
+    """A ROUTER on a random 127.0.0.1 port, optionally a CURVE server.
+
+    ``curve``: the server's (public, secret) Z85 keys. ``allowed``: a directory of public certificates; a ZAP
+    authenticator then admits only clients whose key is among them (as the gateway's ``node-key`` lines do),
+    and every message carries the client's public key as its ``User-Id``. Without it any client that knows
+    the server key gets through (libzmq without ZAP).
+    """
+
+    def __init__(self, curve: Optional[tuple] = None, allowed: Optional[Path] = None) -> None:
+        import zmq
+
+        self.ctx = zmq.Context()
+        self.auth = None
+        if allowed is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self.auth = ThreadAuthenticator(self.ctx)
+            self.auth.start()
+            self.auth.configure_curve(domain="*", location=str(allowed))
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            self.sock.curve_server = True
+            self.sock.curve_publickey, self.sock.curve_secretkey = curve
+        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.user_ids: list = []  # the User-Id of each message received (None without ZAP)
+
+    def recv(self, timeout: float = 5.0) -> list:
+        """The next message as [identity, sid, type, body]; TimeoutError after ``timeout`` seconds."""
+        if not self.sock.poll(int(timeout * 1000)):
+            raise TimeoutError(f"no message within {timeout}s")
+        frames = self.sock.recv_multipart(copy=False)
+        try:
+            self.user_ids.append(frames[-1].get("User-Id"))
+        except Exception:  # no such property: no ZAP handler authenticated the connection
+            self.user_ids.append(None)
+        return [f.bytes for f in frames]
+
+    def wait_announce(self, timeout: float = 10.0) -> bytes:
+        """The identity of the first node that announces itself (its unsolicited pong)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frames = self.recv(max(0.01, deadline - time.monotonic()))
+            if frames[2] == b"pong":
+                return frames[0]
+
+    def silent_for(self, seconds: float) -> bool:
+        """True if no message at all arrives within ``seconds``."""
+        return not self.sock.poll(int(seconds * 1000))
+
+    def get(self, identity: bytes, path: str = "/", timeout: float = 5.0) -> list:
+        """Send a GET for ``path`` to ``identity``; the first non-pong reply as [identity, sid, type, body]."""
+        from blastbeat import uwsgi  # the tree's SDK: conftest put python/src first on sys.path
+
+        sid = os.urandom(16)
+        env = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
+               "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+               "REMOTE_PORT": "40000", "UWSGI_SCHEME": "http", "HTTP_HOST": "localhost", "REQUEST_URI": path}
+        self.sock.send_multipart([identity, sid, b"uwsgi", uwsgi.encode(env)])
+        deadline = time.monotonic() + timeout
+        while True:
+            frames = self.recv(max(0.01, deadline - time.monotonic()))
+            if frames[2] != b"pong":
+                assert frames[1] == sid, f"reply for another session: {frames!r}"
+                return frames
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.auth is not None:
+            self.auth.stop()
+        self.ctx.term()

@@ -93,6 +93,10 @@ def node_factory(fake):
     nodes = []
 
     def factory(handler, node="app", endpoints=None, announce=True, gateways=None, **options):
+        # These tests address the node as b"app" in every frame: a plain identity unless a test picks an
+        # instance. The default identity (app#<pid>-<random>) has its own tests in test_sdk_identity.py.
+        if "instance" not in options:
+            options.setdefault("plain_identity", True)
         n = Node(endpoints or fake.endpoint, node, handler, **options).start()
         nodes.append(n)
         assert n.wait_connected(5)
@@ -119,10 +123,10 @@ def test_announces_itself_and_answers_ping(fake, node_factory):
 
 
 def test_identity_rules():
-    assert Node("tcp://127.0.0.1:1", "app").identity == b"app"
+    assert Node("tcp://127.0.0.1:1", "app", plain_identity=True).identity == b"app"
     assert Node("tcp://127.0.0.1:1", "app", instance="w2").identity == b"app#w2"
     for bad in [dict(node=""), dict(node="a#b", instance="x"), dict(node="app", instance=""),
-                dict(node="x" * 300)]:
+                dict(node="x" * 300), dict(node="x" * 300, plain_identity=True)]:
         with pytest.raises(ValueError):
             Node("tcp://127.0.0.1:1", **bad)
     with pytest.raises(ValueError):
@@ -526,14 +530,14 @@ def test_graceful_stop_finishes_in_flight_and_retries_new(fake):
         release.wait(5)
         hello(req)
 
-    node = Node(fake.endpoint, "app", handler).start()
-    fake.wait_announce(b"app")
-    fake.request(b"app", SID1, path="/slow")
+    node = Node(fake.endpoint, "app", handler).start()  # the default identity: app#<pid>-<random>
+    fake.wait_announce(node.identity)
+    fake.request(node.identity, SID1, path="/slow")
     time.sleep(0.2)
     stopper = threading.Thread(target=node.stop, kwargs={"timeout": 5})
     stopper.start()
     time.sleep(0.2)
-    fake.request(b"app", SID2, path="/new")
+    fake.request(node.identity, SID2, path="/new")
     assert fake.recv()[1:] == [SID2, b"retry", b""]
     release.set()
     assert fake.recv()[3].endswith(b"hi /slow")
@@ -546,8 +550,8 @@ def test_stop_deadline_ends_stuck_sessions(fake):
     release = threading.Event()
     node = Node(fake.endpoint, "app", lambda req: release.wait(10)).start()
     try:
-        fake.wait_announce(b"app")
-        fake.request(b"app", SID1)
+        fake.wait_announce(node.identity)
+        fake.request(node.identity, SID1)
         time.sleep(0.2)
         started = time.monotonic()
         node.stop(timeout=0.3)

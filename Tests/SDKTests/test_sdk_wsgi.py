@@ -169,7 +169,9 @@ def test_environ(server, client):
     assert env["SERVER_NAME"] == "localhost" and env["SERVER_PORT"] == str(gw.port)
     assert env["SERVER_PROTOCOL"] == "HTTP/1.1" and env["REMOTE_ADDR"] == "127.0.0.1"
     assert env["wsgi.url_scheme"] == "http" and env["wsgi.version"] == [1, 0]
-    assert env["wsgi.multithread"] is True and env["wsgi.multiprocess"] is False and env["wsgi.run_once"] is False
+    # multiprocess: started without --instance/--plain-identity, the node has a unique instance identity, so
+    # another process started the same way serves the same node at the same time.
+    assert env["wsgi.multithread"] is True and env["wsgi.multiprocess"] is True and env["wsgi.run_once"] is False
     assert env["wsgi.input_terminated"] is True and env["errors_is_stderr"] and env["has_blastbeat_request"]
     assert env["HTTP_X_CUSTOM"] == "v" and env["HTTP_HOST"] == f"127.0.0.1:{gw.port}"
     assert env["SERVER_SOFTWARE"].startswith("blastbeat")

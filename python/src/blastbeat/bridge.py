@@ -1,6 +1,7 @@
 """Put an existing HTTP server behind BlastBeat: a node that forwards every request to it.
 
     python -m blastbeat.bridge --connect tcp://127.0.0.1:5000 --node NAME --upstream http://127.0.0.1:8000
+        [--instance SUFFIX | --plain-identity] [--curve-key FILE --server-key KEY]
 
 Each request goes to the upstream over a pool of keep-alive connections (``http.client``), streaming both
 ways: the request body is sent as it arrives from the gateway (with its ``Content-Length``, or chunked when
@@ -240,7 +241,7 @@ class HTTPBridge:
                    if k.lower() not in _http.HOP_BY_HOP and k.lower() not in listed]
         if response.chunked or response.getheader("Transfer-Encoding"):
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-        reusable = False
+        released = False
         try:
             request.start(f"{response.status} {response.reason}".strip(), headers)
             while True:
@@ -252,6 +253,11 @@ class HTTPBridge:
                 raise http.client.IncompleteRead(b"", response.length)
             reusable = not response.will_close
             response.close()  # releases the connection for the next request (http.client needs this)
+            if reusable:
+                # Back in the pool before the response completes: the client may send its next request as soon
+                # as it has this one, and that request should find the connection idle, not open another.
+                self.pool.release(conn)
+                released = True
             request.finish()
         except ClientDisconnected:
             raise
@@ -259,9 +265,7 @@ class HTTPBridge:
             log.warning("upstream %s failed mid-response: %r; closing the client connection", self.upstream, exc)
             request.abort()
         finally:
-            if reusable:
-                self.pool.release(conn)
-            else:
+            if not released:
                 conn.close()
 
     def _fail(self, request: Request, cause: BaseException) -> None:
@@ -290,10 +294,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     _cli.configure_logging(args.log_level)
     kwargs = _cli.node_kwargs(args)
-    bridge = HTTPBridge(args.upstream, timeout=args.upstream_timeout, pool_size=max(1, args.threads),
-                        preserve_host=not args.upstream_host)
-    node = Node(kwargs.pop("connect"), kwargs.pop("node"), bridge, **kwargs)
-    log.info("forwarding node %s to %s", node.identity.decode(errors="replace"), args.upstream)
+    try:
+        bridge = HTTPBridge(args.upstream, timeout=args.upstream_timeout, pool_size=max(1, args.threads),
+                            preserve_host=not args.upstream_host)
+        node = Node(kwargs.pop("connect"), kwargs.pop("node"), bridge, **kwargs)
+    except ValueError as exc:  # a bad upstream URL, key file or option combination: a usage error
+        parser.error(str(exc))
+    log.info("forwarding node %s to %s", node.node, args.upstream)  # the identity: logged by Node.start
     try:
         node.run()
     finally:

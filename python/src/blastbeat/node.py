@@ -14,18 +14,26 @@ Sessions are keyed by (gateway, sid): the gateway sends a ``uwsgi`` per request 
 keep-alive connection, each only after the previous response completed), then, when the request has a body,
 ``body`` messages and an empty ``body`` that ends it. ``end`` means the client connection is gone.
 
-Identity: a node process connects with the ZeroMQ identity ``NODE``, or ``NODE#INSTANCE`` when
-``instance`` is set. The gateway treats every ``NODE#...`` identity as one more process of node ``NODE``, so
-several processes can serve one node name; each must use a different suffix, because two processes with the
-same identity steal the connection from each other. The node sends one unsolicited ``pong`` after every
-(re)connection so that the gateway learns an instance identity it has never pinged.
+Identity: a node process connects with the ZeroMQ identity ``NODE#INSTANCE``. The gateway treats every
+``NODE#...`` identity as one more process of node ``NODE``, so several processes can serve one node name;
+each must use a different suffix, because two processes with the same identity steal the connection from
+each other. That is why, without an explicit ``instance``, a node picks a unique suffix of its own
+(``<pid>-<8 random hex digits>``): starting the same command twice adds capacity. ``plain_identity=True``
+connects as exactly ``NODE``, for setups that expect one process per node name. The node sends one
+unsolicited ``pong`` after every (re)connection so that the gateway learns an instance identity it has never
+pinged.
+
+CURVE: with ``curve_key`` (the node's secret certificate) and ``server_key`` (the gateway's public key) every
+DEALER socket encrypts and authenticates its connection with CurveZMQ (see :mod:`blastbeat._curve`).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
+import secrets
 import signal
 import socket
 import struct
@@ -36,7 +44,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional
 
 import zmq
 
-from . import _http, uwsgi
+from . import _curve, _http, uwsgi
 
 __all__ = [
     "Node",
@@ -46,6 +54,7 @@ __all__ = [
     "BodyTimeout",
     "ResponseError",
     "request_has_body",
+    "unique_instance",
 ]
 
 log = logging.getLogger("blastbeat")
@@ -741,14 +750,35 @@ class Request:
 _Key = Tuple[int, bytes]
 _Outbound = Tuple[int, List[bytes], int, Optional[Request]]
 
+#: Monitor events for a failed ZMTP handshake (a wrong CURVE key, CURVE on one side only...).
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+def unique_instance() -> str:
+    """A fresh instance suffix, ``<pid>-<8 random hex digits>``.
+
+    The pid tells processes apart on one machine (and helps find the process from the gateway's logs); the
+    random part tells apart processes on different machines, or a restarted process that got an old pid.
+    """
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
 
 class Node:
     """A BlastBeat backend node: connects to one or several gateways and runs ``handler`` for each request.
 
     ``connect`` is one endpoint (``tcp://127.0.0.1:5000``) or several: one DEALER per gateway, polled
     together; each reply goes back through the gateway its request came from. ``node`` is the node name of
-    the gateway's ``node = ...`` lines; with ``instance`` the identity is ``node#instance`` (several
-    processes of one node, each with its own suffix).
+    the gateway's ``node = ...`` lines. The ZeroMQ identity (:attr:`identity`) is ``node#instance``: with
+    ``instance`` given, that suffix (each process of a node needs its own); without it, a unique suffix
+    ``<pid>-<8 random hex digits>`` (see :func:`unique_instance`), so that processes started the same way
+    never take each other's identity. ``plain_identity=True`` connects as exactly ``node`` instead (one
+    process per node name, as with the original BlastBeat); it excludes ``instance``.
+
+    ``curve_key`` and ``server_key`` (both or neither) turn on CURVE: ``curve_key`` is the path of this
+    node's secret certificate file (as written by ``zmq.auth.create_certificates``), ``server_key`` the
+    gateway's public key, as 40 Z85 characters or the path of its public certificate file. The gateway
+    must list the node's public key (``node-key``). Bad keys raise ValueError here, not at connect time.
 
     ``handler(request)`` runs in one of ``threads`` worker threads (subclasses may override :meth:`handle`
     instead). When it returns, an unfinished response is finished; when it raises, the client gets a 500
@@ -763,24 +793,42 @@ class Node:
     """
 
     def __init__(self, connect: Union[str, Sequence[str]], node: str, handler: Optional[Handler] = None, *,
-                 instance: Optional[str] = None, threads: int = 8, body_timeout: Optional[float] = 120.0,
-                 graceful_timeout: float = 10.0, max_output_buffer: int = 8 << 20,
-                 context: Optional["zmq.Context[Any]"] = None, linger: float = 1.0) -> None:
+                 instance: Optional[str] = None, plain_identity: bool = False, threads: int = 8,
+                 body_timeout: Optional[float] = 120.0, graceful_timeout: float = 10.0,
+                 max_output_buffer: int = 8 << 20, context: Optional["zmq.Context[Any]"] = None,
+                 linger: float = 1.0, curve_key: Optional["Union[str, os.PathLike[str]]"] = None,
+                 server_key: Optional[_curve.KeySource] = None) -> None:
         self.endpoints: List[str] = [connect] if isinstance(connect, str) else list(connect)
         if not self.endpoints:
             raise ValueError("at least one gateway endpoint is required")
         if not node:
             raise ValueError("the node name must not be empty")
-        if instance is not None and (not instance or "#" in node):
-            raise ValueError("instance needs a non-empty suffix and a node name without '#'")
+        if plain_identity and instance is not None:
+            raise ValueError("plain_identity and instance exclude each other: the plain identity is the node "
+                             "name alone")
+        if not plain_identity and "#" in node:
+            # The gateway splits an identity at its first '#': "a#b" is already instance "b" of node "a".
+            raise ValueError(f"the node name {node!r} contains '#'; give the suffix as instance=... "
+                             f"(or plain_identity=True to connect as exactly {node!r})")
+        if instance is not None and not instance:
+            raise ValueError("instance needs a non-empty suffix")
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self.node = node
-        self.instance = instance
-        #: The ZeroMQ identity: ``node``, or ``node#instance``.
-        self.identity: bytes = (node if instance is None else f"{node}#{instance}").encode("utf-8")
+        #: True when the node connects as exactly ``node`` (``plain_identity=True``).
+        self.plain_identity = plain_identity
+        #: The instance suffix: the one given, the unique one chosen here, or None with a plain identity.
+        self.instance: Optional[str] = None if plain_identity else (instance or unique_instance())
+        self._instance_chosen = not plain_identity and instance is None
+        #: The ZeroMQ identity: ``node#instance``, or ``node`` with ``plain_identity``.
+        self.identity: bytes = (node if self.instance is None else f"{node}#{self.instance}").encode("utf-8")
         if len(self.identity) > 255 or self.identity.startswith(b"\0"):
-            raise ValueError("a ZeroMQ identity is 1-255 bytes and must not start with a zero byte")
+            raise ValueError(f"a ZeroMQ identity is 1-255 bytes and must not start with a zero byte; "
+                             f"{self.identity[:40]!r}... is {len(self.identity)} bytes"
+                             + (" (the node name leaves no room for the instance suffix)"
+                                if self._instance_chosen else ""))
+        #: The CURVE keys set on every socket, or None for plain connections.
+        self.curve: Optional[_curve.CurveKeys] = _curve.client_keys(curve_key, server_key)
         self.handler = handler
         self.threads = threads
         self.body_timeout = body_timeout
@@ -816,6 +864,7 @@ class Node:
         #: Counters: requests dispatched, pings answered, messages dropped (unknown sid or type, malformed).
         self.stats: Dict[str, int] = {"requests": 0, "pings": 0, "dropped": 0, "retried_while_draining": 0}
         self._connected: List[bool] = [False] * len(self.endpoints)
+        self._handshake_warned: List[bool] = [False] * len(self.endpoints)
 
     # -- public API ---------------------------------------------------------------------------------------
 
@@ -835,6 +884,9 @@ class Node:
             t = threading.Thread(target=self._worker_main, name=f"blastbeat-worker-{i}", daemon=True)
             t.start()
             self._workers.append(t)
+        log.info("node %s: identity %s (%s)%s", self.node, self.identity.decode(errors="replace"),
+                 "plain" if self.plain_identity else "unique instance chosen at start" if self._instance_chosen
+                 else "instance given", ", CURVE" if self.curve is not None else "")
         self._io_thread = threading.Thread(target=self._io_main, name="blastbeat-io", daemon=True)
         self._io_thread.start()
         self._started.wait()
@@ -1037,8 +1089,13 @@ class Node:
             sock.setsockopt(zmq.LINGER, int(self.linger * 1000))
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+            if self.curve is not None:
+                # Client side of CurveZMQ; must be set before connect to apply to the connection.
+                sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret)
+                sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public)
+                sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server)
             self._dealers.append(sock)
-            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED
             self._monitors.append(sock.get_monitor_socket(events))
             sock.connect(endpoint)
 
@@ -1209,7 +1266,19 @@ class Node:
             except zmq.Again:
                 return
             kind = event.get("event")
-            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if kind is not None and kind & _HANDSHAKE_FAILED:
+                # libzmq retries every RECONNECT_IVL: warn once until a handshake succeeds, not each time.
+                if not self._handshake_warned[gateway]:
+                    self._handshake_warned[gateway] = True
+                    hint = ("check server_key (the gateway's public key) and that the gateway lists this node's "
+                            "public key" if self.curve is not None else
+                            "does the gateway require CURVE (curve_key/server_key)?")
+                    log.warning("node %s: handshake with %s failed (%s); retrying", self.identity.decode(
+                        errors="replace"), self.endpoints[gateway], hint)
+                else:
+                    log.debug("handshake with %s failed again", self.endpoints[gateway])
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._handshake_warned[gateway] = False
                 self._connected[gateway] = True
                 log.info("node %s connected to %s", self.identity.decode(errors="replace"),
                          self.endpoints[gateway])
@@ -1217,9 +1286,11 @@ class Node:
                 # hears from it, and a restarted gateway has forgotten it.
                 self._send_now(gateway, [b"", b"pong", b""])
             elif kind == zmq.EVENT_DISCONNECTED:
+                # Also reported after every failed handshake: only the loss of a working connection is news.
+                if self._connected[gateway]:
+                    log.warning("node %s lost its connection to %s; reconnecting",
+                                self.identity.decode(errors="replace"), self.endpoints[gateway])
                 self._connected[gateway] = False
-                log.warning("node %s lost its connection to %s; reconnecting",
-                            self.identity.decode(errors="replace"), self.endpoints[gateway])
 
     def _drain_finished(self) -> bool:
         """While draining: True when nothing is in flight any more, or the deadline has passed (then the

@@ -1,6 +1,7 @@
 """Serve a WSGI application (PEP 3333) as a BlastBeat node.
 
     python -m blastbeat.wsgi module:app --connect tcp://127.0.0.1:5000 --node NAME [--threads N]
+        [--instance SUFFIX | --plain-identity] [--curve-key FILE --server-key KEY]
 
 ``module:app`` names the application object (``module:create_app()`` calls a factory; ``module`` alone
 means ``module:application``). The current directory is importable, as with ``python -m``.
@@ -173,12 +174,14 @@ class WSGIServer:
 
     def __init__(self, app: WSGIApp, connect: Union[str, Sequence[str]], node: str, *, script_name: str = "",
                  multiprocess: Optional[bool] = None, **node_options: Any) -> None:
-        threads = int(node_options.get("threads", 8))
-        instance = node_options.get("instance")
-        self.handler = WSGIHandler(app, multithread=threads > 1,
-                                   multiprocess=bool(instance) if multiprocess is None else multiprocess,
+        self.node = Node(connect, node, None, **node_options)
+        # wsgi.multiprocess: an instance identity (the default) lets other processes serve the same node at
+        # the same time; only a plain identity is held by one process at a time.
+        self.handler = WSGIHandler(app, multithread=self.node.threads > 1,
+                                   multiprocess=(self.node.instance is not None) if multiprocess is None
+                                   else multiprocess,
                                    script_name=script_name)
-        self.node = Node(connect, node, self.handler, **node_options)
+        self.node.handler = self.handler
 
     def start(self) -> "WSGIServer":
         self.node.start()
@@ -228,8 +231,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         sys.path.insert(0, "")
     app = load_app(args.app)
     kwargs = _cli.node_kwargs(args)
-    server = WSGIServer(app, kwargs.pop("connect"), kwargs.pop("node"), script_name=args.script_name, **kwargs)
-    log.info("serving %s as node %s", args.app, server.node.identity.decode(errors="replace"))
+    try:
+        server = WSGIServer(app, kwargs.pop("connect"), kwargs.pop("node"), script_name=args.script_name,
+                            **kwargs)
+    except ValueError as exc:  # a bad key file or option combination: a usage error, not a traceback
+        parser.error(str(exc))
+    log.info("serving %s as node %s", args.app, server.node.node)  # the identity: logged by Node.start
     server.run()
 
 
