@@ -316,11 +316,16 @@ extension Gateway {
     /// Unlike libzmq, the native engine knows when a node's connection goes: the node is dead at once
     /// and its waiting clients get 502 before the loop blocks, instead of after `ping-timeout`.
     /// (A connection replaced by a newer one with the same identity is not reported here.)
-    package func zmtpRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, protocolError: Bool) {
+    /// Protocol errors are logged at most once per peer host and reason every 10 s: libzmq reconnects a
+    /// refused peer (a wrong server key, say) ten times a second. Every one is counted.
+    package func zmtpRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
         let who = identity.isEmpty ? "a backend connection" : "the connection of \(Self.printable(identity))"
         if protocolError {
             counters.backendProtocolErrors += 1
-            logger.warning("closed \(who): \(reason)")
+            let kind = Array((host + " " + reason.prefix(48)).utf8)
+            if kind.withUnsafeBytes({ warnings.allow("protocol", $0, now: loop.now, interval: 10) }) {
+                logger.warning("closed \(who): \(reason)")
+            }
         } else {
             logger.debug("\(who) closed: \(reason)")
         }

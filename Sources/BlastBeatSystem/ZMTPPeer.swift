@@ -24,6 +24,11 @@ final class ZMTPPeer: IOWatcherDelegate {
     let fd: Int32
     /// "ADDRESS:PORT" of a TCP peer, or "a local process (pid N, uid N)" on a Unix socket, for logs.
     let address: String
+    /// `address` without the port: what stays the same when the peer reconnects.
+    var host: String {
+        guard address.first != "a", let colon = address.lastIndex(of: ":") else { return address }
+        return String(address[..<colon])
+    }
     private var watcher: IOWatcher! = nil
     private(set) var state = State.greeting
     let security: Security

@@ -9,7 +9,8 @@ package protocol ZMTPRouterDelegate: AnyObject {
     /// A message without exactly 4 frames counting the identity (3 from a DEALER).
     func zmtpRouterReceivedMalformed(frameCount: Int, identity: UnsafeRawBufferPointer)
     /// A connection closed; `protocolError` when the peer broke ZMTP (the gateway counts those).
-    func zmtpRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, protocolError: Bool)
+    /// `host` is the peer's address without its port (what a reconnecting peer keeps), for rate limits.
+    func zmtpRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool)
     /// A connection finished its handshake claiming `identity` (empty: none) with `key` proved (CURVE)
     /// from `address`; `holder` is the live connection that has the identity now, if any. Returns why
     /// the claim is refused, or nil to admit it (it then replaces the holder).
@@ -158,7 +159,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
                     delegate.zmtpRouterDroppedPeer(
                         identity: UnsafeRawBufferPointer(start: nil, count: 0),
                         reason: "refused a connection from \(text): \(Self.maxPeers) backend connections are open (\(refusedAtCap) refused so far)",
-                        protocolError: true)
+                        host: "cap \(refusedAtCap)", protocolError: true)
                 }
                 continue
             }
@@ -208,7 +209,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         if refused { return }
         let reason = peer.identity.isEmpty ? "\(reason) (from \(peer.address))" : reason
         peer.identity.withUnsafeBytes {
-            delegate.zmtpRouterDroppedPeer(identity: $0, reason: reason, protocolError: protocolError)
+            delegate.zmtpRouterDroppedPeer(identity: $0, reason: reason, host: peer.host, protocolError: protocolError)
         }
     }
 
