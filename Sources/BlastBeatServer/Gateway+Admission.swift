@@ -26,7 +26,7 @@ extension Gateway {
         guard let base = nodes.configuredNode(for: identity) else {
             return refuseClaim(identity, "\(address) claims identity \(name), which no vhost lists as a node (or NODE#INSTANCE of one)")
         }
-        if let server = backendKeys.server {
+        if backendKeys.server != nil {
             guard let key, backendKeys.byNode[nodes.nodes[base].identity]?.contains(key) == true else {
                 return refuseClaim(
                     identity, "\(address) claims \(name) with key \(key?.z85 ?? "none"), which no vhost lists for node \(nodeName(base)) (node-key)")
@@ -35,13 +35,12 @@ extension Gateway {
                 return refuseClaim(
                     identity, "\(address) claims \(name) with key \(key.z85), but it is connected from \(holder.address) with another key")
             }
-            _ = server
-        } else if let holder {
-            let now = loop.now
-            if warnings.allow("takeover", identity, now: now, interval: 60) {
-                logger.warning(
-                    "two processes connect as \(name) (\(holder.address), now \(address)), taking the connection from each other; give each its own NODE#INSTANCE (the SDKs pick one unless told --plain-identity), or set curve-key")
-            }
+        }
+        if let holder, warnings.allow("takeover", identity, now: loop.now, interval: 60) {
+            // A restarted process finds no holder (its old connection closed with it); a live holder means
+            // two processes (or a hung one), which take the identity from each other on every reconnect.
+            logger.warning(
+                "two processes connect as \(name) (\(holder.address), now \(address)\(key == nil ? "" : ", same key")), taking the connection from each other; give each its own NODE#INSTANCE (the SDKs pick one unless told --plain-identity)\(key == nil ? ", or set curve-key" : "")")
         }
         if nodes.index(of: identity) == nil {
             switch nodes.registerInstance(identity, limit: instanceLimit(base)) {

@@ -124,18 +124,24 @@ final class ZMTPPeer: IOWatcherDelegate {
             let room = UnsafeMutableRawBufferPointer(start: input + end, count: capacity - end)
             let result: IOResult
             do { result = try Posix.read(fd, into: room) } catch {
-                router.drop(self, reason: "\(error)", protocolError: false)
-                return
+                return closedByPeer("\(error)", reset: error.errno == ECONNRESET)
             }
             guard case .processed(let n) = result else { return }
-            if n == 0 {
-                router.drop(self, reason: "closed by the backend", protocolError: false)
-                return
-            }
+            if n == 0 { return closedByPeer("closed by the backend", reset: false) }
             end += n
             process()
             if state == .closed || n < room.count { return }
         }
+    }
+
+    /// `reset`: the peer reset the connection (the kernel then drops what it had sent and not yet read).
+    private func closedByPeer(_ reason: String, reset: Bool) {
+        if state == .greeting && router.curveKeys != nil && (end - start > 0 || reset) {
+            // libzmq hangs up as soon as it reads a mechanism other than its own: a ZMTP peer that leaves
+            // during the greeting is, nearly always, a backend started without CURVE keys.
+            return protocolError("\(reason) during the greeting: a backend without CURVE keys? (this gateway requires CURVE)")
+        }
+        router.drop(self, reason: reason, protocolError: false)
     }
 
     /// Consumes every complete greeting, command and message in the buffer, then makes room
