@@ -22,6 +22,12 @@ import Synchronization
 /// (see `init(node:instance:endpoints:)`); the gateway balances between them. `stop()` is the only method
 /// that may be called from another thread (or a callback); the loop looks at it at least every 100 ms.
 ///
+/// **Security:** with `curve` (see `CurveCredentials`) every connection is a CURVE client: encrypted, and
+/// accepted only by the gateway that holds the server key's secret half, which in turn accepts the node
+/// only if its public key is configured for the node name. A handshake that fails is logged (once per
+/// kind of failure, not at every retry) and retried: by libzmq, or by the node where libzmq gives up (a
+/// refused key, a security mechanism mismatch), backing off from 1 s to 30 s.
+///
 /// **Protocol handled here:** `ping` is answered with `pong`; after every (re)connection the node announces
 /// itself with an unsolicited `pong` (so a gateway learns an instance identity at once); `uwsgi` is decoded
 /// into a `Request`; `body` messages up to the empty end-of-body marker, `websocket`/`websocket-binary`
@@ -41,6 +47,8 @@ public final class BackendNode: @unchecked Sendable {
     /// The gateways' `zmq` endpoints (`tcp://127.0.0.1:5000`, `ipc:///run/blastbeat.sock`). A `Session`'s
     /// `gateway` is an index into this list.
     public let endpoints: [String]
+    /// The CURVE keys every connection uses; nil for unencrypted, unauthenticated connections.
+    public let curve: CurveCredentials?
 
     private let stopRequested = Atomic<Bool>(false)
     private let running = Atomic<Bool>(false)
@@ -49,7 +57,7 @@ public final class BackendNode: @unchecked Sendable {
     ///
     /// - Throws: `.invalidIdentity` for an empty identity, one longer than 255 bytes or starting with a 0 byte
     ///   (reserved by ZeroMQ); `.invalidEndpoint` for an empty list.
-    public init(identity: String, endpoints: [String]) throws(BackendError) {
+    public init(identity: String, endpoints: [String], curve: CurveCredentials? = nil) throws(BackendError) {
         let bytes = Array(identity.utf8)
         guard !bytes.isEmpty, bytes.count <= 255, bytes[0] != 0 else {
             throw BackendError.invalidIdentity.with(
@@ -60,17 +68,20 @@ public final class BackendNode: @unchecked Sendable {
         }
         self.identity = identity
         self.endpoints = endpoints
+        self.curve = curve
     }
 
     /// A node for `node`, as process `instance` of it when given: the identity `node#instance`.
     ///
     /// Several processes may serve one node name this way (each with a different instance); the gateway
     /// balances between them and health-checks each one (README, "Several processes per node").
-    public convenience init(node: String, instance: String?, endpoints: [String]) throws(BackendError) {
+    public convenience init(
+        node: String, instance: String?, endpoints: [String], curve: CurveCredentials? = nil
+    ) throws(BackendError) {
         if node.isEmpty || node.utf8.contains(UInt8(ascii: "#")) {
             throw BackendError.invalidIdentity.with("invalid node name \(String(reflecting: node))")
         }
-        try self.init(identity: instance.map { "\(node)#\($0)" } ?? node, endpoints: endpoints)
+        try self.init(identity: instance.map { "\(node)#\($0)" } ?? node, endpoints: endpoints, curve: curve)
     }
 
     /// Connects and serves until `stop()` (or, after `stopOnSignals()`, SIGINT or SIGTERM).
@@ -84,8 +95,10 @@ public final class BackendNode: @unchecked Sendable {
             stopRequested.store(false, ordering: .releasing)
             running.store(false, ordering: .releasing)
         }
-        let core = try NodeCore(identity: identity, endpoints: endpoints)
+        let core = try NodeCore(identity: identity, endpoints: endpoints, curve: curve)
         defer { core.close() }
+        let security = curve.map { "with CURVE, node key \($0.publicKey)" } ?? "without CURVE"
+        core.log("identity \(identity), \(security), gateways \(endpoints.joined(separator: ", "))")
         while !stopRequested.load(ordering: .acquiring) && !signalStopRequested.load(ordering: .relaxed) {
             do {
                 try core.pump(handler: handler, timeoutMilliseconds: 100)

@@ -40,6 +40,7 @@ final class NodeCore {
 
     let identity: String
     let endpoints: [String]
+    let curve: CurveCredentials?
     private var dealers: [ZMQDealer] = []
     /// One per dealer.
     private(set) var links: [GatewayLink] = []
@@ -57,14 +58,17 @@ final class NodeCore {
     static let firstRetryDelay = Duration.seconds(1)
     static let maxRetryDelay = Duration.seconds(30)
 
-    init(identity: String, endpoints: [String], sendTimeoutMilliseconds: Int32 = 2000) throws(BackendError) {
+    init(
+        identity: String, endpoints: [String], curve: CurveCredentials? = nil, sendTimeoutMilliseconds: Int32 = 2000
+    ) throws(BackendError) {
         self.identity = identity
         self.endpoints = endpoints
+        self.curve = curve
         for endpoint in endpoints {
             do {
                 dealers.append(
                     try ZMQDealer(
-                        identity: Array(identity.utf8), endpoint: endpoint,
+                        identity: Array(identity.utf8), endpoint: endpoint, curve: curve?.keys,
                         sendTimeoutMilliseconds: sendTimeoutMilliseconds))
             } catch {
                 close()
@@ -120,7 +124,7 @@ final class NodeCore {
                     isNews = previous != failure
                 }
                 if isNews {
-                    log("handshake with \(endpoints[gateway]) failed: \(failure); retrying")
+                    log("handshake with \(endpoints[gateway]) failed: \(failure)\(hint(failure)); retrying")
                 }
                 links[gateway] = .failing(failure, retryAt: failure.endsConnecting ? .now + delay : nil, delay: delay)
             case .connected:
@@ -145,6 +149,22 @@ final class NodeCore {
             } catch {
                 log("cannot connect to \(endpoints[gateway]) again: \(error)")
             }
+        }
+    }
+
+    /// What an operator should check after a failed CURVE handshake. A CURVE gateway closes the connection
+    /// when our server key is wrong (it cannot open our HELLO), and may do the same instead of refusing when
+    /// it does not list our public key for our node name; a refusal means the server key was right.
+    private func hint(_ failure: ZMQDealer.HandshakeFailure) -> String {
+        guard let curve else { return "" }
+        let nodeKey = "the gateway lists this node's public key \(curve.publicKey) as a node-key of its node name"
+        switch failure {
+        case .closed, .ended:
+            return " (check that the server key \(curve.serverKey) is the gateway's public key, and that \(nodeKey))"
+        case .refused:
+            return " (check that \(nodeKey))"
+        case .mechanismMismatch, .protocolError:
+            return ""
         }
     }
 

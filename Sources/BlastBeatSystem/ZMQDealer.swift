@@ -1,3 +1,4 @@
+internal import BlastBeatCore
 internal import CZeroMQ
 import Glibc
 
@@ -119,10 +120,13 @@ package final class ZMQDealer {
     ///
     /// - Parameters:
     ///   - identity: the ZeroMQ routing identity (the node name), 1...255 bytes, not starting with a 0 byte.
+    ///   - curve: makes the socket a CURVE client with these keys (nil: no security, ZMTP NULL). The keys are
+    ///     set before connecting, so no message ever leaves in the clear.
     ///   - lingerMilliseconds: how long `close` may wait for unsent messages.
     ///   - sendTimeoutMilliseconds: how long `send` may block while the gateway's queue is full.
     package init(
-        identity: [UInt8], endpoint: String, lingerMilliseconds: Int32 = 1000, sendTimeoutMilliseconds: Int32 = 2000,
+        identity: [UInt8], endpoint: String, curve: ZMQCurve.ClientKeys? = nil,
+        lingerMilliseconds: Int32 = 1000, sendTimeoutMilliseconds: Int32 = 2000,
         reconnectMilliseconds: Int32 = 100, maxReconnectMilliseconds: Int32 = 2000
     ) throws(ZMQError) {
         guard let context = zmq_ctx_new() else { throw ZMQError(call: "zmq_ctx_new", errno: zmq_errno()) }
@@ -148,6 +152,12 @@ package final class ZMQDealer {
             try setOption(socket, ZMQ_SNDTIMEO, sendTimeoutMilliseconds)
             try setOption(socket, ZMQ_RECONNECT_IVL, reconnectMilliseconds)
             try setOption(socket, ZMQ_RECONNECT_IVL_MAX, maxReconnectMilliseconds)
+            if let curve {
+                // Setting the server key is what makes the socket a CURVE client; all three are 32 binary bytes.
+                try setKey(socket, ZMQ_CURVE_SERVERKEY, curve.serverKey, name: "ZMQ_CURVE_SERVERKEY")
+                try setKey(socket, ZMQ_CURVE_PUBLICKEY, curve.publicKey, name: "ZMQ_CURVE_PUBLICKEY")
+                try setKey(socket, ZMQ_CURVE_SECRETKEY, curve.secretKey, name: "ZMQ_CURVE_SECRETKEY")
+            }
             try setOption(monitor, ZMQ_LINGER, 0)
             // The monitor must be attached before connecting, or the first handshake could be missed.
             // The address only has to be unique within this dealer's own context.
@@ -180,6 +190,13 @@ package final class ZMQDealer {
         if zmq_setsockopt(target, option, &v, MemoryLayout<Int32>.size) != 0 {
             throw ZMQError(call: "zmq_setsockopt(\(option))", errno: zmq_errno())
         }
+    }
+
+    private func setKey(_ target: UnsafeMutableRawPointer, _ option: Int32, _ key: CurveKey, name: String)
+        throws(ZMQError)
+    {
+        let set = key.bytes.withUnsafeBytes { zmq_setsockopt(target, option, $0.baseAddress, $0.count) }
+        if set != 0 { throw ZMQError(call: "zmq_setsockopt(\(name))", errno: zmq_errno()) }
     }
 
     /// Waits until one of `dealers` has a message or a monitor event, or `timeoutMilliseconds` pass

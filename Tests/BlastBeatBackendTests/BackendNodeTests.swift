@@ -31,39 +31,31 @@ import Testing
         #expect(BackendError.invalidHeader.with("detail").description == "detail")
     }
 
-    /// Serves a ROUTER from another task while `run` blocks; `stop()` from outside ends it within 100 ms.
-    @Test func runServesUntilStopped() async throws {
+    /// Serves a ROUTER from another thread while `run` blocks; `stop()` from outside ends it within 100 ms.
+    @Test func runServesUntilStopped() throws {
         let router = TestRouter()
         let node = try BackendNode(identity: "runner", endpoints: [router.endpoint])
         let handler = Quiet()
-        let task = Task.detached { try node.run(handler: handler) }
+        let thread = NodeThread(node)
+        defer { node.stop() }  // on an early exit; the thread ends by itself then
 
         // The announcement, then a ping answered by the running loop.
-        let announcement = try #require(await receive(router))
+        let announcement = try #require(router.receive(timeoutMilliseconds: 2000))
         #expect(announcement == [bytes("runner"), [], bytes("pong"), []])
         #expect(router.send([bytes("runner"), [], bytes("ping"), []]))
-        let pong = try #require(await receive(router))
+        let pong = try #require(router.receive(timeoutMilliseconds: 2000))
         #expect(pong == [bytes("runner"), [], bytes("pong"), []])
         // A request is answered by the handler.
         #expect(router.send([bytes("runner"), sid(1), bytes("uwsgi"), try Uwsgi.packet("GET /x HTTP/1.1", "Host: h")]))
-        let reply = try #require(await receive(router))
+        let reply = try #require(router.receive(timeoutMilliseconds: 2000))
         #expect(String(decoding: reply[3], as: UTF8.self) == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n/x")
         // A second run at the same time is refused.
         #expect(throws: BackendError.alreadyRunning) { try node.run(handler: handler) }
 
         let stopped = ContinuousClock.now
         node.stop()
-        try await task.value
+        try thread.join()
         #expect(ContinuousClock.now - stopped < .seconds(2))
-    }
-
-    /// Polls the router without blocking the test's executor for long.
-    private func receive(_ router: TestRouter) async -> [[UInt8]]? {
-        for _ in 0..<200 {
-            if let message = router.receive(timeoutMilliseconds: 10) { return message }
-            await Task.yield()
-        }
-        return nil
     }
 }
 
