@@ -34,7 +34,8 @@ public struct BackendError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { detail }
 
-    /// The node identity is empty, longer than 255 bytes, or starts with a 0 byte (reserved by ZeroMQ).
+    /// The node identity is empty, longer than 255 bytes, or starts with a 0 byte (reserved by ZeroMQ); or a
+    /// node name is empty or contains `#`, or an instance name is empty.
     public static var invalidIdentity: BackendError { BackendError(.invalidIdentity, "invalid node identity") }
     /// No endpoint was given, or ZeroMQ refused one.
     public static var invalidEndpoint: BackendError { BackendError(.invalidEndpoint, "invalid gateway endpoint") }

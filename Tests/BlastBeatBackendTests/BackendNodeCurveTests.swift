@@ -24,7 +24,7 @@ import Testing
         let curve = try CurveCredentials(
             curveKeyFile: directory.write("secure.key_secret", node.certificates.secret),
             serverKey: directory.write("gateway.key", server.certificates.public))
-        let backend = try BackendNode(identity: "secure#1", endpoints: [router.endpoint], curve: curve)
+        let backend = try BackendNode(node: "secure", instance: .named("1"), endpoints: [router.endpoint], curve: curve)
         let thread = NodeThread(backend)
         defer { backend.stop() }
 
