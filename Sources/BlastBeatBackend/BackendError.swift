@@ -7,6 +7,7 @@ public struct BackendError: Error, Hashable, Sendable, CustomStringConvertible {
     private enum Kind: Hashable, Sendable {
         case invalidIdentity
         case invalidEndpoint
+        case invalidArgument
         case curveKeyUnreadable
         case invalidCurveKey
         case curveUnavailable
@@ -39,6 +40,8 @@ public struct BackendError: Error, Hashable, Sendable, CustomStringConvertible {
     public static var invalidIdentity: BackendError { BackendError(.invalidIdentity, "invalid node identity") }
     /// No endpoint was given, or ZeroMQ refused one.
     public static var invalidEndpoint: BackendError { BackendError(.invalidEndpoint, "invalid gateway endpoint") }
+    /// A command-line argument is unknown, lacks its value, or contradicts another one (`BackendCommandLine`).
+    public static var invalidArgument: BackendError { BackendError(.invalidArgument, "invalid argument") }
     /// A CURVE key file could not be read (missing, not readable, a directory, far too large); the
     /// description names the file and the reason.
     public static var curveKeyUnreadable: BackendError {

@@ -2,15 +2,19 @@
 
 ``swift-hello`` and ``swift-echo`` are built by ``swift build`` with the gateway (``.build/debug``; set
 ``SWIFT_EXAMPLES_DIR`` to use other binaries). Each test starts the example processes as documented
-(``--connect ENDPOINT``, ``--node NAME``), talks to them through the gateway with curl, raw sockets and the
-``websockets`` client, and at teardown stops them with SIGTERM, which the examples handle
-(``BackendNode.stopOnSignals``): they must exit 0.
+(``--connect ENDPOINT``, ``--node NAME``, ``--instance ID``, ``--plain-identity``), talks to them through
+the gateway with curl, raw sockets and the ``websockets`` client, and at teardown stops them with SIGTERM,
+which the examples handle (``BackendNode.stopOnSignals``): they must exit 0.
+
+A process started without ``--instance`` or ``--plain-identity`` connects as ``NODE#<pid>-<8 hex digits>``,
+an instance of node ``NODE`` that the gateway serves wherever ``NODE`` is configured.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -40,6 +44,7 @@ def run_swift(tmp_path):
         procs.append((proc, log, log_path))
         return proc
 
+    start.log_of = lambda proc: next(p for q, _, p in procs if q is proc).read_text(errors="replace")
     yield start
     problems = []
     for proc, log, log_path in procs:
@@ -123,7 +128,7 @@ def test_hello_several_gateways(make_gateway, run_swift):
 def test_instance_identity_shares_the_vhost(make_gateway, run_swift):
     """`--node hello-swift#2` is one more process of node hello-swift: both serve the vhost."""
     gw = make_gateway(vhosts={"localhost": ["hello-swift"]})
-    run_swift("swift-hello", "--connect", gw.endpoint)
+    run_swift("swift-hello", "--connect", gw.endpoint, "--plain-identity")
     run_swift("swift-hello", "--connect", gw.endpoint, "--node", "hello-swift#2")
     assert wait_served(gw.port).status == 200
     # The instance announced itself with an unsolicited pong when it connected (it is never pinged first).
@@ -141,8 +146,8 @@ def test_instance_identity_shares_the_vhost(make_gateway, run_swift):
 
 def test_instance_survives_the_plain_process(make_gateway, run_swift):
     gw = make_gateway(vhosts={"localhost": ["hello-swift"]})
-    plain = run_swift("swift-hello", "--connect", gw.endpoint)
-    run_swift("swift-hello", "--connect", gw.endpoint, "--node", "hello-swift#2")
+    plain = run_swift("swift-hello", "--connect", gw.endpoint, "--plain-identity")
+    run_swift("swift-hello", "--connect", gw.endpoint, "--instance", "2")
     assert wait_served(gw.port).status == 200
     wait_until(lambda: "hello-swift#2" in gw.stderr(), 5, what="the instance joining")
     plain.terminate()
@@ -150,6 +155,75 @@ def test_instance_survives_the_plain_process(make_gateway, run_swift):
     for _ in range(4):
         resp = wait_served(gw.port)
         assert resp.status == 200 and resp.body == HELLO
+
+
+def served_identities(gw) -> set[str]:
+    """The node identities that answered 200 in the gateway's access log (``node=IDENTITY``; a 503 names the
+    vhost's node). The log is written a little after the response: read it under ``wait_until``."""
+    return set(re.findall(r'" 200 \d+ .* node=(\S+)', gw.stdout()))
+
+
+def spread_requests(gw, count: int = 12) -> None:
+    for _ in range(count):
+        resp = http_request(gw.port, target="/spread")  # a fresh connection each time: balanced per session
+        assert resp.status == 200 and resp.body == HELLO
+
+
+def test_same_command_twice_adds_a_process(make_gateway, run_swift):
+    """Without --instance each process connects as hello-swift#<pid>-<random>: starting the same command
+    twice gives the node two processes that both serve, instead of two taking one identity from each other."""
+    gw = make_gateway(vhosts={"localhost": ["hello-swift"]})
+    procs = [run_swift("swift-hello", "--connect", gw.endpoint) for _ in range(2)]
+    assert wait_served(gw.port).status == 200
+
+    pattern = re.compile(r"identity (hello-swift#(\d+)-[0-9a-f]{8}), without CURVE")
+    identities = []
+    for proc in procs:
+        wait_until(lambda: pattern.search(run_swift.log_of(proc)), 5, what="the identity in the example's log")
+        match = pattern.search(run_swift.log_of(proc))
+        assert int(match.group(2)) == proc.pid
+        identities.append(match.group(1))
+    assert identities[0] != identities[1]
+
+    def served_by_both():
+        spread_requests(gw, 4)
+        return set(identities) <= served_identities(gw)
+
+    wait_until(served_by_both, 10, interval=0.1, what="requests served by both processes (access log)")
+    assert served_identities(gw) == set(identities)  # and by nothing else
+
+
+def test_plain_identity_and_instance_options(make_gateway, run_swift):
+    gw = make_gateway(vhosts={"localhost": ["hello-swift"]})
+    plain = run_swift("swift-hello", "--connect", gw.endpoint, "--plain-identity")
+    assert wait_served(gw.port).status == 200
+    spread_requests(gw, 2)
+    wait_until(lambda: served_identities(gw), 5, what="the access log")
+    assert served_identities(gw) == {"hello-swift"}
+    assert "identity hello-swift, without CURVE" in run_swift.log_of(plain)
+    plain.terminate()
+    assert plain.wait(5) == 0
+
+    named = run_swift("swift-hello", "--connect", gw.endpoint, "--instance", "seven")
+    assert wait_served(gw.port).status == 200
+    spread_requests(gw, 2)
+    wait_until(lambda: "hello-swift#seven" in served_identities(gw), 5, what="the access log")
+    assert "identity hello-swift#seven, without CURVE" in run_swift.log_of(named)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--instance", "1", "--plain-identity"], "--instance and --plain-identity both choose the instance"),
+    (["--node", "hello-swift#1", "--instance", "2"], "--node NAME#ID and --instance both choose the instance"),
+    (["--curve-key", "node.key_secret"], "--curve-key needs --server-key"),
+    (["--server-key", "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"], "--server-key needs --curve-key"),
+    (["--curve-key", "/nonexistent/node.key_secret", "--server-key", "x"], "cannot read curve key file"),
+    (["--bogus"], "unknown argument --bogus"),
+])
+def test_bad_options_exit_2(args, message):
+    binary = examples_dir() / "swift-hello"
+    proc = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 2, proc
+    assert message in proc.stderr, proc.stderr
 
 
 @pytest.fixture
