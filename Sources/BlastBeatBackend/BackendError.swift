@@ -1,4 +1,4 @@
-/// An error from the backend SDK: a bad argument, a ZeroMQ failure, or a response API used out of order.
+/// An error from the backend SDK: a bad argument or key, a ZeroMQ failure, or a response API used out of order.
 ///
 /// A struct around a private enum, so that kinds can be added without breaking callers' `switch`es. Compare
 /// with the static members (`error == .responseAlreadyStarted`); equality looks at the kind only, not at
@@ -7,6 +7,10 @@ public struct BackendError: Error, Hashable, Sendable, CustomStringConvertible {
     private enum Kind: Hashable, Sendable {
         case invalidIdentity
         case invalidEndpoint
+        case invalidArgument
+        case curveKeyUnreadable
+        case invalidCurveKey
+        case curveUnavailable
         case socket
         case alreadyRunning
         case invalidStatus
@@ -31,10 +35,26 @@ public struct BackendError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { detail }
 
-    /// The node identity is empty, longer than 255 bytes, or starts with a 0 byte (reserved by ZeroMQ).
+    /// The node identity is empty, longer than 255 bytes, or starts with a 0 byte (reserved by ZeroMQ); or a
+    /// node name is empty or contains `#`, or an instance name is empty.
     public static var invalidIdentity: BackendError { BackendError(.invalidIdentity, "invalid node identity") }
     /// No endpoint was given, or ZeroMQ refused one.
     public static var invalidEndpoint: BackendError { BackendError(.invalidEndpoint, "invalid gateway endpoint") }
+    /// A command-line argument is unknown, lacks its value, or contradicts another one (`BackendCommandLine`).
+    public static var invalidArgument: BackendError { BackendError(.invalidArgument, "invalid argument") }
+    /// A CURVE key file could not be read (missing, not readable, a directory, far too large); the
+    /// description names the file and the reason.
+    public static var curveKeyUnreadable: BackendError {
+        BackendError(.curveKeyUnreadable, "cannot read a CURVE key file")
+    }
+    /// A CURVE key or certificate is not usable: not a ZeroMQ certificate, no secret key in the node's
+    /// certificate, a public key that does not belong to the secret key, a server key that is neither a
+    /// certificate file nor 40 Z85 characters, or a server certificate holding the gateway's secret key.
+    public static var invalidCurveKey: BackendError { BackendError(.invalidCurveKey, "invalid CURVE key") }
+    /// The linked libzmq was built without CURVE support.
+    public static var curveUnavailable: BackendError {
+        BackendError(.curveUnavailable, "libzmq has no CURVE support")
+    }
     /// A ZeroMQ call failed (other than connecting).
     public static var socket: BackendError { BackendError(.socket, "ZeroMQ call failed") }
     /// `run` was called while the node was already running.

@@ -2,8 +2,8 @@
 ///
 /// `BackendNode.run` calls these on its own thread, one after another, in the order the messages arrive
 /// (there is no concurrency: a slow callback delays every other session of the node; run several processes
-/// with `NAME#instance` identities to use more cores). Reply through the `Session` while in a callback, or
-/// later from the same thread.
+/// of the node, each with its own instance identity, to use more cores). Reply through the `Session` while in
+/// a callback, or later from the same thread.
 ///
 /// For each sid the calls follow the wire protocol:
 /// `requestStarted` → (`requestBody`* → `requestBodyEnded` when `request.hasBody`) → … the next

@@ -10,6 +10,18 @@ struct SessionKey: Hashable, Sendable {
     var sid: SessionID
 }
 
+/// What the node last saw of one gateway connection, so that each change is logged once: a failing
+/// handshake is retried every few seconds, forever.
+enum GatewayLink: Equatable {
+    case connecting
+    case connected
+    /// The last handshake failed (and no other has succeeded since). After a failure that `endsConnecting`,
+    /// the node connects anew at `retryAt`, waiting twice as long each time up to `maxRetryDelay`: a refused
+    /// key may be allowed later, and a gateway may be restarted with CURVE on, but libzmq itself would never
+    /// try again. `retryAt` is nil while libzmq retries by itself or an attempt is under way.
+    case failing(ZMQDealer.HandshakeFailure, retryAt: ContinuousClock.Instant?, delay: Duration)
+}
+
 /// What the node keeps per live session.
 struct SessionRecord {
     /// The current request (the last `uwsgi` on the session).
@@ -28,7 +40,10 @@ final class NodeCore {
 
     let identity: String
     let endpoints: [String]
+    let curve: CurveCredentials?
     private var dealers: [ZMQDealer] = []
+    /// One per dealer.
+    private(set) var links: [GatewayLink] = []
     private(set) var sessions: [SessionKey: SessionRecord] = [:]
     /// Messages dropped: malformed, unknown type, bad sid, undecodable uwsgi, or for no live session.
     private(set) var droppedMessages = 0
@@ -36,21 +51,31 @@ final class NodeCore {
     private(set) var pingsAnswered = 0
     /// Unsolicited `pong`s sent after a connection's handshake.
     private(set) var announcements = 0
+    /// Handshakes that failed (each retry counts).
+    private(set) var handshakeFailures = 0
+    /// Connections made anew after a handshake failure that libzmq does not retry.
+    private(set) var reconnects = 0
+    static let firstRetryDelay = Duration.seconds(1)
+    static let maxRetryDelay = Duration.seconds(30)
 
-    init(identity: String, endpoints: [String], sendTimeoutMilliseconds: Int32 = 2000) throws(BackendError) {
+    init(
+        identity: String, endpoints: [String], curve: CurveCredentials? = nil, sendTimeoutMilliseconds: Int32 = 2000
+    ) throws(BackendError) {
         self.identity = identity
         self.endpoints = endpoints
+        self.curve = curve
         for endpoint in endpoints {
             do {
                 dealers.append(
                     try ZMQDealer(
-                        identity: Array(identity.utf8), endpoint: endpoint,
+                        identity: Array(identity.utf8), endpoint: endpoint, curve: curve?.keys,
                         sendTimeoutMilliseconds: sendTimeoutMilliseconds))
             } catch {
                 close()
                 throw BackendError.invalidEndpoint.with("cannot connect to \(endpoint): \(error)")
             }
         }
+        links = Array(repeating: .connecting, count: dealers.count)
     }
 
     /// Closes every dealer; what was sent gets up to a second to go out.
@@ -63,6 +88,7 @@ final class NodeCore {
 
     /// Waits up to `timeoutMilliseconds` for messages and handles everything that is ready.
     func pump(handler: some BackendHandler, timeoutMilliseconds: Int) throws(BackendError) {
+        reconnectDue(now: .now)
         let ready: [ZMQDealer.Readiness]
         do {
             ready = try ZMQDealer.poll(dealers, timeoutMilliseconds: timeoutMilliseconds)
@@ -76,17 +102,69 @@ final class NodeCore {
     }
 
     private func connectionEvents(gateway: Int, handler: some BackendHandler) {
-        let events = dealers[gateway].connectionEvents()
-        if events.disconnected {
-            // The gateway forgot every session of ours (it answers their clients 502), or it restarted.
-            log("lost the connection to \(endpoints[gateway]); reconnecting")
-            endSessions(where: { $0.gateway == gateway }, handler: handler)
+        for event in dealers[gateway].connectionEvents() {
+            switch event {
+            case .handshakeStarted:
+                // An attempt is under way (libzmq's own, or ours): no reconnection of ours may cut it short.
+                if case .failing(let failure, _, let delay) = links[gateway] {
+                    links[gateway] = .failing(failure, retryAt: nil, delay: delay)
+                }
+            case .disconnected:
+                guard links[gateway] == .connected else { continue }
+                links[gateway] = .connecting
+                // The gateway forgot every session of ours (it answers their clients 502), or it restarted.
+                log("lost the connection to \(endpoints[gateway]); reconnecting")
+                endSessions(where: { $0.gateway == gateway }, handler: handler)
+            case .handshakeFailed(let failure):
+                handshakeFailures += 1
+                var delay = Self.firstRetryDelay
+                var isNews = true
+                if case .failing(let previous, _, let previousDelay) = links[gateway] {
+                    delay = min(previousDelay * 2, Self.maxRetryDelay)
+                    isNews = previous != failure
+                }
+                if isNews {
+                    log("handshake with \(endpoints[gateway]) failed: \(failure)\(hint(failure)); retrying")
+                }
+                links[gateway] = .failing(failure, retryAt: failure.endsConnecting ? .now + delay : nil, delay: delay)
+            case .connected:
+                if case .failing = links[gateway] { log("connected to \(endpoints[gateway])") }
+                links[gateway] = .connected
+                // Announce ourselves: an instance identity (NAME#x) is unknown to a gateway until it hears
+                // from it, and a restarted gateway has forgotten it.
+                announcements += 1
+                _ = try? dealers[gateway].send(sid: Self.noBytes, type: "pong", body: Self.noBytes, wait: false)
+            }
         }
-        if events.connected {
-            // Announce ourselves: an instance identity (NAME#x) is unknown to a gateway until it hears from
-            // it, and a restarted gateway has forgotten it.
-            announcements += 1
-            _ = try? dealers[gateway].send(sid: Self.noBytes, type: "pong", body: Self.noBytes, wait: false)
+    }
+
+    /// Connects anew where a handshake failure made libzmq give up and the wait is over.
+    private func reconnectDue(now: ContinuousClock.Instant) {
+        for gateway in links.indices {
+            guard case .failing(let failure, let retryAt?, let delay) = links[gateway], retryAt <= now else { continue }
+            links[gateway] = .failing(failure, retryAt: nil, delay: delay)
+            do {
+                try dealers[gateway].reconnect()
+                reconnects += 1
+            } catch {
+                log("cannot connect to \(endpoints[gateway]) again: \(error)")
+            }
+        }
+    }
+
+    /// What an operator should check after a failed CURVE handshake. A CURVE gateway closes the connection
+    /// when our server key is wrong (it cannot open our HELLO), and may do the same instead of refusing when
+    /// it does not list our public key for our node name; a refusal means the server key was right.
+    private func hint(_ failure: ZMQDealer.HandshakeFailure) -> String {
+        guard let curve else { return "" }
+        let nodeKey = "the gateway lists this node's public key \(curve.publicKey) as a node-key of its node name"
+        switch failure {
+        case .closed, .ended:
+            return " (check that the server key \(curve.serverKey) is the gateway's public key, and that \(nodeKey))"
+        case .refused:
+            return " (check that \(nodeKey))"
+        case .mechanismMismatch, .protocolError:
+            return ""
         }
     }
 

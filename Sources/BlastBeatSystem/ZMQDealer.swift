@@ -1,3 +1,4 @@
+internal import BlastBeatCore
 internal import CZeroMQ
 import Glibc
 
@@ -5,7 +6,10 @@ import Glibc
 ///
 /// Each dealer owns its libzmq context, its DEALER socket and a PAIR socket that receives the DEALER's
 /// monitor events over `inproc`: the node must learn when a (re)connection's handshake has completed, because
-/// it announces itself then (an instance identity `NAME#x` is unknown to a gateway until it hears from it).
+/// it announces itself then (an instance identity `NAME#x` is unknown to a gateway until it hears from it),
+/// and why a handshake failed (with CURVE, a wrong server key looks like nothing at all otherwise: libzmq
+/// just reconnects, forever).
+///
 /// One context per dealer costs one libzmq I/O thread per gateway endpoint, which keeps the dealers fully
 /// independent (closing one never waits for another's linger).
 ///
@@ -19,16 +23,76 @@ package final class ZMQDealer {
     private let frames = ZMQFrames(expected: 3)
     private var closed = false
     package let endpoint: String
+    /// Where the current connection attempt is, from the monitor events seen so far.
+    private var attempt = Attempt.none
 
-    /// What the monitor reported since the last `connectionEvents()`.
-    package struct ConnectionEvents: Equatable, Sendable {
-        /// A connection's handshake completed (first connection or a reconnection).
-        package var connected = false
-        /// A connection was lost; libzmq reconnects by itself.
-        package var disconnected = false
-        package init(connected: Bool = false, disconnected: Bool = false) {
-            self.connected = connected
-            self.disconnected = disconnected
+    /// libzmq reports a connection that ends during its handshake as a bare DISCONNECTED when the peer
+    /// sent a ZMTP ERROR with a reason other than a ZAP status code: no failure event at all, and no
+    /// reconnection either. Following each attempt is the only way to notice.
+    private enum Attempt {
+        /// No transport connection.
+        case none
+        /// Connected; ZMTP (and CURVE) handshake under way.
+        case handshaking
+        /// The handshake failed and was reported; the DISCONNECTED that follows is no news.
+        case failed
+        case established
+    }
+
+    /// One event from the monitor, in the order libzmq reported them.
+    package enum ConnectionEvent: Equatable, Sendable {
+        /// A transport connection is up and its ZMTP handshake begins (libzmq's own retry, or `reconnect()`).
+        case handshakeStarted
+        /// A connection's handshake completed (first connection or a reconnection; with CURVE, the keys
+        /// were accepted).
+        case connected
+        /// An established connection was lost; libzmq reconnects by itself.
+        case disconnected
+        /// A connection's ZMTP handshake failed (whether libzmq tries again: `HandshakeFailure.endsConnecting`).
+        case handshakeFailed(HandshakeFailure)
+    }
+
+    /// Why a handshake failed, from libzmq's monitor event and its value.
+    package enum HandshakeFailure: Equatable, Sendable, CustomStringConvertible {
+        /// The peer closed the connection during the handshake. A CURVE gateway does this when it cannot open
+        /// our HELLO, i.e. when our server key is not its public key. (libzmq's errno for it, EPIPE or EAGAIN
+        /// depending on timing, says nothing more, so it is not kept: retries of one failure compare equal.)
+        case closed
+        /// The two sides speak different security mechanisms (CURVE on one side only).
+        case mechanismMismatch
+        /// Another ZMTP protocol error (`ZMQ_PROTOCOL_ERROR_*` code).
+        case protocolError(code: UInt32)
+        /// The gateway refused our credentials (the ZAP status code, e.g. 400): our public key is not
+        /// allowed for this identity.
+        case refused(status: UInt32)
+        /// The connection ended during the handshake without a failure event: the peer sent a ZMTP ERROR
+        /// whose reason is not a ZAP status code (BlastBeat's gateway refusing a node key does this), which
+        /// libzmq does not pass on.
+        case ended
+
+        package var description: String {
+            switch self {
+            case .closed:
+                "the gateway closed the connection during the handshake"
+            case .mechanismMismatch:
+                "the gateway uses a different security mechanism (CURVE on one side only)"
+            case .protocolError(let code):
+                "ZMTP protocol error 0x\(String(code, radix: 16))"
+            case .refused(let status):
+                "the gateway refused this node's key (status \(status))"
+            case .ended:
+                "the gateway ended the handshake (libzmq does not say why)"
+            }
+        }
+
+        /// Whether libzmq gives the endpoint up after this failure. It reconnects by itself only after
+        /// connection errors; after a protocol error or a refusal its session ends for good, and only
+        /// `reconnect()` tries again (tested against libzmq 4.3).
+        package var endsConnecting: Bool {
+            switch self {
+            case .closed: false
+            case .mechanismMismatch, .protocolError, .refused, .ended: true
+            }
         }
     }
 
@@ -56,10 +120,13 @@ package final class ZMQDealer {
     ///
     /// - Parameters:
     ///   - identity: the ZeroMQ routing identity (the node name), 1...255 bytes, not starting with a 0 byte.
+    ///   - curve: makes the socket a CURVE client with these keys (nil: no security, ZMTP NULL). The keys are
+    ///     set before connecting, so no message ever leaves in the clear.
     ///   - lingerMilliseconds: how long `close` may wait for unsent messages.
     ///   - sendTimeoutMilliseconds: how long `send` may block while the gateway's queue is full.
     package init(
-        identity: [UInt8], endpoint: String, lingerMilliseconds: Int32 = 1000, sendTimeoutMilliseconds: Int32 = 2000,
+        identity: [UInt8], endpoint: String, curve: ZMQCurve.ClientKeys? = nil,
+        lingerMilliseconds: Int32 = 1000, sendTimeoutMilliseconds: Int32 = 2000,
         reconnectMilliseconds: Int32 = 100, maxReconnectMilliseconds: Int32 = 2000
     ) throws(ZMQError) {
         guard let context = zmq_ctx_new() else { throw ZMQError(call: "zmq_ctx_new", errno: zmq_errno()) }
@@ -85,11 +152,20 @@ package final class ZMQDealer {
             try setOption(socket, ZMQ_SNDTIMEO, sendTimeoutMilliseconds)
             try setOption(socket, ZMQ_RECONNECT_IVL, reconnectMilliseconds)
             try setOption(socket, ZMQ_RECONNECT_IVL_MAX, maxReconnectMilliseconds)
+            if let curve {
+                // Setting the server key is what makes the socket a CURVE client; all three are 32 binary bytes.
+                try setKey(socket, ZMQ_CURVE_SERVERKEY, curve.serverKey, name: "ZMQ_CURVE_SERVERKEY")
+                try setKey(socket, ZMQ_CURVE_PUBLICKEY, curve.publicKey, name: "ZMQ_CURVE_PUBLICKEY")
+                try setKey(socket, ZMQ_CURVE_SECRETKEY, curve.secretKey, name: "ZMQ_CURVE_SECRETKEY")
+            }
             try setOption(monitor, ZMQ_LINGER, 0)
             // The monitor must be attached before connecting, or the first handshake could be missed.
             // The address only has to be unique within this dealer's own context.
             let address = "inproc://blastbeat-dealer-monitor"
-            let events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED
+            let events =
+                ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED
+                | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
             if zmq_socket_monitor(socket, address, events) != 0 {
                 throw ZMQError(call: "zmq_socket_monitor", errno: zmq_errno())
             }
@@ -114,6 +190,13 @@ package final class ZMQDealer {
         if zmq_setsockopt(target, option, &v, MemoryLayout<Int32>.size) != 0 {
             throw ZMQError(call: "zmq_setsockopt(\(option))", errno: zmq_errno())
         }
+    }
+
+    private func setKey(_ target: UnsafeMutableRawPointer, _ option: Int32, _ key: CurveKey, name: String)
+        throws(ZMQError)
+    {
+        let set = key.bytes.withUnsafeBytes { zmq_setsockopt(target, option, $0.baseAddress, $0.count) }
+        if set != 0 { throw ZMQError(call: "zmq_setsockopt(\(name))", errno: zmq_errno()) }
     }
 
     /// Waits until one of `dealers` has a message or a monitor event, or `timeoutMilliseconds` pass
@@ -152,27 +235,68 @@ package final class ZMQDealer {
         return .message(Message(sid: frames.view(0), type: frames.view(1), body: frames.view(2)))
     }
 
+    /// Connects to the endpoint anew, for after a failure that `endsConnecting`.
+    package func reconnect() throws(ZMQError) {
+        precondition(!closed, "reconnect on a closed ZMQDealer")
+        // ENOENT when libzmq has dropped the endpoint already; the connect below is what matters.
+        _ = zmq_disconnect(socket, endpoint)
+        if zmq_connect(socket, endpoint) != 0 {
+            throw ZMQError(call: "zmq_connect(\(endpoint))", errno: zmq_errno())
+        }
+    }
 
-
-    /// Drains the monitor without blocking and reports what happened since the last call.
-    package func connectionEvents() -> ConnectionEvents {
+    /// Drains the monitor without blocking and reports what happened since the last call, oldest first.
+    package func connectionEvents() -> [ConnectionEvent] {
         precondition(!closed, "connectionEvents on a closed ZMQDealer")
-        var result = ConnectionEvents()
+        var result: [ConnectionEvent] = []
         var message = zmq_msg_t()
         zmq_msg_init(&message)
         defer { zmq_msg_close(&message) }
         while true {
             // Each event is two frames: (uint16 event, uint32 value) in host order, then the endpoint.
             guard zmq_msg_recv(&message, monitor, ZMQ_DONTWAIT) >= 0 else { return result }
-            if zmq_msg_size(&message) >= 2 {
-                let event = UnsafeRawPointer(zmq_msg_data(&message)!).loadUnaligned(as: UInt16.self)
-                if Int32(event) == ZMQ_EVENT_HANDSHAKE_SUCCEEDED { result.connected = true }
-                if Int32(event) == ZMQ_EVENT_DISCONNECTED { result.disconnected = true }
+            if zmq_msg_size(&message) >= 6 {
+                let data = UnsafeRawPointer(zmq_msg_data(&message)!)
+                let event = Int32(data.loadUnaligned(as: UInt16.self))
+                let value = data.loadUnaligned(fromByteOffset: 2, as: UInt32.self)
+                if let reported = attemptEvent(event, value: value) { result.append(reported) }
             }
             while zmq_msg_more(&message) != 0 {
                 if zmq_msg_recv(&message, monitor, 0) < 0 { break }
             }
         }
+    }
+
+    /// Follows the current attempt through one monitor event; returns what to report, if anything.
+    private func attemptEvent(_ event: Int32, value: UInt32) -> ConnectionEvent? {
+        let failure: HandshakeFailure
+        switch event {
+        case ZMQ_EVENT_CONNECTED:
+            attempt = .handshaking
+            return .handshakeStarted
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+            attempt = .established
+            return .connected
+        case ZMQ_EVENT_DISCONNECTED:
+            defer { attempt = .none }
+            switch attempt {
+            case .established: return .disconnected
+            case .handshaking: return .handshakeFailed(.ended)
+            case .failed, .none: return nil
+            }
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            failure = .closed
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            failure =
+                value == UInt32(ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+                ? .mechanismMismatch : .protocolError(code: value)
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            failure = .refused(status: value)
+        default:
+            return nil  // not subscribed to
+        }
+        attempt = .failed
+        return .handshakeFailed(failure)
     }
 
     /// Outcome of a send.

@@ -38,18 +38,44 @@ enum Uwsgi {
 
 /// A gateway stand-in: a ROUTER socket on a free TCP port of 127.0.0.1 (the node's DEALERs have their own
 /// contexts, so `inproc` cannot reach them).
+///
+/// With `curveSecretKey` it is a CURVE server, and a ZAP handler in its context decides which client keys
+/// get in, as the gateway's `node-key` lines do: `allowedClientKeys` (nil: every key). ZAP requests are
+/// answered from `receive`, so a handshake makes progress only while the test is receiving.
 final class TestRouter {
     private let context: UnsafeMutableRawPointer
     private let socket: UnsafeMutableRawPointer
+    /// The REP socket libzmq sends ZAP requests to (`inproc://zeromq.zap.01`), for a CURVE router.
+    private let zap: UnsafeMutableRawPointer?
     let endpoint: String
+    /// Client public keys allowed in by the ZAP handler; nil allows every key.
+    var allowedClientKeys: Set<[UInt8]>?
+    /// Every ZAP request's mechanism and client public key, in order.
+    private(set) var zapRequests: [(mechanism: String, clientKey: [UInt8])] = []
 
-    init() {
-        context = zmq_ctx_new()!
-        socket = zmq_socket(context, ZMQ_ROUTER)!
+    init(curveSecretKey: [UInt8]? = nil, allowedClientKeys: Set<[UInt8]>? = nil) {
+        let context = zmq_ctx_new()!
+        let socket = zmq_socket(context, ZMQ_ROUTER)!
+        self.context = context
+        self.socket = socket
+        self.allowedClientKeys = allowedClientKeys
         var zero: Int32 = 0
         zmq_setsockopt(socket, ZMQ_LINGER, &zero, 4)
         var one: Int32 = 1
         zmq_setsockopt(socket, ZMQ_ROUTER_MANDATORY, &one, 4)
+        if let curveSecretKey {
+            // The handler must be bound before the first handshake, or libzmq lets every client in.
+            let zap = zmq_socket(context, ZMQ_REP)!
+            zmq_setsockopt(zap, ZMQ_LINGER, &zero, 4)
+            precondition(zmq_bind(zap, "inproc://zeromq.zap.01") == 0, "zap bind: \(zmq_errno())")
+            self.zap = zap
+            precondition(zmq_setsockopt(socket, ZMQ_CURVE_SERVER, &one, 4) == 0)
+            precondition(curveSecretKey.withUnsafeBytes {
+                zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, $0.baseAddress, $0.count)
+            } == 0)
+        } else {
+            zap = nil
+        }
         precondition(zmq_bind(socket, "tcp://127.0.0.1:*") == 0, "zmq_bind: \(zmq_errno())")
         var buffer = [CChar](repeating: 0, count: 256)
         var size = buffer.count
@@ -58,14 +84,45 @@ final class TestRouter {
     }
 
     deinit {
+        if let zap { zmq_close(zap) }
         zmq_close(socket)
         zmq_ctx_term(context)
     }
 
-    /// One whole message (identity first), waiting at most `timeoutMilliseconds`.
+    /// One whole message (identity first), waiting at most `timeoutMilliseconds`; answers ZAP requests
+    /// meanwhile.
     func receive(timeoutMilliseconds: Int = 0) -> [[UInt8]]? {
-        var item = zmq_pollitem_t(socket: socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
-        guard zmq_poll(&item, 1, timeoutMilliseconds) > 0 else { return nil }
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMilliseconds)
+        while true {
+            let left = (deadline - ContinuousClock.now).components
+            let milliseconds = max(0, Int(left.seconds * 1000 + left.attoseconds / 1_000_000_000_000_000))
+            var items = [zmq_pollitem_t(socket: socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)]
+            if let zap { items.append(zmq_pollitem_t(socket: zap, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)) }
+            let count = items.count
+            guard items.withUnsafeMutableBufferPointer({ zmq_poll($0.baseAddress, Int32(count), milliseconds) }) > 0
+            else { return nil }
+            if count == 2 && items[1].revents & Int16(ZMQ_POLLIN) != 0 {
+                answerZAP()
+                continue
+            }
+            return Self.receiveFrames(socket)
+        }
+    }
+
+    /// ZAP (ZeroMQ RFC 27): version, request id, domain, address, routing id, mechanism, credentials; for
+    /// CURVE the one credential is the client's public key. Answered 200 or 400.
+    private func answerZAP() {
+        guard let zap, let request = Self.receiveFrames(zap), request.count >= 6 else { return }
+        let mechanism = String(decoding: request[5], as: UTF8.self)
+        let clientKey = request.count > 6 ? request[6] : []
+        zapRequests.append((mechanism, clientKey))
+        let allowed = allowedClientKeys.map { $0.contains(clientKey) } ?? true
+        let (status, text) = allowed ? ("200", "OK") : ("400", "unknown key")
+        let reply = [bytes("1.0"), request[1], bytes(status), bytes(text), [], []]
+        Self.send(reply, on: zap)
+    }
+
+    private static func receiveFrames(_ socket: UnsafeMutableRawPointer) -> [[UInt8]]? {
         var frames: [[UInt8]] = []
         var message = zmq_msg_t()
         zmq_msg_init(&message)
@@ -82,12 +139,45 @@ final class TestRouter {
     /// Sends the frames as one message; false when the identity is not connected.
     @discardableResult
     func send(_ frames: [[UInt8]]) -> Bool {
+        Self.send(frames, on: socket)
+    }
+
+    @discardableResult
+    private static func send(_ frames: [[UInt8]], on socket: UnsafeMutableRawPointer) -> Bool {
         for (index, frame) in frames.enumerated() {
             let flags = index < frames.count - 1 ? ZMQ_SNDMORE : 0
             let sent = frame.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, flags) }
             if sent < 0 { return false }
         }
         return true
+    }
+}
+
+/// Runs a node's `run` (with the `Quiet` handler) on a thread of its own. Not a Task: `run` blocks, and the
+/// cooperative pool has only as many threads as cores (two on CI), which two running nodes would take.
+final class NodeThread: @unchecked Sendable {
+    // @unchecked: `failure` is written by the thread before it ends and read after pthread_join.
+    private var thread = pthread_t()
+    private let node: BackendNode
+    private var failure: BackendError?
+
+    init(_ node: BackendNode) {
+        self.node = node
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let created = pthread_create(
+            &thread, nil,
+            { context in
+                let me = Unmanaged<NodeThread>.fromOpaque(context!).takeRetainedValue()
+                do throws(BackendError) { try me.node.run(handler: Quiet()) } catch { me.failure = error }
+                return nil
+            }, context)
+        precondition(created == 0, "pthread_create: \(created)")
+    }
+
+    /// Waits for `run` to return (call `node.stop()` first) and rethrows what it threw.
+    func join() throws {
+        pthread_join(thread, nil)
+        if let failure { throw failure }
     }
 }
 

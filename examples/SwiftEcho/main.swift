@@ -1,6 +1,7 @@
 // swift-echo: a Swift backend node for BlastBeat that echoes request bodies and WebSocket messages.
 //
 //     swift build && .build/debug/swift-echo [--connect tcp://127.0.0.1:5000]... [--node echo-swift]
+//         [--instance ID | --plain-identity] [--curve-key FILE --server-key KEY]     (see swift-hello)
 //
 // * A request with a body (POST, PUT...; Content-Length or chunked) gets its body back, byte for byte, with
 //   the request's Content-Type. The body arrives in `requestBody` pieces up to `requestBodyEnded`.
@@ -56,11 +57,11 @@ final class Echo: BackendHandler {
 }
 
 let options = BackendCommandLine.parse(program: "swift-echo", defaultNode: "echo-swift")
-let (nodeName, endpoints) = (options.node, options.endpoints)
 do {
-    let node = try BackendNode(identity: nodeName, endpoints: endpoints)
+    // The SDK logs the identity it connects with (NAME#<pid>-<random> unless --instance or --plain-identity).
+    let node = try BackendNode(
+        node: options.node, instance: options.instance, endpoints: options.endpoints, curve: options.curve)
     node.stopOnSignals()
-    print("swift-echo: node \(nodeName) serving for \(endpoints.joined(separator: ", "))")
     try node.run(handler: Echo())
 } catch {
     print("swift-echo: \(error)")

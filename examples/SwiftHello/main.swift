@@ -1,6 +1,7 @@
 // swift-hello: the smallest Swift backend node for BlastBeat. Every request gets "Hello, World!".
 //
 //     swift build && .build/debug/swift-hello [--connect tcp://127.0.0.1:5000]... [--node hello-swift]
+//         [--instance ID | --plain-identity] [--curve-key FILE --server-key KEY]     (--help for details)
 //
 // Gateway config to go with it:
 //
@@ -11,8 +12,18 @@
 //     [blastbeat:localhost]
 //     node = hello-swift
 //
-// `--connect` may repeat (one DEALER per gateway). `--node hello-swift#2` starts one more process of the same
-// node: the gateway balances requests between every `hello-swift` and `hello-swift#...` process.
+// `--connect` may repeat (one DEALER per gateway). Each process connects as an instance of its own,
+// `hello-swift#<pid>-<8 random hex digits>`, so starting it twice gives the node two processes, and the
+// gateway balances requests between them. `--instance 2` connects as `hello-swift#2` (as does
+// `--node hello-swift#2`); `--plain-identity` as exactly `hello-swift` (one process at a time).
+//
+// With CURVE (the connection encrypted, and the gateway accepting this node only with its key):
+//
+//     python3 -c 'import zmq.auth; zmq.auth.create_certificates("keys", "hello-swift")'
+//     .build/debug/swift-hello --curve-key keys/hello-swift.key_secret --server-key keys/gateway.key
+//
+// and on the gateway `curve-key = keys/gateway.key_secret` under [blastbeat], and
+// `node-key = hello-swift <public-key of keys/hello-swift.key>` in the vhost.
 
 import BlastBeatBackend
 import Glibc
@@ -26,11 +37,11 @@ struct Hello: BackendHandler {
 }
 
 let options = BackendCommandLine.parse(program: "swift-hello", defaultNode: "hello-swift")
-let (nodeName, endpoints) = (options.node, options.endpoints)
 do {
-    let node = try BackendNode(identity: nodeName, endpoints: endpoints)
+    // The SDK logs the identity it connects with (NAME#<pid>-<random> unless --instance or --plain-identity).
+    let node = try BackendNode(
+        node: options.node, instance: options.instance, endpoints: options.endpoints, curve: options.curve)
     node.stopOnSignals()
-    print("swift-hello: node \(nodeName) serving for \(endpoints.joined(separator: ", "))")
     try node.run(handler: Hello())
 } catch {
     print("swift-hello: \(error)")
