@@ -18,7 +18,7 @@ let package = Package(
         .library(name: "BlastBeatBackend", targets: ["BlastBeatBackend"]),
     ],
     targets: [
-        // System libraries: module map + shim.h only (see STYLE.md §2).
+        // System libraries: module map + shim.h only (the shim wraps C macros Swift cannot call).
         .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
         .systemLibrary(name: "CLibEV", path: "Sources/CLibEV", providers: [.apt(["libev-dev"])]),
         .systemLibrary(

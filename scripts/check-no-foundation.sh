@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The gateway must not link Foundation (STYLE.md §5): it would put its startup cost and
+# The gateway must not link Foundation: it would put its startup cost and
 # allocation patterns on the hot path.
 set -euo pipefail
 bin=${1:?usage: check-no-foundation.sh BINARY}

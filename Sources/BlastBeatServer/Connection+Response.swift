@@ -133,7 +133,7 @@ extension Connection {
                 return
             }
             if case .awaitingHead = response, !bytes.isEmpty {
-                // Body before headers (D26): the client would see body bytes as a status line.
+                // Body before headers: the client would see body bytes as a status line (the original let it).
                 gateway.counters.backendErrors += 1
                 if let node { gateway.nodes.requestFinished(on: node) }
                 return sendErrorAndClose(status: 502, message: "the backend sent a body before its headers")

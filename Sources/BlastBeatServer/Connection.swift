@@ -240,7 +240,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
             // The client stopped in the middle of a request: nothing sensible can follow.
             close()
         default:
-            // Half-close after a complete request: still deliver the response (fixes D25).
+            // Half-close after a complete request: still deliver the response (the original lost it).
             io.watch(read: false, write: hasQueuedOutput)
         }
     }

@@ -65,7 +65,7 @@ extension Gateway {
             return
         }
         guard connection.node == node else {
-            // Only the node bound to the sid may drive it (fixes D19).
+            // Only the node bound to the sid may drive it (docs/PROTOCOL.md, "Sessions and ownership").
             counters.forgedIdentityMessages += 1
             logger.warning("dropped \(type) for session \(sid.hex) from node \(Self.printable(message.identity)), which does not own it")
             return

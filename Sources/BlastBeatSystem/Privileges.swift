@@ -2,7 +2,8 @@ package import Glibc
 
 /// Switches a root process to an unprivileged user and group after the sockets are bound.
 package enum Privileges {
-    /// Resolves names (or numbers) and drops to them. Unknown names are an error, never uid 0 (fixes D33).
+    /// Resolves names (or numbers) and drops to them. Unknown names are an error, never uid 0 (the original turned
+    /// an unknown name into 0 and stayed root).
     /// Does nothing when not running as root.
     package static func drop(user: String, group: String) throws(SystemError) -> (uid: uid_t, gid: gid_t)? {
         if getuid() != 0 && geteuid() != 0 { return nil }

@@ -5,8 +5,8 @@ import Glibc
 /// that a bad file is a configuration error at startup (or SIGHUP) instead of a failing handshake.
 ///
 /// `certificateFile` holds the leaf certificate first, then any intermediates (they are all sent to
-/// the client, fixes D31); other PEM blocks in it are skipped, so a combined cert+key file works for
-/// both arguments. Keys must not be encrypted (there is nobody to type a passphrase).
+/// the client; the original sent the leaf only); other PEM blocks in it are skipped, so a combined
+/// cert+key file works for both arguments. Keys must not be encrypted (there is nobody to type a passphrase).
 ///
 /// Immutable once loaded. Connections take their own references to the X509/EVP_PKEY objects
 /// (`SSL_use_cert_and_key` up-refs them), so dropping a `TLSCertificate` after a reload does not

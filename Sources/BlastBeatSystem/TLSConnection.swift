@@ -1,6 +1,6 @@
 internal import COpenSSL
 
-/// One server-side TLS connection as a byte transform (STYLE.md §2): OpenSSL never sees the socket.
+/// One server-side TLS connection as a byte transform over memory BIOs: OpenSSL never sees the socket.
 ///
 /// The event loop reads ciphertext from the socket and hands it to `feedCiphertext`, then calls
 /// `handshake()` (until `.complete`) or `readPlaintext` (until `.needMoreData`). Any of these calls,
@@ -190,7 +190,7 @@ package final class TLSConnection {
 
     /// Decrypts into `buffer` as much as it holds. Call it until `.needMoreData` (or `.closed`,
     /// `.failed`): OpenSSL can hold decrypted bytes of a record larger than the buffer, and a loop
-    /// that stops at the first short read would leave them stuck (fixes D32). Before the handshake
+    /// that stops at the first short read would leave them stuck (the original's did). Before the handshake
     /// completes this continues it, as `handshake()` would.
     package func readPlaintext(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {
         if let deferred = deferredRead {

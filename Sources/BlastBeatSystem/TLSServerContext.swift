@@ -2,7 +2,7 @@ internal import COpenSSL
 
 /// The server side of TLS for one listener: one `SSL_CTX` plus the certificates it can serve.
 ///
-/// Policy (fixes D31 and the SSLv3/NPN items of PROTOCOL.md §12.6):
+/// Policy (the original served one certificate per listener without SNI, enabled SSLv3 and offered NPN only):
 /// - TLS 1.2 and 1.3 only; TLS 1.2 limited to ECDHE key exchange with AEAD ciphers; the server's
 ///   cipher order wins; no compression; no renegotiation of any kind.
 /// - Stateless session tickets (TLS 1.2 tickets and TLS 1.3 PSK tickets), no server-side session

@@ -6,7 +6,8 @@ import Glibc
 ///
 /// Holds `expected` frames plus one scratch frame that absorbs the surplus frames of a malformed
 /// message, so a message is always drained whole (a partial drain would shift the next message's
-/// frames — the original's D8). Views returned by `view` stay valid until the next `receive`.
+/// frames: the original did that, which let a backend forge the identity frame of the next message).
+/// Views returned by `view` stay valid until the next `receive`.
 final class ZMQFrames {
     private let frames: UnsafeMutablePointer<zmq_msg_t>
     private let capacity: Int

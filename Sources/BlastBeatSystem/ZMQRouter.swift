@@ -56,7 +56,8 @@ package final class ZMQRouter {
         self.context = context
         self.socket = socket
         do throws(ZMQError) {
-            // Unknown identities become EHOSTUNREACH instead of a silent drop (fixes D30).
+            // Unknown identities become EHOSTUNREACH instead of a silent drop (with which the original's clients
+            // waited forever).
             try setOption(ZMQ_ROUTER_MANDATORY, 1)
             try setOption(ZMQ_SNDHWM, highWaterMark)
             if let curveSecretKey { try enableCurve(curveSecretKey) }

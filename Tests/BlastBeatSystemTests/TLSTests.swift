@@ -29,7 +29,7 @@ private func connect(
         #expect(outcome == .established)
         #expect(server.isHandshakeComplete)
         #expect(client.verifiedOK)
-        // Leaf plus intermediate: the chain is sent (fixes D31).
+        // Leaf plus intermediate: the chain is sent (the original sent the leaf only).
         #expect(client.peerChainLength == 2)
         #expect(server.protocolVersion == "TLSv1.3")
         #expect(client.protocolVersion == "TLSv1.3")
@@ -239,7 +239,7 @@ private func connect(
 
 @Suite struct TLSRecordTests {
     /// A full 16 KiB record read through a 1000-byte buffer: the rest sits inside OpenSSL
-    /// (SSL_pending), not in the socket, and must come out without feeding more (fixes D32).
+    /// (SSL_pending), not in the socket, and must come out without feeding more (the original left it stuck).
     @Test func recordLargerThanBufferIsDrained() throws {
         let (client, server, outcome, _) = try connect(try standardContext(), .init(serverName: "a.test"))
         #expect(outcome == .established)

@@ -52,7 +52,8 @@ def test_decode_original_size_convention():
 
 
 def test_protocol_example_packet():
-    """PROTOCOL.md §4.6: GET /a?b=1, Host localhost: 160 bytes of pairs (a0 00), 164 with the header (a4 00)."""
+    """docs/PROTOCOL.md, "The uwsgi environment": the original's example request, GET /a?b=1 with Host localhost:
+    160 bytes of pairs (a0 00), 164 with the header (a4 00, the original's size convention)."""
     pairs = [("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", ""), ("PATH_INFO", "/a"), ("QUERY_STRING", "b=1"),
              ("SERVER_NAME", "localhost"), ("SERVER_PORT", "80"), ("SERVER_PROTOCOL", "HTTP/1.1"),
              ("HTTP_HOST", "localhost")]

@@ -1,12 +1,16 @@
-/// Message types a backend may send (frame 2 of its 3 frames), matched exactly (no prefix matching, fixing D9).
+/// Message types a backend may send (frame 2 of its 3 frames), matched exactly (no prefix matching as in the
+/// original).
+///
+/// The rules: docs/PROTOCOL.md, "Messages" and "Backend → gateway messages".
 ///
 /// The original compared the type frame with `strncmp` limited to the *received* length, so `"b"` matched
 /// `body` and an empty frame matched `pong`. Here a frame is one of these only if its bytes are exactly the
 /// lowercase name; anything else (empty, truncated, different case, trailing NUL) makes `init?` return nil,
 /// and the caller drops and counts the message. `uwsgi` and `ping` are recognised so that a backend echoing
-/// them can be told apart from garbage; the gateway ignores both (PROTOCOL.md §3.1).
+/// them can be told apart from garbage; the gateway ignores both.
 package enum BackendMessageType: Sendable, Equatable, CaseIterable {
-    /// A raw HTTP/1.x response head, maybe followed by body bytes (§3.3, validated by `HTTPResponseHeadParser`).
+    /// A raw HTTP/1.x response head, maybe followed by body bytes (validated by `HTTPResponseHeadParser`;
+    /// docs/PROTOCOL.md, "Response framing").
     case headers
     /// Response bytes appended verbatim to the client's output.
     case body
@@ -79,15 +83,17 @@ package enum BackendMessageType: Sendable, Equatable, CaseIterable {
     }
 }
 
-/// Message types the gateway sends to a backend (frame 2 of its 3 frames), PROTOCOL.md §3.2.
+/// Message types the gateway sends to a backend (frame 2 of its 3 frames); docs/PROTOCOL.md,
+/// "Gateway → backend messages".
 package enum GatewayMessageType: Sendable, Equatable, CaseIterable {
-    /// The request's uwsgi packet (§4); first message of every request, resent on `retry`.
+    /// The request's uwsgi packet (docs/PROTOCOL.md, "The uwsgi environment"); first message of every request,
+    /// resent on `retry`.
     case uwsgi
     /// Request-body bytes (de-chunked); message boundaries carry no meaning.
     case body
     /// The session is gone; body empty.
     case end
-    /// Health check with an empty sid and empty body (§8).
+    /// Health check with an empty sid and empty body (docs/PROTOCOL.md, "Health: ping and pong").
     case ping
     /// One complete text message from the client (fragments joined, decompressed, UTF-8 checked).
     case websocket

@@ -3,7 +3,7 @@
 /// The caller normalises them; the encoder copies the bytes as given.
 package struct UwsgiRequestContext: Sendable, Equatable {
     /// Host part of the matched vhost (or of the Host header), lowercased, without port. An IPv6 literal is
-    /// given without brackets (`::1`), which fixes the original's split at the first colon (D21).
+    /// given without brackets (`::1`), which fixes the original's split at the first colon.
     package var serverName: [UInt8]
     /// The port of the listener that accepted the connection, ASCII digits (not the vhost name's port).
     package var serverPort: [UInt8]
@@ -35,7 +35,7 @@ package struct UwsgiRequestContext: Sendable, Equatable {
 /// Why a request could not be encoded as a uwsgi packet.
 package enum UwsgiError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The variables need more than `limit` bytes; the 16-bit size field cannot describe them. The gateway
-    /// answers 431 (the original closed silently, D20, or wrapped the size to 0, D14).
+    /// answers 431 (the original closed silently, or wrapped the size to 0).
     case packetTooLarge(limit: Int)
 
     package var description: String {
@@ -46,7 +46,8 @@ package enum UwsgiError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Encodes a parsed request head as the uwsgi packet sent to the backend (PROTOCOL.md §4).
+/// Encodes a parsed request head as the uwsgi packet sent to the backend (docs/PROTOCOL.md, "The uwsgi
+/// environment").
 ///
 /// Layout: byte 0 `modifier1` = 0, bytes 1–2 size (uint16 LE), byte 3 `modifier2` = 0, then pairs of
 /// (uint16 LE key length, key, uint16 LE value length, value).
@@ -69,10 +70,10 @@ package enum UwsgiError: Error, Equatable, Sendable, CustomStringConvertible {
 ///   `REQUEST_URI` is the raw target.
 /// * `CONTENT_TYPE` is the first Content-Type value; `CONTENT_LENGTH` is `head.contentLength` in canonical
 ///   decimal (the parser has already checked that all Content-Length values agree).
-/// * Fixes of D27: a header whose name contains `_` is dropped (else `X_Foo` could spoof `X-Foo`; nginx
-///   does the same); Content-Type and Content-Length are not repeated as `HTTP_*`; repeated names are
-///   joined into one value with `, ` (RFC 9110 §5.3), Cookie with `; ` (RFC 6265 §5.4). Empty values are
-///   left out of a join. Names compare ASCII case-insensitively.
+/// * Fixes of the original's header mapping: a header whose name contains `_` is dropped (else `X_Foo` could
+///   spoof `X-Foo`; nginx does the same); Content-Type and Content-Length are not repeated as `HTTP_*`;
+///   repeated names are joined into one value with `, ` (RFC 9110 §5.3), Cookie with `; ` (RFC 6265 §5.4).
+///   Empty values are left out of a join. Names compare ASCII case-insensitively.
 ///
 /// No String is built and nothing is allocated: the packet is written straight into a buffer of
 /// `sizeBound` bytes (`UwsgiWriter`), which the gateway keeps per connection. Finding duplicates is O(n²) in the header count, which the parser caps at 100.

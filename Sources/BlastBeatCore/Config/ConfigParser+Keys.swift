@@ -1,4 +1,5 @@
-/// The keys of each section and how their values are read (PROTOCOL.md §10.3, §10.4, plus the new keys).
+/// The keys of each section and how their values are read (the original's keys plus the new ones; README.md,
+/// "Configuration").
 extension ConfigParser.Builder {
     static let mainKeys = [
         "bind", "bind-ssl", "zmq", "zmq-engine", "ping-freq", "ping-timeout", "uid", "gid", "max-hops", "certificate", "key",

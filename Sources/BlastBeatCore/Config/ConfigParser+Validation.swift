@@ -1,8 +1,10 @@
-/// Checks that need the whole file: listener distribution (PROTOCOL.md §7.2), certificates, defaults, ranges.
+/// Checks that need the whole file: listener distribution (README.md, "Configuration"), certificates, defaults,
+/// ranges.
 extension ConfigParser.Builder {
     /// Turns what was read into a `Configuration`, or reports the first problem.
     ///
-    /// Listener rules (D10 and D34 fixed):
+    /// Listener rules (the original crashed at startup on a vhost with two dedicated listeners, and silently
+    /// kept the first kind of an address given with both `bind` and `bind-ssl`):
     /// * listeners are identified by socket address (`*:80` and `0.0.0.0:80` are one); repeating an address
     ///   with the same kind in the same role just refers to the existing listener;
     /// * an address used with both `bind` and `bind-ssl` is an error (the original silently kept the first);

@@ -1,6 +1,6 @@
 /// Reads a BlastBeat ini file into a validated `Configuration`.
 ///
-/// Syntax (PROTOCOL.md §10.2, compatible with the original's files, with its defects fixed):
+/// Syntax (compatible with the original's files, with its defects fixed; README.md, "Configuration"):
 ///
 /// * Lines are split on `\n` and trimmed of space, tab and `\r`; blank lines are skipped; a UTF-8 BOM is ignored.
 /// * A line whose first character is `;` or `#` is a comment. So is everything from a `;` or `#` that follows a

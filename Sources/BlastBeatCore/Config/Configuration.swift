@@ -1,9 +1,10 @@
 /// The validated gateway configuration: everything the server needs from the ini file, already checked.
 ///
 /// Built only by `ConfigParser.parse(_:file:)`, which guarantees: at least one listener; a `zmq` endpoint;
-/// every vhost has 1+ nodes; no address is both plain and TLS (D34); at most one `default` vhost per listener;
-/// every vhost served on a TLS listener has a certificate and key (its own or the `[blastbeat]` default);
-/// `pingTimeout > pingFrequency`; all numbers in range. The server can therefore use it without re-checking.
+/// every vhost has 1+ nodes; no address is both plain and TLS (the original silently kept the first); at most
+/// one `default` vhost per listener; every vhost served on a TLS listener has a certificate and key (its own or
+/// the `[blastbeat]` default); `pingTimeout > pingFrequency`; all numbers in range. The server can therefore
+/// use it without re-checking.
 package struct Configuration: Sendable, Equatable {
     /// `zmq-engine = native | libzmq`.
     package enum ZMQEngine: String, Sendable, Equatable {
@@ -37,7 +38,8 @@ package struct Configuration: Sendable, Equatable {
     /// `max-instances`: most `NAME#INSTANCE` processes per node (a vhost may set its own).
     package var maxInstances: Int = 64
     /// `uid` / `gid`: a name or number, nil when not set (the server then uses nobody/nogroup when root).
-    /// A name that does not resolve must be a startup error in the server (D33), never uid 0.
+    /// A name that does not resolve must be a startup error in the server, never uid 0 (the original fell back
+    /// to 0).
     package var uid: String?
     package var gid: String?
     /// `[blastbeat]` `certificate` / `key`: the default TLS certificate. Already copied into every vhost that
@@ -116,7 +118,7 @@ package struct ListenerConfig: Sendable, Equatable {
     }
 }
 
-/// Server-side timeouts, in seconds; each is greater than 0 (the original had none, D29).
+/// Server-side timeouts, in seconds; each is greater than 0 (the original had none).
 package struct Timeouts: Sendable, Equatable {
     /// `header-timeout`: from the first byte of a request (or accept) to the end of its head.
     package var header = 10.0

@@ -1,7 +1,7 @@
 /// Strict textual IPv4 / IPv6 / host-name validation for configuration values (no resolver, no Foundation).
 ///
 /// Strict on purpose: `inet_aton` would read `010.1` as 8.0.0.1, and the original's colon counting rejected
-/// `::1` (D35). Everything here works on the UTF-8 bytes and accepts only ASCII.
+/// `::1`. Everything here works on the UTF-8 bytes and accepts only ASCII.
 enum IPAddressText {
     /// Dotted-quad IPv4: exactly four decimal octets 0-255 without leading zeros. Returns the 4 bytes.
     static func parseIPv4(_ text: some Sequence<UInt8>) -> [UInt8]? {

@@ -1,6 +1,7 @@
 /// The socket address of a listener, as written after `bind` / `bind-ssl`.
 ///
-/// Accepted forms (PROTOCOL.md §10.5, with D35 fixed):
+/// Accepted forms (a superset of the original's, which counted colons to detect IPv6 and so rejected `::1`,
+/// and had no brackets or host names):
 ///
 /// | Text | Host |
 /// |---|---|

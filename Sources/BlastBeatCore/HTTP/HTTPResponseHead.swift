@@ -1,4 +1,5 @@
-/// The facts the gateway needs from a backend's response head (a `headers` message, PROTOCOL.md §3.3, §5.5).
+/// The facts the gateway needs from a backend's response head (a `headers` message; docs/PROTOCOL.md,
+/// "Response framing").
 ///
 /// Offsets are relative to the start of the message the head was parsed from. The head itself is forwarded
 /// verbatim; `blankLineStart` is where the gateway could insert header lines if it ever has to.
@@ -75,8 +76,8 @@ package enum HTTPResponseBodyFraming: Sendable, Equatable {
     case untilClose
 }
 
-/// Why a backend's `headers` message was refused. The gateway then closes the client connection without
-/// writing anything more and sends `end` to the node (PROTOCOL.md §3.3).
+/// Why a backend's `headers` message was refused. The gateway then answers the client 502 and closes the
+/// connection, which sends `end` to the node (docs/PROTOCOL.md, "Response framing").
 package enum BackendHeadError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The message ends before the blank line; the whole head must be in one message.
     case incomplete

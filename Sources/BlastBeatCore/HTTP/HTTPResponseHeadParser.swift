@@ -1,4 +1,4 @@
-/// Validates the response head a backend sends in a `headers` message (PROTOCOL.md §3.3, §5.5).
+/// Validates the response head a backend sends in a `headers` message (docs/PROTOCOL.md, "Response framing").
 ///
 /// The gateway forwards the bytes verbatim, so this parser exists to refuse anything a client could read
 /// differently from us (response splitting, ambiguous framing) and to extract the framing facts.

@@ -28,7 +28,7 @@ import Testing
         TypeCase("pong", .pong),
         TypeCase("ping", .ping),
         TypeCase("uwsgi", .uwsgi),
-        // D9: no prefix matching, an empty frame is not `pong`.
+        // No prefix matching (the original's), an empty frame is not `pong`.
         TypeCase("", nil),
         TypeCase("b", nil),
         TypeCase("bod", nil),

@@ -7,7 +7,7 @@ import Testing
     // MARK: Layout and order
 
     @Test func packetLayoutAndVariableOrder() throws {
-        // PROTOCOL.md §4.6's request, with the new variables.
+        // The original's example request, with the new variables (docs/PROTOCOL.md, "The uwsgi environment").
         let request = Support.request(target: "/a?b=1", headers: [("Host", "localhost")])
         let packet = try Support.encode(request)
 

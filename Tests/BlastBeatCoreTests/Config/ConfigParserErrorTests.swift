@@ -127,7 +127,7 @@ struct ConfigParserErrorTests {
         Case(base + "key = a.key\n\n", 4, "certificate", "expected certificate = PATH in [blastbeat]"),
         Case(base + "[blastbeat:h]\nnode = a\nkey = h.key\n", 6, "certificate", "in [blastbeat:h] to go with this key"),
         Case(base + "[blastbeat:h]\ncertificate = h.crt\nnode = a\n", 5, "key", "in [blastbeat:h] to go with"),
-        // D34: one address, two kinds.
+        // One address, two kinds (the original silently kept the first).
         Case(base + "bind-ssl = 0.0.0.0:8080\n", 4, "bind-ssl", "0.0.0.0:8080 is already declared with bind at line 3"),
         Case(base + "bind-ssl = *:8080\n", 4, "bind-ssl", "*:8080 is already declared with bind at line 3"),
         Case(

@@ -1,7 +1,9 @@
 import BlastBeatCore
 import Testing
 
-/// Which listeners exist and which vhosts each one serves (PROTOCOL.md §7.2, with D10 and D34 fixed).
+/// Which listeners exist and which vhosts each one serves (README.md, "Configuration"). "D10" in a case name is
+/// the original's crash at startup on a vhost with two dedicated listeners; an address used with both `bind`
+/// and `bind-ssl`, which the original silently kept as the first kind, is an error (ConfigParserErrorTests).
 struct ConfigParserListenerTests {
     struct Case: Sendable, CustomTestStringConvertible {
         var name: String

@@ -100,7 +100,8 @@ struct ConfigParserTests {
         #expect(config.vhostIndices(forListener: 5) == [2])
     }
 
-    /// PROTOCOL.md §10.7 with its annotations: they are inline comments now, so the file reads the same as without.
+    /// The original's sample configuration (abridged) with annotations after the values: they are inline comments
+    /// now, so the file reads the same as without.
     static let annotatedSample = """
         [blastbeat]
         bind = 0.0.0.0:8080

@@ -182,7 +182,7 @@ import Testing
         Row("no blank line", "HTTP/1.1 200 OK\r\nA: b\r\n", .incomplete),
         Row("blank line cut after CR", "HTTP/1.1 200 OK\r\n\r", .incomplete),
         Row("only leading CRLF", "\r\n\r\n", .incomplete),
-        // Status line.
+        // Status line. ("D26": the original forwarded a body sent before the head to the client raw.)
         Row("body before headers (D26)", "hello world\r\n\r\n", .invalidStatusLine),
         Row("continuation of a split head", "Content-Length: 5\r\n\r\n", .invalidStatusLine),
         Row("lowercase http", "http/1.1 200 OK\r\n\r\n", .invalidStatusLine),

@@ -39,7 +39,7 @@ def decode_pairs(packet: bytes) -> List[Tuple[bytes, bytes]]:
         raise UwsgiError(f"uwsgi modifiers must be 0, got {data[0]} and {data[3]}")
     (size,) = _U16.unpack_from(data, 1)
     pairs_length = total - 4
-    # Standard (pairs only); original (4 + pairs); original at 65536 bytes, which wrapped to 0 (D14).
+    # Standard (pairs only); original (4 + pairs); original at 65536 bytes, which wrapped to 0.
     if size not in (pairs_length, total & 0xFFFF):
         raise UwsgiError(f"uwsgi size field {size} does not match a packet of {total} bytes")
     pairs: List[Tuple[bytes, bytes]] = []
