@@ -1,4 +1,4 @@
-package import BlastBeatCore
+import BlastBeatCore
 package import BlastBeatSystem
 
 /// One backend message as views: from libzmq's frames or from a native peer's input buffer.

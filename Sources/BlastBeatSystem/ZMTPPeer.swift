@@ -293,7 +293,9 @@ final class ZMTPPeer: IOWatcherDelegate {
             return protocolError("socket type \(LogText.quoted(ready.socketType)) (a ROUTER takes DEALER, REQ or ROUTER)")
         }
         if let refusal = router.admit(self, identity: ready.identity) {
-            queueCommand(Array(ZMTPCommand.errorFrame(refusal).dropFirst(2)))
+            // "400", a ZAP status code: libzmq reports exactly that to the backend as an authentication
+            // failure (a free-text reason it drops silently). The reason itself is in the gateway's log.
+            queueCommand(Array(ZMTPCommand.errorFrame("400").dropFirst(2)))
             writeOutput()
             return router.drop(self, reason: refusal, protocolError: false, refused: true)
         }

@@ -817,7 +817,8 @@ def test_unlisted_key_gets_an_error_command_at_initiate(site):
         with pytest.raises(CurveRefused) as refused:
             c.handshake(b"beta")
         assert c.closed_within(1.0)
-    assert "no vhost lists for node beta" in refused.value.reason, refused.value.reason
+    assert refused.value.reason == "400", refused.value.reason  # a ZAP status code: libzmq reports it
+    log_has(gw, "no vhost lists for node beta")
     gw.stop()
     assert counted(gw, "backend connections refused") == 1
     assert counted(gw, "backend connections broke ZMTP") == 0
