@@ -299,12 +299,19 @@ final class ZMTPPeer: IOWatcherDelegate {
         guard ZMTPCommand.isRouterCompatible(ready.socketType) else {
             return protocolError("socket type \(LogText.quoted(ready.socketType)) (a ROUTER takes DEALER, REQ or ROUTER)")
         }
-        if let refusal = router.admit(self, identity: ready.identity) {
+        switch router.admit(self, identity: ready.identity) {
+        case .admitted:
+            break
+        case .refused:
             // "400", a ZAP status code: libzmq reports exactly that to the backend as an authentication
             // failure (a free-text reason it drops silently). The reason itself is in the gateway's log.
             queueCommand(Array(ZMTPCommand.errorFrame("400").dropFirst(2)))
             writeOutput()
-            return router.drop(self, reason: refusal, protocolError: false, refused: true)
+            return router.drop(self, reason: "refused", protocolError: false, refused: true)
+        case .full:
+            queueCommand(Array(ZMTPCommand.errorFrame("500").dropFirst(2)))
+            writeOutput()
+            return protocolError("\(ZMTPRouter.maxPeers) backend connections are open: refused")
         }
         if case .curve(let curve) = security { queueCommand(curve.readyCommand()) }
         state = .ready

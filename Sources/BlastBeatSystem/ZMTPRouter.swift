@@ -71,12 +71,16 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     private var flushBatch: [ZMTPPeer] = []
     private var handshakeTimer: TimerWatcher! = nil
     private var anonymousCount: UInt32 = 0
-    /// Connections closed at once because `maxPeers` were open.
+    /// Connections closed at once because `maxHandshaking` handshakes were under way.
     private var refusedAtCap = 0
     private var closed = false
 
     package static let handshakeTimeout = 10.0
+    /// Connections that finished their handshake (every one a configured node or instance).
     package static let maxPeers = 4096
+    /// Connections still in their handshake: a pool of its own, so connections that never finish one
+    /// (each kept up to `handshakeTimeout`) cannot take the places of admitted backends.
+    package static let maxHandshaking = 1024
     /// A peer's output is written at once past this, instead of at the end of the loop iteration.
     private static let eagerFlushBytes = 256 * 1024
 
@@ -152,15 +156,13 @@ package final class ZMTPRouter: TimerWatcherDelegate {
             do { accepted = try Posix.accept(socket.fd) } catch { return }  // EMFILE and the like: retried on the next wakeup
             guard let (fd, address) = accepted else { return }
             let text = unixPath == nil ? address.description : Posix.peerCredentials(fd)
-            if peers.count >= Self.maxPeers {
+            if peers.count - readyPeers.count >= Self.maxHandshaking {
                 Posix.close(fd)
                 refusedAtCap += 1
-                if refusedAtCap == 1 || refusedAtCap % 1000 == 0 {
-                    delegate.zmtpRouterDroppedPeer(
-                        identity: UnsafeRawBufferPointer(start: nil, count: 0),
-                        reason: "refused a connection from \(text): \(Self.maxPeers) backend connections are open (\(refusedAtCap) refused so far)",
-                        host: "cap \(refusedAtCap)", protocolError: true)
-                }
+                delegate.zmtpRouterDroppedPeer(
+                    identity: UnsafeRawBufferPointer(start: nil, count: 0),
+                    reason: "refused a connection from \(text): \(Self.maxHandshaking) backend connections are in their handshake (\(refusedAtCap) refused so far)",
+                    host: "handshake cap", protocolError: true)
                 continue
             }
             if unixPath == nil { Posix.setNoDelay(fd) }
@@ -170,8 +172,18 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         }
     }
 
-    /// Puts a finished handshake's claim to the delegate; returns why it is refused, or nil.
-    func admit(_ peer: ZMTPPeer, identity: [UInt8]) -> String? {
+    /// What became of a finished handshake's claim.
+    enum Admission {
+        case admitted
+        /// The delegate refused it (and logged and counted that).
+        case refused
+        /// `maxPeers` admitted connections are open.
+        case full
+    }
+
+    /// Puts a finished handshake's claim to the delegate.
+    func admit(_ peer: ZMTPPeer, identity: [UInt8]) -> Admission {
+        if readyPeers.count >= Self.maxPeers && readyPeer(identity) == nil { return .full }
         if identity.isEmpty {
             // libzmq names anonymous peers the same way: a zero byte (never a valid identity) + a counter.
             anonymousCount &+= 1
@@ -184,8 +196,9 @@ package final class ZMTPRouter: TimerWatcherDelegate {
             delegate.zmtpRouterAdmit(identity: identity.isEmpty ? UnsafeRawBufferPointer(start: nil, count: 0) : $0,
                                      key: peer.key, address: peer.address, holder: holder)
         }
-        if refusal != nil { peer.identity = [] }  // so dropping it says nothing about the identity's node
-        return refusal
+        if refusal == nil { return .admitted }
+        peer.identity = []  // so dropping it says nothing about the identity's node
+        return .refused
     }
 
     /// Called by a peer whose claim was admitted: it takes over the identity from an older connection.

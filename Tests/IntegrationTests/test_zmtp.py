@@ -440,3 +440,78 @@ def test_libzmq_engine_serves_requests(make_gateway, make_backend):
     r = http_request(gw.port)
     assert r.status == 200 and r.body == b"via libzmq"
     assert "(libzmq ZMTP)" in gw.stderr()
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_huge_frames_before_the_handshake_cost_no_memory(make_gateway, make_backend):
+    """Eight peers each announce a 64 MB READY after a valid greeting and start sending it: before the
+    handshake no frame over 4 KiB is buffered, so each is cut off at once and the gateway's memory stays
+    flat (it used to buffer every byte: 14 MB to 490 MB for the 10 s handshake timeout)."""
+    gw = make_gateway()
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"still here")))
+    before = _rss_bytes(gw.pid)
+    announce = greeting() + b"\x06" + (64_000_000).to_bytes(8, "big") + b"\x05READY"
+    chunk = bytes(1 << 20)
+    for _ in range(8):
+        s = socket.create_connection(("127.0.0.1", gw.zmq_port), timeout=5)
+        try:
+            s.sendall(announce)
+            sent = 0
+            deadline = time.monotonic() + 5
+            while sent < 16 << 20 and time.monotonic() < deadline:
+                try:
+                    sent += s.send(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+            s.settimeout(2)
+            try:
+                while s.recv(65536):
+                    pass
+            except ConnectionResetError:
+                pass
+        finally:
+            s.close()
+    grown = _rss_bytes(gw.pid) - before
+    assert grown < 8 << 20, f"the gateway grew by {grown >> 20} MiB"
+    assert http_request(gw.port).body == b"still here"
+    gw.stop()
+    assert "8 backend connections broke ZMTP" in gw.stderr()
+
+
+def test_unlisted_identities_and_stalled_handshakes_cannot_take_the_nodes_places(make_gateway, make_backend):
+    """Peers claiming identities no vhost lists are refused at once, so they hold no place; peers that never
+    finish their handshake fill a pool of their own (1,024, then refused with a warning) and cannot take
+    the places of admitted backends, which keep serving throughout; once they are gone a new instance is
+    admitted at once."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    gw = make_gateway()
+    make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"real")))
+    for i in range(200):
+        peer = RawPeer(gw.zmq_port)
+        peer.send(greeting() + ready(identity=b"squatter-%d" % i))
+        assert peer.read_until_closed(3.0)
+        peer.close()
+    stalled = []
+    try:
+        for _ in range(1030):
+            stalled.append(socket.create_connection(("127.0.0.1", gw.zmq_port), timeout=5))
+        gateway_log_has(gw, "1024 backend connections are in their handshake", timeout=5)
+        assert http_request(gw.port).body == b"real"  # the admitted node is untouched
+    finally:
+        for s in stalled:
+            s.close()
+    # The stalled ones gone, a new instance of the node is admitted at once.
+    second = make_backend(gw, "NODE1#2", handler=HTTPHandler(hello_app(b"second")))
+    wait_until(lambda: any(http_request(gw.port).body == b"second" for _ in range(4)), 3, what="the new instance")
+    gw.stop()
+    assert "200 backend connections refused" in gw.stderr()
