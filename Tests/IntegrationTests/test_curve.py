@@ -1064,3 +1064,27 @@ def test_root_only_secret_key_is_read_before_dropping_privileges(site):
     with open(f"/proc/{gw.pid}/status") as f:
         uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
     assert uids == ["65534"] * 4, uids
+
+
+def test_slot_exhaustion_under_curve_leaves_admitted_tenants_served(site):
+    """The slot-exhaustion attack under CURVE: 1,030 connections that open and never finish a handshake (no
+    key needed to do that) fill the handshake pool, whose cap then refuses more with a warning; the tenants
+    already admitted keep being served throughout, and once the stalled connections are gone a new CURVE
+    process of a tenant is admitted at once."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    gw = site.gateway()
+    site.backend(gw, "alpha", HTTPHandler(tagged_app("alpha")))
+    stalled = []
+    try:
+        for _ in range(1030):
+            stalled.append(socket.create_connection(("127.0.0.1", gw.zmq_port), timeout=5))
+        log_has(gw, "1024 backend connections are in their handshake", timeout=5)
+        assert get(gw, "a.test", "/during").body == b"alpha /during"
+    finally:
+        for s in stalled:
+            s.close()
+    site.backend(gw, "beta#late", HTTPHandler(tagged_app("beta")))
+    assert get(gw, "b.test", "/after").body == b"beta /after"
