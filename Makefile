@@ -78,3 +78,25 @@ AUTOBAHN_BIN ?= $(CURDIR)/.build/debug/blastbeat
 .PHONY: autobahn
 autobahn: build venv
 	BLASTBEAT_BIN=$(AUTOBAHN_BIN) PYTHON=$(CURDIR)/$(PY) Tests/Autobahn/run.sh $(AUTOBAHN_ARGS)
+
+# Fuzzing (Tests/Fuzz/README.md): libFuzzer + AddressSanitizer drivers for the parsers and codecs, at nice 19.
+# `make fuzz` runs each driver FUZZ_SECONDS (default 15 s, 12 drivers: ~4 min with the build); `make fuzz-long`
+# FUZZ_LONG_SECONDS each; `make fuzz-replay` runs the committed corpus and FailCases once, then
+# FUZZ_REPLAY_SECONDS each. FUZZ_DRIVERS="zmtp inflate" limits any of them to some drivers.
+FUZZ_SECONDS ?= 15
+FUZZ_LONG_SECONDS ?= 1800
+FUZZ_REPLAY_SECONDS ?= 5
+FUZZ_DRIVERS ?=
+.PHONY: fuzz fuzz-long fuzz-replay fuzz-merge
+fuzz:
+	SWIFT=$(SWIFT) scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_DRIVERS)
+
+fuzz-long:
+	SWIFT=$(SWIFT) scripts/fuzz.sh run $(FUZZ_LONG_SECONDS) $(FUZZ_DRIVERS)
+
+fuzz-replay:
+	SWIFT=$(SWIFT) scripts/fuzz.sh replay $(FUZZ_REPLAY_SECONDS) $(FUZZ_DRIVERS)
+
+# Adds the inputs of the working corpus (Tests/Fuzz/.build/corpus) that bring new coverage to Tests/Fuzz/Corpus.
+fuzz-merge:
+	SWIFT=$(SWIFT) scripts/fuzz.sh merge $(FUZZ_DRIVERS)
