@@ -118,8 +118,8 @@ test-asan: venv
 	nice -n 19 $(SWIFT) build -c debug -Xswiftc -sanitize=address --build-path $(ASAN_BUILD)
 	$(SANITIZER_ENV) BLASTBEAT_BIN=$(CURDIR)/$(ASAN_BUILD)/debug/blastbeat SWIFT_EXAMPLES_DIR=$(CURDIR)/$(ASAN_BUILD)/debug \
 		$(PY) -m pytest -q Tests/IntegrationTests --ignore=Tests/IntegrationTests/test_allocations.py \
-		--deselect Tests/IntegrationTests/test_node_queue.py::test_upload_to_a_stalled_node_waits_instead_of_filling_memory \
-		--deselect Tests/IntegrationTests/test_node_queue.py::test_websocket_messages_to_a_stalled_node_wait_in_the_client
+		--deselect test_node_queue.py::test_upload_to_a_stalled_node_waits_instead_of_filling_memory \
+		--deselect test_node_queue.py::test_websocket_messages_to_a_stalled_node_wait_in_the_client
 
 test-tsan:
 	nice -n 19 $(SWIFT) build --build-tests -c debug --sanitize=thread --build-path $(TSAN_BUILD)
