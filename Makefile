@@ -36,7 +36,8 @@ run: release venv
 	scripts/run.sh
 
 # Unit tests (swift test) and integration tests (the real binaries with real peers). The release
-# binary is built too: the allocations-per-request test measures it.
+# binary is built too: the allocations-per-request test measures it. Then the sanitizer runs (~4 min) and a
+# short fuzz replay (~2 min), see Tests/Fuzz/README.md.
 test: build release venv $(VENV)/.sdk-installed
 	$(SWIFT) test
 	scripts/check-no-foundation.sh .build/debug/blastbeat
@@ -47,6 +48,8 @@ test: build release venv $(VENV)/.sdk-installed
 	$(MAKE) --no-print-directory integration-libzmq
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/SDKTests
 	BLASTBEAT_BIN=$(CURDIR)/.build/release/blastbeat PYTHON=$(CURDIR)/$(PY) Tests/Autobahn/run.sh
+	$(MAKE) --no-print-directory test-sanitize
+	$(MAKE) --no-print-directory fuzz-replay
 
 sdk: build $(VENV)/.sdk-installed
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/SDKTests
@@ -65,7 +68,7 @@ integration-libzmq: build venv
 		$(PY) -m pytest -q $(addprefix Tests/IntegrationTests/,$(LIBZMQ_SUITES))
 
 clean:
-	rm -rf .build $(VENV)
+	rm -rf .build .build-asan .build-tsan Tests/Fuzz/.build $(VENV)
 
 # Side-by-side benchmark, see bench/README.md: BlastBeat vs Mongrel2, Condure and nginx with wrk.
 # BENCH_ARGS="--quick" for a smoke run (~3 minutes); results go to bench/results/.
@@ -80,7 +83,7 @@ autobahn: build venv
 	BLASTBEAT_BIN=$(AUTOBAHN_BIN) PYTHON=$(CURDIR)/$(PY) Tests/Autobahn/run.sh $(AUTOBAHN_ARGS)
 
 # Fuzzing (Tests/Fuzz/README.md): libFuzzer + AddressSanitizer drivers for the parsers and codecs, at nice 19.
-# `make fuzz` runs each driver FUZZ_SECONDS (default 15 s, 12 drivers: ~4 min with the build); `make fuzz-long`
+# `make fuzz` runs each driver FUZZ_SECONDS (default 15 s, 12 drivers: ~3.5 min with the build); `make fuzz-long`
 # FUZZ_LONG_SECONDS each; `make fuzz-replay` runs the committed corpus and FailCases once, then
 # FUZZ_REPLAY_SECONDS each. FUZZ_DRIVERS="zmtp inflate" limits any of them to some drivers.
 FUZZ_SECONDS ?= 15
