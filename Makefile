@@ -36,7 +36,8 @@ run: release venv
 	scripts/run.sh
 
 # Unit tests (swift test) and integration tests (the real binaries with real peers). The release
-# binary is built too: the allocations-per-request test measures it.
+# binary is built too: the allocations-per-request test measures it. Then the sanitizer runs (~4 min) and a
+# short fuzz replay (~2 min), see Tests/Fuzz/README.md.
 test: build release venv $(VENV)/.sdk-installed
 	$(SWIFT) test
 	scripts/check-no-foundation.sh .build/debug/blastbeat
@@ -47,6 +48,8 @@ test: build release venv $(VENV)/.sdk-installed
 	$(MAKE) --no-print-directory integration-libzmq
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/SDKTests
 	BLASTBEAT_BIN=$(CURDIR)/.build/release/blastbeat PYTHON=$(CURDIR)/$(PY) Tests/Autobahn/run.sh
+	$(MAKE) --no-print-directory test-sanitize
+	$(MAKE) --no-print-directory fuzz-replay
 
 sdk: build $(VENV)/.sdk-installed
 	BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat $(PY) -m pytest -q Tests/SDKTests
@@ -65,7 +68,7 @@ integration-libzmq: build venv
 		$(PY) -m pytest -q $(addprefix Tests/IntegrationTests/,$(LIBZMQ_SUITES))
 
 clean:
-	rm -rf .build $(VENV)
+	rm -rf .build .build-asan .build-tsan Tests/Fuzz/.build $(VENV)
 
 # Side-by-side benchmark, see bench/README.md: BlastBeat vs Mongrel2, Condure and nginx with wrk.
 # BENCH_ARGS="--quick" for a smoke run (~3 minutes); results go to bench/results/.
@@ -78,3 +81,50 @@ AUTOBAHN_BIN ?= $(CURDIR)/.build/debug/blastbeat
 .PHONY: autobahn
 autobahn: build venv
 	BLASTBEAT_BIN=$(AUTOBAHN_BIN) PYTHON=$(CURDIR)/$(PY) Tests/Autobahn/run.sh $(AUTOBAHN_ARGS)
+
+# Fuzzing (Tests/Fuzz/README.md): libFuzzer + AddressSanitizer drivers for the parsers and codecs, at nice 19.
+# `make fuzz` runs each driver FUZZ_SECONDS (default 15 s, 12 drivers: ~3.5 min with the build); `make fuzz-long`
+# FUZZ_LONG_SECONDS each; `make fuzz-replay` runs the committed corpus and FailCases once, then
+# FUZZ_REPLAY_SECONDS each. FUZZ_DRIVERS="zmtp inflate" limits any of them to some drivers.
+FUZZ_SECONDS ?= 15
+FUZZ_LONG_SECONDS ?= 1800
+FUZZ_REPLAY_SECONDS ?= 5
+FUZZ_DRIVERS ?=
+.PHONY: fuzz fuzz-long fuzz-replay fuzz-merge
+fuzz:
+	SWIFT=$(SWIFT) scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_DRIVERS)
+
+fuzz-long:
+	SWIFT=$(SWIFT) scripts/fuzz.sh run $(FUZZ_LONG_SECONDS) $(FUZZ_DRIVERS)
+
+fuzz-replay:
+	SWIFT=$(SWIFT) scripts/fuzz.sh replay $(FUZZ_REPLAY_SECONDS) $(FUZZ_DRIVERS)
+
+# Adds the inputs of the working corpus (Tests/Fuzz/.build/corpus) that bring new coverage to Tests/Fuzz/Corpus.
+fuzz-merge:
+	SWIFT=$(SWIFT) scripts/fuzz.sh merge $(FUZZ_DRIVERS)
+
+# Sanitizer builds (Tests/Fuzz/README.md, "Sanitizers"). The gateway and the Swift examples built with
+# AddressSanitizer (.build-asan) run the integration suite; an ASan report fails the test that caused it
+# (conftest.py: no_sanitizer_report) and, since ASan exits non-zero, the gateway's clean-exit check too. The
+# allocation test measures the release binary, and the two RSS bounds of test_node_queue.py measure memory
+# that ASan's quarantine and redzones inflate (16.3 MiB against 16): both are left out. Then the SDK's unit
+# tests under ThreadSanitizer.
+ASAN_BUILD := .build-asan
+TSAN_BUILD := .build-tsan
+SANITIZER_ENV := SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/IntegrationTests/lsan.supp:print_suppressions=0
+.PHONY: test-sanitize test-asan test-tsan
+test-sanitize: test-asan test-tsan
+
+test-asan: venv
+	nice -n 19 $(SWIFT) build -c debug -Xswiftc -sanitize=address --build-path $(ASAN_BUILD)
+	$(SANITIZER_ENV) BLASTBEAT_BIN=$(CURDIR)/$(ASAN_BUILD)/debug/blastbeat SWIFT_EXAMPLES_DIR=$(CURDIR)/$(ASAN_BUILD)/debug \
+		$(PY) -m pytest -q Tests/IntegrationTests --ignore=Tests/IntegrationTests/test_allocations.py \
+		--deselect test_node_queue.py::test_upload_to_a_stalled_node_waits_instead_of_filling_memory \
+		--deselect test_node_queue.py::test_websocket_messages_to_a_stalled_node_wait_in_the_client
+
+test-tsan:
+	nice -n 19 $(SWIFT) build --build-tests -c debug --sanitize=thread --build-path $(TSAN_BUILD)
+	SWIFT_BACKTRACE=enable=no TSAN_OPTIONS=halt_on_error=1 \
+		$(SWIFT) test -c debug --sanitize=thread --build-path $(TSAN_BUILD) --skip-build --filter BlastBeatBackendTests

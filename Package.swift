@@ -16,6 +16,8 @@ let package = Package(
     products: [
         .executable(name: "blastbeat", targets: ["blastbeat"]),
         .library(name: "BlastBeatBackend", targets: ["BlastBeatBackend"]),
+        // For the libFuzzer drivers in Tests/Fuzz (a separate package, which sees only products).
+        .library(name: "BlastBeatFuzzChecks", targets: ["BlastBeatFuzzChecks"]),
     ],
     targets: [
         // System libraries: module map + shim.h only (the shim wraps C macros Swift cannot call).
@@ -56,6 +58,11 @@ let package = Package(
             name: "swift-echo", dependencies: ["BlastBeatBackend"], path: "examples/SwiftEcho",
             swiftSettings: swiftSettings),
 
+        // Invariant checks shared by the fuzz drivers (Tests/Fuzz) and the crash replay (FuzzRegressionTests).
+        .target(
+            name: "BlastBeatFuzzChecks", dependencies: ["BlastBeatCore", "BlastBeatSystem"],
+            swiftSettings: swiftSettings),
+
         .testTarget(
             name: "BlastBeatBackendTests", dependencies: ["BlastBeatBackend", "BlastBeatCore", "CZeroMQ"],
             swiftSettings: swiftSettings),
@@ -65,5 +72,7 @@ let package = Package(
         .testTarget(
             name: "BlastBeatSystemTests", dependencies: ["BlastBeatCore", "BlastBeatSystem", "COpenSSL"],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FuzzRegressionTests", dependencies: ["BlastBeatFuzzChecks"], swiftSettings: swiftSettings),
     ]
 )

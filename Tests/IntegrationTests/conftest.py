@@ -34,6 +34,28 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{rep.when}", rep)
 
 
+# What a sanitizer build prints when it finds a bug (make test-sanitize runs this suite against an ASan gateway).
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer")
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_report(tmp_path):
+    """Fails a test whose gateway (or other process logging under tmp_path) printed a sanitizer report, even
+    when the test itself passed: a report names a memory bug that the scenario merely survived."""
+    yield
+    found = []
+    for path in sorted(tmp_path.rglob("*")):
+        if path.is_file() and path.suffix in (".stderr", ".log"):
+            text = path.read_text(errors="replace")
+            for marker in SANITIZER_REPORTS:
+                if marker in text:
+                    at = text.index(marker)
+                    found.append(f"{path.name}:\n{text[max(0, at - 200):at + 4000]}")
+                    break
+    if found:
+        pytest.fail("sanitizer report:\n" + "\n".join(found), pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def blastbeat_bin() -> str:
     path = helpers.blastbeat_bin()

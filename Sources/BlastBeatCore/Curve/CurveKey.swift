@@ -70,7 +70,7 @@ package struct CurveCertificate: Equatable, Sendable {
             if content.isEmpty || content.hasPrefix("#") { continue }
             if content.startIndex == line.startIndex {
                 // A top-level section name (possibly `name = value`, which ZPL allows at the top too).
-                inCurve = content.split(separator: "=", maxSplits: 1)[0].trimmingBlanks() == "curve"
+                inCurve = content.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0].trimmingBlanks() == "curve"
                 continue
             }
             guard inCurve, let equals = content.firstIndex(of: "=") else { continue }

@@ -53,6 +53,14 @@ import Testing
         #expect(try CurveCertificate.parse(text).publicKey.z85 == "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID")
     }
 
+    /// A top-level line that is only `= value` is a section with an empty name (found by the curve-keys
+    /// fuzzer: splitting it at "=" gave no name, and reading it trapped).
+    @Test func topLevelLineWithoutName() throws {
+        let text = "metadata\n= x\n=\ncurve\n    public-key = \"Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID\"\n"
+        #expect(try CurveCertificate.parse(text).publicKey.z85 == "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID")
+        #expect(throws: CurveCertificate.ParseError.missingPublicKey) { try CurveCertificate.parse("=") }
+    }
+
     @Test func errorsNameTheLine() {
         #expect(throws: CurveCertificate.ParseError.missingPublicKey) { try CurveCertificate.parse("metadata\n") }
         #expect(throws: CurveCertificate.ParseError.invalidKey(name: "public-key", line: 2)) {
