@@ -672,3 +672,22 @@ def test_chat_example_broadcasts(make_gateway, run_example):
             assert carol.recv(timeout=5) == "bob left"
             carol.send("carol here")
             assert alice.recv(timeout=5) == "carol here"
+
+
+def test_compressed_frame_of_empty_final_blocks_does_not_crash_the_gateway(ws_gateway):
+    """Found by the inflate fuzzer (Tests/Fuzz/FailCases/inflate): one compressed frame made of 60 empty
+    final DEFLATE blocks (`03 00` each) used to double the inflater's output room once per block until the
+    integer overflowed and the whole gateway trapped. Now the message is inflated or refused, and the
+    gateway goes on serving other clients."""
+    gw, node = ws_gateway()
+    with RawWS(gw.port) as c:
+        c.handshake(headers=[("Sec-WebSocket-Extensions", "permessage-deflate")])
+        c.send_frame(OP_TEXT, b"\x03\x00" * 60, rsv=4)
+        try:
+            c.recv_frame(timeout=3)
+        except Exception:
+            pass  # refused and closed, or the empty message echoed: either way the gateway lives
+    assert gw.running(), "the gateway died"
+    with ws_connect(gw) as ws:
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"
