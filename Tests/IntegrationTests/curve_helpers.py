@@ -33,6 +33,8 @@ import zmq.utils.monitor
 import zmq.utils.z85
 
 from helpers import Backend, Gateway
+from zmtp_wire import command, frame
+from zmtp_wire import greeting as zmtp_greeting
 
 # --------------------------------------------------------------------------------------------------------------
 # Keys
@@ -228,21 +230,8 @@ def stop_line(gw: Gateway) -> str:
 
 
 def greeting(mechanism: bytes = b"CURVE", as_server: int = 0, major: int = 3, minor: int = 0) -> bytes:
-    """ZMTP 3 greeting: signature, version, mechanism (20 bytes), as-server, filler (libzmq's CURVE
-    clients say 3.0)."""
-    return b"\xff" + bytes(8) + b"\x7f" + bytes([major, minor]) + mechanism.ljust(20, b"\0") + bytes([as_server]) \
-        + bytes(31)
-
-
-def frame(body: bytes, more: bool = False, command: bool = False) -> bytes:
-    flags = (1 if more else 0) | (4 if command else 0)
-    if len(body) <= 255:
-        return bytes([flags, len(body)]) + body
-    return bytes([flags | 2]) + struct.pack(">Q", len(body)) + body
-
-
-def command(name: bytes, data: bytes = b"") -> bytes:
-    return frame(bytes([len(name)]) + name + data, command=True)
+    """A client's greeting: CURVE and ZMTP 3.0 by default, as libzmq's CURVE clients send it."""
+    return zmtp_greeting(mechanism, as_server=as_server, major=major, minor=minor)
 
 
 def metadata(**props: bytes) -> bytes:

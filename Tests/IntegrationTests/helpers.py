@@ -71,6 +71,15 @@ def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
     raise RuntimeError("no fresh free port after 100 tries")
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (VmRSS), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
 def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.02, what: str = "condition"):
     """Poll ``pred`` until it returns something truthy; raise TimeoutError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

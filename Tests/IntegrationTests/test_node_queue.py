@@ -10,15 +10,7 @@ import socket
 import threading
 import time
 
-from helpers import HTTPHandler, Request, request_bytes, respond
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+from helpers import HTTPHandler, Request, request_bytes, respond, rss_bytes
 
 
 def test_upload_to_a_stalled_node_waits_instead_of_filling_memory(make_gateway, make_backend):

@@ -19,26 +19,12 @@ import pytest
 import zmq
 import zmq.utils.monitor
 
-from helpers import (Backend, HTTPHandler, blastbeat_bin, echo_app, free_port, hello_app, http_request,
+from zmtp_wire import command, frame, greeting
+from helpers import (Backend, HTTPHandler, blastbeat_bin, echo_app, free_port, hello_app, http_request, rss_bytes,
                      response_head, wait_until)
 
 ENGINE_OVERRIDE = os.environ.get("BLASTBEAT_ZMQ_ENGINE", "native")
 pytestmark = pytest.mark.skipif(ENGINE_OVERRIDE != "native", reason="tests of the native ZMTP engine")
-
-
-def greeting(major: int = 3, minor: int = 1, mechanism: bytes = b"NULL", first: int = 0xFF) -> bytes:
-    return bytes([first]) + bytes(8) + b"\x7f" + bytes([major, minor]) + mechanism.ljust(20, b"\0") + b"\0" + bytes(31)
-
-
-def frame(body: bytes, more: bool = False, command: bool = False) -> bytes:
-    flags = (1 if more else 0) | (4 if command else 0)
-    if len(body) <= 255:
-        return bytes([flags, len(body)]) + body
-    return bytes([flags | 2]) + struct.pack(">Q", len(body)) + body
-
-
-def command(name: bytes, data: bytes = b"") -> bytes:
-    return frame(bytes([len(name)]) + name + data, command=True)
 
 
 def ready(socket_type: bytes = b"DEALER", identity: bytes | None = None) -> bytes:
@@ -442,21 +428,13 @@ def test_libzmq_engine_serves_requests(make_gateway, make_backend):
     assert "(libzmq ZMTP)" in gw.stderr()
 
 
-def _rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
 def test_huge_frames_before_the_handshake_cost_no_memory(make_gateway, make_backend):
     """Eight peers each announce a 64 MB READY after a valid greeting and start sending it: before the
     handshake no frame over 4 KiB is buffered, so each is cut off at once and the gateway's memory stays
     flat (it used to buffer every byte: 14 MB to 490 MB for the 10 s handshake timeout)."""
     gw = make_gateway()
     make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"still here")))
-    before = _rss_bytes(gw.pid)
+    before = rss_bytes(gw.pid)
     announce = greeting() + b"\x06" + (64_000_000).to_bytes(8, "big") + b"\x05READY"
     chunk = bytes(1 << 20)
     for _ in range(8):
@@ -478,7 +456,7 @@ def test_huge_frames_before_the_handshake_cost_no_memory(make_gateway, make_back
                 pass
         finally:
             s.close()
-    grown = _rss_bytes(gw.pid) - before
+    grown = rss_bytes(gw.pid) - before
     assert grown < 8 << 20, f"the gateway grew by {grown >> 20} MiB"
     assert http_request(gw.port).body == b"still here"
     gw.stop()

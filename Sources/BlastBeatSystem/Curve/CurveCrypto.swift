@@ -103,14 +103,7 @@ package enum CurveCrypto {
     package static func sealInPlace(_ at: UnsafeMutableRawPointer, count: Int, shortNonce: UnsafeRawPointer, subkey: UnsafeRawPointer) {
         let text = (at + macSize).assumingMemoryBound(to: UInt8.self)
         withFirstBlock(shortNonce: shortNonce, subkey: subkey) { block in
-            // Block 0's first 32 bytes key Poly1305; its last 32 encrypt the first 32 bytes of the message.
-            let head = min(count, 32)
-            for i in 0..<head { text[i] ^= block[32 + i] }
-            if count > head {
-                _ = crypto_stream_salsa20_xor_ic(
-                    text + head, text + head, UInt64(count - head), shortNonce.assumingMemoryBound(to: UInt8.self), 1,
-                    subkey.assumingMemoryBound(to: UInt8.self))
-            }
+            xorKeystream(text, count: count, firstBlock: block, shortNonce: shortNonce, subkey: subkey)
             _ = crypto_onetimeauth_poly1305(at.assumingMemoryBound(to: UInt8.self), text, UInt64(count), block)
         }
     }
@@ -123,14 +116,24 @@ package enum CurveCrypto {
             guard crypto_onetimeauth_poly1305_verify(at.assumingMemoryBound(to: UInt8.self), text, UInt64(count), block) == 0 else {
                 return false
             }
-            let head = min(count, 32)
-            for i in 0..<head { text[i] ^= block[32 + i] }
-            if count > head {
-                _ = crypto_stream_salsa20_xor_ic(
-                    text + head, text + head, UInt64(count - head), shortNonce.assumingMemoryBound(to: UInt8.self), 1,
-                    subkey.assumingMemoryBound(to: UInt8.self))
-            }
+            xorKeystream(text, count: count, firstBlock: block, shortNonce: shortNonce, subkey: subkey)
             return true
+        }
+    }
+
+    /// XSalsa20 en/decryption in place: block 0's first 32 bytes key Poly1305, its last 32 cover the first
+    /// 32 bytes of the text, and the keystream from block 1 on covers the rest.
+    @inline(__always)
+    private static func xorKeystream(
+        _ text: UnsafeMutablePointer<UInt8>, count: Int, firstBlock block: UnsafeMutablePointer<UInt8>,
+        shortNonce: UnsafeRawPointer, subkey: UnsafeRawPointer
+    ) {
+        let head = min(count, 32)
+        for i in 0..<head { text[i] ^= block[32 + i] }
+        if count > head {
+            _ = crypto_stream_salsa20_xor_ic(
+                text + head, text + head, UInt64(count - head), shortNonce.assumingMemoryBound(to: UInt8.self), 1,
+                subkey.assumingMemoryBound(to: UInt8.self))
         }
     }
 
