@@ -168,3 +168,30 @@ def test_retry_from_all_nodes_gives_502(make_gateway, make_backend):
     assert set(order) == {"N1", "N2"}, f"the retry must reach the other node: {order}"
     assert len(order) <= 1 + 3, f"at most max-hops resends: {order}"
     assert all(a != b for a, b in zip(order, order[1:])), f"a retry goes to a different node: {order}"
+
+
+def test_node_lost_while_a_request_awaits_its_head_releases_its_slot(make_gateway, make_backend):
+    """The request's slot on its node is released when the node goes away before answering (it used to stay
+    counted: the node then looked busy for ever and fewest-in-flight balancing sent everything to the other
+    node). The GET itself is re-sent to NODE2; after NODE1 is back, sequential requests alternate again."""
+    gw = make_gateway(vhosts={"localhost": ["NODE1", "NODE2"]},
+                      options={"ping-freq": "0.5", "ping-timeout": "2", "backend-timeout": "20"})
+    h2 = HTTPHandler(hello_app(b"two"))
+    make_backend(gw, "NODE2", h2)
+    silent = make_backend(gw, "NODE1", handler=lambda sid, mtype, body, send: None)
+    while True:  # until a request lands on NODE1 (the other goes to NODE2 and is answered)
+        with RawConn(gw.port, timeout=15) as c:
+            c.send(request_bytes("GET", "/held", "localhost"))
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and not silent.messages(b"uwsgi"):
+                time.sleep(0.01)
+            if silent.messages(b"uwsgi"):
+                silent.stop()  # NODE1 goes away holding the request
+                resp = c.read_response(timeout=10)
+                break
+            c.read_response(timeout=10)
+    assert resp.status == 200 and resp.body == b"two", "the held GET is re-sent to NODE2"
+    h1 = HTTPHandler(hello_app(b"one"))
+    make_backend(gw, "NODE1", h1)
+    bodies = [http_request(gw.port).body for _ in range(20)]
+    assert bodies.count(b"one") >= 5 and bodies.count(b"two") >= 5, bodies
