@@ -227,9 +227,11 @@ class Backend:
 
     def send(self, sid: bytes, mtype: bytes, body: bytes = b"") -> None:
         if threading.current_thread() is self._thread:
-            self._sock.send_multipart([sid, mtype, body])
+            # Recorded before the send: the gateway may answer the client (and a test read `sent`) before
+            # send_multipart returns.
             with self._lock:
                 self.sent.append((time.monotonic(), sid, mtype, body))
+            self._sock.send_multipart([sid, mtype, body])
         else:
             with self._lock:
                 self._outbox.append(lambda: self.send(sid, mtype, body))
