@@ -72,7 +72,7 @@ public struct CurveCredentials: Sendable, CustomStringConvertible {
                 "\(name) has no secret-key: give the node's secret certificate (NAME.key_secret), not the public one")
         }
         // A mismatched pair would fail every handshake with nothing but reconnects to show for it.
-        guard ZMQCurve.publicKey(forSecret: secretKey) == certificate.publicKey else {
+        guard CurveCrypto.publicKey(forSecret: secretKey) == certificate.publicKey else {
             throw BackendError.invalidCurveKey.with("in \(name), the public-key does not belong to the secret-key")
         }
         keys = ZMQCurve.ClientKeys(

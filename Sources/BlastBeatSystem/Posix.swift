@@ -178,8 +178,9 @@ package enum Posix {
         return "a local process (pid \(pid), uid \(uid))"
     }
 
-    /// A whole (small) file: configuration, certificates, keys. Not for the event loop's hot path.
-    package static func readFile(_ path: String) throws(SystemError) -> [UInt8] {
+    /// A whole (small) file: configuration, certificates, keys. Not for the event loop's hot path. Past
+    /// `limit` bytes it fails with EFBIG (checked while reading: a path like /dev/zero is not read forever).
+    package static func readFile(_ path: String, limit: Int = 16 << 20) throws(SystemError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw SystemError(call: "open \(path)", errno: errno) }
         defer { Glibc.close(fd) }
@@ -193,6 +194,7 @@ package enum Posix {
             }
             if n == 0 { return bytes }
             bytes += chunk[0..<n]
+            if bytes.count > limit { throw SystemError(call: "read \(path) (over \(limit) bytes)", errno: EFBIG) }
         }
     }
 }

@@ -33,11 +33,15 @@ package enum CurveCrypto {
         }
 
         /// Whether `secretKey` is the secret half of `publicKey` (a certificate file could pair them wrongly).
-        package var isConsistent: Bool {
-            var derived = [UInt8](repeating: 0, count: keySize)
-            _ = crypto_scalarmult_base(&derived, secretKey.bytes)
-            return derived == publicKey.bytes
-        }
+        package var isConsistent: Bool { CurveCrypto.publicKey(forSecret: secretKey) == publicKey }
+    }
+
+    /// The public key that belongs to a secret key (Curve25519 base-point multiplication).
+    package static func publicKey(forSecret secretKey: CurveKey) -> CurveKey {
+        precondition(initialised, "sodium_init failed")
+        var derived = [UInt8](repeating: 0, count: keySize)
+        _ = crypto_scalarmult_base(&derived, secretKey.bytes)
+        return CurveKey(bytes: derived)!
     }
 
     package static func randomBytes(_ count: Int) -> [UInt8] {
