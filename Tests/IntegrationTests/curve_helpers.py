@@ -33,7 +33,7 @@ import zmq.utils.monitor
 import zmq.utils.z85
 
 from helpers import Backend, Gateway
-from zmtp_wire import command, frame
+from zmtp_wire import closed_within, command, frame
 from zmtp_wire import greeting as zmtp_greeting
 
 # --------------------------------------------------------------------------------------------------------------
@@ -305,19 +305,7 @@ class RawZMTP:
 
     def closed_within(self, timeout: float) -> bool:
         """True when the gateway closes the connection within ``timeout`` (whatever it sends first)."""
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self.sock.settimeout(remaining)
-                if not self.sock.recv(65536):
-                    return True
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
+        return closed_within(self.sock, timeout)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 import zmq
 import zmq.utils.monitor
 
-from zmtp_wire import command, frame, greeting
+from zmtp_wire import closed_within, command, frame, greeting
 from helpers import (Backend, HTTPHandler, blastbeat_bin, echo_app, free_port, hello_app, http_request, rss_bytes,
                      response_head, wait_until)
 
@@ -87,17 +87,7 @@ class RawPeer:
 
     def read_until_closed(self, timeout: float) -> bool:
         """True when the gateway closes the connection within ``timeout`` (whatever it sent first)."""
-        self.sock.settimeout(timeout)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if not self.sock.recv(65536):
-                    return True
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
-        return False
+        return closed_within(self.sock, timeout)
 
 
 def gateway_log_has(gw, text: str, timeout: float = 3.0) -> None:

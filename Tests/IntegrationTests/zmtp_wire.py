@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import struct
+import time
 
 
 def greeting(mechanism: bytes = b"NULL", as_server: int = 0, major: int = 3, minor: int = 1, first: int = 0xFF) -> bytes:
@@ -20,3 +22,20 @@ def frame(body: bytes, more: bool = False, command: bool = False) -> bytes:
 
 def command(name: bytes, data: bytes = b"") -> bytes:
     return frame(bytes([len(name)]) + name + data, command=True)
+
+
+def closed_within(sock: socket.socket, timeout: float) -> bool:
+    """True when the peer closes the connection within ``timeout`` (whatever it sends first)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            sock.settimeout(remaining)
+            if not sock.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
