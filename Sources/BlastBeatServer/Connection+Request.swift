@@ -53,7 +53,7 @@ extension Connection {
                     if consumed == 0 { return offset }
                 }
             case .complete:
-                if !requestKeepAlive {
+                if !session.keepAlive {
                     // Nothing may follow a non-persistent request (RFC 9112 §9.6); discard it.
                     return bytes.count
                 }
@@ -70,22 +70,23 @@ extension Connection {
         let head = self.head
         gateway.counters.requests += 1
         requestStart = gateway.loop.now
-        requestKeepAlive = head.keepAlive && !gateway.isShuttingDown
-        requestVersion = head.version
-        requestIsHead = head.methodKind == .head
-        continueSent = false
         bodyComplete = !head.hasBody
-        hops = 0
         triedNodes.removeAll(keepingCapacity: true)
         replayBody = head.hasBody ? (replayBody.map { var b = $0; b.removeAll(keepingCapacity: true); return b } ?? []) : []
         if gateway.accessLog != nil { log.capture(head: head, bytes: headBytes) }
+        session.start(
+            HTTPSession.Request(
+                version: head.version, isHead: head.methodKind == .head, keepAlive: head.keepAlive && !gateway.isShuttingDown,
+                isRepeatable: head.methodKind.isRepeatable))
 
         if head.methodKind == .connect {
-            return sendErrorAndClose(status: 405, message: "CONNECT is not supported")
+            sessionEvent { $0.fail(.refused(status: 405, message: "CONNECT is not supported")) }
+            return
         }
         let host = head.host.map { UnsafeRawBufferPointer(rebasing: headBytes[$0]) }
         guard let vhost = listener.router.route(host: host) else {
-            return sendErrorAndClose(status: 404, message: "no site is configured for this Host")
+            sessionEvent { $0.fail(.refused(status: 404, message: "no site is configured for this Host")) }
+            return
         }
         self.vhost = vhost
         var upgrade: PendingUpgrade? = nil
@@ -103,7 +104,8 @@ extension Connection {
             uwsgiPacket.removeAll(keepingCapacity: true)
             uwsgiPacket.appendBytes(UnsafeRawBufferPointer(rebasing: scratch[..<length]))
         } catch {
-            return sendErrorAndClose(status: 431, message: "request headers too large to forward")
+            sessionEvent { $0.fail(.refused(status: 431, message: "request headers too large to forward")) }
+            return
         }
 
         if head.hasBody {
@@ -111,22 +113,20 @@ extension Connection {
         } else {
             request = .complete
         }
-        response = .awaitingHead
-        guard dispatchToNode(preferring: node) else { return }
-        if var upgrade {
-            switch gateway.config.vhosts[vhost].webSocketHandshake {
-            case .gateway:
-                selectProtocol(&upgrade)
-                return completeUpgrade(upgrade)
-            case .backend:
-                // The backend answers: 101 accepts (see receivedHeaders), anything else refuses.
-                pendingUpgrade = upgrade
-                requestKeepAlive = false
-            }
+        if let upgrade, gateway.config.vhosts[vhost].webSocketHandshake == .backend {
+            // The backend answers: 101 accepts (see receivedHeaders), anything else refuses.
+            pendingUpgrade = upgrade
+            session.expectBackendHandshake()
         }
-        if head.expectContinue && head.hasBody && followingBytes == 0 && requestVersion == .http11 {
+        guard dispatchToNode(preferring: node) else { return }
+        if var upgrade, gateway.config.vhosts[vhost].webSocketHandshake == .gateway {
+            selectProtocol(&upgrade)
+            session.upgradedByGateway()
+            return completeUpgrade(upgrade)
+        }
+        if head.expectContinue && head.hasBody && followingBytes == 0 && head.version == .http11 {
             enqueue("HTTP/1.1 100 Continue\r\n\r\n")
-            continueSent = true
+            session.continueWasSent()
         }
         refreshDeadlineForState()
     }
@@ -147,21 +147,17 @@ extension Connection {
         while true {
             if choice == nil { choice = gateway.nodes.choose(from: candidates, excluding: triedNodes) }
             guard let target = choice else {
-                response = .none
-                sendErrorAndClose(status: 503, message: "no backend node is available", retryAfter: true)
+                sessionEvent { $0.fail(.noNode) }
                 return false
             }
-            if let old = node, old != target, nodeKnowsSession {
-                // The session moves to another node: the old one may forget it.
-                gateway.sendEnd(to: old, sid: sid)
-                nodeKnowsSession = false
-            }
-            node = target
+            // The session moves to another node: the old one may forget it.
+            if let forgotten = session.bind(to: target) { gateway.sendEnd(to: forgotten, sid: sid) }
+            triedNodes.append(target)
             switch gateway.send(to: target, sid: sid, type: "uwsgi", body: uwsgiPacket) {
             case .sent:
-                nodeKnowsSession = true
-                triedNodes.append(target)
-                gateway.nodes.requestStarted(on: target)
+                let before = session.slotNode
+                session.dispatched()
+                settleSlot(heldBefore: before)
                 if let body = replayBody, !body.isEmpty {
                     gateway.send(to: target, sid: sid, type: "body", body: body)
                 }
@@ -169,8 +165,7 @@ extension Connection {
                 return true
             case .unreachable, .full:
                 // send() already marked the node; try the next one.
-                nodeKnowsSession = false
-                triedNodes.append(target)
+                session.dispatchFailed()
                 choice = nil
             }
         }
@@ -179,7 +174,7 @@ extension Connection {
     /// Sends request body bytes to the node. With `handingOver`, `bytes` lie in that
     /// `HandOverBuffer`, which goes to the router without a copy (and is released in every case).
     private func forwardBody(_ bytes: UnsafeRawBufferPointer, handingOver buffer: UnsafeMutableRawPointer? = nil) {
-        if continueSent == false && head.expectContinue { continueSent = true }  // the client did not wait
+        if head.expectContinue { session.continueWasSent() }  // the client did not wait
         if var kept = replayBody {
             if kept.count + bytes.count <= gateway.config.maxRetryBuffer {
                 replayBody = nil
@@ -259,7 +254,7 @@ extension Connection {
         bodyComplete = true
         sendEndOfBody()
         refreshDeadlineForState()
-        if case .complete = response { exchangeFinished() }
+        if case .responded = session.state { exchangeFinished() }
     }
 
     /// The end-of-body marker: an empty `body` message. Backends that predate it append nothing.
@@ -272,15 +267,9 @@ extension Connection {
     private func rejectRequest(_ error: HTTPParseError) {
         gateway.counters.clientErrors += 1
         gateway.logger.info("bad request from \(peerDescription): \(error)")
-        if case .awaitingHead = response {
-            // The head went out already (error in the body): the backend is told `end` on close.
-            if let node { gateway.nodes.requestFinished(on: node) }
-            response = .none
-        }
-        if case .body = response {
-            return abort("request body error after response started: \(error)")
-        }
-        sendErrorAndClose(status: error.status, message: error.description)
+        // After the head went to a node (an error in the body), the node is told `end` on close; once
+        // the response has started, only closing is left.
+        sessionEvent { $0.fail(.badRequest(error)) }
     }
 
     /// Writes a complete error response of the gateway's own and closes after it.
@@ -293,13 +282,11 @@ extension Connection {
         text += extraHeaders
         text += "\r\n"
         enqueue(Array(text.utf8))
-        if !requestIsHead { enqueue(Array(body.utf8)) }
+        if !session.request.isHead { enqueue(Array(body.utf8)) }
         log.status = status
         log.bytesSent += body.utf8.count
         gateway.writeAccessLog(self)
-        response = .none
         request = .complete
-        requestKeepAlive = false
         closeAfterFlush()
     }
 }

@@ -75,6 +75,13 @@ extension Connection {
         }
     }
 
+    /// Backend mode: the node answered the upgrade with 101 (its subprotocol checked by receivedHeaders).
+    func backendAcceptedUpgrade(head: UnsafeRawBufferPointer) {
+        guard var upgrade = pendingUpgrade else { preconditionFailure("a backend handshake without a pending upgrade") }
+        upgrade.selectedProtocol = Self.headerValue(named: "sec-websocket-protocol", in: head)
+        completeUpgrade(upgrade)
+    }
+
     /// Writes the 101 and switches the connection to WebSocket frames.
     func completeUpgrade(_ upgrade: PendingUpgrade) {
         var handshake: [UInt8] = []
@@ -100,9 +107,7 @@ extension Connection {
         webSocket = WebSocketSession(
             maxMessageSize: gateway.config.webSocket.maxMessageSize, compression: upgrade.compression)
         // The session stays "in flight" on its node until it closes, so balancing counts open sockets.
-        response = .none
         request = .complete
-        requestKeepAlive = false
         setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle)
         // Frames the client sent right behind its handshake may already be waiting in `pending`.
         processPending()

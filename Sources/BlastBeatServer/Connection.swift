@@ -32,26 +32,14 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var readPausedForNodeQueue = false
 
     // MARK: the current exchange
-    var response: ResponsePhase = .none
-    /// Node bound to the session (the node of the current or last request), index into the node table.
-    var node: Int?
-    /// Whether the node has been sent anything on this sid (and so must get `end` when it closes).
-    var nodeKnowsSession = false
+    /// The backend half of the current request: its node, node slot and response (see HTTPSession).
+    var session: HTTPSession
     var vhost: Int = 0
-    var requestKeepAlive = true
-    var requestVersion: HTTPVersion = .http11
-    var requestIsHead = false
-    var continueSent = false
-    /// After a response that has no body (HEAD, 204, 304) a backend may still send the body it
-    /// would have sent for GET; until the next `headers` such `body` messages are dropped instead
-    /// of being taken for a body-before-headers error on the next request.
-    var discardBodyUntilHeaders = false
     /// The current request's uwsgi packet, kept for `retry`.
     var uwsgiPacket: [UInt8] = []
     /// Request body bytes kept for `retry`, nil once they exceed the limit.
     var replayBody: [UInt8]? = []
     var bodyComplete = false
-    var hops = 0
     var triedNodes: [Int] = []
     var requestStart: Double = 0
     var log = AccessLogRecord()
@@ -96,13 +84,6 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         case complete
     }
 
-    enum ResponsePhase {
-        case none
-        case awaitingHead
-        case body(ResponseFraming)
-        case complete
-    }
-
     enum TimeoutReason {
         case idle, head, body, backend, write, linger, webSocketIdle, tlsHandshake
     }
@@ -116,6 +97,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         self.remoteAddress = peer.hostBytes
         self.remotePort = peer.portBytes
         self.parser = HTTPRequestHeadParser(limits: gateway.config.limits)
+        self.session = HTTPSession(chunkLimits: gateway.responseChunkLimits)
         self.io = IOWatcher(loop: gateway.loop, fd: fd, delegate: self)
         self.timer = TimerWatcher(loop: gateway.loop, delegate: self)
     }
@@ -232,11 +214,11 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
             // No close frame can follow: the client is gone (RFC 6455 §7.1.5: 1006). Tell the node now.
             return closeAfterFlush()
         }
-        switch (request, response) {
-        case (.idle, _) where !isExchangeActive:
+        switch request {
+        case .idle where !isExchangeActive:
             // Nothing in progress: finish writing what is queued (if anything), then close.
             closeAfterFlush()
-        case (.readingHead, _), (.body, _):
+        case .readingHead, .body:
             // The client stopped in the middle of a request: nothing sensible can follow.
             close()
         default:
@@ -245,12 +227,11 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         }
     }
 
-    var isExchangeActive: Bool {
-        switch response {
-        case .awaitingHead, .body: return true
-        case .none, .complete: return false
-        }
-    }
+    var isExchangeActive: Bool { session.isResponseActive }
+
+    /// The node of the current or last request, and whether it knows the session (see HTTPSession).
+    var node: Int? { session.node }
+    var nodeKnowsSession: Bool { session.nodeKnowsSession }
 
     /// Watches for reading unless input is being held back, and for writing while output is queued.
     func updateInterest() {
@@ -408,8 +389,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // short timeout ("lingering close", as nginx does). Otherwise close at once.
         if lingering { return }
         lingering = true
-        if nodeKnowsSession, let node { gateway.sendEnd(to: node, sid: sid) }
-        nodeKnowsSession = false
+        endSession()
         if clientEOF || clientIsDone { return close() }
         switch try? Posix.read(fd, into: gateway.readBuffer) {
         case .wouldBlock?, .processed(0)?, nil:
@@ -427,6 +407,18 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     private var clientIsDone: Bool {
         guard case .complete = request, pending.isEmpty, webSocket == nil else { return false }
         return !head.keepAlive
+    }
+
+    /// Graceful shutdown: idle connections close now, busy ones after their current response.
+    func shutdownRequested() {
+        session.stopKeepingAlive()
+        if let webSocket {
+            // A WebSocket never finishes by itself: close it now, 1001 "going away" (RFC 6455 §7.4.1).
+            return failWebSocket(.goingAway, session: webSocket)
+        }
+        if case .idle = request, !isExchangeActive {
+            if hasQueuedOutput || tls != nil { closeAfterFlush() } else { close() }
+        }
     }
 
     /// Discards input after the response; closes on EOF.
@@ -456,10 +448,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         io.stop()
         timer.stop()
         Posix.close(fd)
-        if case .awaitingHead = response, let node { gateway.nodes.requestFinished(on: node) }
-        if case .body = response, let node { gateway.nodes.requestFinished(on: node) }
-        if webSocket != nil, let node { gateway.nodes.requestFinished(on: node) }
-        if nodeKnowsSession, let node { gateway.sendEnd(to: node, sid: sid) }
+        endSession()
         gateway.connectionClosed(self)
     }
 
@@ -492,11 +481,11 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     func refreshDeadlineForState() {
         let t = gateway.config.timeouts
         if webSocket != nil { return setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle) }
-        switch (request, response) {
-        case (_, .awaitingHead), (_, .body): setDeadline(t.backend, .backend)
-        case (.body, _): setDeadline(t.body, .body)
-        case (.readingHead, _): setDeadline(t.header, .head)
-        case (.complete, _), (.idle, _): setDeadline(t.keepAlive, .idle)
+        if isExchangeActive { return setDeadline(t.backend, .backend) }
+        switch request {
+        case .body: setDeadline(t.body, .body)
+        case .readingHead: setDeadline(t.header, .head)
+        case .complete, .idle: setDeadline(t.keepAlive, .idle)
         }
     }
 }

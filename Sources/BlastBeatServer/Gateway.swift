@@ -419,20 +419,3 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         if sessions.isEmpty { loop.stop() }
     }
 }
-
-extension Connection {
-    /// Graceful shutdown: idle connections close now, busy ones after their current response.
-    func shutdownRequested() {
-        requestKeepAlive = false
-        if let webSocket {
-            // A WebSocket never finishes by itself: close it now, 1001 "going away" (RFC 6455 §7.4.1).
-            return failWebSocket(.goingAway, session: webSocket)
-        }
-        switch (request, response) {
-        case (.idle, .none), (.idle, .complete):
-            if hasQueuedOutput || tls != nil { closeAfterFlush() } else { close() }
-        default:
-            break
-        }
-    }
-}

@@ -26,6 +26,15 @@ package enum HTTPMethodKind: Sendable, Equatable {
     case connect
     case options
     case other
+
+    /// GET, HEAD, OPTIONS and PUT may be sent twice with the same effect (RFC 9110 §9.2.2), so a request
+    /// whose node went away may go to another one.
+    package var isRepeatable: Bool {
+        switch self {
+        case .get, .head, .options, .put: true
+        case .post, .connect, .other: false
+        }
+    }
 }
 
 /// Header names the gateway looks at, matched case-insensitively as bytes (no String per header).
