@@ -8,7 +8,7 @@ extension Connection {
     func process(_ bytes: UnsafeRawBufferPointer) -> Int {
         var offset = 0
         if let webSocket { return processWebSocket(bytes, session: webSocket) }
-        while offset < bytes.count && !closed && !closeWhenFlushed {
+        while offset < bytes.count && teardown == .open {
             if let webSocket {
                 return offset + processWebSocket(UnsafeRawBufferPointer(rebasing: bytes[offset...]), session: webSocket)
             }
@@ -70,7 +70,6 @@ extension Connection {
         let head = self.head
         gateway.counters.requests += 1
         requestStart = gateway.loop.now
-        bodyComplete = !head.hasBody
         triedNodes.removeAll(keepingCapacity: true)
         replayBody = head.hasBody ? (replayBody.map { var b = $0; b.removeAll(keepingCapacity: true); return b } ?? []) : []
         if gateway.accessLog != nil { log.capture(head: head, bytes: headBytes) }
@@ -161,7 +160,7 @@ extension Connection {
                 if let body = replayBody, !body.isEmpty {
                     gateway.send(to: target, sid: sid, type: "body", body: body)
                 }
-                if bodyComplete && head.hasBody { sendEndOfBody() }
+                if case .complete = request, head.hasBody { sendEndOfBody() }
                 return true
             case .unreachable, .full:
                 // send() already marked the node; try the next one.
@@ -251,7 +250,6 @@ extension Connection {
     }
 
     private func finishRequestBody() {
-        bodyComplete = true
         sendEndOfBody()
         refreshDeadlineForState()
         if case .responded = session.state { exchangeFinished() }

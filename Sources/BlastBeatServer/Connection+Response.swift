@@ -4,7 +4,7 @@ import BlastBeatSystem
 /// The backend → client direction: validating and framing what the node sends for this session.
 extension Connection {
     func backendMessage(_ type: BackendMessageType, _ body: UnsafeRawBufferPointer) {
-        if closed || lingering { return }
+        if teardown >= .lingering { return }
         if let webSocket { return backendWebSocketMessage(type, body, session: webSocket) }
         if isExchangeActive { setDeadline(gateway.config.timeouts.backend, .backend) }
         switch type {
@@ -104,7 +104,8 @@ extension Connection {
     /// The response is complete: log it, and either start on the next request or close.
     func responseFinished() {
         gateway.writeAccessLog(self)
-        if bodyComplete { exchangeFinished() } else { refreshDeadlineForState() }
+        // A request body may still be arriving (the backend answered before reading all of it).
+        if case .body = request { refreshDeadlineForState() } else { exchangeFinished() }
     }
 
     /// Both directions of the exchange are done.

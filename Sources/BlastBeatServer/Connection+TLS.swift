@@ -52,7 +52,7 @@ extension Connection {
 
     /// Reads every decrypted byte OpenSSL holds (a record can carry more than one read's worth).
     private func drainPlaintext(_ tls: TLSConnection) {
-        while !closed && !lingering {
+        while teardown < .lingering {
             switch tls.readPlaintext(into: gateway.readBuffer) {
             case .data(let n):
                 consumeInput(UnsafeRawBufferPointer(rebasing: gateway.readBuffer[0..<n]))

@@ -121,7 +121,7 @@ extension Connection {
         var offset = 0
         session.pingOutstanding = false
         setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle)
-        while offset < bytes.count && !closed && !closeWhenFlushed {
+        while offset < bytes.count && teardown == .open {
             let event: WebSocketMessageEvent?
             do throws(WebSocketError) {
                 let consumed: Int

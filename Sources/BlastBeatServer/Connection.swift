@@ -39,7 +39,6 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var uwsgiPacket: [UInt8] = []
     /// Request body bytes kept for `retry`, nil once they exceed the limit.
     var replayBody: [UInt8]? = []
-    var bodyComplete = false
     var triedNodes: [Int] = []
     var requestStart: Double = 0
     var log = AccessLogRecord()
@@ -51,10 +50,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     // MARK: output
     var output: [UInt8] = []
     var outputStart = 0
-    var closeWhenFlushed = false
-    var closed = false
+    var teardown: Teardown = .open
     var queuedForFlush = false
-    var lingering = false
     /// TCP_NODELAY is set before the first write that is not also the last (see `prepareToWrite`).
     var noDelaySet = false
     /// TLS state when the connection came in on a TLS listener.
@@ -83,6 +80,20 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         /// Head (and body) forwarded; waiting for the response before reading the next request.
         case complete
     }
+
+    /// How far the connection is on its way out; each step only moves forward.
+    enum Teardown: Int, Comparable {
+        case open
+        /// Closes once queued output is written (a graceful close: FIN after the last byte).
+        case afterFlush
+        /// Half-closed: reads and discards the client's input until it closes too, briefly (see finishClosing).
+        case lingering
+        case closed
+
+        static func < (a: Teardown, b: Teardown) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    var closed: Bool { teardown == .closed }
 
     enum TimeoutReason {
         case idle, head, body, backend, write, linger, webSocketIdle, tlsHandshake
@@ -115,13 +126,19 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
 
     func ioReady(readable: Bool, writable: Bool) {
         if writable { flush() }
-        if readable && !closed { if lingering { drainWhileLingering() } else { readAvailable() } }
+        if readable {
+            switch teardown {
+            case .open, .afterFlush: readAvailable()
+            case .lingering: drainWhileLingering()
+            case .closed: break
+            }
+        }
     }
 
     private func readAvailable() {
         // Bounded per wakeup so one fast client cannot starve the others.
         for _ in 0..<4 {
-            if closed || clientEOF || lingering { return }
+            if teardown >= .lingering || clientEOF { return }
             if pending.count >= gateway.maxPendingInput {
                 // Pipelined input is waiting for a response: stop reading (back-pressure).
                 return updateInterest()
@@ -158,7 +175,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         processingInput = true
         let consumed = process(bytes)
         processingInput = false
-        if consumed < bytes.count && !closed && !lingering {
+        if consumed < bytes.count && teardown < .lingering {
             pending.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
         }
         updateInterest()
@@ -295,7 +312,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// more than once gets it (as nginx does for keep-alive). A response written in one go and
     /// followed by close needs none, which saves a system call per `Connection: close` request.
     private func prepareToWrite() {
-        if noDelaySet || closeWhenFlushed { return }
+        if noDelaySet || teardown != .open { return }
         noDelaySet = true
         Posix.setNoDelay(fd)
     }
@@ -364,14 +381,14 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
             // TLS handshake is still running and the bytes wait for it.
             if tlsClosing { plainOutput = [] } else { return updateInterest() }
         }
-        if closeWhenFlushed { return finishClosing() }
+        if teardown != .open { return finishClosing() }
         if deadlineReason == .write { refreshDeadlineForState() }
         updateInterest()
     }
 
     /// Closes once queued output is written (a graceful close: FIN after the last byte).
     func closeAfterFlush() {
-        closeWhenFlushed = true
+        if teardown == .open { teardown = .afterFlush }
         if let tls, !tlsClosing, tls.isHandshakeComplete {
             // close_notify goes out after the last response bytes.
             encryptOutput(tls)
@@ -387,8 +404,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // still in flight to the client. So when the client has sent more (pipelined requests,
         // an unread body), half-close and read and discard until it closes too, bounded by a
         // short timeout ("lingering close", as nginx does). Otherwise close at once.
-        if lingering { return }
-        lingering = true
+        if teardown >= .lingering { return }
+        teardown = .lingering
         endSession()
         if clientEOF || clientIsDone { return close() }
         switch try? Posix.read(fd, into: gateway.readBuffer) {
@@ -444,7 +461,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
 
     func close() {
         if closed { return }
-        closed = true
+        teardown = .closed
         io.stop()
         timer.stop()
         Posix.close(fd)
