@@ -114,6 +114,7 @@ extension Connection {
             return closeAfterFlush()
         }
         request = .idle
+        session.exchangeFinished()
         head.reset()
         setDeadline(gateway.config.timeouts.keepAlive, .idle)
         // A pipelined request may already be waiting.

@@ -19,9 +19,9 @@ extension Connection {
                 if first != 0x16 && first >= 0x41 && first <= 0x5A {
                     gateway.counters.clientErrors += 1
                     let body = "400 Bad Request: this port speaks HTTPS; use https://\n"
-                    output.appendBytes(
-                        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n")
-                    output.append(contentsOf: Array("Content-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
+                    output.append(Array(
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n".utf8))
+                    output.append(Array("Content-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
                     tlsClosing = true
                     return closeAfterFlush()
                 }
@@ -29,16 +29,16 @@ extension Connection {
             tls.feedCiphertext(bytes)
             switch tls.handshake() {
             case .needMoreData:
-                tls.takeCiphertext(into: &output)
+                output.appending { tls.takeCiphertext(into: &$0) }
                 scheduleFlush()
                 return
             case .failed(let error):
                 gateway.logger.debug("TLS handshake with \(peerDescription) failed: \(error)")
-                tls.takeCiphertext(into: &output)  // the alert
+                output.appending { tls.takeCiphertext(into: &$0) }  // the alert
                 tlsClosing = true
                 return closeAfterFlush()
             case .complete:
-                tls.takeCiphertext(into: &output)
+                output.appending { tls.takeCiphertext(into: &$0) }
                 scheduleFlush()
                 setDeadline(gateway.config.timeouts.keepAlive, .idle)
                 tlsServerName = tls.serverName.map { Array($0.utf8) } ?? []
@@ -58,7 +58,7 @@ extension Connection {
                 consumeInput(UnsafeRawBufferPointer(rebasing: gateway.readBuffer[0..<n]))
             case .needMoreData:
                 if tls.hasCiphertextToSend {
-                    tls.takeCiphertext(into: &output)
+                    output.appending { tls.takeCiphertext(into: &$0) }
                     scheduleFlush()
                 }
                 return
@@ -74,18 +74,14 @@ extension Connection {
     /// Encrypts the queued plaintext (once the handshake allows it) into the socket output.
     func encryptOutput(_ tls: TLSConnection) {
         if !plainOutput.isEmpty && tls.isHandshakeComplete && !tlsClosing {
-            switch plainOutput.withUnsafeBytes({ tls.writePlaintext($0) }) {
+            switch plainOutput.withReadableBytes({ tls.writePlaintext($0) }) {
             case .success(let n):
-                if n >= plainOutput.count {
-                    if plainOutput.capacity > 64 * 1024 { plainOutput = [] } else { plainOutput.removeAll(keepingCapacity: true) }
-                } else if n > 0 {
-                    plainOutput.removeFirst(n)
-                }
+                plainOutput.consume(n, keepingCapacity: 64 * 1024)
             case .failure(let error):
                 gateway.logger.debug("TLS write to \(peerDescription) failed: \(error)")
-                plainOutput = []
+                plainOutput.clear(keepingCapacity: 0)
             }
         }
-        if tls.hasCiphertextToSend { tls.takeCiphertext(into: &output) }
+        if tls.hasCiphertextToSend { output.appending { tls.takeCiphertext(into: &$0) } }
     }
 }

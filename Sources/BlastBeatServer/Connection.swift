@@ -23,7 +23,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     // MARK: input
     /// Unconsumed client bytes (a partial head, body bytes not yet forwarded, pipelined requests).
     /// Empty (and without storage) for an idle connection: reads go to the gateway's shared buffer first.
-    var pending: [UInt8] = []
+    var pending = ByteBuffer()
     var parser: HTTPRequestHeadParser
     var head = HTTPRequestHead()
     var request: RequestPhase = .idle
@@ -48,8 +48,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var webSocket: WebSocketSession?
 
     // MARK: output
-    var output: [UInt8] = []
-    var outputStart = 0
+    var output = ByteBuffer()
     var teardown: Teardown = .open
     var queuedForFlush = false
     /// TCP_NODELAY is set before the first write that is not also the last (see `prepareToWrite`).
@@ -57,7 +56,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// TLS state when the connection came in on a TLS listener.
     let tls: TLSConnection?
     /// TLS only: plaintext waiting to be encrypted (all of it goes once the handshake is complete).
-    var plainOutput: [UInt8] = []
+    var plainOutput = ByteBuffer()
     var tlsClosing = false
     var sawFirstByte = false
     /// TLS facts for the uwsgi environment, captured once the handshake completes.
@@ -139,7 +138,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // Bounded per wakeup so one fast client cannot starve the others.
         for _ in 0..<4 {
             if teardown >= .lingering || clientEOF { return }
-            if pending.count >= gateway.maxPendingInput {
+            if pending.readableCount >= gateway.maxPendingInput {
                 // Pipelined input is waiting for a response: stop reading (back-pressure).
                 return updateInterest()
             }
@@ -169,14 +168,14 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// in place; only an unconsumed tail is copied into `pending`.
     func consumeInput(_ bytes: UnsafeRawBufferPointer) {
         if !pending.isEmpty || processingInput {
-            pending.appendBytes(bytes)
+            pending.append(bytes)
             return processPending()
         }
         processingInput = true
         let consumed = process(bytes)
         processingInput = false
         if consumed < bytes.count && teardown < .lingering {
-            pending.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
+            pending.append(UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
         }
         updateInterest()
     }
@@ -187,14 +186,10 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // the running `process` loop picks the remaining bytes up itself.
         if pending.isEmpty || closed || processingInput { return }
         processingInput = true
-        let consumed = pending.withUnsafeBytes { process($0) }
+        let consumed = pending.withReadableBytes { process($0) }
         processingInput = false
         if closed { return }
-        if consumed >= pending.count {
-            pending = []  // release the storage: idle connections hold no buffer
-        } else if consumed > 0 {
-            pending.removeFirst(consumed)
-        }
+        pending.consume(consumed, keepingCapacity: 0)  // all read: idle connections hold no buffer
         updateInterest()
     }
 
@@ -260,7 +255,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // Stop reading while the client is not taking its responses (its pipelined requests or
         // WebSocket messages would only make the queue longer).
         let wantRead =
-            !clientEOF && !readPausedForNodeQueue && pending.count < gateway.maxPendingInput
+            !clientEOF && !readPausedForNodeQueue && pending.readableCount < gateway.maxPendingInput
             && queuedOutputBytes < outputLimit / 2
         io.watch(read: wantRead, write: wantWrite)
     }
@@ -274,7 +269,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
             return writeThrough(bytes)
         }
         // TLS output is encrypted in one batch per loop iteration (fewer, fuller records).
-        if tls != nil { plainOutput.appendBytes(bytes) } else { output.appendBytes(bytes) }
+        if tls != nil { plainOutput.append(bytes) } else { output.append(bytes) }
         scheduleFlush()
     }
 
@@ -285,11 +280,11 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// `output`. For a 64 KiB response body that saves a 64 KiB copy and a large allocation.
     private func writeThrough(_ bytes: UnsafeRawBufferPointer) {
         prepareToWrite()
-        let queued = output.count - outputStart
+        let queued = output.readableCount
         let result: IOResult
         do {
-            result = try output.withUnsafeBytes { raw throws(SystemError) in
-                try Posix.write(fd, UnsafeRawBufferPointer(rebasing: raw[outputStart...]), bytes)
+            result = try output.withReadableBytes { queuedBytes throws(SystemError) in
+                try Posix.write(fd, queuedBytes, bytes)
             }
         } catch {
             return abort("write: \(error)")
@@ -297,12 +292,11 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         var written = 0
         if case .processed(let n) = result { written = n }
         if written < queued {
-            outputStart += written
-            output.appendBytes(bytes)
+            output.consume(written, keepingCapacity: Self.keptOutputCapacity)
+            output.append(bytes)
         } else {
-            output.removeAll(keepingCapacity: output.capacity <= 16 * 1024)
-            outputStart = 0
-            output.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[(written - queued)...]))
+            output.consume(queued, keepingCapacity: Self.keptOutputCapacity)
+            output.append(UnsafeRawBufferPointer(rebasing: bytes[(written - queued)...]))
         }
         if hasQueuedOutput { scheduleFlush() }
     }
@@ -318,8 +312,12 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     }
 
     /// Bytes written by the gateway and not yet accepted by the kernel.
-    var queuedOutputBytes: Int { output.count - outputStart + plainOutput.count }
-    var hasQueuedOutput: Bool { outputStart < output.count || !plainOutput.isEmpty }
+    var queuedOutputBytes: Int { output.readableCount + plainOutput.readableCount }
+    var hasQueuedOutput: Bool { !output.isEmpty || !plainOutput.isEmpty }
+
+    /// Output storage up to this size is kept for the next response; bigger buffers go once written,
+    /// so idle connections stay small.
+    static var keptOutputCapacity: Int { 16 * 1024 }
 
     func enqueue(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { enqueue($0) }
@@ -352,19 +350,19 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         queuedForFlush = false
         if closed { return }
         if let tls { encryptOutput(tls) }
-        if outputStart < output.count { prepareToWrite() }
-        while outputStart < output.count {
+        if !output.isEmpty { prepareToWrite() }
+        while !output.isEmpty {
             let result: IOResult
             do {
-                result = try output.withUnsafeBytes { raw throws(SystemError) in
-                    try Posix.write(fd, UnsafeRawBufferPointer(rebasing: raw[outputStart...]))
+                result = try output.withReadableBytes { queuedBytes throws(SystemError) in
+                    try Posix.write(fd, queuedBytes)
                 }
             } catch {
                 return abort("write: \(error)")
             }
             switch result {
             case .processed(let n):
-                outputStart += n
+                output.consume(n, keepingCapacity: Self.keptOutputCapacity)
             case .wouldBlock:
                 if deadlineReason != .write && !isExchangeActive {
                     setDeadline(gateway.config.timeouts.body, .write)
@@ -373,13 +371,10 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
                 return
             }
         }
-        // Everything written: drop big buffers so idle connections stay small.
-        if output.capacity > 16 * 1024 { output = [] } else { output.removeAll(keepingCapacity: true) }
-        outputStart = 0
         if !plainOutput.isEmpty {
             // Plaintext that can no longer be sent (after close_notify) is dropped; otherwise the
             // TLS handshake is still running and the bytes wait for it.
-            if tlsClosing { plainOutput = [] } else { return updateInterest() }
+            if tlsClosing { plainOutput.clear(keepingCapacity: 0) } else { return updateInterest() }
         }
         if teardown != .open { return finishClosing() }
         if deadlineReason == .write { refreshDeadlineForState() }
@@ -394,7 +389,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
             encryptOutput(tls)
             tlsClosing = true
             tls.shutdown()
-            tls.takeCiphertext(into: &output)
+            output.appending { tls.takeCiphertext(into: &$0) }
         }
         if !hasQueuedOutput { finishClosing() } else { scheduleFlush() }
     }

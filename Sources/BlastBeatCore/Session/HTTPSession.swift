@@ -133,6 +133,13 @@ package struct HTTPSession {
         nodeKnowsSession = false
     }
 
+    /// Both directions of the exchange are done (the request body read, the response written) and the
+    /// connection stays: the session waits for the next request. Until then a late error in the request
+    /// can only cut the connection, as a response already went out.
+    package mutating func exchangeFinished() {
+        if case .responded = state { state = .idle }
+    }
+
     /// The gateway is shutting down: the connection closes after the current response.
     package mutating func stopKeepingAlive() {
         keepAlive = false

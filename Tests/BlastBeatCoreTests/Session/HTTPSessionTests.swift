@@ -64,6 +64,13 @@ import Testing
         ),
         ("backend timeout", { describe($0.backendTimedOut()) }),
         ("fail", { describe($0.fail(.refused(status: 400, message: "no"))) }),
+        (
+            "exchange finished",
+            {
+                $0.exchangeFinished()
+                return "none"
+            }
+        ),
         ("client gone", { $0.clientGone().map { "end(\($0))" } ?? "none" }),
     ]
 
@@ -71,6 +78,7 @@ import Testing
     /// calls them only between responses (they check that with a precondition), see the tests below.
     static let table: [String: [String: String]] = [
         "idle": [
+            "exchange finished": "idle | none",
             "headers 200": "idle | drop(headersWithoutRequest)",
             "headers 100": "idle | drop(headersWithoutRequest)",
             "headers invalid": "idle | drop(headersWithoutRequest)",
@@ -87,6 +95,7 @@ import Testing
             "client gone": "closed | none",
         ],
         "awaitingHead": [
+            "exchange finished": "awaitingHead | none",
             "headers 200": "responding(length) | startResponse(200)",
             "headers 100": "awaitingHead | write(25)",
             "headers invalid": "closed | answerError(502)",
@@ -103,6 +112,7 @@ import Testing
             "client gone": "closed | end(0)",
         ],
         "responding(length)": [
+            "exchange finished": "responding(length) | none",
             "headers 200": "responding(length) | drop(headersWithoutRequest)",
             "headers 100": "responding(length) | drop(headersWithoutRequest)",
             "headers invalid": "responding(length) | drop(headersWithoutRequest)",
@@ -119,6 +129,7 @@ import Testing
             "client gone": "closed | end(0)",
         ],
         "responding(chunked)": [
+            "exchange finished": "responding(chunked) | none",
             "headers 200": "responding(chunked) | drop(headersWithoutRequest)",
             "headers 100": "responding(chunked) | drop(headersWithoutRequest)",
             "headers invalid": "responding(chunked) | drop(headersWithoutRequest)",
@@ -135,6 +146,7 @@ import Testing
             "client gone": "closed | end(0)",
         ],
         "responding(gatewayChunked)": [
+            "exchange finished": "responding(gatewayChunked) | none",
             "headers 200": "responding(gatewayChunked) | drop(headersWithoutRequest)",
             "headers 100": "responding(gatewayChunked) | drop(headersWithoutRequest)",
             "headers invalid": "responding(gatewayChunked) | drop(headersWithoutRequest)",
@@ -151,6 +163,7 @@ import Testing
             "client gone": "closed | end(0)",
         ],
         "responding(untilClose)": [
+            "exchange finished": "responding(untilClose) | none",
             "headers 200": "responding(untilClose) | drop(headersWithoutRequest)",
             "headers 100": "responding(untilClose) | drop(headersWithoutRequest)",
             "headers invalid": "responding(untilClose) | drop(headersWithoutRequest)",
@@ -167,6 +180,7 @@ import Testing
             "client gone": "closed | end(0)",
         ],
         "responded(discarding)": [
+            "exchange finished": "idle | none",
             "headers 200": "responded(discarding) | drop(headersWithoutRequest)",
             "headers 100": "responded(discarding) | drop(headersWithoutRequest)",
             "headers invalid": "responded(discarding) | drop(headersWithoutRequest)",
@@ -183,6 +197,7 @@ import Testing
             "client gone": "closed | end(0)",
         ],
         "responded": [
+            "exchange finished": "idle | none",
             "headers 200": "responded | drop(headersWithoutRequest)",
             "headers 100": "responded | drop(headersWithoutRequest)",
             "headers invalid": "responded | drop(headersWithoutRequest)",
@@ -199,6 +214,7 @@ import Testing
             "client gone": "closed | end(0)",
         ],
         "webSocket": [
+            "exchange finished": "webSocket | none",
             "headers 200": "webSocket | drop(headersWithoutRequest)",
             "headers 100": "webSocket | drop(headersWithoutRequest)",
             "headers invalid": "webSocket | drop(headersWithoutRequest)",
@@ -215,6 +231,7 @@ import Testing
             "client gone": "closed | end(0)",
         ],
         "closed": [
+            "exchange finished": "closed | none",
             "headers 200": "closed | drop(headersWithoutRequest)",
             "headers 100": "closed | drop(headersWithoutRequest)",
             "headers invalid": "closed | drop(headersWithoutRequest)",
@@ -407,7 +424,7 @@ import Testing
                 default:
                     break
                 }
-                let (_, event) = Self.events[Int(generator.next() % UInt64(Self.events.count - 1))]
+                let (_, event) = Self.events[Int(generator.next() % UInt64(Self.events.count - 1))]  // all but "client gone"
                 _ = event(&session)
                 settle(before)
             }

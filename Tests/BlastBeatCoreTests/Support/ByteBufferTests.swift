@@ -1,0 +1,51 @@
+import Testing
+
+@testable import BlastBeatCore
+
+@Suite struct ByteBufferTests {
+    func readable(_ buffer: ByteBuffer) -> [UInt8] { buffer.withReadableBytes { Array($0) } }
+
+    @Test func consumingAPrefixLeavesTheRest() {
+        var buffer = ByteBuffer()
+        Array("hello world".utf8).withUnsafeBytes { buffer.append($0) }
+        buffer.consume(6, keepingCapacity: 0)
+        #expect(readable(buffer) == Array("world".utf8))
+        #expect(buffer.readableCount == 5)
+        buffer.append(Array("!".utf8))
+        #expect(readable(buffer) == Array("world!".utf8))
+    }
+
+    @Test func emptiedBufferKeepsOnlySmallStorage() {
+        var small = ByteBuffer()
+        small.append([UInt8](repeating: 1, count: 100))
+        small.consume(100, keepingCapacity: 1024)
+        #expect(small.isEmpty)
+        #expect(small.storage.capacity >= 100)
+        var big = ByteBuffer()
+        big.append([UInt8](repeating: 1, count: 100_000))
+        big.consume(100_000, keepingCapacity: 1024)
+        #expect(big.isEmpty)
+        #expect(big.storage.capacity == 0)
+    }
+
+    @Test func aLargeConsumedPrefixIsDropped() {
+        var buffer = ByteBuffer()
+        buffer.append([UInt8](0..<200) + [UInt8](repeating: 7, count: 9_800))
+        buffer.consume(6_000, keepingCapacity: 0)
+        #expect(buffer.readerIndex == 0)
+        #expect(buffer.readableCount == 4_000)
+        #expect(readable(buffer).allSatisfy { $0 == 7 })
+        buffer.consume(10, keepingCapacity: 0)
+        #expect(buffer.readerIndex == 10)  // a small prefix only moves the index
+    }
+
+    @Test func appendingWritesAfterTheUnreadBytes() {
+        var buffer = ByteBuffer()
+        buffer.append(Array("ab".utf8))
+        buffer.consume(1, keepingCapacity: 0)
+        buffer.appending { $0.append(contentsOf: Array("cd".utf8)) }
+        #expect(readable(buffer) == Array("bcd".utf8))
+        buffer.clear(keepingCapacity: 0)
+        #expect(buffer.isEmpty && buffer.readableCount == 0)
+    }
+}
