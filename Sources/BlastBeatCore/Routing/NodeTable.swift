@@ -37,7 +37,7 @@ package struct NodeTable: Sendable {
     package var unknownNodesAreUsable = true
     /// Identity byte that separates a node name from an instance suffix ("#").
     package static let instanceSeparator = NodeKey.instanceSeparator
-    private var byIdentity: [[UInt8]: Int] = [:]
+    private var byIdentity = ByteKeyIndex(caseInsensitive: false)
     /// Rotates the starting point of the fewest-in-flight scan so ties are spread round-robin.
     private var rotation = 0
 
@@ -46,9 +46,9 @@ package struct NodeTable: Sendable {
     /// Adds a node if it is not known yet; returns its index.
     @discardableResult
     package mutating func add(_ identity: [UInt8]) -> Int {
-        if let i = byIdentity[identity] { return i }
+        if let i = index(of: identity) { return i }
         nodes.append(Node(identity: identity, base: nodes.count))
-        byIdentity[identity] = nodes.count - 1
+        byIdentity.insert(identity, value: nodes.count - 1)
         return nodes.count - 1
     }
 
@@ -72,7 +72,8 @@ package struct NodeTable: Sendable {
         guard let separator = identity.firstIndex(of: Self.instanceSeparator), separator > 0,
             separator < identity.count - 1
         else { return nil }
-        guard let base = byIdentity[Array(identity[..<separator])], nodes[base].base == base else { return nil }
+        guard let base = index(of: UnsafeRawBufferPointer(rebasing: identity[..<separator])), nodes[base].base == base
+        else { return nil }
         return base
     }
 
@@ -92,41 +93,20 @@ package struct NodeTable: Sendable {
         }
         if instances < limit {
             nodes.append(Node(identity: full, base: base))
-            byIdentity[full] = nodes.count - 1
+            byIdentity.insert(full, value: nodes.count - 1)
             return .added(index: nodes.count - 1, base: base)
         }
         guard let slot = reusable else { return .full(base: base) }
-        byIdentity[nodes[slot].identity] = nil
+        byIdentity.remove(nodes[slot].identity)
         nodes[slot] = Node(identity: full, base: base)
-        byIdentity[full] = slot
+        byIdentity.insert(full, value: slot)
         return .reused(index: slot)
     }
 
-    package func index(of identity: UnsafeRawBufferPointer) -> Int? {
-        // Identities are few; a linear byte compare avoids building an array key per message.
-        for i in nodes.indices where nodes[i].identity.count == identity.count {
-            if nodes[i].identity.withUnsafeBytes({ Self.bytesEqual($0, identity) }) { return i }
-        }
-        return nil
-    }
+    /// The entry of `identity`: a hash lookup in place, so a message's identity frame needs no copy.
+    package func index(of identity: UnsafeRawBufferPointer) -> Int? { byIdentity.value(for: identity) }
 
-    package func index(of identity: [UInt8]) -> Int? { byIdentity[identity] }
-
-    /// Equal-length byte compare, eight bytes at a time (runs for every backend message).
-    private static func bytesEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-        var i = 0
-        while i + 8 <= a.count {
-            if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) {
-                return false
-            }
-            i += 8
-        }
-        while i < a.count {
-            if a[i] != b[i] { return false }
-            i += 1
-        }
-        return true
-    }
+    package func index(of identity: [UInt8]) -> Int? { identity.withUnsafeBytes { byIdentity.value(for: $0) } }
 
     /// Records a message from node `i`. Returns true when the node came back from `dead`.
     @discardableResult

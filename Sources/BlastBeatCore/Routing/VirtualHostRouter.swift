@@ -20,23 +20,23 @@ package struct VirtualHostRouter: Sendable {
     package private(set) var entries: [Entry]
     package var defaultVhost: Int?
     package let listenerPort: UInt16
+    /// Host name and effective port → vhost: one hash lookup per request however many vhosts there are.
+    private var index = ByteKeyIndex(caseInsensitive: true)
 
     package init(entries: [Entry], defaultVhost: Int?, listenerPort: UInt16) {
         self.entries = entries
         self.defaultVhost = defaultVhost
         self.listenerPort = listenerPort
+        for entry in entries {
+            // The first vhost of a name wins, as it did when entries were scanned in order.
+            index.insert(entry.hostName, tag: entry.port ?? listenerPort, value: entry.vhost)
+        }
     }
 
     /// The vhost index for `host` (the raw Host value), or the default vhost, or nil.
     package func route(host: UnsafeRawBufferPointer?) -> Int? {
         guard let host, let (name, port) = Self.split(host) else { return defaultVhost }
-        let effectivePort = port ?? listenerPort
-        for entry in entries {
-            let wanted = entry.port ?? listenerPort
-            if wanted != effectivePort { continue }
-            if Self.equalsIgnoringCase(name, entry.hostName) { return entry.vhost }
-        }
-        return defaultVhost
+        return index.value(for: name, tag: port ?? listenerPort) ?? defaultVhost
     }
 
     /// Splits `host[:port]` or `[v6][:port]`; nil when the port is not a number in 1–65535.
@@ -68,15 +68,5 @@ package struct VirtualHostRouter: Sendable {
         }
         if end > start && host[end - 1] == 0x2E { end -= 1 }  // trailing dot
         return (UnsafeRawBufferPointer(rebasing: host[start..<end]), port)
-    }
-
-    static func equalsIgnoringCase(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        for i in 0..<b.count {
-            var x = a[i]
-            if x >= 0x41 && x <= 0x5A { x |= 0x20 }
-            if x != b[i] { return false }
-        }
-        return true
     }
 }

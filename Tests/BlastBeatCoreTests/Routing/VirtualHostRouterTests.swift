@@ -56,4 +56,14 @@ import Testing
         let bare = Array("localhost".utf8)
         #expect(bare.withUnsafeBytes { router.route(host: $0) } == 0)
     }
+
+    /// An ISP's configuration: every one of 10,000 vhosts routes, the first one of a name wins.
+    @Test func tenThousandVhosts() {
+        var entries = (0..<10_000).map { VirtualHostRouter.Entry(vhost: $0, hostName: Array("t\($0).example".utf8), port: nil) }
+        entries.append(.init(vhost: 10_000, hostName: Array("t5.example".utf8), port: nil))
+        let router = VirtualHostRouter(entries: entries, defaultVhost: nil, listenerPort: 80)
+        func route(_ host: String) -> Int? { Array(host.utf8).withUnsafeBytes { router.route(host: $0) } }
+        for i in [0, 5, 4_999, 9_999] { #expect(route("T\(i).example:80") == i) }
+        #expect(route("t10000.example") == nil)
+    }
 }
