@@ -64,6 +64,11 @@ let package = Package(
             name: "swift-echo", dependencies: ["BlastBeatBackend"], path: "examples/SwiftEcho",
             swiftSettings: swiftSettings),
 
+        // The Swift side of the SDK conformance suite (Tests/SDKTests/test_sdk_conformance.py); no product.
+        .executableTarget(
+            name: "sdk-conformance-backend", dependencies: ["BlastBeatBackend"],
+            path: "Tests/SDKTests/ConformanceBackend", swiftSettings: swiftSettings),
+
         // Invariant checks shared by the fuzz drivers (Tests/Fuzz) and the crash replay (FuzzRegressionTests).
         .target(
             name: "BlastBeatFuzzChecks", dependencies: ["BlastBeatCore", "BlastBeatSystem"],

@@ -148,11 +148,23 @@ public struct Session: Hashable {
         }
     }
 
-    /// Ends the session (`end`): the gateway completes the response framing, closes the client connection
-    /// (a WebSocket with 1000) and sends `end` back, which becomes `sessionEnded`. Harmless when already ended.
+    /// Ends the session (`end`): the gateway completes the response framing where it frames the body itself,
+    /// closes the client connection (a WebSocket with 1000) and sends `end` back, which becomes
+    /// `sessionEnded`. Only `end` is sent: an empty `chunk` first would complete the response and let the
+    /// gateway start the connection's next request, which the `end` would then cut off (docs/PROTOCOL.md,
+    /// "Backend → gateway messages"). Harmless when already ended.
     public func end() throws(BackendError) {
         try core.withRecord(key) { record throws(BackendError) in
             if record.response.ended() { try core.send(key, .end, ArraySlice()) }
+        }
+    }
+
+    /// Ends the session without completing the response: the client sees the body cut off and the connection
+    /// closed, a WebSocket gets close code `webSocketCode`. What a handler that fails mid-response gets.
+    func abort(webSocketCode: UInt16 = 1011) throws(BackendError) {
+        try core.withRecord(key) { record throws(BackendError) in
+            let body: [UInt8] = record.response.isWebSocket ? [UInt8(webSocketCode >> 8), UInt8(webSocketCode & 0xFF)] : []
+            if record.response.ended() { try core.send(key, .end, body[...]) }
         }
     }
 
