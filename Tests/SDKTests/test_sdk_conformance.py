@@ -114,8 +114,8 @@ EXCHANGES = {
     "head-of-length": (get("/length", "HEAD"),
                        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n\r\n"
                        + LENGTH),
-    # No framing header: neither SDK adds Transfer-Encoding; the gateway chunks for HTTP/1.1 (one chunk per
-    # message) and the connection survives.
+    # No framing header: for HTTP/1.1 both SDKs add `Transfer-Encoding: chunked` and send `chunk` messages
+    # (one chunk per message); the connection survives.
     "unframed-http11": (get("/unframed"),
                         TEXT_HEAD + b"Transfer-Encoding: chunked\r\n\r\n4\r\none\n\r\n4\r\ntwo\n\r\n0\r\n\r\n" + LENGTH),
     # ... and for HTTP/1.0 the body is delimited by the close.
@@ -141,10 +141,11 @@ EXCHANGES = {
     "interim-101-refused": (get("/interim-101"), None),
     "respond-1xx-refused": (get("/respond-1xx"), None),
     "raise": (get("/raise"), None),
-    # A handler that fails after its head: the session is ended (the gateway, chunking, ends the body and
-    # closes the connection: the follow-up is never answered).
+    # A handler that fails after its head: the session is ended; the body, chunked by the SDK, stays
+    # visibly cut off (no last chunk) and the connection closes: the follow-up is never answered.
     "raise-after-head": (get("/raise-after-head"),
-                         TEXT_HEAD + b"Transfer-Encoding: chunked\r\n\r\n8\r\npartial\n\r\n0\r\n\r\n"),
+                         TEXT_HEAD + b"Transfer-Encoding: chunked\r\n\r\n8\r\npartial\n\r\n"),
+    "raise-after-head-http10": (get("/raise-after-head", version="HTTP/1.0"), TEXT_HEAD + b"\r\npartial\n"),
     # end() in the middle of a body the node chunked: only `end` goes out, so the client sees the chunked body
     # cut off (no last chunk) and the connection closed; the follow-up is never answered.
     "end-chunked": (get("/end-chunked"), TEXT_HEAD + b"Transfer-Encoding: chunked\r\n\r\n4\r\none\n\r\n"),

@@ -221,12 +221,12 @@ class Request:
       the only honest signal to the client; bytes past the length are dropped with a warning.
     * ``Transfer-Encoding: chunked`` in the headers: every write is a ``chunk`` message (the gateway writes
       the chunk framing) and :meth:`finish` sends the empty ``chunk`` that ends the response.
-    * neither: at :meth:`finish` with nothing written, ``Content-Length: 0`` is added. Otherwise the head
-      goes out without framing and the gateway frames the body (docs/PROTOCOL.md, "Response framing"):
-      chunked for an HTTP/1.1 client, delimited by closing the connection for HTTP/1.0. ``write`` sends
-      ``body`` messages, :meth:`chunk` sends ``chunk`` messages (the same bytes reach the client), and
-      :meth:`finish` sends the empty ``chunk`` that ends the response. The node never adds
-      ``Transfer-Encoding`` itself: framing the client connection is the gateway's job.
+    * neither: at :meth:`finish` with nothing written, ``Content-Length: 0`` is added. Otherwise, for an
+      HTTP/1.1 request, ``Transfer-Encoding: chunked`` is added and ``chunk`` messages are used (so that an
+      :meth:`abort` or :meth:`end` mid-body leaves the client a visibly cut-off body; the gateway would
+      complete a body it chunks itself); for an HTTP/1.0 request the body is delimited by the gateway closing
+      the connection (``write`` sends ``body``, :meth:`chunk` sends ``chunk`` messages: the same bytes).
+      The Swift SDK does the same (Tests/SDKTests/test_sdk_conformance.py compares them).
     * HEAD requests and 204/304 responses: the head only; written bytes are discarded.
 
     Interim (1xx) heads, such as ``103 Early Hints``, go out at once with :meth:`send_interim`, before the
@@ -262,7 +262,7 @@ class Request:
         self._status_text: Optional[str] = None
         self._headers: List[Tuple[str, str]] = []
         self._head_sent = False
-        self._mode = ""  # "length" | "chunked" | "close" | "none", once the head went out
+        self._mode = ""  # "length" | "chunked" | "close" | "none" | "websocket", once the head went out
         self._remaining = 0
         self._overflow_logged = False
         self._finished = False
@@ -506,9 +506,8 @@ class Request:
     def send_head(self) -> None:
         """Send the response head now, before any body bytes (e.g. to open an event stream at once).
 
-        The framing is chosen as for a streamed body: without ``Content-Length`` the head goes out unframed and
-        the gateway chunks the body (HTTP/1.1) or closes after it (HTTP/1.0). Does nothing if the head
-        already went out.
+        The framing is chosen as for a streamed body: without ``Content-Length`` the response becomes
+        chunked (HTTP/1.1) or close-delimited (HTTP/1.0). Does nothing if the head already went out.
         """
         with self._lock:
             self._check_writable()
@@ -531,7 +530,8 @@ class Request:
 
     def chunk(self, data: bytes) -> None:
         """Send one ``chunk`` message: a piece of a streamed response that the gateway frames as one HTTP
-        chunk (for an HTTP/1.1 client; an HTTP/1.0 client gets the bytes as they are, delimited by the close).
+        chunk (``Transfer-Encoding: chunked`` is added to the head if needed, for an HTTP/1.1 client; an
+        HTTP/1.0 client gets the bytes as they are, delimited by the close).
 
         An empty chunk sends nothing: :meth:`finish` sends the last chunk. Raises :class:`ResponseError` when
         the head announced a ``Content-Length``.
@@ -570,7 +570,7 @@ class Request:
                 log.warning("%s %s: response ended %d bytes short of its Content-Length; closing the connection",
                             self.method, self.path, self._remaining)
                 self._mark_finished(send=[b"end", b""])
-            elif self._mode in ("chunked", "unframed"):
+            elif self._mode in ("chunked", "close"):
                 self._mark_finished(send=[b"chunk", b""])
             else:
                 self._mark_finished()
@@ -610,10 +610,8 @@ class Request:
             self._mark_finished(send=[b"retry", b""])
 
     def end(self) -> None:
-        """End the session: the gateway completes the response where it frames the body itself (an unframed
-        head to an HTTP/1.1 client gets its last chunk), closes the client connection and sends ``end`` back.
-        A body the node framed (``Content-Length``, ``Transfer-Encoding: chunked``) that is not complete stays
-        cut off; without any response the client gets 502. Only ``end`` is sent: an empty ``chunk`` first
+        """End the session: the gateway closes the client connection and sends ``end`` back. A body that is
+        not complete (``Content-Length`` short, or chunked without its last chunk) stays visibly cut off; without any response the client gets 502. Only ``end`` is sent: an empty ``chunk`` first
         would complete the response and let the gateway start the connection's next request, which the
         ``end`` would then cut off (docs/PROTOCOL.md, "Backend → gateway messages"). Idempotent."""
         with self._lock:
@@ -669,10 +667,16 @@ class Request:
         elif finishing and not first and not streamed:
             headers.append(("Content-Length", "0"))
             mode, self._remaining = "length", 0
+        elif _http.header_value(headers, "transfer-encoding") is not None:
+            mode = "close"  # a coding other than chunked: delimited by the close
+        elif self.protocol == "HTTP/1.1":
+            # Framed here, not left to the gateway: on `end` the gateway completes a body it chunks itself,
+            # so a response that fails half-way would reach the client looking whole. With our own
+            # `Transfer-Encoding: chunked` an `end` leaves it visibly cut off (no last chunk).
+            headers.append(("Transfer-Encoding", "chunked"))
+            mode = "chunked"
         else:
-            # No framing (or a coding other than chunked): the gateway frames the body for the client,
-            # chunked for HTTP/1.1, delimited by the close for HTTP/1.0 (docs/PROTOCOL.md, "Response framing").
-            mode = "unframed"
+            mode = "close"  # HTTP/1.0: delimited by the close (RFC 9112 §6.1: no chunked to an HTTP/1.0 client)
         self._mode = mode
         self._head_sent = True
         head = _http.encode_head(self._status_text, headers)
@@ -705,8 +709,9 @@ class Request:
             if n:
                 self._send_pieces(b"body", data[:n])
             return
-        # Under a chunked head every piece is a `chunk` message (the gateway writes the chunk framing); an
-        # unframed body is `body` messages unless the caller asked for `chunk` (the client sees the same bytes).
+        # Under a chunked head every piece is a `chunk` message (the gateway writes the chunk framing); a body
+        # delimited by the close is `body` messages unless the caller asked for `chunk` (the same bytes reach
+        # the client).
         self._send_pieces(b"chunk" if self._mode == "chunked" or as_chunk else b"body", data)
 
     def _send_pieces(self, kind: bytes, data: bytes) -> None:
