@@ -19,17 +19,19 @@ release: deps
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: Tests/IntegrationTests/requirements.txt
+# The integration tests' requirements and the Python SDK (python/): the tests and the examples decode uwsgi
+# packets with its blastbeat.uwsgi, and `make run` starts examples/hello.py, which imports it too.
+$(VENV)/.installed: Tests/IntegrationTests/requirements.txt $(SDK_FILES)
 	@scripts/install-deps.sh test
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r Tests/IntegrationTests/requirements.txt
+	$(PY) -m pip install -q ./python
 	touch $@
 
-# The Python SDK (python/) installed into the venv, with its test requirements (Flask, ...).
-$(VENV)/.sdk-installed: $(VENV)/.installed Tests/SDKTests/requirements.txt $(SDK_FILES)
+# The Python SDK's test requirements (Flask, ...); the SDK itself comes with the venv.
+$(VENV)/.sdk-installed: $(VENV)/.installed Tests/SDKTests/requirements.txt
 	$(PY) -m pip install -q -r Tests/SDKTests/requirements.txt
-	$(PY) -m pip install -q ./python
 	touch $@
 
 run: release venv

@@ -1,13 +1,19 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// Settings for every target. No unsafe flags here: SwiftPM refuses a versioned dependency
+// (`.package(url:from:)`) on a package whose products contain a target built with one.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
     .enableUpcomingFeature("InternalImportsByDefault"),
-    // Every connection is touched by one thread only, so the runtime's dynamic exclusivity checks
-    // buy nothing in release builds; callgrind showed them at ~12% of the instructions per request.
-    // Debug builds (and so every test) keep them on.
+]
+
+// The gateway's own targets (no library product exposes them). Every connection is touched by one thread
+// only, so the runtime's dynamic exclusivity checks buy nothing in release builds; callgrind showed them at
+// ~12% of the instructions per request. Debug builds (and so every test) keep them on. The hot stored
+// properties of the library targets the gateway uses are marked `@exclusivity(unchecked)` instead.
+let gatewaySwiftSettings: [SwiftSetting] = swiftSettings + [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
@@ -42,11 +48,11 @@ let package = Package(
         .target(
             name: "BlastBeatServer",
             dependencies: ["BlastBeatCore", "BlastBeatSystem"],
-            swiftSettings: swiftSettings),
+            swiftSettings: gatewaySwiftSettings),
         .executableTarget(
             name: "blastbeat",
             dependencies: ["BlastBeatCore", "BlastBeatServer"],
-            swiftSettings: swiftSettings),
+            swiftSettings: gatewaySwiftSettings),
 
         // Backend SDK for Swift nodes, and the Swift examples built on it.
         .target(
@@ -57,6 +63,11 @@ let package = Package(
         .executableTarget(
             name: "swift-echo", dependencies: ["BlastBeatBackend"], path: "examples/SwiftEcho",
             swiftSettings: swiftSettings),
+
+        // The Swift side of the SDK conformance suite (Tests/SDKTests/test_sdk_conformance.py); no product.
+        .executableTarget(
+            name: "sdk-conformance-backend", dependencies: ["BlastBeatBackend"],
+            path: "Tests/SDKTests/ConformanceBackend", swiftSettings: swiftSettings),
 
         // Invariant checks shared by the fuzz drivers (Tests/Fuzz) and the crash replay (FuzzRegressionTests).
         .target(

@@ -21,25 +21,11 @@ then `curl http://localhost:8080/`.
 """
 
 import argparse
-import struct
 
 import zmq
-
-
-def uwsgi_to_dict(msg):
-    """Decode a uwsgi packet (the request env) into a dict of bytes -> bytes (from the BlastBeat README)."""
-    (ulen, ) = struct.unpack('<H', msg[1:3])
-    pos = 4
-    env = {}
-    while pos < ulen:
-        (klen,) = struct.unpack('<H', msg[pos:pos+2])
-        k = msg[pos+2:pos+2+klen]
-        pos += 2+klen
-        (vlen,) = struct.unpack('<H', msg[pos:pos+2])
-        v = msg[pos+2:pos+2+vlen]
-        pos += 2+vlen
-        env[k] = v
-    return env
+# The uwsgi decoder of the Python SDK (pip install ./python; depends only on pyzmq). docs/PROTOCOL.md,
+# "The uwsgi environment", has a 7-line decoder to port to other languages.
+from blastbeat.uwsgi import decode_bytes as uwsgi_to_dict
 
 
 def main():

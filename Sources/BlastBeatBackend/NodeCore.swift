@@ -242,7 +242,9 @@ final class NodeCore {
         }
     }
 
-    /// Runs a callback; a thrown error answers 500 if the head is still to be sent, else ends the session.
+    /// Runs a callback; a thrown error answers 500 if the head is still to be sent, else aborts the session
+    /// (the body stays cut off; a WebSocket is closed with 1011). The Python SDK does the same
+    /// (python/src/blastbeat/node.py, `Request._fail`); Tests/SDKTests/test_sdk_conformance.py compares them.
     private func call(_ session: Session, _ body: () throws -> Void) {
         do {
             try body()
@@ -252,13 +254,14 @@ final class NodeCore {
             if record.response.isAwaitingHead && !record.response.isWebSocket {
                 do {
                     try session.respond(
-                        status: 500, headers: [("Content-Type", "text/plain")], body: "Internal Server Error\n")
+                        status: 500, headers: [("Content-Type", "text/plain; charset=utf-8")],
+                        body: "Internal Server Error\n")
                     return
                 } catch {
                     // Fall through to ending the session.
                 }
             }
-            try? session.end()
+            try? session.abort()
         }
     }
 

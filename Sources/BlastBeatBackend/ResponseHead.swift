@@ -54,7 +54,7 @@ enum ResponseHead {
     }
 
     /// `Content-Length` or `Transfer-Encoding`, case-insensitively.
-    private static func isFraming(_ name: String) -> Bool {
+    static func isFraming(_ name: String) -> Bool {
         let lower = name.lowercased()
         return lower == "content-length" || lower == "transfer-encoding"
     }

@@ -12,8 +12,10 @@ internal import BlastBeatCore
 ///   `finish` with bytes missing ends the session (the only honest signal to the client).
 /// * `Transfer-Encoding: chunked`: each `write` is a `chunk` message (the gateway writes the chunk framing);
 ///   `finish` sends the empty `chunk` that ends the response.
-/// * neither: `write` sends `body` messages; the gateway chunks them for an HTTP/1.1 client or closes the
-///   connection after the body for HTTP/1.0; `finish` sends the empty `chunk`.
+/// * neither: for an HTTP/1.1 client `sendHeaders` adds `Transfer-Encoding: chunked` and writes are `chunk`
+///   messages (so an `end` or a failure mid-body leaves the client a visibly cut-off body); for HTTP/1.0
+///   `write` sends `body` messages and the gateway closes the connection after the body. `finish` sends the
+///   empty `chunk`.
 /// * a HEAD request, 204 or 304: the head only; writes are dropped.
 ///
 /// Long bodies are split into messages of at most 1 MiB. Every call throws `BackendError`: out of order
@@ -98,6 +100,17 @@ public struct Session: Hashable {
     public func sendHeaders(status: Int = 200, headers: [(String, String)] = []) throws(BackendError) {
         try core.withRecord(key) { record throws(BackendError) in
             let isHEAD = try record.response.canSendHead(status: status)
+            // A final head without framing, for an HTTP/1.1 client: frame it here (`chunk` messages). On `end`
+            // the gateway completes a body it chunks itself, so a response that fails half-way would reach
+            // the client looking whole; with our own chunking it stays visibly cut off. HTTP/1.0 clients get
+            // a body delimited by the close (RFC 9112 §6.1). The Python SDK does the same.
+            var headers = headers
+            let framed = headers.contains { ResponseHead.isFraming($0.0) }
+            if !framed && status >= 200 && status != 204 && status != 304 && !isHEAD
+                && record.request.httpVersion == "HTTP/1.1"
+            {
+                headers.append(("Transfer-Encoding", "chunked"))
+            }
             let head = try ResponseHead.encode(
                 status: status, headers: headers, contentLength: nil, stripFraming: false)
             try core.send(key, .headers, head.bytes[...])
@@ -148,11 +161,23 @@ public struct Session: Hashable {
         }
     }
 
-    /// Ends the session (`end`): the gateway completes the response framing, closes the client connection
-    /// (a WebSocket with 1000) and sends `end` back, which becomes `sessionEnded`. Harmless when already ended.
+    /// Ends the session (`end`): the gateway completes the response framing where it frames the body itself,
+    /// closes the client connection (a WebSocket with 1000) and sends `end` back, which becomes
+    /// `sessionEnded`. Only `end` is sent: an empty `chunk` first would complete the response and let the
+    /// gateway start the connection's next request, which the `end` would then cut off (docs/PROTOCOL.md,
+    /// "Backend → gateway messages"). Harmless when already ended.
     public func end() throws(BackendError) {
         try core.withRecord(key) { record throws(BackendError) in
             if record.response.ended() { try core.send(key, .end, ArraySlice()) }
+        }
+    }
+
+    /// Ends the session without completing the response: the client sees the body cut off and the connection
+    /// closed, a WebSocket gets close code `webSocketCode`. What a handler that fails mid-response gets.
+    func abort(webSocketCode: UInt16 = 1011) throws(BackendError) {
+        try core.withRecord(key) { record throws(BackendError) in
+            let body: [UInt8] = record.response.isWebSocket ? [UInt8(webSocketCode >> 8), UInt8(webSocketCode & 0xFF)] : []
+            if record.response.ended() { try core.send(key, .end, body[...]) }
         }
     }
 

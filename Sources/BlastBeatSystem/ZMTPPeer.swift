@@ -32,33 +32,35 @@ final class ZMTPPeer: IOWatcherDelegate {
         guard address.first != "a", let colon = address.lastIndex(of: ":") else { return address }
         return String(address[..<colon])
     }
-    private var watcher: IOWatcher! = nil
-    private(set) var state = State.signature
+    // One event loop thread owns the peer: `@exclusivity(unchecked)` drops the runtime's exclusivity checks
+    // on the stored properties every message reads and writes (see ZMTPRouter and Package.swift).
+    @exclusivity(unchecked) private var watcher: IOWatcher! = nil
+    @exclusivity(unchecked) private(set) var state = State.signature
     let security: Security
     /// The routing identity from the peer's READY (or one made up, for a peer without one).
-    var identity: [UInt8] = []
+    @exclusivity(unchecked) var identity: [UInt8] = []
     let acceptedAt: Double
-    var output = ZMTPOutputQueue()
+    @exclusivity(unchecked) var output = ZMTPOutputQueue()
     /// In the router's list of peers to flush before the loop blocks.
-    var flushScheduled = false
+    @exclusivity(unchecked) var flushScheduled = false
     /// The socket took less than was queued: writing resumes when it is writable (trying earlier
     /// would only cost a `sendmsg` that fails with EAGAIN).
-    private(set) var waitingForWritable = false
+    @exclusivity(unchecked) private(set) var waitingForWritable = false
 
     private static let initialCapacity = 64 * 1024
     /// Largest frame accepted before the handshake is done: a CURVE INITIATE with its metadata or a
     /// NULL READY is a few hundred bytes; an unauthenticated peer gets no more of our memory than this.
     static let maxHandshakeFrame = 4096
-    private var input: UnsafeMutableRawPointer
-    private var capacity = ZMTPPeer.initialCapacity
+    @exclusivity(unchecked) private var input: UnsafeMutableRawPointer
+    @exclusivity(unchecked) private var capacity = ZMTPPeer.initialCapacity
     /// Unconsumed bytes are `input[start..<end]`.
-    private var start = 0
-    private var end = 0
+    @exclusivity(unchecked) private var start = 0
+    @exclusivity(unchecked) private var end = 0
     /// The message being assembled, relative to `start`: its complete frames end at `scanned`.
-    private var scanned = 0
-    private var frameCount = 0
+    @exclusivity(unchecked) private var scanned = 0
+    @exclusivity(unchecked) private var frameCount = 0
     /// Offset (relative to `start`) and size of the first three frames' bodies: sid, type, body.
-    private var frames = (sid: (0, 0), type: (0, 0), body: (0, 0))
+    @exclusivity(unchecked) private var frames = (sid: (0, 0), type: (0, 0), body: (0, 0))
 
     /// The key the peer proved in its CURVE handshake; nil with NULL.
     var key: CurveKey? {

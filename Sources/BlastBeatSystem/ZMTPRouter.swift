@@ -62,18 +62,21 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     let curveKeys: CurveCrypto.KeyPair?
     private let maxQueuedBytes: Int
     private let unixPath: String?
-    private var listenSockets: [ListenSocket] = []
+    // The router lives on one event loop thread, so the runtime's exclusivity checks on its stored
+    // properties buy nothing; `@exclusivity(unchecked)` drops them (every send and flush mutates these
+    // arrays). Package.swift says why this target does not use -enforce-exclusivity=unchecked instead.
+    @exclusivity(unchecked) private var listenSockets: [ListenSocket] = []
     /// Every open connection, handshaking or ready.
-    private var peers: [ZMTPPeer] = []
+    @exclusivity(unchecked) private var peers: [ZMTPPeer] = []
     /// Ready peers, searched by identity (a gateway has few backend processes).
-    private var readyPeers: [ZMTPPeer] = []
-    private var peersToFlush: [ZMTPPeer] = []
-    private var flushBatch: [ZMTPPeer] = []
-    private var handshakeTimer: TimerWatcher! = nil
-    private var anonymousCount: UInt32 = 0
+    @exclusivity(unchecked) private var readyPeers: [ZMTPPeer] = []
+    @exclusivity(unchecked) private var peersToFlush: [ZMTPPeer] = []
+    @exclusivity(unchecked) private var flushBatch: [ZMTPPeer] = []
+    @exclusivity(unchecked) private var handshakeTimer: TimerWatcher! = nil
+    @exclusivity(unchecked) private var anonymousCount: UInt32 = 0
     /// Connections closed at once because `maxHandshaking` handshakes were under way.
-    private var refusedAtCap = 0
-    private var closed = false
+    @exclusivity(unchecked) private var refusedAtCap = 0
+    @exclusivity(unchecked) private var closed = false
 
     package static let handshakeTimeout = 10.0
     /// Connections that finished their handshake (every one a configured node or instance).

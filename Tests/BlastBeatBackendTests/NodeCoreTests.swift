@@ -85,7 +85,16 @@ import Testing
             try session.finish()
             try session.finish()
         }
+        // HTTP/1.1: the SDK frames the body itself (Transfer-Encoding: chunked, `chunk` messages), so that an
+        // `end` mid-body leaves it visibly cut off (docs/PROTOCOL.md, "What the SDKs do").
         try node.deliver(sid(4), "uwsgi", try Uwsgi.packet("GET / HTTP/1.1", "Host: h"))
+        #expect(
+            try node.replies() == [
+                "headers:HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "chunk:a", "chunk:b", "chunk:c", "chunk:",
+            ])
+        // HTTP/1.0: no chunking; the body is delimited by the close, writes are `body` messages.
+        try node.deliver(sid(5), "uwsgi", try Uwsgi.packet("GET / HTTP/1.0", "Host: h"))
         #expect(
             try node.replies() == [
                 "headers:HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n", "body:a", "chunk:b", "body:c", "chunk:",
@@ -213,10 +222,10 @@ import Testing
         try node.deliver(sid(12), "uwsgi", try Uwsgi.packet("GET /early HTTP/1.1", "Host: h"))
         #expect(
             try node.replies() == [
-                "headers:HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n\r\nInternal Server Error\n"
+                "headers:HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\n\r\nInternal Server Error\n"
             ])
         try node.deliver(sid(13), "uwsgi", try Uwsgi.packet("GET /late HTTP/1.1", "Host: h"))
-        #expect(try node.replies() == ["headers:HTTP/1.1 200 OK\r\n\r\n", "end:"])
+        #expect(try node.replies() == ["headers:HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "end:"])
     }
 
     @Test func keepAliveRequestsOnOneSid() throws {

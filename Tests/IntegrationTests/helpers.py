@@ -15,9 +15,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+import re
 import signal
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import zmq
+from blastbeat import uwsgi
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -106,45 +107,29 @@ def port_accepts(port: int, host: str = "127.0.0.1", family: int = socket.AF_INE
 # uwsgi
 
 
-# The README's decoder, copied verbatim (it already works on Python 3 bytes: slicing and struct.unpack).
-def uwsgi_to_dict(msg):
-    (ulen, ) = struct.unpack('<H', msg[1:3])
-    pos = 4
-    env = {}
-    while pos < ulen:
-        (klen,) = struct.unpack('<H', msg[pos:pos+2])
-        k = msg[pos+2:pos+2+klen]
-        pos += 2+klen
-        (vlen,) = struct.unpack('<H', msg[pos:pos+2])
-        v = msg[pos+2:pos+2+vlen]
-        pos += 2+vlen
-        env[k] = v
-    return env
+# The one uwsgi decoder is the Python SDK's (python/, installed into the venv by `make venv`).
+def uwsgi_to_dict(packet: bytes) -> dict[bytes, bytes]:
+    """The env as bytes -> bytes (a repeated key keeps its last value)."""
+    return uwsgi.decode_bytes(packet)
 
 
 def uwsgi_pairs(packet: bytes) -> list[tuple[bytes, bytes]]:
-    """Strict decoder of a standard uwsgi packet (size field = length of the pairs); keeps duplicates."""
-    assert len(packet) >= 4, f"uwsgi packet shorter than its header: {packet!r}"
-    assert packet[0] == 0 and packet[3] == 0, f"uwsgi modifiers must be 0: {packet[:4]!r}"
-    (size,) = struct.unpack("<H", packet[1:3])
-    assert size == len(packet) - 4, f"uwsgi size field {size} != pairs length {len(packet) - 4}"
-    pairs = []
-    pos = 4
-    while pos < len(packet):
-        (klen,) = struct.unpack("<H", packet[pos:pos + 2])
-        key = packet[pos + 2:pos + 2 + klen]
-        pos += 2 + klen
-        (vlen,) = struct.unpack("<H", packet[pos:pos + 2])
-        value = packet[pos + 2:pos + 2 + vlen]
-        pos += 2 + vlen
-        assert len(key) == klen and len(value) == vlen and pos <= len(packet), "truncated uwsgi pair"
-        pairs.append((key, value))
-    return pairs
+    """Every pair, duplicates kept; the size field must be the standard one (pairs only), as the gateway writes it."""
+    return uwsgi.decode_pairs(packet, standard_size=True)
+
+
+def protocol_doc_decoder():
+    """The standalone decoder docs/PROTOCOL.md gives backend authors ("The uwsgi environment"), run as written."""
+    text = (REPO / "docs" / "PROTOCOL.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def uwsgi_to_dict" in b]
+    namespace: dict = {}
+    exec(code, namespace)
+    return namespace["uwsgi_to_dict"]
 
 
 def decode_env(packet: bytes) -> dict[str, str]:
     """The uwsgi env as a str → str dict (latin-1, so every byte survives)."""
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in uwsgi_to_dict(packet).items()}
+    return uwsgi.decode(packet)
 
 
 def request_has_body(env: dict[str, str]) -> bool:

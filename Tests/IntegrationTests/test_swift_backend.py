@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import struct
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.auth
+from blastbeat import uwsgi
 
 from helpers import REPO, RawConn, curl_fetch, http_request, request_bytes, wait_until
 
@@ -247,11 +247,8 @@ def public_key(path: Path) -> str:
 
 
 def uwsgi_packet(method: str, path: str) -> bytes:
-    env = {"REQUEST_METHOD": method, "REQUEST_URI": path, "PATH_INFO": path, "QUERY_STRING": "",
-           "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "localhost"}
-    body = b"".join(struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode()
-                    for k, v in env.items())
-    return struct.pack("<BHB", 0, len(body), 0) + body
+    return uwsgi.encode({"REQUEST_METHOD": method, "REQUEST_URI": path, "PATH_INFO": path, "QUERY_STRING": "",
+                         "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "localhost"})
 
 
 class CurveRouter:

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import struct
+from pathlib import Path
 
 import pytest
 
 from blastbeat import request_has_body, uwsgi
 from blastbeat import _http
 
+REPO = Path(__file__).resolve().parent.parent.parent
 
-def readme_decoder(msg):
-    """The BlastBeat README's decoder (Python 3 bytes), the reference every backend was written against."""
-    (ulen,) = struct.unpack('<H', msg[1:3])
-    pos = 4
-    env = {}
-    while pos < ulen:
-        (klen,) = struct.unpack('<H', msg[pos:pos + 2])
-        k = msg[pos + 2:pos + 2 + klen]
-        pos += 2 + klen
-        (vlen,) = struct.unpack('<H', msg[pos:pos + 2])
-        v = msg[pos + 2:pos + 2 + vlen]
-        pos += 2 + vlen
-        env[k] = v
-    return env
+
+def protocol_doc_decoder():
+    """The standalone decoder docs/PROTOCOL.md gives backend authors ("The uwsgi environment"), run as written."""
+    text = (REPO / "docs" / "PROTOCOL.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    (code,) = [b for b in blocks if "def uwsgi_to_dict" in b]
+    namespace: dict = {}
+    exec(code, namespace)
+    return namespace["uwsgi_to_dict"]
 
 
 ENV = {
@@ -72,10 +70,19 @@ def test_bytes_survive_as_latin1():
     assert env["PATH_INFO"].encode("latin-1") == raw
 
 
-def test_agrees_with_readme_decoder():
-    packet = uwsgi.encode(ENV)
-    assert {k.decode("latin-1"): v.decode("latin-1") for k, v in readme_decoder(packet).items()} == \
-        uwsgi.decode(packet)
+@pytest.mark.parametrize("original_size", [False, True])
+def test_agrees_with_the_protocol_doc_decoder(original_size):
+    decoder = protocol_doc_decoder()
+    for env in (ENV, {"K": ""}, {"A" * 300: "\xff" * 5000, "B": "b"}):
+        packet = uwsgi.encode(env, original_size=original_size)
+        assert decoder(packet) == uwsgi.decode_bytes(packet)
+        assert {k.decode("latin-1"): v.decode("latin-1") for k, v in decoder(packet).items()} == uwsgi.decode(packet)
+
+
+def test_standard_size_refuses_the_original_convention():
+    with pytest.raises(uwsgi.UwsgiError):
+        uwsgi.decode_pairs(uwsgi.encode(ENV, original_size=True), standard_size=True)
+    assert uwsgi.decode_pairs(uwsgi.encode(ENV), standard_size=True) == uwsgi.decode_pairs(uwsgi.encode(ENV))
 
 
 def test_duplicates_kept_in_pairs_last_wins_in_dict():

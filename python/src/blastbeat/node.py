@@ -222,9 +222,15 @@ class Request:
     * ``Transfer-Encoding: chunked`` in the headers: every write is a ``chunk`` message (the gateway writes
       the chunk framing) and :meth:`finish` sends the empty ``chunk`` that ends the response.
     * neither: at :meth:`finish` with nothing written, ``Content-Length: 0`` is added. Otherwise, for an
-      HTTP/1.1 request, ``Transfer-Encoding: chunked`` is added and ``chunk`` messages are used; for an
-      HTTP/1.0 request the body is delimited by the gateway closing the connection.
+      HTTP/1.1 request, ``Transfer-Encoding: chunked`` is added and ``chunk`` messages are used (so that an
+      :meth:`abort` or :meth:`end` mid-body leaves the client a visibly cut-off body; the gateway would
+      complete a body it chunks itself); for an HTTP/1.0 request the body is delimited by the gateway closing
+      the connection (``write`` sends ``body``, :meth:`chunk` sends ``chunk`` messages: the same bytes).
+      The Swift SDK does the same (Tests/SDKTests/test_sdk_conformance.py compares them).
     * HEAD requests and 204/304 responses: the head only; written bytes are discarded.
+
+    Interim (1xx) heads, such as ``103 Early Hints``, go out at once with :meth:`send_interim`, before the
+    final response.
 
     :meth:`retry` hands the request to another node of the vhost (only before the head went out);
     :meth:`end` completes the response and closes the client connection; :meth:`abort` closes it
@@ -256,7 +262,7 @@ class Request:
         self._status_text: Optional[str] = None
         self._headers: List[Tuple[str, str]] = []
         self._head_sent = False
-        self._mode = ""  # "length" | "chunked" | "close" | "none", once the head went out
+        self._mode = ""  # "length" | "chunked" | "close" | "none" | "websocket", once the head went out
         self._remaining = 0
         self._overflow_logged = False
         self._finished = False
@@ -457,12 +463,12 @@ class Request:
         Nothing is sent yet: the head goes out with the first :meth:`write` / :meth:`chunk`, at
         :meth:`send_head` or at :meth:`finish`. Calling it again raises :class:`ResponseError` unless ``replace`` is true and the
         head has not gone out (WSGI's ``exc_info`` rule). Raises ValueError for an invalid status, header name
-        or value (CR, LF and NUL are refused), and for interim (1xx) statuses: the gateway answers
-        ``Expect: 100-continue`` itself and does the WebSocket upgrade.
+        or value (CR, LF and NUL are refused), and for interim (1xx) statuses: those are not the response's
+        status; send them with :meth:`send_interim`.
         """
         code, text = _http.status_line_text(status)
         if code < 200:
-            raise ValueError(f"interim status {code} cannot be sent by a node")
+            raise ValueError(f"interim status {code} is not a final status; use send_interim()")
         normalized = _http.normalize_headers(headers)
         _http.content_length(normalized)  # validate early: raises ValueError
         with self._lock:
@@ -474,6 +480,29 @@ class Request:
                 raise ResponseError("start() was already called")
             self._status_code, self._status_text, self._headers = code, text, normalized
 
+    def send_interim(self, status: Union[int, str], headers: Optional[_http.HeadersArg] = None) -> None:
+        """Send an interim (1xx) head now, such as ``103 Early Hints`` with ``Link`` headers; the final
+        response follows with :meth:`start` / :meth:`respond`. May be called several times before it.
+
+        The gateway forwards interim heads to HTTP/1.1 clients only, and drops a ``100 Continue`` when it has
+        sent its own (it answers ``Expect: 100-continue`` itself). ``101`` is refused here: accept a
+        WebSocket upgrade with :meth:`accept_websocket`. Raises ValueError for a status outside 100-199.
+        """
+        code, text = _http.status_line_text(status)
+        if not 100 <= code <= 199:
+            raise ValueError(f"{code} is not an interim status (100-199)")
+        if code == 101:
+            raise ValueError("101 Switching Protocols: use accept_websocket() on a WebSocket upgrade")
+        normalized = _http.normalize_headers(headers)
+        with self._lock:
+            if self._head_sent:
+                raise ResponseError("the response head has already been sent")
+            if self._finished:
+                raise ResponseError("the response is already finished")
+            if self._closed.is_set():
+                raise ClientDisconnected("the session is over")
+            self._post([b"headers", _http.encode_head(text, normalized)])
+
     def send_head(self) -> None:
         """Send the response head now, before any body bytes (e.g. to open an event stream at once).
 
@@ -483,7 +512,7 @@ class Request:
         with self._lock:
             self._check_writable()
             if not self._head_sent:
-                self._send_head(finishing=False, first=b"", want_chunked=True)
+                self._send_head(finishing=False, first=b"", streamed=True)
 
     def write(self, data: bytes) -> None:
         """Send response body bytes (the head first, if it has not gone out). Empty data sends nothing.
@@ -500,21 +529,23 @@ class Request:
                 self._send_body(bytes(data))
 
     def chunk(self, data: bytes) -> None:
-        """Send one chunk of a chunked response; ``Transfer-Encoding: chunked`` is added to the head if needed.
+        """Send one ``chunk`` message: a piece of a streamed response that the gateway frames as one HTTP
+        chunk (``Transfer-Encoding: chunked`` is added to the head if needed, for an HTTP/1.1 client; an
+        HTTP/1.0 client gets the bytes as they are, delimited by the close).
 
-        The gateway writes the chunk framing. An empty chunk sends nothing: :meth:`finish` sends the last
-        chunk. Raises :class:`ResponseError` when the head announced a ``Content-Length``.
+        An empty chunk sends nothing: :meth:`finish` sends the last chunk. Raises :class:`ResponseError` when
+        the head announced a ``Content-Length``.
         """
         with self._lock:
             self._check_writable()
             if not self._head_sent:
                 if _http.content_length(self._headers) is not None:
                     raise ResponseError("chunk() on a response with Content-Length; use write()")
-                self._send_head(finishing=False, first=bytes(data), want_chunked=True)
+                self._send_head(finishing=False, first=b"", streamed=True)
             elif self._mode == "length":
                 raise ResponseError("chunk() on a response with Content-Length; use write()")
-            elif data:
-                self._send_body(bytes(data))
+            if data:
+                self._send_body(bytes(data), as_chunk=True)
 
     def finish(self) -> None:
         """Complete the response: send the head if still pending and whatever ends the body.
@@ -555,7 +586,9 @@ class Request:
         """Send a whole response at once: status, headers (``Content-Length`` added) and body; then finish."""
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         items = _http.normalize_headers(headers)
-        if _http.content_length(items) is None and not _http.is_chunked(items):
+        code, _ = _http.status_line_text(status)
+        # RFC 9110 §8.6: no Content-Length in a 204; in a 304 it would describe the unsent representation.
+        if code not in (204, 304) and _http.content_length(items) is None and not _http.is_chunked(items):
             items.append(("Content-Length", str(len(data))))
         self.start(status, items, replace=not self._head_sent)
         self.write(data)
@@ -577,19 +610,14 @@ class Request:
             self._mark_finished(send=[b"retry", b""])
 
     def end(self) -> None:
-        """End the session: complete the response (a chunked body gets its last chunk), then the gateway
-        closes the client connection and sends ``end`` back. A ``Content-Length`` body that is still short
-        stays cut off; without any response the client gets 502. Idempotent."""
+        """End the session: the gateway closes the client connection and sends ``end`` back. A body that is
+        not complete (``Content-Length`` short, or chunked without its last chunk) stays visibly cut off; without any response the client gets 502. Only ``end`` is sent: an empty ``chunk`` first
+        would complete the response and let the gateway start the connection's next request, which the
+        ``end`` would then cut off (docs/PROTOCOL.md, "Backend → gateway messages"). Idempotent."""
         with self._lock:
             if self._closed.is_set():
                 self._mark_finished()
                 return
-            if self._head_sent and not self._finished and self._mode in ("chunked", "close"):
-                # Complete the chunked body first so the client sees a whole response, not a cut one.
-                try:
-                    self._post([b"chunk", b""])
-                except ClientDisconnected:
-                    pass
             self._mark_finished(send=[b"end", b""])
             self._session_ended()
 
@@ -623,7 +651,7 @@ class Request:
     def _post(self, frames: List[bytes]) -> None:
         self.node._post(self.gateway, [self.sid, *frames], self)
 
-    def _send_head(self, *, finishing: bool, first: bytes, want_chunked: bool = False) -> None:
+    def _send_head(self, *, finishing: bool, first: bytes, streamed: bool = False) -> None:
         """Decide the framing, send the head (with ``first`` if the framing allows) and the first bytes."""
         assert self._status_code is not None and self._status_text is not None
         headers = list(self._headers)
@@ -636,16 +664,19 @@ class Request:
             self._remaining = length
         elif _http.is_chunked(headers):
             mode = "chunked"
-        elif finishing and not first and not want_chunked:
+        elif finishing and not first and not streamed:
             headers.append(("Content-Length", "0"))
             mode, self._remaining = "length", 0
         elif _http.header_value(headers, "transfer-encoding") is not None:
             mode = "close"  # a coding other than chunked: delimited by the close
         elif self.protocol == "HTTP/1.1":
+            # Framed here, not left to the gateway: on `end` the gateway completes a body it chunks itself,
+            # so a response that fails half-way would reach the client looking whole. With our own
+            # `Transfer-Encoding: chunked` an `end` leaves it visibly cut off (no last chunk).
             headers.append(("Transfer-Encoding", "chunked"))
             mode = "chunked"
         else:
-            mode = "close"
+            mode = "close"  # HTTP/1.0: delimited by the close (RFC 9112 §6.1: no chunked to an HTTP/1.0 client)
         self._mode = mode
         self._head_sent = True
         head = _http.encode_head(self._status_text, headers)
@@ -670,7 +701,7 @@ class Request:
         self._remaining -= allowed
         return allowed
 
-    def _send_body(self, data: bytes) -> None:
+    def _send_body(self, data: bytes, as_chunk: bool = False) -> None:
         if self._mode == "none":
             return
         if self._mode == "length":
@@ -678,7 +709,10 @@ class Request:
             if n:
                 self._send_pieces(b"body", data[:n])
             return
-        self._send_pieces(b"chunk", data)
+        # Under a chunked head every piece is a `chunk` message (the gateway writes the chunk framing); a body
+        # delimited by the close is `body` messages unless the caller asked for `chunk` (the same bytes reach
+        # the client).
+        self._send_pieces(b"chunk" if self._mode == "chunked" or as_chunk else b"body", data)
 
     def _send_pieces(self, kind: bytes, data: bytes) -> None:
         for offset in range(0, len(data), MAX_MESSAGE):
