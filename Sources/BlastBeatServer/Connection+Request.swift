@@ -70,24 +70,16 @@ extension Connection {
         let head = self.head
         gateway.counters.requests += 1
         requestStart = gateway.loop.now
-        triedNodes.removeAll(keepingCapacity: true)
-        replayBody = head.hasBody ? (replayBody.map { var b = $0; b.removeAll(keepingCapacity: true); return b } ?? []) : []
         if gateway.accessLog != nil { log.capture(head: head, bytes: headBytes) }
-        session.start(
-            HTTPSession.Request(
-                version: head.version, isHead: head.methodKind == .head, keepAlive: head.keepAlive && !gateway.isShuttingDown,
-                isRepeatable: head.methodKind.isRepeatable))
+        session.begin(head)
 
         if head.methodKind == .connect {
-            sessionEvent { $0.fail(.refused(status: 405, message: "CONNECT is not supported")) }
-            return
+            return session.fail(.refused(status: 405, message: "CONNECT is not supported"))
         }
         let host = head.host.map { UnsafeRawBufferPointer(rebasing: headBytes[$0]) }
         guard let vhost = listener.router.route(host: host) else {
-            sessionEvent { $0.fail(.refused(status: 404, message: "no site is configured for this Host")) }
-            return
+            return session.fail(.refused(status: 404, message: "no site is configured for this Host"))
         }
-        self.vhost = vhost
         var upgrade: PendingUpgrade? = nil
         if head.isWebSocketUpgrade {
             guard let prepared = prepareUpgrade(headBytes: headBytes) else { return }
@@ -98,13 +90,9 @@ extension Connection {
             let context = gateway.uwsgiContext(for: self, vhost: vhost)
             let scratch = gateway.uwsgiScratch(atLeast: UwsgiEncoder.sizeBound(head: head, context: context))
             let length = try UwsgiEncoder.encode(head: head, request: headBytes, context: context, into: scratch)
-            // Kept for `retry` in storage reused by the connection's next requests; an idle
-            // connection holds one packet's bytes, not the encoder's worst-case bound.
-            uwsgiPacket.removeAll(keepingCapacity: true)
-            uwsgiPacket.appendBytes(UnsafeRawBufferPointer(rebasing: scratch[..<length]))
+            session.route(to: vhost, uwsgiPacket: UnsafeRawBufferPointer(rebasing: scratch[..<length]))
         } catch {
-            sessionEvent { $0.fail(.refused(status: 431, message: "request headers too large to forward")) }
-            return
+            return session.fail(.refused(status: 431, message: "request headers too large to forward"))
         }
 
         if head.hasBody {
@@ -117,7 +105,7 @@ extension Connection {
             pendingUpgrade = upgrade
             session.expectBackendHandshake()
         }
-        guard dispatchToNode(preferring: node) else { return }
+        guard session.dispatch(preferring: session.node, bodyComplete: !head.hasBody) else { return }
         if var upgrade, gateway.config.vhosts[vhost].webSocketHandshake == .gateway {
             selectProtocol(&upgrade)
             session.upgradedByGateway()
@@ -130,71 +118,17 @@ extension Connection {
         refreshDeadlineForState()
     }
 
-    /// Sends the current request (uwsgi, buffered body, end marker) to a node of the vhost.
-    /// Prefers the session's node when it serves the vhost (affinity); otherwise the usable node
-    /// with the fewest requests in flight. Answers 503 itself when no node can take it.
-    /// Returns false when the request was answered with an error.
-    @discardableResult
-    func dispatchToNode(preferring preferred: Int?) -> Bool {
-        let candidates = gateway.vhostNodes[vhost]
-        var choice: Int? = nil
-        if let preferred, candidates.contains(preferred), gateway.nodes.isUsable(preferred),
-            !triedNodes.contains(preferred)
-        {
-            choice = preferred
-        }
-        while true {
-            if choice == nil { choice = gateway.nodes.choose(from: candidates, excluding: triedNodes) }
-            guard let target = choice else {
-                sessionEvent { $0.fail(.noNode) }
-                return false
-            }
-            // The session moves to another node: the old one may forget it.
-            if let forgotten = session.bind(to: target) { gateway.sendEnd(to: forgotten, sid: sid) }
-            triedNodes.append(target)
-            switch gateway.send(to: target, sid: sid, type: "uwsgi", body: uwsgiPacket) {
-            case .sent:
-                let before = session.slotNode
-                session.dispatched()
-                settleSlot(heldBefore: before)
-                if let body = replayBody, !body.isEmpty {
-                    gateway.send(to: target, sid: sid, type: "body", body: body)
-                }
-                if case .complete = request, head.hasBody { sendEndOfBody() }
-                return true
-            case .unreachable, .full:
-                // send() already marked the node; try the next one.
-                session.dispatchFailed()
-                choice = nil
-            }
-        }
-    }
-
-    /// Sends request body bytes to the node. With `handingOver`, `bytes` lie in that
-    /// `HandOverBuffer`, which goes to the router without a copy (and is released in every case).
+    /// Sends request body bytes on to the node (see GatewaySession.forwardBody).
     private func forwardBody(_ bytes: UnsafeRawBufferPointer, handingOver buffer: UnsafeMutableRawPointer? = nil) {
         if head.expectContinue { session.continueWasSent() }  // the client did not wait
-        if var kept = replayBody {
-            if kept.count + bytes.count <= gateway.config.maxRetryBuffer {
-                replayBody = nil
-                kept.append(contentsOf: bytes)
-                replayBody = kept
-            } else {
-                replayBody = nil  // too big to replay: a later `retry` gets 502
-            }
-        }
-        guard let node, nodeKnowsSession else {
-            if let buffer { HandOverBuffer.release(buffer) }
-            return
-        }
-        // Every body byte goes out in a counted buffer, so the node's queue meter sees all of them.
-        if let buffer {
-            precondition(bytes.baseAddress == UnsafeRawPointer(buffer), "handed-over body must start its buffer")
-            gateway.send(to: node, sid: sid, type: "body", handingOver: buffer, count: bytes.count)
-        } else {
-            gateway.sendCounted(to: node, sid: sid, type: "body", copying: bytes)
-        }
+        session.forwardBody(bytes, handingOver: buffer)
         if case .body = request { setDeadline(gateway.config.timeouts.body, .body) }
+    }
+
+    /// The request body is still being read from the client.
+    var isReadingRequestBody: Bool {
+        if case .body = request { return true }
+        return false
     }
 
     /// How much to read straight into a ZeroMQ message: set while a large Content-Length body is
@@ -204,7 +138,7 @@ extension Connection {
         // The request state first: every read of a keep-alive GET asks, and fails here at once.
         guard case .body(let decoder) = request, let remaining = decoder.remainingLength,
             remaining >= Self.directBodyMinimum, tls == nil, pending.isEmpty, !processingInput,
-            nodeKnowsSession, node != nil
+            session.nodeKnowsSession
         else { return nil }
         return min(remaining, gateway.readBuffer.count)
     }
@@ -250,15 +184,9 @@ extension Connection {
     }
 
     private func finishRequestBody() {
-        sendEndOfBody()
+        session.sendEndOfBody()
         refreshDeadlineForState()
-        if case .responded = session.state { exchangeFinished() }
-    }
-
-    /// The end-of-body marker: an empty `body` message. Backends that predate it append nothing.
-    private func sendEndOfBody() {
-        guard let node, nodeKnowsSession else { return }
-        gateway.send(to: node, sid: sid, type: "body", body: [])
+        if case .responded = session.machine.state { exchangeFinished() }
     }
 
     /// Answers a malformed request with its status code and closes.
@@ -267,7 +195,7 @@ extension Connection {
         gateway.logger.info("bad request from \(peerDescription): \(error)")
         // After the head went to a node (an error in the body), the node is told `end` on close; once
         // the response has started, only closing is left.
-        sessionEvent { $0.fail(.badRequest(error)) }
+        session.fail(.badRequest(error))
     }
 
     /// Writes a complete error response of the gateway's own and closes after it.
@@ -280,7 +208,7 @@ extension Connection {
         text += extraHeaders
         text += "\r\n"
         enqueue(Array(text.utf8))
-        if !session.request.isHead { enqueue(Array(body.utf8)) }
+        if !session.machine.request.isHead { enqueue(Array(body.utf8)) }
         log.status = status
         log.bytesSent += body.utf8.count
         gateway.writeAccessLog(self)

@@ -7,55 +7,35 @@ extension Connection {
         if teardown >= .lingering { return }
         if let webSocket { return backendWebSocketMessage(type, body, session: webSocket) }
         if isExchangeActive { setDeadline(gateway.config.timeouts.backend, .backend) }
-        switch type {
-        case .headers: receivedHeaders(body)
-        case .body: receivedBody(body, fromChunkMessage: false)
-        case .chunk: receivedBody(body, fromChunkMessage: true)
-        case .end: receivedEnd()
-        case .retry: receivedRetry()
-        case .websocket, .websocketBinary, .ping, .pong, .uwsgi:
-            gateway.counters.outOfOrderBackendMessages += 1
-            gateway.logger.debug("dropping \(type) for HTTP session \(sid.hex)")
+        session.backendMessage(type, body)
+    }
+
+    /// Response bytes (an interim head, or body bytes) as they are.
+    func writeResponse(_ bytes: UnsafeRawBufferPointer) {
+        enqueue(bytes)
+        log.bytesSent += bytes.count
+    }
+
+    /// The final response head; with `insertingChunkedAt`, the gateway frames the body itself and says so.
+    func writeResponseHead(_ head: UnsafeRawBufferPointer, status: Int, insertingChunkedAt: Int?) {
+        log.status = status
+        log.bytesSent = 0
+        if let blankLine = insertingChunkedAt {
+            // Our framing header goes before the blank line; the rest goes out verbatim.
+            enqueue(UnsafeRawBufferPointer(rebasing: head[0..<blankLine]))
+            enqueue("Transfer-Encoding: chunked\r\n")
+            enqueue(UnsafeRawBufferPointer(rebasing: head[blankLine...]))
+        } else {
+            enqueue(head)
         }
     }
 
-    /// A `headers` message: its heads one at a time (interim heads, then the final one), then any body
-    /// bytes behind the final head.
-    private func receivedHeaders(_ message: UnsafeRawBufferPointer) {
-        var rest = message
-        while true {
-            var action = HTTPSessionAction.none
-            sessionEvent { session in
-                action = session.receivedHead(&rest)
-                return .none  // carried out below, after the checks only the connection can make
-            }
-            if case .acceptUpgrade(let head) = action, let upgrade = pendingUpgrade,
-                let chosen = Self.headerValue(named: "sec-websocket-protocol", in: head),
-                !upgrade.offeredProtocols.contains(chosen)
-            {
-                // Backend-mode handshake accepted; its subprotocol must be one the client offered.
-                return sessionEvent { $0.refuseUpgrade(.subprotocolNotOffered) }
-            }
-            let state = session.state
-            perform(action)
-            if rest.isEmpty || closed { return }
-            switch state {
-            case .awaitingHead:
-                continue  // an interim head; another head follows
-            case .responding:
-                return receivedBody(rest, fromChunkMessage: false)
-            case .responded:
-                // Body bytes behind the head of a response without body (HEAD, 204, 304, Content-Length: 0).
-                gateway.counters.outOfOrderBackendMessages += 1
-                return
-            case .idle, .webSocket, .closed:
-                return
-            }
-        }
-    }
-
-    private func receivedBody(_ bytes: UnsafeRawBufferPointer, fromChunkMessage: Bool) {
-        sessionEvent { $0.receivedBody(bytes, isChunkMessage: fromChunkMessage) }
+    /// Backend-mode WebSocket handshake: the subprotocol the backend's 101 chose (if any) must be one the
+    /// client offered.
+    func acceptsSubprotocol(of head: UnsafeRawBufferPointer) -> Bool {
+        guard let upgrade = pendingUpgrade, let chosen = Self.headerValue(named: "sec-websocket-protocol", in: head)
+        else { return true }
+        return upgrade.offeredProtocols.contains(chosen)
     }
 
     /// Writes one chunk (`SIZE\r\nDATA\r\n`), or the last chunk for an empty payload.
@@ -64,41 +44,10 @@ extension Connection {
             enqueue("0\r\n\r\n")
             return
         }
-        var line: [UInt8] = []
-        line.reserveCapacity(20)
-        var size = payload.count
-        var digits: [UInt8] = []
-        repeat {
-            let d = UInt8(size & 15)
-            digits.append(d < 10 ? 0x30 + d : 0x41 + d - 10)
-            size >>= 4
-        } while size > 0
-        line.append(contentsOf: digits.reversed())
-        line.append(0x0D)
-        line.append(0x0A)
-        enqueue(line)
+        if tls != nil { plainOutput.appendChunkSize(payload.count) } else { output.appendChunkSize(payload.count) }
         enqueue(payload)
         enqueue("\r\n")
         log.bytesSent += payload.count
-    }
-
-    private func receivedEnd() {
-        sessionEvent { $0.receivedEnd() }
-    }
-
-    private func receivedRetry() {
-        let canReplay = replayBody != nil
-        let others = otherNodeAvailable(replaced: nil)
-        let maxResends = gateway.config.maxHops
-        sessionEvent { $0.receivedRetry(canReplay: canReplay, otherNodeAvailable: others, maxResends: maxResends) }
-    }
-
-    /// Whether a usable node of the vhost is left to try; `replaced` (a node whose connection was just
-    /// replaced) counts again.
-    private func otherNodeAvailable(replaced: Int?) -> Bool {
-        gateway.vhostNodes[vhost].contains {
-            ($0 == replaced || !triedNodes.contains($0)) && gateway.nodes.isUsable($0)
-        }
     }
 
     /// The response is complete: log it, and either start on the next request or close.
@@ -126,7 +75,7 @@ extension Connection {
         gateway.counters.timeouts += 1
         switch deadlineReason {
         case .backend:
-            if isExchangeActive { sessionEvent { $0.backendTimedOut() } } else { abort("backend timeout") }
+            if isExchangeActive { session.backendTimedOut() } else { abort("backend timeout") }
         case .head:
             sendErrorAndClose(status: 408, message: "request head not received in time")
         case .body:
@@ -162,26 +111,10 @@ extension Connection {
         return nil
     }
 
-    var nodeName: String {
-        guard let node else { return "-" }
-        return gateway.nodeName(node)
-    }
+    var nodeName: String { session.nodeName }
 
-    /// The node vanished (unroutable, declared dead, or its connection closed or was replaced by a newer
-    /// one): the session answers now instead of waiting (see `HTTPSession.nodeLost`).
+    /// The node vanished: the session answers now instead of waiting (see GatewaySession.nodeLost).
     func nodeLost(connectionReplaced: Bool = false) {
-        let canReplay = replayBody != nil
-        let others = otherNodeAvailable(replaced: connectionReplaced ? node : nil)
-        let maxResends = gateway.config.maxHops
-        let lost = nodeName
-        let resends = session.resends
-        sessionEvent {
-            $0.nodeLost(
-                connectionReplaced: connectionReplaced, canReplay: canReplay, otherNodeAvailable: others,
-                maxResends: maxResends)
-        }
-        if session.resends > resends, isExchangeActive {
-            gateway.logger.info("request on \(sid.hex) lost its backend connection (node \(lost)); sent it again")
-        }
+        session.nodeLost(connectionReplaced: connectionReplaced)
     }
 }

@@ -69,10 +69,15 @@ extension Connection {
 
     /// Gateway mode: pick the first subprotocol the client offered that the vhost allows.
     func selectProtocol(_ upgrade: inout PendingUpgrade) {
-        let allowed = gateway.config.vhosts[vhost].webSocketProtocols
+        let allowed = gateway.config.vhosts[session.vhost].webSocketProtocols
         upgrade.selectedProtocol = upgrade.offeredProtocols.first { offered in
             allowed.contains { Array($0.utf8) == offered }
         }
+    }
+
+    /// The node serving the WebSocket went away: 1011 to the client, then close.
+    func webSocketNodeGone() {
+        if let webSocket { failWebSocket(.internalServerError, session: webSocket) }
     }
 
     /// Backend mode: the node answered the upgrade with 101 (its subprotocol checked by receivedHeaders).
@@ -166,11 +171,7 @@ extension Connection {
         let limit = gateway.config.webSocket.maxMessageSize
         let type: StaticString = isText ? "websocket" : "websocket-binary"
         if !compressed {
-            guard let node, nodeKnowsSession else { return }
-            _ = session.assembler.messagePayload.withUnsafeBytes {
-                gateway.sendCounted(to: node, sid: sid, type: type, copying: $0)
-            }
-            return
+            return session.assembler.messagePayload.withUnsafeBytes { self.session.sendMessage(type, $0) }
         }
         session.inflated.removeAll(keepingCapacity: true)
         var failure: ZlibError? = nil
@@ -194,8 +195,7 @@ extension Connection {
             gateway.counters.clientErrors += 1
             return failWebSocket(.invalidFramePayloadData, session: session)
         }
-        guard let node, nodeKnowsSession else { return }
-        _ = session.inflated.withUnsafeBytes { gateway.sendCounted(to: node, sid: sid, type: type, copying: $0) }
+        session.inflated.withUnsafeBytes { self.session.sendMessage(type, $0) }
         if session.inflated.capacity > 1 << 20 { session.inflated = [] }
     }
 

@@ -32,14 +32,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var readPausedForNodeQueue = false
 
     // MARK: the current exchange
-    /// The backend half of the current request: its node, node slot and response (see HTTPSession).
-    var session: HTTPSession
-    var vhost: Int = 0
-    /// The current request's uwsgi packet, kept for `retry`.
-    var uwsgiPacket: [UInt8] = []
-    /// Request body bytes kept for `retry`, nil once they exceed the limit.
-    var replayBody: [UInt8]? = []
-    var triedNodes: [Int] = []
+    /// The session this connection carries: its node, node slot and responses (see GatewaySession).
+    private(set) var session: GatewaySession! = nil
     var requestStart: Double = 0
     var log = AccessLogRecord()
     /// Set between an accepted upgrade request and its 101.
@@ -107,9 +101,9 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         self.remoteAddress = peer.hostBytes
         self.remotePort = peer.portBytes
         self.parser = HTTPRequestHeadParser(limits: gateway.config.limits)
-        self.session = HTTPSession(chunkLimits: gateway.responseChunkLimits)
         self.io = IOWatcher(loop: gateway.loop, fd: fd, delegate: self)
         self.timer = TimerWatcher(loop: gateway.loop, delegate: self)
+        self.session = GatewaySession(gateway: gateway, connection: self, sid: sid)
     }
 
     func start() {
@@ -142,7 +136,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
                 // Pipelined input is waiting for a response: stop reading (back-pressure).
                 return updateInterest()
             }
-            if forwardsClientData, let node, nodeKnowsSession, gateway.nodeQueueIsFull(node) {
+            if forwardsClientData, session.nodeQueueIsFull {
                 return waitForNodeQueue()
             }
             if let size = directBodyReadSize {
@@ -401,7 +395,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // short timeout ("lingering close", as nginx does). Otherwise close at once.
         if teardown >= .lingering { return }
         teardown = .lingering
-        endSession()
+        session.clientGone()
         if clientEOF || clientIsDone { return close() }
         switch try? Posix.read(fd, into: gateway.readBuffer) {
         case .wouldBlock?, .processed(0)?, nil:
@@ -460,7 +454,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         io.stop()
         timer.stop()
         Posix.close(fd)
-        endSession()
+        session.clientGone()
         gateway.connectionClosed(self)
     }
 

@@ -23,6 +23,20 @@ package struct ByteBuffer {
         storage.append(contentsOf: bytes)
     }
 
+    /// `SIZE\r\n`, the line that starts a chunk (RFC 9112 §7.1), the size in hex, without an allocation.
+    package mutating func appendChunkSize(_ size: Int) {
+        precondition(size >= 0, "negative chunk size")
+        var shift = 0
+        while shift < 60 && size >> (shift + 4) != 0 { shift += 4 }
+        while shift >= 0 {
+            let digit = UInt8((size >> shift) & 15)
+            storage.append(digit < 10 ? 0x30 + digit : 0x41 + digit - 10)
+            shift -= 4
+        }
+        storage.append(0x0D)
+        storage.append(0x0A)
+    }
+
     /// Lets `body` append to the end of the storage (a TLS engine writing its records, say).
     @inlinable
     package mutating func appending<R>(_ body: (inout [UInt8]) throws -> R) rethrows -> R {

@@ -48,4 +48,11 @@ import Testing
         buffer.clear(keepingCapacity: 0)
         #expect(buffer.isEmpty && buffer.readableCount == 0)
     }
+
+    @Test(arguments: [(0, "0"), (9, "9"), (10, "A"), (255, "FF"), (4096, "1000"), (65_535, "FFFF"), (1 << 40, "10000000000")])
+    func chunkSizeLines(size: Int, hex: String) {
+        var buffer = ByteBuffer()
+        buffer.appendChunkSize(size)
+        #expect(readable(buffer) == Array((hex + "\r\n").utf8))
+    }
 }

@@ -1,0 +1,330 @@
+import BlastBeatCore
+import BlastBeatSystem
+
+/// One session at the gateway: the request/response exchanges (or the WebSocket) a client connection
+/// carries under one sid, and everything about the node that serves them — which node, which were
+/// tried, the request kept for `retry`, the node slot, the messages to and from the node.
+///
+/// Its lifecycle is the state machine `HTTPSession` (Sources/BlastBeatCore/Session/HTTPSession.swift):
+/// this class feeds it events and carries out the actions it returns. The connection is the session's
+/// transport: it parses requests, writes to the client and keeps the timeouts, and knows nothing of nodes.
+final class GatewaySession {
+    unowned(unsafe) let gateway: Gateway
+    unowned(unsafe) let connection: Connection
+    let sid: SessionID
+    private(set) var machine: HTTPSession
+    /// The vhost of the current request.
+    private(set) var vhost = 0
+    /// The current request's uwsgi packet, kept for `retry`.
+    private var uwsgiPacket: [UInt8] = []
+    /// Request body bytes kept for `retry`, nil once they exceed `max-retry-buffer`.
+    private var replayBody: [UInt8]? = []
+    private var triedNodes: [Int] = []
+    private var requestHasBody = false
+
+    init(gateway: Gateway, connection: Connection, sid: SessionID) {
+        self.gateway = gateway
+        self.connection = connection
+        self.sid = sid
+        self.machine = HTTPSession(chunkLimits: gateway.responseChunkLimits)
+    }
+
+    /// The node of the current or last request, and whether it knows the sid.
+    var node: Int? { machine.node }
+    var nodeKnowsSession: Bool { machine.nodeKnowsSession }
+    var isResponseActive: Bool { machine.isResponseActive }
+    var keepAlive: Bool { machine.keepAlive }
+
+    var nodeName: String {
+        guard let node else { return "-" }
+        return gateway.nodeName(node)
+    }
+
+    // MARK: requests
+
+    /// A request head was parsed; nothing has been sent for it yet.
+    func begin(_ head: HTTPRequestHead) {
+        triedNodes.removeAll(keepingCapacity: true)
+        requestHasBody = head.hasBody
+        if head.hasBody {
+            replayBody = replayBody.map { var kept = $0; kept.removeAll(keepingCapacity: true); return kept } ?? []
+        } else {
+            replayBody = []
+        }
+        machine.start(
+            HTTPSession.Request(
+                version: head.version, isHead: head.methodKind == .head,
+                keepAlive: head.keepAlive && !gateway.isShuttingDown, isRepeatable: head.methodKind.isRepeatable))
+    }
+
+    /// The request goes to `vhost` as this uwsgi packet (kept for `retry`; its storage is reused by the
+    /// next requests, so an idle session holds one packet's bytes).
+    func route(to vhost: Int, uwsgiPacket packet: UnsafeRawBufferPointer) {
+        self.vhost = vhost
+        uwsgiPacket.removeAll(keepingCapacity: true)
+        uwsgiPacket.appendBytes(packet)
+    }
+
+    func expectBackendHandshake() { machine.expectBackendHandshake() }
+    func upgradedByGateway() { machine.upgradedByGateway() }
+    func continueWasSent() { machine.continueWasSent() }
+    func stopKeepingAlive() { machine.stopKeepingAlive() }
+    func exchangeFinished() { machine.exchangeFinished() }
+
+    /// The gateway answers the request itself, or cuts the connection once a response has started.
+    func fail(_ failure: SessionFailure) { event { $0.fail(failure) } }
+
+    /// Sends the current request (uwsgi, the body kept so far, the end marker once the body is complete)
+    /// to a node of the vhost: the session's node when it serves the vhost (affinity), else the usable node
+    /// with the fewest requests in flight. Answers 503 itself when no node can take it; returns false then.
+    @discardableResult
+    func dispatch(preferring preferred: Int?, bodyComplete: Bool) -> Bool {
+        let candidates = gateway.vhostNodes[vhost]
+        var choice: Int? = nil
+        if let preferred, candidates.contains(preferred), gateway.nodes.isUsable(preferred),
+            !triedNodes.contains(preferred)
+        {
+            choice = preferred
+        }
+        while true {
+            if choice == nil { choice = gateway.nodes.choose(from: candidates, excluding: triedNodes) }
+            guard let target = choice else {
+                fail(.noNode)
+                return false
+            }
+            // The session moves to another node: the old one may forget it.
+            if let forgotten = machine.bind(to: target) { gateway.sendEnd(to: forgotten, sid: sid) }
+            triedNodes.append(target)
+            switch gateway.send(to: target, sid: sid, type: "uwsgi", body: uwsgiPacket) {
+            case .sent:
+                let before = machine.slotNode
+                machine.dispatched()
+                settleSlot(heldBefore: before)
+                if let body = replayBody, !body.isEmpty {
+                    gateway.send(to: target, sid: sid, type: "body", body: body)
+                }
+                if bodyComplete && requestHasBody { sendEndOfBody() }
+                return true
+            case .unreachable, .full:
+                // send() already marked the node; try the next one.
+                machine.dispatchFailed()
+                choice = nil
+            }
+        }
+    }
+
+    /// Request body bytes for the node. With `handingOver`, `bytes` lie in that `HandOverBuffer`, which goes
+    /// to the router without a copy (and is released in every case).
+    func forwardBody(_ bytes: UnsafeRawBufferPointer, handingOver buffer: UnsafeMutableRawPointer? = nil) {
+        if var kept = replayBody {
+            if kept.count + bytes.count <= gateway.config.maxRetryBuffer {
+                replayBody = nil
+                kept.append(contentsOf: bytes)
+                replayBody = kept
+            } else {
+                replayBody = nil  // too big to replay: a later `retry` gets 502
+            }
+        }
+        guard let node, nodeKnowsSession else {
+            if let buffer { HandOverBuffer.release(buffer) }
+            return
+        }
+        // Every body byte goes out in a counted buffer, so the node's queue meter sees all of them.
+        if let buffer {
+            precondition(bytes.baseAddress == UnsafeRawPointer(buffer), "handed-over body must start its buffer")
+            gateway.send(to: node, sid: sid, type: "body", handingOver: buffer, count: bytes.count)
+        } else {
+            gateway.sendCounted(to: node, sid: sid, type: "body", copying: bytes)
+        }
+    }
+
+    /// The end-of-body marker: an empty `body` message. Backends that predate it append nothing.
+    func sendEndOfBody() {
+        guard let node, nodeKnowsSession else { return }
+        gateway.send(to: node, sid: sid, type: "body", body: [])
+    }
+
+    /// A WebSocket message for the node (`websocket` or `websocket-binary`).
+    func sendMessage(_ type: StaticString, _ payload: UnsafeRawBufferPointer) {
+        guard let node, nodeKnowsSession else { return }
+        gateway.sendCounted(to: node, sid: sid, type: type, copying: payload)
+    }
+
+    /// Whether the node's queue is full, so the client's data must wait (see Gateway.nodeQueueIsFull).
+    var nodeQueueIsFull: Bool {
+        guard let node, nodeKnowsSession else { return false }
+        return gateway.nodeQueueIsFull(node)
+    }
+
+    // MARK: from the node
+
+    /// A message from the node for an HTTP exchange (a WebSocket's messages go to the connection).
+    func backendMessage(_ type: BackendMessageType, _ body: UnsafeRawBufferPointer) {
+        switch type {
+        case .headers: receivedHeaders(body)
+        case .body: event { $0.receivedBody(body, isChunkMessage: false) }
+        case .chunk: event { $0.receivedBody(body, isChunkMessage: true) }
+        case .end: event { $0.receivedEnd() }
+        case .retry:
+            let canReplay = replayBody != nil
+            let others = otherNodeAvailable(replaced: nil)
+            let maxResends = gateway.config.maxHops
+            event { $0.receivedRetry(canReplay: canReplay, otherNodeAvailable: others, maxResends: maxResends) }
+        case .websocket, .websocketBinary, .ping, .pong, .uwsgi:
+            gateway.counters.outOfOrderBackendMessages += 1
+            gateway.logger.debug("dropping \(type) for HTTP session \(sid.hex)")
+        }
+    }
+
+    /// A `headers` message: its heads one at a time (interim heads, then the final one), then any body
+    /// bytes behind the final head.
+    private func receivedHeaders(_ message: UnsafeRawBufferPointer) {
+        var rest = message
+        while true {
+            var action = HTTPSessionAction.none
+            event { machine in
+                action = machine.receivedHead(&rest)
+                return .none  // carried out below, after the check only the connection can make
+            }
+            if case .acceptUpgrade(let head) = action, !connection.acceptsSubprotocol(of: head) {
+                // Backend-mode handshake accepted; its subprotocol must be one the client offered.
+                return event { $0.refuseUpgrade(.subprotocolNotOffered) }
+            }
+            let state = machine.state
+            perform(action)
+            if rest.isEmpty || connection.closed { return }
+            switch state {
+            case .awaitingHead:
+                continue  // an interim head; another head follows
+            case .responding:
+                return event { $0.receivedBody(rest, isChunkMessage: false) }
+            case .responded:
+                // Body bytes behind the head of a response without body (HEAD, 204, 304, Content-Length: 0).
+                gateway.counters.outOfOrderBackendMessages += 1
+                return
+            case .idle, .webSocket, .closed:
+                return
+            }
+        }
+    }
+
+    /// The node vanished (unroutable, declared dead, or its connection closed or was replaced by a newer
+    /// one): the session answers now instead of waiting (see `HTTPSession.nodeLost`).
+    func nodeLost(connectionReplaced: Bool) {
+        let canReplay = replayBody != nil
+        let others = otherNodeAvailable(replaced: connectionReplaced ? node : nil)
+        let maxResends = gateway.config.maxHops
+        let lost = nodeName
+        let resends = machine.resends
+        event {
+            $0.nodeLost(
+                connectionReplaced: connectionReplaced, canReplay: canReplay, otherNodeAvailable: others,
+                maxResends: maxResends)
+        }
+        if machine.resends > resends, isResponseActive {
+            gateway.logger.info("request on \(sid.hex) lost its backend connection (node \(lost)); sent it again")
+        }
+    }
+
+    func backendTimedOut() { event { $0.backendTimedOut() } }
+
+    /// The connection is closing: the slot goes back and a node that knows the sid gets `end`.
+    func clientGone() {
+        let before = machine.slotNode
+        let nodeToTell = machine.clientGone()
+        settleSlot(heldBefore: before)
+        if let nodeToTell { gateway.sendEnd(to: nodeToTell, sid: sid) }
+    }
+
+    /// Whether a usable node of the vhost is left to try; `replaced` (a node whose connection was just
+    /// replaced) counts again.
+    private func otherNodeAvailable(replaced: Int?) -> Bool {
+        gateway.vhostNodes[vhost].contains {
+            ($0 == replaced || !triedNodes.contains($0)) && gateway.nodes.isUsable($0)
+        }
+    }
+
+    // MARK: carrying out the machine's actions
+
+    /// Feeds the machine one event and carries out the action it returns.
+    @inline(__always)
+    private func event(_ event: (inout HTTPSession) -> HTTPSessionAction) {
+        let before = machine.slotNode
+        let action = event(&machine)
+        settleSlot(heldBefore: before)
+        perform(action)
+    }
+
+    /// The one place node slots are taken and released: the machine holds a slot of `slotNode` in the
+    /// states that wait for or relay a response, so a change of `slotNode` across an event is a release
+    /// of the old node's slot and a take of the new one's.
+    private func settleSlot(heldBefore before: Int?) {
+        let after = machine.slotNode
+        if before == after { return }
+        if let before { gateway.nodes.requestFinished(on: before) }
+        if let after { gateway.nodes.requestStarted(on: after) }
+    }
+
+    private func perform(_ action: HTTPSessionAction) {
+        switch action {
+        case .none:
+            return
+        case .write(let bytes, let complete):
+            connection.writeResponse(bytes)
+            if complete { connection.responseFinished() }
+        case .writeDroppingExcess(let bytes, let excess):
+            connection.writeResponse(bytes)
+            gateway.counters.outOfOrderBackendMessages += 1
+            gateway.logger.warning("node \(nodeName) sent \(excess) bytes past Content-Length; dropped")
+            connection.responseFinished()
+        case .writeChunk(let payload, let complete):
+            connection.writeChunk(payload)
+            if complete { connection.responseFinished() }
+        case .startResponse(let head, let status, let insertingChunkedAt, let complete):
+            connection.writeResponseHead(head, status: status, insertingChunkedAt: insertingChunkedAt)
+            if complete { connection.responseFinished() }
+        case .acceptUpgrade(let head):
+            connection.backendAcceptedUpgrade(head: head)
+        case .finishAndClose(let lastChunk, let truncated):
+            if lastChunk { connection.writeChunk(UnsafeRawBufferPointer(start: nil, count: 0)) }
+            if truncated { gateway.counters.backendErrors += 1 }
+            connection.responseFinished()
+            connection.closeAfterFlush()
+        case .close:
+            connection.closeAfterFlush()
+        case .resend(let preferred):
+            // A replaced node's new connection may take the request again.
+            if let preferred { triedNodes.removeAll { $0 == preferred } }
+            dispatch(preferring: preferred, bodyComplete: !connection.isReadingRequestBody)
+        case .answerError(let failure):
+            report(failure)
+            connection.sendErrorAndClose(status: failure.status, message: failure.description, retryAfter: failure.retryAfter)
+        case .abort(let failure):
+            report(failure)
+            if case .webSocketNodeGone = failure { return connection.webSocketNodeGone() }
+            connection.abort(failure.description)
+        case .drop(let reason):
+            gateway.counters.outOfOrderBackendMessages += 1
+            if case .headersWithoutRequest = reason {
+                gateway.logger.warning("node sent headers with no response pending on \(sid.hex); dropped")
+            }
+        }
+    }
+
+    /// Counts and logs a failure the backend, or the wait for it, caused.
+    private func report(_ failure: SessionFailure) {
+        if failure.isBackendError { gateway.counters.backendErrors += 1 }
+        switch failure {
+        case .invalidHead(let error):
+            gateway.logger.warning("invalid response head from node \(nodeName): \(error)")
+        case .invalidChunkedBody(let error):
+            gateway.logger.warning("invalid chunked body from node \(nodeName): \(error)")
+        case .retriedTooOften(let times):
+            gateway.logger.warning("request on \(sid.hex) retried \(times) times; giving up")
+        case .backendTimeout:
+            gateway.logger.warning("node \(nodeName) did not answer within \(gateway.config.timeouts.backend)s")
+        default:
+            break
+        }
+    }
+}
