@@ -100,7 +100,7 @@ extension Gateway {
     /// Sends one message to node `node`. An unroutable node is marked dead at once and its
     /// waiting clients are answered before the loop blocks.
     @discardableResult
-    func send(to node: Int, sid: SessionID, type: StaticString, body: UnsafeRawBufferPointer) -> ZMQSendResult {
+    func send(to node: Int, sid: SessionID, type: StaticString, body: UnsafeRawBufferPointer) -> BackendSendResult {
         send(to: node, sid: sid, type: type, .copied(body))
     }
 
@@ -108,7 +108,7 @@ extension Gateway {
     /// (freed once written to the node's connection, or at once when the send fails). Counted in the
     /// node's meter until then.
     @discardableResult
-    func send(to node: Int, sid: SessionID, type: StaticString, handingOver buffer: UnsafeMutableRawPointer, count: Int) -> ZMQSendResult {
+    func send(to node: Int, sid: SessionID, type: StaticString, handingOver buffer: UnsafeMutableRawPointer, count: Int) -> BackendSendResult {
         send(to: node, sid: sid, type: type, .handedOver(buffer, count: count))
     }
 
@@ -121,7 +121,7 @@ extension Gateway {
     /// pays for that). They are bounded all the same: the native engine queues at most
     /// 2 × `max-node-queue` per connection, libzmq's high-water mark 100,000 messages (25 MB) per node.
     @discardableResult
-    func sendCounted(to node: Int, sid: SessionID, type: StaticString, copying bytes: UnsafeRawBufferPointer) -> ZMQSendResult {
+    func sendCounted(to node: Int, sid: SessionID, type: StaticString, copying bytes: UnsafeRawBufferPointer) -> BackendSendResult {
         if bytes.count <= 256 { return send(to: node, sid: sid, type: type, body: bytes) }
         guard let copy = HandOverBuffer.allocate(bytes.count) else {
             logger.error("no memory for a \(type) message to node \(nodeName(node)); dropped")
@@ -141,7 +141,7 @@ extension Gateway {
     /// buffer is released).
     private func routerSend(
         to node: Int, sid: UnsafeRawBufferPointer, type: StaticString, _ body: OutgoingBody
-    ) -> Result<ZMQSendResult, ZMQError> {
+    ) -> Result<BackendSendResult, ZMQError> {
         nodes.nodes[node].identity.withUnsafeBytes { identity in
             if let router = nativeRouter {
                 switch body {
@@ -175,9 +175,9 @@ extension Gateway {
         }
     }
 
-    private func send(to node: Int, sid: SessionID, type: StaticString, _ body: OutgoingBody) -> ZMQSendResult {
+    private func send(to node: Int, sid: SessionID, type: StaticString, _ body: OutgoingBody) -> BackendSendResult {
         let outcome = sid.withBytes { routerSend(to: node, sid: $0, type: type, body) }
-        let result: ZMQSendResult
+        let result: BackendSendResult
         switch outcome {
         case .success(let r): result = r
         case .failure(let error):
@@ -199,7 +199,7 @@ extension Gateway {
     }
 
     @discardableResult
-    func send(to node: Int, sid: SessionID, type: StaticString, body: [UInt8]) -> ZMQSendResult {
+    func send(to node: Int, sid: SessionID, type: StaticString, body: [UInt8]) -> BackendSendResult {
         body.withUnsafeBytes { send(to: node, sid: sid, type: type, body: $0) }
     }
 
@@ -211,8 +211,8 @@ extension Gateway {
     // MARK: node queues
 
     /// The node's meter (created on first use: instances join at run time).
-    func nodeQueueMeter(_ node: Int) -> ZMQQueueMeter {
-        while nodeQueueMeters.count <= node { nodeQueueMeters.append(ZMQQueueMeter()) }
+    func nodeQueueMeter(_ node: Int) -> NodeQueueMeter {
+        while nodeQueueMeters.count <= node { nodeQueueMeters.append(NodeQueueMeter()) }
         return nodeQueueMeters[node]
     }
 

@@ -53,7 +53,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     let backendKeys: BackendKeys
     var warnings = WarningLimiter()
     /// Per node (same index as `nodes`): request body bytes handed to ZeroMQ and not yet sent.
-    var nodeQueueMeters: [ZMQQueueMeter] = []
+    var nodeQueueMeters: [NodeQueueMeter] = []
     /// Connections that stopped reading their request body because their node's queue is full.
     var waitingForNodeQueue: [Connection] = []
     var nodeQueueTimer: TimerWatcher! = nil

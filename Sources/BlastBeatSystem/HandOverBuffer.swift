@@ -7,7 +7,7 @@ import Synchronization
 /// deallocator runs (on libzmq's I/O thread, hence atomic) is how the gateway knows when a node
 /// stops keeping up. The native engine counts the same way, when it has written a body. Instances
 /// must outlive every message counted (the gateway keeps them for its lifetime).
-package final class ZMQQueueMeter: Sendable {
+package final class NodeQueueMeter: Sendable {
     private let queued = Atomic<Int>(0)
 
     package init() {}

@@ -10,7 +10,7 @@ package struct ZMQError: Error, CustomStringConvertible {
 }
 
 /// Outcome of sending one multipart message to a peer identity.
-package enum ZMQSendResult: Equatable {
+package enum BackendSendResult: Equatable {
     case sent
     /// No peer with that identity is connected (ZMQ_ROUTER_MANDATORY's EHOSTUNREACH).
     case unreachable
@@ -200,7 +200,7 @@ package final class ZMQRouter {
     package func send(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
         body: UnsafeRawBufferPointer
-    ) throws(ZMQError) -> ZMQSendResult {
+    ) throws(ZMQError) -> BackendSendResult {
         if let refused = try sendHeaderFrames(identity: identity, sid: sid, type: type) { return refused }
         if zmq_send(socket, body.baseAddress, body.count, ZMQ_DONTWAIT) < 0 {
             throw ZMQError(call: "zmq_send", errno: zmq_errno())
@@ -213,8 +213,8 @@ package final class ZMQRouter {
     /// the bytes until then. The buffer is taken over in every case: on failure it is freed here.
     package func send(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
-        handingOver buffer: UnsafeMutableRawPointer, count: Int, meter: ZMQQueueMeter
-    ) throws(ZMQError) -> ZMQSendResult {
+        handingOver buffer: UnsafeMutableRawPointer, count: Int, meter: NodeQueueMeter
+    ) throws(ZMQError) -> BackendSendResult {
         HandOverBuffer.setQueuedCount(buffer, count)
         var body = zmq_msg_t()
         if zmq_msg_init_data(&body, buffer, count, freeHandedOverBuffer, Unmanaged.passUnretained(meter).toOpaque()) != 0 {
@@ -222,7 +222,7 @@ package final class ZMQRouter {
             throw ZMQError(call: "zmq_msg_init_data", errno: zmq_errno())
         }
         meter.add(count)  // from here on the deallocator subtracts it
-        let refused: ZMQSendResult?
+        let refused: BackendSendResult?
         do throws(ZMQError) {
             refused = try sendHeaderFrames(identity: identity, sid: sid, type: type)
         } catch {
@@ -244,7 +244,7 @@ package final class ZMQRouter {
     /// Identity, sid and type with SNDMORE; nil when accepted, else why the peer refused.
     private func sendHeaderFrames(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString
-    ) throws(ZMQError) -> ZMQSendResult? {
+    ) throws(ZMQError) -> BackendSendResult? {
         let more = ZMQ_SNDMORE | ZMQ_DONTWAIT
         if zmq_send(socket, identity.baseAddress, identity.count, more) < 0 {
             let e = zmq_errno()
@@ -274,7 +274,7 @@ package final class ZMQRouter {
 private func freeHandedOverBuffer(_ data: UnsafeMutableRawPointer?, _ hint: UnsafeMutableRawPointer?) {
     guard let data else { return }
     if let hint {
-        Unmanaged<ZMQQueueMeter>.fromOpaque(hint).takeUnretainedValue()
+        Unmanaged<NodeQueueMeter>.fromOpaque(hint).takeUnretainedValue()
             .subtract(HandOverBuffer.queuedCount(data))
     }
     HandOverBuffer.release(data)

@@ -16,7 +16,7 @@ struct ZMTPOutputQueue {
         /// Room of a copy chunk; 0 for a handed-over body.
         var capacity: Int
         /// For a handed-over body: the meter its bytes are counted in.
-        unowned(unsafe) var meter: ZMQQueueMeter?
+        unowned(unsafe) var meter: NodeQueueMeter?
     }
 
     static let chunkSize = 64 * 1024
@@ -55,7 +55,7 @@ struct ZMTPOutputQueue {
     }
 
     /// Queues the first `size` bytes of a `HandOverBuffer`, counted in `meter` until written.
-    mutating func append(handingOver buffer: UnsafeMutableRawPointer, size: Int, meter: ZMQQueueMeter) {
+    mutating func append(handingOver buffer: UnsafeMutableRawPointer, size: Int, meter: NodeQueueMeter) {
         HandOverBuffer.setQueuedCount(buffer, size)
         meter.add(size)
         pieces.append(Piece(base: buffer, start: 0, end: size, capacity: 0, meter: meter))

@@ -264,7 +264,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     package func send(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
         body: UnsafeRawBufferPointer
-    ) -> ZMQSendResult {
+    ) -> BackendSendResult {
         guard let peer = readyPeer(identity) else { return .unreachable }
         if peer.output.count >= maxQueuedBytes { return .full }
         if case .curve(let curve) = peer.security {
@@ -285,8 +285,8 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     /// counted in `meter` until written. The buffer is taken over in every case.
     package func send(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
-        handingOver buffer: UnsafeMutableRawPointer, count: Int, meter: ZMQQueueMeter
-    ) -> ZMQSendResult {
+        handingOver buffer: UnsafeMutableRawPointer, count: Int, meter: NodeQueueMeter
+    ) -> BackendSendResult {
         guard let peer = readyPeer(identity) else {
             HandOverBuffer.release(buffer)
             return .unreachable
