@@ -5,10 +5,11 @@ internal import CSystem
 ///
 /// Frame headers and small bodies are copied into 64 KiB chunks; large bodies are `HandOverBuffer`s
 /// queued as they are (no copy) and counted in their node's meter until written. One `sendmsg`
-/// writes up to 64 pieces at a time. It owns its memory, freed by `removeAll()`: its one owner,
-/// the peer, never copies it. (Declared `~Copyable`, Swift 6.1 iterated a slice of `pieces` in
-/// `removeAll` twice, freeing every piece twice: hence the explicit index loop there too.)
-struct ZMTPOutputQueue {
+/// writes up to 64 pieces at a time. It owns its memory, freed by `removeAll()` or at the latest when
+/// it is destroyed; being `~Copyable`, it cannot be copied into a second owner that would free the
+/// same pieces again. (Swift 6.1 iterated a slice of `pieces` in a noncopyable type's `removeAll`
+/// twice, freeing every piece twice: hence the explicit index loops.)
+struct ZMTPOutputQueue: ~Copyable {
     private struct Piece {
         var base: UnsafeMutableRawPointer
         var start: Int
@@ -30,6 +31,14 @@ struct ZMTPOutputQueue {
     var isEmpty: Bool { count == 0 }
 
     init() {}
+
+    deinit {
+        var i = head
+        while i < pieces.count {
+            Self.release(pieces[i])
+            i += 1
+        }
+    }
 
     /// Room for `size` bytes at the end of the queue, to be filled and then `commit`ted.
     mutating func reserve(_ size: Int) -> UnsafeMutableRawPointer {
@@ -105,7 +114,7 @@ struct ZMTPOutputQueue {
             compact()
             return
         }
-        release(piece)
+        Self.release(piece)
         head += 1
         compact()
     }
@@ -120,7 +129,7 @@ struct ZMTPOutputQueue {
         }
     }
 
-    private func release(_ piece: Piece) {
+    private static func release(_ piece: Piece) {
         if let meter = piece.meter {
             meter.subtract(HandOverBuffer.queuedCount(piece.base))
             HandOverBuffer.release(piece.base)
@@ -133,7 +142,7 @@ struct ZMTPOutputQueue {
     mutating func removeAll() {
         var i = head
         while i < pieces.count {
-            release(pieces[i])
+            Self.release(pieces[i])
             i += 1
         }
         pieces.removeAll()
