@@ -63,10 +63,9 @@ struct ZMTPOutputQueue: ~Copyable {
         commit(bytes.count)
     }
 
-    /// Queues the first `size` bytes of a `HandOverBuffer`, counted in `meter` until written.
-    mutating func append(handingOver buffer: UnsafeMutableRawPointer, size: Int, meter: NodeQueueMeter) {
-        HandOverBuffer.setQueuedCount(buffer, size)
-        meter.add(size)
+    /// Queues a counted body as it is (no copy); it stays counted in its meter until written.
+    mutating func append(_ body: consuming CountedBody) {
+        let (buffer, size, meter) = body.release()
         pieces.append(Piece(base: buffer, start: 0, end: size, capacity: 0, meter: meter))
         count += size
     }

@@ -50,7 +50,7 @@ import Testing
             small.withUnsafeBytes { queue.append($0) }
             expected += small
             let (buffer, bytes) = Self.handOver(50_000 + round, seed: round)
-            queue.append(handingOver: buffer, size: bytes.count, meter: meter)
+            queue.append(CountedBody(handingOver: buffer, count: bytes.count, meter: meter))
             expected += bytes
             handedOver += bytes.count
         }
@@ -92,7 +92,7 @@ import Testing
         // 200 pieces: more than the 64 vectors one `sendmsg` takes.
         for i in 0..<200 {
             let (buffer, bytes) = Self.handOver(10 + i % 3, seed: i)
-            queue.append(handingOver: buffer, size: bytes.count, meter: meter)
+            queue.append(CountedBody(handingOver: buffer, count: bytes.count, meter: meter))
             expected += bytes
         }
         let done = try queue.write(to: writer)
@@ -106,7 +106,7 @@ import Testing
     @Test func removeAllAndDestructionReleaseUnwrittenBodies() {
         let meter = NodeQueueMeter()
         var queue = ZMTPOutputQueue()
-        queue.append(handingOver: Self.handOver(1000, seed: 1).0, size: 1000, meter: meter)
+        queue.append(CountedBody(handingOver: Self.handOver(1000, seed: 1).0, count: 1000, meter: meter))
         [UInt8](repeating: 1, count: 10).withUnsafeBytes { queue.append($0) }
         #expect(meter.queuedBytes == 1000)
         queue.removeAll()
@@ -115,8 +115,8 @@ import Testing
 
         do {
             var dropped = ZMTPOutputQueue()
-            dropped.append(handingOver: Self.handOver(300, seed: 2).0, size: 300, meter: meter)
-            dropped.append(handingOver: Self.handOver(200, seed: 3).0, size: 200, meter: meter)
+            dropped.append(CountedBody(handingOver: Self.handOver(300, seed: 2).0, count: 300, meter: meter))
+            dropped.append(CountedBody(handingOver: Self.handOver(200, seed: 3).0, count: 200, meter: meter))
             #expect(meter.queuedBytes == 500)
         }
         // The queue's deinit freed both bodies (a leak here would also show under the sanitizers).
