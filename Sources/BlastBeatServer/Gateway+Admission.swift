@@ -16,8 +16,8 @@ package import BlastBeatSystem
 /// Refusals are counted and logged at warning with the peer's address, at most once per identity
 /// and reason every 10 seconds (a refused libzmq peer reconnects ten times a second).
 extension Gateway {
-    package func zmtpRouterAdmit(
-        identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: ZMTPRouter.Holder?
+    package func backendRouterAdmit(
+        identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: BackendIdentityHolder?
     ) -> String? {
         let name = Self.printable(identity)
         guard !identity.isEmpty else {
@@ -103,53 +103,26 @@ extension Gateway {
 /// dropped, the node gets no requests until a message with a listed key arrives), counted and logged.
 /// Hand-over is off, so a connected node keeps its identity against later claimants.
 extension Gateway {
-    func answerZAPRequests() {
-        guard let router = libzmqRouter else { return }
-        while let request = router.receiveZAPRequest() {
-            if let key = request.key, backendKeys.byNode.values.contains(where: { $0.contains(key) }) {
-                router.answer(request, allowed: true, userID: key.z85, reason: "OK")
-            } else {
-                let reason = "CURVE key \(request.key?.z85 ?? "(none)") from \(request.address) is not listed by any node-key"
-                _ = request.key?.bytes.withUnsafeBytes { refuseClaim($0, reason) } ?? refuseClaim(UnsafeRawBufferPointer(start: nil, count: 0), reason)
-                router.answer(request, allowed: false, userID: "", reason: "key not listed")
-            }
-        }
-        _ = router.hasZAPRequest  // re-arms the edge-triggered descriptor
+    /// ZAP: a connection that proved `key` gets in when some vhost lists the key.
+    package func backendRouterAdmitKey(_ key: CurveKey?, address: String) -> String? {
+        if let key, backendKeys.byNode.values.contains(where: { $0.contains(key) }) { return nil }
+        let reason = "CURVE key \(key?.z85 ?? "(none)") from \(address) is not listed by any node-key"
+        return key?.bytes.withUnsafeBytes { refuseClaim($0, reason) } ?? refuseClaim(UnsafeRawBufferPointer(start: nil, count: 0), reason)
     }
 
-    /// Whether a message's User-Id (the Z85 of its connection's key) may speak for `identity`.
-    func libzmqClaimIsAllowed(_ message: BackendFrames) -> Bool {
-        guard libzmqRouter != nil, backendKeys.server != nil, let base = nodes.configuredNode(for: message.identity) else {
-            return true  // the native engine checked the claim at the handshake
+    /// Whether a message from a connection with `key` may speak for `identity`.
+    package func backendRouterAllowsClaim(identity: UnsafeRawBufferPointer, key: CurveKey?) -> Bool {
+        guard backendKeys.server != nil, let base = nodes.configuredNode(for: identity) else {
+            return true  // an unconfigured identity is dropped (and counted) when it is delivered
         }
-        let allowed = message.userID.flatMap { Z85.decode($0) }.flatMap { CurveKey(bytes: $0) }.map {
-            backendKeys.byNode[nodes.nodes[base].identity]?.contains($0) == true
-        } ?? false
-        if allowed { return true }
-        let user = message.userID.map { String(decoding: $0, as: UTF8.self) } ?? "none"
-        _ = refuseClaim(message.identity, "a connection with key \(user) speaks as \(Self.printable(message.identity)), which no vhost lists for node \(nodeName(base)) (node-key); its messages are dropped")
-        if let node = nodes.index(of: message.identity), nodes.markDead(node) {
+        if let key, backendKeys.byNode[nodes.nodes[base].identity]?.contains(key) == true { return true }
+        _ = refuseClaim(identity, "a connection with key \(key?.z85 ?? "none") speaks as \(Self.printable(identity)), which no vhost lists for node \(nodeName(base)) (node-key); its messages are dropped")
+        if let node = nodes.index(of: identity), nodes.markDead(node) {
             logger.warning("node \(nodeName(node)) gets no requests until a connection with its own key holds its identity")
             scheduleNodeFailure(node)
         }
         return false
     }
-}
-
-/// Watches the ZAP handler socket's descriptor (libzmq engine with CURVE).
-final class ZAPHandler: IOWatcherDelegate {
-    private unowned let gateway: Gateway
-    private var watcher: IOWatcher! = nil
-
-    init(gateway: Gateway, fd: Int32) {
-        self.gateway = gateway
-        watcher = IOWatcher(loop: gateway.loop, fd: fd, delegate: self)
-        watcher.watch(read: true, write: false)
-    }
-
-    func ioReady(readable: Bool, writable: Bool) { gateway.answerZAPRequests() }
-
-    func stop() { watcher.stop() }
 }
 
 /// Rate limits for warnings a peer can trigger over and over: one line per (kind, identity) per

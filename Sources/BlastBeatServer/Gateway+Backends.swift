@@ -1,57 +1,13 @@
 import BlastBeatCore
 package import BlastBeatSystem
 
-/// One backend message as views: from libzmq's frames or from a native peer's input buffer.
-typealias BackendFrames = ZMQRouter.Message
-
 /// The ROUTER side: receiving and checking backend messages, sending to nodes, health checks.
 extension Gateway {
-    /// Receives queued messages if a send may have hidden them from the notification fd (libzmq).
-    func checkRouter() {
-        guard routerNeedsCheck, let router = libzmqRouter else { return }
-        if router.hasIncoming { drainRouter() } else { routerNeedsCheck = false }
-    }
+    // MARK: receiving (BackendRouterDelegate, either engine)
 
-    /// Receives every queued message (libzmq: the notification fd is edge-triggered, stop only when empty).
-    func drainRouter() {
-        guard let router = libzmqRouter else { return }
-        var budget = 10_000
-        while true {
-            guard budget > 0 else {
-                routerNeedsCheck = true  // more may be queued: look again before blocking
-                return
-            }
-            guard let received = router.receive() else {
-                routerNeedsCheck = false  // empty: the fd signals the next arrival
-                return
-            }
-            budget -= 1
-            switch received {
-            case .malformed(let frameCount, let identity):
-                counters.malformedBackendMessages += 1
-                logger.warning("dropped a message of \(frameCount - 1) frame(s) from \(Self.printable(identity)); expected 3 (sid, type, body)")
-            case .message(let message):
-                dispatch(message)
-            }
-        }
-    }
-
-    private func dispatch(_ message: BackendFrames) {
-        guard libzmqClaimIsAllowed(message) else { return }
-        guard let node = nodes.index(of: message.identity) ?? registerInstance(message.identity) else {
-            counters.forgedIdentityMessages += 1
-            logger.debug("dropped a message from unconfigured identity \(Self.printable(message.identity))")
-            return
-        }
-        if nodes.heard(from: node, now: loop.now) {
-            logger.info("node \(Self.printable(message.identity)) is alive again")
-        }
-        guard let type = BackendMessageType(message.type) else {
-            counters.malformedBackendMessages += 1
-            logger.warning("dropped a message of unknown type \(Self.printable(message.type)) from node \(Self.printable(message.identity))")
-            return
-        }
-        switch type {
+    package func backendRouter(received message: BackendMessage) {
+        guard let node = node(sending: message.identity) else { return }
+        switch message.type {
         case .pong:
             return
         case .ping, .uwsgi:
@@ -67,10 +23,37 @@ extension Gateway {
         guard connection.node == node else {
             // Only the node bound to the sid may drive it (docs/PROTOCOL.md, "Sessions and ownership").
             counters.forgedIdentityMessages += 1
-            logger.warning("dropped \(type) for session \(sid.hex) from node \(Self.printable(message.identity)), which does not own it")
+            logger.warning("dropped \(message.type) for session \(sid.hex) from node \(Self.printable(message.identity)), which does not own it")
             return
         }
-        connection.backendMessage(type, message.body)
+        connection.backendMessage(message.type, message.body)
+    }
+
+    package func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: UnsafeRawBufferPointer) {
+        switch problem {
+        case .frameCount(let count):
+            counters.malformedBackendMessages += 1
+            logger.warning("dropped a message of \(count - 1) frame(s) from \(Self.printable(identity)); expected 3 (sid, type, body)")
+        case .unknownType(let type):
+            // Still a sign of life from a configured node.
+            guard node(sending: identity) != nil else { return }
+            counters.malformedBackendMessages += 1
+            logger.warning("dropped a message of unknown type \(Self.printable(type)) from node \(Self.printable(identity))")
+        }
+    }
+
+    /// The node a message comes from, now heard from; nil (counted) for an identity that is no configured
+    /// node or instance of one.
+    private func node(sending identity: UnsafeRawBufferPointer) -> Int? {
+        guard let node = nodes.index(of: identity) ?? registerInstance(identity) else {
+            counters.forgedIdentityMessages += 1
+            logger.debug("dropped a message from unconfigured identity \(Self.printable(identity))")
+            return nil
+        }
+        if nodes.heard(from: node, now: loop.now) {
+            logger.info("node \(Self.printable(identity)) is alive again")
+        }
+        return node
     }
 
     /// A `NAME#SUFFIX` identity speaking for the first time (libzmq engine: the native one registers
@@ -97,19 +80,21 @@ extension Gateway {
         }
     }
 
+    // MARK: sending
+
     /// Sends one message to node `node`. An unroutable node is marked dead at once and its
     /// waiting clients are answered before the loop blocks.
     @discardableResult
-    func send(to node: Int, sid: SessionID, type: StaticString, body: UnsafeRawBufferPointer) -> ZMQSendResult {
-        send(to: node, sid: sid, type: type, .copied(body))
+    func send(to node: Int, sid: SessionID, type: StaticString, body: UnsafeRawBufferPointer) -> BackendSendResult {
+        send(to: node, sid: sid, type: type, .copying(body))
     }
 
     /// Sends `count` bytes of a `HandOverBuffer` without copying them; the buffer is handed over
     /// (freed once written to the node's connection, or at once when the send fails). Counted in the
     /// node's meter until then.
     @discardableResult
-    func send(to node: Int, sid: SessionID, type: StaticString, handingOver buffer: UnsafeMutableRawPointer, count: Int) -> ZMQSendResult {
-        send(to: node, sid: sid, type: type, .handedOver(buffer, count: count))
+    func send(to node: Int, sid: SessionID, type: StaticString, handingOver buffer: UnsafeMutableRawPointer, count: Int) -> BackendSendResult {
+        send(to: node, sid: sid, type: type, .counted(CountedBody(handingOver: buffer, count: count, meter: nodeQueueMeter(node))))
     }
 
     /// Sends a copy of `bytes` in a counted buffer: for client data (request bodies, WebSocket
@@ -121,63 +106,20 @@ extension Gateway {
     /// pays for that). They are bounded all the same: the native engine queues at most
     /// 2 × `max-node-queue` per connection, libzmq's high-water mark 100,000 messages (25 MB) per node.
     @discardableResult
-    func sendCounted(to node: Int, sid: SessionID, type: StaticString, copying bytes: UnsafeRawBufferPointer) -> ZMQSendResult {
+    func sendCounted(to node: Int, sid: SessionID, type: StaticString, copying bytes: UnsafeRawBufferPointer) -> BackendSendResult {
         if bytes.count <= 256 { return send(to: node, sid: sid, type: type, body: bytes) }
-        guard let copy = HandOverBuffer.allocate(bytes.count) else {
+        guard let counted = CountedBody(copying: bytes, meter: nodeQueueMeter(node)) else {
             logger.error("no memory for a \(type) message to node \(nodeName(node)); dropped")
             return .full
         }
-        if let source = bytes.baseAddress { copy.copyMemory(from: source, byteCount: bytes.count) }
-        return send(to: node, sid: sid, type: type, handingOver: copy, count: bytes.count)
+        return send(to: node, sid: sid, type: type, .counted(counted))
     }
 
-    /// A message body: bytes the router copies, or a `HandOverBuffer` it takes over.
-    private enum OutgoingBody {
-        case copied(UnsafeRawBufferPointer)
-        case handedOver(UnsafeMutableRawPointer, count: Int)
-    }
-
-    /// One message to `node` through whichever engine is open (none: unreachable, and a handed-over
-    /// buffer is released).
-    private func routerSend(
-        to node: Int, sid: UnsafeRawBufferPointer, type: StaticString, _ body: OutgoingBody
-    ) -> Result<ZMQSendResult, ZMQError> {
-        nodes.nodes[node].identity.withUnsafeBytes { identity in
-            if let router = nativeRouter {
-                switch body {
-                case .copied(let bytes):
-                    return .success(router.send(identity: identity, sid: sid, type: type, body: bytes))
-                case .handedOver(let buffer, let count):
-                    return .success(
-                        router.send(
-                            identity: identity, sid: sid, type: type, handingOver: buffer, count: count,
-                            meter: nodeQueueMeter(node)))
-                }
-            }
-            guard let router = libzmqRouter else {
-                if case .handedOver(let buffer, _) = body { HandOverBuffer.release(buffer) }
-                return .success(.unreachable)
-            }
-            routerNeedsCheck = true
-            do throws(ZMQError) {
-                switch body {
-                case .copied(let bytes):
-                    return .success(try router.send(identity: identity, sid: sid, type: type, body: bytes))
-                case .handedOver(let buffer, let count):
-                    return .success(
-                        try router.send(
-                            identity: identity, sid: sid, type: type, handingOver: buffer, count: count,
-                            meter: nodeQueueMeter(node)))
-                }
-            } catch {
-                return .failure(error)
-            }
-        }
-    }
-
-    private func send(to node: Int, sid: SessionID, type: StaticString, _ body: OutgoingBody) -> ZMQSendResult {
-        let outcome = sid.withBytes { routerSend(to: node, sid: $0, type: type, body) }
-        let result: ZMQSendResult
+    private func send(to node: Int, sid: SessionID, type: StaticString, _ body: consuming BackendBody) -> BackendSendResult {
+        // Moved into the closure through an Optional (a closure may not consume what it captures).
+        var pending: BackendBody? = consume body
+        let outcome = sid.withBytes { routerSend(to: node, sid: $0, type: type, pending.take()!) }
+        let result: BackendSendResult
         switch outcome {
         case .success(let r): result = r
         case .failure(let error):
@@ -198,8 +140,22 @@ extension Gateway {
         return result
     }
 
+    /// The one way to a node, whichever engine: the router takes the body over in every case.
+    private func routerSend(
+        to node: Int, sid: UnsafeRawBufferPointer, type: StaticString, _ body: consuming BackendBody
+    ) -> Result<BackendSendResult, BackendRouterError> {
+        var pending: BackendBody? = consume body
+        return nodes.nodes[node].identity.withUnsafeBytes { identity in
+            do throws(BackendRouterError) {
+                return .success(try router.send(to: identity, sid: sid, type: type, body: pending.take()!))
+            } catch {
+                return .failure(error)
+            }
+        }
+    }
+
     @discardableResult
-    func send(to node: Int, sid: SessionID, type: StaticString, body: [UInt8]) -> ZMQSendResult {
+    func send(to node: Int, sid: SessionID, type: StaticString, body: [UInt8]) -> BackendSendResult {
         body.withUnsafeBytes { send(to: node, sid: sid, type: type, body: $0) }
     }
 
@@ -211,8 +167,8 @@ extension Gateway {
     // MARK: node queues
 
     /// The node's meter (created on first use: instances join at run time).
-    func nodeQueueMeter(_ node: Int) -> ZMQQueueMeter {
-        while nodeQueueMeters.count <= node { nodeQueueMeters.append(ZMQQueueMeter()) }
+    func nodeQueueMeter(_ node: Int) -> NodeQueueMeter {
+        while nodeQueueMeters.count <= node { nodeQueueMeters.append(NodeQueueMeter()) }
         return nodeQueueMeters[node]
     }
 
@@ -266,9 +222,10 @@ extension Gateway {
         }
     }
 
+    /// A ping has an empty sid and body (docs/PROTOCOL.md, "Health: ping and pong").
     private func ping(_ node: Int) {
         let empty = UnsafeRawBufferPointer(start: nil, count: 0)
-        let sent = try? routerSend(to: node, sid: empty, type: "ping", .copied(empty)).get()
+        let sent = try? routerSend(to: node, sid: empty, type: "ping", .copying(empty)).get()
         if sent == .unreachable && nodes.markDead(node) {
             logger.warning("node \(nodeName(node)) is not connected; marked dead")
             scheduleNodeFailure(node)
@@ -299,26 +256,14 @@ extension Gateway {
         }
     }
 
-    // MARK: native ROUTER
-
-    package func zmtpRouterReceived(
-        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-        body: UnsafeRawBufferPointer
-    ) {
-        dispatch(BackendFrames(identity: identity, sid: sid, type: type, body: body))
-    }
-
-    package func zmtpRouterReceivedMalformed(frameCount: Int, identity: UnsafeRawBufferPointer) {
-        counters.malformedBackendMessages += 1
-        logger.warning("dropped a message of \(frameCount - 1) frame(s) from \(Self.printable(identity)); expected 3 (sid, type, body)")
-    }
+    // MARK: backend connections (native engine)
 
     /// Unlike libzmq, the native engine knows when a node's connection goes: the node is dead at once
     /// and its waiting clients get 502 before the loop blocks, instead of after `ping-timeout`.
     /// (A connection replaced by a newer one with the same identity is not reported here.)
     /// Protocol errors are logged at most once per peer host and reason every 10 s: libzmq reconnects a
     /// refused peer (a wrong server key, say) ten times a second. Every one is counted.
-    package func zmtpRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
+    package func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
         let who = identity.isEmpty ? "a backend connection" : "the connection of \(Self.printable(identity))"
         if protocolError {
             counters.backendProtocolErrors += 1
@@ -339,7 +284,7 @@ extension Gateway {
     /// A node that (re)connects is pinged at once: its pong brings it back without waiting for `ping-freq`.
     /// Requests in flight on a connection it replaced are answered before the loop blocks (they would
     /// otherwise wait for `backend-timeout`).
-    package func zmtpRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: ZMTPRouter.Holder?) {
+    package func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?) {
         logger.debug("\(Self.printable(identity)) connected from \(address)\(replaced.map { " (replacing its connection from \($0.address))" } ?? "")")
         guard let node = nodes.index(of: identity) else { return }
         if replaced != nil {

@@ -9,9 +9,7 @@ package struct StartupError: Error, CustomStringConvertible {
 
 /// The whole gateway on one event loop: listeners, client connections, the ROUTER socket and
 /// the backend nodes. Reached from watcher callbacks through their delegates; no globals.
-package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, TimerWatcherDelegate, IOWatcherDelegate,
-    ZMTPRouterDelegate
-{
+package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, TimerWatcherDelegate, BackendRouterDelegate {
     let config: Configuration
     let loop: EventLoop
     let logger: Logger
@@ -29,16 +27,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     let responseChunkLimits: HTTPLimits
 
     private(set) var listeners: [Listener] = []
-    /// The ROUTER, spoken natively (`zmq-engine = native`, the default) or through libzmq.
-    var nativeRouter: ZMTPRouter? = nil
-    var libzmqRouter: ZMQRouter? = nil
-    /// Whether libzmq's queue must be looked at before the loop blocks. Its notification fd is
-    /// edge-triggered and a send may consume the edge, so this is set by every send and cleared when
-    /// a receive finds the queue empty. Each look costs libzmq two system calls (getpid, poll).
-    var routerNeedsCheck = false
-    private var routerWatcher: IOWatcher? = nil
-    /// libzmq engine with CURVE: answers libzmq's ZAP requests.
-    var zapHandler: ZAPHandler? = nil
+    /// Where backends connect, spoken natively (`zmq-engine = native`, the default) or through libzmq.
+    private(set) var router: BackendRouter! = nil
     var nodes = NodeTable()
     /// Node indices per vhost, in configuration order.
     var vhostNodes: [[Int]] = []
@@ -53,7 +43,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     let backendKeys: BackendKeys
     var warnings = WarningLimiter()
     /// Per node (same index as `nodes`): request body bytes handed to ZeroMQ and not yet sent.
-    var nodeQueueMeters: [ZMQQueueMeter] = []
+    var nodeQueueMeters: [NodeQueueMeter] = []
     /// Connections that stopped reading their request body because their node's queue is full.
     var waitingForNodeQueue: [Connection] = []
     var nodeQueueTimer: TimerWatcher! = nil
@@ -108,26 +98,13 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
 
     private func openRouter() throws(StartupError) {
         do {
-            switch config.zmqEngine {
-            case .native:
-                // The configuration guarantees a native endpoint with this engine.
-                guard let endpoint = ZMTPEndpoint.parse(config.zmqEndpoint) else { preconditionFailure() }
-                nativeRouter = try ZMTPRouter(
-                    loop: loop, endpoint: endpoint,
-                    // A bigger message could never be queued for a client anyway.
-                    maxMessageSize: max(config.maxOutputBuffer, config.webSocket.maxMessageSize) + 64 * 1024,
-                    maxQueuedBytes: config.maxNodeQueue * 2, curveKeys: backendKeys.server, delegate: self)
-            case .libzmq:
-                let router = try ZMQRouter(endpoint: config.zmqEndpoint, curveSecretKey: backendKeys.server?.secretKey)
-                libzmqRouter = router
-                routerNeedsCheck = true
-                let watcher = IOWatcher(loop: loop, fd: router.notificationFD, delegate: self)
-                watcher.watch(read: true, write: false)
-                routerWatcher = watcher
-                if let fd = router.zapNotificationFD { zapHandler = ZAPHandler(gateway: self, fd: fd) }
-                // Under CURVE a node is used only once a message has proved its key (see Gateway+Admission).
-                nodes.unknownNodesAreUsable = backendKeys.server == nil
-            }
+            router = try BackendRouter(
+                loop: loop, endpoint: config.zmqEndpoint, engine: config.zmqEngine,
+                // A bigger message could never be queued for a client anyway.
+                maxMessageSize: max(config.maxOutputBuffer, config.webSocket.maxMessageSize) + 64 * 1024,
+                maxQueuedBytes: config.maxNodeQueue * 2, curveKeys: backendKeys.server, delegate: self)
+            // libzmq under CURVE: a node is used only once a message has proved its key (see Gateway+Admission).
+            nodes.unknownNodesAreUsable = !router.claimsAreProvedByMessages
         } catch {
             closeListeners()
             throw StartupError(description: "\(config.file): zmq: \(error)")
@@ -253,14 +230,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         for connection in Array(sessions.values) { connection.close() }
         closeListeners()
         accessLog?.flush()
-        routerWatcher?.stop()
-        zapHandler?.stop()
-        libzmqRouter?.close()
-        libzmqRouter = nil
-        if let error = nativeRouter?.close() {
+        if let error = router?.close() {
             logger.warning("the ROUTER's socket file stays (the next start replaces it): \(error)")
         }
-        nativeRouter = nil
     }
 
     // MARK: accepting
@@ -359,24 +331,20 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         // Sends made during this iteration may have consumed the edge of the ZeroMQ descriptor,
         // so its queue is re-checked here, and all output of the iteration leaves in one write each.
         for _ in 0..<8 {
-            checkRouter()
+            router.receivePending()
             failNodesIfNeeded()
-            if connectionsToFlush.isEmpty && !routerNeedsCheck { break }
+            if connectionsToFlush.isEmpty && !router.hasPendingWork { break }
             // Swap in the spare array instead of copying: a copy of a shared array buffer would
             // allocate on every iteration (one allocation per request in the allocation test).
             swap(&connectionsToFlush, &flushBatch)
             for connection in flushBatch { connection.flush() }
             flushBatch.removeAll(keepingCapacity: true)
-            if !routerNeedsCheck { break }
+            if !router.hasPendingWork { break }
         }
         // Backend output last: flushing clients may have started pipelined requests.
-        nativeRouter?.flush()
-        if routerNeedsCheck || !connectionsToFlush.isEmpty { prepareWatcher.skipNextBlock() }
+        router.flush()
+        if router.hasPendingWork || !connectionsToFlush.isEmpty { prepareWatcher.skipNextBlock() }
         if isShuttingDown && sessions.isEmpty { loop.stop() }
-    }
-
-    package func ioReady(readable: Bool, writable: Bool) {
-        drainRouter()
     }
 
     package func timerFired(_ timer: TimerWatcher) {

@@ -21,6 +21,11 @@ package final class EventLoop {
         ev_break(raw, Int32(EVBREAK_ALL))
     }
 
+    /// Handles what is ready now without waiting, then returns (for tests that drive the loop by hand).
+    package func runReady() {
+        _ = ev_run(raw, Int32(EVRUN_NOWAIT))
+    }
+
     /// The loop's cached time in seconds (updated once per iteration, cheap to read).
     package var now: Double { ev_now(raw) }
 

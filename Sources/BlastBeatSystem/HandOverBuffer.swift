@@ -5,9 +5,10 @@ import Synchronization
 ///
 /// libzmq gives no per-peer queue length; counting the bytes of handed-over bodies until its
 /// deallocator runs (on libzmq's I/O thread, hence atomic) is how the gateway knows when a node
-/// stops keeping up. The native engine counts the same way, when it has written a body. Instances
-/// must outlive every message counted (the gateway keeps them for its lifetime).
-package final class ZMQQueueMeter: Sendable {
+/// stops keeping up. A `CountedBody` is counted from its creation until it is freed (by either engine
+/// once written, or unsent). Instances must outlive every body counted (the gateway keeps them for its
+/// lifetime).
+package final class NodeQueueMeter: Sendable {
     private let queued = Atomic<Int>(0)
 
     package init() {}
@@ -19,7 +20,7 @@ package final class ZMQQueueMeter: Sendable {
     func subtract(_ count: Int) { queued.subtract(count, ordering: .relaxed) }
 }
 
-/// Memory for a message body that a ROUTER's `send(…handingOver:…)` sends without copying. A
+/// Memory for a message body that a `BackendRouter` sends without copying (as a `CountedBody`). A
 /// small header in front of the bytes remembers how many were counted by the meter.
 package enum HandOverBuffer {
     private static var header: Int { 16 }

@@ -249,20 +249,24 @@ package final class ZMQDealer {
     package func connectionEvents() -> [ConnectionEvent] {
         precondition(!closed, "connectionEvents on a closed ZMQDealer")
         var result: [ConnectionEvent] = []
-        var message = zmq_msg_t()
-        zmq_msg_init(&message)
-        defer { zmq_msg_close(&message) }
-        while true {
-            // Each event is two frames: (uint16 event, uint32 value) in host order, then the endpoint.
-            guard zmq_msg_recv(&message, monitor, ZMQ_DONTWAIT) >= 0 else { return result }
-            if zmq_msg_size(&message) >= 6 {
-                let data = UnsafeRawPointer(zmq_msg_data(&message)!)
-                let event = Int32(data.loadUnaligned(as: UInt16.self))
-                let value = data.loadUnaligned(fromByteOffset: 2, as: UInt32.self)
-                if let reported = attemptEvent(event, value: value) { result.append(reported) }
-            }
-            while zmq_msg_more(&message) != 0 {
-                if zmq_msg_recv(&message, monitor, 0) < 0 { break }
+        var storage = zmq_msg_t()
+        // One pointer for every call: a `&storage` argument is valid only during its call, and a small
+        // message's data lies inside the zmq_msg_t itself (zmq_msg_data points into it).
+        return withUnsafeMutablePointer(to: &storage) { message in
+            zmq_msg_init(message)
+            defer { zmq_msg_close(message) }
+            while true {
+                // Each event is two frames: (uint16 event, uint32 value) in host order, then the endpoint.
+                guard zmq_msg_recv(message, monitor, ZMQ_DONTWAIT) >= 0 else { return result }
+                if zmq_msg_size(message) >= 6 {
+                    let data = UnsafeRawPointer(zmq_msg_data(message)!)
+                    let event = Int32(data.loadUnaligned(as: UInt16.self))
+                    let value = data.loadUnaligned(fromByteOffset: 2, as: UInt32.self)
+                    if let reported = attemptEvent(event, value: value) { result.append(reported) }
+                }
+                while zmq_msg_more(message) != 0 {
+                    if zmq_msg_recv(message, monitor, 0) < 0 { break }
+                }
             }
         }
     }

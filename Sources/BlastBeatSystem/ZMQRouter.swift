@@ -1,5 +1,5 @@
 internal import CZeroMQ
-package import BlastBeatCore
+import BlastBeatCore
 import Glibc
 
 /// A libzmq error with the call that failed.
@@ -9,29 +9,22 @@ package struct ZMQError: Error, CustomStringConvertible {
     package var description: String { "\(call): \(String(cString: zmq_strerror(errno)))" }
 }
 
-/// Outcome of sending one multipart message to a peer identity.
-package enum ZMQSendResult: Equatable {
-    case sent
-    /// No peer with that identity is connected (ZMQ_ROUTER_MANDATORY's EHOSTUNREACH).
-    case unreachable
-    /// The peer's high-water mark is reached; nothing was sent.
-    case full
-}
-
 /// A ZAP (ZeroMQ RFC 27) request: libzmq asks who may connect after a CURVE handshake proved `key`.
-package struct ZAPRequest {
-    package var requestID: [UInt8]
+struct ZAPRequest {
+    var requestID: [UInt8]
     /// The peer's IP address, as libzmq reports it.
-    package var address: String
-    package var key: CurveKey?
+    var address: String
+    var key: CurveKey?
 }
 
-/// The gateway's ROUTER socket: the one place that touches libzmq.
+/// The libzmq engine of `BackendRouter` (`zmq-engine = libzmq`): a libzmq ROUTER socket watched by the
+/// gateway's event loop.
 ///
-/// Receiving fills four reusable `zmq_msg_t` frames owned by this object; the views handed out by
-/// `receive` are valid until the next `receive`. libzmq's notification fd is edge-triggered, so the
-/// owner must drain `receive` until it returns nil after every wakeup and after every send.
-package final class ZMQRouter {
+/// Receiving fills four reusable `zmq_msg_t` frames owned by this object; the views handed to the
+/// delegate are valid for the call. libzmq's notification fd is edge-triggered, so the queue is drained
+/// until empty after every wakeup, and after a send (which may consume the edge) `needsCheck` stays set
+/// until `checkQueue()` finds it empty.
+final class ZMQRouter: IOWatcherDelegate {
     private let context: UnsafeMutableRawPointer
     private let socket: UnsafeMutableRawPointer
     /// Identity, sid, type, body.
@@ -40,6 +33,15 @@ package final class ZMQRouter {
     /// With CURVE: the REP socket libzmq sends its ZAP requests to (inproc://zeromq.zap.01).
     private var zapSocket: UnsafeMutableRawPointer? = nil
     private let zapFrames = ZMQFrames(expected: 7)
+    private unowned(unsafe) let delegate: any BackendRouterDelegate
+    private var watcher: IOWatcher! = nil
+    private var zapWatcher: ZAPWatcher? = nil
+    /// Whether the queue must be looked at before the loop blocks. Set by every send, cleared when a
+    /// receive finds the queue empty. Each look costs libzmq two system calls (getpid, poll).
+    private(set) var needsCheck = true
+
+    /// With CURVE every message carries its connection's key (ZAP's User-Id), checked against its identity.
+    var checksClaims: Bool { zapSocket != nil }
 
     /// `curveSecretKey`: be a CURVE server (every peer must complete CURVE; ZAP decides which keys pass).
     ///
@@ -47,7 +49,10 @@ package final class ZMQRouter {
     /// behind it stays connected and unreachable (every request to its node fails) until it restarts.
     /// Without hand-over the connected process keeps its identity; a restarted one gets it back as soon
     /// as its old connection has closed, which happens when the old process exits.
-    package init(endpoint: String, highWaterMark: Int32 = 100_000, curveSecretKey: CurveKey? = nil) throws(ZMQError) {
+    init(
+        loop: EventLoop, endpoint: String, highWaterMark: Int32 = 100_000, curveSecretKey: CurveKey? = nil,
+        delegate: any BackendRouterDelegate
+    ) throws(ZMQError) {
         guard let context = zmq_ctx_new() else { throw ZMQError(call: "zmq_ctx_new", errno: zmq_errno()) }
         guard let socket = zmq_socket(context, ZMQ_ROUTER) else {
             zmq_ctx_term(context)
@@ -55,6 +60,7 @@ package final class ZMQRouter {
         }
         self.context = context
         self.socket = socket
+        self.delegate = delegate
         do throws(ZMQError) {
             // Unknown identities become EHOSTUNREACH instead of a silent drop (with which the original's clients
             // waited forever).
@@ -68,6 +74,9 @@ package final class ZMQRouter {
             close()
             throw error
         }
+        watcher = IOWatcher(loop: loop, fd: notificationFD, delegate: self)
+        watcher.watch(read: true, write: false)
+        if let fd = zapNotificationFD { zapWatcher = ZAPWatcher(router: self, loop: loop, fd: fd) }
     }
 
     deinit {
@@ -92,7 +101,7 @@ package final class ZMQRouter {
     }
 
     /// The ZAP handler's edge-triggered notification descriptor (nil without CURVE).
-    package var zapNotificationFD: Int32? {
+    private var zapNotificationFD: Int32? {
         guard let zapSocket else { return nil }
         var fd: Int32 = -1
         var size = MemoryLayout<Int32>.size
@@ -102,7 +111,7 @@ package final class ZMQRouter {
 
     /// The next ZAP request, without blocking; each must be answered with `answer(_:allowed:...)`
     /// before the next is received (a REP socket).
-    package func receiveZAPRequest() -> ZAPRequest? {
+    private func receiveZAPRequest() -> ZAPRequest? {
         guard let zapSocket, let count = zapFrames.receive(from: zapSocket) else { return nil }
         // version, request id, domain, address, identity, mechanism, credentials (the client key)
         let field = { (i: Int) -> [UInt8] in i < count ? Array(self.zapFrames.view(i)) : [] }
@@ -113,7 +122,7 @@ package final class ZMQRouter {
 
     /// Answers a ZAP request: 200 with `userID` (then on every message of that connection as
     /// "User-Id"), or 400 with `reason`.
-    package func answer(_ request: ZAPRequest, allowed: Bool, userID: String, reason: String) {
+    private func answer(_ request: ZAPRequest, allowed: Bool, userID: String, reason: String) {
         guard let zapSocket else { return }
         let frames: [[UInt8]] = [
             Array("1.0".utf8), request.requestID, Array((allowed ? "200" : "400").utf8), Array(reason.utf8.prefix(200)),
@@ -125,7 +134,7 @@ package final class ZMQRouter {
     }
 
     /// Whether a ZAP request is waiting (also resets the edge-triggered fd's state).
-    package var hasZAPRequest: Bool {
+    private var hasZAPRequest: Bool {
         guard let zapSocket else { return false }
         var events: Int32 = 0
         var size = MemoryLayout<Int32>.size
@@ -141,7 +150,7 @@ package final class ZMQRouter {
     }
 
     /// The edge-triggered notification descriptor to watch for reading.
-    package var notificationFD: Int32 {
+    private var notificationFD: Int32 {
         var fd: Int32 = -1
         var size = MemoryLayout<Int32>.size
         zmq_getsockopt(socket, ZMQ_FD, &fd, &size)
@@ -149,102 +158,129 @@ package final class ZMQRouter {
     }
 
     /// Whether a message is ready to receive (also resets the edge-triggered fd's state).
-    package var hasIncoming: Bool {
+    private var hasIncoming: Bool {
         var events: Int32 = 0
         var size = MemoryLayout<Int32>.size
         if zmq_getsockopt(socket, ZMQ_EVENTS, &events, &size) != 0 { return false }
         return events & Int32(ZMQ_POLLIN) != 0
     }
 
-    /// One received message as views into the reusable frames.
-    package struct Message {
-        package var identity: UnsafeRawBufferPointer
-        package var sid: UnsafeRawBufferPointer
-        package var type: UnsafeRawBufferPointer
-        package var body: UnsafeRawBufferPointer
-        /// With CURVE (libzmq engine): the User-Id ZAP gave the connection, the Z85 of its key.
-        package var userID: UnsafeRawBufferPointer?
+    // MARK: receiving
 
-        package init(
-            identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-            body: UnsafeRawBufferPointer, userID: UnsafeRawBufferPointer? = nil
-        ) {
-            self.identity = identity
-            self.sid = sid
-            self.type = type
-            self.body = body
-            self.userID = userID
+    func ioReady(readable: Bool, writable: Bool) { drain() }
+
+    /// Receives what a send may have hidden from the notification fd.
+    func checkQueue() {
+        guard needsCheck else { return }
+        if hasIncoming { drain() } else { needsCheck = false }
+    }
+
+    /// Delivers every queued message (the fd is edge-triggered: stop only when empty, or past a budget
+    /// with `needsCheck` set so the owner looks again before blocking).
+    private func drain() {
+        var budget = 10_000
+        while !closed {
+            guard budget > 0 else {
+                needsCheck = true
+                return
+            }
+            guard let count = frames.receive(from: socket) else {
+                needsCheck = false  // empty: the fd signals the next arrival
+                return
+            }
+            budget -= 1
+            deliver(frameCount: count)
         }
     }
 
-    /// Outcome of one receive.
-    package enum Received {
-        case message(Message)
-        /// A message without exactly 4 frames (3 from the DEALER); fully drained, `identity` valid.
-        case malformed(frameCount: Int, identity: UnsafeRawBufferPointer)
-    }
-
-    /// Receives one whole multipart message without blocking; nil when none is queued.
-    package func receive() -> Received? {
-        guard let count = frames.receive(from: socket) else { return nil }
+    private func deliver(frameCount: Int) {
         let identity = frames.view(0)
-        if count != 4 { return .malformed(frameCount: count, identity: identity) }
-        return .message(
-            Message(
-                identity: identity, sid: frames.view(1), type: frames.view(2), body: frames.view(3),
-                userID: zapSocket == nil ? nil : frames.property(1, "User-Id")))
+        guard frameCount == 4 else {
+            return delegate.backendRouter(receivedMalformed: .frameCount(frameCount), identity: identity)
+        }
+        if checksClaims {
+            let key = frames.property(1, "User-Id").flatMap { Z85.decode($0) }.flatMap { CurveKey(bytes: $0) }
+            guard delegate.backendRouterAllowsClaim(identity: identity, key: key) else { return }
+        }
+        let type = frames.view(2)
+        guard let parsed = BackendMessageType(type) else {
+            return delegate.backendRouter(receivedMalformed: .unknownType(type), identity: identity)
+        }
+        delegate.backendRouter(
+            received: BackendMessage(identity: identity, sid: frames.view(1), type: parsed, body: frames.view(3)))
     }
 
-    /// Sends [identity, sid, type, body] without blocking. The identity frame is where libzmq
-    /// reports an unknown peer, so a failed send never leaves a partial message behind.
-    package func send(
-        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
-        body: UnsafeRawBufferPointer
-    ) throws(ZMQError) -> ZMQSendResult {
-        if let refused = try sendHeaderFrames(identity: identity, sid: sid, type: type) { return refused }
-        if zmq_send(socket, body.baseAddress, body.count, ZMQ_DONTWAIT) < 0 {
-            throw ZMQError(call: "zmq_send", errno: zmq_errno())
+    /// Answers every waiting ZAP request with the delegate's verdict on its key.
+    fileprivate func answerZAPRequests() {
+        while !closed, let request = receiveZAPRequest() {
+            if let refusal = delegate.backendRouterAdmitKey(request.key, address: request.address) {
+                answer(request, allowed: false, userID: "", reason: refusal)
+            } else {
+                answer(request, allowed: true, userID: request.key?.z85 ?? "", reason: "OK")
+            }
         }
-        return .sent
+        _ = hasZAPRequest  // re-arms the edge-triggered descriptor
     }
 
-    /// Like `send(identity:sid:type:body:)`, but the body is the first `count` bytes of a
-    /// `HandOverBuffer`, which libzmq sends without copying and frees when done. `meter` counts
-    /// the bytes until then. The buffer is taken over in every case: on failure it is freed here.
-    package func send(
-        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
-        handingOver buffer: UnsafeMutableRawPointer, count: Int, meter: ZMQQueueMeter
-    ) throws(ZMQError) -> ZMQSendResult {
-        HandOverBuffer.setQueuedCount(buffer, count)
-        var body = zmq_msg_t()
-        if zmq_msg_init_data(&body, buffer, count, freeHandedOverBuffer, Unmanaged.passUnretained(meter).toOpaque()) != 0 {
-            HandOverBuffer.release(buffer)
-            throw ZMQError(call: "zmq_msg_init_data", errno: zmq_errno())
+    // MARK: sending
+
+    /// Sends [identity, sid, type, body] without blocking. The identity frame is where libzmq reports an
+    /// unknown peer, so a refused send never leaves a partial message behind. A counted body is sent
+    /// without copying: libzmq frees it (and takes it off its meter) when done, on its I/O thread.
+    func send(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString, body: consuming BackendBody
+    ) throws(ZMQError) -> BackendSendResult {
+        needsCheck = true
+        switch consume body {
+        case .copying(let bytes):
+            if let refused = try sendHeaderFrames(identity: identity, sid: sid, type: type) { return refused }
+            if zmq_send(socket, bytes.baseAddress, bytes.count, ZMQ_DONTWAIT) < 0 {
+                throw ZMQError(call: "zmq_send", errno: zmq_errno())
+            }
+            return .sent
+        case .counted(let counted):
+            return try send(identity: identity, sid: sid, type: type, counted: counted)
         }
-        meter.add(count)  // from here on the deallocator subtracts it
-        let refused: ZMQSendResult?
-        do throws(ZMQError) {
-            refused = try sendHeaderFrames(identity: identity, sid: sid, type: type)
-        } catch {
-            zmq_msg_close(&body)
-            throw error
+    }
+
+    private func send(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString, counted: consuming CountedBody
+    ) throws(ZMQError) -> BackendSendResult {
+        let (buffer, count, meter) = counted.release()
+        var storage = zmq_msg_t()
+        // One pointer for every call on the message (a `&storage` argument is valid during its call only).
+        return try withUnsafeMutablePointer(to: &storage) { body throws(ZMQError) -> BackendSendResult in
+            // Made before the first frame goes: failing later would leave a partial message in the socket.
+            if zmq_msg_init_data(body, buffer, count, freeCountedBody, Unmanaged.passUnretained(meter).toOpaque()) != 0 {
+                meter.subtract(count)
+                HandOverBuffer.release(buffer)
+                throw ZMQError(call: "zmq_msg_init_data", errno: zmq_errno())
+            }
+            // From here on the deallocator frees the buffer, also when the message is closed unsent.
+            let refused: BackendSendResult?
+            do throws(ZMQError) {
+                refused = try sendHeaderFrames(identity: identity, sid: sid, type: type)
+            } catch {
+                zmq_msg_close(body)
+                throw error
+            }
+            if let refused {
+                zmq_msg_close(body)
+                return refused
+            }
+            if zmq_msg_send(body, socket, ZMQ_DONTWAIT) < 0 {
+                let e = zmq_errno()
+                zmq_msg_close(body)
+                throw ZMQError(call: "zmq_msg_send", errno: e)
+            }
+            return .sent
         }
-        if let refused {
-            zmq_msg_close(&body)
-            return refused
-        }
-        if zmq_msg_send(&body, socket, ZMQ_DONTWAIT) < 0 {
-            let e = zmq_errno()
-            zmq_msg_close(&body)
-            throw ZMQError(call: "zmq_msg_send", errno: e)
-        }
-        return .sent
     }
 
     /// Identity, sid and type with SNDMORE; nil when accepted, else why the peer refused.
     private func sendHeaderFrames(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString
-    ) throws(ZMQError) -> ZMQSendResult? {
+    ) throws(ZMQError) -> BackendSendResult? {
         let more = ZMQ_SNDMORE | ZMQ_DONTWAIT
         if zmq_send(socket, identity.baseAddress, identity.count, more) < 0 {
             let e = zmq_errno()
@@ -258,9 +294,11 @@ package final class ZMQRouter {
         return nil
     }
 
-    package func close() {
+    func close() {
         if closed { return }
         closed = true
+        watcher?.stop()
+        zapWatcher?.stop()
         frames.release()
         zapFrames.release()
         zmq_close(socket)
@@ -269,13 +307,28 @@ package final class ZMQRouter {
     }
 }
 
-/// libzmq's deallocator for handed-over bodies; it runs on ZeroMQ's I/O thread (free and the
+/// libzmq's deallocator for counted bodies; it runs on ZeroMQ's I/O thread (free and the
 /// atomic counter are thread-safe).
-private func freeHandedOverBuffer(_ data: UnsafeMutableRawPointer?, _ hint: UnsafeMutableRawPointer?) {
+private func freeCountedBody(_ data: UnsafeMutableRawPointer?, _ hint: UnsafeMutableRawPointer?) {
     guard let data else { return }
     if let hint {
-        Unmanaged<ZMQQueueMeter>.fromOpaque(hint).takeUnretainedValue()
-            .subtract(HandOverBuffer.queuedCount(data))
+        Unmanaged<NodeQueueMeter>.fromOpaque(hint).takeUnretainedValue().subtract(HandOverBuffer.queuedCount(data))
     }
     HandOverBuffer.release(data)
+}
+
+/// Watches the ZAP handler socket's descriptor (CURVE).
+private final class ZAPWatcher: IOWatcherDelegate {
+    private unowned(unsafe) let router: ZMQRouter
+    private var watcher: IOWatcher! = nil
+
+    init(router: ZMQRouter, loop: EventLoop, fd: Int32) {
+        self.router = router
+        watcher = IOWatcher(loop: loop, fd: fd, delegate: self)
+        watcher.watch(read: true, write: false)
+    }
+
+    func ioReady(readable: Bool, writable: Bool) { router.answerZAPRequests() }
+
+    func stop() { watcher.stop() }
 }

@@ -5,10 +5,11 @@ internal import CSystem
 ///
 /// Frame headers and small bodies are copied into 64 KiB chunks; large bodies are `HandOverBuffer`s
 /// queued as they are (no copy) and counted in their node's meter until written. One `sendmsg`
-/// writes up to 64 pieces at a time. It owns its memory, freed by `removeAll()`: its one owner,
-/// the peer, never copies it. (Declared `~Copyable`, Swift 6.1 iterated a slice of `pieces` in
-/// `removeAll` twice, freeing every piece twice: hence the explicit index loop there too.)
-struct ZMTPOutputQueue {
+/// writes up to 64 pieces at a time. It owns its memory, freed by `removeAll()` or at the latest when
+/// it is destroyed; being `~Copyable`, it cannot be copied into a second owner that would free the
+/// same pieces again. (Swift 6.1 iterated a slice of `pieces` in a noncopyable type's `removeAll`
+/// twice, freeing every piece twice: hence the explicit index loops.)
+struct ZMTPOutputQueue: ~Copyable {
     private struct Piece {
         var base: UnsafeMutableRawPointer
         var start: Int
@@ -16,7 +17,7 @@ struct ZMTPOutputQueue {
         /// Room of a copy chunk; 0 for a handed-over body.
         var capacity: Int
         /// For a handed-over body: the meter its bytes are counted in.
-        unowned(unsafe) var meter: ZMQQueueMeter?
+        unowned(unsafe) var meter: NodeQueueMeter?
     }
 
     static let chunkSize = 64 * 1024
@@ -30,6 +31,14 @@ struct ZMTPOutputQueue {
     var isEmpty: Bool { count == 0 }
 
     init() {}
+
+    deinit {
+        var i = head
+        while i < pieces.count {
+            Self.release(pieces[i])
+            i += 1
+        }
+    }
 
     /// Room for `size` bytes at the end of the queue, to be filled and then `commit`ted.
     mutating func reserve(_ size: Int) -> UnsafeMutableRawPointer {
@@ -54,10 +63,9 @@ struct ZMTPOutputQueue {
         commit(bytes.count)
     }
 
-    /// Queues the first `size` bytes of a `HandOverBuffer`, counted in `meter` until written.
-    mutating func append(handingOver buffer: UnsafeMutableRawPointer, size: Int, meter: ZMQQueueMeter) {
-        HandOverBuffer.setQueuedCount(buffer, size)
-        meter.add(size)
+    /// Queues a counted body as it is (no copy); it stays counted in its meter until written.
+    mutating func append(_ body: consuming CountedBody) {
+        let (buffer, size, meter) = body.release()
         pieces.append(Piece(base: buffer, start: 0, end: size, capacity: 0, meter: meter))
         count += size
     }
@@ -105,7 +113,7 @@ struct ZMTPOutputQueue {
             compact()
             return
         }
-        release(piece)
+        Self.release(piece)
         head += 1
         compact()
     }
@@ -120,7 +128,7 @@ struct ZMTPOutputQueue {
         }
     }
 
-    private func release(_ piece: Piece) {
+    private static func release(_ piece: Piece) {
         if let meter = piece.meter {
             meter.subtract(HandOverBuffer.queuedCount(piece.base))
             HandOverBuffer.release(piece.base)
@@ -133,7 +141,7 @@ struct ZMTPOutputQueue {
     mutating func removeAll() {
         var i = head
         while i < pieces.count {
-            release(pieces[i])
+            Self.release(pieces[i])
             i += 1
         }
         pieces.removeAll()

@@ -241,13 +241,16 @@ final class ZMTPPeer: IOWatcherDelegate {
 
     private func deliver() {
         identity.withUnsafeBytes { identity in
-            if frameCount == 3 {
-                router.delegate.zmtpRouterReceived(
-                    identity: identity, sid: view(frames.sid), type: view(frames.type), body: view(frames.body))
-            } else {
+            guard frameCount == 3 else {
                 // As libzmq reports it: the identity frame the ROUTER prepends counts too.
-                router.delegate.zmtpRouterReceivedMalformed(frameCount: frameCount + 1, identity: identity)
+                return router.delegate.backendRouter(receivedMalformed: .frameCount(frameCount + 1), identity: identity)
             }
+            let typeFrame = view(frames.type)
+            guard let type = BackendMessageType(typeFrame) else {
+                return router.delegate.backendRouter(receivedMalformed: .unknownType(typeFrame), identity: identity)
+            }
+            router.delegate.backendRouter(
+                received: BackendMessage(identity: identity, sid: view(frames.sid), type: type, body: view(frames.body)))
         }
     }
 

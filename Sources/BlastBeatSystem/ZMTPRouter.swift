@@ -1,25 +1,7 @@
-package import BlastBeatCore
+import BlastBeatCore
 import Glibc
 
-/// Receives what the native ROUTER reads from backends. Views are valid for the call only.
-package protocol ZMTPRouterDelegate: AnyObject {
-    func zmtpRouterReceived(
-        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-        body: UnsafeRawBufferPointer)
-    /// A message without exactly 4 frames counting the identity (3 from a DEALER).
-    func zmtpRouterReceivedMalformed(frameCount: Int, identity: UnsafeRawBufferPointer)
-    /// A connection closed; `protocolError` when the peer broke ZMTP (the gateway counts those).
-    /// `host` is the peer's address without its port (what a reconnecting peer keeps), for rate limits.
-    func zmtpRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool)
-    /// A connection finished its handshake claiming `identity` (empty: none) with `key` proved (CURVE)
-    /// from `address`; `holder` is the live connection that has the identity now, if any. Returns why
-    /// the claim is refused, or nil to admit it (it then replaces the holder).
-    func zmtpRouterAdmit(identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: ZMTPRouter.Holder?) -> String?
-    /// An admitted connection is ready; `replaced` is the holder it took the identity from.
-    func zmtpRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: ZMTPRouter.Holder?)
-}
-
-/// The gateway's ROUTER socket spoken natively: ZMTP 3.1 with the NULL mechanism over TCP or a
+/// The native engine of `BackendRouter` (`zmq-engine = native`, the default): ZMTP 3.1 with the NULL mechanism over TCP or a
 /// Unix socket, on the gateway's own event loop.
 ///
 /// libzmq's ROUTER moves every message between the caller's thread and its I/O thread through a
@@ -31,13 +13,7 @@ package protocol ZMTPRouterDelegate: AnyObject {
 /// ROUTER semantics as the gateway configured libzmq: sending to an unknown identity is refused
 /// (ROUTER_MANDATORY), a new connection with a known identity takes it over (ROUTER_HANDOVER), a
 /// peer past `maxQueuedBytes` of unsent output is "full" (the high-water mark).
-package final class ZMTPRouter: TimerWatcherDelegate {
-    /// The live connection holding an identity, as the delegate sees it when another one claims it.
-    package struct Holder {
-        package var key: CurveKey?
-        package var address: String
-    }
-
+final class ZMTPRouter: TimerWatcherDelegate {
     /// A listening socket of the router.
     fileprivate final class ListenSocket: IOWatcherDelegate {
         unowned(unsafe) let router: ZMTPRouter
@@ -55,7 +31,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     }
 
     let loop: EventLoop
-    unowned(unsafe) let delegate: any ZMTPRouterDelegate
+    unowned(unsafe) let delegate: any BackendRouterDelegate
     /// Largest message (all frames) a peer may send; a bigger one closes its connection.
     let maxMessageSize: Int
     /// The gateway's long-term key pair when backends must use CURVE; nil for NULL.
@@ -78,21 +54,21 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     @exclusivity(unchecked) private var refusedAtCap = 0
     @exclusivity(unchecked) private var closed = false
 
-    package static let handshakeTimeout = 10.0
+    static let handshakeTimeout = 10.0
     /// Connections that finished their handshake (every one a configured node or instance).
-    package static let maxPeers = 4096
+    static let maxPeers = 4096
     /// Connections still in their handshake: a pool of its own, so connections that never finish one
     /// (each kept up to `handshakeTimeout`) cannot take the places of admitted backends.
-    package static let maxHandshaking = 1024
+    static let maxHandshaking = 1024
     /// A peer's output is written at once past this, instead of at the end of the loop iteration.
     private static let eagerFlushBytes = 256 * 1024
 
     /// The TCP port bound (the first listener's), for endpoints with port 0 in tests.
-    package private(set) var boundPort: UInt16 = 0
+    private(set) var boundPort: UInt16 = 0
 
-    package init(
+    init(
         loop: EventLoop, endpoint: ZMTPEndpoint, maxMessageSize: Int, maxQueuedBytes: Int, curveKeys: CurveCrypto.KeyPair?,
-        delegate: any ZMTPRouterDelegate
+        delegate: any BackendRouterDelegate
     ) throws(SystemError) {
         // Bound before any property is set: a failure then throws without running `deinit`.
         let fds = try Self.listen(on: endpoint)
@@ -133,7 +109,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     /// Stops listening and drops every peer. Returns why the `ipc://` socket file could not be removed
     /// (typically: privileges were dropped and the directory is not writable); the next start replaces it.
     @discardableResult
-    package func close() -> SystemError? {
+    func close() -> SystemError? {
         if closed { return nil }
         closed = true
         for socket in listenSockets {
@@ -162,7 +138,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
             if peers.count - readyPeers.count >= Self.maxHandshaking {
                 Posix.close(fd)
                 refusedAtCap += 1
-                delegate.zmtpRouterDroppedPeer(
+                delegate.backendRouterDroppedPeer(
                     identity: UnsafeRawBufferPointer(start: nil, count: 0),
                     reason: "refused a connection from \(text): \(Self.maxHandshaking) backend connections are in their handshake (\(refusedAtCap) refused so far)",
                     host: "handshake cap", protocolError: true)
@@ -194,9 +170,9 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         } else {
             peer.identity = identity
         }
-        let holder = readyPeer(peer.identity).map { Holder(key: $0.key, address: $0.address) }
+        let holder = readyPeer(peer.identity).map { BackendIdentityHolder(key: $0.key, address: $0.address) }
         let refusal = peer.identity.withUnsafeBytes {
-            delegate.zmtpRouterAdmit(identity: identity.isEmpty ? UnsafeRawBufferPointer(start: nil, count: 0) : $0,
+            delegate.backendRouterAdmit(identity: identity.isEmpty ? UnsafeRawBufferPointer(start: nil, count: 0) : $0,
                                      key: peer.key, address: peer.address, holder: holder)
         }
         if refusal == nil { return .admitted }
@@ -206,14 +182,14 @@ package final class ZMTPRouter: TimerWatcherDelegate {
 
     /// Called by a peer whose claim was admitted: it takes over the identity from an older connection.
     func peerIsReady(_ peer: ZMTPPeer) {
-        var replaced: Holder? = nil
+        var replaced: BackendIdentityHolder? = nil
         if let old = readyPeer(peer.identity) {
-            replaced = Holder(key: old.key, address: old.address)
+            replaced = BackendIdentityHolder(key: old.key, address: old.address)
             forget(old)
             old.close()
         }
         readyPeers.append(peer)
-        peer.identity.withUnsafeBytes { delegate.zmtpRouterPeerJoined(identity: $0, address: peer.address, replaced: replaced) }
+        peer.identity.withUnsafeBytes { delegate.backendRouterPeerJoined(identity: $0, address: peer.address, replaced: replaced) }
     }
 
     /// Closes a peer's connection and tells the delegate why (not for a refused claim: the delegate
@@ -225,7 +201,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         if refused { return }
         let reason = peer.identity.isEmpty ? "\(reason) (from \(peer.address))" : reason
         peer.identity.withUnsafeBytes {
-            delegate.zmtpRouterDroppedPeer(identity: $0, reason: reason, host: peer.host, protocolError: protocolError)
+            delegate.backendRouterDroppedPeer(identity: $0, reason: reason, host: peer.host, protocolError: protocolError)
         }
     }
 
@@ -234,7 +210,7 @@ package final class ZMTPRouter: TimerWatcherDelegate {
         if let i = readyPeers.firstIndex(where: { $0 === peer }) { readyPeers.remove(at: i) }
     }
 
-    package func timerFired(_ timer: TimerWatcher) {
+    func timerFired(_ timer: TimerWatcher) {
         let deadline = loop.now - Self.handshakeTimeout
         var handshaking = false
         for peer in peers where peer.state != .ready {
@@ -263,50 +239,35 @@ package final class ZMTPRouter: TimerWatcherDelegate {
 
     // MARK: sending
 
-    /// Queues [sid, type, body] for the peer with `identity`; it is written before the loop blocks.
-    package func send(
-        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
-        body: UnsafeRawBufferPointer
-    ) -> ZMQSendResult {
+    /// Queues [sid, type, body] for the peer with `identity`; it is written before the loop blocks (or at
+    /// once past `eagerFlushBytes`). Copied bytes go into the output queue (small ones in the same piece as
+    /// the frame headers); a counted body is queued as it is, and freed once written. With CURVE every
+    /// frame is sealed into the queue, so a counted body is freed at once.
+    func send(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString, body: consuming BackendBody
+    ) -> BackendSendResult {
         guard let peer = readyPeer(identity) else { return .unreachable }
         if peer.output.count >= maxQueuedBytes { return .full }
-        if case .curve(let curve) = peer.security {
-            queueSealed(on: peer, curve: curve, sid: sid, type: type, body: body)
-            scheduleFlush(peer)
-            return .sent
+        switch consume body {
+        case .copying(let bytes):
+            if case .curve(let curve) = peer.security {
+                queueSealed(on: peer, curve: curve, sid: sid, type: type, body: bytes)
+            } else {
+                let small = bytes.count <= 4096
+                queueHeaders(on: peer, sid: sid, type: type, bodySize: bytes.count, reserving: small ? bytes.count : 0) {
+                    room in
+                    if small, let source = bytes.baseAddress { room.copyMemory(from: source, byteCount: bytes.count) }
+                }
+                if !small { peer.output.append(bytes) }
+            }
+        case .counted(let counted):
+            if case .curve(let curve) = peer.security {
+                queueSealed(on: peer, curve: curve, sid: sid, type: type, body: counted.bytes)
+            } else {
+                queueHeaders(on: peer, sid: sid, type: type, bodySize: counted.count, reserving: 0) { _ in }
+                peer.output.append(counted)
+            }
         }
-        let small = body.count <= 4096
-        queueHeaders(on: peer, sid: sid, type: type, bodySize: body.count, reserving: small ? body.count : 0) { room in
-            if small, let source = body.baseAddress { room.copyMemory(from: source, byteCount: body.count) }
-        }
-        if !small { peer.output.append(body) }
-        scheduleFlush(peer)
-        return .sent
-    }
-
-    /// Like `send(identity:sid:type:body:)` with a `HandOverBuffer` queued as it is (no copy) and
-    /// counted in `meter` until written. The buffer is taken over in every case.
-    package func send(
-        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString,
-        handingOver buffer: UnsafeMutableRawPointer, count: Int, meter: ZMQQueueMeter
-    ) -> ZMQSendResult {
-        guard let peer = readyPeer(identity) else {
-            HandOverBuffer.release(buffer)
-            return .unreachable
-        }
-        if peer.output.count >= maxQueuedBytes {
-            HandOverBuffer.release(buffer)
-            return .full
-        }
-        if case .curve(let curve) = peer.security {
-            // Sealing copies the bytes anyway: the buffer is done with at once.
-            queueSealed(on: peer, curve: curve, sid: sid, type: type, body: UnsafeRawBufferPointer(start: buffer, count: count))
-            HandOverBuffer.release(buffer)
-            scheduleFlush(peer)
-            return .sent
-        }
-        queueHeaders(on: peer, sid: sid, type: type, bodySize: count, reserving: 0) { _ in }
-        peer.output.append(handingOver: buffer, size: count, meter: meter)
         scheduleFlush(peer)
         return .sent
     }
@@ -366,10 +327,10 @@ package final class ZMTPRouter: TimerWatcherDelegate {
     }
 
     /// Whether output was queued since the last `flush()`.
-    package var needsFlush: Bool { !peersToFlush.isEmpty }
+    var needsFlush: Bool { !peersToFlush.isEmpty }
 
     /// Writes every peer's queued output: the gateway calls this before the loop blocks.
-    package func flush() {
+    func flush() {
         // Swap in the spare array so flushing allocates nothing (as the gateway's connection flush).
         swap(&peersToFlush, &flushBatch)
         for peer in flushBatch {

@@ -1,0 +1,235 @@
+package import BlastBeatCore
+import Glibc
+
+/// Outcome of sending one message to a backend identity, with either engine.
+package enum BackendSendResult: Equatable {
+    case sent
+    /// No connection with that identity (libzmq: ZMQ_ROUTER_MANDATORY's EHOSTUNREACH).
+    case unreachable
+    /// The connection's queue is past its limit (libzmq: the high-water mark); nothing was sent.
+    case full
+}
+
+/// A failure of the ROUTER itself (binding it, or libzmq refusing a send for a reason other than routing).
+package struct BackendRouterError: Error, CustomStringConvertible {
+    package var description: String
+}
+
+/// One message [sid, type, body] from the backend connection holding `identity`, as views that are
+/// valid for the delegate call only (into libzmq's frames or a native peer's input buffer).
+package struct BackendMessage {
+    package var identity: UnsafeRawBufferPointer
+    package var sid: UnsafeRawBufferPointer
+    package var type: BackendMessageType
+    package var body: UnsafeRawBufferPointer
+
+    package init(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: BackendMessageType,
+        body: UnsafeRawBufferPointer
+    ) {
+        self.identity = identity
+        self.sid = sid
+        self.type = type
+        self.body = body
+    }
+}
+
+/// Why a message from a backend was not delivered as a `BackendMessage`.
+package enum MalformedBackendMessage {
+    /// Not 4 frames counting the identity frame the ROUTER prepends (3 from a DEALER).
+    case frameCount(Int)
+    /// A type frame that is none of `BackendMessageType`'s names (valid for the call only).
+    case unknownType(UnsafeRawBufferPointer)
+}
+
+/// The live connection holding an identity, as the delegate sees it when another one claims it.
+package struct BackendIdentityHolder {
+    package var key: CurveKey?
+    package var address: String
+}
+
+/// Bytes the router sends as the body frame, and who owns them.
+package enum BackendBody: ~Copyable {
+    /// Borrowed for the call: the router copies what it keeps.
+    case copying(UnsafeRawBufferPointer)
+    /// Owned: the router takes the buffer over and frees it once sent (or dropped).
+    case counted(CountedBody)
+}
+
+/// A `HandOverBuffer` body owned by whoever holds this value, counted in its node's meter from creation
+/// until it is freed: once written to the node's connection, by libzmq's deallocator, or (dropped
+/// unsent, e.g. the node is unreachable) here. Its meter must outlive it.
+package struct CountedBody: ~Copyable {
+    let buffer: UnsafeMutableRawPointer
+    package let count: Int
+    let meter: Unmanaged<NodeQueueMeter>
+
+    /// Takes over the first `count` bytes of `buffer` (from `HandOverBuffer.allocate`).
+    package init(handingOver buffer: UnsafeMutableRawPointer, count: Int, meter: NodeQueueMeter) {
+        HandOverBuffer.setQueuedCount(buffer, count)
+        meter.add(count)
+        self.buffer = buffer
+        self.count = count
+        self.meter = Unmanaged.passUnretained(meter)
+    }
+
+    /// A counted copy of `bytes`; nil without memory.
+    package init?(copying bytes: UnsafeRawBufferPointer, meter: NodeQueueMeter) {
+        guard let buffer = HandOverBuffer.allocate(bytes.count) else { return nil }
+        if let source = bytes.baseAddress { buffer.copyMemory(from: source, byteCount: bytes.count) }
+        self.init(handingOver: buffer, count: bytes.count, meter: meter)
+    }
+
+    package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: buffer, count: count) }
+
+    deinit {
+        meter.takeUnretainedValue().subtract(count)
+        HandOverBuffer.release(buffer)
+    }
+
+    /// Hands the buffer to an engine, which must subtract `HandOverBuffer.queuedCount` from the meter
+    /// and release the buffer when it is done with it.
+    consuming func release() -> (buffer: UnsafeMutableRawPointer, count: Int, meter: NodeQueueMeter) {
+        let parts = (buffer, count, meter.takeUnretainedValue())
+        discard self
+        return parts
+    }
+}
+
+/// What a `BackendRouter` reports, from either engine. Views are valid for the call only.
+package protocol BackendRouterDelegate: AnyObject {
+    /// A well-formed message from an admitted connection.
+    func backendRouter(received message: BackendMessage)
+    /// A message dropped before it could be delivered; `identity` is its connection's.
+    func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: UnsafeRawBufferPointer)
+
+    // Native engine: it sees every connection and asks before one is used.
+
+    /// A connection finished its handshake claiming `identity` (empty: none) with `key` proved (CURVE)
+    /// from `address`; `holder` is the live connection that has the identity now, if any. Returns why
+    /// the claim is refused, or nil to admit it (it then replaces the holder).
+    func backendRouterAdmit(
+        identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: BackendIdentityHolder?
+    ) -> String?
+    /// An admitted connection is ready; `replaced` is the holder it took the identity from.
+    func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?)
+    /// A connection closed; `protocolError` when the peer broke ZMTP. `host` is the peer's address
+    /// without its port (what a reconnecting peer keeps), for rate limits.
+    func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool)
+
+    // libzmq engine with CURVE: libzmq asks about a key (ZAP) but never about an identity, so each
+    // message's claim is put to the delegate before it is delivered.
+
+    /// A connection from `address` proved `key`; returns why it is refused, or nil to let it in.
+    func backendRouterAdmitKey(_ key: CurveKey?, address: String) -> String?
+    /// Whether a message from a connection that proved `key` may speak as `identity`; a refused
+    /// message is dropped (the delegate counts and logs it).
+    func backendRouterAllowsClaim(identity: UnsafeRawBufferPointer, key: CurveKey?) -> Bool
+}
+
+/// The gateway's ROUTER: where backends connect, whichever ZMTP engine speaks to them. One send path
+/// and one receive path (the delegate) for both engines:
+///
+/// - `native` (ZMTPRouter): ZMTP spoken on the gateway's own event loop; sends are queued on the peer's
+///   connection and written by `flush()` before the loop blocks.
+/// - `libzmq` (ZMQRouter): a libzmq ROUTER socket, for endpoints only libzmq has; its queue is looked at
+///   again before the loop blocks while `hasPendingWork` (its descriptor is edge-triggered).
+///
+/// The engine is an enum, not a protocol existential: a send is one switch, no dynamic dispatch.
+package final class BackendRouter {
+    private enum Engine {
+        case native(ZMTPRouter)
+        case libzmq(ZMQRouter)
+    }
+
+    private let engine: Engine
+
+    /// Binds `endpoint`. `maxMessageSize` bounds what a native peer may send, `maxQueuedBytes` what may
+    /// wait for one native peer; `curveKeys` makes every backend complete CURVE.
+    package init(
+        loop: EventLoop, endpoint: String, engine: Configuration.ZMQEngine, maxMessageSize: Int, maxQueuedBytes: Int,
+        curveKeys: CurveCrypto.KeyPair?, delegate: any BackendRouterDelegate
+    ) throws(BackendRouterError) {
+        switch engine {
+        case .native:
+            guard let parsed = ZMTPEndpoint.parse(endpoint) else {
+                throw BackendRouterError(description: "\(endpoint): the native engine takes tcp:// or ipc:// endpoints")
+            }
+            do {
+                self.engine = .native(
+                    try ZMTPRouter(
+                        loop: loop, endpoint: parsed, maxMessageSize: maxMessageSize, maxQueuedBytes: maxQueuedBytes,
+                        curveKeys: curveKeys, delegate: delegate))
+            } catch { throw BackendRouterError(description: "\(error)") }
+        case .libzmq:
+            do {
+                self.engine = .libzmq(
+                    try ZMQRouter(loop: loop, endpoint: endpoint, curveSecretKey: curveKeys?.secretKey, delegate: delegate))
+            } catch { throw BackendRouterError(description: "\(error)") }
+        }
+    }
+
+    /// Sends [sid, type, body] to the connection with `identity`. A counted body is taken over in every
+    /// case (freed once sent, or at once when the send fails).
+    @inline(__always)
+    package func send(
+        to identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString, body: consuming BackendBody
+    ) throws(BackendRouterError) -> BackendSendResult {
+        switch engine {
+        case .native(let router):
+            return router.send(identity: identity, sid: sid, type: type, body: body)
+        case .libzmq(let router):
+            do { return try router.send(identity: identity, sid: sid, type: type, body: body) } catch {
+                throw BackendRouterError(description: "\(error)")
+            }
+        }
+    }
+
+    /// Whether messages may be waiting that no wakeup will announce (libzmq: a send may have consumed
+    /// the edge of its descriptor): the owner calls `receivePending()` again before blocking.
+    package var hasPendingWork: Bool {
+        switch engine {
+        case .native: return false
+        case .libzmq(let router): return router.needsCheck
+        }
+    }
+
+    /// Delivers what `hasPendingWork` says may be waiting.
+    package func receivePending() {
+        if case .libzmq(let router) = engine { router.checkQueue() }
+    }
+
+    /// Writes what sends queued (native engine); the owner calls this before the loop blocks.
+    package func flush() {
+        if case .native(let router) = engine { router.flush() }
+    }
+
+    /// True when the engine cannot tell who holds an identity before a message from it arrives (libzmq
+    /// with CURVE): a node not heard from must not get requests yet.
+    package var claimsAreProvedByMessages: Bool {
+        switch engine {
+        case .native: return false
+        case .libzmq(let router): return router.checksClaims
+        }
+    }
+
+    /// The TCP port bound (native engine; 0 otherwise), for endpoints with port 0 in tests.
+    package var boundPort: UInt16 {
+        switch engine {
+        case .native(let router): return router.boundPort
+        case .libzmq: return 0
+        }
+    }
+
+    /// Stops listening and drops every connection. Returns why an `ipc://` socket file could not be
+    /// removed (native engine; the next start replaces it).
+    @discardableResult
+    package func close() -> BackendRouterError? {
+        switch engine {
+        case .native(let router): return router.close().map { BackendRouterError(description: "\($0)") }
+        case .libzmq(let router):
+            router.close()
+            return nil
+        }
+    }
+}

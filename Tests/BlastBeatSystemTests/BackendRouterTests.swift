@@ -1,0 +1,148 @@
+import BlastBeatCore
+import BlastBeatSystem
+import Glibc
+import Testing
+
+/// What a `BackendRouter` reported, copied out of the views (valid only during the calls).
+private final class Recorder: BackendRouterDelegate {
+    var received: [(identity: [UInt8], sid: [UInt8], type: BackendMessageType, body: [UInt8])] = []
+    var malformed: [(identity: [UInt8], problem: String)] = []
+    var admitted: [[UInt8]] = []
+    var joined: [[UInt8]] = []
+    var dropped: [String] = []
+
+    func backendRouter(received message: BackendMessage) {
+        received.append((Array(message.identity), Array(message.sid), message.type, Array(message.body)))
+    }
+
+    func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: UnsafeRawBufferPointer) {
+        switch problem {
+        case .frameCount(let count): malformed.append((Array(identity), "\(count) frames"))
+        case .unknownType(let type): malformed.append((Array(identity), "type " + String(decoding: type, as: UTF8.self)))
+        }
+    }
+
+    func backendRouterAdmit(
+        identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: BackendIdentityHolder?
+    ) -> String? {
+        admitted.append(Array(identity))
+        return nil
+    }
+
+    func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?) {
+        joined.append(Array(identity))
+    }
+
+    func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
+        dropped.append(reason)
+    }
+
+    func backendRouterAdmitKey(_ key: CurveKey?, address: String) -> String? { nil }
+
+    func backendRouterAllowsClaim(identity: UnsafeRawBufferPointer, key: CurveKey?) -> Bool { true }
+}
+
+/// The suites that drive libev's default loop (one per process): run one at a time, not in parallel.
+@Suite(.serialized) enum OnTheEventLoop {}
+
+/// Both engines through the one seam: a `BackendRouter` on an `ipc://` socket, driven by hand on the event
+/// loop (as the gateway's loop would: run, then `receivePending` and `flush` before blocking), and a
+/// libzmq DEALER as the backend.
+extension OnTheEventLoop {
+@Suite struct BackendRouterTests {
+    static let sid: [UInt8] = Array(0..<16)
+
+    /// Runs the loop until `done` holds or 5 s pass.
+    static func run(_ loop: EventLoop, _ router: BackendRouter, until done: () -> Bool) -> Bool {
+        for _ in 0..<5000 {
+            loop.runReady()
+            router.receivePending()
+            router.flush()
+            if done() { return true }
+            usleep(1000)
+        }
+        return false
+    }
+
+    /// The dealer's next message as (sid, type, body), waiting up to 5 s while the router flushes.
+    static func next(_ dealer: ZMQDealer, _ loop: EventLoop, _ router: BackendRouter) -> ([UInt8], String, [UInt8])? {
+        var got: ([UInt8], String, [UInt8])? = nil
+        _ = run(loop, router) {
+            if case .message(let m) = dealer.receive() {
+                got = (Array(m.sid), String(decoding: m.type, as: UTF8.self), Array(m.body))
+            }
+            return got != nil
+        }
+        return got
+    }
+
+    @Test(arguments: [Configuration.ZMQEngine.native, .libzmq])
+    func sendAndReceiveThroughTheSeam(engine: Configuration.ZMQEngine) throws {
+        let endpoint = "ipc:///tmp/blastbeat-router-test-\(getpid())-\(engine).sock"
+        let loop = EventLoop()
+        let recorder = Recorder()
+        let router = try BackendRouter(
+            loop: loop, endpoint: endpoint, engine: engine, maxMessageSize: 1 << 20, maxQueuedBytes: 1 << 22,
+            curveKeys: nil, delegate: recorder)
+        defer { router.close() }
+        let dealer = try ZMQDealer(identity: Array("node1".utf8), endpoint: endpoint)
+        defer { dealer.close() }
+        let identity = Array("node1".utf8)
+
+        // Backend → gateway: a typed message, then one of a type no backend may send.
+        _ = try Self.sid.withUnsafeBytes { sid in
+            try Array("hello".utf8).withUnsafeBytes { try dealer.send(sid: sid, type: "body", body: $0) }
+        }
+        #expect(Self.run(loop, router) { !recorder.received.isEmpty })
+        #expect(recorder.received.first?.identity == identity)
+        #expect(recorder.received.first?.sid == Self.sid)
+        #expect(recorder.received.first?.type == .body)
+        #expect(recorder.received.first?.body == Array("hello".utf8))
+        if engine == .native {
+            #expect(recorder.admitted == [identity] && recorder.joined == [identity])
+        }
+        _ = try Self.sid.withUnsafeBytes { sid in
+            try [UInt8]().withUnsafeBytes { try dealer.send(sid: sid, type: "bogus", body: $0) }
+        }
+        #expect(Self.run(loop, router) { !recorder.malformed.isEmpty })
+        #expect(recorder.malformed.first?.identity == identity)
+        #expect(recorder.malformed.first?.problem == "type bogus")
+
+        // Gateway → backend: copied bytes, then a counted body the router takes over.
+        let sent = identity.withUnsafeBytes { to in
+            Self.sid.withUnsafeBytes { sid in
+                Array("uwsgi packet".utf8).withUnsafeBytes { try? router.send(to: to, sid: sid, type: "uwsgi", body: .copying($0)) }
+            }
+        }
+        #expect(sent == .sent)
+        let first = Self.next(dealer, loop, router)
+        #expect(first?.0 == Self.sid && first?.1 == "uwsgi" && first?.2 == Array("uwsgi packet".utf8))
+
+        let meter = NodeQueueMeter()
+        let large = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let counted = identity.withUnsafeBytes { to in
+            Self.sid.withUnsafeBytes { sid in
+                large.withUnsafeBytes { bytes in
+                    try? router.send(to: to, sid: sid, type: "body", body: .counted(CountedBody(copying: bytes, meter: meter)!))
+                }
+            }
+        }
+        #expect(counted == .sent)
+        let second = Self.next(dealer, loop, router)
+        #expect(second?.1 == "body" && second?.2 == large)
+        // Written (native) or freed by libzmq's I/O thread: off the meter either way.
+        #expect(Self.run(loop, router) { meter.queuedBytes == 0 })
+
+        // An identity nobody holds: refused, and the counted body freed at once.
+        let unknown = Array("nobody".utf8).withUnsafeBytes { to in
+            Self.sid.withUnsafeBytes { sid in
+                large.withUnsafeBytes { bytes in
+                    try? router.send(to: to, sid: sid, type: "body", body: .counted(CountedBody(copying: bytes, meter: meter)!))
+                }
+            }
+        }
+        #expect(unknown == .unreachable)
+        #expect(meter.queuedBytes == 0)
+    }
+}
+}
