@@ -119,9 +119,15 @@ extension Connection {
     }
 
     /// Sends request body bytes on to the node (see GatewaySession.forwardBody).
-    private func forwardBody(_ bytes: UnsafeRawBufferPointer, handingOver buffer: UnsafeMutableRawPointer? = nil) {
-        if head.expectContinue { session.continueWasSent() }  // the client did not wait
-        session.forwardBody(bytes, handingOver: buffer)
+    private func forwardBody(_ bytes: UnsafeRawBufferPointer) {
+        clientSentBody()
+        session.forwardBody(bytes)
+    }
+
+    /// Body bytes came: a client that sent them without waiting needs no `100 Continue` any more, and
+    /// the body timeout starts again.
+    private func clientSentBody() {
+        if head.expectContinue { session.continueWasSent() }
         if case .body = request { setDeadline(gateway.config.timeouts.body, .body) }
     }
 
@@ -146,38 +152,35 @@ extension Connection {
     /// Smaller bodies (or their last bytes) take the ordinary path: the copy is cheap there.
     static var directBodyMinimum: Int { 16 * 1024 }
 
-    /// Reads up to `size` body bytes into a fresh `HandOverBuffer` and forwards them without a
-    /// copy: a 1 MiB upload does not pass through `memcpy` on its way to the backend. Returns
-    /// whether the read filled the buffer (so more may be waiting).
+    /// Reads up to `size` body bytes into a fresh `BodyBuffer` and forwards them without a copy: a
+    /// 1 MiB upload does not pass through `memcpy` on its way to the backend. Returns whether the read
+    /// filled the buffer (so more may be waiting).
     func readBodyDirectly(size: Int) -> Bool {
-        guard let buffer = HandOverBuffer.allocate(size) else {
+        guard var body = BodyBuffer(capacity: size) else {
             abort("no memory for a request body buffer")
             return false
         }
         let result: IOResult
-        do { result = try Posix.read(fd, into: UnsafeMutableRawBufferPointer(start: buffer, count: size)) } catch {
-            HandOverBuffer.release(buffer)
+        do { result = try body.read(from: fd) } catch {
             abort("read: \(error)")
             return false
         }
         guard case .processed(let n) = result, n > 0, case .body(var decoder) = request else {
-            HandOverBuffer.release(buffer)
             if case .processed(0) = result { endOfInput() }
             return false
         }
-        let bytes = UnsafeRawBufferPointer(start: buffer, count: n)
         do throws(HTTPParseError) {
             // A Content-Length decoder takes all `n` bytes: no more than `remaining` were read.
-            let (consumed, payload) = try decoder.decode(bytes)
+            let (consumed, payload) = try decoder.decode(body.bytes)
             precondition(consumed == n && payload == 0..<n, "direct body read past Content-Length")
         } catch {
-            HandOverBuffer.release(buffer)
             request = .body(decoder)
             rejectRequest(error)
             return false
         }
         request = decoder.isFinished ? .complete : .body(decoder)
-        forwardBody(bytes, handingOver: buffer)
+        clientSentBody()
+        session.forwardBody(body)
         if decoder.isFinished { finishRequestBody() }
         updateInterest()
         return n == size

@@ -89,12 +89,12 @@ extension Gateway {
         send(to: node, sid: sid, type: type, .copying(body))
     }
 
-    /// Sends `count` bytes of a `HandOverBuffer` without copying them; the buffer is handed over
-    /// (freed once written to the node's connection, or at once when the send fails). Counted in the
-    /// node's meter until then.
+    /// Sends a body read straight from a client without copying it: the buffer is handed over (freed
+    /// once written to the node's connection, or at once when the send fails), counted in the node's
+    /// meter until then.
     @discardableResult
-    func send(to node: Int, sid: SessionID, type: StaticString, handingOver buffer: UnsafeMutableRawPointer, count: Int) -> BackendSendResult {
-        send(to: node, sid: sid, type: type, .counted(CountedBody(handingOver: buffer, count: count, meter: nodeQueueMeter(node))))
+    func send(to node: Int, sid: SessionID, type: StaticString, body: consuming BodyBuffer) -> BackendSendResult {
+        send(to: node, sid: sid, type: type, .counted(body.counted(by: nodeQueueMeter(node))))
     }
 
     /// Sends a copy of `bytes` in a counted buffer: for client data (request bodies, WebSocket

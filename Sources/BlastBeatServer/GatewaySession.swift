@@ -113,9 +113,23 @@ final class GatewaySession {
         }
     }
 
-    /// Request body bytes for the node. With `handingOver`, `bytes` lie in that `HandOverBuffer`, which goes
-    /// to the router without a copy (and is released in every case).
-    func forwardBody(_ bytes: UnsafeRawBufferPointer, handingOver buffer: UnsafeMutableRawPointer? = nil) {
+    /// Request body bytes for the node, sent as a counted copy.
+    func forwardBody(_ bytes: UnsafeRawBufferPointer) {
+        keepForReplay(bytes)
+        guard let node, nodeKnowsSession else { return }
+        // Every body byte goes out in a counted buffer, so the node's queue meter sees all of them.
+        gateway.sendCounted(to: node, sid: sid, type: "body", copying: bytes)
+    }
+
+    /// Request body bytes read straight into a buffer the router sends without a copy (freed unsent when
+    /// the node no longer knows the session).
+    func forwardBody(_ body: consuming BodyBuffer) {
+        keepForReplay(body.bytes)
+        guard let node, nodeKnowsSession else { return }
+        gateway.send(to: node, sid: sid, type: "body", body: body)
+    }
+
+    private func keepForReplay(_ bytes: UnsafeRawBufferPointer) {
         if var kept = replayBody {
             if kept.count + bytes.count <= gateway.config.maxRetryBuffer {
                 replayBody = nil
@@ -124,17 +138,6 @@ final class GatewaySession {
             } else {
                 replayBody = nil  // too big to replay: a later `retry` gets 502
             }
-        }
-        guard let node, nodeKnowsSession else {
-            if let buffer { HandOverBuffer.release(buffer) }
-            return
-        }
-        // Every body byte goes out in a counted buffer, so the node's queue meter sees all of them.
-        if let buffer {
-            precondition(bytes.baseAddress == UnsafeRawPointer(buffer), "handed-over body must start its buffer")
-            gateway.send(to: node, sid: sid, type: "body", handingOver: buffer, count: bytes.count)
-        } else {
-            gateway.sendCounted(to: node, sid: sid, type: "body", copying: bytes)
         }
     }
 

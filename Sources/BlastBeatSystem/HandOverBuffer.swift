@@ -42,3 +42,36 @@ package enum HandOverBuffer {
         (buffer - header).load(as: Int.self)
     }
 }
+
+/// Request body bytes read straight from a client socket into memory a `BackendRouter` can send without a
+/// copy. Owned until `counted(by:)` turns it into a `CountedBody` for a send; freed if dropped before.
+package struct BodyBuffer: ~Copyable {
+    private let buffer: UnsafeMutableRawPointer
+    package let capacity: Int
+    package private(set) var count = 0
+
+    /// Nil without memory.
+    package init?(capacity: Int) {
+        guard let buffer = HandOverBuffer.allocate(capacity) else { return nil }
+        self.buffer = buffer
+        self.capacity = capacity
+    }
+
+    /// One read from `fd` into the buffer; `count` becomes what was read.
+    package mutating func read(from fd: Int32) throws(SystemError) -> IOResult {
+        let result = try Posix.read(fd, into: UnsafeMutableRawBufferPointer(start: buffer, count: capacity))
+        if case .processed(let n) = result { count = n }
+        return result
+    }
+
+    package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: buffer, count: count) }
+
+    /// The bytes read, counted against `meter` from now until an engine has sent or dropped them.
+    package consuming func counted(by meter: NodeQueueMeter) -> CountedBody {
+        let (buffer, count) = (self.buffer, self.count)
+        discard self
+        return CountedBody(handingOver: buffer, count: count, meter: meter)
+    }
+
+    deinit { HandOverBuffer.release(buffer) }
+}
