@@ -71,26 +71,6 @@ extension Connection {
         updateInterest()
     }
 
-    func timedOut() {
-        gateway.counters.timeouts += 1
-        switch deadlineReason {
-        case .backend:
-            if isExchangeActive { session.backendTimedOut() } else { abort("backend timeout") }
-        case .head:
-            sendErrorAndClose(status: 408, message: "request head not received in time")
-        case .body:
-            abort("request body stalled")
-        case .webSocketIdle:
-            if let webSocket { webSocketIdle(session: webSocket) } else { abort("idle timeout") }
-        case .tlsHandshake:
-            abort("TLS handshake not completed within \(gateway.config.timeouts.tlsHandshake)s")
-        case .idle where tls != nil && !tlsClosing && !isExchangeActive:
-            closeAfterFlush()  // with close_notify, so TLS clients see a clean end
-        case .idle, .write, .linger:
-            abort("\(deadlineReason) timeout")
-        }
-    }
-
     /// The value of the first header `name` (lowercase) in a response head, trimmed; nil when absent.
     static func headerValue(named name: StaticString, in head: UnsafeRawBufferPointer) -> [UInt8]? {
         let length = name.utf8CodeUnitCount
