@@ -16,10 +16,15 @@ package enum CommandLineTasks {
         }
     }
 
-    /// `--check`: what can be checked without binding: the key files (readable, well-formed, pairs).
+    /// `--check`: what startup checks without binding: the CURVE key files (readable, well-formed, pairs), and
+    /// every TLS listener's certificates and keys (readable, parse, each key its certificate's), each error at
+    /// the line of the key that names the file.
     package static func check(_ config: Configuration) throws(StartupError) {
         do { _ = try BackendKeys.load(config) } catch {
             throw StartupError(description: "\(error)")
+        }
+        for (index, listener) in config.listeners.enumerated() where listener.tls {
+            _ = try TLSFiles.context(config, forListener: index)
         }
     }
 

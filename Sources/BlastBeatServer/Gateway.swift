@@ -138,13 +138,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         for (index, listenerConfig) in config.listeners.enumerated() {
             var tlsContext: TLSServerContext? = nil
             if listenerConfig.tls {
-                do {
-                    let (defaultCertificate, certificates) = try loadCertificates(forListener: index)
-                    tlsContext = try TLSServerContext(
-                        defaultCertificate: defaultCertificate, certificates: certificates, alpn: ["http/1.1"])
-                } catch {
+                do { tlsContext = try TLSFiles.context(config, forListener: index) } catch {
                     closeListeners()
-                    throw StartupError(description: "\(config.file):\(listenerConfig.line): bind-ssl: \(error)")
+                    throw error
                 }
             }
             let addresses: [SocketAddress]
@@ -174,41 +170,13 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         }
     }
 
-    /// Reads the certificates a TLS listener serves: one per distinct (certificate, key) pair of
-    /// its vhosts. The default (no SNI match) is the `[blastbeat]` pair, or on a listener dedicated
-    /// to vhosts, the first vhost's pair.
-    private func loadCertificates(forListener index: Int) throws(TLSError) -> (TLSCertificate?, [TLSCertificate]) {
-        var loaded: [String: TLSCertificate] = [:]
-        func load(_ certificate: String, _ key: String) throws(TLSError) -> TLSCertificate {
-            let id = certificate + "\u{0}" + key
-            if let existing = loaded[id] { return existing }
-            let fresh = try TLSCertificate(certificateFile: certificate, keyFile: key)
-            loaded[id] = fresh
-            return fresh
-        }
-        var certificates: [TLSCertificate] = []
-        for v in config.vhostIndices(forListener: index) {
-            let vhost = config.vhosts[v]
-            guard let certificate = vhost.certificate, let key = vhost.key else { continue }
-            let loadedCertificate = try load(certificate, key)
-            if !certificates.contains(where: { $0 === loadedCertificate }) { certificates.append(loadedCertificate) }
-        }
-        var defaultCertificate: TLSCertificate? = nil
-        if let certificate = config.certificate, let key = config.key {
-            defaultCertificate = try load(certificate, key)
-        } else if config.listeners[index].dedicatedVhosts != nil {
-            defaultCertificate = certificates.first
-        }
-        return (defaultCertificate, certificates)
-    }
-
     /// SIGHUP: re-reads every TLS listener's certificates; a listener whose files fail keeps the old ones.
     private func reloadCertificates() {
         for (position, listener) in listeners.enumerated() {
             guard let context = listener.tls else { continue }
             let index = listenerConfigIndex[position]
             do {
-                let (defaultCertificate, certificates) = try loadCertificates(forListener: index)
+                let (defaultCertificate, certificates) = try TLSFiles.certificates(config, forListener: index)
                 try context.reload(defaultCertificate: defaultCertificate, certificates: certificates)
                 logger.info("reloaded \(certificates.count) certificate(s) for https://\(listener.address)")
             } catch {

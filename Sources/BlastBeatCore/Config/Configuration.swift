@@ -46,6 +46,9 @@ package struct Configuration: Sendable, Equatable {
     /// has none of its own; the server needs it directly only for a TLS listener that serves no vhost.
     package var certificate: String?
     package var key: String?
+    /// Lines of `[blastbeat]`'s `certificate` and `key` (0 when not set), for errors about their files.
+    package var certificateLine = 0
+    package var keyLine = 0
     package var limits: HTTPLimits
     package var timeouts: Timeouts
     /// `max-connections`: open client connections across all listeners.
