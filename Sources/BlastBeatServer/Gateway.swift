@@ -65,6 +65,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private var shutdownTimer: TimerWatcher! = nil
     private var acceptPauseTimer: TimerWatcher! = nil
     private var signalWatchers: [SignalWatcher] = []
+    /// systemd's notification socket (`NOTIFY_SOCKET`), connected before the privilege drop; nil without one.
+    private var notifier: ServiceNotifier? = nil
     /// For each listener, the index of its `bind`/`bind-ssl` line in the configuration.
     private var listenerConfigIndex: [Int] = []
     private(set) var isShuttingDown = false
@@ -73,7 +75,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     package init(config: Configuration) throws(StartupError) {
         self.config = config
         self.loop = EventLoop()
-        self.logger = Logger(level: config.logLevel)
+        do { self.logger = try Logger(level: config.logLevel, path: config.errorLog) } catch {
+            throw StartupError(description: "\(config.file): error-log: \(error)")
+        }
         self.readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
         self.uwsgiScratchBuffer = .allocate(byteCount: 16 * 1024, alignment: 16)
         self.maxPendingInput = max(config.limits.maxHeadBytes * 2, 128 * 1024)
@@ -101,8 +105,12 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         shutdownTimer = TimerWatcher(loop: loop, delegate: self)
         acceptPauseTimer = TimerWatcher(loop: loop, delegate: self)
         nodeQueueTimer = TimerWatcher(loop: loop, delegate: self)
-        for signal in [SIGINT, SIGTERM, SIGHUP] {
+        // The README's signal table; SIGPIPE and SIGUSR2 are ignored (main.swift).
+        for signal in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1] {
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
+        }
+        do { notifier = try ServiceNotifier.fromEnvironment() } catch {
+            logger.error("\(error): the service manager will not be told that the gateway is ready")
         }
     }
 
@@ -194,8 +202,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         let user = config.uid ?? "nobody"
         let group = config.gid ?? "nogroup"
         do {
-            if let dropped = try Privileges.drop(user: user, group: group) {
-                logger.info("running as uid \(dropped.uid) gid \(dropped.gid)")
+            if let target = try Privileges.target(user: user, group: group) {
+                handOverLogFiles(to: target.uid)
+                try Privileges.drop(to: target)
+                logger.info("running as uid \(target.uid) gid \(target.gid)")
             }
         } catch {
             shutdownNow()
@@ -208,6 +218,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         logger.info(
             "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured; backends \(backendKeys.server.map { "authenticated with CURVE, gateway key \($0.publicKey.z85)" } ?? "not authenticated (NULL)")")
         warnIfTenantsAreUnauthenticated()
+        notify("READY=1\nMAINPID=\(getpid())")
         pingTimer.start(after: config.pingFrequency, repeat: config.pingFrequency)
         housekeepingTimer.start(after: 1, repeat: 1)
         loop.run()
@@ -370,7 +381,16 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
 
     package func signalReceived(_ signal: Int32) {
         if signal == SIGHUP {
-            return reloadCertificates()
+            notify("RELOADING=1\nMONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())")
+            if !listeners.contains(where: { $0.tls != nil }) {
+                logger.info("SIGHUP: no TLS listener, so no certificate to re-read (SIGHUP reloads certificates only)")
+            }
+            reloadCertificates()
+            notify("READY=1")
+            return
+        }
+        if signal == SIGUSR1 {
+            return reopenLogs()
         }
         if isShuttingDown {
             logger.warning("second signal: stopping now")
@@ -379,12 +399,61 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             return
         }
         isShuttingDown = true
+        notify("STOPPING=1")
         logger.info(
-            "signal \(signal): no longer accepting; finishing \(sessions.count) connection(s) within \(config.timeouts.shutdown)s")
+            "\(signal == SIGINT ? "SIGINT" : signal == SIGQUIT ? "SIGQUIT" : "SIGTERM"): no longer accepting; finishing \(sessions.count) connection(s) within \(config.timeouts.shutdown)s")
         closeListeners()
         for connection in Array(sessions.values) { connection.shutdownRequested() }
         shutdownTimer.start(after: config.timeouts.shutdown)
         if sessions.isEmpty { loop.stop() }
+    }
+}
+
+// MARK: log files and the service manager
+
+extension Gateway {
+    /// SIGUSR1 (log rotation): both log files are opened again at their paths. A file that cannot be opened
+    /// keeps being written where it was, and the error says so.
+    private func reopenLogs() {
+        var reopened: [String] = []
+        let failure = " (the gateway, running as uid \(getuid()), must be able to open it: README.md, \"Log rotation\")"
+        do {
+            if try logger.reopen(), let path = logger.path { reopened.append(path) }
+        } catch {
+            logger.error("SIGUSR1: cannot reopen error-log, still writing to the old file: \(error)\(failure)")
+        }
+        if let accessLog {
+            do {
+                if try accessLog.reopen(), let path = accessLog.path { reopened.append(path) }
+            } catch {
+                logger.error("SIGUSR1: cannot reopen access-log, still writing to the old file: \(error)\(failure)")
+            }
+        }
+        if !reopened.isEmpty {
+            logger.info("SIGUSR1: reopened \(reopened.joined(separator: " and "))")
+        } else if logger.path == nil && accessLog?.path == nil {
+            logger.info("SIGUSR1: no log file to reopen (error-log and access-log are standard streams or off)")
+        }
+    }
+
+    /// As root, before switching to `uid`: the log files become that user's, so SIGUSR1 can reopen them.
+    fileprivate func handOverLogFiles(to uid: UInt32) {
+        for (key, path, handOver) in [
+            ("error-log", logger.path, logger.handOver), ("access-log", accessLog?.path, accessLog?.handOver),
+        ] {
+            guard let path, let handOver else { continue }
+            do { try handOver(uid) } catch {
+                logger.warning("\(key) \(path): \(error); after the switch to uid \(uid) SIGUSR1 may fail to reopen it")
+            }
+        }
+    }
+
+    /// One notification to the service manager, when there is one; a failure is logged and changes nothing.
+    fileprivate func notify(_ state: String) {
+        guard let notifier else { return }
+        do { try notifier.send(state) } catch {
+            logger.warning("\(error) (sending \(state.split(separator: "\n").first ?? ""))")
+        }
     }
 }
 

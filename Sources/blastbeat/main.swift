@@ -19,8 +19,14 @@ let usage = """
       --version   print the version and exit
       --help      print this help and exit
 
-    Signals: SIGTERM/SIGINT stop accepting and finish requests in flight (shutdown-timeout);
-    a second signal stops at once.
+    Signals:
+      SIGTERM, SIGINT, SIGQUIT  stop accepting, finish requests in flight (shutdown-timeout), exit 0;
+                                a second one stops at once
+      SIGHUP                    re-read the TLS certificates and keys (the old ones stay if that fails)
+      SIGUSR1                   reopen error-log and access-log (after log rotation)
+      SIGUSR2, SIGPIPE          ignored
+
+    With NOTIFY_SOCKET set (systemd Type=notify), the gateway sends READY=1, RELOADING=1, STOPPING=1.
 
     """
 
@@ -75,7 +81,10 @@ if checkOnly {
     print("\(configPath): OK: \(config.listeners.count) listener(s), \(config.vhosts.count) virtual host(s), ROUTER \(config.zmqEndpoint) (\(security))")
     exit(0)
 }
+// Writes to closed sockets report EPIPE. SIGUSR2 is kept for a binary upgrade and must not kill the process
+// meanwhile (its default action); the gateway's own signals are watched by Gateway.
 signal(SIGPIPE, SIG_IGN)
+signal(SIGUSR2, SIG_IGN)
 do {
     let gateway = try Gateway(config: config)
     try gateway.run()

@@ -62,6 +62,8 @@ package struct Configuration: Sendable, Equatable {
     package var maxOutputBuffer: Int = 64 << 20
     /// `access-log`: a path, `-` for stdout; nil when `off`.
     package var accessLog: String? = "-"
+    /// `error-log`: the leveled log's file, `-` for standard error.
+    package var errorLog: String = "-"
     /// `log-level`.
     package var logLevel: LogLevel = .info
     /// `daemon`: accepted so the original's sample file loads, and ignored (the gateway never daemonizes; run it
