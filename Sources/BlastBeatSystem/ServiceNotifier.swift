@@ -1,4 +1,5 @@
 import Glibc
+internal import CSystem  // <sys/socket.h>: SOCK_DGRAM, MSG_NOSIGNAL (as Posix.swift)
 
 /// The service manager's notification protocol (systemd's `sd_notify`, spoken without libsystemd): datagrams of
 /// `KEY=VALUE` lines sent to the Unix socket named by `NOTIFY_SOCKET` — a path, or an abstract socket written
