@@ -50,6 +50,24 @@ package final class LogSink {
         buffer.reserveCapacity(64 * 1024)
     }
 
+    /// `--check`: whether `init(path:)` would open `path`, without creating or changing anything: an existing
+    /// file must open for appending, a new one needs a directory this user may create files in.
+    package static func checkOpenable(_ path: String) throws(SystemError) {
+        if path == "-" { return }
+        // O_NONBLOCK: opening a FIFO without a reader fails instead of waiting for one.
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC)
+        if fd >= 0 {
+            close(fd)
+            return
+        }
+        if errno != ENOENT { throw SystemError(call: "open(\(path))", errno: errno) }
+        let bytes = Array(path.utf8)
+        let directory = bytes.lastIndex(of: UInt8(ascii: "/")).map { String(decoding: bytes[..<max($0, 1)], as: UTF8.self) } ?? "."
+        if access(directory, W_OK | X_OK) != 0 {
+            throw SystemError(call: "open(\(path))", errno: errno)  // what the real open would say
+        }
+    }
+
     private static func open(_ path: String) throws(SystemError) -> Int32 {
         let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         if fd < 0 { throw SystemError(call: "open(\(path))", errno: errno) }

@@ -13,7 +13,8 @@ let usage = """
     Runs the BlastBeat HTTP → ZeroMQ gateway described by CONFIG.ini.
 
       --check     validate the configuration and load every file startup loads (CURVE keys, TLS certificates
-                  and keys, each key against its certificate), print a summary and exit (0 = valid)
+                  and keys, each key against its certificate), check that the log files can be opened and,
+                  as root, that uid/gid exist; print a summary and exit (0 = valid)
       keygen NAME write a CURVE key pair: NAME.key (public) and NAME.key_secret (secret, mode 600), in the
                   ZeroMQ certificate format (for curve-key, node-key and the backends' --curve-key)
       --version   print the version and exit
