@@ -84,11 +84,23 @@ def test_make_install_default_prefix_rewrites_the_unit(tmp_path):
 
 
 def test_installed_example_configuration_passes_check(tmp_path):
+    """The example passes --check once its log directory exists (the unit's LogsDirectory= makes it before
+    ExecStartPre runs --check); here the directory is a temporary one, and without it --check says what is missing."""
     dest = tmp_path / "root"
     make_install(dest, "PREFIX=/usr")
-    config = dest / "etc/blastbeat/blastbeat.ini"
-    proc = subprocess.run([str(dest / "usr/sbin/blastbeat"), "--check", str(config)], capture_output=True, timeout=10)
+    installed = (dest / "etc/blastbeat/blastbeat.ini").read_text()
+    assert installed.count("/var/log/blastbeat/") == 2
+    logs = tmp_path / "logs"
+    config = tmp_path / "blastbeat.ini"
+    config.write_text(installed.replace("/var/log/blastbeat/", f"{logs}/"))
+    binary = str(dest / "usr/sbin/blastbeat")
+    proc = subprocess.run([binary, "--check", str(config)], capture_output=True, timeout=10)
+    assert proc.returncode == 1 and f"error-log: open({logs}/error.log): No such file or directory" in \
+        proc.stderr.decode(errors="replace"), proc.stderr
+    logs.mkdir()
+    proc = subprocess.run([binary, "--check", str(config)], capture_output=True, timeout=10)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert list(logs.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------------------------------------
