@@ -3,7 +3,7 @@ SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: all deps build release run test unit integration integration-libzmq sdk venv bench autobahn clean
+.PHONY: all deps build release run test unit integration integration-libzmq sdk venv bench autobahn clean install uninstall
 SDK_FILES := python/pyproject.toml $(wildcard python/src/blastbeat/*.py)
 
 all: build
@@ -71,6 +71,40 @@ integration-libzmq: build venv
 
 clean:
 	rm -rf .build .build-asan .build-tsan Tests/Fuzz/.build $(VENV)
+
+# `make install` (README.md, "Running in production"): the release binary, the systemd unit (its paths rewritten
+# to where the binary and the configuration go), the logrotate snippet, and an example configuration, which never
+# replaces an existing one. PREFIX and DESTDIR as usual; INSTALL_BIN installs another binary (the tests do).
+# The release binary is rebuilt only when a source file is newer than it.
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+INSTALL_BIN ?= .build/release/blastbeat
+SOURCE_FILES := Package.swift $(shell find Sources -type f)
+
+.build/release/blastbeat: $(SOURCE_FILES)
+	$(SWIFT) build -c release
+
+install: $(INSTALL_BIN)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d \
+		$(DESTDIR)$(SYSCONFDIR)/blastbeat
+	install -m 755 $(INSTALL_BIN) $(DESTDIR)$(SBINDIR)/blastbeat
+	sed -e 's|/usr/sbin/blastbeat|$(SBINDIR)/blastbeat|g' -e 's|/etc/blastbeat/|$(SYSCONFDIR)/blastbeat/|g' \
+		dist/blastbeat.service > $(DESTDIR)$(UNITDIR)/blastbeat.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/blastbeat.service
+	install -m 644 dist/blastbeat.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/blastbeat
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/blastbeat/blastbeat.ini ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/blastbeat/blastbeat.ini (the example is dist/blastbeat.ini)"; \
+	else \
+		echo "install -m 644 dist/blastbeat.ini $(DESTDIR)$(SYSCONFDIR)/blastbeat/blastbeat.ini"; \
+		install -m 644 dist/blastbeat.ini $(DESTDIR)$(SYSCONFDIR)/blastbeat/blastbeat.ini; \
+	fi
+
+# Removes what `make install` put in place except the configuration (and the logs the gateway wrote).
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/blastbeat $(DESTDIR)$(UNITDIR)/blastbeat.service \
+		$(DESTDIR)$(SYSCONFDIR)/logrotate.d/blastbeat
 
 # Side-by-side benchmark, see bench/README.md: BlastBeat vs Mongrel2, Condure and nginx with wrk.
 # BENCH_ARGS="--quick" for a smoke run (~3 minutes); results go to bench/results/.

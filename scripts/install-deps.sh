@@ -5,7 +5,7 @@ set -euo pipefail
 what=${1:-build}
 packages=(libzmq3-dev libev-dev libssl-dev zlib1g-dev libsodium-dev pkg-config)
 case "$what" in
-  test) packages+=(curl python3-venv openssl gcc libc6-dev) ;;
+  test) packages+=(curl python3-venv openssl gcc libc6-dev logrotate systemd) ;;
   bench) packages+=(wrk nginx-light mongrel2-core condure curl python3-venv openssl gcc libc6-dev libssl-dev) ;;
 esac
 missing=()

@@ -16,10 +16,25 @@ package enum CommandLineTasks {
         }
     }
 
-    /// `--check`: what can be checked without binding: the key files (readable, well-formed, pairs).
+    /// `--check`: what startup checks without binding: the CURVE key files (readable, well-formed, pairs),
+    /// every TLS listener's certificates and keys (readable, parse, each key its certificate's), each error at
+    /// the line of the key that names the file; that the log files can be opened (nothing is created); and,
+    /// as root, that `uid` and `gid` name an account. Messages as at startup.
     package static func check(_ config: Configuration) throws(StartupError) {
         do { _ = try BackendKeys.load(config) } catch {
             throw StartupError(description: "\(error)")
+        }
+        for (index, listener) in config.listeners.enumerated() where listener.tls {
+            _ = try TLSFiles.context(config, forListener: index)
+        }
+        for (key, path) in [("error-log", config.errorLog), ("access-log", config.accessLog)] {
+            guard let path else { continue }
+            do { try LogSink.checkOpenable(path) } catch {
+                throw StartupError(description: "\(config.file): \(key): \(error)")
+            }
+        }
+        do { _ = try Privileges.target(user: config.uid ?? "nobody", group: config.gid ?? "nogroup") } catch {
+            throw StartupError(description: "\(config.file): uid/gid: \(error)")
         }
     }
 

@@ -55,6 +55,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private var shutdownTimer: TimerWatcher! = nil
     private var acceptPauseTimer: TimerWatcher! = nil
     private var signalWatchers: [SignalWatcher] = []
+    /// systemd's notification socket (`NOTIFY_SOCKET`), connected before the privilege drop; nil without one.
+    private var notifier: ServiceNotifier? = nil
     /// For each listener, the index of its `bind`/`bind-ssl` line in the configuration.
     private var listenerConfigIndex: [Int] = []
     private(set) var isShuttingDown = false
@@ -63,7 +65,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     package init(config: Configuration) throws(StartupError) {
         self.config = config
         self.loop = EventLoop()
-        self.logger = Logger(level: config.logLevel)
+        do { self.logger = try Logger(level: config.logLevel, path: config.errorLog) } catch {
+            throw StartupError(description: "\(config.file): error-log: \(error)")
+        }
         self.readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
         self.uwsgiScratchBuffer = .allocate(byteCount: 16 * 1024, alignment: 16)
         self.maxPendingInput = max(config.limits.maxHeadBytes * 2, 128 * 1024)
@@ -91,8 +95,12 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         shutdownTimer = TimerWatcher(loop: loop, delegate: self)
         acceptPauseTimer = TimerWatcher(loop: loop, delegate: self)
         nodeQueueTimer = TimerWatcher(loop: loop, delegate: self)
-        for signal in [SIGINT, SIGTERM, SIGHUP] {
+        // The README's signal table; SIGPIPE and SIGUSR2 are ignored (main.swift).
+        for signal in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1] {
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
+        }
+        do { notifier = try ServiceNotifier.fromEnvironment() } catch {
+            logger.error("\(error): the service manager will not be told that the gateway is ready")
         }
     }
 
@@ -115,13 +123,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         for (index, listenerConfig) in config.listeners.enumerated() {
             var tlsContext: TLSServerContext? = nil
             if listenerConfig.tls {
-                do {
-                    let (defaultCertificate, certificates) = try loadCertificates(forListener: index)
-                    tlsContext = try TLSServerContext(
-                        defaultCertificate: defaultCertificate, certificates: certificates, alpn: ["http/1.1"])
-                } catch {
+                do { tlsContext = try TLSFiles.context(config, forListener: index) } catch {
                     closeListeners()
-                    throw StartupError(description: "\(config.file):\(listenerConfig.line): bind-ssl: \(error)")
+                    throw error
                 }
             }
             let addresses: [SocketAddress]
@@ -151,41 +155,13 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         }
     }
 
-    /// Reads the certificates a TLS listener serves: one per distinct (certificate, key) pair of
-    /// its vhosts. The default (no SNI match) is the `[blastbeat]` pair, or on a listener dedicated
-    /// to vhosts, the first vhost's pair.
-    private func loadCertificates(forListener index: Int) throws(TLSError) -> (TLSCertificate?, [TLSCertificate]) {
-        var loaded: [String: TLSCertificate] = [:]
-        func load(_ certificate: String, _ key: String) throws(TLSError) -> TLSCertificate {
-            let id = certificate + "\u{0}" + key
-            if let existing = loaded[id] { return existing }
-            let fresh = try TLSCertificate(certificateFile: certificate, keyFile: key)
-            loaded[id] = fresh
-            return fresh
-        }
-        var certificates: [TLSCertificate] = []
-        for v in config.vhostIndices(forListener: index) {
-            let vhost = config.vhosts[v]
-            guard let certificate = vhost.certificate, let key = vhost.key else { continue }
-            let loadedCertificate = try load(certificate, key)
-            if !certificates.contains(where: { $0 === loadedCertificate }) { certificates.append(loadedCertificate) }
-        }
-        var defaultCertificate: TLSCertificate? = nil
-        if let certificate = config.certificate, let key = config.key {
-            defaultCertificate = try load(certificate, key)
-        } else if config.listeners[index].dedicatedVhosts != nil {
-            defaultCertificate = certificates.first
-        }
-        return (defaultCertificate, certificates)
-    }
-
     /// SIGHUP: re-reads every TLS listener's certificates; a listener whose files fail keeps the old ones.
     private func reloadCertificates() {
         for (position, listener) in listeners.enumerated() {
             guard let context = listener.tls else { continue }
             let index = listenerConfigIndex[position]
             do {
-                let (defaultCertificate, certificates) = try loadCertificates(forListener: index)
+                let (defaultCertificate, certificates) = try TLSFiles.certificates(config, forListener: index)
                 try context.reload(defaultCertificate: defaultCertificate, certificates: certificates)
                 logger.info("reloaded \(certificates.count) certificate(s) for https://\(listener.address)")
             } catch {
@@ -203,8 +179,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         let user = config.uid ?? "nobody"
         let group = config.gid ?? "nogroup"
         do {
-            if let dropped = try Privileges.drop(user: user, group: group) {
-                logger.info("running as uid \(dropped.uid) gid \(dropped.gid)")
+            if let target = try Privileges.target(user: user, group: group) {
+                handOverLogFiles(to: target.uid)
+                try Privileges.drop(to: target)
+                logger.info("running as uid \(target.uid) gid \(target.gid)")
             }
         } catch {
             shutdownNow()
@@ -217,6 +195,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         logger.info(
             "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured; backends \(backendKeys.server.map { "authenticated with CURVE, gateway key \($0.publicKey.z85)" } ?? "not authenticated (NULL)")")
         warnIfTenantsAreUnauthenticated()
+        notify("READY=1\nMAINPID=\(getpid())")
         pingTimer.start(after: config.pingFrequency, repeat: config.pingFrequency)
         housekeepingTimer.start(after: 1, repeat: 1)
         loop.run()
@@ -370,7 +349,16 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
 
     package func signalReceived(_ signal: Int32) {
         if signal == SIGHUP {
-            return reloadCertificates()
+            notify("RELOADING=1\nMONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())")
+            if !listeners.contains(where: { $0.tls != nil }) {
+                logger.info("SIGHUP: no TLS listener, so no certificate to re-read (SIGHUP reloads certificates only)")
+            }
+            reloadCertificates()
+            notify("READY=1")
+            return
+        }
+        if signal == SIGUSR1 {
+            return reopenLogs()
         }
         if isShuttingDown {
             logger.warning("second signal: stopping now")
@@ -379,11 +367,60 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             return
         }
         isShuttingDown = true
+        notify("STOPPING=1")
         logger.info(
-            "signal \(signal): no longer accepting; finishing \(sessions.count) connection(s) within \(config.timeouts.shutdown)s")
+            "\(signal == SIGINT ? "SIGINT" : signal == SIGQUIT ? "SIGQUIT" : "SIGTERM"): no longer accepting; finishing \(sessions.count) connection(s) within \(config.timeouts.shutdown)s")
         closeListeners()
         for connection in Array(sessions.values) { connection.shutdownRequested() }
         shutdownTimer.start(after: config.timeouts.shutdown)
         if sessions.isEmpty { loop.stop() }
+    }
+}
+
+// MARK: log files and the service manager
+
+extension Gateway {
+    /// SIGUSR1 (log rotation): both log files are opened again at their paths. A file that cannot be opened
+    /// keeps being written where it was, and the error says so.
+    private func reopenLogs() {
+        var reopened: [String] = []
+        let failure = " (the gateway, running as uid \(getuid()), must be able to open it: README.md, \"Log rotation\")"
+        do {
+            if try logger.reopen(), let path = logger.path { reopened.append(path) }
+        } catch {
+            logger.error("SIGUSR1: cannot reopen error-log, still writing to the old file: \(error)\(failure)")
+        }
+        if let accessLog {
+            do {
+                if try accessLog.reopen(), let path = accessLog.path { reopened.append(path) }
+            } catch {
+                logger.error("SIGUSR1: cannot reopen access-log, still writing to the old file: \(error)\(failure)")
+            }
+        }
+        if !reopened.isEmpty {
+            logger.info("SIGUSR1: reopened \(reopened.joined(separator: " and "))")
+        } else if logger.path == nil && accessLog?.path == nil {
+            logger.info("SIGUSR1: no log file to reopen (error-log and access-log are standard streams or off)")
+        }
+    }
+
+    /// As root, before switching to `uid`: the log files become that user's, so SIGUSR1 can reopen them.
+    fileprivate func handOverLogFiles(to uid: UInt32) {
+        for (key, path, handOver) in [
+            ("error-log", logger.path, logger.handOver), ("access-log", accessLog?.path, accessLog?.handOver),
+        ] {
+            guard let path, let handOver else { continue }
+            do { try handOver(uid) } catch {
+                logger.warning("\(key) \(path): \(error); after the switch to uid \(uid) SIGUSR1 may fail to reopen it")
+            }
+        }
+    }
+
+    /// One notification to the service manager, when there is one; a failure is logged and changes nothing.
+    fileprivate func notify(_ state: String) {
+        guard let notifier else { return }
+        do { try notifier.send(state) } catch {
+            logger.warning("\(error) (sending \(state.split(separator: "\n").first ?? ""))")
+        }
     }
 }

@@ -1,14 +1,32 @@
 package import BlastBeatCore
-import BlastBeatSystem
+package import BlastBeatSystem
 
-/// Leveled error log on standard error: `2026-11-25T12:00:00Z blastbeat[pid] LEVEL message`.
+/// Leveled error log: `2026-11-25T12:00:00Z blastbeat LEVEL message`, on standard error or in the
+/// `error-log` file.
 package final class Logger {
     package var level: LogLevel
-    private let sink = LogSink(fd: 2)
+    private let sink: LogSink
 
+    /// Standard error.
     package init(level: LogLevel) {
         self.level = level
+        self.sink = LogSink(fd: 2)
     }
+
+    /// `path` "-" is standard error; a file is opened for appending (created if needed).
+    package init(level: LogLevel, path: String) throws(SystemError) {
+        self.level = level
+        self.sink = try LogSink(path: path, standardFD: 2)
+    }
+
+    /// The error log's file, nil on standard error.
+    package var path: String? { sink.path }
+
+    /// SIGUSR1: see `LogSink.reopen`.
+    package func reopen() throws(SystemError) -> Bool { try sink.reopen() }
+
+    /// Before dropping root: see `LogSink.handOver`.
+    package func handOver(to uid: UInt32) throws(SystemError) { try sink.handOver(to: uid) }
 
     package func log(_ messageLevel: LogLevel, _ message: @autoclosure () -> String) {
         guard messageLevel >= level else { return }

@@ -22,28 +22,76 @@ package enum WallClock {
 
 /// Appends bytes to a file descriptor, buffering so a busy gateway makes one write per batch.
 package final class LogSink {
-    private let fd: Int32
+    private var fd: Int32
     private var buffer: [UInt8] = []
     private let ownsFD: Bool
+    /// The file's path when it is a file (not standard output or error): what `reopen` opens again.
+    package let path: String?
 
     package init(fd: Int32) {
         self.fd = fd
         self.ownsFD = false
+        self.path = nil
         buffer.reserveCapacity(64 * 1024)
     }
 
-    /// Opens `path` for appending; "-" is standard output.
-    package init(path: String) throws(SystemError) {
+    /// Opens `path` for appending, creating it (mode 640) if needed; "-" is `standardFD` (standard output
+    /// for the access log, standard error for the error log).
+    package init(path: String, standardFD: Int32 = 1) throws(SystemError) {
         if path == "-" {
-            self.fd = 1
+            self.fd = standardFD
             self.ownsFD = false
+            self.path = nil
         } else {
-            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-            if fd < 0 { throw SystemError(call: "open(\(path))", errno: errno) }
-            self.fd = fd
+            self.fd = try Self.open(path)
             self.ownsFD = true
+            self.path = path
         }
         buffer.reserveCapacity(64 * 1024)
+    }
+
+    /// `--check`: whether `init(path:)` would open `path`, without creating or changing anything: an existing
+    /// file must open for appending, a new one needs a directory this user may create files in.
+    package static func checkOpenable(_ path: String) throws(SystemError) {
+        if path == "-" { return }
+        // O_NONBLOCK: opening a FIFO without a reader fails instead of waiting for one.
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC)
+        if fd >= 0 {
+            close(fd)
+            return
+        }
+        if errno != ENOENT { throw SystemError(call: "open(\(path))", errno: errno) }
+        let bytes = Array(path.utf8)
+        let directory = bytes.lastIndex(of: UInt8(ascii: "/")).map { String(decoding: bytes[..<max($0, 1)], as: UTF8.self) } ?? "."
+        if access(directory, W_OK | X_OK) != 0 {
+            throw SystemError(call: "open(\(path))", errno: errno)  // what the real open would say
+        }
+    }
+
+    private static func open(_ path: String) throws(SystemError) -> Int32 {
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        if fd < 0 { throw SystemError(call: "open(\(path))", errno: errno) }
+        return fd
+    }
+
+    /// Log rotation (SIGUSR1): writes what is buffered to the current file, then opens `path` again, so
+    /// that after `mv` of the file new lines go to a file at the configured path. When the open fails
+    /// (the new file may not be created or written by this user) the sink keeps its current file and
+    /// throws. Returns false for standard output and error, which have nothing to reopen.
+    package func reopen() throws(SystemError) -> Bool {
+        guard let path else { return false }
+        flush()
+        let fresh = try Self.open(path)
+        close(fd)
+        fd = fresh
+        return true
+    }
+
+    /// Makes the open file owned by `uid` (group unchanged), so that after the gateway has switched to
+    /// that user `reopen` can open the same file again. Called as root, before the switch.
+    package func handOver(to uid: UInt32) throws(SystemError) {
+        guard let path else { return }
+        if fchown(fd, uid, gid_t.max) != 0 { throw SystemError(call: "chown(\(path))", errno: errno) }
     }
 
     deinit {

@@ -29,13 +29,23 @@ package final class TLSCertificate {
 
     package init(certificateFile: String, keyFile: String) throws(TLSError) {
         TLSError.clearQueue()
-        let (leaf, chain) = try Self.readCertificates(certificateFile)
+        let leaf: OpaquePointer
+        let chain: OpaquePointer
+        do throws(TLSError) {
+            (leaf, chain) = try Self.readCertificates(certificateFile)
+        } catch {
+            var error = error
+            error.file = .certificate
+            throw error
+        }
         let key: OpaquePointer
         do throws(TLSError) {
             key = try Self.readPrivateKey(keyFile)
         } catch {
             X509_free(leaf)
             COpenSSL_sk_X509_pop_free(chain)
+            var error = error
+            error.file = .key
             throw error
         }
         self.certificate = leaf
@@ -46,7 +56,9 @@ package final class TLSCertificate {
         self.names = Self.hostNames(of: leaf)
         // From here on deinit frees the three objects if we throw.
         if X509_check_private_key(leaf, key) != 1 {
-            throw TLSError("key in \(keyFile) does not match certificate in \(certificateFile)")
+            var error = TLSError("key in \(keyFile) does not match certificate in \(certificateFile)")
+            error.file = .key
+            throw error
         }
     }
 

@@ -13,12 +13,22 @@ package struct TLSError: Error, CustomStringConvertible {
     package var openSSLErrors: [String]
     /// The first errno OpenSSL recorded (from fopen/fread), if any.
     package var systemErrno: Int32?
+    /// Which of a certificate's two files is to blame, when loading a `TLSCertificate` failed: the certificate
+    /// file (unreadable, no certificate, does not parse) or the key file (unreadable, does not parse, encrypted,
+    /// not the certificate's key). Lets the configuration error name the `certificate` or the `key` line.
+    package var file: File?
+
+    package enum File: Sendable {
+        case certificate
+        case key
+    }
 
     /// Builds an error for `message` and drains the OpenSSL error queue into it.
     init(_ message: String) {
         self.message = message
         self.openSSLErrors = []
         self.systemErrno = nil
+        self.file = nil
         while true {
             var data: UnsafePointer<CChar>?
             var flags: Int32 = 0

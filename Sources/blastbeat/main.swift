@@ -12,14 +12,22 @@ let usage = """
 
     Runs the BlastBeat HTTP → ZeroMQ gateway described by CONFIG.ini.
 
-      --check     validate the configuration (and read its key files), print a summary and exit (0 = valid)
+      --check     validate the configuration and load every file startup loads (CURVE keys, TLS certificates
+                  and keys, each key against its certificate), check that the log files can be opened and,
+                  as root, that uid/gid exist; print a summary and exit (0 = valid)
       keygen NAME write a CURVE key pair: NAME.key (public) and NAME.key_secret (secret, mode 600), in the
                   ZeroMQ certificate format (for curve-key, node-key and the backends' --curve-key)
       --version   print the version and exit
       --help      print this help and exit
 
-    Signals: SIGTERM/SIGINT stop accepting and finish requests in flight (shutdown-timeout);
-    a second signal stops at once.
+    Signals:
+      SIGTERM, SIGINT, SIGQUIT  stop accepting, finish requests in flight (shutdown-timeout), exit 0;
+                                a second one stops at once
+      SIGHUP                    re-read the TLS certificates and keys (the old ones stay if that fails)
+      SIGUSR1                   reopen error-log and access-log (after log rotation)
+      SIGUSR2, SIGPIPE          ignored
+
+    With NOTIFY_SOCKET set (systemd Type=notify), the gateway sends READY=1, RELOADING=1, STOPPING=1.
 
     """
 
@@ -74,7 +82,10 @@ if checkOnly {
     print("\(configPath): OK: \(config.listeners.count) listener(s), \(config.vhosts.count) virtual host(s), ROUTER \(config.zmqEndpoint) (\(security))")
     exit(0)
 }
+// Writes to closed sockets report EPIPE. SIGUSR2 is kept for a binary upgrade and must not kill the process
+// meanwhile (its default action); the gateway's own signals are watched by Gateway.
 signal(SIGPIPE, SIG_IGN)
+signal(SIGUSR2, SIG_IGN)
 do {
     let gateway = try Gateway(config: config)
     try gateway.run()

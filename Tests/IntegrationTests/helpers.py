@@ -479,6 +479,8 @@ class Gateway:
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
         self.killed = False
+        #: Environment variables added to the gateway's (e.g. NOTIFY_SOCKET); set before ``start``.
+        self.env: dict[str, str] = {}
 
     def config_text(self) -> str:
         lines = ["[blastbeat]", f"bind = 127.0.0.1:{self.port}"]
@@ -500,7 +502,7 @@ class Gateway:
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([blastbeat_bin(), str(self.config_path)], stdout=self._out, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, cwd=self.workdir)
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir, env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout
         while not port_accepts(self.port):
             if self.proc.poll() is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -109,3 +110,42 @@ def test_help(blastbeat_bin):
     proc = run(blastbeat_bin, "--help")
     assert proc.returncode == 0
     assert b"--check" in proc.stdout + proc.stderr
+
+
+def test_help_lists_the_signals(blastbeat_bin):
+    out = run(blastbeat_bin, "--help").stdout.decode()
+    for name in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGPIPE", "NOTIFY_SOCKET"):
+        assert name in out, name
+
+
+@pytest.mark.parametrize("case", ["error-log in a missing directory", "access-log is a directory", "unknown uid"])
+def test_check_reports_what_startup_would_fail_on(blastbeat_bin, tmp_path, case):
+    """--check opens nothing for writing, yet fails where the start fails: a log file that cannot be opened (issue
+    #16: --check checks everything startup checks), and, as root, a uid that names no account. Same message."""
+    if case == "error-log in a missing directory":
+        extra, expected = f"error-log = {tmp_path}/no-such-dir/error.log", \
+            f"error-log: open({tmp_path}/no-such-dir/error.log): No such file or directory"
+    elif case == "access-log is a directory":
+        extra, expected = f"access-log = {tmp_path}", f"access-log: open({tmp_path}): Is a directory"
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("uid is used (and resolved) only when started as root")
+        extra, expected = "uid = no-such-user-here", 'uid/gid: unknown user "no-such-user-here"'
+    path = tmp_path / "c.ini"
+    path.write_text(good_config().replace("ping-freq = 0.5\n", f"ping-freq = 0.5\n{extra}\n"))
+    check = run(blastbeat_bin, "--check", str(path))
+    start = run(blastbeat_bin, str(path))
+    for proc in (check, start):
+        stderr = proc.stderr.decode(errors="replace")
+        assert proc.returncode == 1 and stderr.startswith(f"blastbeat: {path}: {expected}"), stderr
+    assert check.stderr == start.stderr
+
+
+def test_check_creates_no_log_file(blastbeat_bin, tmp_path):
+    """A log file that does not exist yet passes --check when its directory allows creating it; it is not created."""
+    path = tmp_path / "c.ini"
+    path.write_text(good_config().replace("ping-freq = 0.5\n", f"ping-freq = 0.5\nerror-log = {tmp_path}/e.log\n"
+                                                                f"access-log = {tmp_path}/a.log\n"))
+    proc = run(blastbeat_bin, "--check", str(path))
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert not (tmp_path / "e.log").exists() and not (tmp_path / "a.log").exists()

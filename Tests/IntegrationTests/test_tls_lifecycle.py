@@ -3,6 +3,7 @@ tls-handshake-timeout, the idle close, certificate problems at startup, and cert
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import ssl
@@ -172,17 +173,31 @@ def bad_pem(path, text: bytes):
 
 
 STARTUP_CASES = ["missing certificate", "missing key", "key does not match", "corrupt certificate PEM",
-                 "no PEM in certificate", "corrupt key PEM", "vhost certificate missing"]
+                 "no PEM in certificate", "corrupt key PEM", "vhost certificate missing", "key is a directory",
+                 "garbage key", "vhost key does not match", "unreadable key"]
+
+
+def line_naming(config_text: str, key: str, path: str) -> int:
+    """The 1-based line of ``key = path`` in the configuration."""
+    lines = config_text.splitlines()
+    matches = [i + 1 for i, line in enumerate(lines) if line == f"{key} = {path}"]
+    assert len(matches) == 1, (key, path, config_text)
+    return matches[0]
 
 
 @pytest.mark.parametrize("case", STARTUP_CASES)
-def test_certificate_problem_stops_startup_with_file_and_reason(make_tls_gateway, pki, cert_dir, case):
+def test_certificate_problem_fails_check_and_startup_at_its_own_line(make_tls_gateway, pki, cert_dir, case):
+    """``--check`` loads every TLS file as startup does (issue #16: it answered OK for a missing key and a key of
+    another certificate), and both report the same error at the line of the key that names the file: the
+    ``certificate`` line for a certificate that cannot be read or parsed, the ``key`` line for a key that cannot
+    be read or parsed or does not match (the start named the ``bind-ssl`` line)."""
     good = pki.localhost
     cert, key = str(good.cert), str(good.key)
     vhosts = {"localhost": vhost(["L"])}
+    blamed = "key"
     if case == "missing certificate":
         cert = named = str(cert_dir / "missing-cert.pem")
-        reasons = ["No such file or directory"]
+        reasons, blamed = ["No such file or directory"], "certificate"
     elif case == "missing key":
         key = named = str(cert_dir / "missing-key.pem")
         reasons = ["No such file or directory"]
@@ -193,29 +208,61 @@ def test_certificate_problem_stops_startup_with_file_and_reason(make_tls_gateway
         body = good.cert.read_text().splitlines()
         body[3] = "!!!! this is not base64 !!!!"
         cert = named = str(bad_pem(cert_dir / "corrupt.pem", ("\n".join(body) + "\n").encode()))
-        reasons = ["cannot parse"]
+        reasons, blamed = ["cannot parse"], "certificate"
     elif case == "no PEM in certificate":
         cert = named = str(bad_pem(cert_dir / "notpem.pem", b"just some text, no PEM here\n"))
-        reasons = ["no certificate found"]
+        reasons, blamed = ["no certificate found"], "certificate"
     elif case == "corrupt key PEM":
         key = named = str(bad_pem(cert_dir / "corrupt.key",
                                   b"-----BEGIN PRIVATE KEY-----\nAAAAnotakey\n-----END PRIVATE KEY-----\n"))
         reasons = ["cannot parse"]
+    elif case == "key is a directory":
+        # Root reads any file whatever its mode: a directory is a path nobody can read as a key.
+        key = named = str(cert_dir)
+        reasons = ["Is a directory"]
+    elif case == "garbage key":
+        key = named = str(bad_pem(cert_dir / "garbage.key", bytes(range(256)) * 4))
+        reasons = ["no private key found"]
+    elif case == "vhost key does not match":
+        vhosts = {"localhost": vhost(["L"], certificate=str(pki.a.cert), key=str(pki.b.key))}
+        named = str(pki.b.key)
+        reasons = ["does not match", str(pki.a.cert)]
+    elif case == "unreadable key":
+        if os.geteuid() == 0:
+            pytest.skip("root reads a mode-000 file; 'key is a directory' covers an unreadable key as root")
+        key = named = str(bad_pem(cert_dir / "secret.key", good.key.read_bytes()))
+        os.chmod(named, 0)
+        reasons = ["Permission denied"]
     else:
         vhosts = {"localhost": vhost(["L"], certificate=str(cert_dir / "vhost-missing.pem"), key=str(good.key))}
         named = str(cert_dir / "vhost-missing.pem")
-        reasons = ["No such file or directory"]
+        reasons, blamed = ["No such file or directory"], "certificate"
     gw = make_tls_gateway(vhosts=vhosts, options={"certificate": cert, "key": key}, start=False)
+    line = line_naming(gw.config_text(), blamed, named)
     check = gw.check()
-    assert check.returncode == 0, f"--check should only parse the config:\n{check.stdout!r}\n{check.stderr!r}"
+    check_err = check.stderr.decode(errors="replace")
+    assert check.returncode == 1 and check.stdout == b"", f"--check passed a broken setup ({case}):\n{check_err}"
     proc = gw.run_to_exit()
     err = proc.stderr.decode(errors="replace")
     assert proc.returncode != 0, f"gateway started with a broken certificate setup ({case})\n{err}"
-    assert named in err, f"stderr does not name {named}:\n{err}"
-    for reason in reasons:
-        assert reason in err, f"stderr lacks {reason!r}:\n{err}"
-    assert str(gw.config_path) in err, err  # FILE:LINE: prefix like every configuration error
+    prefix = f"blastbeat: {gw.config_path}:{line}: {blamed}: "
+    for text in (check_err, err):
+        assert text.startswith(prefix), f"expected {prefix!r}...:\n{text}"
+        assert named in text, f"stderr does not name {named}:\n{text}"
+        for reason in reasons:
+            assert reason in text, f"stderr lacks {reason!r}:\n{text}"
+    assert check_err == err, "--check and the start report the same problem"
     assert not port_accepts(gw.port) and not port_accepts(gw.tls_port)
+
+
+def test_check_passes_good_certificates_and_names_them_on_a_vhost_line(make_tls_gateway, pki):
+    """The same files that start: --check answers OK (exit 0) for a vhost's own pair and the default pair."""
+    gw = make_tls_gateway(vhosts={"localhost": vhost(["L"]), "a.test": vhost(["L"], pki.a)},
+                          options={"certificate": str(pki.localhost.cert), "key": str(pki.localhost.key)},
+                          start=False)
+    check = gw.check()
+    assert check.returncode == 0, check.stderr.decode(errors="replace")
+    assert b": OK: " in check.stdout
 
 
 # --------------------------------------------------------------------------------------------------------------

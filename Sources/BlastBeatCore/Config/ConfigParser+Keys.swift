@@ -5,7 +5,7 @@ extension ConfigParser.Builder {
         "bind", "bind-ssl", "zmq", "zmq-engine", "ping-freq", "ping-timeout", "uid", "gid", "max-hops", "certificate", "key",
         "header-timeout", "keepalive-timeout", "body-timeout", "backend-timeout", "shutdown-timeout",
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
-        "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "log-level", "daemon",
+        "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "error-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
     ]
     static let vhostKeys = [
@@ -74,6 +74,8 @@ extension ConfigParser.Builder {
             config.maxOutputBuffer = try byteSize(value, key, line, minimum: 1)
         case "access-log":
             config.accessLog = value == "off" ? nil : try path(value, key, line, what: "a file path, - (stdout) or off")
+        case "error-log":
+            config.errorLog = try path(value, key, line, what: "a file path or - (standard error)")
         case "log-level":
             guard let level = Self.logLevels.first(where: { $0.description == value.lowercased() }) else {
                 throw error(line, key, "expected debug, info, warning or error, got \(value.debugDescription)")

@@ -45,11 +45,18 @@ extension ConfigParser.Builder {
         }
         try checkCertificatePairs()
         try checkNodeKeys()
+        config.certificateLine = mainKeyLines["certificate"] ?? 0
+        config.keyLine = mainKeyLines["key"] ?? 0
         config.vhosts = vhosts.map { draft in
             var host = draft.host
             if host.certificate == nil && host.key == nil {
                 host.certificate = config.certificate
                 host.key = config.key
+                host.certificateLine = config.certificateLine
+                host.keyLine = config.keyLine
+            } else {
+                host.certificateLine = draft.certificateLine
+                host.keyLine = draft.keyLine
             }
             return host
         }

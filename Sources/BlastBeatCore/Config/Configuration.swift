@@ -46,6 +46,9 @@ package struct Configuration: Sendable, Equatable {
     /// has none of its own; the server needs it directly only for a TLS listener that serves no vhost.
     package var certificate: String?
     package var key: String?
+    /// Lines of `[blastbeat]`'s `certificate` and `key` (0 when not set), for errors about their files.
+    package var certificateLine = 0
+    package var keyLine = 0
     package var limits: HTTPLimits
     package var timeouts: Timeouts
     /// `max-connections`: open client connections across all listeners.
@@ -59,6 +62,8 @@ package struct Configuration: Sendable, Equatable {
     package var maxOutputBuffer: Int = 64 << 20
     /// `access-log`: a path, `-` for stdout; nil when `off`.
     package var accessLog: String? = "-"
+    /// `error-log`: the leveled log's file, `-` for standard error.
+    package var errorLog: String = "-"
     /// `log-level`.
     package var logLevel: LogLevel = .info
     /// `daemon`: accepted so the original's sample file loads, and ignored (the gateway never daemonizes; run it

@@ -14,6 +14,10 @@ package struct VirtualHost: Sendable, Equatable {
     /// PEM paths; after parsing, the `[blastbeat]` default when the section sets neither.
     package var certificate: String?
     package var key: String?
+    /// Lines of the `certificate` and `key` in force: the section's own, or `[blastbeat]`'s when it inherits
+    /// them (0 when there are none), so an unreadable or mismatched file is reported at the line that names it.
+    package var certificateLine = 0
+    package var keyLine = 0
     /// Line of the (first) section header.
     package var line: Int
     /// Who answers a WebSocket upgrade: the gateway at once (the original's behaviour), or the backend.

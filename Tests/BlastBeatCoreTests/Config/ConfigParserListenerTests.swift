@@ -106,6 +106,18 @@ struct ConfigParserListenerTests {
         #expect(config.vhosts.map(\.key) == ["d.key", "b.key"])
     }
 
+    /// An unreadable or mismatched file is reported at the line that names it: a vhost's own, or `[blastbeat]`'s
+    /// for a vhost that inherits the default pair.
+    @Test func certificateAndKeyLinesFollowTheFileInForce() throws {
+        let config = try ConfigParser.parse(
+            Self.zmq + "bind-ssl = *:443\n[blastbeat:a]\nnode = n\n[blastbeat:b]\nnode = n\ncertificate = b.crt\n"
+                + "key = b.key\n",
+            file: "t.ini")
+        #expect((config.certificateLine, config.keyLine) == (3, 4))
+        #expect(config.vhosts.map(\.certificateLine) == [3, 10])
+        #expect(config.vhosts.map(\.keyLine) == [4, 11])
+    }
+
     @Test func tlsVhostWithItsOwnCertificateNeedsNoDefault() throws {
         let config = try ConfigParser.parse(
             "[blastbeat]\nzmq = tcp://127.0.0.1:5000\nbind = *:80\n[blastbeat:a]\nnode = n\nbind-ssl = *:443\n"

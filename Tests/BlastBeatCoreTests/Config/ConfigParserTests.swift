@@ -94,6 +94,8 @@ struct ConfigParserTests {
         expected.gid = "1000"
         expected.maxHops = 17
         expected.daemon = true
+        (expected.vhosts[0].certificateLine, expected.vhosts[0].keyLine) = (19, 20)
+        (expected.vhosts[2].certificateLine, expected.vhosts[2].keyLine) = (27, 28)
         #expect(config == expected)
         #expect((0..<4).map(config.vhostIndices(forListener:)) == [[1, 3], [1, 3], [1, 3], [1, 3]])
         #expect(config.vhostIndices(forListener: 4) == [0])
