@@ -26,7 +26,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     let maxPendingInput: Int
     let responseChunkLimits: HTTPLimits
 
-    private(set) var listeners: [Listener] = []
+    var listeners: [Listener] = []
     /// Where backends connect, spoken natively (`zmq-engine = native`, the default) or through libzmq.
     private(set) var router: BackendRouter! = nil
     var nodes = NodeTable()
@@ -47,20 +47,20 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// Connections that stopped reading their request body because their node's queue is full.
     var waitingForNodeQueue: [Connection] = []
     var nodeQueueTimer: TimerWatcher! = nil
-    private var random = SecureRandom()
+    var random = SecureRandom()
 
     private var prepareWatcher: PrepareWatcher! = nil
     private var pingTimer: TimerWatcher! = nil
     private var housekeepingTimer: TimerWatcher! = nil
-    private var shutdownTimer: TimerWatcher! = nil
-    private var acceptPauseTimer: TimerWatcher! = nil
+    var shutdownTimer: TimerWatcher! = nil
+    var acceptPauseTimer: TimerWatcher! = nil
     private var signalWatchers: [SignalWatcher] = []
     /// systemd's notification socket (`NOTIFY_SOCKET`), connected before the privilege drop; nil without one.
-    private var notifier: ServiceNotifier? = nil
+    var notifier: ServiceNotifier? = nil
     /// For each listener, the index of its `bind`/`bind-ssl` line in the configuration.
-    private var listenerConfigIndex: [Int] = []
-    private(set) var isShuttingDown = false
-    private var acceptingPaused = false
+    var listenerConfigIndex: [Int] = []
+    var isShuttingDown = false
+    var acceptingPaused = false
 
     package init(config: Configuration) throws(StartupError) {
         self.config = config
@@ -119,62 +119,6 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         }
     }
 
-    private func openListeners() throws(StartupError) {
-        for (index, listenerConfig) in config.listeners.enumerated() {
-            var tlsContext: TLSServerContext? = nil
-            if listenerConfig.tls {
-                do { tlsContext = try TLSFiles.context(config, forListener: index) } catch {
-                    closeListeners()
-                    throw error
-                }
-            }
-            let addresses: [SocketAddress]
-            do { addresses = try SocketAddress.resolve(listenerConfig.address) } catch {
-                closeListeners()
-                throw StartupError(description: "\(config.file):\(listenerConfig.line): bind: \(error)")
-            }
-            let served = config.vhostIndices(forListener: index)
-            for address in addresses {
-                let fd: Int32
-                do { fd = try Posix.listen(address: address, backlog: 1024) } catch {
-                    closeListeners()
-                    throw StartupError(description: "\(config.file):\(listenerConfig.line): bind: \(error)")
-                }
-                let port = Posix.localPort(fd)
-                var entries: [VirtualHostRouter.Entry] = []
-                var defaultVhost: Int? = nil
-                for v in served {
-                    let vhost = config.vhosts[v]
-                    entries.append(.init(vhost: v, hostName: vhost.hostName, port: vhost.port))
-                    if vhost.isDefault { defaultVhost = v }
-                }
-                let router = VirtualHostRouter(entries: entries, defaultVhost: defaultVhost, listenerPort: port)
-                listeners.append(Listener(gateway: self, fd: fd, address: address, router: router, tls: tlsContext))
-                listenerConfigIndex.append(index)
-            }
-        }
-    }
-
-    /// SIGHUP: re-reads every TLS listener's certificates; a listener whose files fail keeps the old ones.
-    private func reloadCertificates() {
-        for (position, listener) in listeners.enumerated() {
-            guard let context = listener.tls else { continue }
-            let index = listenerConfigIndex[position]
-            do {
-                let (defaultCertificate, certificates) = try TLSFiles.certificates(config, forListener: index)
-                try context.reload(defaultCertificate: defaultCertificate, certificates: certificates)
-                logger.info("reloaded \(certificates.count) certificate(s) for https://\(listener.address)")
-            } catch {
-                logger.error("certificate reload for https://\(listener.address) failed, keeping the old ones: \(error)")
-            }
-        }
-    }
-
-    private func closeListeners() {
-        for listener in listeners { listener.close() }
-    }
-
-    /// Drops root privileges (after binding), then serves until shut down.
     package func run() throws(StartupError) {
         let user = config.uid ?? "nobody"
         let group = config.gid ?? "nogroup"
@@ -211,58 +155,6 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         accessLog?.flush()
         if let error = router?.close() {
             logger.warning("the ROUTER's socket file stays (the next start replaces it): \(error)")
-        }
-    }
-
-    // MARK: accepting
-
-    func acceptConnections(on listener: Listener) {
-        for _ in 0..<64 {
-            if sessions.count >= config.maxConnections {
-                pauseAccepting(reason: "max-connections (\(config.maxConnections)) reached")
-                return
-            }
-            let accepted: (fd: Int32, peer: SocketAddress)?
-            do { accepted = try Posix.accept(listener.fd) } catch {
-                if error.errno == EMFILE || error.errno == ENFILE || error.errno == ENOBUFS || error.errno == ENOMEM {
-                    // Out of descriptors: spinning on accept would burn the CPU (the original did).
-                    pauseAccepting(reason: "\(error)")
-                } else {
-                    logger.warning("accept on \(listener.address): \(error)")
-                }
-                return
-            }
-            guard let (fd, peer) = accepted else { return }
-            var tls: TLSConnection? = nil
-            if let context = listener.tls {
-                do { tls = try TLSConnection(context: context) } catch {
-                    logger.error("TLS setup for a connection failed: \(error)")
-                    Posix.close(fd)
-                    continue
-                }
-            }
-            let (high, low) = random.next128()
-            let sid = SessionID(high: high, low: low)
-            let connection = Connection(
-                gateway: self, fd: fd, listener: listener, sid: sid, peer: peer, tls: tls)
-            sessions[sid] = connection
-            counters.acceptedConnections += 1
-            connection.start()
-        }
-    }
-
-    private func pauseAccepting(reason: String) {
-        if acceptingPaused { return }
-        acceptingPaused = true
-        logger.warning("not accepting new connections for now: \(reason)")
-        for listener in listeners { listener.setAccepting(false) }
-        acceptPauseTimer.start(after: 0.1)
-    }
-
-    func connectionClosed(_ connection: Connection) {
-        sessions[connection.sid] = nil
-        if acceptingPaused && sessions.count < config.maxConnections && !isShuttingDown {
-            // Resumed by the pause timer, which also covers descriptor exhaustion.
         }
     }
 
@@ -342,85 +234,6 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             logger.warning("shutdown-timeout reached with \(sessions.count) connection(s) open; closing them")
             for connection in Array(sessions.values) { connection.close() }
             loop.stop()
-        }
-    }
-
-    // MARK: shutdown
-
-    package func signalReceived(_ signal: Int32) {
-        if signal == SIGHUP {
-            notify("RELOADING=1\nMONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())")
-            if !listeners.contains(where: { $0.tls != nil }) {
-                logger.info("SIGHUP: no TLS listener, so no certificate to re-read (SIGHUP reloads certificates only)")
-            }
-            reloadCertificates()
-            notify("READY=1")
-            return
-        }
-        if signal == SIGUSR1 {
-            return reopenLogs()
-        }
-        if isShuttingDown {
-            logger.warning("second signal: stopping now")
-            for connection in Array(sessions.values) { connection.close() }
-            loop.stop()
-            return
-        }
-        isShuttingDown = true
-        notify("STOPPING=1")
-        logger.info(
-            "\(signal == SIGINT ? "SIGINT" : signal == SIGQUIT ? "SIGQUIT" : "SIGTERM"): no longer accepting; finishing \(sessions.count) connection(s) within \(config.timeouts.shutdown)s")
-        closeListeners()
-        for connection in Array(sessions.values) { connection.shutdownRequested() }
-        shutdownTimer.start(after: config.timeouts.shutdown)
-        if sessions.isEmpty { loop.stop() }
-    }
-}
-
-// MARK: log files and the service manager
-
-extension Gateway {
-    /// SIGUSR1 (log rotation): both log files are opened again at their paths. A file that cannot be opened
-    /// keeps being written where it was, and the error says so.
-    private func reopenLogs() {
-        var reopened: [String] = []
-        let failure = " (the gateway, running as uid \(getuid()), must be able to open it: README.md, \"Log rotation\")"
-        do {
-            if try logger.reopen(), let path = logger.path { reopened.append(path) }
-        } catch {
-            logger.error("SIGUSR1: cannot reopen error-log, still writing to the old file: \(error)\(failure)")
-        }
-        if let accessLog {
-            do {
-                if try accessLog.reopen(), let path = accessLog.path { reopened.append(path) }
-            } catch {
-                logger.error("SIGUSR1: cannot reopen access-log, still writing to the old file: \(error)\(failure)")
-            }
-        }
-        if !reopened.isEmpty {
-            logger.info("SIGUSR1: reopened \(reopened.joined(separator: " and "))")
-        } else if logger.path == nil && accessLog?.path == nil {
-            logger.info("SIGUSR1: no log file to reopen (error-log and access-log are standard streams or off)")
-        }
-    }
-
-    /// As root, before switching to `uid`: the log files become that user's, so SIGUSR1 can reopen them.
-    fileprivate func handOverLogFiles(to uid: UInt32) {
-        for (key, path, handOver) in [
-            ("error-log", logger.path, logger.handOver), ("access-log", accessLog?.path, accessLog?.handOver),
-        ] {
-            guard let path, let handOver else { continue }
-            do { try handOver(uid) } catch {
-                logger.warning("\(key) \(path): \(error); after the switch to uid \(uid) SIGUSR1 may fail to reopen it")
-            }
-        }
-    }
-
-    /// One notification to the service manager, when there is one; a failure is logged and changes nothing.
-    fileprivate func notify(_ state: String) {
-        guard let notifier else { return }
-        do { try notifier.send(state) } catch {
-            logger.warning("\(error) (sending \(state.split(separator: "\n").first ?? ""))")
         }
     }
 }
