@@ -45,7 +45,12 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// Every open connection, handshaking or ready.
     @exclusivity(unchecked) private var peers: [ZMTPPeer] = []
     /// Ready peers, searched by identity (a gateway has few backend processes).
-    @exclusivity(unchecked) private var readyPeers: [ZMTPPeer] = []
+    /// Peers past their handshake: identity → slot in `readySlots`, one lookup per send however many backends
+    /// are connected (a freed slot is reused by the next peer).
+    @exclusivity(unchecked) private var readyIndex = ByteKeyIndex(caseInsensitive: false)
+    @exclusivity(unchecked) private var readySlots: [ZMTPPeer?] = []
+    @exclusivity(unchecked) private var freeReadySlots: [Int] = []
+    private var readyCount: Int { readyIndex.count }
     @exclusivity(unchecked) private var peersToFlush: [ZMTPPeer] = []
     @exclusivity(unchecked) private var flushBatch: [ZMTPPeer] = []
     @exclusivity(unchecked) private var handshakeTimer: TimerWatcher! = nil
@@ -121,7 +126,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
         if let unixPath, unlink(unixPath) != 0 { unlinkError = SystemError(call: "unlink \(unixPath)", errno: errno) }
         for peer in peers { peer.close() }
         peers.removeAll()
-        readyPeers.removeAll()
+        readyIndex = ByteKeyIndex(caseInsensitive: false)
+        readySlots.removeAll()
+        freeReadySlots.removeAll()
         peersToFlush.removeAll()
         handshakeTimer.stop()
         return unlinkError
@@ -135,7 +142,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
             do { accepted = try Posix.accept(socket.fd) } catch { return }  // EMFILE and the like: retried on the next wakeup
             guard let (fd, address) = accepted else { return }
             let text = unixPath == nil ? address.description : Posix.peerCredentials(fd)
-            if peers.count - readyPeers.count >= Self.maxHandshaking {
+            if peers.count - readyCount >= Self.maxHandshaking {
                 Posix.close(fd)
                 refusedAtCap += 1
                 delegate.backendRouterDroppedPeer(
@@ -162,7 +169,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
 
     /// Puts a finished handshake's claim to the delegate.
     func admit(_ peer: ZMTPPeer, identity: [UInt8]) -> Admission {
-        if readyPeers.count >= Self.maxPeers && readyPeer(identity) == nil { return .full }
+        if readyCount >= Self.maxPeers && readyPeer(identity) == nil { return .full }
         if identity.isEmpty {
             // libzmq names anonymous peers the same way: a zero byte (never a valid identity) + a counter.
             anonymousCount &+= 1
@@ -188,7 +195,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
             forget(old)
             old.close()
         }
-        readyPeers.append(peer)
+        let slot = freeReadySlots.popLast() ?? readySlots.count
+        if slot == readySlots.count { readySlots.append(peer) } else { readySlots[slot] = peer }
+        readyIndex.insert(peer.identity, value: slot)
         peer.identity.withUnsafeBytes { delegate.backendRouterPeerJoined(identity: $0, address: peer.address, replaced: replaced) }
     }
 
@@ -207,7 +216,11 @@ final class ZMTPRouter: TimerWatcherDelegate {
 
     private func forget(_ peer: ZMTPPeer) {
         if let i = peers.firstIndex(where: { $0 === peer }) { peers.remove(at: i) }
-        if let i = readyPeers.firstIndex(where: { $0 === peer }) { readyPeers.remove(at: i) }
+        if let slot = readyIndex.value(for: peer.identity), readySlots[slot] === peer {
+            readyIndex.remove(peer.identity)
+            readySlots[slot] = nil
+            freeReadySlots.append(slot)
+        }
     }
 
     func timerFired(_ timer: TimerWatcher) {
@@ -224,13 +237,8 @@ final class ZMTPRouter: TimerWatcherDelegate {
     }
 
     private func readyPeer(_ identity: UnsafeRawBufferPointer) -> ZMTPPeer? {
-        for peer in readyPeers {
-            let same = peer.identity.withUnsafeBytes { mine in
-                mine.count == identity.count && (mine.count == 0 || memcmp(mine.baseAddress!, identity.baseAddress!, mine.count) == 0)
-            }
-            if same { return peer }
-        }
-        return nil
+        guard let slot = readyIndex.value(for: identity) else { return nil }
+        return readySlots[slot]
     }
 
     private func readyPeer(_ identity: [UInt8]) -> ZMTPPeer? {

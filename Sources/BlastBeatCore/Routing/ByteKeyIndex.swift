@@ -1,73 +1,115 @@
-/// Byte strings (each with a small tag, such as a port) to integers, with lookups that take constant time
+/// Byte strings (each with a small tag, such as a port) to values, with lookups that take constant time
 /// and allocate nothing: the key bytes are looked up where they lie, in the request or message.
 ///
 /// An open-addressing table (linear probing, at most half full) of positions in `entries`. Keys are
 /// hashed with the standard library's `Hasher`, SipHash with a random per-process key, so a client
 /// cannot choose Host values or identities that collide and turn lookups into scans. With
-/// `caseInsensitive`, ASCII letters are folded to lower case on insert and on lookup.
+/// `caseInsensitive`, ASCII letters are folded to lower case on insert and on lookup. Removal shifts the
+/// probe chain back instead of leaving tombstones, so a table whose keys come and go (backend connections)
+/// stays as fast as a fresh one.
 package struct ByteKeyIndex: Sendable {
-    private struct Entry: Sendable {
-        var key: [UInt8]
-        var tag: UInt16
-        var value: Int
+    package typealias Value = Int
+
+    @usableFromInline
+    struct Entry: Sendable {
+        @usableFromInline var key: [UInt8]
+        @usableFromInline var tag: UInt16
+        @usableFromInline var hash: Int
+        @usableFromInline var value: Value
+
+        @inlinable
+        init(key: [UInt8], tag: UInt16, hash: Int, value: Value) {
+            self.key = key
+            self.tag = tag
+            self.hash = hash
+            self.value = value
+        }
     }
 
-    private var entries: [Entry] = []
+    @usableFromInline var entries: [Entry] = []
     /// Positions in `entries`; -1 is an empty slot. The count is a power of two.
-    private var slots: [Int32] = [Int32](repeating: -1, count: 8)
-    private let caseInsensitive: Bool
+    @usableFromInline var slots: [Int32] = [Int32](repeating: -1, count: 8)
+    @usableFromInline let caseInsensitive: Bool
 
+    /// Up to this many keys a lookup compares them one by one instead of hashing: cheaper than SipHash for
+    /// the few vhosts and nodes most gateways have, and it cannot be slowed down by chosen keys either.
+    @usableFromInline static var scanLimit: Int { 8 }
+
+    @inlinable
     package init(caseInsensitive: Bool) {
         self.caseInsensitive = caseInsensitive
     }
 
-    package var count: Int { entries.count }
+    @inlinable package var count: Int { entries.count }
+
+    /// Every value, in no particular order.
+    package var values: some Collection<Value> { entries.lazy.map(\.value) }
 
     /// Adds `key`/`tag` → `value`. An existing key keeps its value (the first one added wins) and false
     /// is returned.
     @discardableResult
-    package mutating func insert(_ key: [UInt8], tag: UInt16 = 0, value: Int) -> Bool {
+    package mutating func insert(_ key: [UInt8], tag: UInt16 = 0, value: Value) -> Bool {
         let stored = caseInsensitive ? key.map(Self.lowercased) : key
-        let found = stored.withUnsafeBytes { find($0, tag: tag) }
-        if case .found = found { return false }
-        if (entries.count + 1) * 2 > slots.count {
-            grow()
-        }
-        entries.append(Entry(key: stored, tag: tag, value: value))
-        let slot = stored.withUnsafeBytes { emptySlot(for: hash($0, tag: tag)) }
-        slots[slot] = Int32(entries.count - 1)
+        let hash = stored.withUnsafeBytes { self.hash($0, tag: tag) }
+        if stored.withUnsafeBytes({ find($0, tag: tag, hash: hash) }) != nil { return false }
+        if (entries.count + 1) * 2 > slots.count { rebuild(slotCount: slots.count * 2) }
+        entries.append(Entry(key: stored, tag: tag, hash: hash, value: value))
+        slots[emptySlot(for: hash)] = Int32(entries.count - 1)
         return true
     }
 
-    /// Removes `key`/`tag` if present. Rebuilds the table: for rare changes (a node instance replaced).
-    package mutating func remove(_ key: [UInt8], tag: UInt16 = 0) {
-        let stored = caseInsensitive ? key.map(Self.lowercased) : key
-        guard case .found(let position) = stored.withUnsafeBytes({ find($0, tag: tag) }) else { return }
-        entries.remove(at: position)
-        rebuild(slotCount: slots.count)
+    /// The value for `key`/`tag`, or nil.
+    @inlinable
+    package func value(for key: UnsafeRawBufferPointer, tag: UInt16 = 0) -> Value? {
+        if entries.count <= Self.scanLimit {
+            for i in entries.indices where entries[i].tag == tag && matches(key, entries[i].key) {
+                return entries[i].value
+            }
+            return nil
+        }
+        guard let (_, position) = find(key, tag: tag, hash: hash(key, tag: tag)) else { return nil }
+        return entries[position].value
     }
 
-    /// The value for `key`/`tag`, or nil.
-    package func value(for key: UnsafeRawBufferPointer, tag: UInt16 = 0) -> Int? {
-        if case .found(let position) = find(key, tag: tag) { return entries[position].value }
-        return nil
+    @inlinable
+    package func value(for key: [UInt8], tag: UInt16 = 0) -> Value? {
+        key.withUnsafeBytes { value(for: $0, tag: tag) }
+    }
+
+    /// Removes `key`/`tag` if present, and returns its value.
+    @discardableResult
+    package mutating func remove(_ key: UnsafeRawBufferPointer, tag: UInt16 = 0) -> Value? {
+        guard let (slot, position) = find(key, tag: tag, hash: hash(key, tag: tag)) else { return nil }
+        let removed = entries[position].value
+        deleteSlot(slot)
+        // The last entry fills the gap; its slot is pointed at its new position.
+        let last = entries.count - 1
+        if position != last {
+            entries.swapAt(position, last)
+            let moved = slotHolding(last, hash: entries[position].hash)
+            slots[moved] = Int32(position)
+        }
+        entries.removeLast()
+        return removed
+    }
+
+    @discardableResult
+    package mutating func remove(_ key: [UInt8], tag: UInt16 = 0) -> Value? {
+        key.withUnsafeBytes { remove($0, tag: tag) }
     }
 
     // MARK: table
 
-    private enum Probe {
-        case found(Int)
-        case missing
-    }
-
-    private func find(_ key: UnsafeRawBufferPointer, tag: UInt16) -> Probe {
+    @inlinable
+    func find(_ key: UnsafeRawBufferPointer, tag: UInt16, hash: Int) -> (slot: Int, position: Int)? {
         let mask = slots.count - 1
-        var slot = hash(key, tag: tag) & mask
+        var slot = hash & mask
         while true {
             let position = Int(slots[slot])
-            if position < 0 { return .missing }
-            let entry = entries[position]
-            if entry.tag == tag && matches(key, entry.key) { return .found(position) }
+            if position < 0 { return nil }
+            if entries[position].hash == hash && entries[position].tag == tag && matches(key, entries[position].key) {
+                return (slot, position)
+            }
             slot = (slot + 1) & mask
         }
     }
@@ -79,19 +121,43 @@ package struct ByteKeyIndex: Sendable {
         return slot
     }
 
-    private mutating func grow() {
-        rebuild(slotCount: slots.count * 2)
+    private func slotHolding(_ position: Int, hash: Int) -> Int {
+        let mask = slots.count - 1
+        var slot = hash & mask
+        while Int(slots[slot]) != position { slot = (slot + 1) & mask }
+        return slot
+    }
+
+    /// Empties `slot` and moves later members of its probe chain back, so every key stays reachable from
+    /// its home slot without a gap (linear probing's backward-shift deletion).
+    private mutating func deleteSlot(_ slot: Int) {
+        let mask = slots.count - 1
+        var hole = slot
+        var next = slot
+        slots[hole] = -1
+        while true {
+            next = (next + 1) & mask
+            let position = Int(slots[next])
+            if position < 0 { return }
+            let home = entries[position].hash & mask
+            // The entry may move into the hole only if its home is not cyclically in (hole, next].
+            let homeBetween = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next)
+            if homeBetween { continue }
+            slots[hole] = slots[next]
+            slots[next] = -1
+            hole = next
+        }
     }
 
     private mutating func rebuild(slotCount: Int) {
         slots = [Int32](repeating: -1, count: slotCount)
         for position in entries.indices {
-            let slot = entries[position].key.withUnsafeBytes { emptySlot(for: hash($0, tag: entries[position].tag)) }
-            slots[slot] = Int32(position)
+            slots[emptySlot(for: entries[position].hash)] = Int32(position)
         }
     }
 
-    private func hash(_ key: UnsafeRawBufferPointer, tag: UInt16) -> Int {
+    @inlinable
+    func hash(_ key: UnsafeRawBufferPointer, tag: UInt16) -> Int {
         var hasher = Hasher()
         hasher.combine(tag)
         hasher.combine(key.count)
@@ -103,7 +169,8 @@ package struct ByteKeyIndex: Sendable {
         return hasher.finalize()
     }
 
-    private func matches(_ key: UnsafeRawBufferPointer, _ stored: [UInt8]) -> Bool {
+    @inlinable
+    func matches(_ key: UnsafeRawBufferPointer, _ stored: [UInt8]) -> Bool {
         guard key.count == stored.count else { return false }
         return stored.withUnsafeBytes { stored in
             if !caseInsensitive { return Self.bytesEqual(key, stored) }
@@ -113,7 +180,8 @@ package struct ByteKeyIndex: Sendable {
     }
 
     /// Equal-length byte compare, eight bytes at a time (identities are compared for every backend message).
-    private static func bytesEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+    @inlinable
+    static func bytesEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
         var i = 0
         while i + 8 <= a.count {
             if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) {
@@ -128,8 +196,10 @@ package struct ByteKeyIndex: Sendable {
         return true
     }
 
-    @inline(__always)
-    private static func lowercased(_ byte: UInt8) -> UInt8 {
+    @inlinable @inline(__always)
+    static func lowercased(_ byte: UInt8) -> UInt8 {
         byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
     }
 }
+
+

@@ -11,7 +11,10 @@
 /// (native engine) or the first time it sends a message (libzmq engine: a backend announces itself
 /// with an unsolicited `pong`), and is then a node entry of its own, authorised for exactly the
 /// vhosts that list `NAME`. At most `max-instances` exist per node; a dead instance's slot is reused.
-package struct NodeTable: Sendable {
+///
+/// A class: the gateway owns the one table and calls into it several times per request; as a struct held by
+/// the gateway every call copied it (a retain and release of each of its arrays).
+package final class NodeTable {
     package enum Health: Sendable, Equatable {
         case unknown
         case alive
@@ -31,21 +34,23 @@ package struct NodeTable: Sendable {
         package var requests: Int = 0
     }
 
-    package private(set) var nodes: [Node] = []
+    // Stored properties skip the dynamic exclusivity checks (Core is built with them on): the gateway touches the
+    // table from its loop thread only, and the checks cost ~900 instructions per request (callgrind).
+    @exclusivity(unchecked) package private(set) var nodes: [Node] = []
     /// Whether a node not heard from yet may get requests (a send to it may succeed). Off when only a
     /// message can prove who holds an identity (CURVE on the libzmq engine).
-    package var unknownNodesAreUsable = true
+    @exclusivity(unchecked) package var unknownNodesAreUsable = true
     /// Identity byte that separates a node name from an instance suffix ("#").
     package static let instanceSeparator = NodeKey.instanceSeparator
-    private var byIdentity = ByteKeyIndex(caseInsensitive: false)
+    @exclusivity(unchecked) private var byIdentity = ByteKeyIndex(caseInsensitive: false)
     /// Rotates the starting point of the fewest-in-flight scan so ties are spread round-robin.
-    private var rotation = 0
+    @exclusivity(unchecked) private var rotation = 0
 
     package init() {}
 
     /// Adds a node if it is not known yet; returns its index.
     @discardableResult
-    package mutating func add(_ identity: [UInt8]) -> Int {
+    package func add(_ identity: [UInt8]) -> Int {
         if let i = index(of: identity) { return i }
         nodes.append(Node(identity: identity, base: nodes.count))
         byIdentity.insert(identity, value: nodes.count - 1)
@@ -79,7 +84,7 @@ package struct NodeTable: Sendable {
 
     /// Registers `NAME#SUFFIX` as an instance of the configured node `NAME`, if it has fewer than
     /// `limit` instances (or a dead, idle one whose entry can be reused).
-    package mutating func registerInstance(_ identity: UnsafeRawBufferPointer, limit: Int) -> InstanceRegistration {
+    package func registerInstance(_ identity: UnsafeRawBufferPointer, limit: Int) -> InstanceRegistration {
         guard let base = configuredNode(for: identity), identity.count > nodes[base].identity.count else {
             return .notAnInstance
         }
@@ -110,7 +115,7 @@ package struct NodeTable: Sendable {
 
     /// Records a message from node `i`. Returns true when the node came back from `dead`.
     @discardableResult
-    package mutating func heard(from i: Int, now: Double) -> Bool {
+    package func heard(from i: Int, now: Double) -> Bool {
         let revived = nodes[i].health == .dead
         nodes[i].health = .alive
         nodes[i].lastSeen = now
@@ -119,7 +124,7 @@ package struct NodeTable: Sendable {
 
     /// Marks node `i` dead. Returns true when it was not dead before.
     @discardableResult
-    package mutating func markDead(_ i: Int) -> Bool {
+    package func markDead(_ i: Int) -> Bool {
         let changed = nodes[i].health != .dead
         nodes[i].health = .dead
         return changed
@@ -134,7 +139,7 @@ package struct NodeTable: Sendable {
     }
 
     /// The usable node among `candidates` with the fewest requests in flight, skipping `excluded`.
-    package mutating func choose(from candidates: [Int], excluding excluded: [Int] = []) -> Int? {
+    package func choose(from candidates: [Int], excluding excluded: [Int] = []) -> Int? {
         guard !candidates.isEmpty else { return nil }
         rotation &+= 1
         var best: Int? = nil
@@ -147,12 +152,12 @@ package struct NodeTable: Sendable {
         return best
     }
 
-    package mutating func requestStarted(on i: Int) {
+    package func requestStarted(on i: Int) {
         nodes[i].inFlight += 1
         nodes[i].requests += 1
     }
 
-    package mutating func requestFinished(on i: Int) {
+    package func requestFinished(on i: Int) {
         nodes[i].inFlight = max(0, nodes[i].inFlight - 1)
     }
 

@@ -2,29 +2,29 @@
 /// the index instead of moving the rest of the bytes (`Array.removeFirst`), and once everything is read
 /// the buffer starts over, keeping its storage only up to a size the owner chooses, so an idle
 /// connection holds no large buffer.
-package struct ByteBuffer {
+public struct ByteBuffer {
     @usableFromInline var storage: [UInt8] = []
     @usableFromInline var readerIndex = 0
 
-    package init() {}
+    public init() {}
 
     /// Bytes appended and not yet consumed.
-    @inlinable package var readableCount: Int { storage.count - readerIndex }
+    @inlinable @inline(__always) public var readableCount: Int { storage.count - readerIndex }
 
-    @inlinable package var isEmpty: Bool { readerIndex == storage.count }
+    @inlinable @inline(__always) public var isEmpty: Bool { readerIndex == storage.count }
 
-    @inlinable
-    package mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    @inlinable @inline(__always)
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         storage.appendBytes(bytes)
     }
 
-    @inlinable
-    package mutating func append(_ bytes: [UInt8]) {
+    @inlinable @inline(__always)
+    public mutating func append(_ bytes: [UInt8]) {
         storage.append(contentsOf: bytes)
     }
 
     /// `SIZE\r\n`, the line that starts a chunk (RFC 9112 §7.1), the size in hex, without an allocation.
-    package mutating func appendChunkSize(_ size: Int) {
+    public mutating func appendChunkSize(_ size: Int) {
         precondition(size >= 0, "negative chunk size")
         var shift = 0
         while shift < 60 && size >> (shift + 4) != 0 { shift += 4 }
@@ -39,21 +39,21 @@ package struct ByteBuffer {
 
     /// Lets `body` append to the end of the storage (a TLS engine writing its records, say).
     @inlinable
-    package mutating func appending<R>(_ body: (inout [UInt8]) throws -> R) rethrows -> R {
+    public mutating func appending<R>(_ body: (inout [UInt8]) throws -> R) rethrows -> R {
         try body(&storage)
     }
 
     /// The unconsumed bytes, valid only inside `body`.
-    @inlinable
-    package func withReadableBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    @inlinable @inline(__always)
+    public func withReadableBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try storage.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[readerIndex...])) }
     }
 
     /// Marks `count` bytes read. When nothing is left the buffer starts over (see `clear`); a large
     /// consumed prefix is dropped once it is more than half of the storage, so a buffer that is never
     /// quite empty does not grow without end.
-    @inlinable
-    package mutating func consume(_ count: Int, keepingCapacity limit: Int) {
+    @inlinable @inline(__always)
+    public mutating func consume(_ count: Int, keepingCapacity limit: Int) {
         precondition(count >= 0 && count <= readableCount, "consumed more than was readable")
         readerIndex += count
         if readerIndex == storage.count {
@@ -66,7 +66,7 @@ package struct ByteBuffer {
 
     /// Drops every byte; the storage is kept when its capacity is at most `limit` bytes, else released.
     @inlinable
-    package mutating func clear(keepingCapacity limit: Int) {
+    public mutating func clear(keepingCapacity limit: Int) {
         readerIndex = 0
         if storage.capacity <= limit {
             storage.removeAll(keepingCapacity: true)

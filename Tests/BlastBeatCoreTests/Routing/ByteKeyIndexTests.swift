@@ -60,4 +60,29 @@ import Testing
         #expect(lookup(index, base + "d") == nil)
         #expect(lookup(index, base) == nil)
     }
+
+    /// Keys that come and go (backend connections): after any mix of inserts and removals the index answers
+    /// exactly as a dictionary does (backward-shift deletion keeps every probe chain whole).
+    @Test func randomInsertsAndRemovalsMatchADictionary() {
+        var index = ByteKeyIndex(caseInsensitive: false)
+        var reference: [String: Int] = [:]
+        var state: UInt64 = 0x1234_5678
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(truncatingIfNeeded: state >> 33)
+        }
+        for step in 0..<20_000 {
+            let key = "peer-\(next() % 600)"
+            if next() % 3 == 0 {
+                #expect(index.remove(Array(key.utf8)) == reference.removeValue(forKey: key), "step \(step)")
+            } else if reference[key] == nil {
+                index.insert(Array(key.utf8), value: step)
+                reference[key] = step
+            }
+        }
+        #expect(index.count == reference.count)
+        for i in 0..<600 { #expect(lookup(index, "peer-\(i)") == reference["peer-\(i)"]) }
+        #expect(Set(index.values) == Set(reference.values))
+    }
 }
+
