@@ -83,8 +83,8 @@ extension Connection {
     /// Most response bytes queued for this client: `max-output-buffer`, and for a WebSocket at
     /// least two of the largest messages.
     var outputLimit: Int {
-        let limit = gateway.config.maxOutputBuffer
-        return webSocket == nil ? limit : max(limit, 2 * gateway.config.webSocket.maxMessageSize + 1024)
+        let limits = self.limits
+        return webSocket == nil ? limits.maxOutputBuffer : max(limits.maxOutputBuffer, 2 * limits.webSocketMaxMessage + 1024)
     }
 
     func flush() {
@@ -106,7 +106,7 @@ extension Connection {
                 output.consume(n, keepingCapacity: Self.keptOutputCapacity)
             case .wouldBlock:
                 if deadlineReason != .write && !isExchangeActive {
-                    setDeadline(gateway.config.timeouts.body, .write)
+                    setDeadline(limits.bodyTimeout, .write)
                 }
                 updateInterest()
                 return

@@ -95,8 +95,15 @@ extension Connection {
             return session.fail(.refused(status: 431, message: "request headers too large to forward"))
         }
 
+        limits = gateway.vhostLimits[vhost]
+        if let length = head.contentLength, length > limits.maxBodySize {
+            // The head parser admitted it for the largest limit of any vhost; this vhost's is lower.
+            return rejectRequest(.bodyTooLarge(limit: limits.maxBodySize))
+        }
         if head.hasBody {
-            request = .body(head.isChunked ? .chunked(limits: gateway.config.limits) : .contentLength(head.contentLength ?? 0))
+            var bodyLimits = gateway.config.limits
+            bodyLimits.maxBodySize = limits.maxBodySize
+            request = .body(head.isChunked ? .chunked(limits: bodyLimits) : .contentLength(head.contentLength ?? 0))
         } else {
             request = .complete
         }
@@ -128,7 +135,7 @@ extension Connection {
     /// the body timeout starts again.
     private func clientSentBody() {
         if head.expectContinue { session.continueWasSent() }
-        if case .body = request { setDeadline(gateway.config.timeouts.body, .body) }
+        if case .body = request { setDeadline(limits.bodyTimeout, .body) }
     }
 
     /// The request body is still being read from the client.
@@ -193,7 +200,7 @@ extension Connection {
     }
 
     /// Answers a malformed request with its status code and closes.
-    private func rejectRequest(_ error: HTTPParseError) {
+    func rejectRequest(_ error: HTTPParseError) {
         gateway.counters.clientErrors += 1
         gateway.logger.info("bad request from \(peerDescription): \(error)")
         // After the head went to a node (an error in the body), the node is told `end` on close; once

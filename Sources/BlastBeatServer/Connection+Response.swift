@@ -6,7 +6,7 @@ extension Connection {
     func backendMessage(_ type: BackendMessageType, _ body: UnsafeRawBufferPointer) {
         if teardown >= .lingering { return }
         if let webSocket { return backendWebSocketMessage(type, body, session: webSocket) }
-        if isExchangeActive { setDeadline(gateway.config.timeouts.backend, .backend) }
+        if isExchangeActive { setDeadline(limits.backendTimeout, .backend) }
         session.backendMessage(type, body)
     }
 

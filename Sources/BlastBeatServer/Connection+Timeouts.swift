@@ -26,9 +26,9 @@ extension Connection {
     func refreshDeadlineForState() {
         let t = gateway.config.timeouts
         if webSocket != nil { return setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle) }
-        if isExchangeActive { return setDeadline(t.backend, .backend) }
+        if isExchangeActive { return setDeadline(limits.backendTimeout, .backend) }
         switch request {
-        case .body: setDeadline(t.body, .body)
+        case .body: setDeadline(limits.bodyTimeout, .body)
         case .readingHead: setDeadline(t.header, .head)
         case .complete, .idle: setDeadline(t.keepAlive, .idle)
         }

@@ -110,7 +110,7 @@ extension Connection {
         gateway.writeAccessLog(self)
         pendingUpgrade = nil
         webSocket = WebSocketSession(
-            maxMessageSize: gateway.config.webSocket.maxMessageSize, compression: upgrade.compression)
+            maxMessageSize: limits.webSocketMaxMessage, compression: upgrade.compression)
         // The session stays "in flight" on its node until it closes, so balancing counts open sockets.
         request = .complete
         setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle)
@@ -168,7 +168,7 @@ extension Connection {
     }
 
     private func deliverMessage(isText: Bool, compressed: Bool, session: WebSocketSession) {
-        let limit = gateway.config.webSocket.maxMessageSize
+        let limit = limits.webSocketMaxMessage
         let type: StaticString = isText ? "websocket" : "websocket-binary"
         if !compressed {
             return session.assembler.messagePayload.withUnsafeBytes { self.session.sendMessage(type, $0) }

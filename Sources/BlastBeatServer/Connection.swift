@@ -34,6 +34,9 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     // MARK: the current exchange
     /// The session this connection carries: its node, node slot and responses (see GatewaySession).
     private(set) var session: GatewaySession! = nil
+    /// The limits of the current (or last) request's vhost (the first vhost's until a request is routed);
+    /// a plain copy, read on every write and deadline.
+    var limits: VhostLimits
     var requestStart: Double = 0
     var log = AccessLogRecord()
     /// Set between an accepted upgrade request and its 101.
@@ -100,7 +103,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         self.sid = sid
         self.remoteAddress = peer.hostBytes
         self.remotePort = peer.portBytes
-        self.parser = HTTPRequestHeadParser(limits: gateway.config.limits)
+        self.parser = HTTPRequestHeadParser(limits: gateway.requestLimits)
+        self.limits = gateway.vhostLimits.first ?? VhostLimits()
         self.io = IOWatcher(loop: gateway.loop, fd: fd, delegate: self)
         self.timer = TimerWatcher(loop: gateway.loop, delegate: self)
         self.session = GatewaySession(gateway: gateway, connection: self, sid: sid)
@@ -202,7 +206,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
             readPausedForNodeQueue = true
             gateway.counters.readPausesForNodeQueue += 1
             gateway.waitForNodeQueue(self)
-            if webSocket == nil { setDeadline(gateway.config.timeouts.backend, .backend) }
+            if webSocket == nil { setDeadline(limits.backendTimeout, .backend) }
         }
         updateInterest()
     }
@@ -234,6 +238,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     }
 
     var isExchangeActive: Bool { session.isResponseActive }
+
+
 
     /// The node of the current or last request, and whether it knows the session (see HTTPSession).
     var node: Int? { session.node }

@@ -16,6 +16,8 @@ package struct Counters {
     package var timeouts = 0
     package var acceptedConnections = 0
     package var requests = 0
+    /// Requests answered 503 because their vhost's nodes held `max-in-flight` requests already.
+    package var vhostBusyRefusals = 0
     /// Times a connection stopped reading its client because its node's queue was full.
     package var readPausesForNodeQueue = 0
 }

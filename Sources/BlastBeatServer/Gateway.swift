@@ -25,6 +25,13 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// Most unconsumed input a connection may hold (a head plus pipelined requests).
     let maxPendingInput: Int
     let responseChunkLimits: HTTPLimits
+    /// What the request head parser admits before the Host is known: `[blastbeat]`'s limits, with the largest
+    /// `max-body-size` of any vhost (each vhost's own is checked once the request is routed).
+    let requestLimits: HTTPLimits
+    /// Each vhost's per-request limits, by vhost index (plain values: read on every request).
+    let vhostLimits: [VhostLimits]
+    /// Requests and WebSockets each vhost's nodes hold now (`max-in-flight`), kept by GatewaySession.settleSlot.
+    var vhostInFlight: [Int]
 
     var listeners: [Listener] = []
     /// Where backends connect, spoken natively (`zmq-engine = native`, the default) or through libzmq.
@@ -32,7 +39,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var nodes = NodeTable()
     /// Node indices per vhost, in configuration order.
     var vhostNodes: [[Int]] = []
-    private var vhostServerNames: [[UInt8]] = []
+    private(set) var vhostServerNames: [[UInt8]] = []
     var sessions: [SessionID: Connection] = [:]
     var connectionsToFlush: [Connection] = []
     private var flushBatch: [Connection] = []
@@ -74,6 +81,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         var chunkLimits = config.limits
         chunkLimits.maxBodySize = Int.max
         self.responseChunkLimits = chunkLimits
+        var requestLimits = config.limits
+        requestLimits.maxBodySize = config.largestBodySize
+        self.requestLimits = requestLimits
+        self.vhostLimits = config.vhosts.map(\.limits)
+        self.vhostInFlight = [Int](repeating: 0, count: config.vhosts.count)
         do { backendKeys = try BackendKeys.load(config) } catch {
             throw StartupError(description: "\(error)")
         }
@@ -109,7 +121,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             router = try BackendRouter(
                 loop: loop, endpoint: config.zmqEndpoint, engine: config.zmqEngine,
                 // A bigger message could never be queued for a client anyway.
-                maxMessageSize: max(config.maxOutputBuffer, config.webSocket.maxMessageSize) + 64 * 1024,
+                maxMessageSize: config.largestBackendMessage + 64 * 1024,
                 maxQueuedBytes: config.maxNodeQueue * 2, curveKeys: backendKeys.server, delegate: self)
             // libzmq under CURVE: a node is used only once a message has proved its key (see Gateway+Admission).
             nodes.unknownNodesAreUsable = !router.claimsAreProvedByMessages
@@ -145,7 +157,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         loop.run()
         shutdownNow()
         logger.info(
-            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused"
+            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight"
         )
     }
 

@@ -79,6 +79,20 @@ final class GatewaySession {
     /// with the fewest requests in flight. Answers 503 itself when no node can take it; returns false then.
     @discardableResult
     func dispatch(preferring preferred: Int?, bodyComplete: Bool) -> Bool {
+        if let limit = connection.limits.maxInFlight, gateway.vhostInFlight[vhost] >= limit {
+            // The tenant's own requests fill its share; other vhosts' nodes and requests are untouched.
+            gateway.counters.vhostBusyRefusals += 1
+            let warn = gateway.vhostServerNames[vhost].withUnsafeBytes {
+                gateway.warnings.allow("in-flight", $0, now: gateway.loop.now, interval: 10)
+            }
+            if warn {
+                gateway.logger.warning(
+                    "vhost \(gateway.config.vhosts[vhost].name) has max-in-flight = \(limit) requests at its nodes; "
+                        + "answering 503 (logged once per 10 s)")
+            }
+            fail(.vhostBusy)
+            return false
+        }
         let candidates = gateway.vhostNodes[vhost]
         var choice: Int? = nil
         if let preferred, candidates.contains(preferred), gateway.nodes.isUsable(preferred),
@@ -264,8 +278,15 @@ final class GatewaySession {
     private func settleSlot(heldBefore before: Int?) {
         let after = machine.slotNode
         if before == after { return }
-        if let before { gateway.nodes.requestFinished(on: before) }
-        if let after { gateway.nodes.requestStarted(on: after) }
+        // The vhost does not change while a slot is held (only `route` sets it, between requests).
+        if let before {
+            gateway.nodes.requestFinished(on: before)
+            gateway.vhostInFlight[vhost] -= 1
+        }
+        if let after {
+            gateway.nodes.requestStarted(on: after)
+            gateway.vhostInFlight[vhost] += 1
+        }
     }
 
     private func perform(_ action: HTTPSessionAction) {
@@ -325,7 +346,7 @@ final class GatewaySession {
         case .retriedTooOften(let times):
             gateway.logger.warning("request on \(sid.hex) retried \(times) times; giving up")
         case .backendTimeout:
-            gateway.logger.warning("node \(nodeName) did not answer within \(gateway.config.timeouts.backend)s")
+            gateway.logger.warning("node \(nodeName) did not answer within \(gateway.vhostLimits[vhost].backendTimeout)s")
         default:
             break
         }

@@ -453,7 +453,8 @@ if os.environ.get("BLASTBEAT_ZMQ_ENGINE"):
 class Gateway:
     """One ``blastbeat`` process with a generated config in ``workdir``.
 
-    ``vhosts`` maps a section name to a list of node names, or to ``{"nodes": [...], "default": True}``.
+    ``vhosts`` maps a section name to a list of node names, or to ``{"nodes": [...], "default": True,
+    "options": {KEY: VALUE}}`` (keys of the vhost's own section).
     ``options`` override ``DEFAULT_OPTIONS`` (a value of None removes the key). ``extra_binds`` are added as
     further ``bind`` lines, e.g. ``"[::1]:PORT"``.
     """
@@ -490,11 +491,13 @@ class Gateway:
         for vhost, spec in self.vhosts.items():
             if isinstance(spec, dict):
                 nodes, default = spec.get("nodes", []), spec.get("default", False)
+                own = spec.get("options", {})
             else:
-                nodes, default = spec, False
+                nodes, default, own = spec, False, {}
             lines += ["", f"[blastbeat:{vhost}]"] + [f"node = {n}" for n in nodes]
             if default:
                 lines.append("default = true")
+            lines += [f"{k} = {v}" for k, v in own.items()]
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 10.0) -> "Gateway":
@@ -593,9 +596,12 @@ class ConnectionClosed(Exception):
 class RawConn:
     """A plain TCP connection speaking HTTP/1.x by hand; every read is bounded by ``timeout``."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, family: int = socket.AF_INET):
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, family: int = socket.AF_INET,
+                 source: str | None = None):
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
+        if source is not None:  # a distinct client: any address of 127.0.0.0/8 is loopback
+            self.sock.bind((source, 0))
         self.sock.connect((host, port))
         self.timeout = timeout
         self.buf = bytearray()

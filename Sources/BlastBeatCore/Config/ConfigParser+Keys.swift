@@ -7,10 +7,13 @@ extension ConfigParser.Builder {
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "error-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
+        "max-in-flight",
     ]
     static let vhostKeys = [
         "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",
         "node-key", "max-instances",
+        // Per-request limits a vhost may set for itself (README "Limits per vhost").
+        "backend-timeout", "body-timeout", "max-body-size", "max-output-buffer", "websocket-max-message", "max-in-flight",
     ]
 
     mutating func applyMain(key: String, value: String, line: Int) throws(ConfigError) {
@@ -89,6 +92,8 @@ extension ConfigParser.Builder {
             config.webSocket.idleTimeout = try seconds(value, key, line)
         case "websocket-compression":
             config.webSocket.compression = try boolean(value, key, line)
+        case "max-in-flight":
+            config.maxInFlight = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
         default:
             if Self.vhostKeys.contains(key) {
                 throw error(line, key, "expected in a [blastbeat:HOST] section, not in [blastbeat]")
@@ -118,6 +123,18 @@ extension ConfigParser.Builder {
             vhosts[index].host.nodeKeys.append(try nodeKey(value, key, line))
         case "max-instances":
             vhosts[index].host.maxInstances = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
+        case "backend-timeout":
+            vhosts[index].backendTimeout = try seconds(value, key, line)
+        case "body-timeout":
+            vhosts[index].bodyTimeout = try seconds(value, key, line)
+        case "max-body-size":
+            vhosts[index].maxBodySize = try byteSize(value, key, line, minimum: 0)
+        case "max-output-buffer":
+            vhosts[index].maxOutputBuffer = try byteSize(value, key, line, minimum: 1)
+        case "websocket-max-message":
+            vhosts[index].webSocketMaxMessage = try byteSize(value, key, line, minimum: 1)
+        case "max-in-flight":
+            vhosts[index].maxInFlight = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
         case "bind", "bind-ssl":
             binds.append(
                 .init(address: try address(value, key, line), tls: key == "bind-ssl", line: line, vhost: index))

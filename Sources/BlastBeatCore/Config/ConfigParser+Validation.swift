@@ -49,6 +49,12 @@ extension ConfigParser.Builder {
         config.keyLine = mainKeyLines["key"] ?? 0
         config.vhosts = vhosts.map { draft in
             var host = draft.host
+            host.limits.backendTimeout = draft.backendTimeout ?? config.timeouts.backend
+            host.limits.bodyTimeout = draft.bodyTimeout ?? config.timeouts.body
+            host.limits.maxBodySize = draft.maxBodySize ?? config.limits.maxBodySize
+            host.limits.maxOutputBuffer = draft.maxOutputBuffer ?? config.maxOutputBuffer
+            host.limits.webSocketMaxMessage = draft.webSocketMaxMessage ?? config.webSocket.maxMessageSize
+            host.limits.maxInFlight = draft.maxInFlight ?? config.maxInFlight
             if host.certificate == nil && host.key == nil {
                 host.certificate = config.certificate
                 host.key = config.key

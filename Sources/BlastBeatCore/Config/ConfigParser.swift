@@ -102,6 +102,13 @@ extension ConfigParser {
         var keyLine = 0
         /// The line of each `node` (same order as `host.nodes`).
         var nodeLines: [Int] = []
+        /// The limits the section sets itself (the rest come from `[blastbeat]` in `finish()`).
+        var backendTimeout: Double?
+        var bodyTimeout: Double?
+        var maxBodySize: Int?
+        var maxOutputBuffer: Int?
+        var webSocketMaxMessage: Int?
+        var maxInFlight: Int?
     }
 
     /// Accumulates the file, key by key; `finish()` checks what needs the whole file.

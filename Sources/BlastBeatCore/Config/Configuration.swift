@@ -53,6 +53,8 @@ package struct Configuration: Sendable, Equatable {
     package var timeouts: Timeouts
     /// `max-connections`: open client connections across all listeners.
     package var maxConnections: Int = 10000
+    /// `max-in-flight`: the default for every vhost's own limit (`VhostLimits.maxInFlight`); nil = none.
+    package var maxInFlight: Int?
     /// `max-retry-buffer`: request body bytes kept for replay on retry.
     package var maxRetryBuffer: Int = 64 << 10
     /// `max-node-queue`: request body bytes handed to ZeroMQ for one node and not yet sent to it;
@@ -86,6 +88,20 @@ package struct Configuration: Sendable, Equatable {
         self.zmqEndpoint = zmqEndpoint
         self.limits = limits
         self.timeouts = timeouts
+    }
+
+    /// The largest `max-body-size` of any vhost: what the request head parser admits before the Host is known
+    /// (each vhost's own limit is checked once the request is routed).
+    package var largestBodySize: Int {
+        vhosts.reduce(limits.maxBodySize) { max($0, $1.limits.maxBodySize) }
+    }
+
+    /// The largest `websocket-max-message` and `max-output-buffer` of any vhost, for sizing what a backend
+    /// message may be.
+    package var largestBackendMessage: Int {
+        vhosts.reduce(max(maxOutputBuffer, webSocket.maxMessageSize)) {
+            max($0, $1.limits.maxOutputBuffer, $1.limits.webSocketMaxMessage)
+        }
     }
 
     /// Indices of the vhosts served on listener `i` (dedicated ones, or every vhost not attached to any dedicated

@@ -28,6 +28,8 @@ package struct VirtualHost: Sendable, Equatable {
     package var nodeKeys: [NodeKey] = []
     /// `max-instances` for this vhost's nodes, when it sets its own.
     package var maxInstances: Int?
+    /// The per-request limits of this vhost's requests: its own, or `[blastbeat]`'s where it sets none.
+    package var limits = VhostLimits()
 
     package init(
         name: String,
@@ -99,4 +101,24 @@ package struct VirtualHost: Sendable, Equatable {
             return false
         }
     }
+}
+
+/// The limits that apply to one vhost's requests, so one tenant's settings (a slow backend's long timeout,
+/// large uploads) are not every tenant's. Each is the vhost section's own value, or `[blastbeat]`'s.
+package struct VhostLimits: Sendable, Equatable {
+    /// `backend-timeout`, seconds: how long a request waits for the node's response head (then 504).
+    package var backendTimeout: Double = Timeouts().backend
+    /// `body-timeout`, seconds: the longest pause inside a request body, or in writing a response.
+    package var bodyTimeout: Double = Timeouts().body
+    /// `max-body-size`, bytes: a larger request body gets 413.
+    package var maxBodySize: Int = HTTPLimits().maxBodySize
+    /// `max-output-buffer`, bytes: response bytes queued for one client before the client counts as too slow.
+    package var maxOutputBuffer: Int = 64 << 20
+    /// `websocket-max-message`, bytes: the largest WebSocket message either way.
+    package var webSocketMaxMessage: Int = WebSocketSettings().maxMessageSize
+    /// `max-in-flight`: requests and open WebSockets the vhost's nodes hold at once; past it a request gets
+    /// 503 with Retry-After at once. Nil: no limit of its own (the nodes' queues bound it).
+    package var maxInFlight: Int?
+
+    package init() {}
 }

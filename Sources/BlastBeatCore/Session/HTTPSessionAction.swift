@@ -40,6 +40,8 @@ package enum SessionFailure: Equatable, Sendable, CustomStringConvertible {
     case badRequest(HTTPParseError)
     /// No node of the vhost can take the request.
     case noNode
+    /// The vhost's nodes hold `max-in-flight` requests already.
+    case vhostBusy
     case invalidHead(BackendHeadError)
     case switchedProtocols
     case subprotocolNotOffered
@@ -59,7 +61,7 @@ package enum SessionFailure: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .refused(let status, _): status
         case .badRequest(let error): error.status
-        case .noNode: 503
+        case .noNode, .vhostBusy: 503
         case .backendTimeout: 504
         case .invalidHead, .switchedProtocols, .subprotocolNotOffered, .bodyBeforeHeaders, .endedWithoutResponse,
             .retriedTooOften, .bodyTooLargeToRetry, .noOtherNode, .nodeGone, .invalidChunkedBody, .stalledMidResponse,
@@ -77,13 +79,14 @@ package enum SessionFailure: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The client may try again later (a 503 carries Retry-After).
-    package var retryAfter: Bool { self == .noNode }
+    package var retryAfter: Bool { self == .noNode || self == .vhostBusy }
 
     package var description: String {
         switch self {
         case .refused(_, let message): message
         case .badRequest(let error): error.description
         case .noNode: "no backend node is available"
+        case .vhostBusy: "this site's backends are busy; try again shortly"
         case .invalidHead: "the backend sent an invalid response"
         case .switchedProtocols: "the backend tried to switch protocols"
         case .subprotocolNotOffered: "the backend chose a subprotocol the client did not offer"

@@ -51,6 +51,10 @@ struct ConfigParserErrorTests {
         Case(
             base + "[blastbeat:h]\nnode = a\nzmq = tcp://a:1\n", 6, "zmq",
             "expected in the [blastbeat] section, not in a vhost section"),
+        Case(base + "[blastbeat:h]\nnode = a\nmax-in-flight = 0\n", 6, "max-in-flight", "expected a whole number >= 1"),
+        Case(base + "[blastbeat:h]\nnode = a\nmax-body-size = big\n", 6, "max-body-size", "expected"),
+        Case(base + "[blastbeat:h]\nnode = a\nheader-timeout = 3\n", 6, "header-timeout",
+            "expected in the [blastbeat] section, not in a vhost section"),
         Case(
             base + "[blastbeat:h]\nnodes = a\n", 5, "nodes",
             "unknown key in [blastbeat:h], expected one of node, bind, bind-ssl, certificate, key, default"),

@@ -405,4 +405,37 @@ struct ConfigParserTests {
             NodeKey(node: Array("alpha".utf8), source: .file("keys/alpha-new.key"), line: 9),
         ])
     }
+
+    /// A vhost's own limits override `[blastbeat]`'s; a silent vhost inherits them.
+    @Test func limitsPerVhost() throws {
+        let config = try Self.parse(
+            Self.base + """
+                backend-timeout = 20
+                max-body-size = 8k
+                max-in-flight = 50
+                [blastbeat:a.test]
+                node = alpha
+                backend-timeout = 2.5
+                body-timeout = 3
+                max-body-size = 1m
+                max-output-buffer = 2m
+                websocket-max-message = 64k
+                max-in-flight = 10
+                [blastbeat:b.test]
+                node = beta
+                """)
+        #expect(config.maxInFlight == 50)
+        let a = config.vhosts[0].limits
+        #expect(a.backendTimeout == 2.5 && a.bodyTimeout == 3)
+        #expect(a.maxBodySize == 1 << 20 && a.maxOutputBuffer == 2 << 20 && a.webSocketMaxMessage == 64 << 10)
+        #expect(a.maxInFlight == 10)
+        let b = config.vhosts[1].limits
+        #expect(b.backendTimeout == 20 && b.bodyTimeout == config.timeouts.body)
+        #expect(b.maxBodySize == 8 << 10 && b.maxOutputBuffer == config.maxOutputBuffer)
+        #expect(b.webSocketMaxMessage == config.webSocket.maxMessageSize && b.maxInFlight == 50)
+        // Before the Host is known the head parser admits the largest body any vhost allows.
+        #expect(config.largestBodySize == 1 << 20)
+        #expect(try Self.parse(Self.base + "[blastbeat:c.test]\nnode = c\n").vhosts[0].limits.maxInFlight == nil)
+    }
 }
+
