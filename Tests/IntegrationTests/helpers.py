@@ -766,6 +766,24 @@ def http_request(port: int, method: str = "GET", target: str = "/", host: str | 
         return c.read_response(method, timeout=timeout)
 
 
+def request_in_background(port: int, target: str = "/", host: str = "localhost", timeout: float = 10.0):
+    """A GET on a thread of its own (for a request that must be in flight while the test does something else).
+    Returns the started thread and a dict that gets "resp" (a Response) or "error" (the exception)."""
+    result: dict = {}
+
+    def client():
+        try:
+            with RawConn(port, timeout=timeout) as c:
+                c.send(request_bytes("GET", target, host))
+                result["resp"] = c.read_response(timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - the test asserts on it
+            result["error"] = e
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    return thread, result
+
+
 def curl(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess:
     """Run curl with no proxy and a hard time limit; output as bytes."""
     cmd = ["curl", "--silent", "--show-error", "--noproxy", "*", "--max-time", str(int(timeout) - 2), *args]

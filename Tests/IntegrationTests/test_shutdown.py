@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
-from helpers import HTTPHandler, RawConn, Request, request_bytes, respond
+from helpers import HTTPHandler, RawConn, Request, request_bytes, request_in_background, respond
 
 
 def test_sigterm_lets_slow_request_complete(make_gateway, make_backend):
@@ -18,18 +17,7 @@ def test_sigterm_lets_slow_request_complete(make_gateway, make_backend):
         backend.call_later(1.5, lambda: respond(send, req.sid, body))
 
     backend = make_backend(gw, "NODE1", HTTPHandler(app))
-    result = {}
-
-    def client():
-        try:
-            with RawConn(gw.port, timeout=10) as c:
-                c.send(request_bytes("GET", "/slow", "localhost"))
-                result["resp"] = c.read_response(timeout=10)
-        except Exception as e:  # noqa: BLE001
-            result["error"] = e
-
-    t = threading.Thread(target=client, daemon=True)
-    t.start()
+    t, result = request_in_background(gw.port, "/slow")
     backend.wait_message(b"uwsgi", timeout=5)
     gw.proc.send_signal(signal.SIGTERM)
     signalled = time.monotonic()

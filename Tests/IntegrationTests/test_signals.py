@@ -11,13 +11,12 @@ import re
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import HTTPHandler, Request, hello_app, http_request, request_bytes, respond, wait_until, RawConn
+from helpers import HTTPHandler, Request, hello_app, http_request, request_in_background, respond, wait_until
 
 AS_ROOT = os.geteuid() == 0
 NOBODY = pwd.getpwnam("nobody").pw_uid
@@ -76,18 +75,7 @@ def test_stop_signal_finishes_the_request_in_flight_and_exits_0(make_gateway, ma
         backend.call_later(1.0, lambda: respond(send, req.sid, b"finished"))
 
     backend = make_backend(gw, "NODE1", HTTPHandler(app))
-    result = {}
-
-    def client():
-        try:
-            with RawConn(gw.port, timeout=10) as c:
-                c.send(request_bytes("GET", "/slow", "localhost"))
-                result["resp"] = c.read_response(timeout=10)
-        except Exception as e:  # noqa: BLE001
-            result["error"] = e
-
-    t = threading.Thread(target=client, daemon=True)
-    t.start()
+    t, result = request_in_background(gw.port, "/slow")
     backend.wait_message(b"uwsgi", timeout=5)
     gw.proc.send_signal(sig)
     log_has(gw, rf"{sig.name}: no longer accepting; finishing 1 connection")
