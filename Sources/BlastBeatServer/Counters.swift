@@ -18,6 +18,11 @@ package struct Counters {
     package var requests = 0
     /// Requests answered 503 because their vhost's nodes held `max-in-flight` requests already.
     package var vhostBusyRefusals = 0
+    /// Connections closed at once because their client address held `max-client-connections` already.
+    package var clientConnectionRefusals = 0
+    /// Connections closed at `max-connections` to make room for a new one: idle keep-alive ones first
+    /// (oldest first), then the slowest senders of a request head.
+    package var connectionsClosedForRoom = 0
     /// Times a connection stopped reading its client because its node's queue was full.
     package var readPausesForNodeQueue = 0
 }

@@ -59,16 +59,10 @@ extension Gateway {
         for listener in listeners { listener.close() }
     }
 
-    /// Drops root privileges (after binding), then serves until shut down.
-
     // MARK: accepting
 
     func acceptConnections(on listener: Listener) {
         for _ in 0..<64 {
-            if sessions.count >= config.maxConnections {
-                pauseAccepting(reason: "max-connections (\(config.maxConnections)) reached")
-                return
-            }
             let accepted: (fd: Int32, peer: SocketAddress)?
             do { accepted = try Posix.accept(listener.fd) } catch {
                 if error.errno == EMFILE || error.errno == ENFILE || error.errno == ENOBUFS || error.errno == ENOMEM {
@@ -80,6 +74,17 @@ extension Gateway {
                 return
             }
             guard let (fd, peer) = accepted else { return }
+            if sessions.count >= config.maxConnections && !makeRoom() {
+                // Every connection is busy with a request: this one cannot be served, and accepting waits.
+                Posix.close(fd)
+                pauseAccepting(reason: "max-connections (\(config.maxConnections)) reached")
+                return
+            }
+            let client = peer.hostBytes
+            if connectionsByClient[client, default: 0] >= config.clientConnectionLimit {
+                refuse(fd, client: client, tls: listener.tls != nil)
+                continue
+            }
             var tls: TLSConnection? = nil
             if let context = listener.tls {
                 do { tls = try TLSConnection(context: context) } catch {
@@ -93,6 +98,7 @@ extension Gateway {
             let connection = Connection(
                 gateway: self, fd: fd, listener: listener, sid: sid, peer: peer, tls: tls)
             sessions[sid] = connection
+            connectionsByClient[client, default: 0] += 1
             counters.acceptedConnections += 1
             connection.start()
         }
@@ -108,8 +114,66 @@ extension Gateway {
 
     func connectionClosed(_ connection: Connection) {
         sessions[connection.sid] = nil
+        if let count = connectionsByClient[connection.remoteAddress], count > 1 {
+            connectionsByClient[connection.remoteAddress] = count - 1
+        } else {
+            connectionsByClient[connection.remoteAddress] = nil
+        }
         if acceptingPaused && sessions.count < config.maxConnections && !isShuttingDown {
             // Resumed by the pause timer, which also covers descriptor exhaustion.
         }
+    }
+
+    /// A client address past `max-client-connections`: a plain-HTTP client is told 503 (best effort, the
+    /// socket is new and empty), a TLS one is just closed; counted, and logged once per 10 s per address.
+    private func refuse(_ fd: Int32, client: [UInt8], tls: Bool) {
+        counters.clientConnectionRefusals += 1
+        if !tls {
+            let body = "503 Service Unavailable: too many connections from your address\n"
+            let response = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nRetry-After: \(retryAfterSeconds)\r\nConnection: close\r\n\r\n\(body)"
+            _ = Array(response.utf8).withUnsafeBytes { try? Posix.write(fd, $0) }
+        }
+        Posix.close(fd)
+        if client.withUnsafeBytes({ warnings.allow("client-connections", $0, now: loop.now, interval: 10) }) {
+            logger.warning(
+                "client \(String(decoding: client, as: UTF8.self)) holds max-client-connections "
+                    + "(\(config.clientConnectionLimit)) connections; refusing more (logged once per 10 s)")
+        }
+    }
+
+    /// At `max-connections`, closes one connection so a new client can come in: the oldest idle keep-alive
+    /// connection, else the one that has been sending its request head (or TLS handshake) the longest. A
+    /// connection with a request at a node, a response under way or a WebSocket is never chosen. Returns
+    /// false when there is none to close.
+    private func makeRoom() -> Bool {
+        let t = config.timeouts
+        var idle: (connection: Connection, since: Double)? = nil
+        var slow: (connection: Connection, since: Double)? = nil
+        for connection in sessions.values where connection.teardown == .open && !connection.isExchangeActive {
+            if connection.webSocket != nil { continue }
+            // When the connection started waiting: its deadline is that moment plus the timeout of the wait.
+            switch connection.deadlineReason {
+            case .idle where connection.requestStart > 0:
+                let since = connection.deadline - t.keepAlive
+                if idle == nil || since < idle!.since { idle = (connection, since) }
+            case .idle, .head, .tlsHandshake:
+                // Connected without a complete request yet (nothing sent, a partial head, a handshake).
+                let timeout = connection.deadlineReason == .idle ? t.keepAlive : connection.deadlineReason == .head ? t.header : t.tlsHandshake
+                let since = connection.deadline - timeout
+                if slow == nil || since < slow!.since { slow = (connection, since) }
+            case .body, .backend, .write, .linger, .webSocketIdle:
+                continue
+            }
+        }
+        guard let victim = (idle ?? slow)?.connection else { return false }
+        counters.connectionsClosedForRoom += 1
+        if warnings.allow("make-room", UnsafeRawBufferPointer(start: nil, count: 0), now: loop.now, interval: 10) {
+            logger.warning(
+                "max-connections (\(config.maxConnections)) reached: closing \(idle != nil ? "idle" : "slow") "
+                    + "connections from \(victim.peerDescription) and others to let new clients in (logged once per 10 s)")
+        }
+        victim.close()
+        return true
     }
 }

@@ -68,6 +68,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var listenerConfigIndex: [Int] = []
     var isShuttingDown = false
     var acceptingPaused = false
+    /// Open connections per client address (its text form), for `max-client-connections`.
+    var connectionsByClient: [[UInt8]: Int] = [:]
 
     package init(config: Configuration) throws(StartupError) {
         self.config = config
@@ -131,6 +133,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         }
     }
 
+    /// Drops root privileges (after binding), then serves until shut down.
     package func run() throws(StartupError) {
         let user = config.uid ?? "nobody"
         let group = config.gid ?? "nogroup"
@@ -157,7 +160,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         loop.run()
         shutdownNow()
         logger.info(
-            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight"
+            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight, \(counters.clientConnectionRefusals) connections over max-client-connections, \(counters.connectionsClosedForRoom) closed to make room"
         )
     }
 

@@ -53,6 +53,13 @@ package struct Configuration: Sendable, Equatable {
     package var timeouts: Timeouts
     /// `max-connections`: open client connections across all listeners.
     package var maxConnections: Int = 10000
+    /// `max-client-connections`: open connections from one client address; nil = a tenth of `maxConnections`
+    /// (at least 16), see `clientConnectionLimit`.
+    package var maxClientConnections: Int?
+
+    /// Connections one client address may hold: enough for a building behind one NAT address, never the whole
+    /// gateway.
+    package var clientConnectionLimit: Int { maxClientConnections ?? max(16, maxConnections / 10) }
     /// `max-in-flight`: the default for every vhost's own limit (`VhostLimits.maxInFlight`); nil = none.
     package var maxInFlight: Int?
     /// `max-retry-buffer`: request body bytes kept for replay on retry.

@@ -425,6 +425,10 @@ struct ConfigParserTests {
                 node = beta
                 """)
         #expect(config.maxInFlight == 50)
+        #expect(config.clientConnectionLimit == 1000)  // a tenth of max-connections by default
+        #expect(try Self.parse(Self.base + "max-connections = 50\nmax-client-connections = 7\n[blastbeat:c]\nnode = c\n")
+            .clientConnectionLimit == 7)
+        #expect(try Self.parse(Self.base + "max-connections = 50\n[blastbeat:c]\nnode = c\n").clientConnectionLimit == 16)
         let a = config.vhosts[0].limits
         #expect(a.backendTimeout == 2.5 && a.bodyTimeout == 3)
         #expect(a.maxBodySize == 1 << 20 && a.maxOutputBuffer == 2 << 20 && a.webSocketMaxMessage == 64 << 10)
