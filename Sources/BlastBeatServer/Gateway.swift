@@ -68,6 +68,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var listenerConfigIndex: [Int] = []
     var isShuttingDown = false
     var acceptingPaused = false
+    /// The ping timer visits the nodes in this many slices per `ping-freq` (see pingNodes).
+    static let pingSlices = 10
+    /// The node the ping timer visited last.
+    var pingCursor = -1
     /// Open connections per client address (its text form), for `max-client-connections`.
     var connectionsByClient: [[UInt8]: Int] = [:]
 
@@ -155,7 +159,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured; backends \(backendKeys.server.map { "authenticated with CURVE, gateway key \($0.publicKey.z85)" } ?? "not authenticated (NULL)")")
         warnIfTenantsAreUnauthenticated()
         notify("READY=1\nMAINPID=\(getpid())")
-        pingTimer.start(after: config.pingFrequency, repeat: config.pingFrequency)
+        pingTimer.start(after: config.pingFrequency / Double(Self.pingSlices), repeat: config.pingFrequency / Double(Self.pingSlices))
         housekeepingTimer.start(after: 1, repeat: 1)
         loop.run()
         shutdownNow()

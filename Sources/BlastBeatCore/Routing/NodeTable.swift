@@ -28,6 +28,8 @@ package final class NodeTable {
         package var health: Health = .unknown
         /// Loop time of the last message received from the node.
         package var lastSeen: Double = 0
+        /// Loop time of the last ping sent to the node (none yet: -infinity).
+        package var lastPinged: Double = -.infinity
         /// Requests sent to the node whose response has not completed.
         package var inFlight: Int = 0
         /// Counters for logs and tests.
@@ -169,14 +171,21 @@ package final class NodeTable {
         case declareDead
     }
 
+    /// A node is pinged at most once per `frequency`: when silent that long (alive), or to find out whether it
+    /// is there (unknown, dead).
     package func pingAction(for i: Int, now: Double, frequency: Double, timeout: Double) -> PingAction {
         let node = nodes[i]
         switch node.health {
         case .alive:
             if now - node.lastSeen > timeout { return .declareDead }
-            return now - node.lastSeen >= frequency ? .ping : .nothing
+            return now - node.lastSeen >= frequency && now - node.lastPinged >= frequency ? .ping : .nothing
         case .unknown, .dead:
-            return .ping
+            return now - node.lastPinged >= frequency ? .ping : .nothing
         }
+    }
+
+    /// A ping went to node `i` at `now`.
+    package func pinged(_ i: Int, now: Double) {
+        nodes[i].lastPinged = now
     }
 }

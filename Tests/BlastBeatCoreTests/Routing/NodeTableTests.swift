@@ -134,4 +134,20 @@ import Testing
         let old = Array("app#0".utf8).withUnsafeBytes { table.index(of: $0) }
         #expect(old == nil)
     }
+
+    /// Once per frequency, however often the gateway's timer asks (it visits the nodes in slices).
+    @Test func aNodeIsPingedOncePerFrequency() {
+        var table = NodeTable()
+        let a = table.add(Array("A".utf8))
+        #expect(table.pingAction(for: a, now: 10, frequency: 3, timeout: 10) == .ping)
+        table.pinged(a, now: 10)
+        #expect(table.pingAction(for: a, now: 12.9, frequency: 3, timeout: 10) == .nothing)
+        #expect(table.pingAction(for: a, now: 13, frequency: 3, timeout: 10) == .ping)
+        table.heard(from: a, now: 13.1)
+        table.pinged(a, now: 16.2)
+        #expect(table.pingAction(for: a, now: 17, frequency: 3, timeout: 10) == .nothing)  // pinged 0.8 s ago
+        #expect(table.pingAction(for: a, now: 19.2, frequency: 3, timeout: 10) == .ping)
+        #expect(table.pingAction(for: a, now: 23.2, frequency: 3, timeout: 10) == .declareDead)
+    }
 }
+
