@@ -200,7 +200,7 @@ extension Connection {
     }
 
     /// Answers a malformed request with its status code and closes.
-    func rejectRequest(_ error: HTTPParseError) {
+    private func rejectRequest(_ error: HTTPParseError) {
         gateway.counters.clientErrors += 1
         gateway.logger.info("bad request from \(peerDescription): \(error)")
         // After the head went to a node (an error in the body), the node is told `end` on close; once
@@ -210,17 +210,11 @@ extension Connection {
 
     /// Writes a complete error response of the gateway's own and closes after it.
     func sendErrorAndClose(status: Int, message: String, retryAfter: Bool = false, extraHeaders: String = "") {
-        let reason = HTTPStatus.reasonPhrase(status)
-        let body = "\(status) \(reason): \(message)\n"
-        var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        text += "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n"
-        if retryAfter { text += "Retry-After: \(gateway.retryAfterSeconds)\r\n" }
-        text += extraHeaders
-        text += "\r\n"
-        enqueue(Array(text.utf8))
-        if !session.machine.request.isHead { enqueue(Array(body.utf8)) }
+        let (head, body) = gateway.errorResponse(status: status, message: message, retryAfter: retryAfter, extraHeaders: extraHeaders)
+        enqueue(head)
+        if !session.machine.request.isHead { enqueue(body) }
         log.status = status
-        log.bytesSent += body.utf8.count
+        log.bytesSent += body.count
         gateway.writeAccessLog(self)
         request = .complete
         closeAfterFlush()

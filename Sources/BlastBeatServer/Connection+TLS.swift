@@ -18,10 +18,10 @@ extension Connection {
                 // HTTP request line: answer it in plain text, as nginx does, instead of a TLS alert.
                 if first != 0x16 && first >= 0x41 && first <= 0x5A {
                     gateway.counters.clientErrors += 1
-                    let body = "400 Bad Request: this port speaks HTTPS; use https://\n"
-                    output.append(Array(
-                        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n".utf8))
-                    output.append(Array("Content-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
+                    let (head, body) = gateway.errorResponse(
+                        status: 400, message: "this port speaks HTTPS; use https://", retryAfter: false)
+                    output.append(head)
+                    output.append(body)
                     tlsClosing = true
                     return closeAfterFlush()
                 }

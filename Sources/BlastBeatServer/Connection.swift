@@ -192,11 +192,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     }
 
     /// Whether what the client sends now goes on to the node: a request body, or WebSocket messages.
-    private var forwardsClientData: Bool {
-        if webSocket != nil { return true }
-        if case .body = request { return true }
-        return false
-    }
+    private var forwardsClientData: Bool { webSocket != nil || isReadingRequestBody }
 
     /// Stops reading the client until the node's queue drains (the client's TCP window fills and
     /// it waits). The backend timeout bounds the wait for a request body; a WebSocket keeps its

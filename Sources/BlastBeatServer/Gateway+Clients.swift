@@ -129,10 +129,8 @@ extension Gateway {
     private func refuse(_ fd: Int32, client: [UInt8], tls: Bool) {
         counters.clientConnectionRefusals += 1
         if !tls {
-            let body = "503 Service Unavailable: too many connections from your address\n"
-            let response = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                + "Content-Length: \(body.utf8.count)\r\nRetry-After: \(retryAfterSeconds)\r\nConnection: close\r\n\r\n\(body)"
-            _ = Array(response.utf8).withUnsafeBytes { try? Posix.write(fd, $0) }
+            let (head, body) = errorResponse(status: 503, message: "too many connections from your address", retryAfter: true)
+            _ = (head + body).withUnsafeBytes { try? Posix.write(fd, $0) }
         }
         Posix.close(fd)
         if client.withUnsafeBytes({ warnings.allow("client-connections", $0, now: loop.now, interval: 10) }) {
@@ -140,6 +138,17 @@ extension Gateway {
                 "client \(String(decoding: client, as: UTF8.self)) holds max-client-connections "
                     + "(\(config.clientConnectionLimit)) connections; refusing more (logged once per 10 s)")
         }
+    }
+
+    /// A complete error response of the gateway's own (plain text, `Connection: close`): its head and body.
+    func errorResponse(status: Int, message: String, retryAfter: Bool, extraHeaders: String = "") -> (head: [UInt8], body: [UInt8]) {
+        let reason = HTTPStatus.reasonPhrase(status)
+        let body = "\(status) \(reason): \(message)\n"
+        var head = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        head += "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n"
+        if retryAfter { head += "Retry-After: \(retryAfterSeconds)\r\n" }
+        head += extraHeaders + "\r\n"
+        return (Array(head.utf8), Array(body.utf8))
     }
 
     /// At `max-connections`, closes one connection so a new client can come in: the oldest idle keep-alive

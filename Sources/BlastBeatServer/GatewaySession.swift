@@ -346,7 +346,7 @@ final class GatewaySession {
         case .retriedTooOften(let times):
             gateway.logger.warning("request on \(sid.hex) retried \(times) times; giving up")
         case .backendTimeout:
-            gateway.logger.warning("node \(nodeName) did not answer within \(gateway.vhostLimits[vhost].backendTimeout)s")
+            gateway.logger.warning("node \(nodeName) did not answer within \(connection.limits.backendTimeout)s")
         default:
             break
         }
