@@ -36,13 +36,15 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(
             name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(
+            name: "CNGHTTP2", path: "Sources/CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
 
         // Pure protocol code: stdlib only, no I/O.
         .target(name: "BlastBeatCore", swiftSettings: swiftSettings),
         // The only target that talks to C libraries and syscalls.
         .target(
             name: "BlastBeatSystem",
-            dependencies: ["BlastBeatCore", "CSystem", "CLibEV", "CZeroMQ", "CZlib", "COpenSSL", "CSodium"],
+            dependencies: ["BlastBeatCore", "CSystem", "CLibEV", "CZeroMQ", "CZlib", "COpenSSL", "CSodium", "CNGHTTP2"],
             swiftSettings: swiftSettings),
         // The gateway itself.
         .target(

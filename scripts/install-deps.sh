@@ -3,10 +3,10 @@
 # Usage: scripts/install-deps.sh [build|test|bench]
 set -euo pipefail
 what=${1:-build}
-packages=(libzmq3-dev libev-dev libssl-dev zlib1g-dev libsodium-dev pkg-config)
+packages=(libzmq3-dev libev-dev libssl-dev zlib1g-dev libsodium-dev libnghttp2-dev pkg-config)
 case "$what" in
-  test) packages+=(curl python3-venv openssl gcc libc6-dev logrotate systemd) ;;
-  bench) packages+=(wrk nginx-light mongrel2-core condure curl python3-venv openssl gcc libc6-dev libssl-dev) ;;
+  test) packages+=(curl python3-venv openssl gcc libc6-dev logrotate systemd nghttp2-client prometheus) ;;
+  bench) packages+=(wrk nginx-light mongrel2-core condure curl python3-venv openssl gcc libc6-dev libssl-dev nghttp2-client) ;;
 esac
 missing=()
 for p in "${packages[@]}"; do
