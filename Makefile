@@ -88,7 +88,7 @@ SOURCE_FILES := Package.swift $(shell find Sources -type f)
 
 install: $(INSTALL_BIN)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d \
-		$(DESTDIR)$(SYSCONFDIR)/blastbeat
+		$(DESTDIR)$(SYSCONFDIR)/blastbeat $(DESTDIR)$(SYSCONFDIR)/blastbeat/sites.d
 	install -m 755 $(INSTALL_BIN) $(DESTDIR)$(SBINDIR)/blastbeat
 	sed -e 's|/usr/sbin/blastbeat|$(SBINDIR)/blastbeat|g' -e 's|/etc/blastbeat/|$(SYSCONFDIR)/blastbeat/|g' \
 		dist/blastbeat.service > $(DESTDIR)$(UNITDIR)/blastbeat.service

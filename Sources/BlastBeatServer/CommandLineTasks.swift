@@ -5,13 +5,14 @@ import Glibc
 /// What the `blastbeat` command does besides running the gateway: read and check a configuration,
 /// and write CURVE key pairs. Here rather than in main.swift so it is in one place with the file I/O.
 package enum CommandLineTasks {
-    /// Reads and parses the configuration file; errors are `FILE:LINE: key: what was expected`.
+    /// Reads and parses the configuration file and the files its `include` lines name; errors are
+    /// `FILE:LINE: key: what was expected`, FILE being the included file where the line is there.
     package static func loadConfiguration(_ path: String) throws(StartupError) -> Configuration {
         let bytes: [UInt8]
         do { bytes = try Posix.readFile(path) } catch {
             throw StartupError(description: "\(path): cannot read: \(error)")
         }
-        do { return try ConfigParser.parse(String(decoding: bytes, as: UTF8.self), file: path) } catch {
+        do { return try ConfigParser.parse(String(decoding: bytes, as: UTF8.self), file: path, includes: ConfigFiles()) } catch {
             throw StartupError(description: "\(error)")
         }
     }

@@ -23,9 +23,8 @@ package enum TLSFiles {
             } catch {
                 let blamesKey = error.file == .key
                 throw StartupError(
-                    description: ConfigError(
-                        file: config.file, line: blamesKey ? lines.1 : lines.0,
-                        key: blamesKey ? "key" : "certificate", message: "\(error)"
+                    description: config.error(
+                        at: blamesKey ? lines.1 : lines.0, key: blamesKey ? "key" : "certificate", "\(error)"
                     ).description)
             }
         }

@@ -56,6 +56,7 @@ def test_make_install_with_destdir_and_prefix(tmp_path):
     config = dest / "etc/blastbeat/blastbeat.ini"
     assert config.read_text() == (DIST / "blastbeat.ini").read_text() and mode(config) == 0o644
     assert "install -m 644 dist/blastbeat.ini" in out
+    assert (dest / "etc/blastbeat/sites.d").is_dir(), "the example's include = sites.d/*.ini has its directory"
 
     # Again, over an edited configuration: everything else is replaced, the configuration is kept.
     config.write_text("; mine\n")
@@ -94,6 +95,12 @@ def test_installed_example_configuration_passes_check(tmp_path):
     config = tmp_path / "blastbeat.ini"
     config.write_text(installed.replace("/var/log/blastbeat/", f"{logs}/"))
     binary = str(dest / "usr/sbin/blastbeat")
+    # include = sites.d/*.ini beside the file: a missing directory is an error (a typo must not drop every site),
+    # an empty one is fine.
+    proc = subprocess.run([binary, "--check", str(config)], capture_output=True, timeout=10)
+    assert proc.returncode == 1 and f"{config}:19: include: cannot read the directory of {tmp_path}/sites.d/*.ini" in \
+        proc.stderr.decode(errors="replace"), proc.stderr
+    (tmp_path / "sites.d").mkdir()
     proc = subprocess.run([binary, "--check", str(config)], capture_output=True, timeout=10)
     assert proc.returncode == 1 and f"error-log: open({logs}/error.log): No such file or directory" in \
         proc.stderr.decode(errors="replace"), proc.stderr

@@ -7,7 +7,7 @@ extension ConfigParser.Builder {
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "error-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
-        "max-in-flight", "max-client-connections",
+        "max-in-flight", "max-client-connections", "include",
     ]
     static let vhostKeys = [
         "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",

@@ -81,6 +81,7 @@ extension ConfigParser.Builder {
                     + "shared one in [blastbeat] (every listener is dedicated to other vhosts)")
         }
         try checkRanges()
+        config.sources = sources
         return config
     }
 
@@ -127,7 +128,7 @@ extension ConfigParser.Builder {
                 throw error(
                     bind.line, bind.key,
                     "expected an address used either for plain HTTP or for TLS, but \(bind.address) is already "
-                        + "declared with \(other) at line \(listener.line)")
+                        + "declared with \(other) at \(place(listener.line))")
             }
             switch (listener.dedicatedVhosts, bind.vhost) {
             case (nil, nil):
@@ -201,7 +202,7 @@ extension ConfigParser.Builder {
                 throw error(
                     host.line, "certificate",
                     "expected certificate and key for vhost \(host.name), which is served on TLS listener "
-                        + "\(listener.address) (line \(listener.line)); set them in its section or in [blastbeat]")
+                        + "\(listener.address) (\(place(listener.line))); set them in its section or in [blastbeat]")
             }
         }
         var defaultVhost: Int?
@@ -213,7 +214,7 @@ extension ConfigParser.Builder {
                     throw error(
                         vhosts[vhost].defaultLine, "default",
                         "expected at most one default vhost per listener, but \(config.vhosts[first].name) "
-                            + "(line \(vhosts[first].defaultLine)) is already the default on \(listener.address)")
+                            + "(\(place(vhosts[first].defaultLine))) is already the default on \(listener.address)")
                 }
                 defaultVhost = vhost
             }
@@ -222,7 +223,7 @@ extension ConfigParser.Builder {
                 throw error(
                     host.line, nil,
                     "expected each Host once per listener, but vhost \(host.name) matches the same Host as vhost "
-                        + "\(config.vhosts[first].name) (line \(config.vhosts[first].line)) on \(listener.address), "
+                        + "\(config.vhosts[first].name) (\(place(config.vhosts[first].line))) on \(listener.address), "
                         + "and Host matching ignores case, so it would never be used")
             }
             seen[key] = vhost

@@ -13,14 +13,34 @@
 ///   before the first section and an unknown key are errors (the original ignored them, so typos went unseen).
 /// * `bind`, `bind-ssl` and `node` accumulate; for every other key the last occurrence wins.
 /// * There is no ordering constraint: a vhost section may come before the first `bind`.
+/// * `include = PATTERN` in `[blastbeat]` reads the files a glob names (relative to the including file's
+///   directory, in sorted order) at that point, each starting outside any section; they may include others,
+///   up to `maxIncludeDepth` deep, never themselves. File reading is the caller's `ConfigIncludeReader`.
 ///
-/// Errors name the file, line, key and what was expected (`ConfigError`). The first error stops parsing.
+/// Errors name the file (an included one where the line is there), line, key and what was expected (`ConfigError`). The first error stops parsing.
 package enum ConfigParser {
-    package static func parse(_ text: String, file: String) throws(ConfigError) -> Configuration {
+    /// How deep `include` may nest: deep enough for a tree of sites, shallow enough to stop a loop at once.
+    package static let maxIncludeDepth = 8
+
+    package static func parse(
+        _ text: String, file: String, includes: some ConfigIncludeReader = NoIncludes()
+    ) throws(ConfigError) -> Configuration {
         var builder = Builder(file: file)
+        try parseFile(text, file: file, includes: includes, chain: [], into: &builder)
+        return try builder.finish()
+    }
+
+    /// Reads one file's lines into `builder`; `chain` holds the files that include this one (to refuse loops).
+    private static func parseFile(
+        _ text: String, file: String, includes: some ConfigIncludeReader, chain: [String], into builder: inout Builder
+    ) throws(ConfigError) {
+        let lines = text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        let base = builder.sources.add(file: file, lineCount: lines.count)
         var lineNumber = 0
-        for rawLine in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+        for rawLine in lines {
             lineNumber += 1
+            // Positions, not line numbers, from here on: unique across files (see ConfigSources).
+            let position = base + lineNumber
             var line = trimmed(rawLine[...])
             if lineNumber == 1 && line.starts(with: [0xEF, 0xBB, 0xBF]) {
                 line = trimmed(line.dropFirst(3))
@@ -30,20 +50,53 @@ package enum ConfigParser {
             }
             line = trimmed(withoutInlineComment(line))
             if first == UInt8(ascii: "[") {
-                try builder.startSection(line, line: lineNumber)
+                try builder.startSection(line, line: position)
                 continue
             }
             guard let equals = line.firstIndex(of: UInt8(ascii: "=")) else {
-                throw builder.error(lineNumber, nil, "expected key = value, got \(string(line).debugDescription)")
+                throw builder.error(position, nil, "expected key = value, got \(string(line).debugDescription)")
             }
             let key = string(trimmed(line[..<equals]))
             let value = string(trimmed(line[line.index(after: equals)...]))
             if key.isEmpty {
-                throw builder.error(lineNumber, nil, "expected a key before '=', got \(string(line).debugDescription)")
+                throw builder.error(position, nil, "expected a key before '=', got \(string(line).debugDescription)")
             }
-            try builder.apply(key: key, value: value, line: lineNumber)
+            if key == "include" {
+                try include(value, at: position, from: file, includes: includes, chain: chain + [file], into: &builder)
+                continue
+            }
+            try builder.apply(key: key, value: value, line: position)
         }
-        return try builder.finish()
+    }
+
+    /// `include = PATTERN` in `[blastbeat]`: the files it names are read here, in order, each starting outside
+    /// any section (so a tenant's file begins with its own `[blastbeat:HOST]`); `[blastbeat]` is the section
+    /// again after them.
+    private static func include(
+        _ pattern: String, at position: Int, from file: String, includes: some ConfigIncludeReader,
+        chain: [String], into builder: inout Builder
+    ) throws(ConfigError) {
+        guard case .main = builder.section else {
+            throw builder.error(position, "include", "include belongs in [blastbeat], not in a vhost section")
+        }
+        if pattern.isEmpty {
+            throw builder.error(position, "include", "expected a file or a pattern like sites.d/*.ini")
+        }
+        if chain.count > maxIncludeDepth {
+            throw builder.error(position, "include", "includes nest deeper than \(maxIncludeDepth) files")
+        }
+        let files: [(path: String, text: String)]
+        do { files = try includes.read(pattern: pattern, including: file) } catch {
+            throw builder.error(position, "include", error.message)
+        }
+        for included in files {
+            if chain.contains(included.path) {
+                throw builder.error(position, "include", "\(included.path) includes itself (through \(chain.joined(separator: " -> ")))")
+            }
+            builder.section = .none
+            try parseFile(included.text, file: included.path, includes: includes, chain: chain, into: &builder)
+        }
+        builder.section = .main
     }
 
     private static func isBlank(_ byte: UInt8) -> Bool {
@@ -127,8 +180,18 @@ extension ConfigParser {
             self.config = Configuration(file: file, zmqEndpoint: "")
         }
 
+        /// Which file each position belongs to.
+        var sources = ConfigSources()
+
+        /// An error at a position (see ConfigSources), named by its file and line there.
         func error(_ line: Int, _ key: String?, _ message: String) -> ConfigError {
-            ConfigError(file: file, line: line, key: key, message: message)
+            sources.error(at: line, key: key, message)
+        }
+
+        /// Another line named in a message: "line 12", or "sites.d/a.ini:3" when it is in another file.
+        func place(_ position: Int) -> String {
+            let (file, line) = sources.location(of: position)
+            return file == sources.mainFile ? "line \(line)" : "\(file):\(line)"
         }
 
         /// `line` is trimmed, comment-free and starts with `[`.

@@ -16,6 +16,9 @@ package struct Configuration: Sendable, Equatable {
 
     /// The file name, for messages.
     package var file: String
+    /// Every file read (the main one and those `include` named) and which positions are whose lines: the
+    /// `…Line` properties below hold positions, turned into FILE:LINE by `error(at:key:_:)`.
+    package var sources = ConfigSources()
     /// In order of first appearance in the file.
     package var listeners: [ListenerConfig]
     /// In order of first appearance in the file; Host matching tries them in this order.
@@ -95,6 +98,13 @@ package struct Configuration: Sendable, Equatable {
         self.zmqEndpoint = zmqEndpoint
         self.limits = limits
         self.timeouts = timeouts
+    }
+
+    /// A `ConfigError` about the key stored at `position` (a `…Line` property), in the file that holds it.
+    package func error(at position: Int, key: String?, _ message: String) -> ConfigError {
+        sources.segments.isEmpty
+            ? ConfigError(file: file, line: position, key: key, message: message)
+            : sources.error(at: position, key: key, message)
     }
 
     /// The largest `max-body-size` of any vhost: what the request head parser admits before the Host is known

@@ -17,7 +17,7 @@ package struct BackendKeys: Sendable {
     package static func load(_ config: Configuration) throws(ConfigError) -> BackendKeys {
         guard let path = config.curveKeyFile else { return BackendKeys() }
         func fail(_ line: Int, _ key: String, _ message: String) -> ConfigError {
-            ConfigError(file: config.file, line: line, key: key, message: message)
+            config.error(at: line, key: key, message)
         }
         let certificate = try readCertificate(at: path) { message throws(ConfigError) in
             throw fail(config.curveKeyLine, "curve-key", message)

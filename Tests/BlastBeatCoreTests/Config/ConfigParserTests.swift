@@ -96,7 +96,7 @@ struct ConfigParserTests {
         expected.daemon = true
         (expected.vhosts[0].certificateLine, expected.vhosts[0].keyLine) = (19, 20)
         (expected.vhosts[2].certificateLine, expected.vhosts[2].keyLine) = (27, 28)
-        #expect(config == expected)
+        #expect(config == expected.readFrom(config.sources))
         #expect((0..<4).map(config.vhostIndices(forListener:)) == [[1, 3], [1, 3], [1, 3], [1, 3]])
         #expect(config.vhostIndices(forListener: 4) == [0])
         #expect(config.vhostIndices(forListener: 5) == [2])
@@ -161,7 +161,7 @@ struct ConfigParserTests {
             listeners: [ListenerConfig(address: Self.address("0.0.0.0:8080"), tls: false, line: 2)],
             vhosts: [Self.vhost("localhost:8000", "localhost", 8000, nodes: ["foobar1"], line: 5)],
             zmqEndpoint: "tcp://0.0.0.0:5000")
-        #expect(config == expected)
+        #expect(config == expected.readFrom(config.sources))
     }
 
     @Test func sharedCanvasExample() throws {
@@ -177,7 +177,7 @@ struct ConfigParserTests {
         let expected = Configuration(
             file: "t.ini", listeners: [ListenerConfig(address: Self.address("0.0.0.0:8080"), tls: false, line: 3)],
             zmqEndpoint: "tcp://127.0.0.1:5000")
-        #expect(config == expected)
+        #expect(config == expected.readFrom(config.sources))
         #expect(config.pingFrequency == 3 && config.pingTimeout == 10 && config.maxHops == 10)
         #expect(config.uid == nil && config.gid == nil && config.certificate == nil)
         #expect(config.timeouts == Timeouts() && config.timeouts.header == 10 && config.timeouts.backend == 60)
@@ -443,3 +443,13 @@ struct ConfigParserTests {
     }
 }
 
+
+extension Configuration {
+    /// The expected configuration as read from the same files (which file holds which line is checked in
+    /// ConfigIncludeTests.swift).
+    func readFrom(_ sources: ConfigSources) -> Configuration {
+        var copy = self
+        copy.sources = sources
+        return copy
+    }
+}
