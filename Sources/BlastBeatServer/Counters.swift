@@ -23,6 +23,9 @@ package struct Counters {
     /// Connections closed at `max-connections` to make room for a new one: idle keep-alive ones first
     /// (oldest first), then the slowest senders of a request head.
     package var connectionsClosedForRoom = 0
+    /// SIGHUP reloads applied, and those refused (nothing changed).
+    package var configReloads = 0
+    package var configReloadFailures = 0
     /// Times a connection stopped reading its client because its node's queue was full.
     package var readPausesForNodeQueue = 0
 }

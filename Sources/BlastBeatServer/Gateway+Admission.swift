@@ -23,7 +23,7 @@ extension Gateway {
         guard !identity.isEmpty else {
             return refuseClaim(identity, "a backend connection from \(address) has no identity (set ZMQ_IDENTITY to a node name)")
         }
-        guard let base = nodes.configuredNode(for: identity) else {
+        guard let base = nodes.configuredNode(for: identity), nodeIsListed[base] else {
             return refuseClaim(identity, "\(address) claims identity \(name), which no vhost lists as a node (or NODE#INSTANCE of one)")
         }
         if backendKeys.server != nil {
@@ -86,7 +86,7 @@ extension Gateway {
     /// that matters, i.e. when vhosts are served by different nodes (several tenants).
     func warnIfTenantsAreUnauthenticated() {
         guard backendKeys.server == nil else { return }
-        let distinct = Set(config.vhosts.map { Set($0.nodes) })
+        let distinct = Set(config.vhosts.filter { !$0.isRetired }.map { Set($0.nodes) })
         if distinct.count > 1 {
             logger.warning(
                 "vhosts served by different nodes share the ROUTER \(config.zmqEndpoint) without authentication: any backend that reaches it can claim any node; set curve-key and node-key (README, Multi-tenant hosting)")

@@ -5,54 +5,49 @@ import Glibc
 /// The client side of the gateway: listeners (and their certificates) and accepting connections.
 extension Gateway {
     func openListeners() throws(StartupError) {
-        for (index, listenerConfig) in config.listeners.enumerated() {
-            var tlsContext: TLSServerContext? = nil
-            if listenerConfig.tls {
-                do { tlsContext = try TLSFiles.context(config, forListener: index) } catch {
-                    closeListeners()
-                    throw error
-                }
-            }
-            let addresses: [SocketAddress]
-            do { addresses = try SocketAddress.resolve(listenerConfig.address) } catch {
+        for index in config.listeners.indices {
+            do { listeners += try openListener(index, of: config) } catch {
                 closeListeners()
-                throw StartupError(description: "\(config.file):\(listenerConfig.line): bind: \(error)")
+                throw error
             }
-            let served = config.vhostIndices(forListener: index)
-            for address in addresses {
-                let fd: Int32
-                do { fd = try Posix.listen(address: address, backlog: 1024) } catch {
-                    closeListeners()
-                    throw StartupError(description: "\(config.file):\(listenerConfig.line): bind: \(error)")
-                }
-                let port = Posix.localPort(fd)
-                var entries: [VirtualHostRouter.Entry] = []
-                var defaultVhost: Int? = nil
-                for v in served {
-                    let vhost = config.vhosts[v]
-                    entries.append(.init(vhost: v, hostName: vhost.hostName, port: vhost.port))
-                    if vhost.isDefault { defaultVhost = v }
-                }
-                let router = VirtualHostRouter(entries: entries, defaultVhost: defaultVhost, listenerPort: port)
-                listeners.append(Listener(gateway: self, fd: fd, address: address, router: router, tls: tlsContext))
-                listenerConfigIndex.append(index)
-            }
+            listenerConfigIndex += [Int](repeating: index, count: listeners.count - listenerConfigIndex.count)
         }
     }
 
-    /// SIGHUP: re-reads every TLS listener's certificates; a listener whose files fail keeps the old ones.
-    func reloadCertificates() {
-        for (position, listener) in listeners.enumerated() {
-            guard let context = listener.tls else { continue }
-            let index = listenerConfigIndex[position]
-            do {
-                let (defaultCertificate, certificates) = try TLSFiles.certificates(config, forListener: index)
-                try context.reload(defaultCertificate: defaultCertificate, certificates: certificates)
-                logger.info("reloaded \(certificates.count) certificate(s) for https://\(listener.address)")
-            } catch {
-                logger.error("certificate reload for https://\(listener.address) failed, keeping the old ones: \(error)")
-            }
+    /// Binds `config.listeners[index]` (one socket per address its name resolves to) with its certificates.
+    /// On failure nothing stays open. (`config` is the running one, or the one a reload is preparing.)
+    func openListener(_ index: Int, of config: Configuration) throws(StartupError) -> [Listener] {
+        let listenerConfig = config.listeners[index]
+        var tlsContext: TLSServerContext? = nil
+        if listenerConfig.tls { tlsContext = try TLSFiles.context(config, forListener: index) }
+        let addresses: [SocketAddress]
+        do { addresses = try SocketAddress.resolve(listenerConfig.address) } catch {
+            throw StartupError(description: config.error(at: listenerConfig.line, key: "bind", "\(error)").description)
         }
+        var opened: [Listener] = []
+        for address in addresses {
+            let fd: Int32
+            do { fd = try Posix.listen(address: address, backlog: 1024) } catch {
+                for listener in opened { listener.close() }
+                throw StartupError(description: config.error(at: listenerConfig.line, key: "bind", "\(error)").description)
+            }
+            opened.append(
+                Listener(gateway: self, fd: fd, address: address, router: vhostRouter(forListener: index, of: config, port: Posix.localPort(fd)),
+                    tls: tlsContext))
+        }
+        return opened
+    }
+
+    /// Host → vhost for the vhosts `config.listeners[index]` serves.
+    func vhostRouter(forListener index: Int, of config: Configuration, port: UInt16) -> VirtualHostRouter {
+        var entries: [VirtualHostRouter.Entry] = []
+        var defaultVhost: Int? = nil
+        for v in config.vhostIndices(forListener: index) {
+            let vhost = config.vhosts[v]
+            entries.append(.init(vhost: v, hostName: vhost.hostName, port: vhost.port))
+            if vhost.isDefault { defaultVhost = v }
+        }
+        return VirtualHostRouter(entries: entries, defaultVhost: defaultVhost, listenerPort: port)
     }
 
     func closeListeners() {

@@ -2,19 +2,14 @@ import BlastBeatCore
 import BlastBeatSystem
 import Glibc
 
-/// Signals: graceful stop, certificate reload, log reopening; and the service manager.
+/// Signals: graceful stop, reload (Gateway+Reload.swift), log reopening; and the service manager.
 extension Gateway {
     // MARK: shutdown
 
     package func signalReceived(_ signal: Int32) {
         if signal == SIGHUP {
-            notify("RELOADING=1\nMONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())")
-            if !listeners.contains(where: { $0.tls != nil }) {
-                logger.info("SIGHUP: no TLS listener, so no certificate to re-read (SIGHUP reloads certificates only)")
-            }
-            reloadCertificates()
-            notify("READY=1")
-            return
+            if isShuttingDown { return logger.info("SIGHUP during shutdown: not reloading") }
+            return reloadConfiguration()
         }
         if signal == SIGUSR1 {
             return reopenLogs()

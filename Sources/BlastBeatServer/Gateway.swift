@@ -10,7 +10,8 @@ package struct StartupError: Error, CustomStringConvertible {
 /// The whole gateway on one event loop: listeners, client connections, the ROUTER socket and
 /// the backend nodes. Reached from watcher callbacks through their delegates; no globals.
 package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, TimerWatcherDelegate, BackendRouterDelegate {
-    let config: Configuration
+    /// Replaced by a reload (Gateway+Reload.swift); its vhost indices never move (ConfigReload.swift).
+    var config: Configuration
     let loop: EventLoop
     let logger: Logger
     var counters = Counters()
@@ -23,15 +24,15 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// Where uwsgi packets are encoded (`UwsgiEncoder.sizeBound` bytes); see `uwsgiScratch(atLeast:)`.
     private var uwsgiScratchBuffer: UnsafeMutableRawBufferPointer
     /// Most unconsumed input a connection may hold (a head plus pipelined requests).
-    let maxPendingInput: Int
-    let responseChunkLimits: HTTPLimits
+    private(set) var maxPendingInput = 0
+    private(set) var responseChunkLimits = HTTPLimits()
     /// What the request head parser admits before the Host is known: `[blastbeat]`'s limits, with the largest
     /// `max-body-size` of any vhost (each vhost's own is checked once the request is routed).
-    let requestLimits: HTTPLimits
+    private(set) var requestLimits = HTTPLimits()
     /// Each vhost's per-request limits, by vhost index (plain values: read on every request).
-    let vhostLimits: [VhostLimits]
+    private(set) var vhostLimits: [VhostLimits] = []
     /// Requests and WebSockets each vhost's nodes hold now (`max-in-flight`), kept by GatewaySession.settleSlot.
-    var vhostInFlight: [Int]
+    var vhostInFlight: [Int] = []
 
     var listeners: [Listener] = []
     /// Where backends connect, spoken natively (`zmq-engine = native`, the default) or through libzmq.
@@ -40,6 +41,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// Node indices per vhost, in configuration order.
     var vhostNodes: [[Int]] = []
     private(set) var vhostServerNames: [[UInt8]] = []
+    /// Per node: whether a vhost lists it (a reload may remove a node; its reconnections are then refused).
+    private(set) var nodeIsListed: [Bool] = []
     var sessions: [SessionID: Connection] = [:]
     var connectionsToFlush: [Connection] = []
     private var flushBatch: [Connection] = []
@@ -47,7 +50,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// Sessions whose node's connection was replaced by a newer one (their requests went to the old one).
     var sessionsOnReplacedConnections: [Connection] = []
     /// CURVE keys: the gateway's pair and the keys allowed per node (empty without `curve-key`).
-    let backendKeys: BackendKeys
+    var backendKeys: BackendKeys
     var warnings = WarningLimiter()
     /// Per node (same index as `nodes`): request body bytes handed to ZeroMQ and not yet sent.
     var nodeQueueMeters: [NodeQueueMeter] = []
@@ -83,23 +86,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         }
         self.readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
         self.uwsgiScratchBuffer = .allocate(byteCount: 16 * 1024, alignment: 16)
-        self.maxPendingInput = max(config.limits.maxHeadBytes * 2, 128 * 1024)
-        var chunkLimits = config.limits
-        chunkLimits.maxBodySize = Int.max
-        self.responseChunkLimits = chunkLimits
-        var requestLimits = config.limits
-        requestLimits.maxBodySize = config.largestBodySize
-        self.requestLimits = requestLimits
-        self.vhostLimits = config.vhosts.map(\.limits)
-        self.vhostInFlight = [Int](repeating: 0, count: config.vhosts.count)
         do { backendKeys = try BackendKeys.load(config) } catch {
             throw StartupError(description: "\(error)")
         }
-
-        for vhost in config.vhosts {
-            vhostNodes.append(vhost.nodes.map { nodes.add($0) })
-            vhostServerNames.append(vhost.hostName)
-        }
+        installSettings()
         if let path = config.accessLog {
             do { accessLog = try LogSink(path: path) } catch {
                 throw StartupError(description: "\(config.file): access-log: \(error)")
@@ -119,6 +109,27 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         }
         do { notifier = try ServiceNotifier.fromEnvironment() } catch {
             logger.error("\(error): the service manager will not be told that the gateway is ready")
+        }
+    }
+
+    /// Derives the tables the hot path reads from `config`: at start, and after a reload (which keeps every
+    /// vhost's index and each vhost's count of requests in flight).
+    func installSettings() {
+        maxPendingInput = max(config.limits.maxHeadBytes * 2, 128 * 1024)
+        responseChunkLimits = config.limits
+        responseChunkLimits.maxBodySize = Int.max
+        requestLimits = config.limits
+        requestLimits.maxBodySize = config.largestBodySize
+        vhostLimits = config.vhosts.map(\.limits)
+        vhostInFlight += [Int](repeating: 0, count: config.vhosts.count - vhostInFlight.count)
+        vhostServerNames = config.vhosts.map(\.hostName)
+        vhostNodes = config.vhosts.map { vhost in vhost.isRetired ? [] : vhost.nodes.map { nodes.add($0) } }
+        nodeIsListed = [Bool](repeating: false, count: nodes.nodes.count)
+        for listed in vhostNodes { for node in listed { nodeIsListed[node] = true } }
+        // Instances (NAME#SUFFIX) serve wherever their node does.
+        for (index, node) in nodes.nodes.enumerated() where node.base != index && nodeIsListed[node.base] {
+            nodeIsListed[index] = true
+            addInstanceToVhosts(index, base: node.base)
         }
     }
 

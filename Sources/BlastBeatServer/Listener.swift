@@ -6,7 +6,8 @@ final class Listener: IOWatcherDelegate {
     unowned(unsafe) let gateway: Gateway
     let fd: Int32
     let address: SocketAddress
-    let router: VirtualHostRouter
+    /// Which Host is which vhost here; replaced by a reload.
+    var router: VirtualHostRouter
     /// The bound port as ASCII, for SERVER_PORT.
     let portBytes: [UInt8]
     /// Set on a `bind-ssl` listener.

@@ -5,7 +5,7 @@ package import BlastBeatSystem
 /// `error-log` file.
 package final class Logger {
     package var level: LogLevel
-    private let sink: LogSink
+    private var sink: LogSink
 
     /// Standard error.
     package init(level: LogLevel) {
@@ -21,6 +21,12 @@ package final class Logger {
 
     /// The error log's file, nil on standard error.
     package var path: String? { sink.path }
+
+    /// A reload that names another `error-log`: the lines from now on go to `sink`.
+    package func write(to sink: LogSink) {
+        self.sink.flush()
+        self.sink = sink
+    }
 
     /// SIGUSR1: see `LogSink.reopen`.
     package func reopen() throws(SystemError) -> Bool { try sink.reopen() }

@@ -169,6 +169,13 @@ package final class BackendRouter {
         }
     }
 
+    /// New bounds after a reload (the native engine's; the libzmq engine does not take these bounds).
+    package func setLimits(maxMessageSize: Int, maxQueuedBytes: Int) {
+        if case .native(let router) = engine {
+            router.setLimits(maxMessageSize: maxMessageSize, maxQueuedBytes: maxQueuedBytes)
+        }
+    }
+
     /// Sends [sid, type, body] to the connection with `identity`. A counted body is taken over in every
     /// case (freed once sent, or at once when the send fails).
     @inline(__always)

@@ -33,10 +33,10 @@ final class ZMTPRouter: TimerWatcherDelegate {
     let loop: EventLoop
     unowned(unsafe) let delegate: any BackendRouterDelegate
     /// Largest message (all frames) a peer may send; a bigger one closes its connection.
-    let maxMessageSize: Int
+    private(set) var maxMessageSize: Int
     /// The gateway's long-term key pair when backends must use CURVE; nil for NULL.
     let curveKeys: CurveCrypto.KeyPair?
-    private let maxQueuedBytes: Int
+    private var maxQueuedBytes: Int
     private let unixPath: String?
     // The router lives on one event loop thread, so the runtime's exclusivity checks on its stored
     // properties buy nothing; `@exclusivity(unchecked)` drops them (every send and flush mutates these
@@ -86,6 +86,12 @@ final class ZMTPRouter: TimerWatcherDelegate {
         if case .tcp = endpoint, let first = fds.first { boundPort = Posix.localPort(first) }
         handshakeTimer = TimerWatcher(loop: loop, delegate: self)
         listenSockets = fds.map { ListenSocket(router: self, fd: $0) }
+    }
+
+    /// New bounds from a reload; peers' messages and queues are checked against them from now on.
+    func setLimits(maxMessageSize: Int, maxQueuedBytes: Int) {
+        self.maxMessageSize = maxMessageSize
+        self.maxQueuedBytes = maxQueuedBytes
     }
 
     /// The listening sockets for `endpoint`: one per resolved TCP address, or the Unix socket.

@@ -1,5 +1,5 @@
 """Signals (issue #16): none of HUP, USR1, USR2, QUIT, TERM, INT, PIPE kills the gateway by surprise. TERM, INT
-and QUIT stop it gracefully (exit 0 and the stop line); HUP re-reads certificates; USR1 reopens error-log and
+and QUIT stop it gracefully (exit 0 and the stop line); HUP reloads the configuration (test_reload.py); USR1 reopens error-log and
 access-log (also after the drop to nobody, with the arrangements README.md's "Log rotation" describes); USR2
 and PIPE are ignored. The real binary, real pyzmq backends, real HTTP clients."""
 
@@ -39,7 +39,7 @@ def serving(make_gateway, make_backend):
 
 
 @pytest.mark.parametrize("sig, answer", [
-    (signal.SIGHUP, r"SIGHUP: no TLS listener, so no certificate to re-read"),
+    (signal.SIGHUP, r"SIGHUP: reloaded .*: no change in the configuration"),
     (signal.SIGUSR1, r"SIGUSR1: no log file to reopen"),
     (signal.SIGUSR2, None),
     (signal.SIGPIPE, None),

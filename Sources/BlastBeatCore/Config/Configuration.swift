@@ -122,10 +122,11 @@ package struct Configuration: Sendable, Equatable {
     }
 
     /// Indices of the vhosts served on listener `i` (dedicated ones, or every vhost not attached to any dedicated
-    /// listener when shared), ascending, i.e. in configuration order.
+    /// listener when shared), ascending, i.e. in configuration order. Retired vhosts (see
+    /// `VirtualHost.isRetired`) are served nowhere.
     package func vhostIndices(forListener i: Int) -> [Int] {
         if let dedicated = listeners[i].dedicatedVhosts {
-            return dedicated
+            return dedicated.filter { !vhosts[$0].isRetired }
         }
         var hasDedicated = [Bool](repeating: false, count: vhosts.count)
         for listener in listeners {
@@ -133,7 +134,7 @@ package struct Configuration: Sendable, Equatable {
                 hasDedicated[index] = true
             }
         }
-        return vhosts.indices.filter { !hasDedicated[$0] }
+        return vhosts.indices.filter { !hasDedicated[$0] && !vhosts[$0].isRetired }
     }
 }
 

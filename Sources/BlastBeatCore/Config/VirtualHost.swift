@@ -30,6 +30,9 @@ package struct VirtualHost: Sendable, Equatable {
     package var maxInstances: Int?
     /// The per-request limits of this vhost's requests: its own, or `[blastbeat]`'s where it sets none.
     package var limits = VhostLimits()
+    /// Removed by a reload (ConfigReload.swift): matched by no Host and served by no listener, kept in its
+    /// place so the requests in flight for it keep their vhost index.
+    package var isRetired = false
 
     package init(
         name: String,

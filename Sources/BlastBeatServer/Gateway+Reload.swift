@@ -1,0 +1,146 @@
+import BlastBeatCore
+import BlastBeatSystem
+import Glibc
+
+/// SIGHUP: the whole configuration is read again (with its included files) and applied in place
+/// (README.md, "Reload"). Vhosts, nodes, node keys, limits, certificates, log files and listeners change;
+/// connections, requests and WebSockets in flight go on, each request with the limits it started with.
+///
+/// A reload happens in two steps. First everything that can fail: reading and checking the files, the keys,
+/// the certificates, binding the new listeners, opening new log files. Any failure undoes what was opened
+/// and changes nothing. Then the switch, which cannot fail: the merged configuration (ConfigReload.swift,
+/// which keeps every vhost's index) and the tables derived from it.
+extension Gateway {
+    func reloadConfiguration() {
+        notify("RELOADING=1\nMONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())")
+        defer { notify("READY=1") }
+        do {
+            let summary = try reload()
+            counters.configReloads += 1
+            logger.info("SIGHUP: reloaded \(config.file): \(summary)")
+        } catch {
+            counters.configReloadFailures += 1
+            logger.error("SIGHUP: reload failed, nothing changed: \(error)")
+        }
+    }
+
+    /// What a reload prepared and has yet to switch to.
+    private struct PreparedReload {
+        var plan: ConfigReload
+        var keys: BackendKeys
+        /// New listeners by their index in the merged configuration.
+        var opened: [(index: Int, listeners: [Listener])] = []
+        /// Certificates for the running TLS listeners that stay, by position in `listeners`.
+        var certificates: [(position: Int, defaultCertificate: TLSCertificate?, all: [TLSCertificate])] = []
+        /// Set when the path changed: the new file (for `access-log`, nil when it is now off).
+        var errorLog: LogSink? = nil
+        var accessLogChanged = false
+        var accessLog: LogSink? = nil
+
+        func undo() {
+            for (_, listeners) in opened { for listener in listeners { listener.close() } }
+        }
+    }
+
+    private func reload() throws(StartupError) -> String {
+        let next = try CommandLineTasks.loadConfiguration(config.file)
+        let plan: ConfigReload
+        do { plan = try ConfigReload.plan(running: config, next: next, isIdle: { vhostInFlight[$0] == 0 }) } catch {
+            throw StartupError(description: "\(error)")
+        }
+        let prepared = try prepare(plan)
+        switchTo(prepared)
+        return plan.summary
+    }
+
+    /// Everything that can fail, with `plan.merged` as the configuration; on failure what was opened is closed.
+    private func prepare(_ plan: ConfigReload) throws(StartupError) -> PreparedReload {
+        let merged = plan.merged
+        let keys: BackendKeys
+        do { keys = try BackendKeys.load(merged) } catch { throw StartupError(description: "\(error)") }
+        if keys.server?.publicKey != backendKeys.server?.publicKey {
+            throw StartupError(
+                description: merged.error(
+                    at: merged.curveKeyLine, key: "curve-key",
+                    "the key in the file changed, but a reload cannot change the gateway's key: restart the gateway"
+                ).description)
+        }
+        var prepared = PreparedReload(plan: plan, keys: keys)
+        let running = config
+        do throws(StartupError) {
+            for index in plan.addedListeners { prepared.opened.append((index, try openListener(index, of: merged))) }
+            for (position, listener) in listeners.enumerated() where listener.tls != nil && listener.isOpen {
+                guard let index = plan.runningListener.firstIndex(of: listenerConfigIndex[position]) else { continue }
+                let (defaultCertificate, all) = try TLSFiles.certificates(merged, forListener: index)
+                prepared.certificates.append((position, defaultCertificate, all))
+            }
+            if merged.errorLog != running.errorLog {
+                do { prepared.errorLog = try LogSink(path: merged.errorLog, standardFD: 2) } catch {
+                    throw StartupError(description: "\(merged.file): error-log: \(error)")
+                }
+            }
+            if merged.accessLog != running.accessLog {
+                prepared.accessLogChanged = true
+                if let path = merged.accessLog {
+                    do { prepared.accessLog = try LogSink(path: path) } catch {
+                        throw StartupError(description: "\(merged.file): access-log: \(error)")
+                    }
+                }
+            }
+        } catch {
+            prepared.undo()
+            throw error
+        }
+        return prepared
+    }
+
+    /// The switch: nothing here fails (a certificate table that OpenSSL refuses keeps the old one, logged).
+    private func switchTo(_ prepared: PreparedReload) {
+        let plan = prepared.plan
+        config = plan.merged
+        backendKeys = prepared.keys
+        installSettings()
+        logger.level = config.logLevel
+        if let errorLog = prepared.errorLog { logger.write(to: errorLog) }
+        if prepared.accessLogChanged {
+            accessLog?.flush()
+            accessLog = prepared.accessLog
+        }
+        router.setLimits(maxMessageSize: config.largestBackendMessage + 64 * 1024, maxQueuedBytes: config.maxNodeQueue * 2)
+
+        for (position, defaultCertificate, all) in prepared.certificates {
+            let listener = listeners[position]
+            do {
+                try listener.tls?.reload(defaultCertificate: defaultCertificate, certificates: all)
+                logger.info("reloaded \(all.count) certificate(s) for https://\(listener.address)")
+            } catch {
+                logger.error("certificate reload for https://\(listener.address) failed, keeping the old ones: \(error)")
+            }
+        }
+        // Running listeners: the others get the new Hosts; the removed ones close, and the connections they
+        // accepted finish what they have in flight (their next request matches no vhost).
+        var kept: [Listener] = []
+        var keptIndex: [Int] = []
+        for (position, listener) in listeners.enumerated() {
+            guard let index = plan.runningListener.firstIndex(of: listenerConfigIndex[position]), listener.isOpen else {
+                listener.close()
+                listener.router = VirtualHostRouter(entries: [], defaultVhost: nil, listenerPort: listener.router.listenerPort)
+                continue
+            }
+            listener.router = vhostRouter(forListener: index, of: config, port: listener.router.listenerPort)
+            kept.append(listener)
+            keptIndex.append(index)
+        }
+        for (index, opened) in prepared.opened {
+            for listener in opened {
+                kept.append(listener)
+                keptIndex.append(index)
+                if !isShuttingDown && !acceptingPaused { listener.setAccepting(true) }
+                logger.info("listening on \(listener.tls == nil ? "http" : "https")://\(listener.address)")
+            }
+        }
+        listeners = kept
+        listenerConfigIndex = keptIndex
+        warnIfTenantsAreUnauthenticated()
+    }
+}
