@@ -1,5 +1,5 @@
 package import BlastBeatCore
-import BlastBeatSystem
+package import BlastBeatSystem
 import Glibc
 
 /// What the `blastbeat` command does besides running the gateway: read and check a configuration,
@@ -7,12 +7,12 @@ import Glibc
 package enum CommandLineTasks {
     /// Reads and parses the configuration file and the files its `include` lines name; errors are
     /// `FILE:LINE: key: what was expected`, FILE being the included file where the line is there.
-    package static func loadConfiguration(_ path: String) throws(StartupError) -> Configuration {
+    package static func loadConfiguration(_ path: String, files: FileSource = .direct) throws(StartupError) -> Configuration {
         let bytes: [UInt8]
-        do { bytes = try Posix.readFile(path) } catch {
+        do { bytes = try files.read(path) } catch {
             throw StartupError(description: "\(path): cannot read: \(error)")
         }
-        do { return try ConfigParser.parse(String(decoding: bytes, as: UTF8.self), file: path, includes: ConfigFiles()) } catch {
+        do { return try ConfigParser.parse(String(decoding: bytes, as: UTF8.self), file: path, includes: ConfigFiles(files)) } catch {
             throw StartupError(description: "\(error)")
         }
     }
@@ -21,12 +21,12 @@ package enum CommandLineTasks {
     /// every TLS listener's certificates and keys (readable, parse, each key its certificate's), each error at
     /// the line of the key that names the file; that the log files can be opened (nothing is created); and,
     /// as root, that `uid` and `gid` name an account. Messages as at startup.
-    package static func check(_ config: Configuration) throws(StartupError) {
-        do { _ = try BackendKeys.load(config) } catch {
+    package static func check(_ config: Configuration, files: FileSource = .direct) throws(StartupError) {
+        do { _ = try BackendKeys.load(config, files: files) } catch {
             throw StartupError(description: "\(error)")
         }
         for (index, listener) in config.listeners.enumerated() where listener.tls {
-            _ = try TLSFiles.context(config, forListener: index)
+            _ = try TLSFiles.context(config, forListener: index, files: files)
         }
         for (key, path) in [("error-log", config.errorLog), ("access-log", config.accessLog)] {
             guard let path else { continue }

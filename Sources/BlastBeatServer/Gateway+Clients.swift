@@ -14,26 +14,30 @@ extension Gateway {
         }
     }
 
-    /// Binds `config.listeners[index]` (one socket per address its name resolves to) with its certificates.
-    /// On failure nothing stays open. (`config` is the running one, or the one a reload is preparing.)
-    func openListener(_ index: Int, of config: Configuration) throws(StartupError) -> [Listener] {
+    /// Binds `config.listeners[index]` (one socket per address its name resolves to) with its certificates,
+    /// or takes `sockets` the privileged parent bound for it. On failure nothing stays open. (`config` is the
+    /// running one, or the one a reload is preparing; `files` where a reload reads the certificates.)
+    func openListener(
+        _ index: Int, of config: Configuration, files: FileSource = .direct, sockets: [Int32]? = nil
+    ) throws(StartupError) -> [Listener] {
         let listenerConfig = config.listeners[index]
         var tlsContext: TLSServerContext? = nil
-        if listenerConfig.tls { tlsContext = try TLSFiles.context(config, forListener: index) }
+        if listenerConfig.tls { tlsContext = try TLSFiles.context(config, forListener: index, files: files) }
+        func listener(_ fd: Int32, _ address: SocketAddress) -> Listener {
+            let router = vhostRouter(forListener: index, of: config, port: Posix.localPort(fd))
+            return Listener(gateway: self, fd: fd, address: address, router: router, tls: tlsContext)
+        }
+        if let sockets { return sockets.map { listener($0, Posix.localAddress($0)) } }
         let addresses: [SocketAddress]
         do { addresses = try SocketAddress.resolve(listenerConfig.address) } catch {
             throw StartupError(description: config.error(at: listenerConfig.line, key: "bind", "\(error)").description)
         }
         var opened: [Listener] = []
         for address in addresses {
-            let fd: Int32
-            do { fd = try Posix.listen(address: address, backlog: 1024) } catch {
+            do { opened.append(listener(try Posix.listen(address: address, backlog: 1024), address)) } catch {
                 for listener in opened { listener.close() }
                 throw StartupError(description: config.error(at: listenerConfig.line, key: "bind", "\(error)").description)
             }
-            opened.append(
-                Listener(gateway: self, fd: fd, address: address, router: vhostRouter(forListener: index, of: config, port: Posix.localPort(fd)),
-                    tls: tlsContext))
         }
         return opened
     }

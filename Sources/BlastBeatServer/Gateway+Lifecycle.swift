@@ -9,7 +9,14 @@ extension Gateway {
     package func signalReceived(_ signal: Int32) {
         if signal == SIGHUP {
             if isShuttingDown { return logger.info("SIGHUP during shutdown: not reloading") }
-            return reloadConfiguration()
+            if let parent {
+                // The parent reads the files as root and answers with a bundle (PrivilegedLink.received).
+                notify("RELOADING=1\nMONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())")
+                if parent.requestReload() { return }
+                self.parent = nil
+                logger.warning("the privileged parent is gone: reloading with the files uid \(getuid()) can read")
+            }
+            return reloadConfiguration(files: .direct, sockets: [])
         }
         if signal == SIGUSR1 {
             return reopenLogs()

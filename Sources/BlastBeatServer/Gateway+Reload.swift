@@ -11,11 +11,15 @@ import Glibc
 /// and changes nothing. Then the switch, which cannot fail: the merged configuration (ConfigReload.swift,
 /// which keeps every vhost's index) and the tables derived from it.
 extension Gateway {
-    func reloadConfiguration() {
+    /// Reloads from `files` (the file system, or the privileged parent's bundle) with the listening `sockets`
+    /// the parent bound; every socket not used is closed.
+    func reloadConfiguration(files: FileSource, sockets: [Int32]) {
         notify("RELOADING=1\nMONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())")
         defer { notify("READY=1") }
+        var sockets = ReceivedSockets(files.bundle, sockets)
+        defer { sockets.closeUnused() }
         do {
-            let summary = try reload()
+            let summary = try reload(files: files, sockets: &sockets)
             counters.configReloads += 1
             logger.info("SIGHUP: reloaded \(config.file): \(summary)")
         } catch {
@@ -42,22 +46,24 @@ extension Gateway {
         }
     }
 
-    private func reload() throws(StartupError) -> String {
-        let next = try CommandLineTasks.loadConfiguration(config.file)
+    private func reload(files: FileSource, sockets: inout ReceivedSockets) throws(StartupError) -> String {
+        let next = try CommandLineTasks.loadConfiguration(config.file, files: files)
         let plan: ConfigReload
         do { plan = try ConfigReload.plan(running: config, next: next, isIdle: { vhostInFlight[$0] == 0 }) } catch {
             throw StartupError(description: "\(error)")
         }
-        let prepared = try prepare(plan)
+        let prepared = try prepare(plan, files: files, sockets: &sockets)
         switchTo(prepared)
         return plan.summary
     }
 
     /// Everything that can fail, with `plan.merged` as the configuration; on failure what was opened is closed.
-    private func prepare(_ plan: ConfigReload) throws(StartupError) -> PreparedReload {
+    private func prepare(
+        _ plan: ConfigReload, files: FileSource, sockets: inout ReceivedSockets
+    ) throws(StartupError) -> PreparedReload {
         let merged = plan.merged
         let keys: BackendKeys
-        do { keys = try BackendKeys.load(merged) } catch { throw StartupError(description: "\(error)") }
+        do { keys = try BackendKeys.load(merged, files: files) } catch { throw StartupError(description: "\(error)") }
         if keys.server?.publicKey != backendKeys.server?.publicKey {
             throw StartupError(
                 description: merged.error(
@@ -68,10 +74,13 @@ extension Gateway {
         var prepared = PreparedReload(plan: plan, keys: keys)
         let running = config
         do throws(StartupError) {
-            for index in plan.addedListeners { prepared.opened.append((index, try openListener(index, of: merged))) }
+            for index in plan.addedListeners {
+                let received = try sockets.take(for: merged.listeners[index], in: merged)
+                prepared.opened.append((index, try openListener(index, of: merged, files: files, sockets: received)))
+            }
             for (position, listener) in listeners.enumerated() where listener.tls != nil && listener.isOpen {
                 guard let index = plan.runningListener.firstIndex(of: listenerConfigIndex[position]) else { continue }
-                let (defaultCertificate, all) = try TLSFiles.certificates(merged, forListener: index)
+                let (defaultCertificate, all) = try TLSFiles.certificates(merged, forListener: index, files: files)
                 prepared.certificates.append((position, defaultCertificate, all))
             }
             if merged.errorLog != running.errorLog {
@@ -141,6 +150,94 @@ extension Gateway {
         }
         listeners = kept
         listenerConfigIndex = keptIndex
-        warnIfTenantsAreUnauthenticated()
+        if !plan.addedVhosts.isEmpty || !plan.changedVhosts.isEmpty { warnIfTenantsAreUnauthenticated() }
+    }
+}
+
+/// The listening sockets that came with a bundle, by listener (FileBundle.listeners gives how many each has,
+/// in order). Those a reload does not use are closed.
+struct ReceivedSockets {
+    private var byKey: [String: Result<[Int32], SystemError>] = [:]
+    private var unused: Set<Int32>
+
+    init(_ bundle: FileBundle, _ sockets: [Int32]) {
+        unused = Set(sockets)
+        var next = 0
+        for (key, entry) in bundle.listeners {
+            switch entry {
+            case .value(let count):
+                guard next + count <= sockets.count else { break }
+                byKey[key] = .success(Array(sockets[next..<next + count]))
+                next += count
+            case .failed(let errno):
+                byKey[key] = .failure(SystemError(call: "bind (by the privileged parent)", errno: errno))
+            }
+        }
+    }
+
+    /// The parent's sockets for `listener`, nil when it sent none (the gateway binds it itself); a bind
+    /// that failed in the parent is this listener's error.
+    mutating func take(for listener: ListenerConfig, in config: Configuration) throws(StartupError) -> [Int32]? {
+        switch byKey[FileBundle.listenerKey(listener)] {
+        case nil:
+            return nil
+        case .success(let fds):
+            for fd in fds { unused.remove(fd) }
+            return fds
+        case .failure(let error):
+            throw StartupError(description: config.error(at: listener.line, key: listener.tls ? "bind-ssl" : "bind", "\(error)").description)
+        }
+    }
+
+    func closeUnused() {
+        for fd in unused { Posix.close(fd) }
+    }
+}
+
+/// The serving process's end of the channel to the privileged parent (PrivilegedParent.swift): reload
+/// requests go out, bundles come in.
+final class PrivilegedLink: IOWatcherDelegate {
+    unowned(unsafe) let gateway: Gateway
+    let channel: Int32
+    private var watcher: IOWatcher! = nil
+    private var receiver = BundleReceiver()
+
+    init(gateway: Gateway, channel: Int32) {
+        self.gateway = gateway
+        self.channel = channel
+        PrivilegedChannel.makeNonBlocking(channel)
+        watcher = IOWatcher(loop: gateway.loop, fd: channel, delegate: self)
+        watcher.watch(read: true, write: false)
+    }
+
+    func requestReload() -> Bool { PrivilegedChannel.requestReload(on: channel) }
+
+    func ioReady(readable: Bool, writable: Bool) {
+        let outcome: BundleReceiver.Outcome
+        do { outcome = try receiver.receive(from: channel) } catch {
+            gateway.logger.error("privileged parent: \(error); reloads now read the files as uid \(getuid())")
+            return close()
+        }
+        switch outcome {
+        case .waiting:
+            return
+        case .closed:
+            gateway.logger.warning("the privileged parent is gone: reloads now read the files as uid \(getuid())")
+            close()
+        case .bundle(let bytes, let sockets):
+            do {
+                let bundle = try FileBundle.decode(bytes)
+                gateway.reloadConfiguration(files: FileSource(.replaying, bundle: bundle), sockets: sockets)
+            } catch {
+                sockets.forEach(Posix.close)
+                gateway.logger.error("SIGHUP: reload failed, nothing changed: a bundle from the privileged parent: \(error)")
+            }
+        }
+    }
+
+    private func close() {
+        watcher.stop()
+        Posix.close(channel)
+        gateway.parent = nil
     }
 }

@@ -65,6 +65,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var shutdownTimer: TimerWatcher! = nil
     var acceptPauseTimer: TimerWatcher! = nil
     private var signalWatchers: [SignalWatcher] = []
+    /// The privileged parent, which reads the files and binds the listeners of a reload as root; nil when the
+    /// gateway was not started as root (or it died).
+    var parent: PrivilegedLink? = nil
     /// systemd's notification socket (`NOTIFY_SOCKET`), connected before the privilege drop; nil without one.
     var notifier: ServiceNotifier? = nil
     /// For each listener, the index of its `bind`/`bind-ssl` line in the configuration.
@@ -78,7 +81,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// Open connections per client address (its text form), for `max-client-connections`.
     var connectionsByClient: [[UInt8]: Int] = [:]
 
-    package init(config: Configuration) throws(StartupError) {
+    /// `parentChannel`: the privileged parent's channel when there is one (PrivilegedParent.swift).
+    package init(config: Configuration, parentChannel: Int32? = nil) throws(StartupError) {
         self.config = config
         self.loop = EventLoop()
         do { self.logger = try Logger(level: config.logLevel, path: config.errorLog) } catch {
@@ -107,6 +111,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         for signal in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1] {
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
         }
+        if let parentChannel { parent = PrivilegedLink(gateway: self, channel: parentChannel) }
         do { notifier = try ServiceNotifier.fromEnvironment() } catch {
             logger.error("\(error): the service manager will not be told that the gateway is ready")
         }

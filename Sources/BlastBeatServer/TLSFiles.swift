@@ -10,14 +10,14 @@ package enum TLSFiles {
     /// the default (no SNI match): the `[blastbeat]` pair, or on a listener dedicated to vhosts, the first
     /// vhost's pair.
     package static func certificates(
-        _ config: Configuration, forListener index: Int
+        _ config: Configuration, forListener index: Int, files: FileSource = .direct
     ) throws(StartupError) -> (defaultCertificate: TLSCertificate?, certificates: [TLSCertificate]) {
         var loaded: [String: TLSCertificate] = [:]
         func load(_ certificate: String, _ key: String, lines: (Int, Int)) throws(StartupError) -> TLSCertificate {
             let id = certificate + "\u{0}" + key
             if let existing = loaded[id] { return existing }
             do {
-                let fresh = try TLSCertificate(certificateFile: certificate, keyFile: key)
+                let fresh = try TLSCertificate(certificateFile: certificate, keyFile: key, files: files)
                 loaded[id] = fresh
                 return fresh
             } catch {
@@ -45,8 +45,10 @@ package enum TLSFiles {
     }
 
     /// A TLS context for listener `index` with its certificates loaded (HTTP/1.1 offered by ALPN).
-    package static func context(_ config: Configuration, forListener index: Int) throws(StartupError) -> TLSServerContext {
-        let (defaultCertificate, certificates) = try self.certificates(config, forListener: index)
+    package static func context(
+        _ config: Configuration, forListener index: Int, files: FileSource = .direct
+    ) throws(StartupError) -> TLSServerContext {
+        let (defaultCertificate, certificates) = try self.certificates(config, forListener: index, files: files)
         do {
             return try TLSServerContext(
                 defaultCertificate: defaultCertificate, certificates: certificates, alpn: ["http/1.1"])

@@ -161,13 +161,16 @@ package enum Posix {
     }
 
     /// The port a socket is bound to (for listeners bound to port 0 in tests).
-    package static func localPort(_ fd: Int32) -> UInt16 {
+    package static func localPort(_ fd: Int32) -> UInt16 { localAddress(fd).port }
+
+    /// The address a socket is bound to (a listening socket received from the privileged parent).
+    package static func localAddress(_ fd: Int32) -> SocketAddress {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        return SocketAddress(storage: storage).port
+        return SocketAddress(storage: storage)
     }
 
     /// Who is at the other end of a Unix socket, for logs: "a local process (pid N, uid N)".

@@ -27,12 +27,12 @@ package final class TLSCertificate {
     /// Number of intermediate certificates sent after the leaf.
     package var chainLength: Int { Int(COpenSSL_sk_X509_num(chain)) }
 
-    package init(certificateFile: String, keyFile: String) throws(TLSError) {
+    package init(certificateFile: String, keyFile: String, files: FileSource = .direct) throws(TLSError) {
         TLSError.clearQueue()
         let leaf: OpaquePointer
         let chain: OpaquePointer
         do throws(TLSError) {
-            (leaf, chain) = try Self.readCertificates(certificateFile)
+            (leaf, chain) = try Self.readCertificates(certificateFile, files)
         } catch {
             var error = error
             error.file = .certificate
@@ -40,7 +40,7 @@ package final class TLSCertificate {
         }
         let key: OpaquePointer
         do throws(TLSError) {
-            key = try Self.readPrivateKey(keyFile)
+            key = try Self.readPrivateKey(keyFile, files)
         } catch {
             X509_free(leaf)
             COpenSSL_sk_X509_pop_free(chain)
@@ -74,32 +74,14 @@ package final class TLSCertificate {
     /// is about 20 KiB).
     private static let maximumFileSize = 1 << 20
 
-    /// The whole file, read through OpenSSL's file BIO so that read errors arrive as errno values
-    /// in the error queue ("cannot read FILE: Is a directory").
-    private static func readFile(_ path: String) throws(TLSError) -> [UInt8] {
-        guard let bio = BIO_new_file(path, "r") else { throw readError(path) }
-        defer { BIO_free(bio) }
-        var contents: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
-            if n == 0 { return contents }  // end of file
-            if n < 0 { throw readError(path) }
-            contents += chunk[0..<Int(n)]
-            if contents.count > maximumFileSize {
+    /// The whole file ("cannot read FILE: Is a directory"), from the file system or the privileged parent's copy.
+    private static func readFile(_ path: String, _ files: FileSource) throws(TLSError) -> [UInt8] {
+        do { return try files.read(path, limit: maximumFileSize) } catch {
+            if error.errno == EFBIG {
                 throw TLSError("\(path) is larger than \(maximumFileSize) bytes: not a PEM certificate or key")
             }
+            throw TLSError("cannot read \(path): " + String(cString: strerror(error.errno)))
         }
-    }
-
-    /// "cannot read FILE: No such file or directory" from the errno OpenSSL queued (fopen/fread).
-    private static func readError(_ path: String) -> TLSError {
-        var error = TLSError("cannot read \(path)")
-        if let errno = error.systemErrno {
-            error.message += ": " + String(cString: strerror(errno))
-            error.openSSLErrors = []
-        }
-        return error
     }
 
     /// A memory BIO holding a copy of `contents`; the caller frees it.
@@ -142,8 +124,8 @@ package final class TLSCertificate {
         return nil
     }
 
-    private static func readCertificates(_ path: String) throws(TLSError) -> (OpaquePointer, OpaquePointer) {
-        let contents = try readFile(path)
+    private static func readCertificates(_ path: String, _ files: FileSource) throws(TLSError) -> (OpaquePointer, OpaquePointer) {
+        let contents = try readFile(path, files)
         if !containsPEMBlock(contents, labelSuffix: "CERTIFICATE") {
             throw TLSError("no certificate found in \(path)")
         }
@@ -178,8 +160,8 @@ package final class TLSCertificate {
         }
     }
 
-    private static func readPrivateKey(_ path: String) throws(TLSError) -> OpaquePointer {
-        let contents = try readFile(path)
+    private static func readPrivateKey(_ path: String, _ files: FileSource) throws(TLSError) -> OpaquePointer {
+        let contents = try readFile(path, files)
         if !containsPEMBlock(contents, labelSuffix: "PRIVATE KEY") {
             throw TLSError("no private key found in \(path)")
         }

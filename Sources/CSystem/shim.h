@@ -15,4 +15,60 @@ static inline int CSystem_peercred(int fd, int *pid, unsigned int *uid) {
     *uid = cred.uid;
     return 0;
 }
+
+// The privileged parent (Sources/BlastBeatSystem/PrivilegedChannel.swift): descriptors passed with SCM_RIGHTS,
+// whose CMSG_* helpers are macros Swift cannot call.
+#include <string.h>
+#include <unistd.h>
+#include <sys/uio.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <signal.h>
+#define CSYSTEM_MAX_FDS 253
+static inline long CSystem_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds) {
+    struct iovec iov = { (void *)buf, len };
+    struct msghdr msg;
+    union { char space[CMSG_SPACE(sizeof(int) * CSYSTEM_MAX_FDS)]; struct cmsghdr align; } control;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (nfds > 0) {
+        if (nfds > CSYSTEM_MAX_FDS) return -2;
+        memset(&control, 0, sizeof control);
+        msg.msg_control = control.space;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    }
+    return sendmsg(sock, &msg, MSG_NOSIGNAL);
+}
+/// Receives bytes and any descriptors sent with them (close-on-exec); *nfds gets their count.
+static inline long CSystem_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds) {
+    struct iovec iov = { buf, len };
+    struct msghdr msg;
+    union { char space[CMSG_SPACE(sizeof(int) * CSYSTEM_MAX_FDS)]; struct cmsghdr align; } control;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.space;
+    msg.msg_controllen = sizeof control.space;
+    *nfds = 0;
+    long n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0) return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *received = (int *)CMSG_DATA(c);
+        for (int i = 0; i < count; i++) {
+            if (*nfds < maxfds) fds[(*nfds)++] = received[i]; else close(received[i]);
+        }
+    }
+    return n;
+}
+/// prctl is variadic: the one call the serving process makes, so it stops when its parent dies.
+static inline int CSystem_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0); }
+static inline int CSystem_signalfd(const sigset_t *mask) { return signalfd(-1, mask, SFD_CLOEXEC); }
 #endif

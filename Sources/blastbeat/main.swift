@@ -23,7 +23,8 @@ let usage = """
     Signals:
       SIGTERM, SIGINT, SIGQUIT  stop accepting, finish requests in flight (shutdown-timeout), exit 0;
                                 a second one stops at once
-      SIGHUP                    re-read the TLS certificates and keys (the old ones stay if that fails)
+      SIGHUP                    reload the configuration, its included files, keys and certificates
+                                (nothing changes if that fails; the log says why)
       SIGUSR1                   reopen error-log and access-log (after log rotation)
       SIGUSR2, SIGPIPE          ignored
 
@@ -87,7 +88,9 @@ if checkOnly {
 signal(SIGPIPE, SIG_IGN)
 signal(SIGUSR2, SIG_IGN)
 do {
-    let gateway = try Gateway(config: config)
+    // As root with a uid to switch to: a privileged parent stays root for reloads (README, "Reload").
+    let parentChannel = try PrivilegedParent.startIfPrivileged(config, path: configPath)
+    let gateway = try Gateway(config: config, parentChannel: parentChannel)
     try gateway.run()
 } catch {
     fail("\(error)")

@@ -517,7 +517,14 @@ class Gateway:
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        """The serving process: started as root the gateway forks a privileged parent (``proc``, which gets
+        the signals) and serves from its child (README "Reload")."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                children = f.read().split()
+        except OSError:
+            children = []
+        return int(children[0]) if children else self.proc.pid
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -145,6 +145,7 @@ def test_unit_file_has_what_the_gateway_needs():
     unit = read_unit((DIST / "blastbeat.service").read_text())
     service = unit["Service"]
     assert one(service, "Type") == "notify"
+    assert one(service, "NotifyAccess") == "all", "the serving process, a child of the privileged parent, notifies"
     assert "User" not in service and "Group" not in service and "DynamicUser" not in service
     assert one(service, "ExecStart") == "/usr/sbin/blastbeat /etc/blastbeat/blastbeat.ini"
     assert one(service, "ExecStartPre") == "/usr/sbin/blastbeat --check /etc/blastbeat/blastbeat.ini"

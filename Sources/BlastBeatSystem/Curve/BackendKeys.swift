@@ -14,12 +14,12 @@ package struct BackendKeys: Sendable {
         self.byNode = byNode
     }
 
-    package static func load(_ config: Configuration) throws(ConfigError) -> BackendKeys {
+    package static func load(_ config: Configuration, files: FileSource = .direct) throws(ConfigError) -> BackendKeys {
         guard let path = config.curveKeyFile else { return BackendKeys() }
         func fail(_ line: Int, _ key: String, _ message: String) -> ConfigError {
             config.error(at: line, key: key, message)
         }
-        let certificate = try readCertificate(at: path) { message throws(ConfigError) in
+        let certificate = try readCertificate(at: path, files) { message throws(ConfigError) in
             throw fail(config.curveKeyLine, "curve-key", message)
         }
         guard let secret = certificate.secretKey else {
@@ -37,7 +37,7 @@ package struct BackendKeys: Sendable {
                 case .key(let inline):
                     key = inline
                 case .file(let file):
-                    key = try readCertificate(at: file) { message throws(ConfigError) in
+                    key = try readCertificate(at: file, files) { message throws(ConfigError) in
                         throw fail(nodeKey.line, "node-key", message)
                     }.publicKey
                 }
@@ -48,10 +48,10 @@ package struct BackendKeys: Sendable {
     }
 
     private static func readCertificate(
-        at path: String, orFail fail: (String) throws(ConfigError) -> Never
+        at path: String, _ files: FileSource, orFail fail: (String) throws(ConfigError) -> Never
     ) throws(ConfigError) -> CurveCertificate {
         let bytes: [UInt8]
-        do { bytes = try Posix.readFile(path) } catch { try fail("cannot read \(error)") }
+        do { bytes = try files.read(path) } catch { try fail("cannot \(error)") }
         do { return try CurveCertificate.parse(String(decoding: bytes, as: UTF8.self)) } catch {
             try fail("\(path): \(error)")
         }
