@@ -222,8 +222,11 @@ final class PrivilegedLink: IOWatcherDelegate {
         case .waiting:
             return
         case .closed:
-            gateway.logger.warning("the privileged parent is gone: reloads now read the files as uid \(getuid())")
+            // Killed (a parent that exits by itself waits for this process first): stop rather than serve on
+            // as a process nobody supervises and that can no longer reload its root-only files.
+            gateway.logger.error("the privileged parent is gone; stopping")
             close()
+            gateway.signalReceived(SIGTERM)
         case .bundle(let bytes, let sockets):
             do {
                 let bundle = try FileBundle.decode(bytes)

@@ -17,7 +17,7 @@ import Glibc
 /// and what it receives is what it would have been given on a reload anyway.
 ///
 /// The other signals go to the serving process; when it exits the parent exits with its status, and when the
-/// parent dies the serving process gets SIGTERM (so no gateway is left without its parent).
+/// parent dies the serving process sees its channel close and stops gracefully (PrivilegedLink).
 package struct PrivilegedParent {
     private let path: String
     private let child: Int32
@@ -41,14 +41,11 @@ package struct PrivilegedParent {
         do {
             let signals = try ParentSignals([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD])
             let (parentEnd, servingEnd) = try PrivilegedChannel.pair()
-            let parentPid = getpid()
             let pid = try ParentProcess.fork()
             if pid == 0 {
                 Glibc.close(parentEnd)
                 signals.close()
                 ParentSignals.unblockAll()
-                ParentProcess.stopWhenParentDies()
-                if getppid() != parentPid { exit(1) }  // the parent died before the line above
                 return servingEnd
             }
             Glibc.close(servingEnd)

@@ -179,11 +179,6 @@ package enum ParentProcess {
         return pid
     }
 
-    /// In the serving process: SIGTERM when the parent dies, so a killed parent leaves no gateway behind.
-    package static func stopWhenParentDies() {
-        _ = CSystem_set_parent_death_signal(SIGTERM)
-    }
-
     /// Reaps `child` if it exited: its exit status (128 + signal when killed), or nil if it still runs.
     package static func reap(_ child: Int32) -> Int32? {
         var status: Int32 = 0

@@ -21,7 +21,6 @@ static inline int CSystem_peercred(int fd, int *pid, unsigned int *uid) {
 #include <string.h>
 #include <unistd.h>
 #include <sys/uio.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <signal.h>
 #define CSYSTEM_MAX_FDS 253
@@ -68,7 +67,5 @@ static inline long CSystem_recv_with_fds(int sock, void *buf, size_t len, int *f
     }
     return n;
 }
-/// prctl is variadic: the one call the serving process makes, so it stops when its parent dies.
-static inline int CSystem_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0); }
 static inline int CSystem_signalfd(const sigset_t *mask) { return signalfd(-1, mask, SFD_CLOEXEC); }
 #endif

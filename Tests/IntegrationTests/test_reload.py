@@ -3,10 +3,15 @@ while requests and connections in flight go on; a broken file changes nothing an
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import signal
+import socket
 import threading
 import time
+
+import pytest
 
 from helpers import (HTTPHandler, RawConn, free_port, hello_app, http_request, port_accepts, request_bytes,
                      request_in_background)
@@ -214,3 +219,56 @@ def test_no_change_is_said_and_counted_as_a_reload(make_gateway):
     gw = sites_gateway(make_gateway)
     gw.start()
     assert "no change in the configuration" in hup(gw, r"SIGHUP: reloaded")
+
+
+def free_privileged_port() -> int:
+    """A free port below 1024 on 127.0.0.1 (only root may bind it)."""
+    for port in range(700, 1000):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port below 1024")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the gateway must run as nobody")
+def test_root_only_tenant_file_and_privileged_port_added_as_nobody(make_gateway, make_backend):
+    """Running as nobody, a reload adds a tenant whose file is root-only (mode 600 in a mode 700 directory)
+    with its own listener below 1024: the privileged parent reads the file and binds the port."""
+    port = free_privileged_port()
+    gw = make_gateway(vhosts={"localhost": ["MAIN"]}, options={"include": "private/*.ini"}, start=False)
+    private = gw.workdir / "private"
+    private.mkdir(mode=0o700)
+    gw.start()
+    with open(f"/proc/{gw.pid}/status") as f:
+        assert next(line for line in f if line.startswith("Uid:")).split()[1] == str(pwd.getpwnam("nobody").pw_uid)
+    (private / "a.test.ini").write_text(f"[blastbeat:a.test]\nnode = ALPHA\nbind = 127.0.0.1:{port}\n")
+    os.chmod(private / "a.test.ini", 0o600)
+    line = hup(gw, r"SIGHUP: reloaded")
+    assert f"vhosts added: a.test; listeners opened: bind 127.0.0.1:{port}" in line, line
+    make_backend(gw, "ALPHA", HTTPHandler(hello_app(b"privileged")))
+    assert http_request(port, host="a.test").body == b"privileged"
+    # Removed again: the port closes.
+    (private / "a.test.ini").unlink()
+    assert "vhosts removed: a.test" in hup(gw, r"SIGHUP: reloaded")
+    assert not port_accepts(port)
+
+
+def test_parent_gone_the_gateway_keeps_serving_and_stops(make_gateway, make_backend):
+    """Killing the privileged parent (SIGKILL) leaves no orphan: the serving process stops gracefully."""
+    gw = make_gateway()
+    if gw.pid == gw.proc.pid:
+        pytest.skip("no privileged parent when not started as root")
+    serving = gw.pid
+    gw.proc.kill()
+    gw.proc.wait(5)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{serving}") and time.monotonic() < deadline:
+        with open(f"/proc/{serving}/stat") as f:
+            if f.read().split(") ")[1].startswith("Z"):
+                break
+        time.sleep(0.05)
+    assert not port_accepts(gw.port)
+    gw.returncode = 0  # the parent was killed on purpose; the serving process stopped with it

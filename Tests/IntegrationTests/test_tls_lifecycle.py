@@ -1,9 +1,11 @@
 """HTTPS (issue #3), the connection and process lifecycle: plain HTTP on the TLS port, stalled handshakes and
-tls-handshake-timeout, the idle close, certificate problems at startup, and certificate reload on SIGHUP."""
+tls-handshake-timeout, the idle close, certificate problems at startup, and certificate reload on SIGHUP (also
+with root-only keys, read by the privileged parent)."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import ssl
@@ -24,6 +26,9 @@ from tls_helpers import (  # noqa: F401 - fixtures
     subject_cn,
     tls_context,
 )
+
+
+NOBODY = pwd.getpwnam("nobody").pw_uid
 
 
 def vhost(nodes, pair=None, **keys):
@@ -363,3 +368,28 @@ def test_sighup_with_broken_files_keeps_the_old_certificates(reload_setup, pki, 
     hup(gw, r"reloaded .*certificate")
     cert = peer_certificate(gw.tls_port, "a.test", pki.ca_cert)
     assert int(cert["serialNumber"], 16) == fixed.serial and organization_of(cert) == "Fixed", cert
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the gateway must run as nobody with root-only key files")
+def test_sighup_reads_root_only_keys_through_the_privileged_parent(reload_setup, pki, cert_dir):
+    """The usual setup: key files mode 600, owned by root, while the gateway serves as nobody (issue #16: the
+    reload failed with Permission denied). The privileged parent reads them for the reload; the serving
+    process itself still cannot."""
+    gw, local, a = reload_setup
+    serving = gw.pid
+    assert serving != gw.proc.pid, "started as root, the gateway serves from a child of the privileged parent"
+    with open(f"/proc/{serving}/status") as f:
+        assert next(line for line in f if line.startswith("Uid:")).split()[1] == str(NOBODY)
+    new_a = pki.issue("rootonly-a", "a.test", ("a.test",), directory=cert_dir, organization="Root only")
+    replace_file(a.cert, new_a.cert.read_bytes())
+    replace_file(a.key, new_a.key.read_bytes())
+    os.chmod(a.key, 0o600)
+    os.chmod(local.key, 0o600)
+    hup(gw, r"reloaded .*certificate")
+    cert = peer_certificate(gw.tls_port, "a.test", pki.ca_cert)
+    assert int(cert["serialNumber"], 16) == new_a.serial and organization_of(cert) == "Root only", cert
+    assert https_get(gw.tls_port, tls_context(pki.ca_cert), host="a.test", sni="a.test") == 200
+    # SIGHUP sent to the serving process itself goes through the parent too.
+    offset = len(gw.stderr())
+    os.kill(serving, signal.SIGHUP)
+    gw.wait_log(r"SIGHUP: reloaded .*no change", after=offset)
