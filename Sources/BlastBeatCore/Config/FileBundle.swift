@@ -4,8 +4,8 @@
 ///
 /// Wire format (all integers little-endian u32): a version byte, then records, each a kind byte and fields:
 /// `F path errno length bytes` (errno 0 when read), `G pattern errno count path…` and
-/// `L key errno count`; a string is a u32 length and its bytes. Decoding checks every length against what is
-/// left, so a truncated or corrupt bundle is an error, never a crash.
+/// `L key errno count`, and `E` last; a string is a u32 length and its bytes. Decoding checks every length
+/// against what is left and requires the end record, so a truncated or corrupt bundle is an error, never a crash.
 package struct FileBundle: Equatable, Sendable {
     package enum Entry<Value: Equatable & Sendable>: Equatable, Sendable {
         case value(Value)
@@ -69,6 +69,7 @@ package struct FileBundle: Equatable, Sendable {
             case .failed(let errno): u32(Int(errno)); u32(0)
             }
         }
+        out.append(UInt8(ascii: "E"))
         return out
     }
 
@@ -80,8 +81,12 @@ package struct FileBundle: Equatable, Sendable {
         var reader = Reader(bytes: bytes)
         guard try reader.byte() == version else { throw DecodingError(description: "unknown bundle version") }
         var bundle = FileBundle()
-        while !reader.isAtEnd {
+        while true {
             let kind = try reader.byte()
+            if kind == UInt8(ascii: "E") {
+                guard reader.isAtEnd else { throw DecodingError(description: "bytes after the end of the bundle") }
+                return bundle
+            }
             let name = try reader.string()
             let errno = Int32(truncatingIfNeeded: try reader.u32())
             let count = try reader.u32()
@@ -99,7 +104,6 @@ package struct FileBundle: Equatable, Sendable {
                 throw DecodingError(description: "unknown record kind \(kind)")
             }
         }
-        return bundle
     }
 
     private struct Reader {
