@@ -112,7 +112,7 @@ extension Connection {
             pendingUpgrade = upgrade
             session.expectBackendHandshake()
         }
-        guard session.dispatch(preferring: session.node, bodyComplete: !head.hasBody) else { return }
+        guard session.dispatch(preferring: session.node, bodyComplete: !head.hasBody, mayWait: upgrade == nil) else { return }
         if var upgrade, gateway.config.vhosts[vhost].webSocketHandshake == .gateway {
             selectProtocol(&upgrade)
             session.upgradedByGateway()

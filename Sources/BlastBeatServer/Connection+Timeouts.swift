@@ -26,7 +26,7 @@ extension Connection {
     func refreshDeadlineForState() {
         let t = gateway.config.timeouts
         if webSocket != nil { return setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle) }
-        if isExchangeActive { return setDeadline(limits.backendTimeout, .backend) }
+        if isExchangeActive || session.isWaitingForNode { return setDeadline(limits.backendTimeout, .backend) }
         switch request {
         case .body: setDeadline(limits.bodyTimeout, .body)
         case .readingHead: setDeadline(t.header, .head)
@@ -39,6 +39,7 @@ extension Connection {
         gateway.counters.timeouts += 1
         switch deadlineReason {
         case .backend:
+            if session.isWaitingForNode { return session.stopWaitingForNode(dispatching: false) }
             if isExchangeActive { session.backendTimedOut() } else { abort("backend timeout") }
         case .head:
             sendErrorAndClose(status: 408, message: "request head not received in time")

@@ -23,6 +23,8 @@ package struct Counters {
     /// Connections closed at `max-connections` to make room for a new one: idle keep-alive ones first
     /// (oldest first), then the slowest senders of a request head.
     package var connectionsClosedForRoom = 0
+    /// Requests that waited for a node right after the start (Gateway+NodeWait.swift).
+    package var requestsWaitedForNode = 0
     /// SIGHUP reloads applied, and those refused (nothing changed).
     package var configReloads = 0
     package var configReloadFailures = 0

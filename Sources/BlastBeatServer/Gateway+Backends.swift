@@ -53,6 +53,7 @@ extension Gateway {
         if nodes.heard(from: node, now: loop.now) {
             logger.info("node \(Self.printable(identity)) is alive again")
         }
+        if !sessionsWaitingForNode.isEmpty { dispatchRequestsWaiting(for: node) }
         return node
     }
 

@@ -64,6 +64,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private var housekeepingTimer: TimerWatcher! = nil
     var shutdownTimer: TimerWatcher! = nil
     var acceptPauseTimer: TimerWatcher! = nil
+    /// Requests waiting for a node of their vhost to connect, and until when they may (Gateway+NodeWait.swift).
+    var sessionsWaitingForNode: [GatewaySession] = []
+    var nodeWaitEnds = 0.0
+    var nodeWaitTimer: TimerWatcher! = nil
     private var signalWatchers: [SignalWatcher] = []
     /// The privileged parent, which reads the files and binds the listeners of a reload as root; nil when the
     /// gateway was not started as root (or it died).
@@ -107,6 +111,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         shutdownTimer = TimerWatcher(loop: loop, delegate: self)
         acceptPauseTimer = TimerWatcher(loop: loop, delegate: self)
         nodeQueueTimer = TimerWatcher(loop: loop, delegate: self)
+        nodeWaitTimer = TimerWatcher(loop: loop, delegate: self)
         // The README's signal table; SIGPIPE and SIGUSR2 are ignored (main.swift).
         for signal in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1] {
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
@@ -174,6 +179,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         logger.info(
             "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured; backends \(backendKeys.server.map { "authenticated with CURVE, gateway key \($0.publicKey.z85)" } ?? "not authenticated (NULL)")")
         warnIfTenantsAreUnauthenticated()
+        nodeWaitEnds = loop.now + config.pingTimeout
         notify("READY=1\nMAINPID=\(getpid())")
         pingTimer.start(after: config.pingFrequency / Double(Self.pingSlices), repeat: config.pingFrequency / Double(Self.pingSlices))
         housekeepingTimer.start(after: 1, repeat: 1)
@@ -258,6 +264,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             pingNodes()
         } else if timer === housekeepingTimer {
             accessLog?.flush()
+        } else if timer === nodeWaitTimer {
+            nodeWaitEnded()
         } else if timer === nodeQueueTimer {
             resumeBodiesForDrainedNodes()
         } else if timer === acceptPauseTimer {

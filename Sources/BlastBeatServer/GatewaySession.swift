@@ -21,6 +21,8 @@ final class GatewaySession {
     private var replayBody: [UInt8]? = []
     private var triedNodes: [Int] = []
     private var requestHasBody = false
+    /// Parked until a node of the vhost connects (Gateway.waitForNode), right after a start or an upgrade.
+    private(set) var isWaitingForNode = false
 
     init(gateway: Gateway, connection: Connection, sid: SessionID) {
         self.gateway = gateway
@@ -77,8 +79,10 @@ final class GatewaySession {
     /// Sends the current request (uwsgi, the body kept so far, the end marker once the body is complete)
     /// to a node of the vhost: the session's node when it serves the vhost (affinity), else the usable node
     /// with the fewest requests in flight. Answers 503 itself when no node can take it; returns false then.
+    /// When `mayWait` and the gateway has just started (Gateway.waitForNode), a request that finds no node
+    /// waits for one instead (returns true: it goes on reading its body, kept for the node).
     @discardableResult
-    func dispatch(preferring preferred: Int?, bodyComplete: Bool) -> Bool {
+    func dispatch(preferring preferred: Int?, bodyComplete: Bool, mayWait: Bool = false) -> Bool {
         if let limit = connection.limits.maxInFlight, gateway.vhostInFlight[vhost] >= limit {
             // The tenant's own requests fill its share; other vhosts' nodes and requests are untouched.
             gateway.counters.vhostBusyRefusals += 1
@@ -103,6 +107,10 @@ final class GatewaySession {
         while true {
             if choice == nil { choice = gateway.nodes.choose(from: candidates, excluding: triedNodes) }
             guard let target = choice else {
+                if mayWait && triedNodes.isEmpty && replayBody != nil && gateway.waitForNode(self) {
+                    isWaitingForNode = true
+                    return true
+                }
                 fail(.noNode)
                 return false
             }
@@ -151,7 +159,23 @@ final class GatewaySession {
                 replayBody = kept
             } else {
                 replayBody = nil  // too big to replay: a later `retry` gets 502
+                // Waiting for a node, the body has nowhere else to go.
+                if isWaitingForNode { stopWaitingForNode(dispatching: false) }
             }
+        }
+    }
+
+    /// Ends the wait for a node: dispatches (a node connected) or answers 503 (the wait is over, the body
+    /// outgrew `max-retry-buffer`, or the backend timeout passed).
+    func stopWaitingForNode(dispatching: Bool) {
+        guard isWaitingForNode else { return }
+        isWaitingForNode = false
+        gateway.stopWaiting(self)
+        if dispatching {
+            dispatch(preferring: nil, bodyComplete: !connection.isReadingRequestBody)
+            connection.refreshDeadlineForState()
+        } else {
+            fail(.noNode)
         }
     }
 
@@ -247,6 +271,10 @@ final class GatewaySession {
 
     /// The connection is closing: the slot goes back and a node that knows the sid gets `end`.
     func clientGone() {
+        if isWaitingForNode {
+            isWaitingForNode = false
+            gateway.stopWaiting(self)
+        }
         let before = machine.slotNode
         let nodeToTell = machine.clientGone()
         settleSlot(heldBefore: before)
