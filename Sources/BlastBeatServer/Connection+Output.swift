@@ -170,9 +170,15 @@ extension Connection {
             return failWebSocket(.goingAway, session: webSocket)
         }
         if case .idle = request, !isExchangeActive {
-            if hasQueuedOutput || tls != nil { closeAfterFlush() } else { close() }
+            // A client that keeps its connection busy may have its next request on the way: closing now would
+            // cut it off unanswered (in an upgrade, a failed request). It gets a moment to arrive and is answered
+            // with Connection: close (no keep-alive while stopping); a connection that stays idle closes then.
+            setDeadline(min(Self.idleGraceWhenStopping, gateway.config.timeouts.shutdown), .idle)
         }
     }
+
+    /// How long an idle keep-alive connection stays open once the gateway stops.
+    static let idleGraceWhenStopping = 1.0
 
     /// Discards input after the response; closes on EOF.
     func drainWhileLingering() {

@@ -16,15 +16,16 @@ extension Connection {
         log.bytesSent += bytes.count
     }
 
-    /// The final response head; with `insertingChunkedAt`, the gateway frames the body itself and says so.
-    func writeResponseHead(_ head: UnsafeRawBufferPointer, status: Int, insertingChunkedAt: Int?) {
+    /// The final response head, with the header lines the gateway adds (its own framing, its close).
+    func writeResponseHead(_ head: UnsafeRawBufferPointer, status: Int, adding: AddedHeaders?) {
         log.status = status
         log.bytesSent = 0
-        if let blankLine = insertingChunkedAt {
-            // Our framing header goes before the blank line; the rest goes out verbatim.
-            enqueue(UnsafeRawBufferPointer(rebasing: head[0..<blankLine]))
-            enqueue("Transfer-Encoding: chunked\r\n")
-            enqueue(UnsafeRawBufferPointer(rebasing: head[blankLine...]))
+        if let adding {
+            // Our lines go before the blank line; the rest goes out verbatim.
+            enqueue(UnsafeRawBufferPointer(rebasing: head[0..<adding.blankLine]))
+            if adding.chunked { enqueue("Transfer-Encoding: chunked\r\n") }
+            if adding.close { enqueue("Connection: close\r\n") }
+            enqueue(UnsafeRawBufferPointer(rebasing: head[adding.blankLine...]))
         } else {
             enqueue(head)
         }

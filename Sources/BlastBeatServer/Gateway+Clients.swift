@@ -4,9 +4,10 @@ import Glibc
 
 /// The client side of the gateway: listeners (and their certificates) and accepting connections.
 extension Gateway {
-    func openListeners() throws(StartupError) {
+    func openListeners(inherited: InheritedSockets) throws(StartupError) {
         for index in config.listeners.indices {
-            do { listeners += try openListener(index, of: config) } catch {
+            let sockets = inherited.take(FileBundle.listenerKey(config.listeners[index]))
+            do { listeners += try openListener(index, of: config, sockets: sockets) } catch {
                 closeListeners()
                 throw error
             }

@@ -12,7 +12,7 @@ extension Gateway {
             if let parent {
                 // The parent reads the files as root and answers with a bundle (PrivilegedLink.received).
                 notify("RELOADING=1\nMONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())")
-                if parent.requestReload() { return }
+                if parent.request(.reload) { return }
                 self.parent = nil
                 logger.warning("the privileged parent is gone: reloading with the files uid \(getuid()) can read")
             }
@@ -20,6 +20,9 @@ extension Gateway {
         }
         if signal == SIGUSR1 {
             return reopenLogs()
+        }
+        if signal == SIGUSR2 {
+            return upgradeRequested()
         }
         if isShuttingDown {
             logger.warning("second signal: stopping now")

@@ -72,6 +72,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// The privileged parent, which reads the files and binds the listeners of a reload as root; nil when the
     /// gateway was not started as root (or it died).
     var parent: PrivilegedLink? = nil
+    /// An upgrade this process started itself (no privileged parent), until the new process serves.
+    var upgradeInProgress: UpgradeWatch? = nil
+    /// Set when this start is an upgrade: the old process's ready pipe.
+    private var readyPipe: Int32?
     /// systemd's notification socket (`NOTIFY_SOCKET`), connected before the privilege drop; nil without one.
     var notifier: ServiceNotifier? = nil
     /// For each listener, the index of its `bind`/`bind-ssl` line in the configuration.
@@ -85,8 +89,14 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// Open connections per client address (its text form), for `max-client-connections`.
     var connectionsByClient: [[UInt8]: Int] = [:]
 
-    /// `parentChannel`: the privileged parent's channel when there is one (PrivilegedParent.swift).
-    package init(config: Configuration, parentChannel: Int32? = nil) throws(StartupError) {
+    /// `parentChannel`: the privileged parent's channel when there is one (PrivilegedParent.swift);
+    /// `inherited`: listening sockets bound by the parent or by the process this one replaces (SIGUSR2), used
+    /// instead of binding; `readyPipe`: written once serving, when this start is an upgrade.
+    package init(
+        config: Configuration, parentChannel: Int32? = nil, inherited: InheritedSockets = InheritedSockets(),
+        readyPipe: Int32? = nil
+    ) throws(StartupError) {
+        self.readyPipe = readyPipe
         self.config = config
         self.loop = EventLoop()
         do { self.logger = try Logger(level: config.logLevel, path: config.errorLog) } catch {
@@ -103,8 +113,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
                 throw StartupError(description: "\(config.file): access-log: \(error)")
             }
         }
-        try openListeners()
-        try openRouter()
+        defer { inherited.closeRest() }
+        try openListeners(inherited: inherited)
+        try openRouter(inheritedSockets: inherited.take(InheritedSockets.routerKey(config.zmqEndpoint)))
         prepareWatcher = PrepareWatcher(loop: loop, delegate: self)
         pingTimer = TimerWatcher(loop: loop, delegate: self)
         housekeepingTimer = TimerWatcher(loop: loop, delegate: self)
@@ -112,8 +123,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         acceptPauseTimer = TimerWatcher(loop: loop, delegate: self)
         nodeQueueTimer = TimerWatcher(loop: loop, delegate: self)
         nodeWaitTimer = TimerWatcher(loop: loop, delegate: self)
-        // The README's signal table; SIGPIPE and SIGUSR2 are ignored (main.swift).
-        for signal in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1] {
+        // The README's signal table; SIGPIPE is ignored (main.swift).
+        for signal in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2] {
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
         }
         if let parentChannel { parent = PrivilegedLink(gateway: self, channel: parentChannel) }
@@ -143,13 +154,14 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         }
     }
 
-    private func openRouter() throws(StartupError) {
+    private func openRouter(inheritedSockets: [Int32]?) throws(StartupError) {
         do {
             router = try BackendRouter(
                 loop: loop, endpoint: config.zmqEndpoint, engine: config.zmqEngine,
                 // A bigger message could never be queued for a client anyway.
                 maxMessageSize: config.largestBackendMessage + 64 * 1024,
-                maxQueuedBytes: config.maxNodeQueue * 2, curveKeys: backendKeys.server, delegate: self)
+                maxQueuedBytes: config.maxNodeQueue * 2, curveKeys: backendKeys.server, inheritedSockets: inheritedSockets,
+                delegate: self)
             // libzmq under CURVE: a node is used only once a message has proved its key (see Gateway+Admission).
             nodes.unknownNodesAreUsable = !router.claimsAreProvedByMessages
         } catch {
@@ -181,6 +193,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         warnIfTenantsAreUnauthenticated()
         nodeWaitEnds = loop.now + config.pingTimeout
         notify("READY=1\nMAINPID=\(getpid())")
+        if let readyPipe {
+            // Started by SIGUSR2: the old process stops now.
+            Upgrade.reportReady(readyPipe)
+            self.readyPipe = nil
+        }
         pingTimer.start(after: config.pingFrequency / Double(Self.pingSlices), repeat: config.pingFrequency / Double(Self.pingSlices))
         housekeepingTimer.start(after: 1, repeat: 1)
         loop.run()

@@ -98,6 +98,8 @@ final class GatewaySession {
             return false
         }
         let candidates = gateway.vhostNodes[vhost]
+        // Only a request's first dispatch may wait: one retried or moved has had its node.
+        let firstDispatch = triedNodes.isEmpty
         var choice: Int? = nil
         if let preferred, candidates.contains(preferred), gateway.nodes.isUsable(preferred),
             !triedNodes.contains(preferred)
@@ -107,7 +109,9 @@ final class GatewaySession {
         while true {
             if choice == nil { choice = gateway.nodes.choose(from: candidates, excluding: triedNodes) }
             guard let target = choice else {
-                if mayWait && triedNodes.isEmpty && replayBody != nil && gateway.waitForNode(self) {
+                if mayWait && firstDispatch && replayBody != nil && gateway.waitForNode(self) {
+                    // The nodes tried just now were not connected; they may be once one is heard from.
+                    triedNodes.removeAll(keepingCapacity: true)
                     isWaitingForNode = true
                     return true
                 }
@@ -332,8 +336,8 @@ final class GatewaySession {
         case .writeChunk(let payload, let complete):
             connection.writeChunk(payload)
             if complete { connection.responseFinished() }
-        case .startResponse(let head, let status, let insertingChunkedAt, let complete):
-            connection.writeResponseHead(head, status: status, insertingChunkedAt: insertingChunkedAt)
+        case .startResponse(let head, let status, let adding, let complete):
+            connection.writeResponseHead(head, status: status, adding: adding)
             if complete { connection.responseFinished() }
         case .acceptUpgrade(let head):
             connection.backendAcceptedUpgrade(head: head)

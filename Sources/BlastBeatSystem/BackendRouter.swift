@@ -148,7 +148,7 @@ package final class BackendRouter {
     /// wait for one native peer; `curveKeys` makes every backend complete CURVE.
     package init(
         loop: EventLoop, endpoint: String, engine: Configuration.ZMQEngine, maxMessageSize: Int, maxQueuedBytes: Int,
-        curveKeys: CurveCrypto.KeyPair?, delegate: any BackendRouterDelegate
+        curveKeys: CurveCrypto.KeyPair?, inheritedSockets: [Int32]? = nil, delegate: any BackendRouterDelegate
     ) throws(BackendRouterError) {
         switch engine {
         case .native:
@@ -159,7 +159,7 @@ package final class BackendRouter {
                 self.engine = .native(
                     try ZMTPRouter(
                         loop: loop, endpoint: parsed, maxMessageSize: maxMessageSize, maxQueuedBytes: maxQueuedBytes,
-                        curveKeys: curveKeys, delegate: delegate))
+                        curveKeys: curveKeys, inheritedSockets: inheritedSockets, delegate: delegate))
             } catch { throw BackendRouterError(description: "\(error)") }
         case .libzmq:
             do {
@@ -167,6 +167,14 @@ package final class BackendRouter {
                     try ZMQRouter(loop: loop, endpoint: endpoint, curveSecretKey: curveKeys?.secretKey, delegate: delegate))
             } catch { throw BackendRouterError(description: "\(error)") }
         }
+    }
+
+    /// The native engine's listening sockets for `endpoint`, bound ahead (by the privileged parent).
+    package static func listen(endpoint: String) throws(BackendRouterError) -> [Int32] {
+        guard let parsed = ZMTPEndpoint.parse(endpoint) else {
+            throw BackendRouterError(description: "\(endpoint): the native engine takes tcp:// or ipc:// endpoints")
+        }
+        do { return try ZMTPRouter.listen(on: parsed) } catch { throw BackendRouterError(description: "\(error)") }
     }
 
     /// New bounds after a reload (the native engine's; the libzmq engine does not take these bounds).
@@ -226,6 +234,18 @@ package final class BackendRouter {
         case .native(let router): return router.boundPort
         case .libzmq: return 0
         }
+    }
+
+    /// The native engine's listening sockets (for a new binary, SIGUSR2); nil with libzmq, whose socket cannot
+    /// be handed over.
+    package var listeningSockets: [Int32]? {
+        if case .native(let router) = engine { return router.listeningSockets }
+        return nil
+    }
+
+    /// Stops accepting backend connections, leaving the `ipc://` socket file to the process that took over.
+    package func stopListening() {
+        if case .native(let router) = engine { router.stopListening() }
     }
 
     /// Stops listening and drops every connection. Returns why an `ipc://` socket file could not be

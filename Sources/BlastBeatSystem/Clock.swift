@@ -1,5 +1,14 @@
 import Glibc
 
+/// Seconds on the monotonic clock, for deadlines outside the event loop (the privileged parent's).
+package enum MonotonicClock {
+    package static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
 /// Wall-clock helpers for logs (formatting happens at most once per second per format).
 package enum WallClock {
     /// Seconds since the epoch.

@@ -3,9 +3,10 @@ import CSystem
 import Glibc
 
 /// The Unix socket pair between the privileged parent and the serving process (PrivilegedParent.swift in
-/// BlastBeatServer). Parent → serving: reload bundles (an 8-byte length, then `FileBundle` bytes, with the
-/// listening sockets attached by SCM_RIGHTS to the first part). Serving → parent: single bytes, each one a
-/// request to reload; the parent reads nothing else from it.
+/// BlastBeatServer). Parent → serving: messages of an 8-byte length and a payload whose first byte says what
+/// it is: `B` a reload bundle (`FileBundle` bytes, with the listening sockets attached by SCM_RIGHTS to the
+/// first part), `Q` "a new process serves now: stop" (SIGUSR2). Serving → parent: single bytes, `R` to ask for
+/// a reload, `U` for an upgrade; the parent reads nothing else from it.
 package enum PrivilegedChannel {
     /// Largest bundle the serving process accepts (the configuration's files are at most 16 MiB each).
     package static let maxBundleBytes = 256 << 20
@@ -21,8 +22,23 @@ package enum PrivilegedChannel {
         return (fds[0], fds[1])
     }
 
-    /// Parent side, blocking: sends one bundle with `sockets` attached.
-    package static func send(_ bundle: [UInt8], sockets: [Int32], on fd: Int32) throws(SystemError) {
+    /// What the serving process asks for.
+    package enum Request: UInt8 {
+        case reload = 82  // "R"
+        case upgrade = 85  // "U"
+    }
+
+    /// Parent side: tells the serving process it has been replaced (SIGUSR2) and is to stop.
+    package static func sendReplaced(on fd: Int32) throws(SystemError) {
+        try send([UInt8(ascii: "Q")], sockets: [], on: fd)
+    }
+
+    /// Parent side, blocking: sends one reload bundle with `sockets` attached.
+    package static func send(bundle: [UInt8], sockets: [Int32], on fd: Int32) throws(SystemError) {
+        try send([UInt8(ascii: "B")] + bundle, sockets: sockets, on: fd)
+    }
+
+    private static func send(_ bundle: [UInt8], sockets: [Int32], on fd: Int32) throws(SystemError) {
         guard sockets.count <= maxSockets else {
             throw SystemError(call: "send \(sockets.count) listening sockets (at most \(maxSockets))", errno: E2BIG)
         }
@@ -51,10 +67,10 @@ package enum PrivilegedChannel {
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
     }
 
-    /// Serving side: asks the parent for a reload (SIGHUP sent to the serving process itself). False when
-    /// the parent is gone.
-    package static func requestReload(on fd: Int32) -> Bool {
-        var byte: UInt8 = UInt8(ascii: "R")
+    /// Serving side: asks the parent for a reload or an upgrade (the signal was sent to the serving process
+    /// itself). False when the parent is gone.
+    package static func request(_ request: Request, on fd: Int32) -> Bool {
+        var byte = request.rawValue
         while true {
             let n = Glibc.send(fd, &byte, 1, Int32(MSG_NOSIGNAL))
             if n == 1 { return true }
@@ -63,14 +79,15 @@ package enum PrivilegedChannel {
         }
     }
 
-    /// Parent side: consumes reload requests; false at end of file (the serving process is gone).
-    package static func readRequests(on fd: Int32) -> Bool {
+    /// Parent side: the requests waiting (each at most once, unknown bytes ignored); nil at end of file (the
+    /// serving process is gone).
+    package static func readRequests(on fd: Int32) -> Set<Request>? {
         var buffer = [UInt8](repeating: 0, count: 64)
         while true {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n > 0 { return true }
+            if n > 0 { return Set(buffer[0..<n].compactMap(Request.init(rawValue:))) }
             if n < 0 && errno == EINTR { continue }
-            return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+            return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? [] : nil
         }
     }
 }
@@ -81,6 +98,8 @@ package struct BundleReceiver {
         /// Nothing complete yet.
         case waiting
         case bundle(bytes: [UInt8], sockets: [Int32])
+        /// A new process serves now (SIGUSR2): stop.
+        case replaced
         /// The parent closed its end (it died or was killed).
         case closed
     }
@@ -90,10 +109,13 @@ package struct BundleReceiver {
 
     package init() {}
 
+    /// The next complete message: one already read, else what the channel has now. Call again until
+    /// `.waiting` (several messages may arrive in one read).
     package mutating func receive(from fd: Int32) throws(SystemError) -> Outcome {
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         var fds = [Int32](repeating: -1, count: PrivilegedChannel.maxSockets)
         while true {
+            if let message = try nextMessage() { return message }
             var count: Int32 = 0
             let n = chunk.withUnsafeMutableBytes { bytes in
                 fds.withUnsafeMutableBufferPointer {
@@ -108,19 +130,23 @@ package struct BundleReceiver {
                 throw SystemError(call: "receive from the privileged parent", errno: errno)
             }
             pending += chunk[0..<n]
-            if pending.count >= 8 {
-                let length = pending[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-                guard length <= PrivilegedChannel.maxBundleBytes else {
-                    throw SystemError(call: "a reload bundle of \(length) bytes from the privileged parent", errno: EFBIG)
-                }
-                if pending.count >= 8 + length {
-                    let bytes = Array(pending[8..<8 + length])
-                    pending.removeFirst(8 + length)
-                    defer { sockets = [] }
-                    return .bundle(bytes: bytes, sockets: sockets)
-                }
-            }
         }
+    }
+
+    private mutating func nextMessage() throws(SystemError) -> Outcome? {
+        guard pending.count >= 8 else { return nil }
+        let length = pending[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        guard length <= PrivilegedChannel.maxBundleBytes else {
+            throw SystemError(call: "a reload bundle of \(length) bytes from the privileged parent", errno: EFBIG)
+        }
+        guard pending.count >= 8 + length else { return nil }
+        let kind = length > 0 ? pending[8] : 0
+        let bytes = length > 0 ? Array(pending[9..<8 + length]) : []
+        pending.removeFirst(8 + length)
+        if kind == UInt8(ascii: "Q") { return .replaced }
+        // The sockets travel with the first bytes of the bundle they belong to.
+        defer { sockets = [] }
+        return .bundle(bytes: bytes, sockets: sockets)
     }
 }
 
@@ -131,7 +157,9 @@ package final class ParentSignals {
 
     package enum Event {
         case signal(Int32)
-        case channelReadable
+        /// One of the descriptors watched is readable (or closed).
+        case readable(Int32)
+        case timedOut
     }
 
     /// Blocks `signals` for normal delivery (before the serving process is forked, which unblocks them).
@@ -153,20 +181,21 @@ package final class ParentSignals {
 
     package func close() { Glibc.close(fd) }
 
-    /// Waits for a signal or the channel.
-    package func wait(channel: Int32?) -> Event {
-        while true {
-            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
-            if let channel { fds.append(pollfd(fd: channel, events: Int16(POLLIN), revents: 0)) }
-            if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }  // EINTR
-            if fds[0].revents & Int16(POLLIN) != 0 {
-                var info = signalfd_siginfo()
-                if read(fd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
-                    return .signal(Int32(info.ssi_signo))
-                }
+    /// Waits for a signal, a readable descriptor among `watching`, or `timeout` seconds (nil: no limit).
+    package func wait(watching: [Int32], timeout: Double?) -> Event {
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+        fds += watching.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let milliseconds = timeout.map { Int32(max(0, min($0, 86_400)) * 1000) + 1 } ?? -1
+        let n = poll(&fds, nfds_t(fds.count), milliseconds)
+        if n == 0 { return .timedOut }
+        if n > 0 && fds[0].revents & Int16(POLLIN) != 0 {
+            var info = signalfd_siginfo()
+            if read(fd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+                return .signal(Int32(info.ssi_signo))
             }
-            if fds.count > 1 && fds[1].revents != 0 { return .channelReadable }
         }
+        if n > 0, let ready = fds.dropFirst().first(where: { $0.revents != 0 }) { return .readable(ready.fd) }
+        return .timedOut  // EINTR: the caller checks its deadlines and waits again
     }
 }
 

@@ -37,7 +37,8 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// The gateway's long-term key pair when backends must use CURVE; nil for NULL.
     let curveKeys: CurveCrypto.KeyPair?
     private var maxQueuedBytes: Int
-    private let unixPath: String?
+    /// The `ipc://` socket file to remove at close; nil for TCP and once another process took the sockets.
+    private var unixPath: String?
     // The router lives on one event loop thread, so the runtime's exclusivity checks on its stored
     // properties buy nothing; `@exclusivity(unchecked)` drops them (every send and flush mutates these
     // arrays). Package.swift says why this target does not use -enforce-exclusivity=unchecked instead.
@@ -73,10 +74,12 @@ final class ZMTPRouter: TimerWatcherDelegate {
 
     init(
         loop: EventLoop, endpoint: ZMTPEndpoint, maxMessageSize: Int, maxQueuedBytes: Int, curveKeys: CurveCrypto.KeyPair?,
-        delegate: any BackendRouterDelegate
+        inheritedSockets: [Int32]? = nil, delegate: any BackendRouterDelegate
     ) throws(SystemError) {
-        // Bound before any property is set: a failure then throws without running `deinit`.
-        let fds = try Self.listen(on: endpoint)
+        // Bound before any property is set: a failure then throws without running `deinit`. Sockets inherited
+        // from the privileged parent or a replaced process are used as they are.
+        let fds: [Int32]
+        if let inheritedSockets { fds = inheritedSockets } else { fds = try Self.listen(on: endpoint) }
         self.loop = loop
         self.delegate = delegate
         self.maxMessageSize = maxMessageSize
@@ -95,7 +98,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
     }
 
     /// The listening sockets for `endpoint`: one per resolved TCP address, or the Unix socket.
-    private static func listen(on endpoint: ZMTPEndpoint) throws(SystemError) -> [Int32] {
+    static func listen(on endpoint: ZMTPEndpoint) throws(SystemError) -> [Int32] {
         switch endpoint {
         case .tcp(let address):
             var fds: [Int32] = []
@@ -117,17 +120,28 @@ final class ZMTPRouter: TimerWatcherDelegate {
         assert(closed, "ZMTPRouter leaked: close() was not called")
     }
 
+    /// The listening sockets, to hand to a new binary (SIGUSR2).
+    var listeningSockets: [Int32] { listenSockets.map(\.fd) }
+
+    /// Stops accepting backend connections (the peers connected stay): a new process on the same sockets
+    /// takes the backends that reconnect. The `ipc://` socket file is then the new process's.
+    func stopListening() {
+        for socket in listenSockets {
+            socket.watcher.stop()
+            Posix.close(socket.fd)
+        }
+        listenSockets.removeAll()
+        unixPath = nil
+    }
+
     /// Stops listening and drops every peer. Returns why the `ipc://` socket file could not be removed
     /// (typically: privileges were dropped and the directory is not writable); the next start replaces it.
     @discardableResult
     func close() -> SystemError? {
         if closed { return nil }
         closed = true
-        for socket in listenSockets {
-            socket.watcher.stop()
-            Posix.close(socket.fd)
-        }
-        listenSockets.removeAll()
+        let unixPath = self.unixPath
+        stopListening()
         var unlinkError: SystemError? = nil
         if let unixPath, unlink(unixPath) != 0 { unlinkError = SystemError(call: "unlink \(unixPath)", errno: errno) }
         for peer in peers { peer.close() }

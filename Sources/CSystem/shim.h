@@ -68,4 +68,23 @@ static inline long CSystem_recv_with_fds(int sock, void *buf, size_t len, int *f
     return n;
 }
 static inline int CSystem_signalfd(const sigset_t *mask) { return signalfd(-1, mask, SFD_CLOEXEC); }
+#include <fcntl.h>
+extern int execvpe(const char *file, char *const argv[], char *const envp[]);
+/// SIGUSR2 (Sources/BlastBeatSystem/Upgrade.swift): fork, then in the child only async-signal-safe calls (the
+/// gateway may have threads): keep `fds` open across exec, unblock signals, exec `file` (searched in PATH when
+/// it has no '/'). Returns the child's pid, or -1.
+static inline int CSystem_spawn(const char *file, char *const argv[], char *const envp[], const int *fds, int nfds) {
+    int pid = fork();
+    if (pid != 0) return pid;
+    for (int i = 0; i < nfds; i++) {
+        int flags = fcntl(fds[i], F_GETFD);
+        if (flags >= 0) fcntl(fds[i], F_SETFD, flags & ~FD_CLOEXEC);
+    }
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_UNBLOCK, &all, NULL);
+    signal(SIGUSR2, SIG_DFL);
+    execvpe(file, argv, envp);
+    _exit(127);
+}
 #endif

@@ -26,7 +26,9 @@ let usage = """
       SIGHUP                    reload the configuration, its included files, keys and certificates
                                 (nothing changes if that fails; the log says why)
       SIGUSR1                   reopen error-log and access-log (after log rotation)
-      SIGUSR2, SIGPIPE          ignored
+      SIGUSR2                   upgrade: start the binary again on the same sockets; this one stops once
+                                the new one serves (requests in flight finish)
+      SIGPIPE                   ignored
 
     With NOTIFY_SOCKET set (systemd Type=notify), the gateway sends READY=1, RELOADING=1, STOPPING=1.
 
@@ -83,14 +85,11 @@ if checkOnly {
     print("\(configPath): OK: \(config.listeners.count) listener(s), \(config.vhosts.count) virtual host(s), ROUTER \(config.zmqEndpoint) (\(security))")
     exit(0)
 }
-// Writes to closed sockets report EPIPE. SIGUSR2 is kept for a binary upgrade and must not kill the process
-// meanwhile (its default action); the gateway's own signals are watched by Gateway.
+// Writes to closed sockets report EPIPE; the gateway's own signals are watched by Gateway (and by the
+// privileged parent).
 signal(SIGPIPE, SIG_IGN)
-signal(SIGUSR2, SIG_IGN)
 do {
-    // As root with a uid to switch to: a privileged parent stays root for reloads (README, "Reload").
-    let parentChannel = try PrivilegedParent.startIfPrivileged(config, path: configPath)
-    let gateway = try Gateway(config: config, parentChannel: parentChannel)
+    let gateway = try Gateway.start(config: config, path: configPath, arguments: CommandLine.arguments)
     try gateway.run()
 } catch {
     fail("\(error)")

@@ -597,7 +597,10 @@ class Response:
 
 
 class ConnectionClosed(Exception):
-    pass
+    def __init__(self, message: str, received: bytes = b""):
+        super().__init__(message)
+        #: What had arrived of the response when the connection closed.
+        self.received = received
 
 
 class RawConn:
@@ -657,12 +660,13 @@ class RawConn:
                 del self.buf[:idx + len(marker)]
                 return out
             if not self._fill(deadline):
-                raise ConnectionClosed(f"connection closed before {marker!r}; have {bytes(self.buf)[:200]!r}")
+                raise ConnectionClosed(f"connection closed before {marker!r}; have {bytes(self.buf)[:200]!r}",
+                                       bytes(self.buf))
 
     def _read_exact(self, n: int, deadline: float) -> bytes:
         while len(self.buf) < n:
             if not self._fill(deadline):
-                raise ConnectionClosed(f"connection closed after {len(self.buf)} of {n} bytes")
+                raise ConnectionClosed(f"connection closed after {len(self.buf)} of {n} bytes", bytes(self.buf) or b"?")
         out = bytes(self.buf[:n])
         del self.buf[:n]
         return out
@@ -834,3 +838,59 @@ def curl_fetch(port: int, path: str = "/", *args: str, host: str = "localhost", 
     text = proc.stdout.decode("latin-1")
     heads = [h for h in text.split("\r\n\r\n") if h.startswith("HTTP/")]
     return CurlResult(proc.returncode, heads, body, proc.stderr.decode("latin-1", "replace"), elapsed)
+
+
+class LoadClient(threading.Thread):
+    """GETs for ``host`` in a loop until stopped, on one keep-alive connection (a new one whenever the gateway
+    closes it) or a new connection per request; counts answers and anything but a 200.
+
+    Like browsers and curl (RFC 9112 §9.3.1), a GET on a *reused* connection that the server closed before
+    sending a byte of the response is sent again once on a new connection: a server may close an idle
+    connection at any moment, and the request may cross the close. That case is counted in ``resent``; any
+    other failure, and a failure of the resent request, is an error."""
+
+    def __init__(self, port: int, host: str, source: str = "127.0.0.2", keep_alive: bool = True):
+        super().__init__(daemon=True)
+        self.port, self.host, self.source, self.keep_alive = port, host, source, keep_alive
+        self.ok, self.resent, self.errors = 0, 0, []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        conn, used = None, 0
+        while not self.stopping.is_set() and len(self.errors) < 10:
+            for attempt in (1, 2):
+                try:
+                    if conn is None:
+                        conn, used = RawConn(self.port, timeout=5, source=self.source), 0
+                    used += 1
+                    try:
+                        conn.send(request_bytes("GET", "/", self.host))
+                    except (BrokenPipeError, ConnectionResetError) as e:
+                        raise ConnectionClosed(f"send failed: {e}") from e
+                    resp = conn.read_response(timeout=5)
+                except ConnectionClosed as e:
+                    conn = None
+                    if attempt == 1 and used > 1 and e.received == b"":
+                        self.resent += 1
+                        continue
+                    self.errors.append(f"ConnectionClosed: {e}")
+                    break
+                except Exception as e:  # noqa: BLE001 - counted, asserted by the test
+                    self.errors.append(f"{type(e).__name__}: {e}")
+                    conn = None
+                    break
+                if resp.status == 200:
+                    self.ok += 1
+                else:
+                    self.errors.append(f"status {resp.status}")
+                if resp.has_token("Connection", "close") or not self.keep_alive:
+                    conn.close()
+                    conn = None
+                break
+        if conn is not None:
+            conn.close()
+
+    def finish(self) -> "LoadClient":
+        self.stopping.set()
+        self.join(10)
+        return self

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from helpers import (HTTPHandler, RawConn, free_port, hello_app, http_request, port_accepts, request_bytes,
-                     request_in_background)
+from helpers import (HTTPHandler, LoadClient, RawConn, free_port, hello_app, http_request, port_accepts,
+                     request_bytes, request_in_background)
 
 
 def hup(gw, expect: str, timeout: float = 5.0) -> str:
@@ -40,42 +40,6 @@ def sites_gateway(make_gateway, options=None):
                       start=False)
     (gw.workdir / "sites.d").mkdir()
     return gw
-
-
-class LoadClient(threading.Thread):
-    """Keep-alive GETs for ``host`` in a loop until stopped; counts answers and anything but a 200."""
-
-    def __init__(self, port: int, host: str, source: str = "127.0.0.2"):
-        super().__init__(daemon=True)
-        self.port, self.host, self.source = port, host, source
-        self.ok, self.errors = 0, []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        conn = None
-        while not self.stopping.is_set() and len(self.errors) < 10:
-            try:
-                if conn is None:
-                    conn = RawConn(self.port, timeout=5, source=self.source)
-                conn.send(request_bytes("GET", "/", self.host))
-                resp = conn.read_response(timeout=5)
-                if resp.status == 200:
-                    self.ok += 1
-                else:
-                    self.errors.append(f"status {resp.status}")
-                if resp.has_token("Connection", "close"):
-                    conn.close()
-                    conn = None
-            except Exception as e:  # noqa: BLE001 - counted, asserted by the test
-                self.errors.append(f"{type(e).__name__}: {e}")
-                conn = None
-        if conn is not None:
-            conn.close()
-
-    def finish(self) -> "LoadClient":
-        self.stopping.set()
-        self.join(10)
-        return self
 
 
 def test_vhost_added_under_load(make_gateway, make_backend):

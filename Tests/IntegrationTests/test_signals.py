@@ -1,7 +1,7 @@
 """Signals (issue #16): none of HUP, USR1, USR2, QUIT, TERM, INT, PIPE kills the gateway by surprise. TERM, INT
 and QUIT stop it gracefully (exit 0 and the stop line); HUP reloads the configuration (test_reload.py); USR1 reopens error-log and
 access-log (also after the drop to nobody, with the arrangements README.md's "Log rotation" describes); USR2
-and PIPE are ignored. The real binary, real pyzmq backends, real HTTP clients."""
+upgrades (test_upgrade.py); PIPE is ignored. The real binary, real pyzmq backends, real HTTP clients."""
 
 from __future__ import annotations
 
@@ -41,13 +41,12 @@ def serving(make_gateway, make_backend):
 @pytest.mark.parametrize("sig, answer", [
     (signal.SIGHUP, r"SIGHUP: reloaded .*: no change in the configuration"),
     (signal.SIGUSR1, r"SIGUSR1: no log file to reopen"),
-    (signal.SIGUSR2, None),
     (signal.SIGPIPE, None),
-], ids=["HUP", "USR1", "USR2", "PIPE"])
+], ids=["HUP", "USR1", "PIPE"])
 def test_signal_leaves_the_gateway_serving(serving, sig, answer):
     """Before #16 USR1 and USR2 killed the gateway at once (exit 138/140, nothing logged). Each signal, sent
-    twice, leaves it running and answering; HUP and USR1 say what they did (USR2 is ignored until a binary
-    upgrade exists, PIPE always is)."""
+    twice, leaves it running and answering; HUP and USR1 say what they did, PIPE is ignored. (USR2 upgrades:
+    test_upgrade.py.)"""
     gw = serving
     assert served(gw)
     offset = len(gw.stderr())

@@ -225,13 +225,18 @@ package struct HTTPSession {
             persistent = false
         }
         keepAlive = persistent
+        // An HTTP/1.1 client keeps its connection unless told; an HTTP/1.0 one closes unless the head said keep-alive.
+        let announceClose = !persistent && !parsed.connectionClose
+            && (request.version == .http11 || parsed.connectionKeepAlive)
+        let chunked = framing?.insertsChunkedHeader ?? false
+        let adding = chunked || announceClose
+            ? AddedHeaders(blankLine: parsed.blankLineStart, chunked: chunked, close: announceClose) : nil
         guard let framing else {
             state = .responded(discardingBody: parsed.bodyFraming(requestIsHEAD: request.isHead) == .none)
-            return .startResponse(head: head, status: parsed.status, insertingChunkedAt: nil, complete: true)
+            return .startResponse(head: head, status: parsed.status, adding: adding, complete: true)
         }
         state = .responding(node: node, framing: framing)
-        let insert = framing.insertsChunkedHeader ? parsed.blankLineStart : nil
-        return .startResponse(head: head, status: parsed.status, insertingChunkedAt: insert, complete: false)
+        return .startResponse(head: head, status: parsed.status, adding: adding, complete: false)
     }
 
     /// A `body` message, or a `chunk` message (`isChunkMessage`): bytes of the response body.

@@ -11,9 +11,9 @@ package enum HTTPSessionAction {
     case writeDroppingExcess(UnsafeRawBufferPointer, excess: Int)
     /// Body bytes framed as one chunk by the gateway; empty is the last chunk (and `complete`).
     case writeChunk(UnsafeRawBufferPointer, complete: Bool)
-    /// The final response head, with `Transfer-Encoding: chunked` inserted at `insertingChunkedAt` when
-    /// the gateway frames the body itself. `complete`: the response has no body.
-    case startResponse(head: UnsafeRawBufferPointer, status: Int, insertingChunkedAt: Int?, complete: Bool)
+    /// The final response head, with the header lines the gateway adds (`adding`) before its blank line.
+    /// `complete`: the response has no body.
+    case startResponse(head: UnsafeRawBufferPointer, status: Int, adding: AddedHeaders?, complete: Bool)
     /// The backend accepted a WebSocket upgrade with this 101 head; the connection switches protocols.
     case acceptUpgrade(head: UnsafeRawBufferPointer)
     /// The backend sent `end` mid-response: complete it (with the last chunk the gateway owes when it
@@ -111,4 +111,15 @@ package enum SessionDrop: Equatable, Sendable {
     case bodyWithoutResponse
     case bodyAfterBodylessResponse
     case retryWithoutRequest
+}
+
+/// Header lines the gateway adds to a backend's final response head, inserted before its blank line.
+package struct AddedHeaders: Equatable, Sendable {
+    /// Where the head's blank line starts.
+    package var blankLine: Int
+    /// `Transfer-Encoding: chunked`: the backend sent no framing and the gateway chunks the body.
+    package var chunked: Bool
+    /// `Connection: close`: the gateway closes after this response though the client may expect to keep the
+    /// connection (stopping, an upgrade, an unframed body), so the client does not send another request on it.
+    package var close: Bool
 }

@@ -331,16 +331,43 @@ import Testing
         #expect(Self.kind(head.state) == "responded(discarding)")
     }
 
+    /// A close the client does not expect (the gateway stopping, an unframed body) is announced in the head, so
+    /// the client sends no further request on the connection; a close it expects, or one the head says, is not.
+    @Test func aCloseTheClientDoesNotExpectIsAnnounced() {
+        func adding(_ session: inout HTTPSession, _ text: String) -> AddedHeaders? {
+            Array(text.utf8).withUnsafeBytes { bytes in
+                var rest = bytes
+                guard case .startResponse(_, _, let adding, _) = session.receivedHead(&rest) else { return nil }
+                return adding
+            }
+        }
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+        var stopping = Self.dispatched()
+        stopping.stopKeepingAlive()
+        #expect(adding(&stopping, head) == AddedHeaders(blankLine: head.utf8.count - 2, chunked: false, close: true))
+        var kept = Self.dispatched()
+        #expect(adding(&kept, head) == nil)
+        var said = Self.dispatched()
+        said.stopKeepingAlive()
+        #expect(adding(&said, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n") == nil)
+        var old = Self.dispatched(version: .http10)
+        old.stopKeepingAlive()
+        #expect(adding(&old, head) == nil)
+        var unframed = Self.dispatched()
+        let gzip = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"
+        #expect(adding(&unframed, gzip) == AddedHeaders(blankLine: gzip.utf8.count - 2, chunked: false, close: true))
+    }
+
     @Test func gatewayFramingInsertsTransferEncodingBeforeTheBlankLine() {
         var session = Self.dispatched()
         let head = "HTTP/1.1 200 OK\r\nX: y\r\n\r\n"
         Array(head.utf8).withUnsafeBytes { bytes in
             var rest = bytes
-            guard case .startResponse(_, _, let insert?, false) = session.receivedHead(&rest) else {
+            guard case .startResponse(_, _, let adding?, false) = session.receivedHead(&rest) else {
                 Issue.record("no chunked framing")
                 return
             }
-            #expect(insert == head.utf8.count - 2)
+            #expect(adding == AddedHeaders(blankLine: head.utf8.count - 2, chunked: true, close: false))
         }
     }
 
