@@ -20,6 +20,7 @@ extension Connection {
     func writeResponseHead(_ head: UnsafeRawBufferPointer, status: Int, insertingChunkedAt: Int?) {
         log.status = status
         log.bytesSent = 0
+        if let node { gateway.metrics.nodeAnswered(gateway.nodes.nodes[node].base) }
         if let blankLine = insertingChunkedAt {
             // Our framing header goes before the blank line; the rest goes out verbatim.
             enqueue(UnsafeRawBufferPointer(rebasing: head[0..<blankLine]))

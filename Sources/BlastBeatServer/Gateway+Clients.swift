@@ -42,6 +42,9 @@ extension Gateway {
 
     /// SIGHUP: re-reads every TLS listener's certificates; a listener whose files fail keeps the old ones.
     func reloadCertificates() {
+        metrics.configReloads += 1
+        var failed = false
+        defer { if failed { metrics.configReloadFailures += 1 } }
         for (position, listener) in listeners.enumerated() {
             guard let context = listener.tls else { continue }
             let index = listenerConfigIndex[position]
@@ -50,6 +53,7 @@ extension Gateway {
                 try context.reload(defaultCertificate: defaultCertificate, certificates: certificates)
                 logger.info("reloaded \(certificates.count) certificate(s) for https://\(listener.address)")
             } catch {
+                failed = true
                 logger.error("certificate reload for https://\(listener.address) failed, keeping the old ones: \(error)")
             }
         }
@@ -113,6 +117,7 @@ extension Gateway {
     }
 
     func connectionClosed(_ connection: Connection) {
+        countClosed(connection)
         sessions[connection.sid] = nil
         if let count = connectionsByClient[connection.remoteAddress], count > 1 {
             connectionsByClient[connection.remoteAddress] = count - 1

@@ -14,6 +14,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     let loop: EventLoop
     let logger: Logger
     var counters = Counters()
+    /// Counts for `GET /metrics` on the admin listener (see Metrics); kept whether or not one is configured.
+    let metrics: Metrics
+    /// The admin listener (`admin`), nil unless configured.
+    var admin: AdminServer?
     var accessLog: LogSink?
     private var accessLogDate: (second: Int, text: [UInt8]) = (-1, [])
 
@@ -96,6 +100,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             throw StartupError(description: "\(error)")
         }
 
+        // The configured nodes in the order NodeTable.add numbers them (first appearance, no repeats).
+        var nodeNames: [[UInt8]] = []
+        var seen = Set<[UInt8]>()
+        for vhost in config.vhosts { for node in vhost.nodes where seen.insert(node).inserted { nodeNames.append(node) } }
+        metrics = Metrics(vhostNames: config.vhosts.map(\.name), nodeNames: nodeNames, startTime: WallClock.now())
         for vhost in config.vhosts {
             vhostNodes.append(vhost.nodes.map { nodes.add($0) })
             vhostServerNames.append(vhost.hostName)
@@ -106,6 +115,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             }
         }
         try openListeners()
+        try openAdmin()
         try openRouter()
         prepareWatcher = PrepareWatcher(loop: loop, delegate: self)
         pingTimer = TimerWatcher(loop: loop, delegate: self)
@@ -155,6 +165,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             listener.setAccepting(true)
             logger.info("listening on \(listener.tls == nil ? "http" : "https")://\(listener.address)")
         }
+        if let admin {
+            admin.start()
+            logger.info("admin listener (GET /metrics, /healthz) on \(admin.description)")
+        }
         logger.info(
             "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured; backends \(backendKeys.server.map { "authenticated with CURVE, gateway key \($0.publicKey.z85)" } ?? "not authenticated (NULL)")")
         warnIfTenantsAreUnauthenticated()
@@ -171,6 +185,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private func shutdownNow() {
         for connection in Array(sessions.values) { connection.close() }
         closeListeners()
+        admin?.close()
         accessLog?.flush()
         if let error = router?.close() {
             logger.warning("the ROUTER's socket file stays (the next start replaces it): \(error)")
@@ -201,6 +216,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     // MARK: access log
 
     func writeAccessLog(_ connection: Connection) {
+        countResponse(connection, status: connection.log.status)
         guard let accessLog else { return }
         let now = WallClock.now()
         let second = Int(now)
