@@ -23,8 +23,9 @@ extension Gateway {
             if connection.webSocket != nil { open.webSockets[slot] += 1 }
             open.clientBytes += connection.pending.readableCount + connection.queuedOutputBytes
             if let tls = connection.tls, tls.isHandshakeComplete { open.tlsHandshakes += 1 }
-            // Bytes of long exchanges (a WebSocket, a large download) show up without waiting for their end.
-            m.addBytes(of: &connection.meter, to: connection.meterSlot)
+            // Bytes of long exchanges (a WebSocket, a large download) show up without waiting for their end;
+            // those of a request not routed yet wait for it.
+            if connection.meter.routed || connection.webSocket != nil { m.addBytes(of: &connection.meter, to: slot) }
         }
         var t = m.text
         m.text = PrometheusText()  // uniquely referenced while rendering: appends do not copy
