@@ -100,15 +100,12 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             throw StartupError(description: "\(error)")
         }
 
-        // The configured nodes in the order NodeTable.add numbers them (first appearance, no repeats).
-        var nodeNames: [[UInt8]] = []
-        var seen = Set<[UInt8]>()
-        for vhost in config.vhosts { for node in vhost.nodes where seen.insert(node).inserted { nodeNames.append(node) } }
-        metrics = Metrics(vhostNames: config.vhosts.map(\.name), nodeNames: nodeNames, startTime: WallClock.now())
+        metrics = Metrics(vhostNames: config.vhosts.map(\.name), startTime: WallClock.now())
         for vhost in config.vhosts {
             vhostNodes.append(vhost.nodes.map { nodes.add($0) })
             vhostServerNames.append(vhost.hostName)
         }
+        metrics.configuredNodes(nodes.nodes.map(\.identity))
         if let path = config.accessLog {
             do { accessLog = try LogSink(path: path) } catch {
                 throw StartupError(description: "\(config.file): access-log: \(error)")

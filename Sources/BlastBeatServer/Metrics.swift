@@ -53,13 +53,13 @@ final class Metrics {
     /// `slot * Limit.allCases.count + limit`.
     var rejections: [Int]
 
-    // Per configured node.
-    var nodeResponses: [Int]
-    var nodeRetries: [Int]
+    // Per configured node (see `configuredNodes`).
+    private(set) var nodeResponses: [Int] = []
+    private(set) var nodeRetries: [Int] = []
     /// The round trip of the last answered ping, seconds (nil until one was answered).
-    var nodePingRTT: [Double?]
-    /// When the unanswered ping was sent (nil: none outstanding).
-    var nodePingSentAt: [Double?]
+    private(set) var nodePingRTT: [Double?] = []
+    /// When the last ping was sent (nil: none outstanding).
+    private var nodePingSentAt: [Double?] = []
 
     // Gateway.
     /// TLS handshakes of closed connections that completed, and that did not (open ones are added at scrape).
@@ -74,9 +74,9 @@ final class Metrics {
     var text = PrometheusText()
     /// Escaped `vhost` and `node` label values, made once.
     let vhostLabels: [[UInt8]]
-    let nodeLabels: [[UInt8]]
+    private(set) var nodeLabels: [[UInt8]] = []
 
-    init(vhostNames: [String], nodeNames: [[UInt8]], startTime: Double) {
+    init(vhostNames: [String], startTime: Double) {
         noVhost = vhostNames.count
         let slots = vhostNames.count + 1
         responses = [Int](repeating: 0, count: slots * 5)
@@ -86,12 +86,16 @@ final class Metrics {
         sentBytes = [Int](repeating: 0, count: slots)
         rejections = [Int](repeating: 0, count: slots * Limit.allCases.count)
         vhostLabels = vhostNames.map { PrometheusText.escapedLabelValue($0.utf8) } + [[]]
-        nodeResponses = [Int](repeating: 0, count: nodeNames.count)
-        nodeRetries = [Int](repeating: 0, count: nodeNames.count)
-        nodePingRTT = [Double?](repeating: nil, count: nodeNames.count)
-        nodePingSentAt = [Double?](repeating: nil, count: nodeNames.count)
-        nodeLabels = nodeNames.map { PrometheusText.escapedLabelValue($0) }
         self.startTime = startTime
+    }
+
+    /// The configured nodes, by their NodeTable index (instances, added later, count as their node).
+    func configuredNodes(_ names: [[UInt8]]) {
+        nodeLabels = names.map { PrometheusText.escapedLabelValue($0) }
+        nodeResponses = [Int](repeating: 0, count: names.count)
+        nodeRetries = [Int](repeating: 0, count: names.count)
+        nodePingRTT = [Double?](repeating: nil, count: names.count)
+        nodePingSentAt = [Double?](repeating: nil, count: names.count)
     }
 
     // MARK: counting
@@ -142,12 +146,14 @@ final class Metrics {
 
     func nodeRetried(_ base: Int) { nodeRetries[base] &+= 1 }
 
+    /// A ping went out. A later one replaces an unanswered one, so a node that comes back after a long death
+    /// measures from its last ping, not its first.
     func pingSent(to base: Int, at now: Double) {
-        if nodePingSentAt[base] == nil { nodePingSentAt[base] = now }
+        nodePingSentAt[base] = now
     }
 
-    /// A pong: the round trip of the outstanding ping, if there is one (a backend also announces itself
-    /// with an unsolicited pong, which measures nothing).
+    /// A pong: the round trip since the last ping, if one is unanswered (a backend also announces itself with
+    /// an unsolicited pong, which measures nothing).
     func pongReceived(from base: Int, at now: Double) {
         guard let sent = nodePingSentAt[base] else { return }
         nodePingRTT[base] = max(0, now - sent)
