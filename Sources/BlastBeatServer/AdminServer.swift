@@ -6,8 +6,9 @@ import BlastBeatSystem
 /// and open until the gateway exits, so a scrape sees the drain of a graceful shutdown (healthz: 503).
 ///
 /// Small on purpose: one request per connection (`Connection: close`), a head of at most
-/// `maxRequestBytes`, `timeout` seconds per connection, at most `maxConnections` at once (more are
-/// closed at once). Nothing a client of the public listeners sends reaches it.
+/// `maxRequestBytes`, `timeout` seconds per connection, at most `maxConnections` at once (a new one
+/// takes the place of the oldest, so clients that connect and say nothing cannot lock the monitoring
+/// out). Nothing a client of the public listeners sends reaches it.
 final class AdminServer {
     static let maxRequestBytes = 4096
     static let timeout = 10.0
@@ -15,7 +16,8 @@ final class AdminServer {
 
     unowned(unsafe) let gateway: Gateway
     private(set) var listeners: [AdminListener] = []
-    var connections: [ObjectIdentifier: AdminConnection] = [:]
+    /// Oldest first.
+    private(set) var connections: [AdminConnection] = []
     let address: ListenAddress
 
     /// Binds every address `address` resolves to; nothing is accepted until `start()`.
@@ -48,22 +50,22 @@ final class AdminServer {
             }
             guard let (fd, _) = accepted else { return }
             if connections.count >= Self.maxConnections {
-                Posix.close(fd)
-                continue
+                let oldest = connections[0]
+                oldest.close()
             }
             let connection = AdminConnection(server: self, fd: fd)
-            connections[ObjectIdentifier(connection)] = connection
+            connections.append(connection)
             connection.start()
         }
     }
 
     func closed(_ connection: AdminConnection) {
-        connections[ObjectIdentifier(connection)] = nil
+        connections.removeAll { $0 === connection }
     }
 
     func close() {
         for listener in listeners { listener.close() }
-        for connection in Array(connections.values) { connection.close() }
+        for connection in connections { connection.close() }
     }
 }
 

@@ -343,6 +343,23 @@ def test_healthz_404_405_and_bad_requests(make_gateway, make_backend):
     assert http_request(gw.port, target="/metrics").body == b"Hello World"
 
 
+def test_silent_admin_clients_neither_stay_nor_lock_monitoring_out(make_gateway):
+    """32 connections that say nothing: the 33rd takes the oldest one's place (and is answered); a silent one is
+    closed after 10 s."""
+    gw = make_gateway(vhosts={"localhost": ["NODE1"]}, options=admin_options())
+    silent = [RawConn(admin_port(gw), timeout=15) for _ in range(32)]
+    try:
+        time.sleep(0.2)
+        assert admin_get(gw, "/healthz").status == 200
+        assert silent[0].is_closed_by_peer(2), "the oldest silent connection should have made room"
+        started = time.monotonic()
+        assert silent[-1].is_closed_by_peer(13)
+        assert 8 < time.monotonic() - started < 12.5
+    finally:
+        for c in silent:
+            c.close()
+
+
 def test_healthz_is_503_while_shutting_down(make_gateway, make_backend):
     """A request in flight keeps a stopping gateway up (shutdown-timeout): meanwhile /healthz says 503 and
     /metrics still answers."""
