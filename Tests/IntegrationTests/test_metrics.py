@@ -290,7 +290,11 @@ def test_tls_handshakes_and_reloads(make_tls_gateway, make_backend, pki, cert_di
     replace_file(key, b"not a key\n")
     gw.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: scrape(gw).value("blastbeat_config_reloads_total") == 2, 5, what="the second reload")
-    assert scrape(gw).value("blastbeat_config_reload_failures_total") == 1
+    m = scrape(gw)
+    assert m.value("blastbeat_config_reload_failures_total") == 1
+    # Reloads keep the counts.
+    assert m.value("blastbeat_responses_total", vhost="localhost", code="2xx") == 1
+    assert m.value("blastbeat_tls_handshakes_total") == 1
 
 
 # --------------------------------------------------------------------------------------------------------------
