@@ -109,7 +109,9 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
         status: Int, contentType: String = "text/plain; charset=utf-8", body: String, extraHeaders: String = "",
         omitBody: Bool = false
     ) {
-        respond(status: status, contentType: contentType, body: Array(body.utf8), extraHeaders: extraHeaders, omitBody: omitBody)
+        respond(
+            status: status, contentType: contentType, body: Array(body.utf8), extraHeaders: extraHeaders,
+            omitBody: omitBody)
     }
 
     /// Writes head and body in one `sendmsg`, straight from `body` (the metrics text is not copied); only
@@ -123,7 +125,9 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
                 + "Content-Length: \(body.count)\r\nConnection: close\r\nCache-Control: no-store\r\n"
                 + extraHeaders + "\r\n").utf8)
         let result: IOResult? = head.withUnsafeBytes { h in
-            body.withUnsafeBytes { b in try? Posix.write(fd, h, omitBody ? UnsafeRawBufferPointer(start: nil, count: 0) : b) }
+            body.withUnsafeBytes { b in
+                try? Posix.write(fd, h, omitBody ? UnsafeRawBufferPointer(start: nil, count: 0) : b)
+            }
         }
         guard let result else { return close() }
         var sent = 0

@@ -113,9 +113,15 @@ package struct PrometheusText {
     private static func appendEscaped(_ value: some Sequence<UInt8>, to out: inout [UInt8]) {
         for byte in value {
             switch byte {
-            case 0x5C: out.append(0x5C); out.append(0x5C)
-            case 0x22: out.append(0x5C); out.append(0x22)
-            case 0x0A: out.append(0x5C); out.append(0x6E)
+            case 0x5C:
+                out.append(0x5C)
+                out.append(0x5C)
+            case 0x22:
+                out.append(0x5C)
+                out.append(0x22)
+            case 0x0A:
+                out.append(0x5C)
+                out.append(0x6E)
             default: out.append(byte)
             }
         }
