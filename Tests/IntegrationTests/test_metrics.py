@@ -302,8 +302,9 @@ def test_tls_handshakes_and_reloads(make_tls_gateway, make_backend, pki, cert_di
 
 def test_exposition_format(make_gateway, make_backend):
     """Every family has HELP and TYPE, a blastbeat_ name, counters end in _total, and the parser reads it all;
-    HEAD gives the head only."""
-    gw = make_gateway(vhosts={"localhost": ["NODE1"]}, options=admin_options())
+    a node name with a quote and a backslash comes back exactly (escaped in the text); HEAD gives the head only."""
+    odd = 'odd"node\\x'
+    gw = make_gateway(vhosts={"localhost": ["NODE1", odd]}, options=admin_options())
     make_backend(gw, "NODE1", HTTPHandler(hello_app()))
     http_request(gw.port)
     resp = admin_get(gw)
@@ -319,9 +320,12 @@ def test_exposition_format(make_gateway, make_backend):
         assert kind in ("counter", "gauge", "histogram")
     for line in text.splitlines():
         if not line.startswith("#"):
-            assert re.match(r'^[a-z_]+(\{[a-z_]+="[^"\\]*"(,[a-z_]+="[^"\\]*")*\})? \S+$', line), line
+            assert re.match(r'^[a-z_]+(\{[a-z_]+="([^"\\]|\\[\\"n])*"(,[a-z_]+="([^"\\]|\\[\\"n])*")*\})? \S+$',
+                            line), line
     families = list(text_string_to_metric_families(text))
     assert len(families) == len(types)
+    assert 'node="odd\\"node\\\\x"' in text
+    assert Scrape(text).value("blastbeat_node_instances_connected", node=odd) == 0
     head = admin_get(gw, method="HEAD")
     assert head.status == 200 and head.body == b"" and int(head.header("Content-Length")) > 1000
 
