@@ -80,13 +80,15 @@ TLS_NA = "TLS setup for {} is out of scope for this suite: only BlastBeat and ng
 SYSTEMS = ["blastbeat", "mongrel2", "condure", "nginx-proxy", "nginx-direct"]
 # Systems that run only when named with --systems: the gateway with libzmq speaking ZMTP (zmq-engine = libzmq),
 # to see what the native engine gains in the same run.
-OPTIONAL_SYSTEMS = ["blastbeat-libzmq", "blastbeat-curve", "blastbeat-libzmq-curve"]
+# blastbeat-admin: the admin listener on and /metrics scraped every second (issue #16: at most 2% lost).
+OPTIONAL_SYSTEMS = ["blastbeat-libzmq", "blastbeat-curve", "blastbeat-libzmq-curve", "blastbeat-admin"]
 ALL_SYSTEMS = SYSTEMS + OPTIONAL_SYSTEMS
 LABELS = {
     "blastbeat": "BlastBeat",
     "blastbeat-libzmq": "BlastBeat (libzmq)",
     "blastbeat-curve": "BlastBeat (CURVE)",
     "blastbeat-libzmq-curve": "BlastBeat (libzmq, CURVE)",
+    "blastbeat-admin": "BlastBeat (admin, scraped 1/s)",
     "mongrel2": "Mongrel2",
     "condure": "Condure",
     "nginx-proxy": "nginx proxy",
@@ -419,6 +421,7 @@ class BlastBeat(System):
     name = "blastbeat"
     engine = "native"
     curve = False
+    admin = False  # True: an admin listener, scraped every second while the system runs (SCRAPER)
 
     def keygen(self, binary, name):
         """`blastbeat keygen` in the run's directory; returns the file stem and both Z85 keys."""
@@ -455,6 +458,10 @@ class BlastBeat(System):
                                BLASTBEAT_CURVE_PUBLIC=node_keys["public"], BLASTBEAT_CURVE_SERVER=gateway_keys["public"])
         # many-tenants: 10,000 other vhosts first (each with its node), the measured one last and matched by
         # name (not as the default), so the Host lookup is what is measured.
+        admin_line = ""
+        if self.admin:
+            self.admin_port = free_port()
+            admin_line = f"admin = {HOST}:{self.admin_port}\n"
         tenants, measured = "", "default = true\n"
         if self.many_tenants:
             tenants = "".join(f"[blastbeat:tenant{i}.example]\nnode = tenant{i}\n" for i in range(MANY_VHOSTS))
@@ -469,7 +476,7 @@ access-log = off
 log-level = warning
 ; room for the 10,000 idle connections of the memory test (default 10000)
 max-connections = 20000
-{curve_main}
+{admin_line}{curve_main}
 {tenants}
 [blastbeat:localhost]
 node = BENCH1
@@ -483,6 +490,10 @@ node = BENCH1
                                    self.logfile("backend"), env=backend_env)
         self.watch.append(("blastbeat backend", backend))
         wait_ready(self.port, self.watch, tls=self.client_tls())
+        if self.admin:
+            scraper = self.procs.spawn("metrics scraper", [sys.executable, "-c", SCRAPER, str(self.admin_port)],
+                                       self.logfile("scraper"))
+            self.watch.append(("metrics scraper", scraper))
         if self.many_tenants:
             swarm_log = self.logfile("swarm")
             swarm = self.procs.spawn("zmtp swarm", [sys.executable, os.path.join(BENCH, "zmtp_swarm.py"),
@@ -726,6 +737,28 @@ class NginxProxy(NginxBase):
         return self.master_and_workers(self.origin)
 
 
+# Scrapes http://HOST:PORT/metrics once a second, as a Prometheus server would; a failed scrape ends it (and so
+# fails the run: it is watched like the gateway).
+SCRAPER = f"""
+import sys, time, urllib.request
+url = "http://{HOST}:" + sys.argv[1] + "/metrics"
+n = 0
+while True:
+    started = time.monotonic()
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body = r.read()
+    n += 1
+    if n == 1 or n % 10 == 0:
+        print(f"scrape {{n}}: {{len(body)}} bytes in {{(time.monotonic() - started) * 1000:.1f}} ms", flush=True)
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+"""
+
+
+class BlastBeatAdmin(BlastBeat):
+    name = "blastbeat-admin"
+    admin = True
+
+
 class BlastBeatLibzmq(BlastBeat):
     name = "blastbeat-libzmq"
     engine = "libzmq"
@@ -751,7 +784,7 @@ for _cls in (Mongrel2, Condure, NginxDirect, NginxProxy, BlastBeatCurve):
     _cls.unsupported = {**_cls.unsupported, "many-tenants": MANY_NA}
 
 CLASSES = {"blastbeat": BlastBeat, "blastbeat-libzmq": BlastBeatLibzmq, "blastbeat-curve": BlastBeatCurve,
-           "blastbeat-libzmq-curve": BlastBeatLibzmqCurve, "mongrel2": Mongrel2, "condure": Condure,
+           "blastbeat-libzmq-curve": BlastBeatLibzmqCurve, "blastbeat-admin": BlastBeatAdmin, "mongrel2": Mongrel2, "condure": Condure,
            "nginx-proxy": NginxProxy, "nginx-direct": NginxDirect}
 
 
@@ -1379,6 +1412,19 @@ def main(argv=None):
                     f"many-tenants / keepalive, {LABELS[sy]} (median of per-round req/s ratios): "
                     f"{median(per_round):.2f}× ({MANY_VHOSTS:,} vhosts before the measured one, "
                     f"{MANY_BACKENDS:,} other backend connections open).")
+    if "blastbeat-admin" in opts.systems and "blastbeat" in opts.systems:
+        for sc in load:
+            per_round = []
+            for rnd in sorted({r["round"] for r in runs}):
+                pair = [next((r for r in runs if r["round"] == rnd and r["system"] == sy and r["scenario"] == sc
+                              and "error" not in r), None) for sy in ("blastbeat-admin", "blastbeat")]
+                if all(pair) and pair[1].get("rps"):
+                    per_round.append(pair[0]["rps"] / pair[1]["rps"])
+            if per_round:
+                meta["notes"].append(
+                    f"{sc}: admin listener on and scraped every second / off (median of per-round req/s ratios): "
+                    f"{median(per_round):.3f}× ({(1 - median(per_round)) * 100:+.1f}% lost; rounds: "
+                    + ", ".join(f"{x:.3f}" for x in per_round) + ").")
     summary, ratios = summarize(runs, opts.systems, load)
     md = markdown(meta, summary, ratios, idle, opts.systems, load)
     os.makedirs(opts.out, exist_ok=True)

@@ -32,6 +32,7 @@ extension Connection {
         }
         var written = 0
         if case .processed(let n) = result { written = n }
+        meter.bytesOut &+= written
         if written < queued {
             output.consume(written, keepingCapacity: Self.keptOutputCapacity)
             output.append(bytes)
@@ -76,6 +77,7 @@ extension Connection {
         if queuedOutputBytes > outputLimit {
             // The client reads slower than the backend writes and zmq has no per-sid flow control.
             gateway.logger.warning("client \(peerDescription) too slow: over \(outputLimit) bytes queued, closing")
+            gateway.countRejection(self, by: .maxOutputBuffer)
             abort("output buffer limit")
         }
     }
@@ -103,6 +105,7 @@ extension Connection {
             }
             switch result {
             case .processed(let n):
+                meter.bytesOut &+= n
                 output.consume(n, keepingCapacity: Self.keptOutputCapacity)
             case .wouldBlock:
                 if deadlineReason != .write && !isExchangeActive {

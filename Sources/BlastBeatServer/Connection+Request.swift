@@ -70,6 +70,7 @@ extension Connection {
         let head = self.head
         gateway.counters.requests += 1
         requestStart = gateway.loop.now
+        meterRequestStarted()
         if gateway.accessLog != nil { log.capture(head: head, bytes: headBytes) }
         session.begin(head)
 
@@ -80,6 +81,7 @@ extension Connection {
         guard let vhost = listener.router.route(host: host) else {
             return session.fail(.refused(status: 404, message: "no site is configured for this Host"))
         }
+        meterRouted(to: vhost)
         var upgrade: PendingUpgrade? = nil
         if head.isWebSocketUpgrade {
             guard let prepared = prepareUpgrade(headBytes: headBytes) else { return }
@@ -172,6 +174,7 @@ extension Connection {
             abort("read: \(error)")
             return false
         }
+        if case .processed(let n) = result { meter.bytesIn &+= n }
         guard case .processed(let n) = result, n > 0, case .body(var decoder) = request else {
             if case .processed(0) = result { endOfInput() }
             return false

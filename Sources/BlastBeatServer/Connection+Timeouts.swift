@@ -37,6 +37,7 @@ extension Connection {
     /// The deadline passed: what that means depends on what the connection was waiting for.
     func timedOut() {
         gateway.counters.timeouts += 1
+        gateway.countTimeout(self)
         switch deadlineReason {
         case .backend:
             if session.isWaitingForNode { return session.stopWaitingForNode(dispatching: false) }

@@ -201,6 +201,7 @@ extension Connection {
 
     /// Closes with `code` after a protocol error (or a backend failure): close frame, `end`, TCP close.
     func failWebSocket(_ code: WebSocketCloseCode, session: WebSocketSession) {
+        if code == .messageTooBig { gateway.countRejection(self, by: .webSocketMaxMessage) }
         if !session.closeSent {
             session.closeSent = true
             session.frame.removeAll(keepingCapacity: true)

@@ -39,6 +39,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var limits: VhostLimits
     var requestStart: Double = 0
     var log = AccessLogRecord()
+    /// What this connection adds to its vhost's metrics (see Gateway+Metrics).
+    var meter = ConnectionMeter()
     /// Set between an accepted upgrade request and its 101.
     var pendingUpgrade: PendingUpgrade?
     /// Set once the connection speaks WebSocket.
@@ -150,6 +152,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
             let result: IOResult
             do { result = try Posix.read(fd, into: buffer) } catch { return abort("read: \(error)") }
             guard case .processed(let n) = result else { return }
+            meter.bytesIn &+= n
             let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
             if let tls {
                 receivedCiphertext(bytes, tls: tls)

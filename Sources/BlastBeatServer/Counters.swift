@@ -25,9 +25,6 @@ package struct Counters {
     package var connectionsClosedForRoom = 0
     /// Requests that waited for a node right after the start (Gateway+NodeWait.swift).
     package var requestsWaitedForNode = 0
-    /// SIGHUP reloads applied, and those refused (nothing changed).
-    package var configReloads = 0
-    package var configReloadFailures = 0
     /// Times a connection stopped reading its client because its node's queue was full.
     package var readPausesForNodeQueue = 0
 }

@@ -9,6 +9,7 @@ extension Gateway {
         guard let node = node(sending: message.identity) else { return }
         switch message.type {
         case .pong:
+            metrics.pongReceived(from: nodes.nodes[node].base, at: loop.now)
             return
         case .ping, .uwsgi:
             counters.outOfOrderBackendMessages += 1
@@ -26,6 +27,7 @@ extension Gateway {
             logger.warning("dropped \(message.type) for session \(sid.hex) from node \(Self.printable(message.identity)), which does not own it")
             return
         }
+        if message.type == .retry { metrics.nodeRetried(nodes.nodes[node].base) }
         connection.backendMessage(message.type, message.body)
     }
 
@@ -232,6 +234,7 @@ extension Gateway {
     /// A ping has an empty sid and body (docs/PROTOCOL.md, "Health: ping and pong").
     private func ping(_ node: Int) {
         nodes.pinged(node, now: loop.now)
+        metrics.pingSent(to: nodes.nodes[node].base, at: loop.now)
         let empty = UnsafeRawBufferPointer(start: nil, count: 0)
         let sent = try? routerSend(to: node, sid: empty, type: "ping", .copying(empty)).get()
         if sent == .unreachable && nodes.markDead(node) {

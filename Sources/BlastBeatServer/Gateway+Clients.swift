@@ -113,6 +113,7 @@ extension Gateway {
     }
 
     func connectionClosed(_ connection: Connection) {
+        countClosed(connection)
         sessions[connection.sid] = nil
         if let count = connectionsByClient[connection.remoteAddress], count > 1 {
             connectionsByClient[connection.remoteAddress] = count - 1

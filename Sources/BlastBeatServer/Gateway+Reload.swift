@@ -18,12 +18,12 @@ extension Gateway {
         defer { notify("READY=1") }
         var sockets = ReceivedSockets(files.bundle, sockets)
         defer { sockets.closeUnused() }
+        metrics.configReloads += 1
         do {
             let summary = try reload(files: files, sockets: &sockets)
-            counters.configReloads += 1
             logger.info("SIGHUP: reloaded \(config.file): \(summary)")
         } catch {
-            counters.configReloadFailures += 1
+            metrics.configReloadFailures += 1
             logger.error("SIGHUP: reload failed, nothing changed: \(error)")
         }
     }

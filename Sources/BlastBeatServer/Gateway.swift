@@ -15,6 +15,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     let loop: EventLoop
     let logger: Logger
     var counters = Counters()
+    /// Counts for `GET /metrics` on the admin listener (see Metrics); kept whether or not one is configured.
+    let metrics: Metrics
+    /// The admin listener (`admin`), nil unless configured.
+    var admin: AdminServer?
     var accessLog: LogSink?
     private var accessLogDate: (second: Int, text: [UInt8]) = (-1, [])
 
@@ -107,6 +111,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         do { backendKeys = try BackendKeys.load(config) } catch {
             throw StartupError(description: "\(error)")
         }
+        metrics = Metrics(startTime: WallClock.now())
         installSettings()
         if let path = config.accessLog {
             do { accessLog = try LogSink(path: path) } catch {
@@ -115,6 +120,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         }
         defer { inherited.closeRest() }
         try openListeners(inherited: inherited)
+        try openAdmin()
         try openRouter(inheritedSockets: inherited.take(InheritedSockets.routerKey(config.zmqEndpoint)))
         prepareWatcher = PrepareWatcher(loop: loop, delegate: self)
         pingTimer = TimerWatcher(loop: loop, delegate: self)
@@ -147,6 +153,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         vhostNodes = config.vhosts.map { vhost in vhost.isRetired ? [] : vhost.nodes.map { nodes.add($0) } }
         nodeIsListed = [Bool](repeating: false, count: nodes.nodes.count)
         for listed in vhostNodes { for node in listed { nodeIsListed[node] = true } }
+        // Instances (NAME#SUFFIX) count under their node: no label of their own.
+        metrics.install(
+            vhostNames: config.vhosts.map(\.name),
+            nodeNames: nodes.nodes.enumerated().map { $0.element.base == $0.offset ? $0.element.identity : [] })
         // Instances (NAME#SUFFIX) serve wherever their node does.
         for (index, node) in nodes.nodes.enumerated() where node.base != index && nodeIsListed[node.base] {
             nodeIsListed[index] = true
@@ -188,6 +198,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             listener.setAccepting(true)
             logger.info("listening on \(listener.tls == nil ? "http" : "https")://\(listener.address)")
         }
+        if let admin {
+            admin.start()
+            logger.info("admin listener (GET /metrics, /healthz) on \(admin.description)")
+        }
         logger.info(
             "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured; backends \(backendKeys.server.map { "authenticated with CURVE, gateway key \($0.publicKey.z85)" } ?? "not authenticated (NULL)")")
         warnIfTenantsAreUnauthenticated()
@@ -210,6 +224,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private func shutdownNow() {
         for connection in Array(sessions.values) { connection.close() }
         closeListeners()
+        admin?.close()
         accessLog?.flush()
         if let error = router?.close() {
             logger.warning("the ROUTER's socket file stays (the next start replaces it): \(error)")
@@ -240,6 +255,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     // MARK: access log
 
     func writeAccessLog(_ connection: Connection) {
+        countResponse(connection, status: connection.log.status)
         guard let accessLog else { return }
         let now = WallClock.now()
         let second = Int(now)

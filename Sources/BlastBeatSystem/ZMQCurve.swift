@@ -1,4 +1,5 @@
 package import BlastBeatCore
+internal import CSystem
 internal import CZeroMQ
 import Glibc
 

@@ -236,3 +236,40 @@ def test_parent_gone_the_gateway_keeps_serving_and_stops(make_gateway, make_back
         time.sleep(0.05)
     assert not port_accepts(gw.port)
     gw.returncode = 0  # the parent was killed on purpose; the serving process stopped with it
+
+
+def test_metrics_survive_reloads(make_gateway, make_backend):
+    """Counters keep their values across reloads: a vhost keeps its series, a new one gets its own, a removed
+    one's stay as they were, and a removed slot given to another vhost starts from zero."""
+    from test_metrics import scrape
+    gw = sites_gateway(make_gateway, options={"admin": f"127.0.0.1:{free_port()}"})
+    tenant(gw, "a.test", "ALPHA")
+    tenant(gw, "b.test", "BETA")
+    gw.start()
+    make_backend(gw, "ALPHA", HTTPHandler(hello_app(b"alpha")))
+    for _ in range(3):
+        assert http_request(gw.port, host="a.test").status == 200
+    assert http_request(gw.port, host="b.test").status == 503  # BETA never connects (after the start-up wait)
+
+    def responses(vhost: str) -> float:
+        return scrape(gw).value("blastbeat_responses_total", vhost=vhost, code="2xx")
+
+    assert responses("a.test") == 3
+    (gw.workdir / "sites.d" / "b.test.ini").unlink()
+    tenant(gw, "c.test", "GAMMA")
+    hup(gw, r"SIGHUP: reloaded")
+    assert responses("a.test") == 3
+    make_backend(gw, "GAMMA", HTTPHandler(hello_app(b"gamma")))
+    assert http_request(gw.port, host="c.test").body == b"gamma"
+    assert responses("c.test") == 1
+    metrics = scrape(gw)
+    assert metrics.value("blastbeat_config_reloads_total") == 1
+    assert metrics.value("blastbeat_config_reload_failures_total") == 0
+    # b.test (removed, idle) gives its slot to d.test, which starts from zero: b.test's 503 is not d.test's.
+    assert scrape(gw).value("blastbeat_responses_total", vhost="b.test", code="5xx") == 1
+    tenant(gw, "d.test", "DELTA")
+    assert "vhosts added: d.test" in hup(gw, r"SIGHUP: reloaded")
+    after = scrape(gw)
+    assert after.value("blastbeat_responses_total", vhost="d.test", code="5xx") == 0
+    assert not after.has("blastbeat_responses_total", vhost="b.test", code="5xx")
+    assert after.value("blastbeat_responses_total", vhost="a.test", code="2xx") == 3

@@ -7,7 +7,7 @@ extension ConfigParser.Builder {
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "error-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
-        "max-in-flight", "max-client-connections", "include",
+        "max-in-flight", "max-client-connections", "include", "admin",
     ]
     static let vhostKeys = [
         "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",
@@ -96,6 +96,9 @@ extension ConfigParser.Builder {
             config.maxInFlight = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
         case "max-client-connections":
             config.maxClientConnections = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
+        case "admin":
+            config.admin = try address(value, key, line)
+            config.adminLine = line
         default:
             if Self.vhostKeys.contains(key) {
                 throw error(line, key, "expected in a [blastbeat:HOST] section, not in [blastbeat]")

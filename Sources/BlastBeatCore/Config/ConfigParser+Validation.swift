@@ -81,8 +81,27 @@ extension ConfigParser.Builder {
                     + "shared one in [blastbeat] (every listener is dedicated to other vhosts)")
         }
         try checkRanges()
+        try checkAdminAddress()
         config.sources = sources
         return config
+    }
+
+    /// The admin listener serves the gateway's own state: it must not be reachable where clients are, so it
+    /// may not share a public listener's address, nor its port where either address is a wildcard (the
+    /// second bind would fail, or would take the first one's connections).
+    private func checkAdminAddress() throws(ConfigError) {
+        guard let admin = config.admin?.socketIdentity else { return }
+        for listener in config.listeners {
+            let address = listener.address.socketIdentity
+            guard address.port == admin.port else { continue }
+            if address == admin || address.isWildcard || admin.isWildcard {
+                throw error(
+                    config.adminLine, "admin",
+                    "expected an address no public listener uses, but \(listener.address) is the "
+                        + "\(listener.tls ? "bind-ssl" : "bind") at line \(listener.line); give the admin listener a port of "
+                        + "its own (like 127.0.0.1:9100)")
+            }
+        }
     }
 
     /// `node-key` lines name nodes of their vhost and need `curve-key`; with `curve-key` every node needs a

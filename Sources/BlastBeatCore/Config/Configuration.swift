@@ -83,6 +83,10 @@ package struct Configuration: Sendable, Equatable {
     package var daemon: Bool = false
     /// WebSocket limits and features shared by every vhost.
     package var webSocket = WebSocketSettings()
+    /// `admin`: where the admin listener (`GET /metrics`, `GET /healthz`) binds; nil = none. Never the address
+    /// (or, through a wildcard, the port) of a public listener.
+    package var admin: ListenAddress?
+    package var adminLine = 0
 
     package init(
         file: String,

@@ -93,6 +93,16 @@ package struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// `*`, `0.0.0.0` or `[::]`: every address of the machine.
+    var isWildcard: Bool {
+        switch host {
+        case .any: return true
+        case .ipv4(let address): return address == "0.0.0.0"
+        case .ipv6(let address, _): return address == "::"
+        case .name: return false
+        }
+    }
+
     /// The address as the kernel sees it, for "same listener" checks: `*` and `0.0.0.0` are one socket.
     var socketIdentity: ListenAddress {
         if case .any = host {

@@ -45,6 +45,9 @@ package final class NodeTable {
     /// Identity byte that separates a node name from an instance suffix ("#").
     package static let instanceSeparator = NodeKey.instanceSeparator
     @exclusivity(unchecked) private var byIdentity = ByteKeyIndex(caseInsensitive: false)
+    /// Times each configured node (or one of its instances) went dead, by configured node index: kept
+    /// per configured node because an instance's entry is reused by the next instance (metrics).
+    @exclusivity(unchecked) package private(set) var deaths: [Int] = []
     /// Rotates the starting point of the fewest-in-flight scan so ties are spread round-robin.
     @exclusivity(unchecked) private var rotation = 0
 
@@ -129,6 +132,11 @@ package final class NodeTable {
     package func markDead(_ i: Int) -> Bool {
         let changed = nodes[i].health != .dead
         nodes[i].health = .dead
+        if changed {
+            let base = nodes[i].base
+            while deaths.count <= base { deaths.append(0) }
+            deaths[base] += 1
+        }
         return changed
     }
 

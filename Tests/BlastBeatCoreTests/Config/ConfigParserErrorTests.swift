@@ -189,7 +189,17 @@ struct ConfigParserErrorTests {
         Case(base + "[blastbeat:a]\nnode = alpha\ncurve-key = gw.key_secret\n", 6, "curve-key", "in the [blastbeat] section"),
     ]
 
-    @Test(arguments: syntax + values + whole + curve)
+    /// The admin listener (lines 1-3 are `base`, whose listener is 0.0.0.0:8080).
+    static let admin: [Case] = [
+        Case(base + "admin = 127.0.0.1\n[blastbeat:a]\nnode = x\n", 4, "admin", "expected ADDRESS:PORT"),
+        Case(base + "admin = 127.0.0.1:0\n[blastbeat:a]\nnode = x\n", 4, "admin", "expected ADDRESS:PORT"),
+        Case(base + "admin = 0.0.0.0:8080\n[blastbeat:a]\nnode = x\n", 4, "admin", "no public listener uses, but 0.0.0.0:8080 is the bind at line 3"),
+        Case(base + "admin = 127.0.0.1:8080\n[blastbeat:a]\nnode = x\n", 4, "admin", "no public listener uses"),
+        Case(base + "[blastbeat:a]\nnode = x\nbind-ssl = 127.0.0.1:9443\ncertificate = c\nkey = k\n[blastbeat]\nadmin = *:9443\n", 10, "admin", "is the bind-ssl at line 6"),
+        Case(base + "[blastbeat:a]\nnode = x\nadmin = 127.0.0.1:9100\n", 6, "admin", "in the [blastbeat] section"),
+    ]
+
+    @Test(arguments: syntax + values + whole + curve + admin)
     func rejects(_ row: Case) {
         let error = #expect(throws: ConfigError.self) { try ConfigParser.parse(row.ini, file: "site.ini") }
         #expect(error?.file == "site.ini")

@@ -48,6 +48,11 @@ import Testing
         table.markDead(b)
         let none = table.choose(from: [a, b])
         #expect(none == nil)
+        // Deaths are transitions to dead, counted per configured node (for the metrics).
+        #expect(table.deaths == [1, 1])
+        table.heard(from: a, now: 1)
+        table.markDead(a)
+        #expect(table.deaths == [2, 1])
         let revived = table.heard(from: a, now: 10)
         #expect(revived)
         let back = table.choose(from: [a, b])
