@@ -60,6 +60,20 @@ extension Gateway {
         return nil
     }
 
+    /// After a reload (see ZMTPRouter.recheckConnectedPeers): the claim checks that depend on the configuration.
+    package func backendRouterRecheck(identity: UnsafeRawBufferPointer, key: CurveKey?) -> (refusal: String?, busy: Bool) {
+        let busy = nodes.index(of: identity).map { nodes.nodes[$0].inFlight > 0 } ?? false
+        guard let base = nodes.configuredNode(for: identity), nodeIsListed[base] else {
+            return ("no vhost lists \(Self.printable(identity)) any more", busy)
+        }
+        if backendKeys.server != nil,
+            key.map({ backendKeys.byNode[nodes.nodes[base].identity]?.contains($0) == true }) != true
+        {
+            return ("key \(key?.z85 ?? "none") is no longer listed for node \(nodeName(base)) (node-key)", busy)
+        }
+        return (nil, busy)
+    }
+
     func refuseClaim(_ identity: UnsafeRawBufferPointer, _ reason: String) -> String {
         counters.refusedBackendClaims += 1
         if warnings.allow("refused", identity, now: loop.now, interval: 10) {

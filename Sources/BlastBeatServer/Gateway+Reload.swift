@@ -28,6 +28,12 @@ extension Gateway {
         }
     }
 
+    /// After a reload, until every backend connection the new configuration refuses is closed.
+    func recheckBackendConnections() {
+        guard let until = recheckUntil else { return }
+        if router.recheckConnectedPeers(evenBusy: loop.now >= until) == 0 { recheckUntil = nil }
+    }
+
     /// What a reload prepared and has yet to switch to.
     private struct PreparedReload {
         var plan: ConfigReload
@@ -116,6 +122,10 @@ extension Gateway {
             accessLog = prepared.accessLog
         }
         router.setLimits(maxMessageSize: config.largestBackendMessage + 64 * 1024, maxQueuedBytes: config.maxNodeQueue * 2)
+        // A node no vhost lists any more, or a key no longer listed for its node, loses its connections once
+        // their requests in flight are done (checked every second), within the longest backend-timeout.
+        recheckUntil = loop.now + config.vhosts.reduce(config.timeouts.backend) { max($0, $1.limits.backendTimeout) }
+        recheckBackendConnections()
 
         for (position, defaultCertificate, all) in prepared.certificates {
             let listener = listeners[position]

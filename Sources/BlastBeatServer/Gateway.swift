@@ -76,6 +76,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// The privileged parent, which reads the files and binds the listeners of a reload as root; nil when the
     /// gateway was not started as root (or it died).
     var parent: PrivilegedLink? = nil
+    /// Set after a reload while backend connections it refuses still have requests in flight: the time after
+    /// which they are closed anyway (Gateway+Reload.swift).
+    var recheckUntil: Double? = nil
     /// An upgrade this process started itself (no privileged parent), until the new process serves.
     var upgradeInProgress: UpgradeWatch? = nil
     /// Set when this start is an upgrade: the old process's ready pipe.
@@ -297,6 +300,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             pingNodes()
         } else if timer === housekeepingTimer {
             accessLog?.flush()
+            recheckBackendConnections()
         } else if timer === nodeWaitTimer {
             nodeWaitEnded()
         } else if timer === nodeQueueTimer {

@@ -111,6 +111,9 @@ package protocol BackendRouterDelegate: AnyObject {
     func backendRouterAdmit(
         identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: BackendIdentityHolder?
     ) -> String?
+    /// After a reload: why a connected identity with `key` may no longer speak for its node (nil: it may), and
+    /// whether it has requests in flight (then it is kept until they are done).
+    func backendRouterRecheck(identity: UnsafeRawBufferPointer, key: CurveKey?) -> (refusal: String?, busy: Bool)
     /// An admitted connection is ready; `replaced` is the holder it took the identity from.
     func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?)
     /// A connection closed; `protocolError` when the peer broke ZMTP. `host` is the peer's address
@@ -241,6 +244,14 @@ package final class BackendRouter {
     package var listeningSockets: [Int32]? {
         if case .native(let router) = engine { return router.listeningSockets }
         return nil
+    }
+
+    /// After a reload, closes the backend connections whose claim the delegate no longer admits, those with
+    /// requests in flight only when `evenBusy` (native engine; with libzmq every message's claim is checked
+    /// anyway, `backendRouterAllowsClaim`). Returns how many refused ones were kept for being busy.
+    package func recheckConnectedPeers(evenBusy: Bool) -> Int {
+        if case .native(let router) = engine { return router.recheckConnectedPeers(evenBusy: evenBusy) }
+        return 0
     }
 
     /// Stops accepting backend connections, leaving the `ipc://` socket file to the process that took over.

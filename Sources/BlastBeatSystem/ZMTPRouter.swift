@@ -221,6 +221,25 @@ final class ZMTPRouter: TimerWatcherDelegate {
         peer.identity.withUnsafeBytes { delegate.backendRouterPeerJoined(identity: $0, address: peer.address, replaced: replaced) }
     }
 
+    /// After a reload: every connected identity's claim is put to the delegate again, and the connections it
+    /// no longer admits (a node no vhost lists, a CURVE key no longer listed for it) are closed, once they have
+    /// no request in flight or when `evenBusy`. Returns how many refused ones were kept.
+    func recheckConnectedPeers(evenBusy: Bool) -> Int {
+        var kept = 0
+        for case let peer? in readySlots {
+            let (refusal, busy) = peer.identity.withUnsafeBytes {
+                delegate.backendRouterRecheck(identity: $0, key: peer.key)
+            }
+            guard let refusal else { continue }
+            if busy && !evenBusy {
+                kept += 1
+            } else {
+                drop(peer, reason: "no longer admitted after a reload: \(refusal)", protocolError: false)
+            }
+        }
+        return kept
+    }
+
     /// Closes a peer's connection and tells the delegate why (not for a refused claim: the delegate
     /// refused it and has said so).
     func drop(_ peer: ZMTPPeer, reason: String, protocolError: Bool, refused: Bool = false) {

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import stat
 import struct
@@ -452,6 +453,35 @@ def test_key_rotation_old_and_new_keys_then_only_the_new(site):
 
 # --------------------------------------------------------------------------------------------------------------
 # 4. One owner per identity (CURVE)
+
+
+def test_key_revoked_by_a_reload_cuts_the_old_key_off_without_a_restart(site):
+    """The same rotation with SIGHUP instead of a restart (README "Reload"): once the old key is no longer
+    listed, its connection is closed (after its request in flight is answered) and its reconnects are refused,
+    while the new-key process keeps its connection and gets every request."""
+    new = KeyPair.create(site.dir, "beta-new")
+    lines = {"a.test": [f"node-key = alpha {site.alpha.z85}"],
+             "b.test": [f"node-key = beta {site.beta.public_file}", f"node-key = beta {new.z85}"]}
+    gw = site.gateway(vhost_lines=lines)
+    old_h, new_h = HTTPHandler(tagged_app("old", delay=0.5)), HTTPHandler(tagged_app("new"))
+    old = site.backend(gw, "beta#old", old_h, key=site.beta, monitor=True)
+    newer = site.backend(gw, "beta#new", new_h, key=new, monitor=True)
+    with ThreadPoolExecutor(4) as pool:
+        in_flight = [pool.submit(get, gw, "b.test", f"/during{i}") for i in range(4)]
+        wait_until(lambda: old_h.requests, 5, what="a request at the old-key process")
+        lines["b.test"] = [f"node-key = beta {new.z85}"]
+        gw.config_path.write_text(gw.config_text())
+        gw.proc.send_signal(signal.SIGHUP)
+        log_has(gw, r"SIGHUP: reloaded .*vhosts changed: b.test", timeout=5)
+        assert all(f.result().status == 200 for f in in_flight), [f.result().status for f in in_flight]
+    log_has(gw, r'no longer admitted after a reload: key ' + re.escape(site.beta.z85) + " is no longer listed", timeout=5)
+    log_has(gw, r'claims "beta#old" with key ' + re.escape(site.beta.z85) + ", which no vhost lists", timeout=5)
+    assert newer.handshakes() == 1, "the new-key process kept its connection"
+    before_old = len(old_h.requests)
+    results = [get(gw, "b.test", f"/only-new{i}") for i in range(6)]
+    assert [r.body for r in results] == [f"new /only-new{i}".encode() for i in range(6)]
+    assert len(old_h.requests) == before_old
+    assert old.handshakes() >= 1
 
 
 def test_restart_with_the_same_key_takes_over_at_once(site):

@@ -151,7 +151,7 @@ def test_unit_file_has_what_the_gateway_needs():
     assert one(service, "ExecStartPre") == "/usr/sbin/blastbeat --check /etc/blastbeat/blastbeat.ini"
     assert one(service, "ExecReload") == "/bin/kill -HUP $MAINPID"
     assert set(one(service, "CapabilityBoundingSet").split()) == {
-        "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN"}
+        "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_KILL"}
     for key, value in [("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
                        ("ProtectHome", "yes"), ("LogsDirectory", "blastbeat")]:
         assert one(service, key) == value, key

@@ -15,7 +15,9 @@ def assert_gateway_error(resp, status_line: str) -> None:
 
 
 def test_no_backend_gives_503_fast_with_retry_after(make_gateway):
-    gw = make_gateway(vhosts={"localhost": ["NODE1"]})
+    """Once the start-up wait is over (ping-timeout after the start: test_upgrade.py), no node means 503 at once."""
+    gw = make_gateway(vhosts={"localhost": ["NODE1"]}, options={"ping-timeout": "1", "ping-freq": "0.5"})
+    time.sleep(1.1)
     with RawConn(gw.port) as c:
         started = time.monotonic()
         c.send(request_bytes("GET", "/", "localhost"))
