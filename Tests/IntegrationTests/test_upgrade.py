@@ -199,3 +199,35 @@ def test_after_the_start_up_wait_no_node_is_503_at_once(make_gateway):
     started = time.monotonic()
     assert http_request(gw.port).status == 503
     assert time.monotonic() - started < 0.5
+
+
+def test_websockets_are_closed_with_1001_and_reconnect_to_the_new_process(make_gateway, make_backend, upgraded):
+    from ws_helpers import OP_TEXT, RawWS, ws_echo_handler
+    gw = make_gateway(vhosts={"localhost": {"nodes": ["ws"], "default": True}})
+    make_backend(gw, "ws", handler=ws_echo_handler)
+    with RawWS(gw.port) as c:
+        c.handshake()
+        c.send_text("before")
+        assert c.recv_message(timeout=5) == (OP_TEXT, b"before")
+        offset = len(gw.stderr())
+        gw.proc.send_signal(signal.SIGUSR2)
+        new = int(wait_log(gw, r"SIGUSR2: started \S+ as pid (\d+)", after=offset).group(1))
+        upgraded.pids.append(new)
+        assert c.recv_close(10).close_code == 1001
+        c.send_close(1001)
+    assert gw.proc.wait(10) == 0
+    gw.returncode = 0
+    # A WebSocket handshake does not wait for the node (README "Upgrade"): until the backend has moved over
+    # it gets 503 with Retry-After, and a client reconnecting as browsers' WebSocket code does gets through.
+    deadline = time.monotonic() + 5
+    while True:
+        with RawWS(gw.port) as again:
+            try:
+                again.handshake()
+            except AssertionError as e:
+                assert "503 Service Unavailable" in str(e) and time.monotonic() < deadline, e
+                time.sleep(0.1)
+                continue
+            again.send_text("after")
+            assert again.recv_message(timeout=5) == (OP_TEXT, b"after")
+            break
