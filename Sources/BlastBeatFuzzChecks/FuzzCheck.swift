@@ -25,6 +25,7 @@ public enum FuzzChecks {
         ("curve-server", curveServer),
         ("curve-keys", curveKeys),
         ("config", config),
+        ("file-bundle", fileBundle),
     ]
 
     /// The check named `name`; nil for an unknown name.

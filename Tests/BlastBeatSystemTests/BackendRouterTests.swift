@@ -10,6 +10,8 @@ private final class Recorder: BackendRouterDelegate {
     var admitted: [[UInt8]] = []
     var joined: [[UInt8]] = []
     var dropped: [String] = []
+    /// What `backendRouterRecheck` answers, by identity (nil: still admitted).
+    var recheck: [[UInt8]: (refusal: String?, busy: Bool)] = [:]
 
     func backendRouter(received message: BackendMessage) {
         received.append((Array(message.identity), Array(message.sid), message.type, Array(message.body)))
@@ -35,6 +37,10 @@ private final class Recorder: BackendRouterDelegate {
 
     func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
         dropped.append(reason)
+    }
+
+    func backendRouterRecheck(identity: UnsafeRawBufferPointer, key: CurveKey?) -> (refusal: String?, busy: Bool) {
+        recheck[Array(identity)] ?? (nil, false)
     }
 
     func backendRouterAdmitKey(_ key: CurveKey?, address: String) -> String? { nil }
@@ -74,6 +80,41 @@ extension OnTheEventLoop {
             return got != nil
         }
         return got
+    }
+
+    /// After a reload (native engine): a connection the delegate no longer admits is closed, at once when it is
+    /// idle, and only when asked `evenBusy` while it has requests in flight; admitted ones stay.
+    @Test func recheckClosesRefusedConnectionsOnceTheyAreIdle() throws {
+        let endpoint = "ipc:///tmp/blastbeat-recheck-test-\(getpid()).sock"
+        let loop = EventLoop()
+        let recorder = Recorder()
+        let router = try BackendRouter(
+            loop: loop, endpoint: endpoint, engine: .native, maxMessageSize: 1 << 20, maxQueuedBytes: 1 << 22,
+            curveKeys: nil, delegate: recorder)
+        defer { router.close() }
+        let kept = try ZMQDealer(identity: Array("kept".utf8), endpoint: endpoint)
+        defer { kept.close() }
+        let busy = try ZMQDealer(identity: Array("busy".utf8), endpoint: endpoint)
+        defer { busy.close() }
+        let idle = try ZMQDealer(identity: Array("idle".utf8), endpoint: endpoint)
+        defer { idle.close() }
+        #expect(Self.run(loop, router) { recorder.joined.count == 3 })
+        recorder.recheck[Array("busy".utf8)] = ("revoked", true)
+        recorder.recheck[Array("idle".utf8)] = ("revoked", false)
+        #expect(router.recheckConnectedPeers(evenBusy: false) == 1)
+        #expect(recorder.dropped == ["no longer admitted after a reload: revoked"])
+        #expect(router.recheckConnectedPeers(evenBusy: true) == 0)
+        #expect(recorder.dropped.count == 2)
+        #expect(router.recheckConnectedPeers(evenBusy: true) == 0)
+        #expect(recorder.dropped.count == 2, "only the refused connections close, each once")
+        // The admitted one still gets messages.
+        let sent = Array("kept".utf8).withUnsafeBytes { to in
+            Self.sid.withUnsafeBytes { sid in
+                Array("still here".utf8).withUnsafeBytes { try? router.send(to: to, sid: sid, type: "body", body: .copying($0)) }
+            }
+        }
+        #expect(sent == .sent)
+        #expect(Self.next(kept, loop, router)?.2 == Array("still here".utf8))
     }
 
     @Test(arguments: [Configuration.ZMQEngine.native, .libzmq])

@@ -120,6 +120,9 @@ extension OnTheEventLoop {
         func backendRouterAdmit(
             identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: BackendIdentityHolder?
         ) -> String? { Array(identity) == Array("node1".utf8) ? nil : "unknown" }
+        func backendRouterRecheck(identity: UnsafeRawBufferPointer, key: CurveKey?) -> (refusal: String?, busy: Bool) {
+            (nil, false)
+        }
         func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?) {
             joined += 1
         }

@@ -18,6 +18,7 @@ let drivers = [
     "curve-server",
     "curve-keys",
     "config",
+    "file-bundle",
 ]
 
 let package = Package(

@@ -170,6 +170,20 @@ def main():
           b"metadata\n    name = 'x'\ncurve\n    public-key = '" + z85(key) + b"'\r\n    secret-key = "
           + z85(secret) + b"\n")
 
+    # FileBundle (Sources/BlastBeatCore/Config/FileBundle.swift): version 1, records F/G/L, end E.
+    def u32(n):
+        return struct.pack("<I", n)
+
+    def text(t):
+        return u32(len(t)) + t
+
+    bundle = (b"\x01" + b"F" + text(b"/etc/blastbeat/blastbeat.ini") + u32(0) + text(b"[blastbeat]\n")
+              + b"F" + text(b"/etc/blastbeat/key.pem") + u32(13) + u32(0)
+              + b"G" + text(b"/etc/blastbeat/sites.d/*.ini") + u32(0) + u32(2) + text(b"/a.ini") + text(b"/b.ini")
+              + b"L" + text(b"bind 0.0.0.0:80") + u32(0) + u32(2)
+              + b"L" + text(b"bind-ssl [::]:443") + u32(98) + u32(0) + b"E")
+    write("file-bundle", "reload", bundle)
+    write("file-bundle", "empty", b"\x01E")
     write("config", "blastbeat-ini", (ROOT / "blastbeat.ini").read_bytes())
     write("config", "full", """[blastbeat]
 bind = 0.0.0.0:8080 ; public
