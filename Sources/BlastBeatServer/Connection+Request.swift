@@ -80,6 +80,7 @@ extension Connection {
         guard let vhost = listener.router.route(host: host) else {
             return session.fail(.refused(status: 404, message: "no site is configured for this Host"))
         }
+        guard admit(head, to: vhost) else { return }
         var upgrade: PendingUpgrade? = nil
         if head.isWebSocketUpgrade {
             guard let prepared = prepareUpgrade(headBytes: headBytes) else { return }

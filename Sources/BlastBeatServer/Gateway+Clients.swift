@@ -114,6 +114,7 @@ extension Gateway {
 
     func connectionClosed(_ connection: Connection) {
         sessions[connection.sid] = nil
+        leaveVhost(connection)
         if let count = connectionsByClient[connection.remoteAddress], count > 1 {
             connectionsByClient[connection.remoteAddress] = count - 1
         } else {

@@ -32,6 +32,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     let vhostLimits: [VhostLimits]
     /// Requests and WebSockets each vhost's nodes hold now (`max-in-flight`), kept by GatewaySession.settleSlot.
     var vhostInFlight: [Int]
+    /// `client-rate` buckets per (vhost, client prefix); see Connection+TenantAdmission.
+    var clientRates = ClientRateTable()
+    /// Client connections per vhost (their current or last request's), for a vhost's `max-connections`.
+    var vhostConnections: [Int]
 
     var listeners: [Listener] = []
     /// Where backends connect, spoken natively (`zmq-engine = native`, the default) or through libzmq.
@@ -92,6 +96,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         self.requestLimits = requestLimits
         self.vhostLimits = config.vhosts.map(\.limits)
         self.vhostInFlight = [Int](repeating: 0, count: config.vhosts.count)
+        self.vhostConnections = [Int](repeating: 0, count: config.vhosts.count)
         do { backendKeys = try BackendKeys.load(config) } catch {
             throw StartupError(description: "\(error)")
         }
@@ -164,7 +169,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         loop.run()
         shutdownNow()
         logger.info(
-            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight, \(counters.clientConnectionRefusals) connections over max-client-connections, \(counters.connectionsClosedForRoom) closed to make room"
+            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight, \(counters.clientRateRefusals) requests over client-rate, \(counters.vhostConnectionRefusals) over a vhost's max-connections, \(counters.clientConnectionRefusals) connections over max-client-connections, \(counters.connectionsClosedForRoom) closed to make room"
         )
     }
 

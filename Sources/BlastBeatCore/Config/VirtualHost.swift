@@ -119,6 +119,14 @@ package struct VhostLimits: Sendable, Equatable {
     /// `max-in-flight`: requests and open WebSockets the vhost's nodes hold at once; past it a request gets
     /// 503 with Retry-After at once. Nil: no limit of its own (the nodes' queues bound it).
     package var maxInFlight: Int?
+    /// `client-rate`, requests per second per client prefix (see ClientPrefix), and `client-burst`, the requests
+    /// a client may send at once; past them a request gets 429 with Retry-After. Nil: no rate limit.
+    package var clientRate: Double?
+    package var clientBurst: Int = 1
+    /// `max-connections` of the vhost: client connections whose current (or, when idle, last) request is for
+    /// it; past it a request that would bring another connection to the vhost gets 503 and the close. Nil: only
+    /// `[blastbeat]`'s total applies.
+    package var maxConnections: Int?
 
     package init() {}
 }

@@ -1,0 +1,128 @@
+"""Per-client and per-vhost admission (README "Limits per vhost"): client-rate / client-burst.
+
+Two tenants, a.test and b.test, each with its own node; clients come from distinct loopback addresses
+(127.0.0.2, 127.0.0.3, ...), which is what the gateway counts them by.
+"""
+
+from __future__ import annotations
+
+import time
+
+from helpers import HTTPHandler, RawConn, hello_app, request_bytes
+
+
+def get(conn: RawConn, host: str, target: str = "/", method: str = "GET"):
+    conn.send(request_bytes(method, target, host))
+    return conn.read_response(method)
+
+
+def test_client_rate_limits_one_address_and_not_another(make_gateway, make_backend):
+    """a.test allows 2 requests/s with bursts of 3 per client address. 127.0.0.2 gets its burst, then 429 with
+    Retry-After: 1 on the same keep-alive connection, which stays usable: after half a second (one token) it
+    is served again. 127.0.0.3 has its own bucket; b.test (no rate) serves 127.0.0.2 without limit. Refused
+    requests never reach the node; the refusal is logged naming the vhost and address, and counted."""
+    gw = make_gateway(vhosts={"a.test": {"nodes": ["ALPHA"], "options": {"client-rate": "2", "client-burst": "3"}},
+                              "b.test": ["BETA"]})
+    alpha = make_backend(gw, "ALPHA", HTTPHandler(hello_app(b"a")))
+    make_backend(gw, "BETA", HTTPHandler(hello_app(b"b")))
+    with RawConn(gw.port, source="127.0.0.2") as c:
+        assert [get(c, "a.test", f"/{i}").status for i in range(3)] == [200] * 3
+        refused = get(c, "a.test", "/over")
+        assert refused.status == 429, refused.raw
+        assert refused.header("Retry-After") == "1"
+        assert not refused.has_token("Connection", "close")
+        assert b"rate" in refused.body
+        assert [get(c, "b.test", f"/b{i}").status for i in range(10)] == [200] * 10
+        time.sleep(0.6)
+        assert get(c, "a.test", "/again").status == 200
+        assert get(c, "a.test", "/again-over").status == 429
+    with RawConn(gw.port, source="127.0.0.3") as c:
+        assert [get(c, "a.test", f"/three{i}").status for i in range(3)] == [200] * 3
+    assert len(alpha.messages(b"uwsgi")) == 7, "refused requests must not reach the node"
+    gw.stop()
+    err = gw.stderr()
+    assert "client 127.0.0.2 is over client-rate (2.0/s, burst 3) for vhost a.test" in err, err[-2000:]
+    assert "Retry-After: 1" in err
+    assert err.count("is over client-rate") == 1, "logged once per 10 s per client and vhost"
+    assert "2 requests over client-rate" in err
+
+
+def test_retry_after_is_the_wait_for_the_next_token_and_recovery(make_gateway, make_backend):
+    """[blastbeat] client-rate = 0.5 (one request every 2 s), no burst set: a burst of 1. The second request
+    is told Retry-After: 2; after 2 s the client is served again. b.test turns the default off."""
+    gw = make_gateway(vhosts={"a.test": ["ALPHA"], "b.test": {"nodes": ["BETA"], "options": {"client-rate": "off"}}},
+                      options={"client-rate": "0.5"})
+    make_backend(gw, "ALPHA", HTTPHandler(hello_app(b"a")))
+    make_backend(gw, "BETA", HTTPHandler(hello_app(b"b")))
+    with RawConn(gw.port, source="127.0.0.4") as c:
+        assert get(c, "a.test").status == 200
+        refused = get(c, "a.test")
+        assert refused.status == 429 and refused.header("Retry-After") == "2", refused.raw
+        head = get(c, "a.test", method="HEAD")
+        assert head.status == 429 and head.body == b""
+        assert [get(c, "b.test").status for _ in range(5)] == [200] * 5
+        time.sleep(2.1)
+        assert get(c, "a.test").status == 200
+
+
+def test_pipelined_requests_past_the_burst_and_garbage_after_them(make_gateway, make_backend):
+    """Five pipelined GETs with a burst of 2: 200, 200, then 429 three times, in order, on one connection that
+    stays open. A malformed request pipelined behind a 429 gets 400 and the close, as anywhere else. A refused
+    request with a body is answered with Connection: close (its body is not read to be thrown away)."""
+    gw = make_gateway(vhosts={"a.test": {"nodes": ["ALPHA"], "options": {"client-rate": "0.1", "client-burst": "2"}}})
+    make_backend(gw, "ALPHA", HTTPHandler(hello_app(b"a")))
+    with RawConn(gw.port, source="127.0.0.5") as c:
+        c.send(b"".join(request_bytes("GET", f"/{i}", "a.test") for i in range(5)))
+        statuses = [c.read_response().status for _ in range(5)]
+        assert statuses == [200, 200, 429, 429, 429], statuses
+        assert not c.is_closed_or_data(0.3), "the connection stays open and quiet"
+        c.send(request_bytes("GET", "/x", "a.test") + b"GARBAGE\r\n\r\n")
+        assert c.read_response().status == 429
+        assert c.read_response().status == 400
+        assert c.is_closed_by_peer()
+    with RawConn(gw.port, source="127.0.0.5") as c:
+        c.send(request_bytes("POST", "/upload", "a.test", [("Content-Length", "5")], b"hello"))
+        resp = c.read_response()
+        assert resp.status == 429 and resp.has_token("Connection", "close") and resp.header("Retry-After") == "10"
+        assert c.is_closed_by_peer()
+
+
+def test_max_connections_per_vhost_and_connections_moving_between_vhosts(make_gateway, make_backend):
+    """a.test may hold 3 connections (its own max-connections; the total is [blastbeat]'s 50). Three keep-alive
+    connections of A's clients hold them, idle after their request: a 4th client of A gets 503 with Retry-After
+    and the close, while B's clients (another address) are served, and a keep-alive connection of B whose next
+    request is for A is refused the same way. One of A's connections moving to b.test gives its place back, as
+    does one closing."""
+    gw = make_gateway(vhosts={"a.test": {"nodes": ["ALPHA"], "options": {"max-connections": "3"}},
+                              "b.test": ["BETA"]}, options={"max-connections": "50"})
+    alpha = make_backend(gw, "ALPHA", HTTPHandler(hello_app(b"a")))
+    make_backend(gw, "BETA", HTTPHandler(hello_app(b"b")))
+    held = [RawConn(gw.port, source="127.0.0.2") for _ in range(3)]
+    try:
+        for c in held:
+            assert get(c, "a.test").status == 200
+        with RawConn(gw.port, source="127.0.0.2") as c:
+            refused = get(c, "a.test", "/fourth")
+            assert refused.status == 503 and refused.header("Retry-After") is not None, refused.raw
+            assert refused.has_token("Connection", "close") and c.is_closed_by_peer()
+        with RawConn(gw.port, source="127.0.0.3") as b:
+            assert [get(b, "b.test", f"/b{i}").status for i in range(5)] == [200] * 5
+            assert get(b, "a.test", "/b-to-a").status == 503
+            assert b.is_closed_by_peer()
+        assert len(alpha.messages(b"uwsgi")) == 3, "refused requests must not reach A's node"
+        # One of A's connections asks for b.test: it is B's now, and A has a place again.
+        assert get(held[0], "b.test", "/moved").status == 200
+        with RawConn(gw.port, source="127.0.0.4") as c:
+            assert get(c, "a.test", "/after-move").status == 200
+            # A is full again (held[1], held[2] and this one): closing one frees a place.
+            held[1].close()
+            time.sleep(0.3)
+            with RawConn(gw.port, source="127.0.0.5") as d:
+                assert get(d, "a.test", "/after-close").status == 200
+    finally:
+        for c in held:
+            c.close()
+    gw.stop()
+    err = gw.stderr()
+    assert "vhost a.test has max-connections = 3 connections; answering 503 to 127.0.0.2" in err, err[-2000:]
+    assert "2 over a vhost's max-connections" in err
