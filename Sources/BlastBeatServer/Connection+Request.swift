@@ -70,7 +70,7 @@ extension Connection {
         let head = self.head
         gateway.counters.requests += 1
         requestStart = gateway.loop.now
-        if gateway.accessLog != nil { log.capture(head: head, bytes: headBytes) }
+        if gateway.logsRequests { log.capture(head: head, bytes: headBytes) }
         session.begin(head)
 
         if head.methodKind == .connect {

@@ -6,6 +6,7 @@ import BlastBeatSystem
 extension Connection {
     /// Whether the request for `vhost` may go on; when not, it has been answered here.
     func admit(_ head: HTTPRequestHead, to vhost: Int) -> Bool {
+        log.vhost = vhost
         if countedVhost != vhost {
             // A keep-alive connection whose request is for another vhost moves to it, and takes one of its places.
             if let limit = gateway.vhostLimits[vhost].maxConnections, gateway.vhostConnections[vhost] >= limit {

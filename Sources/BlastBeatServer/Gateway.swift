@@ -15,6 +15,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     let logger: Logger
     var counters = Counters()
     var accessLog: LogSink?
+    /// Each vhost's access log (see Gateway+AccessLogs), the files only vhosts use, and whether any request
+    /// is logged at all (the request line is captured only then).
+    var vhostAccessLogs: [LogSink?] = []
+    var vhostOwnAccessLogs: [LogSink] = []
+    var logsRequests = false
     private var accessLogDate: (second: Int, text: [UInt8]) = (-1, [])
 
     /// Shared read buffer: a connection's bytes land here first and are copied out only when a
@@ -110,6 +115,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
                 throw StartupError(description: "\(config.file): access-log: \(error)")
             }
         }
+        try openVhostAccessLogs()
         try openListeners()
         try openRouter()
         prepareWatcher = PrepareWatcher(loop: loop, delegate: self)
@@ -177,6 +183,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         for connection in Array(sessions.values) { connection.close() }
         closeListeners()
         accessLog?.flush()
+        for sink in vhostOwnAccessLogs { sink.flush() }
         if let error = router?.close() {
             logger.warning("the ROUTER's socket file stays (the next start replaces it): \(error)")
         }
@@ -205,8 +212,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
 
     // MARK: access log
 
+    /// One line in the log of the request's vhost (`[blastbeat]`'s for a request no vhost took).
     func writeAccessLog(_ connection: Connection) {
-        guard let accessLog else { return }
+        let vhost = connection.log.vhost
+        guard let accessLog = vhost >= 0 ? vhostAccessLogs[vhost] : accessLog else { return }
         let now = WallClock.now()
         let second = Int(now)
         if second != accessLogDate.second {
@@ -216,7 +225,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         let elapsed = loop.now - connection.requestStart
         accessLog.withBuffer { out in
             connection.log.write(
-                into: &out, remote: connection.remoteAddress, date: accessLogDate.text, node: node, seconds: elapsed)
+                into: &out, remote: connection.remoteAddress, date: accessLogDate.text, node: node, seconds: elapsed,
+                vhost: vhost >= 0 ? config.vhosts[vhost].name : nil)
         }
     }
 
@@ -247,6 +257,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             pingNodes()
         } else if timer === housekeepingTimer {
             accessLog?.flush()
+            for sink in vhostOwnAccessLogs { sink.flush() }
         } else if timer === nodeQueueTimer {
             resumeBodiesForDrainedNodes()
         } else if timer === acceptPauseTimer {

@@ -6,9 +6,11 @@ Two tenants, a.test and b.test, each with its own node; clients come from distin
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 
-from helpers import HTTPHandler, RawConn, hello_app, request_bytes
+from helpers import HTTPHandler, RawConn, blastbeat_bin, hello_app, request_bytes
 
 
 def get(conn: RawConn, host: str, target: str = "/", method: str = "GET"):
@@ -126,3 +128,42 @@ def test_max_connections_per_vhost_and_connections_moving_between_vhosts(make_ga
     err = gw.stderr()
     assert "vhost a.test has max-connections = 3 connections; answering 503 to 127.0.0.2" in err, err[-2000:]
     assert "2 over a vhost's max-connections" in err
+
+
+def test_access_log_names_the_vhost_and_a_vhost_may_have_its_own(make_gateway, make_backend, tmp_path):
+    """Every access log line ends with vhost=NAME (vhost=- when no vhost took the request). a.test logs to its
+    own file, b.test to [blastbeat]'s (standard output here), c.test not at all; a 429 of a.test is in a.test's
+    file."""
+    own = tmp_path / "a-access.log"
+    gw = make_gateway(vhosts={"a.test": {"nodes": ["ALPHA"], "options": {"access-log": own, "client-rate": "0.1",
+                                                                       "client-burst": "1"}},
+                              "b.test": ["BETA"], "c.test": {"nodes": ["BETA"], "options": {"access-log": "off"}}})
+    make_backend(gw, "ALPHA", HTTPHandler(hello_app(b"a")))
+    make_backend(gw, "BETA", HTTPHandler(hello_app(b"b")))
+    with RawConn(gw.port, source="127.0.0.6") as c:
+        assert get(c, "a.test", "/for-a").status == 200
+        assert get(c, "a.test", "/for-a-again").status == 429
+        assert get(c, "b.test", "/for-b").status == 200
+        assert get(c, "c.test", "/for-c").status == 200
+        assert get(c, "nowhere.test", "/for-nobody").status == 404
+    gw.stop()
+    out = gw.stdout()
+    assert re.search(r'^127\.0\.0\.6 - - \[[^\]]+\] "GET /for-b HTTP/1\.1" 200 1 "-" "-" node=BETA time=\d+\.\d{3} '
+                     r'vhost=b\.test$', out, re.M), out
+    assert re.search(r'"GET /for-nobody HTTP/1\.1" 404 .* node=\S+ time=\S+ vhost=-$', out, re.M), out
+    assert "/for-a" not in out and "/for-c" not in out
+    text = own.read_text()
+    assert re.search(r'"GET /for-a HTTP/1\.1" 200 1 .* node=ALPHA time=\S+ vhost=a\.test$', text, re.M), text
+    assert re.search(r'"GET /for-a-again HTTP/1\.1" 429 \d+ .* vhost=a\.test$', text, re.M), text
+    assert "/for-b" not in text and "/for-c" not in text
+
+
+def test_check_names_the_line_of_a_vhost_access_log_that_cannot_be_opened(make_gateway, tmp_path):
+    gw = make_gateway(vhosts={"a.test": {"nodes": ["ALPHA"], "options": {"access-log": "/nonexistent-dir/a.log"}}},
+                      start=False)
+    gw.config_path.write_text(gw.config_text())
+    result = subprocess.run([blastbeat_bin(), "--check", str(gw.config_path)], capture_output=True, text=True,
+                            timeout=10)
+    assert result.returncode != 0
+    line = gw.config_text().splitlines().index("access-log = /nonexistent-dir/a.log") + 1
+    assert re.search(rf":{line}: access-log of vhost a\.test: .*nonexistent-dir", result.stderr), result.stderr

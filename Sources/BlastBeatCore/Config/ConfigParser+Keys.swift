@@ -14,7 +14,7 @@ extension ConfigParser.Builder {
         "node-key", "max-instances",
         // Per-request limits a vhost may set for itself (README "Limits per vhost").
         "backend-timeout", "body-timeout", "max-body-size", "max-output-buffer", "websocket-max-message", "max-in-flight",
-        "client-rate", "client-burst", "max-connections",
+        "client-rate", "client-burst", "max-connections", "access-log",
     ]
 
     mutating func applyMain(key: String, value: String, line: Int) throws(ConfigError) {

@@ -1,6 +1,6 @@
 /// Keys that keep one tenant's clients from taking what belongs to the others (issue #15; README "Limits per
 /// vhost"): `client-rate` and `client-burst`, in `[blastbeat]` as the default and in a vhost for its own, and a
-/// vhost's own `max-connections`.
+/// vhost's own `max-connections` and `access-log`.
 extension ConfigParser.Builder {
     /// Returns false when `key` is not one of these.
     mutating func applyMainTenantLimit(key: String, value: String, line: Int) throws(ConfigError) -> Bool {
@@ -27,6 +27,10 @@ extension ConfigParser.Builder {
         case "max-connections":
             vhosts[index].maxConnections = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
             vhosts[index].maxConnectionsLine = line
+        case "access-log":
+            vhosts[index].host.accessLog =
+                value == "off" ? .off : .file(try path(value, key, line, what: "a file path, - (stdout) or off"))
+            vhosts[index].host.accessLogLine = line
         default:
             return false
         }

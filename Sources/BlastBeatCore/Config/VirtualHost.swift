@@ -30,6 +30,9 @@ package struct VirtualHost: Sendable, Equatable {
     package var maxInstances: Int?
     /// The per-request limits of this vhost's requests: its own, or `[blastbeat]`'s where it sets none.
     package var limits = VhostLimits()
+    /// Where this vhost's requests are logged: `[blastbeat]`'s `access-log`, or the section's own.
+    package var accessLog: VhostAccessLog = .inherited
+    package var accessLogLine = 0
 
     package init(
         name: String,
@@ -101,6 +104,13 @@ package struct VirtualHost: Sendable, Equatable {
             return false
         }
     }
+}
+
+/// A vhost's `access-log`: none of its own (`[blastbeat]`'s applies), `off`, or a path (`-`: standard output).
+package enum VhostAccessLog: Sendable, Equatable {
+    case inherited
+    case off
+    case file(String)
 }
 
 /// The limits that apply to one vhost's requests, so one tenant's settings (a slow backend's long timeout,
