@@ -2,7 +2,7 @@ import BlastBeatCore
 import BlastBeatSystem
 
 /// The per-vhost limits a routed request meets before anything reaches a node (README "Limits per vhost"):
-/// a vhost's `max-connections`, then `client-rate` / `client-burst` per client address.
+/// a vhost's `max-connections`, its `max-in-flight`, then `client-rate` / `client-burst` per client address.
 extension Connection {
     /// Whether the request for `vhost` may go on; when not, it has been answered here.
     func admit(_ head: HTTPRequestHead, to vhost: Int) -> Bool {
@@ -19,6 +19,14 @@ extension Connection {
             countedVhost = vhost
             gateway.vhostConnections[vhost] += 1
         }
+        if let limit = gateway.vhostLimits[vhost].maxInFlight, gateway.vhostInFlight[vhost] >= limit, !head.hasBody {
+            // GatewaySession.dispatch refuses the same way (closing), for requests with a body and resends.
+            gateway.vhostInFlightFull(vhost: vhost, limit: limit)
+            answerKeepingAlive(
+                head, status: 503, reasonLine: "503 Service Unavailable",
+                explanation: "this site's backends are busy; try again shortly", retryAfter: gateway.retryAfterSeconds)
+            return false
+        }
         if let rate = gateway.vhostLimits[vhost].clientRate {
             let key = ClientRateTable.Key(prefix: clientPrefix, vhost: vhost)
             let burst = gateway.vhostLimits[vhost].clientBurst
@@ -31,27 +39,45 @@ extension Connection {
         return true
     }
 
-    /// 429 with `Retry-After`. The connection stays when the request has no body and the client keeps it
-    /// alive: a client that slows down goes on over the same connection, and its next (pipelined) request is
-    /// read as usual (a malformed one still gets 400 and the close). A request with a body is answered and
-    /// closed, since its body would have to be read only to be thrown away.
+    /// 429 with `Retry-After`: see `answerKeepingAlive`.
     private func answerTooManyRequests(_ head: HTTPRequestHead, retryAfter: Int) {
-        let message: StaticString = "429 Too Many Requests: requests from your address are over this site's rate; retry later\n"
+        answerKeepingAlive(
+            head, status: 429, reasonLine: "429 Too Many Requests",
+            explanation: "requests from your address are over this site's rate; retry later", retryAfter: retryAfter)
+    }
+
+    /// An error response of the admission checks, with `Retry-After`: `reasonLine` is "STATUS Reason phrase",
+    /// the body says it and `explanation`. The connection stays when the request has no body and the client
+    /// keeps it alive: a client that waits goes on over the same connection, and its next (pipelined) request
+    /// is read as usual (a malformed one still gets 400 and the close). Closing would cost more than the
+    /// answer: a client that reconnects at once (a load generator, a retry loop) would make the gateway accept
+    /// and close a connection per refusal, and fill the listen queue that other tenants' new clients wait in
+    /// (bench/noisy_neighbour.py: B's slowest request went from 1.1 s, a dropped SYN, to 0.2 s). A request
+    /// with a body is answered and closed, since its body would have to be read only to be thrown away.
+    func answerKeepingAlive(
+        _ head: HTTPRequestHead, status: Int, reasonLine: StaticString, explanation: StaticString, retryAfter: Int
+    ) {
         guard !head.hasBody, session.keepAlive, !gateway.isShuttingDown else {
-            let seconds = "Retry-After: \(retryAfter)\r\n"
             return sendErrorAndClose(
-                status: 429, message: "requests from your address are over this site's rate; retry later",
-                extraHeaders: seconds)
+                status: status, message: explanation.description, extraHeaders: "Retry-After: \(retryAfter)\r\n")
         }
+        let bodyLength = reasonLine.utf8CodeUnitCount + 2 + explanation.utf8CodeUnitCount + 1
         // Written piece by piece into the output buffer: a flood of refused requests allocates nothing.
-        enqueue("HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
-        withDecimalDigits(message.utf8CodeUnitCount) { enqueue($0) }
+        enqueue("HTTP/1.1 ")
+        enqueue(reasonLine)
+        enqueue("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+        withDecimalDigits(bodyLength) { enqueue($0) }
         enqueue("\r\nRetry-After: ")
         withDecimalDigits(retryAfter) { enqueue($0) }
         enqueue(head.version == .http10 ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n")
-        if head.methodKind != .head { enqueue(message) }
-        log.status = 429
-        log.bytesSent = head.methodKind == .head ? 0 : message.utf8CodeUnitCount
+        if head.methodKind != .head {
+            enqueue(reasonLine)
+            enqueue(": ")
+            enqueue(explanation)
+            enqueue("\n")
+        }
+        log.status = status
+        log.bytesSent = head.methodKind == .head ? 0 : bodyLength
         gateway.writeAccessLog(self)
         exchangeFinished()
     }
@@ -63,6 +89,16 @@ extension Gateway {
         guard connection.countedVhost >= 0 else { return }
         vhostConnections[connection.countedVhost] -= 1
         connection.countedVhost = -1
+    }
+
+    /// Counts a `max-in-flight` refusal and logs it as GatewaySession.dispatch does (the same rate limit).
+    func vhostInFlightFull(vhost: Int, limit: Int) {
+        counters.vhostBusyRefusals += 1
+        if vhostServerNames[vhost].withUnsafeBytes({ warnings.allow("in-flight", $0, now: loop.now, interval: 10) }) {
+            logger.warning(
+                "vhost \(config.vhosts[vhost].name) has max-in-flight = \(limit) requests at its nodes; "
+                    + "answering 503 (logged once per 10 s)")
+        }
     }
 
     /// Counts a `max-connections` refusal of a vhost and logs it, once per 10 s per vhost.

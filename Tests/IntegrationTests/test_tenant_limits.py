@@ -10,7 +10,7 @@ import re
 import subprocess
 import time
 
-from helpers import HTTPHandler, RawConn, blastbeat_bin, hello_app, request_bytes
+from helpers import HTTPHandler, RawConn, blastbeat_bin, hello_app, request_bytes, respond
 
 
 def get(conn: RawConn, host: str, target: str = "/", method: str = "GET"):
@@ -167,3 +167,34 @@ def test_check_names_the_line_of_a_vhost_access_log_that_cannot_be_opened(make_g
     assert result.returncode != 0
     line = gw.config_text().splitlines().index("access-log = /nonexistent-dir/a.log") + 1
     assert re.search(rf":{line}: access-log of vhost a\.test: .*nonexistent-dir", result.stderr), result.stderr
+
+
+def test_max_in_flight_refusal_keeps_the_connection(make_gateway, make_backend):
+    """At a.test's max-in-flight a GET gets 503 with Retry-After at once and its connection stays (a client
+    retrying at once costs the gateway no accept and close); once A's node answers, the same connection is
+    served. A refused POST is answered with Connection: close."""
+    gw = make_gateway(vhosts={"a.test": {"nodes": ["ALPHA"], "options": {"max-in-flight": "1"}}})
+    alpha_ref = [None]
+
+    def slow_a(req, send):
+        if req.path == "/hold":
+            alpha_ref[0].call_later(1.0, lambda: respond(send, req.sid, b"held"))
+        else:
+            respond(send, req.sid, b"a")
+
+    alpha_ref[0] = make_backend(gw, "ALPHA", HTTPHandler(slow_a))
+    with RawConn(gw.port, source="127.0.0.7") as holder, RawConn(gw.port, source="127.0.0.8") as c:
+        holder.send(request_bytes("GET", "/hold", "a.test"))
+        alpha_ref[0].wait_for(lambda: len(alpha_ref[0].messages(b"uwsgi")) == 1, what="the held request")
+        started = time.monotonic()
+        refused = get(c, "a.test", "/over")
+        assert refused.status == 503 and time.monotonic() - started < 0.5, refused.raw
+        assert refused.header("Retry-After") is not None and not refused.has_token("Connection", "close")
+        assert holder.read_response().body == b"held"
+        assert get(c, "a.test", "/after").status == 200
+    with RawConn(gw.port, source="127.0.0.8") as holder, RawConn(gw.port, source="127.0.0.9") as c:
+        holder.send(request_bytes("GET", "/hold", "a.test"))
+        alpha_ref[0].wait_for(lambda: len(alpha_ref[0].messages(b"uwsgi")) == 3, what="the second held request")
+        c.send(request_bytes("POST", "/upload", "a.test", [("Content-Length", "2")], b"hi"))
+        resp = c.read_response()
+        assert resp.status == 503 and resp.has_token("Connection", "close") and c.is_closed_by_peer()
