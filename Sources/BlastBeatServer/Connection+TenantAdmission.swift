@@ -7,9 +7,11 @@ extension Connection {
     /// Whether the request for `vhost` may go on; when not, it has been answered here.
     func admit(_ head: HTTPRequestHead, to vhost: Int) -> Bool {
         log.vhost = vhost
+        // One copy of the vhost's limits (plain values) for the checks below.
+        let own = gateway.vhostLimits[vhost]
         if countedVhost != vhost {
             // A keep-alive connection whose request is for another vhost moves to it, and takes one of its places.
-            if let limit = gateway.vhostLimits[vhost].maxConnections, gateway.vhostConnections[vhost] >= limit {
+            if let limit = own.maxConnections, gateway.vhostConnections[vhost] >= limit {
                 gateway.vhostConnectionsFull(self, vhost: vhost, limit: limit)
                 sendErrorAndClose(
                     status: 503, message: "this site has too many open connections; try again shortly", retryAfter: true)
@@ -19,7 +21,7 @@ extension Connection {
             countedVhost = vhost
             gateway.vhostConnections[vhost] += 1
         }
-        if let limit = gateway.vhostLimits[vhost].maxInFlight, gateway.vhostInFlight[vhost] >= limit, !head.hasBody {
+        if let limit = own.maxInFlight, gateway.vhostInFlight[vhost] >= limit, !head.hasBody {
             // GatewaySession.dispatch refuses the same way (closing), for requests with a body and resends.
             gateway.vhostInFlightFull(vhost: vhost, limit: limit)
             answerKeepingAlive(
@@ -27,10 +29,9 @@ extension Connection {
                 explanation: "this site's backends are busy; try again shortly", retryAfter: gateway.retryAfterSeconds)
             return false
         }
-        if let rate = gateway.vhostLimits[vhost].clientRate {
+        if let rate = own.clientRate {
             let key = ClientRateTable.Key(prefix: clientPrefix, vhost: vhost)
-            let burst = gateway.vhostLimits[vhost].clientBurst
-            if let wait = gateway.clientRates.admit(key, rate: rate, burst: burst, now: gateway.loop.now) {
+            if let wait = gateway.clientRates.admit(key, rate: rate, burst: own.clientBurst, now: gateway.loop.now) {
                 gateway.clientRateRefused(self, vhost: vhost, retryAfter: wait)
                 answerTooManyRequests(head, retryAfter: wait)
                 return false
