@@ -59,12 +59,18 @@ package struct ClientRateTable {
     /// else the whole seconds (at least 1) until it could. `now` is seconds on a monotonic clock.
     package mutating func admit(_ key: Key, rate: Double, burst: Int, now: Double) -> Int? {
         if let slot = slots[key] {
-            let s = Int(slot)
-            entries[s].rate = rate
-            entries[s].burst = Int32(clamping: burst)
-            let wait = entries[s].bucket.take(now: now, rate: rate, burst: burst)
-            touch(slot)
-            dropFullOldest(now: now, most: 1)
+            // One read and one write of the entry (each array mutation checks uniqueness).
+            var entry = entries[Int(slot)]
+            entry.rate = rate
+            entry.burst = Int32(clamping: burst)
+            let wait = entry.bucket.take(now: now, rate: rate, burst: burst)
+            entries[Int(slot)] = entry
+            if slot != newest {
+                // A client that keeps sending stays the newest and costs no list work; the others' lookups
+                // move them and forget a full bucket at the old end.
+                touch(slot)
+                dropFullOldest(now: now, most: 1)
+            }
             return wait
         }
         dropFullOldest(now: now, most: 2)
