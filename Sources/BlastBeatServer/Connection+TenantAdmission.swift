@@ -80,7 +80,15 @@ extension Connection {
         log.status = status
         log.bytesSent = head.methodKind == .head ? 0 : bodyLength
         gateway.writeAccessLog(self)
-        exchangeFinished()
+        // exchangeFinished() without its head.reset(): startRequest still holds a copy of the head, so resetting
+        // it here would copy its header list, one allocation per refused request (test_allocations.py). The
+        // parser resets the head when the next request starts.
+        if clientEOF { return closeAfterFlush() }
+        request = .idle
+        session.exchangeFinished()
+        setDeadline(gateway.config.timeouts.keepAlive, .idle)
+        processPending()
+        updateInterest()
     }
 }
 
@@ -95,6 +103,9 @@ extension Gateway {
     /// Counts a `max-in-flight` refusal and logs it as GatewaySession.dispatch does (the same rate limit).
     func vhostInFlightFull(vhost: Int, limit: Int) {
         counters.vhostBusyRefusals += 1
+        // The cheap test first: WarningLimiter builds a key per call, and refusals come in floods.
+        guard loop.now - vhostRefusalLogged[vhost].inFlight >= 10 else { return }
+        vhostRefusalLogged[vhost].inFlight = loop.now
         if vhostServerNames[vhost].withUnsafeBytes({ warnings.allow("in-flight", $0, now: loop.now, interval: 10) }) {
             logger.warning(
                 "vhost \(config.vhosts[vhost].name) has max-in-flight = \(limit) requests at its nodes; "
@@ -105,6 +116,8 @@ extension Gateway {
     /// Counts a `max-connections` refusal of a vhost and logs it, once per 10 s per vhost.
     func vhostConnectionsFull(_ connection: Connection, vhost: Int, limit: Int) {
         counters.vhostConnectionRefusals += 1
+        guard loop.now - vhostRefusalLogged[vhost].connections >= 10 else { return }
+        vhostRefusalLogged[vhost].connections = loop.now
         if vhostServerNames[vhost].withUnsafeBytes({ warnings.allow("vhost-connections", $0, now: loop.now, interval: 10) }) {
             logger.warning(
                 "vhost \(config.vhosts[vhost].name) has max-connections = \(limit) connections; answering 503 to "
@@ -115,9 +128,7 @@ extension Gateway {
     /// Counts a `client-rate` refusal and logs it, once per 10 s per (vhost, client address).
     func clientRateRefused(_ connection: Connection, vhost: Int, retryAfter: Int) {
         counters.clientRateRefusals += 1
-        var key = connection.remoteAddress
-        withDecimalDigits(vhost) { key.appendBytes($0) }
-        if key.withUnsafeBytes({ warnings.allow("client-rate", $0, now: loop.now, interval: 10) }) {
+        if clientRates.shouldLogLastRefusal(now: loop.now, interval: 10) {
             let limits = vhostLimits[vhost]
             logger.warning(
                 "client \(String(decoding: connection.remoteAddress, as: UTF8.self)) is over client-rate "

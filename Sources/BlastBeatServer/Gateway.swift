@@ -41,6 +41,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var clientRates = ClientRateTable()
     /// Client connections per vhost (their current or last request's), for a vhost's `max-connections`.
     var vhostConnections: [Int]
+    /// When a vhost's `max-in-flight` and `max-connections` refusals were last logged (see Connection+TenantAdmission).
+    var vhostRefusalLogged: [(inFlight: Double, connections: Double)]
 
     var listeners: [Listener] = []
     /// Where backends connect, spoken natively (`zmq-engine = native`, the default) or through libzmq.
@@ -102,6 +104,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         self.vhostLimits = config.vhosts.map(\.limits)
         self.vhostInFlight = [Int](repeating: 0, count: config.vhosts.count)
         self.vhostConnections = [Int](repeating: 0, count: config.vhosts.count)
+        self.vhostRefusalLogged = Array(repeating: (-.infinity, -.infinity), count: config.vhosts.count)
         do { backendKeys = try BackendKeys.load(config) } catch {
             throw StartupError(description: "\(error)")
         }

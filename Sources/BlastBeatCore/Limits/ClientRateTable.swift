@@ -34,6 +34,8 @@ package struct ClientRateTable {
         /// The bucket's own rate and burst, so the table can tell when it is full without asking the config.
         var rate: Double
         var burst: Int32
+        /// When a refusal of this bucket was last logged (-infinity: never).
+        var logged: Double
     }
 
     /// Most buckets held at once.
@@ -77,7 +79,8 @@ package struct ClientRateTable {
         var bucket = TokenBucket(burst: burst, now: now)
         let wait = bucket.take(now: now, rate: rate, burst: burst)
         if slots.count >= capacity { remove(oldest) }
-        let entry = Entry(key: key, bucket: bucket, newer: -1, older: newest, rate: rate, burst: Int32(clamping: burst))
+        let entry = Entry(
+            key: key, bucket: bucket, newer: -1, older: newest, rate: rate, burst: Int32(clamping: burst), logged: -.infinity)
         let slot: Int32
         if let reused = free.popLast() {
             slot = reused
@@ -91,6 +94,15 @@ package struct ClientRateTable {
         if oldest < 0 { oldest = slot }
         slots[key] = slot
         return wait
+    }
+
+    /// Whether the refusal `admit` just returned should be logged: at most once per `interval` seconds per bucket,
+    /// kept in the bucket itself so that a flood of refusals costs no allocation and no second lookup (the bucket
+    /// of the last `admit` is always the newest).
+    package mutating func shouldLogLastRefusal(now: Double, interval: Double) -> Bool {
+        guard newest >= 0, now - entries[Int(newest)].logged >= interval else { return false }
+        entries[Int(newest)].logged = now
+        return true
     }
 
     /// Moves `slot` to the newest end of the recency list.
