@@ -83,6 +83,25 @@ import Testing
         #expect(table.admit(Self.key(7), rate: 10, burst: 2, now: 1) == 1)
     }
 
+    @Test func refusalsAreLoggedOncePerIntervalPerBucket() {
+        var table = ClientRateTable()
+        #expect(table.admit(Self.key(1), rate: 1, burst: 1, now: 0) == nil)
+        #expect(table.admit(Self.key(1), rate: 1, burst: 1, now: 0) != nil)
+        var log = table.shouldLogLastRefusal(now: 0, interval: 10)
+        #expect(log)
+        #expect(table.admit(Self.key(1), rate: 1, burst: 1, now: 0.5) != nil)
+        log = table.shouldLogLastRefusal(now: 0.5, interval: 10)
+        #expect(!log)
+        // Another client's refusal is its own.
+        #expect(table.admit(Self.key(2), rate: 1, burst: 1, now: 0.6) == nil)
+        #expect(table.admit(Self.key(2), rate: 1, burst: 1, now: 0.6) != nil)
+        log = table.shouldLogLastRefusal(now: 0.6, interval: 10)
+        #expect(log)
+        #expect(table.admit(Self.key(1), rate: 0.01, burst: 1, now: 10) != nil)
+        log = table.shouldLogLastRefusal(now: 10, interval: 10)
+        #expect(log)
+    }
+
     @Test func capacityOneStillWorks() {
         var table = ClientRateTable(capacity: 1)
         #expect(table.admit(Self.key(1), rate: 1, burst: 1, now: 0) == nil)
