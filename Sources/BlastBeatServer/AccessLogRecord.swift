@@ -8,6 +8,8 @@ struct AccessLogRecord {
     var userAgent: [UInt8] = []
     var status = 0
     var bytesSent = 0
+    /// The vhost the request was routed to, -1 before (or without) routing.
+    var vhost = -1
 
     mutating func capture(head: HTTPRequestHead, bytes: UnsafeRawBufferPointer) {
         requestLine.removeAll(keepingCapacity: true)
@@ -29,13 +31,17 @@ struct AccessLogRecord {
         }
         status = 0
         bytesSent = 0
+        vhost = -1
     }
 
 
-    /// Appends one line in combined format plus `node=` and `time=` (seconds) to `out`.
+    /// Appends one line in combined format plus `node=`, `time=` (seconds) and `vhost=` (the vhost section's
+    /// name, `-` for a request no vhost took) to `out`; `vhost=` comes last so parsers of the older lines
+    /// keep working.
     /// Quotes and control bytes inside quoted fields are escaped so a client cannot forge lines.
     func write(
-        into out: inout [UInt8], remote: [UInt8], date: [UInt8], node: [UInt8]?, seconds: Double
+        into out: inout [UInt8], remote: [UInt8], date: [UInt8], node: [UInt8]?, seconds: Double,
+        vhost: String?
     ) {
         out.append(contentsOf: remote)
         out.append(contentsOf: " - - [".utf8)
@@ -49,10 +55,12 @@ struct AccessLogRecord {
         out.append(contentsOf: "\" node=".utf8)
         if let node { Self.appendEscaped(node, to: &out) } else { out.append(0x2D) }
         let millis = Int((seconds * 1000).rounded())
-        out.append(contentsOf: " time=\(millis / 1000).\(String(millis % 1000 + 1000).dropFirst())\n".utf8)
+        out.append(contentsOf: " time=\(millis / 1000).\(String(millis % 1000 + 1000).dropFirst()) vhost=".utf8)
+        if let vhost { Self.appendEscaped(vhost.utf8, to: &out) } else { out.append(0x2D) }
+        out.append(0x0A)
     }
 
-    private static func appendEscaped(_ bytes: [UInt8], to out: inout [UInt8]) {
+    private static func appendEscaped(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
         let hex: [UInt8] = Array("0123456789abcdef".utf8)
         for b in bytes {
             if b < 0x20 || b == 0x22 || b == 0x5C || b >= 0x7F {

@@ -34,6 +34,11 @@ package enum CommandLineTasks {
                 throw StartupError(description: "\(config.file): \(key): \(error)")
             }
         }
+        for (vhost, path) in Gateway.vhostAccessLogPaths(config) {
+            do { try LogSink.checkOpenable(path) } catch {
+                throw StartupError(description: "\(config.file):\(vhost.accessLogLine): access-log of vhost \(vhost.name): \(error)")
+            }
+        }
         do { _ = try Privileges.target(user: config.uid ?? "nobody", group: config.gid ?? "nogroup") } catch {
             throw StartupError(description: "\(config.file): uid/gid: \(error)")
         }

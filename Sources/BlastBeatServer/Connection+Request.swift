@@ -71,7 +71,7 @@ extension Connection {
         gateway.counters.requests += 1
         requestStart = gateway.loop.now
         meterRequestStarted()
-        if gateway.accessLog != nil { log.capture(head: head, bytes: headBytes) }
+        if gateway.logsRequests { log.capture(head: head, bytes: headBytes) }
         session.begin(head)
 
         if head.methodKind == .connect {
@@ -82,6 +82,7 @@ extension Connection {
             return session.fail(.refused(status: 404, message: "no site is configured for this Host"))
         }
         meterRouted(to: vhost)
+        guard admit(head, to: vhost) else { return }
         var upgrade: PendingUpgrade? = nil
         if head.isWebSocketUpgrade {
             guard let prepared = prepareUpgrade(headBytes: headBytes) else { return }

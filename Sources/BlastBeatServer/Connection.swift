@@ -17,6 +17,11 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     let sid: SessionID
     let remoteAddress: [UInt8]
     let remotePort: [UInt8]
+    /// The client address as `client-rate` counts it.
+    let clientPrefix: ClientPrefix
+    /// The vhost this connection is counted under for `max-connections` (its current or last request's), -1
+    /// before its first routed request.
+    var countedVhost = -1
     private(set) var io: IOWatcher! = nil
     private(set) var timer: TimerWatcher! = nil
 
@@ -105,6 +110,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         self.sid = sid
         self.remoteAddress = peer.hostBytes
         self.remotePort = peer.portBytes
+        self.clientPrefix = peer.clientPrefix
         self.parser = HTTPRequestHeadParser(limits: gateway.requestLimits)
         self.limits = gateway.vhostLimits.first ?? VhostLimits()
         self.io = IOWatcher(loop: gateway.loop, fd: fd, delegate: self)

@@ -20,6 +20,10 @@ package struct Counters {
     package var vhostBusyRefusals = 0
     /// Connections closed at once because their client address held `max-client-connections` already.
     package var clientConnectionRefusals = 0
+    /// Requests answered 429 because their client address was past its vhost's `client-rate`.
+    package var clientRateRefusals = 0
+    /// Requests answered 503 (and their connections closed) because their vhost held its `max-connections`.
+    package var vhostConnectionRefusals = 0
     /// Connections closed at `max-connections` to make room for a new one: idle keep-alive ones first
     /// (oldest first), then the slowest senders of a request head.
     package var connectionsClosedForRoom = 0

@@ -115,6 +115,7 @@ extension Gateway {
     func connectionClosed(_ connection: Connection) {
         countClosed(connection)
         sessions[connection.sid] = nil
+        leaveVhost(connection)
         if let count = connectionsByClient[connection.remoteAddress], count > 1 {
             connectionsByClient[connection.remoteAddress] = count - 1
         } else {

@@ -54,7 +54,7 @@ extension Gateway {
         } catch {
             logger.error("SIGUSR1: cannot reopen error-log, still writing to the old file: \(error)\(failure)")
         }
-        if let accessLog {
+        for accessLog in allAccessLogs {
             do {
                 if try accessLog.reopen(), let path = accessLog.path { reopened.append(path) }
             } catch {
@@ -63,17 +63,19 @@ extension Gateway {
         }
         if !reopened.isEmpty {
             logger.info("SIGUSR1: reopened \(reopened.joined(separator: " and "))")
-        } else if logger.path == nil && accessLog?.path == nil {
+        } else if logger.path == nil && allAccessLogs.allSatisfy({ $0.path == nil }) {
             logger.info("SIGUSR1: no log file to reopen (error-log and access-log are standard streams or off)")
         }
     }
 
     /// As root, before switching to `uid`: the log files become that user's, so SIGUSR1 can reopen them.
     func handOverLogFiles(to uid: UInt32) {
-        for (key, path, handOver) in [
-            ("error-log", logger.path, logger.handOver), ("access-log", accessLog?.path, accessLog?.handOver),
-        ] {
-            guard let path, let handOver else { continue }
+        var logs: [(key: String, path: String?, handOver: (UInt32) throws(SystemError) -> Void)] = [
+            ("error-log", logger.path, logger.handOver)
+        ]
+        for sink in allAccessLogs { logs.append(("access-log", sink.path, sink.handOver)) }
+        for (key, path, handOver) in logs {
+            guard let path else { continue }
             do { try handOver(uid) } catch {
                 logger.warning("\(key) \(path): \(error); after the switch to uid \(uid) SIGUSR1 may fail to reopen it")
             }

@@ -46,6 +46,8 @@ extension Gateway {
         var errorLog: LogSink? = nil
         var accessLogChanged = false
         var accessLog: LogSink? = nil
+        /// Each vhost's access log, and the vhosts' own files (new ones opened, the running ones reused).
+        var vhostAccessLogs: (perVhost: [LogSink?], own: [LogSink]) = ([], [])
 
         func undo() {
             for (_, listeners) in opened { for listener in listeners { listener.close() } }
@@ -102,6 +104,8 @@ extension Gateway {
                     }
                 }
             }
+            prepared.vhostAccessLogs = try vhostAccessLogs(
+                for: merged, global: prepared.accessLogChanged ? prepared.accessLog : accessLog)
         } catch {
             prepared.undo()
             throw error
@@ -121,6 +125,7 @@ extension Gateway {
             accessLog?.flush()
             accessLog = prepared.accessLog
         }
+        installAccessLogs(prepared.vhostAccessLogs)
         router.setLimits(maxMessageSize: config.largestBackendMessage + 64 * 1024, maxQueuedBytes: config.maxNodeQueue * 2)
         // A node no vhost lists any more, or a key no longer listed for its node, loses its connections once
         // their requests in flight are done (checked every second), within the longest backend-timeout.

@@ -20,6 +20,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// The admin listener (`admin`), nil unless configured.
     var admin: AdminServer?
     var accessLog: LogSink?
+    /// Each vhost's access log (see Gateway+AccessLogs), the files only vhosts use, and whether any request
+    /// is logged at all (the request line is captured only then).
+    var vhostAccessLogs: [LogSink?] = []
+    var vhostOwnAccessLogs: [LogSink] = []
+    var logsRequests = false
     private var accessLogDate: (second: Int, text: [UInt8]) = (-1, [])
 
     /// Shared read buffer: a connection's bytes land here first and are copied out only when a
@@ -37,6 +42,12 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private(set) var vhostLimits: [VhostLimits] = []
     /// Requests and WebSockets each vhost's nodes hold now (`max-in-flight`), kept by GatewaySession.settleSlot.
     var vhostInFlight: [Int] = []
+    /// `client-rate` buckets per (vhost, client prefix); see Connection+TenantAdmission.
+    var clientRates = ClientRateTable()
+    /// Client connections per vhost (their current or last request's), for a vhost's `max-connections`.
+    var vhostConnections: [Int] = []
+    /// When a vhost's `max-in-flight` and `max-connections` refusals were last logged (see Connection+TenantAdmission).
+    var vhostRefusalLogged: [(inFlight: Double, connections: Double)] = []
 
     var listeners: [Listener] = []
     /// Where backends connect, spoken natively (`zmq-engine = native`, the default) or through libzmq.
@@ -121,6 +132,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
                 throw StartupError(description: "\(config.file): access-log: \(error)")
             }
         }
+        installAccessLogs(try vhostAccessLogs(for: config, global: accessLog))
         defer { inherited.closeRest() }
         try openListeners(inherited: inherited)
         try openAdmin()
@@ -152,6 +164,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         requestLimits.maxBodySize = config.largestBodySize
         vhostLimits = config.vhosts.map(\.limits)
         vhostInFlight += [Int](repeating: 0, count: config.vhosts.count - vhostInFlight.count)
+        vhostConnections += [Int](repeating: 0, count: config.vhosts.count - vhostConnections.count)
+        vhostRefusalLogged += Array(repeating: (-.infinity, -.infinity), count: config.vhosts.count - vhostRefusalLogged.count)
         vhostServerNames = config.vhosts.map(\.hostName)
         vhostNodes = config.vhosts.map { vhost in vhost.isRetired ? [] : vhost.nodes.map { nodes.add($0) } }
         nodeIsListed = [Bool](repeating: false, count: nodes.nodes.count)
@@ -220,7 +234,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         loop.run()
         shutdownNow()
         logger.info(
-            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight, \(counters.clientConnectionRefusals) connections over max-client-connections, \(counters.connectionsClosedForRoom) closed to make room"
+            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight, \(counters.clientRateRefusals) requests over client-rate, \(counters.vhostConnectionRefusals) over a vhost's max-connections, \(counters.clientConnectionRefusals) connections over max-client-connections, \(counters.connectionsClosedForRoom) closed to make room"
         )
     }
 
@@ -229,6 +243,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         closeListeners()
         admin?.close()
         accessLog?.flush()
+        for sink in vhostOwnAccessLogs { sink.flush() }
         if let error = router?.close() {
             logger.warning("the ROUTER's socket file stays (the next start replaces it): \(error)")
         }
@@ -257,9 +272,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
 
     // MARK: access log
 
+    /// One line in the log of the request's vhost (`[blastbeat]`'s for a request no vhost took).
     func writeAccessLog(_ connection: Connection) {
         countResponse(connection, status: connection.log.status)
-        guard let accessLog else { return }
+        let vhost = connection.log.vhost
+        guard let accessLog = vhost >= 0 ? vhostAccessLogs[vhost] : accessLog else { return }
         let now = WallClock.now()
         let second = Int(now)
         if second != accessLogDate.second {
@@ -269,7 +286,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         let elapsed = loop.now - connection.requestStart
         accessLog.withBuffer { out in
             connection.log.write(
-                into: &out, remote: connection.remoteAddress, date: accessLogDate.text, node: node, seconds: elapsed)
+                into: &out, remote: connection.remoteAddress, date: accessLogDate.text, node: node, seconds: elapsed,
+                vhost: vhost >= 0 ? config.vhosts[vhost].name : nil)
         }
     }
 
@@ -300,6 +318,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             pingNodes()
         } else if timer === housekeepingTimer {
             accessLog?.flush()
+            for sink in vhostOwnAccessLogs { sink.flush() }
             recheckBackendConnections()
         } else if timer === nodeWaitTimer {
             nodeWaitEnded()

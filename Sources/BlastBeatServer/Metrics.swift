@@ -17,6 +17,7 @@ final class Metrics {
         case maxInFlight, maxBodySize, maxRequestLine, maxHeaderSize, maxHeaders
         case headerTimeout, bodyTimeout, backendTimeout, webSocketIdleTimeout, tlsHandshakeTimeout
         case maxOutputBuffer, webSocketMaxMessage
+        case clientRate, maxConnections
 
         var label: StaticString {
             switch self {
@@ -32,6 +33,8 @@ final class Metrics {
             case .tlsHandshakeTimeout: "tls-handshake-timeout"
             case .maxOutputBuffer: "max-output-buffer"
             case .webSocketMaxMessage: "websocket-max-message"
+            case .clientRate: "client-rate"
+            case .maxConnections: "max-connections"
             }
         }
     }

@@ -42,7 +42,26 @@ def counter_library(tmp_path_factory) -> Path:
     return out
 
 
-def count_allocations(tmp_path: Path, library: Path, requests: int, name: str, engine: str) -> int:
+def read_response(s: socket.socket) -> bytes:
+    """One Content-Length framed response: its status line."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(65536)
+        assert chunk, "connection closed"
+        got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = s.recv(65536)
+        assert chunk, "connection closed"
+        body += chunk
+    assert len(body) == length, "one response at a time"
+    return head.split(b"\r\n", 1)[0]
+
+
+def count_allocations(tmp_path: Path, library: Path, requests: int, name: str, engine: str,
+                      vhost_options: str = "", status: bytes = b"200") -> int:
     port, zport = free_port(), free_port()
     config = tmp_path / f"{name}.ini"
     config.write_text(
@@ -50,7 +69,7 @@ def count_allocations(tmp_path: Path, library: Path, requests: int, name: str, e
         f"log-level = warning\nzmq-engine = {engine}\n"
         # Stay the current user: the counter writes its result at exit into the test's private tmp dir.
         f"uid = {pwd.getpwuid(os.getuid()).pw_name}\ngid = {grp.getgrgid(os.getgid()).gr_name}\n"
-        "\n[blastbeat:localhost]\nnode = ALLOC\n"
+        "\n[blastbeat:localhost]\nnode = ALLOC\n" + vhost_options
     )
     result = tmp_path / f"{name}.count"
     env = dict(os.environ, LD_PRELOAD=str(library), MALLOC_COUNTER_OUT=str(result))
@@ -67,14 +86,10 @@ def count_allocations(tmp_path: Path, library: Path, requests: int, name: str, e
         backend.wait_ready(10)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             request = b"GET /hello?x=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: alloc-test\r\nAccept: */*\r\n\r\n"
-            for _ in range(requests):
+            for i in range(requests):
                 s.sendall(request)
-                got = b""
-                while not got.endswith(b"Hello, World!"):
-                    chunk = s.recv(65536)
-                    assert chunk, "connection closed"
-                    got += chunk
-                assert got.startswith(b"HTTP/1.1 200 ")
+                status_line = read_response(s)
+                assert status_line.startswith(b"HTTP/1.1 " + (b"200" if i == 0 else status) + b" "), status_line
     finally:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(15)
@@ -91,3 +106,22 @@ def test_keepalive_get_allocates_at_most_threshold_per_request(tmp_path, counter
     threshold = THRESHOLDS[engine]
     print(f"{engine}: allocations: {base} for 500 requests, {more} for 3500 -> {per_request:.2f} per request")
     assert per_request <= threshold, f"{per_request:.2f} allocations per request (threshold {threshold})"
+
+
+# The per-tenant checks of Connection+TenantAdmission on the keep-alive path: admitted under limits that are
+# configured but not reached, and refused with 429 (the connection stays) on every request after the first.
+LIMITS = {
+    "admitted": ("client-rate = 1000000\nclient-burst = 1000000\nmax-in-flight = 1000\nmax-connections = 100\n",
+                 b"200"),
+    "refused-429": ("client-rate = 0.001\nclient-burst = 1\n", b"429"),
+}
+
+
+@pytest.mark.parametrize("case", list(LIMITS))
+def test_tenant_limits_allocate_nothing_per_request(tmp_path, counter_library, case):
+    options, status = LIMITS[case]
+    base = count_allocations(tmp_path, counter_library, 500, f"base-{case}", "native", options, status)
+    more = count_allocations(tmp_path, counter_library, 3500, f"more-{case}", "native", options, status)
+    per_request = (more - base) / 3000
+    print(f"limits {case}: allocations: {base} for 500 requests, {more} for 3500 -> {per_request:.2f} per request")
+    assert per_request <= THRESHOLDS["native"], f"{per_request:.2f} allocations per request"

@@ -200,3 +200,30 @@ def test_sigusr1_as_nobody_in_a_root_directory(make_gateway, make_backend, logs_
     assert served(gw, "/kept")
     file_has(access_log.with_suffix(".log.2"), "GET /kept ")
     assert not error_log.exists() and not access_log.exists()
+
+
+def test_sigusr1_reopens_a_vhosts_own_access_log(make_gateway, make_backend, logs_owned_by_nobody):
+    """A vhost's own access-log (issue #15) is opened before the drop to nobody and rotated like the global
+    one: after mv and USR1 the vhost's new lines go to a new file at its path, the old file keeps the earlier
+    ones, and the other vhost's lines stay in [blastbeat]'s file."""
+    d = logs_owned_by_nobody
+    error_log, access_log, tenant_log = d / "error.log", d / "access.log", d / "tenant-a.log"
+    gw = make_gateway(
+        vhosts={"a.test": {"nodes": ["NODE1"], "options": {"access-log": tenant_log}}, "localhost": ["NODE1"]},
+        options={"error-log": error_log, "access-log": access_log})
+    make_backend(gw, "NODE1", HTTPHandler(hello_app(b"hello")))
+    assert http_request(gw.port, target="/a-before", host="a.test", timeout=5).status == 200
+    assert served(gw, "/global-before")
+    file_has(tenant_log, "GET /a-before ")
+    file_has(access_log, "GET /global-before ")
+    if AS_ROOT:
+        assert tenant_log.stat().st_uid == NOBODY, "handed to nobody before the drop"
+    os.rename(tenant_log, d / "tenant-a.log.1")
+    time.sleep(0.1)
+    os.kill(gw.pid, signal.SIGUSR1)
+    file_has(error_log, f"SIGUSR1: reopened {error_log} and {access_log} and {tenant_log}")
+    assert http_request(gw.port, target="/a-after", host="a.test", timeout=5).status == 200
+    file_has(tenant_log, "GET /a-after ")
+    old = (d / "tenant-a.log.1").read_text()
+    assert "GET /a-before " in old and "/a-after" not in old
+    assert "/a-" not in access_log.read_text(), "a.test's lines go only to its own file"

@@ -7,13 +7,14 @@ extension ConfigParser.Builder {
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "error-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
-        "max-in-flight", "max-client-connections", "include", "admin",
+        "max-in-flight", "max-client-connections", "include", "admin", "client-rate", "client-burst",
     ]
     static let vhostKeys = [
         "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",
         "node-key", "max-instances",
         // Per-request limits a vhost may set for itself (README "Limits per vhost").
         "backend-timeout", "body-timeout", "max-body-size", "max-output-buffer", "websocket-max-message", "max-in-flight",
+        "client-rate", "client-burst", "max-connections", "access-log",
     ]
 
     mutating func applyMain(key: String, value: String, line: Int) throws(ConfigError) {
@@ -100,6 +101,7 @@ extension ConfigParser.Builder {
             config.admin = try address(value, key, line)
             config.adminLine = line
         default:
+            if try applyMainTenantLimit(key: key, value: value, line: line) { return }
             if Self.vhostKeys.contains(key) {
                 throw error(line, key, "expected in a [blastbeat:HOST] section, not in [blastbeat]")
             }
@@ -168,6 +170,7 @@ extension ConfigParser.Builder {
             }
             vhosts[index].host.webSocketProtocols = names
         default:
+            if try applyVhostTenantLimit(index, key: key, value: value, line: line) { return }
             if Self.mainKeys.contains(key) {
                 throw error(line, key, "expected in the [blastbeat] section, not in a vhost section")
             }

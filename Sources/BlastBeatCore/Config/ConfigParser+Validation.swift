@@ -55,6 +55,7 @@ extension ConfigParser.Builder {
             host.limits.maxOutputBuffer = draft.maxOutputBuffer ?? config.maxOutputBuffer
             host.limits.webSocketMaxMessage = draft.webSocketMaxMessage ?? config.webSocket.maxMessageSize
             host.limits.maxInFlight = draft.maxInFlight ?? config.maxInFlight
+            resolveTenantLimits(draft, into: &host.limits)
             if host.certificate == nil && host.key == nil {
                 host.certificate = config.certificate
                 host.key = config.key
@@ -82,6 +83,7 @@ extension ConfigParser.Builder {
         }
         try checkRanges()
         try checkAdminAddress()
+        try checkTenantLimits()
         config.sources = sources
         return config
     }

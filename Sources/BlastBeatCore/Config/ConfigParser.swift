@@ -162,6 +162,13 @@ extension ConfigParser {
         var maxOutputBuffer: Int?
         var webSocketMaxMessage: Int?
         var maxInFlight: Int?
+        /// `client-rate` (0: `off`, the section turns an inherited rate off) and `client-burst`, with lines.
+        var clientRate: Double?
+        var clientBurst: Int?
+        var clientBurstLine = 0
+        /// `max-connections` of the vhost's own, with its line (checked against `[blastbeat]`'s in `finish()`).
+        var maxConnections: Int?
+        var maxConnectionsLine = 0
     }
 
     /// Accumulates the file, key by key; `finish()` checks what needs the whole file.

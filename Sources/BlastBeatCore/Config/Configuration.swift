@@ -65,6 +65,9 @@ package struct Configuration: Sendable, Equatable {
     package var clientConnectionLimit: Int { maxClientConnections ?? max(16, maxConnections / 10) }
     /// `max-in-flight`: the default for every vhost's own limit (`VhostLimits.maxInFlight`); nil = none.
     package var maxInFlight: Int?
+    /// `client-rate` and `client-burst`: the default for every vhost's own (`VhostLimits.clientRate`).
+    package var clientRate: Double?
+    package var clientBurst: Int?
     /// `max-retry-buffer`: request body bytes kept for replay on retry.
     package var maxRetryBuffer: Int = 64 << 10
     /// `max-node-queue`: request body bytes handed to ZeroMQ for one node and not yet sent to it;

@@ -33,6 +33,9 @@ package struct VirtualHost: Sendable, Equatable {
     /// Removed by a reload (ConfigReload.swift): matched by no Host and served by no listener, kept in its
     /// place so the requests in flight for it keep their vhost index.
     package var isRetired = false
+    /// Where this vhost's requests are logged: `[blastbeat]`'s `access-log`, or the section's own.
+    package var accessLog: VhostAccessLog = .inherited
+    package var accessLogLine = 0
 
     package init(
         name: String,
@@ -106,6 +109,13 @@ package struct VirtualHost: Sendable, Equatable {
     }
 }
 
+/// A vhost's `access-log`: none of its own (`[blastbeat]`'s applies), `off`, or a path (`-`: standard output).
+package enum VhostAccessLog: Sendable, Equatable {
+    case inherited
+    case off
+    case file(String)
+}
+
 /// The limits that apply to one vhost's requests, so one tenant's settings (a slow backend's long timeout,
 /// large uploads) are not every tenant's. Each is the vhost section's own value, or `[blastbeat]`'s.
 package struct VhostLimits: Sendable, Equatable {
@@ -122,6 +132,14 @@ package struct VhostLimits: Sendable, Equatable {
     /// `max-in-flight`: requests and open WebSockets the vhost's nodes hold at once; past it a request gets
     /// 503 with Retry-After at once. Nil: no limit of its own (the nodes' queues bound it).
     package var maxInFlight: Int?
+    /// `client-rate`, requests per second per client prefix (see ClientPrefix), and `client-burst`, the requests
+    /// a client may send at once; past them a request gets 429 with Retry-After. Nil: no rate limit.
+    package var clientRate: Double?
+    package var clientBurst: Int = 1
+    /// `max-connections` of the vhost: client connections whose current (or, when idle, last) request is for
+    /// it; past it a request that would bring another connection to the vhost gets 503 and the close. Nil: only
+    /// `[blastbeat]`'s total applies.
+    package var maxConnections: Int?
 
     package init() {}
 }
