@@ -15,7 +15,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     let logger: Logger
     var counters = Counters()
     var accessLog: LogSink?
-    private var accessLogDate: (second: Int, text: [UInt8]) = (-1, [])
+    var accessLogDate: (second: Int, text: [UInt8]) = (-1, [])
 
     /// Shared read buffer: a connection's bytes land here first and are copied out only when a
     /// partial request remains, so idle connections own no buffer.
@@ -41,6 +41,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var vhostNodes: [[Int]] = []
     private(set) var vhostServerNames: [[UInt8]] = []
     var sessions: [SessionID: Connection] = [:]
+    /// HTTP/2 streams by their sessions' sids (their connections are in `sessions` under their own).
+    var http2Streams: [SessionID: HTTP2Stream] = [:]
+    var http2StreamsOnReplacedConnections: [HTTP2Stream] = []
     var connectionsToFlush: [Connection] = []
     private var flushBatch: [Connection] = []
     var pendingNodeFailures: [Int] = []

@@ -10,7 +10,8 @@ import BlastBeatSystem
 /// transport: it parses requests, writes to the client and keeps the timeouts, and knows nothing of nodes.
 final class GatewaySession {
     unowned(unsafe) let gateway: Gateway
-    unowned(unsafe) let connection: Connection
+    /// Unretained: the transport owns the session.
+    let transport: SessionTransport
     let sid: SessionID
     private(set) var machine: HTTPSession
     /// The vhost of the current request.
@@ -22,9 +23,9 @@ final class GatewaySession {
     private var triedNodes: [Int] = []
     private var requestHasBody = false
 
-    init(gateway: Gateway, connection: Connection, sid: SessionID) {
+    init(gateway: Gateway, transport: SessionTransport, sid: SessionID) {
         self.gateway = gateway
-        self.connection = connection
+        self.transport = transport
         self.sid = sid
         self.machine = HTTPSession(chunkLimits: gateway.responseChunkLimits)
     }
@@ -79,7 +80,7 @@ final class GatewaySession {
     /// with the fewest requests in flight. Answers 503 itself when no node can take it; returns false then.
     @discardableResult
     func dispatch(preferring preferred: Int?, bodyComplete: Bool) -> Bool {
-        if let limit = connection.limits.maxInFlight, gateway.vhostInFlight[vhost] >= limit {
+        if let limit = transport.limits.maxInFlight, gateway.vhostInFlight[vhost] >= limit {
             // The tenant's own requests fill its share; other vhosts' nodes and requests are untouched.
             gateway.counters.vhostBusyRefusals += 1
             let warn = gateway.vhostServerNames[vhost].withUnsafeBytes {
@@ -203,13 +204,13 @@ final class GatewaySession {
                 action = machine.receivedHead(&rest)
                 return .none  // carried out below, after the check only the connection can make
             }
-            if case .acceptUpgrade(let head) = action, !connection.acceptsSubprotocol(of: head) {
+            if case .acceptUpgrade(let head) = action, !transport.acceptsSubprotocol(of: head) {
                 // Backend-mode handshake accepted; its subprotocol must be one the client offered.
                 return event { $0.refuseUpgrade(.subprotocolNotOffered) }
             }
             let state = machine.state
             perform(action)
-            if rest.isEmpty || connection.closed { return }
+            if rest.isEmpty || transport.closed { return }
             switch state {
             case .awaitingHead:
                 continue  // an interim head; another head follows
@@ -294,39 +295,39 @@ final class GatewaySession {
         case .none:
             return
         case .write(let bytes, let complete):
-            connection.writeResponse(bytes)
-            if complete { connection.responseFinished() }
+            transport.writeResponse(bytes)
+            if complete { transport.responseFinished() }
         case .writeDroppingExcess(let bytes, let excess):
-            connection.writeResponse(bytes)
+            transport.writeResponse(bytes)
             gateway.counters.outOfOrderBackendMessages += 1
             gateway.logger.warning("node \(nodeName) sent \(excess) bytes past Content-Length; dropped")
-            connection.responseFinished()
+            transport.responseFinished()
         case .writeChunk(let payload, let complete):
-            connection.writeChunk(payload)
-            if complete { connection.responseFinished() }
+            transport.writeChunk(payload)
+            if complete { transport.responseFinished() }
         case .startResponse(let head, let status, let insertingChunkedAt, let complete):
-            connection.writeResponseHead(head, status: status, insertingChunkedAt: insertingChunkedAt)
-            if complete { connection.responseFinished() }
+            transport.writeResponseHead(head, status: status, insertingChunkedAt: insertingChunkedAt, complete: complete)
+            if complete { transport.responseFinished() }
         case .acceptUpgrade(let head):
-            connection.backendAcceptedUpgrade(head: head)
+            transport.backendAcceptedUpgrade(head: head)
         case .finishAndClose(let lastChunk, let truncated):
-            if lastChunk { connection.writeChunk(UnsafeRawBufferPointer(start: nil, count: 0)) }
+            if lastChunk { transport.writeChunk(UnsafeRawBufferPointer(start: nil, count: 0)) }
             if truncated { gateway.counters.backendErrors += 1 }
-            connection.responseFinished()
-            connection.closeAfterFlush()
+            transport.responseFinished()
+            transport.closeAfterFlush()
         case .close:
-            connection.closeAfterFlush()
+            transport.closeAfterFlush()
         case .resend(let preferred):
             // A replaced node's new connection may take the request again.
             if let preferred { triedNodes.removeAll { $0 == preferred } }
-            dispatch(preferring: preferred, bodyComplete: !connection.isReadingRequestBody)
+            dispatch(preferring: preferred, bodyComplete: !transport.isReadingRequestBody)
         case .answerError(let failure):
             report(failure)
-            connection.sendErrorAndClose(status: failure.status, message: failure.description, retryAfter: failure.retryAfter)
+            transport.sendErrorAndClose(status: failure.status, message: failure.description, retryAfter: failure.retryAfter)
         case .abort(let failure):
             report(failure)
-            if case .webSocketNodeGone = failure { return connection.webSocketNodeGone() }
-            connection.abort(failure.description)
+            if case .webSocketNodeGone = failure { return transport.webSocketNodeGone() }
+            transport.abort(failure.description)
         case .drop(let reason):
             gateway.counters.outOfOrderBackendMessages += 1
             if case .headersWithoutRequest = reason {
@@ -346,7 +347,7 @@ final class GatewaySession {
         case .retriedTooOften(let times):
             gateway.logger.warning("request on \(sid.hex) retried \(times) times; giving up")
         case .backendTimeout:
-            gateway.logger.warning("node \(nodeName) did not answer within \(connection.limits.backendTimeout)s")
+            gateway.logger.warning("node \(nodeName) did not answer within \(transport.limits.backendTimeout)s")
         default:
             break
         }

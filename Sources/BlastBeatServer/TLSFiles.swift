@@ -45,12 +45,18 @@ package enum TLSFiles {
         return (defaultCertificate, certificates)
     }
 
-    /// A TLS context for listener `index` with its certificates loaded (HTTP/1.1 offered by ALPN).
+    /// A TLS context for listener `index` with its certificates loaded: ALPN offers `h2` before `http/1.1`
+    /// (`http2 = true`), except to clients naming a vhost with `http2 = false` by SNI.
     package static func context(_ config: Configuration, forListener index: Int) throws(StartupError) -> TLSServerContext {
         let (defaultCertificate, certificates) = try self.certificates(config, forListener: index)
         do {
-            return try TLSServerContext(
-                defaultCertificate: defaultCertificate, certificates: certificates, alpn: ["http/1.1"])
+            let context = try TLSServerContext(
+                defaultCertificate: defaultCertificate, certificates: certificates,
+                alpn: config.http2 ? ["h2", "http/1.1"] : ["http/1.1"])
+            for vhost in config.vhostIndices(forListener: index) where !config.vhosts[vhost].http2 {
+                context.http2RefusedServerNames.insert(String(decoding: config.vhosts[vhost].hostName, as: UTF8.self))
+            }
+            return context
         } catch {
             throw StartupError(description: "\(config.file):\(config.listeners[index].line): bind-ssl: \(error)")
         }

@@ -7,13 +7,14 @@ extension ConfigParser.Builder {
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "error-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
-        "max-in-flight", "max-client-connections",
+        "max-in-flight", "max-client-connections", "http2", "http2-max-streams",
     ]
     static let vhostKeys = [
         "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",
         "node-key", "max-instances",
         // Per-request limits a vhost may set for itself (README "Limits per vhost").
         "backend-timeout", "body-timeout", "max-body-size", "max-output-buffer", "websocket-max-message", "max-in-flight",
+        "http2",
     ]
 
     mutating func applyMain(key: String, value: String, line: Int) throws(ConfigError) {
@@ -96,6 +97,13 @@ extension ConfigParser.Builder {
             config.maxInFlight = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
         case "max-client-connections":
             config.maxClientConnections = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
+        case "http2":
+            config.http2 = try boolean(value, key, line)
+        case "http2-max-streams":
+            config.http2MaxStreams = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
+            if config.http2MaxStreams > 10_000 {
+                throw error(line, key, "expected at most 10000 streams per connection, got \(value)")
+            }
         default:
             if Self.vhostKeys.contains(key) {
                 throw error(line, key, "expected in a [blastbeat:HOST] section, not in [blastbeat]")
@@ -137,6 +145,8 @@ extension ConfigParser.Builder {
             vhosts[index].webSocketMaxMessage = try byteSize(value, key, line, minimum: 1)
         case "max-in-flight":
             vhosts[index].maxInFlight = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
+        case "http2":
+            vhosts[index].http2 = try boolean(value, key, line)
         case "bind", "bind-ssl":
             binds.append(
                 .init(address: try address(value, key, line), tls: key == "bind-ssl", line: line, vhost: index))

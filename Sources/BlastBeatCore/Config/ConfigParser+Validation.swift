@@ -55,6 +55,7 @@ extension ConfigParser.Builder {
             host.limits.maxOutputBuffer = draft.maxOutputBuffer ?? config.maxOutputBuffer
             host.limits.webSocketMaxMessage = draft.webSocketMaxMessage ?? config.webSocket.maxMessageSize
             host.limits.maxInFlight = draft.maxInFlight ?? config.maxInFlight
+            host.http2 = draft.http2 ?? config.http2
             if host.certificate == nil && host.key == nil {
                 host.certificate = config.certificate
                 host.key = config.key

@@ -109,6 +109,7 @@ extension ConfigParser {
         var maxOutputBuffer: Int?
         var webSocketMaxMessage: Int?
         var maxInFlight: Int?
+        var http2: Bool?
     }
 
     /// Accumulates the file, key by key; `finish()` checks what needs the whole file.

@@ -1,0 +1,81 @@
+/// The HTTP/1.1 form of an HTTP/2 request's header block (RFC 9113 §8.3.1): `METHOD path HTTP/1.1`, a
+/// `host` line from `:authority`, then the regular fields as they came.
+///
+/// Written out this way, a stream's request goes through the same head parser (field syntax, Content-Length,
+/// header count limits), vhost routing and uwsgi encoder as an HTTP/1.1 request, so backends see one
+/// environment for both protocols (`SERVER_PROTOCOL` is set from the head's version, `HTTP/2`). Repeated
+/// `cookie` fields (RFC 9113 §8.2.3 lets clients split them) are joined with `; ` by the encoder.
+///
+/// nghttp2 has already checked the block (pseudo-headers present, once, before the regular fields; no
+/// connection-specific field; lowercase names; no CR, LF or NUL in values): a stream that breaks those
+/// rules never reaches the builder.
+package struct HTTP2RequestHeadBuilder: Sendable {
+    package private(set) var method: [UInt8] = []
+    package private(set) var path: [UInt8] = []
+    package private(set) var authority: [UInt8] = []
+    /// `name: value\r\n` lines of the regular fields, in arrival order.
+    private var fields: [UInt8] = []
+    private var host: [UInt8]? = nil
+    /// The header list size as RFC 9113 §6.5.2 counts it: name + value + 32 per field.
+    package private(set) var listSize = 0
+    package private(set) var fieldCount = 0
+
+    package init() {}
+
+    package mutating func reset() {
+        method.removeAll(keepingCapacity: true)
+        path.removeAll(keepingCapacity: true)
+        authority.removeAll(keepingCapacity: true)
+        fields.removeAll(keepingCapacity: true)
+        host = nil
+        listSize = 0
+        fieldCount = 0
+    }
+
+    /// Adds one field. Fields past `maxListSize` are counted but not kept (the stream is answered 431).
+    package mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, maxListSize: Int) {
+        listSize += name.count + value.count + 32
+        fieldCount += 1
+        if listSize > maxListSize { return }
+        if name.first == 0x3A {  // ':'
+            if name.elementsEqual(":method".utf8) {
+                method = Array(value)
+            } else if name.elementsEqual(":path".utf8) {
+                path = Array(value)
+            } else if name.elementsEqual(":authority".utf8) {
+                authority = Array(value)
+            }
+            // :scheme needs no line: the listener says whether the connection is TLS.
+            return
+        }
+        if name.elementsEqual("host".utf8) {
+            host = Array(value)
+            return
+        }
+        fields.append(contentsOf: name)
+        fields.append(0x3A)
+        fields.append(0x20)
+        fields.append(contentsOf: value)
+        fields.append(0x0D)
+        fields.append(0x0A)
+    }
+
+    /// Writes the HTTP/1.1 head (ending with the blank line) to `out`, replacing its contents.
+    /// `:authority` wins over a `host` field (RFC 9113 §8.3.1); a CONNECT request's target is its authority.
+    package func build(into out: inout [UInt8]) {
+        out.removeAll(keepingCapacity: true)
+        out.append(contentsOf: method)
+        out.append(0x20)
+        if path.isEmpty { out.append(contentsOf: authority) } else { out.append(contentsOf: path) }
+        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
+        if let hostValue = authority.isEmpty ? host : authority {
+            out.append(contentsOf: "host: ".utf8)
+            out.append(contentsOf: hostValue)
+            out.append(0x0D)
+            out.append(0x0A)
+        }
+        out.append(contentsOf: fields)
+        out.append(0x0D)
+        out.append(0x0A)
+    }
+}

@@ -1,0 +1,186 @@
+"""HTTP/2 clients for the integration tests: ``H2Conn`` drives the Python ``h2`` package over a plain
+(prior knowledge) or TLS (ALPN h2) socket, so tests can send well-formed requests as well as hand-made
+frames (floods, resets, forbidden headers). Every read has a deadline."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+
+class StreamResult:
+    def __init__(self, stream_id: int):
+        self.id = stream_id
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+        self.ended = False
+        self.reset: int | None = None  # RST_STREAM error code
+
+    @property
+    def status(self) -> int | None:
+        for name, value in self.headers:
+            if name == b":status":
+                return int(value)
+        return None
+
+    def header(self, name: bytes) -> bytes | None:
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return None
+
+    @property
+    def done(self) -> bool:
+        return self.ended or self.reset is not None
+
+
+class H2Conn:
+    """One HTTP/2 client connection. ``tls_port`` + ``server_name`` for h2 over TLS, else h2c on ``port``."""
+
+    def __init__(self, port: int, *, tls: bool = False, server_name: str = "localhost", cafile=None,
+                 source: str = "127.0.0.1", timeout: float = 10.0, validate: bool = True):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+        if tls:
+            ctx = ssl.create_default_context(cafile=str(cafile)) if cafile else ssl._create_unverified_context()
+            ctx.set_alpn_protocols(["h2", "http/1.1"])
+            self.sock = ctx.wrap_socket(raw, server_hostname=server_name)
+            self.alpn = self.sock.selected_alpn_protocol()
+        else:
+            self.sock = raw
+            self.alpn = None
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None,
+                                           validate_outbound_headers=validate, normalize_outbound_headers=validate,
+                                           validate_inbound_headers=False)
+        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2.initiate_connection()
+        self.streams: dict[int, StreamResult] = {}
+        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.closed = False
+        self.remote_settings_seen = False
+        self.flush()
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def request(self, method: str = "GET", path: str = "/", authority: str = "localhost", headers=(),
+                body: bytes | None = None, end: bool = True, scheme: str = "http") -> int:
+        sid = self.h2.get_next_available_stream_id()
+        hdrs = [(":method", method), (":path", path), (":scheme", scheme), (":authority", authority)] + list(headers)
+        self.streams[sid] = StreamResult(sid)
+        self.h2.send_headers(sid, hdrs, end_stream=end and not body)
+        if body:
+            self.send_body(sid, body, end=end)
+        self.flush()
+        return sid
+
+    def send_body(self, sid: int, body: bytes, end: bool = True) -> None:
+        """Sends as much as the windows allow now (the rest with ``pump_body``)."""
+        self._pending = getattr(self, "_pending", {})
+        self._pending[sid] = (bytearray(body), end)
+        self.pump_body()
+
+    def pump_body(self) -> None:
+        for sid, (rest, end) in list(getattr(self, "_pending", {}).items()):
+            while rest:
+                window = min(self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size)
+                if window <= 0:
+                    break
+                piece = bytes(rest[:window])
+                del rest[:window]
+                self.h2.send_data(sid, piece, end_stream=end and not rest)
+            if not rest:
+                if end and not self.h2._get_stream_by_id(sid).closed and not self.streams[sid].done:
+                    pass
+                del self._pending[sid]
+        self.flush()
+
+    def read_events(self, timeout: float = 1.0) -> list:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(1 << 16)
+        except (socket.timeout, TimeoutError):
+            return []
+        except (ConnectionResetError, ssl.SSLError, OSError):
+            self.closed = True
+            return []
+        if not data:
+            self.closed = True
+            return []
+        events = self.h2.receive_data(data)
+        for event in events:
+            if isinstance(event, h2.events.ResponseReceived) or isinstance(event, h2.events.InformationalResponseReceived):
+                self.streams.setdefault(event.stream_id, StreamResult(event.stream_id)).headers = list(event.headers)
+            elif isinstance(event, h2.events.DataReceived):
+                self.streams.setdefault(event.stream_id, StreamResult(event.stream_id)).body += event.data
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                self.streams.setdefault(event.stream_id, StreamResult(event.stream_id)).ended = True
+            elif isinstance(event, h2.events.StreamReset):
+                self.streams.setdefault(event.stream_id, StreamResult(event.stream_id)).reset = event.error_code
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.goaway = event
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                self.remote_settings_seen = True
+            elif isinstance(event, h2.events.WindowUpdated):
+                pass
+        try:
+            self.flush()
+        except OSError:
+            self.closed = True
+        if getattr(self, "_pending", None):
+            try:
+                self.pump_body()
+            except (h2.exceptions.ProtocolError, OSError):
+                pass
+        return events
+
+    def wait(self, pred, timeout: float = 10.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = pred()
+            if value:
+                return value
+            if self.closed:
+                value = pred()
+                if value:
+                    return value
+                raise AssertionError(f"connection closed while waiting for {what}")
+            self.read_events(min(0.2, max(0.01, deadline - time.monotonic())))
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def response(self, sid: int, timeout: float = 10.0) -> StreamResult:
+        self.wait(lambda: self.streams[sid].done, timeout, f"stream {sid}")
+        return self.streams[sid]
+
+    def get(self, path: str = "/", authority: str = "localhost", **kw) -> StreamResult:
+        return self.response(self.request("GET", path, authority, **kw))
+
+    def wait_closed(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            self.read_events(0.2)
+        assert self.closed, "connection still open"
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
