@@ -68,7 +68,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
             failed = true
         }
         outputReady()
-        if isDone { connection.closeAfterFlush() }
+        if isDone { closeWhenFlushed() }
         return bytes.count
     }
 
@@ -84,6 +84,12 @@ final class HTTP2Connection: HTTP2SessionDelegate {
             gateway.logger.info("HTTP/2 error sending to \(connection.peerDescription): \(error)")
             failed = true
         }
+    }
+
+    /// The frames nghttp2 still holds (a GOAWAY, mostly) go out before the close.
+    private func closeWhenFlushed() {
+        fillOutput()
+        connection.closeAfterFlush()
     }
 
     func outputReady() {
@@ -126,7 +132,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         gateway.counters.requests += 1
         stream.requestStart = gateway.loop.now
         stream.lastBackendActivity = stream.requestStart
-        stream.request.build(into: &headText)
+        stream.request.build(into: &headText, hasBody: !endStream)
         let tooLarge = stream.request.listSize > gateway.config.limits.maxHeadBytes
         stream.request = HTTP2RequestHeadBuilder()  // its bytes are in headText now
         headText.withUnsafeBytes { bytes in
@@ -143,10 +149,9 @@ final class HTTP2Connection: HTTP2SessionDelegate {
                 }
             }
             head.version = .http2
-            // A body without Content-Length is delimited by END_STREAM: the session expects one all the same.
-            if !endStream && head.contentLength == nil { head.isChunked = true }
             if gateway.accessLog != nil && parseError == nil { stream.log.capture(head: head, bytes: bytes) }
             session.begin(head)
+            stream.requestHasBody = head.hasBody
             if let parseError {
                 gateway.counters.clientErrors += 1
                 gateway.logger.info("bad HTTP/2 request from \(connection.peerDescription): \(parseError)")
@@ -244,7 +249,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     func http2RequestEnded(_ id: Int32) {
         guard let stream = streams[id], stream.requestBodyOpen else { return }
         stream.requestBodyOpen = false
-        if stream.session.nodeKnowsSession { stream.session.sendEndOfBody() }
+        if stream.requestHasBody && stream.session.nodeKnowsSession { stream.session.sendEndOfBody() }
     }
 
     func http2StreamClosed(_ id: Int32, errorCode: UInt32) {
@@ -341,7 +346,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
             goAway()
         }
         outputReady()
-        if isDone { return connection.closeAfterFlush() }
+        if isDone { return closeWhenFlushed() }
         armTimer()
     }
 

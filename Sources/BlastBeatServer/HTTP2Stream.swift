@@ -21,6 +21,8 @@ final class HTTP2Stream {
     // MARK: request body
     /// END_STREAM has not come yet.
     var requestBodyOpen = true
+    /// The request announced a body (Content-Length > 0, or DATA without one): the node gets the end marker.
+    var requestHasBody = false
     var requestBodyBytes = 0
     /// Body bytes received and forwarded, not yet given back to the client's window (the node's queue was full).
     var unconsumed = 0

@@ -3,7 +3,10 @@
 ///
 /// Written out this way, a stream's request goes through the same head parser (field syntax, Content-Length,
 /// header count limits), vhost routing and uwsgi encoder as an HTTP/1.1 request, so backends see one
-/// environment for both protocols (`SERVER_PROTOCOL` is set from the head's version, `HTTP/2`). Repeated
+/// environment for both protocols (`SERVER_PROTOCOL` is set from the head's version, `HTTP/2`). A body
+/// without `content-length` (HTTP/2 ends it with END_STREAM) is announced as `transfer-encoding: chunked`,
+/// the sign backends already know for a body of unknown length (docs/PROTOCOL.md, "Request bodies"); its
+/// bytes reach them de-chunked, as for HTTP/1.1. Repeated
 /// `cookie` fields (RFC 9113 §8.2.3 lets clients split them) are joined with `; ` by the encoder.
 ///
 /// nghttp2 has already checked the block (pseudo-headers present, once, before the regular fields; no
@@ -19,6 +22,7 @@ package struct HTTP2RequestHeadBuilder: Sendable {
     /// The header list size as RFC 9113 §6.5.2 counts it: name + value + 32 per field.
     package private(set) var listSize = 0
     package private(set) var fieldCount = 0
+    package private(set) var hasContentLength = false
 
     package init() {}
 
@@ -28,6 +32,7 @@ package struct HTTP2RequestHeadBuilder: Sendable {
         authority.removeAll(keepingCapacity: true)
         fields.removeAll(keepingCapacity: true)
         host = nil
+        hasContentLength = false
         listSize = 0
         fieldCount = 0
     }
@@ -48,6 +53,7 @@ package struct HTTP2RequestHeadBuilder: Sendable {
             // :scheme needs no line: the listener says whether the connection is TLS.
             return
         }
+        if name.elementsEqual("content-length".utf8) { hasContentLength = true }
         if name.elementsEqual("host".utf8) {
             host = Array(value)
             return
@@ -62,7 +68,8 @@ package struct HTTP2RequestHeadBuilder: Sendable {
 
     /// Writes the HTTP/1.1 head (ending with the blank line) to `out`, replacing its contents.
     /// `:authority` wins over a `host` field (RFC 9113 §8.3.1); a CONNECT request's target is its authority.
-    package func build(into out: inout [UInt8]) {
+    /// `hasBody`: DATA frames follow the header block (no END_STREAM on it).
+    package func build(into out: inout [UInt8], hasBody: Bool) {
         out.removeAll(keepingCapacity: true)
         out.append(contentsOf: method)
         out.append(0x20)
@@ -75,6 +82,7 @@ package struct HTTP2RequestHeadBuilder: Sendable {
             out.append(0x0A)
         }
         out.append(contentsOf: fields)
+        if hasBody && !hasContentLength { out.append(contentsOf: "transfer-encoding: chunked\r\n".utf8) }
         out.append(0x0D)
         out.append(0x0A)
     }
