@@ -63,7 +63,9 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         do { try framer.receive(bytes) } catch {
             gateway.counters.clientErrors += 1
             gateway.logger.info("HTTP/2 error from \(connection.peerDescription): \(error)")
-            // nghttp2 has queued a GOAWAY for most errors; it goes out with the close.
+            // nghttp2 has queued a GOAWAY for protocol errors; for the fatal ones (a flood) it has not.
+            if !goingAway { framer.terminate(error.isFlood ? .enhanceYourCalm : .protocolError) }
+            goingAway = true
             fillOutput()
             failed = true
         }

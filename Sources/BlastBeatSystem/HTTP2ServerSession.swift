@@ -73,6 +73,12 @@ package struct HTTP2Settings: Sendable {
 package struct HTTP2SessionError: Error, CustomStringConvertible {
     package let code: Int32
     package var description: String { String(cString: nghttp2_strerror(code)) }
+    /// The client sent more of something than nghttp2 allows (CONTINUATION frames, SETTINGS entries,
+    /// frames whose ACKs it does not read), rather than breaking the protocol.
+    package var isFlood: Bool {
+        code == NGHTTP2_ERR_FLOODED.rawValue || code == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue
+            || code == NGHTTP2_ERR_TOO_MANY_SETTINGS.rawValue
+    }
 }
 
 /// The server side of one HTTP/2 connection: nghttp2 does the framing, HPACK, stream states and flow

@@ -184,3 +184,118 @@ class H2Conn:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class RawH2:
+    """An HTTP/2 client that writes frames by hand (hyperframe + hpack): for frames a correct client never
+    sends (floods, forbidden fields, a reset right after each request). Reads frames the gateway sends."""
+
+    PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+    def __init__(self, port: int, *, settings: dict | None = None, timeout: float = 10.0, source: str = "127.0.0.1"):
+        import hpack
+        from hyperframe.frame import SettingsFrame
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+        self.encoder = hpack.Encoder()
+        self.decoder = hpack.Decoder()
+        self.decoder.max_header_list_size = 1 << 24
+        self.buffer = b""
+        self.frames: list = []
+        self.closed = False
+        first = SettingsFrame(0)
+        for key, value in (settings or {}).items():
+            first.settings[key] = value
+        self.sock.sendall(self.PREFACE + first.serialize())
+
+    def send(self, *frames) -> None:
+        self.sock.sendall(b"".join(f.serialize() for f in frames))
+
+    def block(self, headers) -> bytes:
+        return self.encoder.encode(headers)
+
+    @staticmethod
+    def request_headers(path: str = "/", authority: str = "localhost", method: str = "GET", extra=()):
+        return [(":method", method), (":path", path), (":scheme", "http"), (":authority", authority)] + list(extra)
+
+    def headers_frame(self, stream_id: int, headers=None, *, block: bytes | None = None, end_stream: bool = True,
+                      end_headers: bool = True):
+        from hyperframe.frame import HeadersFrame
+
+        f = HeadersFrame(stream_id)
+        f.data = block if block is not None else self.block(headers or self.request_headers())
+        if end_stream:
+            f.flags.add("END_STREAM")
+        if end_headers:
+            f.flags.add("END_HEADERS")
+        return f
+
+    def read(self, timeout: float = 1.0) -> list:
+        """Frames that arrive within `timeout`; acknowledges the gateway's SETTINGS."""
+        from hyperframe.frame import Frame, HeadersFrame, SettingsFrame
+
+        got = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.closed:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(1 << 16)
+            except (socket.timeout, TimeoutError):
+                break
+            except OSError:
+                self.closed = True
+                break
+            if not data:
+                self.closed = True
+                break
+            self.buffer += data
+            while len(self.buffer) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(self.buffer[:9]))
+                if len(self.buffer) < 9 + length:
+                    break
+                frame.parse_body(memoryview(self.buffer[9:9 + length]))
+                self.buffer = self.buffer[9 + length:]
+                if isinstance(frame, HeadersFrame):
+                    frame.decoded = self.decoder.decode(frame.data, raw=True)
+                if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                    ack = SettingsFrame(0)
+                    ack.flags.add("ACK")
+                    try:
+                        self.sock.sendall(ack.serialize())
+                    except OSError:
+                        self.closed = True
+                got.append(frame)
+        self.frames += got
+        return got
+
+    def read_until(self, pred, timeout: float = 10.0, what: str = "frame"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for f in self.frames:
+                if pred(f):
+                    return f
+            if self.closed:
+                break
+            self.read(0.2)
+        for f in self.frames:
+            if pred(f):
+                return f
+        raise AssertionError(f"no {what} (closed={self.closed}); got {[type(f).__name__ for f in self.frames][-20:]}")
+
+    def wait_closed(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            self.read(0.2)
+        assert self.closed, "connection still open"
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
