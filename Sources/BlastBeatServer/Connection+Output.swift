@@ -171,10 +171,9 @@ extension Connection {
     func shutdownRequested() {
         session.stopKeepingAlive()
         if let http2 {
-            // GOAWAY: the open streams finish, no new ones start (RFC 9113 §6.8).
-            http2.goAway()
-            if !http2.hasStreams { closeAfterFlush() }
-            return
+            // GOAWAY: the open streams finish, no new ones start (RFC 9113 §6.8); the flush that sends it
+            // closes the connection once no stream is left.
+            return http2.goAway()
         }
         if let webSocket {
             // A WebSocket never finishes by itself: close it now, 1001 "going away" (RFC 6455 §7.4.1).

@@ -326,3 +326,46 @@ def test_check_validates_http2_keys(tmp_path):
                     "node = A\nhttp2-max-streams = 5\n")
     res = subprocess.run([blastbeat_bin(), "--check", str(conf)], capture_output=True, text=True, timeout=30)
     assert res.returncode != 0 and ":7" in res.stderr, res.stderr
+
+
+def test_upload_to_a_stalled_node_shuts_only_its_stream_window(make_gateway, make_backend):
+    """A node that stops reading keeps its stream's flow-control window shut (the bytes wait in the client,
+    not in the gateway), while another stream on the same connection, to another node, is served."""
+    import os
+
+    from helpers import rss_bytes
+
+    gw = make_gateway(vhosts={"slow.test": ["SLOW"], "fast.test": ["FAST"]},
+                      options={"max-node-queue": "1m", "max-body-size": "64m", "backend-timeout": "30",
+                               "body-timeout": "30", "ping-freq": "1", "ping-timeout": "10"})
+    stall = threading.Event()
+    stall.set()
+
+    def app(req: Request, send):
+        respond(send, req.sid, b"%d %s" % (len(req.body), hashlib.sha256(req.body).hexdigest().encode()))
+
+    handler = HTTPHandler(app)
+
+    def stalling(sid, mtype, body, send):
+        if mtype == b"body" and stall.is_set():
+            stall.clear()
+            time.sleep(4.0)  # the backend thread reads nothing: libzmq keeps at most RCVHWM messages
+        handler(sid, mtype, body, send)
+
+    make_backend(gw, "SLOW", stalling, rcvhwm=4)
+    make_backend(gw, "FAST", HTTPHandler(hello_app(b"fast")))
+    size = 24 * 1024 * 1024
+    payload = os.urandom(size)
+    before = rss_bytes(gw.pid)
+    with H2Conn(gw.port, timeout=30) as c:
+        upload = c.request("POST", "/up", authority="slow.test", body=payload)
+        time.sleep(1.0)
+        c.read_events(0.5)
+        fast = c.request("GET", "/f", authority="fast.test")
+        r = c.response(fast, timeout=3)
+        assert r.status == 200 and bytes(r.body) == b"fast"
+        assert c._pending.get(upload), "the whole upload left the client during the stall"
+        during = rss_bytes(gw.pid)
+        r = c.response(upload, timeout=30)
+    assert r.status == 200 and bytes(r.body) == b"%d %s" % (size, hashlib.sha256(payload).hexdigest().encode())
+    assert during - before < 16 * 1024 * 1024, f"gateway RSS grew {(during - before) >> 20} MiB during the stall"
