@@ -15,7 +15,8 @@ extension Gateway {
             logger.warning("dropped \(message.type) for session \(sid.hex) from node \(Self.printable(message.identity)), which does not own it")
             return
         }
-        stream.backendMessage(message.type, message.body)
+        // The stream's connection stays alive for the call even if a write closes it.
+        withExtendedLifetime(stream.connection.connection) { stream.backendMessage(message.type, message.body) }
     }
 
     /// The streams waiting on nodes found dead in this iteration: retried where safe, else 502 or RST_STREAM.
@@ -25,7 +26,7 @@ extension Gateway {
             guard let node = stream.session.node, dead.contains(node), stream.session.nodeKnowsSession,
                 !nodes.isUsable(node)
             else { continue }
-            stream.session.nodeLost(connectionReplaced: false)
+            withExtendedLifetime(stream.connection.connection) { stream.session.nodeLost(connectionReplaced: false) }
         }
     }
 
@@ -40,7 +41,7 @@ extension Gateway {
         let lost = http2StreamsOnReplacedConnections
         http2StreamsOnReplacedConnections.removeAll()
         for stream in lost where !stream.closed && stream.session.nodeKnowsSession {
-            stream.session.nodeLost(connectionReplaced: true)
+            withExtendedLifetime(stream.connection.connection) { stream.session.nodeLost(connectionReplaced: true) }
         }
     }
 

@@ -29,6 +29,8 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     /// nghttp2 failed or was terminated: nothing more is read; the connection closes once flushed.
     private(set) var failed = false
     private var idleSince: Double
+    /// GOAWAY ENHANCE_YOUR_CALM was sent (logged once).
+    private var calmedDown = false
 
     /// Most response bytes moved to the connection's output per flush; the rest waits in the streams'
     /// buffers (and the client's windows), so one connection cannot queue without bound.
@@ -286,7 +288,8 @@ final class HTTP2Connection: HTTP2SessionDelegate {
 
     /// GOAWAY ENHANCE_YOUR_CALM: the client is cut off; its streams' nodes are told `end` as they close.
     private func misbehaving(_ what: String) -> HTTP2HeaderVerdict {
-        if !goingAway || !failed {
+        if !calmedDown {
+            calmedDown = true
             gateway.counters.clientErrors += 1
             gateway.logger.warning("HTTP/2 client \(connection.peerDescription) sent \(what); closing with ENHANCE_YOUR_CALM")
         }
