@@ -42,11 +42,11 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         self.parser = HTTPRequestHeadParser(limits: connection.gateway.requestLimits)
         self.idleSince = connection.gateway.loop.now
         let config = connection.gateway.config
-        self.framer = try HTTP2ServerSession(
-            delegate: self,
-            settings: HTTP2Settings(
-                maxConcurrentStreams: config.http2MaxStreams, initialWindowSize: 256 * 1024,
-                connectionWindowSize: 16 << 20, maxHeaderListSize: config.limits.maxHeadBytes))
+        var settings = HTTP2Settings(
+            maxConcurrentStreams: config.http2MaxStreams, initialWindowSize: 256 * 1024,
+            connectionWindowSize: 16 << 20, maxHeaderListSize: config.limits.maxHeadBytes)
+        settings.enableConnectProtocol = true  // WebSocket over HTTP/2 (HTTP2Stream+WebSocket.swift)
+        self.framer = try HTTP2ServerSession(delegate: self, settings: settings)
     }
 
     /// The preface every HTTP/2 client sends first (RFC 9113 §3.4).
@@ -136,7 +136,9 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         gateway.counters.requests += 1
         stream.requestStart = gateway.loop.now
         stream.lastBackendActivity = stream.requestStart
-        stream.request.build(into: &headText, hasBody: !endStream)
+        // RFC 8441: a WebSocket, written out as the HTTP/1.1 upgrade backends know (with a key of ours).
+        let webSocketKey = stream.request.isWebSocketConnect ? newWebSocketKey() : nil
+        stream.request.build(into: &headText, hasBody: !endStream && webSocketKey == nil, webSocketKey: webSocketKey)
         let tooLarge = stream.request.listSize > gateway.config.limits.maxHeadBytes
         stream.request = HTTP2RequestHeadBuilder()  // its bytes are in headText now
         headText.withUnsafeBytes { bytes in
@@ -180,6 +182,13 @@ final class HTTP2Connection: HTTP2SessionDelegate {
             // The vhost is not served over HTTP/2 (`http2 = false`): the client should ask again over HTTP/1.1.
             return session.fail(.refused(status: 421, message: "this site is not served over HTTP/2; use HTTP/1.1"))
         }
+        var upgrade: PendingUpgrade? = nil
+        if head.isWebSocketUpgrade {
+            switch PendingUpgrade.prepare(head: head, headBytes: bytes, compression: gateway.config.webSocket.compression) {
+            case .success(let prepared): upgrade = prepared
+            case .failure(let refusal): return session.fail(.refused(status: refusal.status, message: refusal.message))
+            }
+        }
         do {
             let context = gateway.uwsgiContext(for: connection, vhost: vhost)
             let scratch = gateway.uwsgiScratch(atLeast: UwsgiEncoder.sizeBound(head: head, context: context))
@@ -192,7 +201,25 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         if let length = head.contentLength, length > stream.limits.maxBodySize {
             return session.fail(.badRequest(.bodyTooLarge(limit: stream.limits.maxBodySize)))
         }
-        session.dispatch(preferring: nil, bodyComplete: endStream)
+        let backendHandshake = gateway.config.vhosts[vhost].webSocketHandshake == .backend
+        if let upgrade {
+            stream.pendingUpgrade = upgrade
+            if backendHandshake { session.expectBackendHandshake() }
+        }
+        guard session.dispatch(preferring: nil, bodyComplete: endStream || upgrade != nil) else { return }
+        if var upgrade, !backendHandshake {
+            let allowed = gateway.config.vhosts[vhost].webSocketProtocols
+            upgrade.selectedProtocol = upgrade.offeredProtocols.first { offered in
+                allowed.contains { Array($0.utf8) == offered }
+            }
+            session.upgradedByGateway()
+            stream.completeUpgrade(upgrade)
+        }
+    }
+
+    private func newWebSocketKey() -> [UInt8] {
+        let (high, low) = gateway.random.next128()
+        return withUnsafeBytes(of: (high, low)) { Base64.encode($0) }
     }
 
     func http2Data(_ id: Int32, _ bytes: UnsafeRawBufferPointer) {
@@ -201,6 +228,12 @@ final class HTTP2Connection: HTTP2SessionDelegate {
             return
         }
         stream.lastClientData = gateway.loop.now
+        if stream.webSocket != nil || stream.pendingUpgrade != nil {
+            // WebSocket frames, not a body (before the upgrade completes: nothing may come yet).
+            if stream.webSocket == nil { return stream.abort("data before the WebSocket was accepted") }
+            stream.receivedWebSocketData(bytes)
+            return consumeRequestBody(stream, bytes.count)
+        }
         stream.requestBodyBytes += bytes.count
         let session = stream.session!
         if stream.requestBodyBytes > stream.limits.maxBodySize {
@@ -221,7 +254,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
 
     /// Gives request bytes back to the client's windows once the node's queue can take more: a slow node
     /// slows its own streams (their windows stay shut), not the connection's others.
-    private func consumeRequestBody(_ stream: HTTP2Stream, _ count: Int) {
+    func consumeRequestBody(_ stream: HTTP2Stream, _ count: Int) {
         if stream.session.nodeQueueIsFull {
             stream.unconsumed += count
             if !waitingForNodeQueue.contains(where: { $0 === stream }) {
@@ -253,6 +286,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     func http2RequestEnded(_ id: Int32) {
         guard let stream = streams[id], stream.requestBodyOpen else { return }
         stream.requestBodyOpen = false
+        if stream.webSocket != nil { return stream.webSocketClientEnded() }
         if stream.requestHasBody && stream.session.nodeKnowsSession { stream.session.sendEndOfBody() }
     }
 
@@ -335,7 +369,9 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         for stream in Array(streams.values) where !stream.closed {
             let session = stream.session!
             let limits = stream.limits
-            if session.isResponseActive && now - stream.lastBackendActivity >= limits.backendTimeout {
+            if stream.webSocket != nil {
+                stream.webSocketTick(now: now)
+            } else if session.isResponseActive && now - stream.lastBackendActivity >= limits.backendTimeout {
                 gateway.counters.timeouts += 1
                 session.backendTimedOut()
             } else if stream.requestBodyOpen && stream.unconsumed == 0 && now - stream.lastClientData >= limits.bodyTimeout {

@@ -52,6 +52,12 @@ final class HTTP2Stream {
     var lastBackendActivity: Double = 0
     private(set) var closed = false
 
+    // MARK: WebSocket over HTTP/2 (HTTP2Stream+WebSocket.swift)
+    /// Set between an accepted extended CONNECT and its 200.
+    var pendingUpgrade: PendingUpgrade?
+    /// Set once the stream carries a WebSocket.
+    var webSocket: WebSocketSession?
+
     init(connection: HTTP2Connection, id: Int32, sid: SessionID, limits: VhostLimits) {
         self.connection = connection
         self.id = id
@@ -68,6 +74,7 @@ final class HTTP2Stream {
     func backendMessage(_ type: BackendMessageType, _ bytes: UnsafeRawBufferPointer) {
         if closed || phase == .reset { return }
         lastBackendActivity = gateway.loop.now
+        if let webSocket { return backendWebSocketMessage(type, bytes, session: webSocket) }
         session.backendMessage(type, bytes)
     }
 
@@ -104,7 +111,7 @@ final class HTTP2Stream {
         if phase == .streaming && !payload.isEmpty { append(payload) }
     }
 
-    private func append(_ bytes: UnsafeRawBufferPointer) {
+    func append(_ bytes: UnsafeRawBufferPointer) {
         if body.readableCount + bytes.count > limits.maxOutputBuffer {
             // The client reads slower than the backend writes and zmq has no per-sid flow control: this
             // stream ends, the connection's others go on.
@@ -130,7 +137,7 @@ final class HTTP2Stream {
         if phase == .streaming || phase == .none { abort("response cut short") }
     }
 
-    private func wakeDataProvider() {
+    func wakeDataProvider() {
         if deferred {
             deferred = false
             connection.resumeData(self)

@@ -44,7 +44,7 @@ enum SessionTransport {
     func acceptsSubprotocol(of head: UnsafeRawBufferPointer) -> Bool {
         switch self {
         case .http1(let c): c._withUnsafeGuaranteedRef { $0.acceptsSubprotocol(of: head) }
-        case .http2: true  // no WebSocket over HTTP/2 streams: the machine never accepts an upgrade there
+        case .http2(let s): s._withUnsafeGuaranteedRef { $0.acceptsSubprotocol(of: head) }
         }
     }
 
@@ -112,14 +112,14 @@ enum SessionTransport {
     func backendAcceptedUpgrade(head: UnsafeRawBufferPointer) {
         switch self {
         case .http1(let c): c._withUnsafeGuaranteedRef { $0.backendAcceptedUpgrade(head: head) }
-        case .http2(let s): s._withUnsafeGuaranteedRef { $0.abort("a backend switched protocols on an HTTP/2 stream") }
+        case .http2(let s): s._withUnsafeGuaranteedRef { $0.backendAcceptedUpgrade(head: head) }
         }
     }
 
     func webSocketNodeGone() {
         switch self {
         case .http1(let c): c._withUnsafeGuaranteedRef { $0.webSocketNodeGone() }
-        case .http2(let s): s._withUnsafeGuaranteedRef { $0.abort("backend node went away") }
+        case .http2(let s): s._withUnsafeGuaranteedRef { $0.webSocketNodeGone() }
         }
     }
 }

@@ -61,6 +61,8 @@ package struct HTTP2Settings: Sendable {
     package var connectionWindowSize: Int
     /// Advisory (RFC 9113 §6.5.2); the gateway counts the list size itself.
     package var maxHeaderListSize: Int
+    /// SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441): clients may open WebSockets with an extended CONNECT.
+    package var enableConnectProtocol = false
 
     package init(maxConcurrentStreams: Int, initialWindowSize: Int, connectionWindowSize: Int, maxHeaderListSize: Int) {
         self.maxConcurrentStreams = maxConcurrentStreams
@@ -133,6 +135,10 @@ package final class HTTP2ServerSession {
                 settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(settings.maxHeaderListSize)),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
         ]
+        if settings.enableConnectProtocol {
+            entries.append(
+                nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL.rawValue), value: 1))
+        }
         rc = nghttp2_submit_settings(created, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
         if rc == 0 {
             rc = nghttp2_session_set_local_window_size(

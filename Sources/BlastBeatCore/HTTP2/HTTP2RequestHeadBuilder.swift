@@ -16,6 +16,8 @@ package struct HTTP2RequestHeadBuilder: Sendable {
     package private(set) var method: [UInt8] = []
     package private(set) var path: [UInt8] = []
     package private(set) var authority: [UInt8] = []
+    /// `:protocol` of an extended CONNECT (RFC 8441), `websocket` for a WebSocket.
+    package private(set) var extendedProtocol: [UInt8] = []
     /// `name: value\r\n` lines of the regular fields, in arrival order.
     private var fields: [UInt8] = []
     private var host: [UInt8]? = nil
@@ -30,6 +32,7 @@ package struct HTTP2RequestHeadBuilder: Sendable {
         method.removeAll(keepingCapacity: true)
         path.removeAll(keepingCapacity: true)
         authority.removeAll(keepingCapacity: true)
+        extendedProtocol.removeAll(keepingCapacity: true)
         fields.removeAll(keepingCapacity: true)
         host = nil
         hasContentLength = false
@@ -49,6 +52,8 @@ package struct HTTP2RequestHeadBuilder: Sendable {
                 path = Array(value)
             } else if name.elementsEqual(":authority".utf8) {
                 authority = Array(value)
+            } else if name.elementsEqual(":protocol".utf8) {
+                extendedProtocol = Array(value)
             }
             // :scheme needs no line: the listener says whether the connection is TLS.
             return
@@ -66,12 +71,22 @@ package struct HTTP2RequestHeadBuilder: Sendable {
         fields.append(0x0A)
     }
 
+    /// An extended CONNECT for a WebSocket (RFC 8441 §4).
+    package var isWebSocketConnect: Bool {
+        method.elementsEqual("CONNECT".utf8) && extendedProtocol.elementsEqual("websocket".utf8)
+    }
+
     /// Writes the HTTP/1.1 head (ending with the blank line) to `out`, replacing its contents.
     /// `:authority` wins over a `host` field (RFC 9113 §8.3.1); a CONNECT request's target is its authority.
     /// `hasBody`: DATA frames follow the header block (no END_STREAM on it).
-    package func build(into out: inout [UInt8], hasBody: Bool) {
+    ///
+    /// A WebSocket over HTTP/2 (RFC 8441: CONNECT with `:protocol websocket`) is written as the HTTP/1.1
+    /// upgrade backends know: `GET`, `upgrade: websocket`, `connection: upgrade` and `webSocketKey` (HTTP/2
+    /// has no key; the gateway makes one up so the request is a valid RFC 6455 handshake).
+    package func build(into out: inout [UInt8], hasBody: Bool, webSocketKey: [UInt8]? = nil) {
         out.removeAll(keepingCapacity: true)
-        out.append(contentsOf: method)
+        let webSocket = isWebSocketConnect && webSocketKey != nil
+        if webSocket { out.append(contentsOf: "GET".utf8) } else { out.append(contentsOf: method) }
         out.append(0x20)
         if path.isEmpty { out.append(contentsOf: authority) } else { out.append(contentsOf: path) }
         out.append(contentsOf: " HTTP/1.1\r\n".utf8)
@@ -82,7 +97,13 @@ package struct HTTP2RequestHeadBuilder: Sendable {
             out.append(0x0A)
         }
         out.append(contentsOf: fields)
-        if hasBody && !hasContentLength { out.append(contentsOf: "transfer-encoding: chunked\r\n".utf8) }
+        if let webSocketKey, webSocket {
+            out.append(contentsOf: "upgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: ".utf8)
+            out.append(contentsOf: webSocketKey)
+            out.append(contentsOf: "\r\n".utf8)
+        } else if hasBody && !hasContentLength {
+            out.append(contentsOf: "transfer-encoding: chunked\r\n".utf8)
+        }
         out.append(0x0D)
         out.append(0x0A)
     }

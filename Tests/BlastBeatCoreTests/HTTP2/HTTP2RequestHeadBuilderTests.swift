@@ -38,6 +38,24 @@ struct HTTP2RequestHeadBuilderTests {
         #expect(!none.contains("transfer-encoding"))
     }
 
+    @Test func extendedConnectForAWebSocketBecomesAnUpgrade() {
+        let fields = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"), (":path", "/chat"),
+                      (":authority", "h.test"), ("sec-websocket-version", "13")]
+        var builder = HTTP2RequestHeadBuilder()
+        for (name, value) in fields {
+            Array(name.utf8).withUnsafeBytes { n in
+                Array(value.utf8).withUnsafeBytes { v in builder.add(name: n, value: v, maxListSize: 1 << 16) }
+            }
+        }
+        #expect(builder.isWebSocketConnect)
+        var out: [UInt8] = []
+        builder.build(into: &out, hasBody: true, webSocketKey: Array("dGhlIHNhbXBsZSBub25jZQ==".utf8))
+        #expect(
+            String(decoding: out, as: UTF8.self)
+                == "GET /chat HTTP/1.1\r\nhost: h.test\r\nsec-websocket-version: 13\r\nupgrade: websocket\r\n"
+                + "connection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    }
+
     @Test func connectUsesTheAuthorityAsTarget() {
         let (text, _) = Self.build([(":method", "CONNECT"), (":authority", "example.com:443")])
         #expect(text.hasPrefix("CONNECT example.com:443 HTTP/1.1\r\n"))
