@@ -14,21 +14,23 @@ import BlastBeatSystem
 final class HTTP2Connection: HTTP2SessionDelegate {
     unowned(unsafe) let connection: Connection
     unowned(unsafe) let gateway: Gateway
-    private var framer: HTTP2ServerSession! = nil
+    private(set) var framer: HTTP2ServerSession! = nil
     private(set) var streams: [Int32: HTTP2Stream] = [:]
+    /// Response bytes all streams hold for the client's windows; at most `max-output-buffer` together.
+    var bufferedResponseBytes = 0
     private var floodGuard = HTTP2FloodGuard()
     /// Reused for every stream's request: its HTTP/1.1 text and the parsed head.
     private var headText: [UInt8] = []
     private var parser: HTTPRequestHeadParser
     private var head = HTTPRequestHead()
     /// Streams whose request bytes wait for their node's queue before the client may send more.
-    private var waitingForNodeQueue: [HTTP2Stream] = []
+    var waitingForNodeQueue: [HTTP2Stream] = []
     /// GOAWAY went out (shutdown, idle, or a misbehaving client): the connection closes when its
     /// streams are done.
-    private(set) var goingAway = false
+    var goingAway = false
     /// nghttp2 failed or was terminated: nothing more is read; the connection closes once flushed.
     private(set) var failed = false
-    private var idleSince: Double
+    var idleSince: Double
     /// GOAWAY ENHANCE_YOUR_CALM was sent (logged once).
     private var calmedDown = false
 
@@ -91,7 +93,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     }
 
     /// The frames nghttp2 still holds (a GOAWAY, mostly) go out before the close.
-    private func closeWhenFlushed() {
+    func closeWhenFlushed() {
         fillOutput()
         connection.closeAfterFlush()
     }
@@ -267,7 +269,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         }
     }
 
-    private func resumeDrainedStreams() {
+    func resumeDrainedStreams() {
         var still: [HTTP2Stream] = []
         for stream in waitingForNodeQueue where !stream.closed {
             if let node = stream.session.node,
@@ -343,59 +345,6 @@ final class HTTP2Connection: HTTP2SessionDelegate {
 
     func reset(_ stream: HTTP2Stream, _ code: HTTP2ErrorCode) {
         framer.reset(stream: stream.id, code)
-        outputReady()
-    }
-
-    // MARK: time
-
-    /// Arms the connection's timer for the next check: 2 ms while a stream waits for its node's queue,
-    /// a second while streams are open, the keep-alive timeout while there are none.
-    func armTimer() {
-        let seconds: Double
-        if !waitingForNodeQueue.isEmpty {
-            seconds = 0.002
-        } else if !streams.isEmpty {
-            seconds = 1
-        } else {
-            seconds = max(0.001, idleSince + gateway.config.timeouts.keepAlive - gateway.loop.now)
-        }
-        connection.setDeadline(seconds, .http2)
-    }
-
-    /// The connection's timer fired: node queues, each stream's deadlines, and the idle connection.
-    func timerFired() {
-        let now = gateway.loop.now
-        if !waitingForNodeQueue.isEmpty { resumeDrainedStreams() }
-        for stream in Array(streams.values) where !stream.closed {
-            let session = stream.session!
-            let limits = stream.limits
-            if stream.webSocket != nil {
-                stream.webSocketTick(now: now)
-            } else if session.isResponseActive && now - stream.lastBackendActivity >= limits.backendTimeout {
-                gateway.counters.timeouts += 1
-                session.backendTimedOut()
-            } else if stream.requestBodyOpen && stream.unconsumed == 0 && now - stream.lastClientData >= limits.bodyTimeout {
-                gateway.counters.timeouts += 1
-                stream.abort("request body stalled")
-            } else if !stream.body.isEmpty && now - stream.lastDrained >= limits.bodyTimeout {
-                // The client holds the stream's window shut (or stopped reading): the bytes cannot leave.
-                gateway.counters.timeouts += 1
-                stream.abort("response held by a zero window for \(limits.bodyTimeout)s")
-            }
-        }
-        if streams.isEmpty && now - idleSince >= gateway.config.timeouts.keepAlive {
-            goAway()
-        }
-        outputReady()
-        if isDone { return closeWhenFlushed() }
-        armTimer()
-    }
-
-    /// Graceful end (shutdown, idle): GOAWAY NO_ERROR; open streams finish, the connection then closes.
-    func goAway() {
-        if goingAway { return }
-        goingAway = true
-        framer.goAway()
         outputReady()
     }
 

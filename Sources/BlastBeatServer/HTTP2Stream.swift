@@ -112,7 +112,10 @@ final class HTTP2Stream {
     }
 
     func append(_ bytes: UnsafeRawBufferPointer) {
-        if body.readableCount + bytes.count > limits.maxOutputBuffer {
+        // Bounded per stream and for the connection's streams together (the HTTP/1.1 connection's budget).
+        if body.readableCount + bytes.count > limits.maxOutputBuffer
+            || connection.bufferedResponseBytes + bytes.count > limits.maxOutputBuffer
+        {
             // The client reads slower than the backend writes and zmq has no per-sid flow control: this
             // stream ends, the connection's others go on.
             gateway.logger.warning(
@@ -120,6 +123,7 @@ final class HTTP2Stream {
             return abort("output buffer limit")
         }
         body.append(bytes)
+        connection.bufferedResponseBytes += bytes.count
         log.bytesSent += bytes.count
         wakeDataProvider()
     }
@@ -151,6 +155,7 @@ final class HTTP2Stream {
         if n > 0 {
             body.withReadableBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             body.consume(n, keepingCapacity: 16 * 1024)
+            connection.bufferedResponseBytes -= n
             lastDrained = gateway.loop.now
         }
         let end = phase == .ended && body.isEmpty
@@ -180,18 +185,23 @@ final class HTTP2Stream {
         if closed || phase == .reset { return }
         gateway.logger.debug("resetting stream \(id) of \(connection.connection.peerDescription): \(reason)")
         phase = .reset
-        body.clear(keepingCapacity: 0)
+        dropBody()
         connection.reset(self, .internalError)
     }
 
     // MARK: end
+
+    private func dropBody() {
+        connection.bufferedResponseBytes -= body.readableCount
+        body.clear(keepingCapacity: 0)
+    }
 
     /// nghttp2 closed the stream (answered, or reset by either side): the node that knows the sid is told `end`.
     func streamClosed() {
         if closed { return }
         closed = true
         phase = .reset
-        body.clear(keepingCapacity: 0)
+        dropBody()
         session.clientGone()
     }
 }

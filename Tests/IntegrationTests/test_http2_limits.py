@@ -209,3 +209,25 @@ def test_zero_window_held_past_body_timeout_resets_the_stream(make_gateway, make
         # The connection and its other streams go on (a HEAD needs no window).
         r = c.response(c.request("HEAD", "/h"))
         assert r.status == 200
+
+
+def test_response_buffering_bounded_per_connection(make_gateway, make_backend):
+    """With the client's windows shut, the streams of one connection buffer at most max-output-buffer
+    together: the stream that would go past it is reset, the other is delivered once the window opens."""
+    gw = make_gateway(vhosts={"localhost": ["A"]}, options={"max-output-buffer": "256k", "body-timeout": "10"})
+    make_backend(gw, "A", HTTPHandler(hello_app(b"z" * 200_000)))
+    with H2Conn(gw.port) as c:
+        c.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        c.flush()
+        c.read_events(0.3)
+        first = c.request("GET", "/1")
+        c.wait(lambda: c.streams[first].status == 200, 5, "first head")
+        second = c.request("GET", "/2")
+        r2 = c.response(second, timeout=5)
+        assert r2.reset is not None, (r2.headers, r2.reset)
+        assert not c.streams[first].done
+        c.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+        c.h2.increment_flow_control_window(1 << 20)
+        c.flush()
+        r1 = c.response(first, timeout=5)
+        assert r1.ended and len(r1.body) == 200_000
