@@ -173,7 +173,7 @@ extension Connection {
         if let http2 {
             // GOAWAY: the open streams finish, no new ones start (RFC 9113 §6.8); the flush that sends it
             // closes the connection once no stream is left.
-            return http2.goAway()
+            return http2.shutdown()
         }
         if let webSocket {
             // A WebSocket never finishes by itself: close it now, 1001 "going away" (RFC 6455 §7.4.1).

@@ -13,7 +13,10 @@ extension Connection {
             // Maybe the HTTP/2 preface (prior-knowledge h2c): nothing else starts with "PRI * HTTP/2.0".
             switch startHTTP2IfPreface(bytes) {
             case .started: return http2!.process(bytes)
-            case .needMore: return 0
+            case .needMore:
+                // The header timeout bounds a client that sends the preface byte by byte.
+                if deadlineReason != .head { setDeadline(gateway.config.timeouts.header, .head) }
+                return 0
             case .notHTTP2: break
             }
         }

@@ -47,6 +47,14 @@ extension HTTP2Connection {
         armTimer()
     }
 
+    /// SIGTERM: GOAWAY, and WebSockets close with 1001 "going away" (RFC 6455 §7.4.1), as over HTTP/1.1.
+    func shutdown() {
+        goAway()
+        for stream in streams.values {
+            if let webSocket = stream.webSocket { stream.failWebSocket(.goingAway, session: webSocket) }
+        }
+    }
+
     /// Graceful end (shutdown, idle): GOAWAY NO_ERROR; open streams finish, the connection then closes.
     func goAway() {
         if goingAway { return }

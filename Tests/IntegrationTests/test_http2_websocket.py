@@ -146,3 +146,34 @@ def test_websocket_over_h2_with_permessage_deflate(make_gateway, make_backend):
         assert raw[0] & 0x40, "RSV1: the echo is compressed"
         assert Inflater().message(parse_frames(raw)[0][1]) == text
     assert node.messages(b"websocket")[0].body == text
+
+
+def test_websocket_over_h2_closed_with_1001_on_sigterm(make_gateway, make_backend):
+    """SIGTERM: GOAWAY and a 1001 close on the WebSocket stream (hand-made frames: Python's h2 drops frames that
+    follow a GOAWAY, which RFC 9113 §6.8 allows); once the client ends the stream the gateway exits."""
+    import signal
+
+    from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
+
+    from h2_helpers import RawH2
+
+    gw = make_gateway(vhosts={"localhost": ["A"]})
+    make_backend(gw, "A", ws_echo_handler)
+    with RawH2(gw.port) as raw:
+        headers = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":path", "/ws"),
+                   (":authority", "localhost"), ("sec-websocket-version", "13")]
+        raw.read(0.3)
+        raw.send(raw.headers_frame(1, headers, end_stream=False))
+        head = raw.read_until(lambda f: isinstance(f, HeadersFrame) and f.stream_id == 1, 5, "the 200")
+        assert (b":status", b"200") in head.decoded
+        gw.proc.send_signal(signal.SIGTERM)
+        goaway = raw.read_until(lambda f: isinstance(f, GoAwayFrame), 5, "GOAWAY")
+        assert goaway.error_code == 0
+        close = raw.read_until(lambda f: isinstance(f, DataFrame) and f.data, 5, "the close frame")
+        assert parse_frames(close.data) == [(OP_CLOSE, struct.pack("!H", 1001))]
+        raw.read_until(lambda f: isinstance(f, DataFrame) and "END_STREAM" in f.flags, 5, "END_STREAM")
+        answer = DataFrame(1, data=encode_frame(OP_CLOSE, struct.pack("!H", 1001)))
+        answer.flags.add("END_STREAM")
+        raw.send(answer)
+        raw.wait_closed(5)
+    assert gw.proc.wait(10) == 0
