@@ -301,6 +301,14 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         if streams.isEmpty { idleSince = gateway.loop.now }
     }
 
+    /// The response is complete while the request body is still coming: the client is asked to stop sending
+    /// it (RST_STREAM NO_ERROR, RFC 9113 §8.1), as nginx does; the node, done with the request, is told `end`.
+    /// A WebSocket stream waits for the client's close instead.
+    func http2ResponseSent(_ id: Int32) {
+        guard let stream = streams[id], stream.requestBodyOpen, stream.webSocket == nil, !stream.closed else { return }
+        framer.reset(stream: id, .noError)
+    }
+
     func http2Received(_ frame: HTTP2ControlFrame) {
         let event: HTTP2FloodGuard.Event
         switch frame {

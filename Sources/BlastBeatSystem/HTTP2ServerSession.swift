@@ -17,6 +17,8 @@ package protocol HTTP2SessionDelegate: AnyObject {
     /// The stream is gone: answered and ended, reset by either side, or refused. `errorCode` is
     /// RFC 9113 §7's (0 = NO_ERROR).
     func http2StreamClosed(_ stream: Int32, errorCode: UInt32)
+    /// The last frame of the response on `stream` (END_STREAM) went out.
+    func http2ResponseSent(_ stream: Int32)
     /// A frame the client sent that costs the gateway work without asking for a response.
     func http2Received(_ frame: HTTP2ControlFrame)
     /// Response body bytes for `stream`, written into `buffer` (nghttp2's DATA frame payload).
@@ -107,6 +109,7 @@ package final class HTTP2ServerSession {
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameReceived)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, onFrameSent)
 
         var option: OpaquePointer? = nil
         rc = nghttp2_option_new(&option)
@@ -280,6 +283,17 @@ package final class HTTP2ServerSession {
         return 0
     }
 
+    fileprivate func frameSent(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let hd = frame.pointee.hd
+        let type = Int(hd.type)
+        if (type == Int(NGHTTP2_DATA.rawValue) || type == Int(NGHTTP2_HEADERS.rawValue)),
+            hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        {
+            delegate.http2ResponseSent(hd.stream_id)
+        }
+        return 0
+    }
+
     fileprivate func dataChunk(stream: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
         delegate.http2Data(stream, bytes)
         return 0
@@ -328,6 +342,12 @@ private func onFrameReceived(
     _ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
     HTTP2ServerSession.owner(userData).frameReceived(frame!)
+}
+
+private func onFrameSent(
+    _ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    HTTP2ServerSession.owner(userData).frameSent(frame!)
 }
 
 private func onDataChunk(

@@ -369,3 +369,30 @@ def test_upload_to_a_stalled_node_shuts_only_its_stream_window(make_gateway, mak
         r = c.response(upload, timeout=30)
     assert r.status == 200 and bytes(r.body) == b"%d %s" % (size, hashlib.sha256(payload).hexdigest().encode())
     assert during - before < 16 * 1024 * 1024, f"gateway RSS grew {(during - before) >> 20} MiB during the stall"
+
+
+def test_early_response_stops_the_upload(make_gateway, make_backend, tmp_path):
+    """A backend that answers before the request body is in (a 413 for an upload it does not want): the client
+    gets the complete response, then RST_STREAM NO_ERROR asking it to stop sending (RFC 9113 §8.1, as nginx
+    does); the node is told `end`."""
+    gw = make_gateway(vhosts={"localhost": ["A"]})
+
+    def early(sid, mtype, body, send):
+        if mtype == b"uwsgi":
+            send(sid, b"headers", response_head(413, [("Content-Length", "4")]) + b"nope")
+
+    node = make_backend(gw, "A", early)
+    with H2Conn(gw.port) as c:
+        sid = c.request("POST", "/big", body=b"x" * (2 << 20))
+        c.wait(lambda: c.streams[sid].reset is not None, 5, "RST_STREAM")
+        r = c.streams[sid]
+        assert r.status == 413 and bytes(r.body) == b"nope" and r.ended and r.reset == 0, (r.headers, r.reset)
+        assert c.get("/after").status == 413  # the connection goes on
+    uwsgi = node.messages(b"uwsgi")[0]
+    node.wait_message(b"end", sid=uwsgi.sid)
+    # curl gets its answer and stops instead of uploading into a finished stream.
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(b"x" * 3_000_000)
+    proc = curl("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", f"@{upload}",
+                f"http://localhost:{gw.port}/big", timeout=10)
+    assert b"413" in proc.stdout or proc.returncode == 92, (proc.returncode, proc.stdout, proc.stderr)
