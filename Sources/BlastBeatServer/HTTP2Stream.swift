@@ -129,6 +129,13 @@ final class HTTP2Stream {
     }
 
     func responseFinished() {
+        if phase == .streaming, let declared = response.contentLength, log.bytesSent < declared,
+            !session.machine.request.isHead, response.status != 204, response.status != 304
+        {
+            // The backend ended short of its Content-Length (`end` mid-body): over HTTP/1.1 the close says
+            // so; here a reset does, instead of an END_STREAM that would pass the body off as complete.
+            return abort("response shorter than its Content-Length")
+        }
         if phase == .streaming { phase = .ended }
         wakeDataProvider()
         gateway.writeAccessLog(self)

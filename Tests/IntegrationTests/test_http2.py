@@ -396,3 +396,19 @@ def test_early_response_stops_the_upload(make_gateway, make_backend, tmp_path):
     proc = curl("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", f"@{upload}",
                 f"http://localhost:{gw.port}/big", timeout=10)
     assert b"413" in proc.stdout or proc.returncode == 92, (proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_response_cut_short_is_reset_not_ended(make_gateway, make_backend):
+    """`end` mid-body of a Content-Length response: the stream is reset, so the client cannot take the
+    truncated body for a complete one (HTTP/1.1 closes the connection for the same reason)."""
+    gw = make_gateway(vhosts={"localhost": ["A"]})
+
+    def short(req, send):
+        send(req.sid, b"headers", response_head(200, [("Content-Length", "10")]))
+        send(req.sid, b"body", b"12345")
+        send(req.sid, b"end", b"")
+
+    make_backend(gw, "A", HTTPHandler(short))
+    with H2Conn(gw.port) as c:
+        r = c.get("/short")
+        assert r.reset is not None and not r.ended, (r.headers, r.body, r.reset)

@@ -9,6 +9,8 @@ package struct HTTP2ResponseHead: Sendable {
     /// The backend framed the body with its own chunked encoding: its `body` bytes must be decoded.
     package private(set) var isChunked = false
     package private(set) var status = 0
+    /// The head's Content-Length, when it has one (valid: the response head parser checked it).
+    package private(set) var contentLength: Int?
 
     package init() {}
 
@@ -21,6 +23,7 @@ package struct HTTP2ResponseHead: Sendable {
         storage.removeAll(keepingCapacity: true)
         fields.removeAll(keepingCapacity: true)
         isChunked = false
+        contentLength = nil
         self.status = status
         storage.append(contentsOf: ":status".utf8)
         let digits = Array(String(status).utf8)
@@ -55,6 +58,12 @@ package struct HTTP2ResponseHead: Sendable {
                     let trimmed = token.drop(while: { $0 == 0x20 || $0 == 0x09 }).reversed().drop(while: { $0 == 0x20 || $0 == 0x09 }).reversed()
                     nominated.append(trimmed.map(Self.lowercased))
                 }
+            } else if HTTPSyntax.equalsIgnoringCase(name, "content-length") {
+                var length = 0
+                for digit in value where digit >= 0x30 && digit <= 0x39 && length < Int.max / 10 - 9 {
+                    length = length * 10 + Int(digit - 0x30)
+                }
+                contentLength = length
             } else if HTTPSyntax.equalsIgnoringCase(name, "transfer-encoding") {
                 isChunked = value.split(separator: 0x2C).contains { token in
                     let t = token.drop(while: { $0 == 0x20 || $0 == 0x09 })

@@ -38,3 +38,10 @@ struct HTTP2ResponseHeadTests {
         #expect(head.fields.count == 1 && String(decoding: head.storage[head.fields[0].value], as: UTF8.self) == "404")
     }
 }
+
+extension HTTP2ResponseHeadTests {
+    @Test func contentLengthIsRead() {
+        #expect(Self.convert("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n").1.contentLength == 1234)
+        #expect(Self.convert("HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n").1.contentLength == nil)
+    }
+}
