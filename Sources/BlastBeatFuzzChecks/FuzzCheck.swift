@@ -25,6 +25,7 @@ public enum FuzzChecks {
         ("curve-server", curveServer),
         ("curve-keys", curveKeys),
         ("config", config),
+        ("http2-server", http2Server),
     ]
 
     /// The check named `name`; nil for an unknown name.

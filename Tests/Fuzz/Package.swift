@@ -18,6 +18,7 @@ let drivers = [
     "curve-server",
     "curve-keys",
     "config",
+    "http2-server",
 ]
 
 let package = Package(
