@@ -46,6 +46,7 @@ SCENARIOS = {
     "tls-keepalive": "HTTPS GET /, keep-alive, 50 connections (wrk over TLS)",
     "tls-handshake": "HTTPS GET / on a new connection each time: full TLS handshakes/s, 50 connections "
                      "(bench/peers/tls_load.c)",
+    "h2": "HTTPS GET / over HTTP/2 (ALPN h2): h2load -c50 -m10, 50 connections with 10 streams each",
 }
 # Scenarios that run only when named with --scenarios (not in the default list).
 OPTIONAL_SCENARIOS = {
@@ -62,7 +63,10 @@ WS_SCENARIOS = {"wsecho"}
 # TLS scenarios: the system listens with TLS only, on the certificate generated for this run
 # (ECDSA P-256, self-signed, CN/SAN localhost). tls-keepalive loads it with wrk over https;
 # tls-handshake with bench/bin/tls_load, which never resumes a session (see bench/README.md).
-TLS_SCENARIOS = {"tls-keepalive", "tls-handshake"}
+TLS_SCENARIOS = {"tls-keepalive", "tls-handshake", "h2"}
+# HTTP/2 scenarios: TLS as above, loaded with nghttp2's h2load; nginx's listener gets `http2`.
+H2_SCENARIOS = {"h2"}
+H2_CONNS, H2_STREAMS = 50, 10
 TLS_NAME = "localhost"  # the certificate's name, the SNI and Host that tls_load and the checks send
 # nginx gets BlastBeat's TLS policy (Sources/BlastBeatSystem/TLSServerContext.swift): TLS 1.2/1.3,
 # the same TLS 1.2 cipher list and TLS 1.3 suites in the same order, server preference, no session
@@ -392,6 +396,7 @@ class System:
         self.watch = []  # (name, Popen) that must stay up
         self.ws = False  # True: start the WebSocket echo backend instead of the hello backend
         self.tls = False  # True: the client-facing listener speaks TLS only (opts.tls: certificate, key)
+        self.h2 = False  # True: the TLS listener offers HTTP/2 (BlastBeat always does; nginx needs `http2`)
         self.many_tenants = False  # True: the many-tenants scenario's configuration and backend crowd
 
     def client_tls(self):
@@ -677,7 +682,8 @@ class NginxBase(System):
                 raise BenchError(f"nginx {tag}: no single `{listen}` to turn into a TLS listener")
             directives = NGINX_TLS_DIRECTIVES.format(cert=self.opts.tls["cert"], key=self.opts.tls["key"])
             server_block = server_block.replace(
-                listen, "listen {host}:{port} ssl backlog=4096;"
+                listen, ("listen {host}:{port} ssl http2 backlog=4096;" if self.h2 else
+                         "listen {host}:{port} ssl backlog=4096;")
                 + directives.replace("{", "{{").replace("}", "}}"))
         d = os.path.join(self.dir, tag)
         os.makedirs(os.path.join(d, "html"), exist_ok=True)
@@ -901,6 +907,51 @@ def parse_tls_load(text):
 
 
 # --------------------------------------------------------------------------------------------
+# h2load (the HTTP/2 scenario)
+
+def h2load_argv(port, duration, log_file):
+    """h2load over TLS with SNI and :authority TLS_NAME, connected to HOST:port; one line per request in log_file."""
+    return ["h2load", "-t1", f"-c{H2_CONNS}", f"-m{H2_STREAMS}", "-D", str(duration), f"--connect-to={HOST}:{port}",
+            f"--log-file={log_file}", f"https://{TLS_NAME}:{port}/"]
+
+
+def run_h2load(argv, duration, cwd):
+    """Runs h2load; appends the latency percentiles it does not print, from its log file (one line per
+    request: start time, status, microseconds), as a last JSON line."""
+    log_file = next(a.split("=", 1)[1] for a in argv if a.startswith("--log-file="))
+    rc, out = run_cmd(argv, timeout=duration + 30, cwd=cwd)
+    if rc != 0:
+        raise BenchError(f"h2load exited {rc}: {out.strip()[-300:]}")
+    times = []
+    with open(log_file) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3:
+                times.append(int(parts[2]))
+    times.sort()
+    pct = (lambda p: times[min(len(times) - 1, int(len(times) * p / 100))] / 1000.0) if times else (lambda p: None)
+    return out + "\n" + json.dumps({"p50_ms": pct(50), "p99_ms": pct(99)})
+
+
+def parse_h2load(text):
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
+    if not m:
+        raise BenchError("h2load printed no req/s:\n" + text[-500:])
+    r = {"rps": float(m.group(1))}
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
+                  r"(\d+) timeout", text)
+    if not m:
+        raise BenchError("h2load printed no request counts:\n" + text[-500:])
+    total, started, done, ok, failed, errored, timeout = map(int, m.groups())
+    r["requests"] = done
+    r["socket_errors"] = {"failed": failed, "errored": errored, "timeout": timeout}
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    r["non_2xx"] = sum(map(int, m.groups()[1:])) if m else 0
+    r.update(json.loads(text.strip().splitlines()[-1]))
+    return r
+
+
+# --------------------------------------------------------------------------------------------
 # ws_load (the WebSocket scenarios)
 
 def ws_load_argv(port, duration, conns=WS_CONNS):
@@ -943,11 +994,15 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
     try:
         system.ws = ws
         system.tls = scenario in TLS_SCENARIOS
+        system.h2 = scenario in H2_SCENARIOS
         system.many_tenants = scenario == "many-tenants"
         system.start()
         check_scenario(system.port, scenario, opts)
+        h2 = scenario in H2_SCENARIOS
         if ws:  # ws_load: the warm-up is a separate run on its own connections, like wrk's
             argv, run_load = ws_load_argv(system.port, opts.duration), run_load_client
+        elif h2:  # h2load likewise
+            argv, run_load = h2load_argv(system.port, opts.duration, os.path.join(work, "h2load.log")), run_h2load
         elif hs:  # tls_load likewise
             argv, run_load = tls_load_argv(system.port, opts.duration), run_load_client
         else:
@@ -955,6 +1010,8 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
         if opts.warmup > 0:
             if ws:
                 warm = ws_load_argv(system.port, opts.warmup)
+            elif h2:
+                warm = h2load_argv(system.port, opts.warmup, os.path.join(work, "h2load-warmup.log"))
             elif hs:
                 warm = tls_load_argv(system.port, opts.warmup)
             else:
@@ -974,7 +1031,8 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
                 raise BenchError(f"{name} died during the run (status {p.returncode})")
         if not all(pid_alive(pid) for pid in pids):
             raise BenchError(f"{LABELS[system_name]} died during the run")
-        result.update(parse_ws_load(out) if ws else parse_tls_load(out) if hs else parse_wrk(out))
+        result.update(parse_ws_load(out) if ws else parse_h2load(out) if h2 else parse_tls_load(out) if hs
+                      else parse_wrk(out))
         result["cpu_s"] = cpu_seconds(pids) - cpu0
         result["backend_cpu_s"] = cpu_seconds(bpids) - bcpu0
         result["peak_rss"] = sum(status_bytes(pid, "VmHWM") or 0 for pid in pids)

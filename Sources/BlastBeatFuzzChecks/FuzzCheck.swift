@@ -26,6 +26,7 @@ public enum FuzzChecks {
         ("curve-keys", curveKeys),
         ("config", config),
         ("file-bundle", fileBundle),
+        ("http2-server", http2Server),
     ]
 
     /// The check named `name`; nil for an unknown name.

@@ -90,8 +90,11 @@ extension Connection {
     }
 
     func flush() {
+        // HTTP/2 frames join the output first (queuedForFlush still set: no second schedule).
+        if let http2, !closed { http2.fillOutput() }
         queuedForFlush = false
         if closed { return }
+        if let http2, http2.isDone, teardown == .open { return closeAfterFlush() }
         if let tls { encryptOutput(tls) }
         if !output.isEmpty { prepareToWrite() }
         while !output.isEmpty {
@@ -122,6 +125,8 @@ extension Connection {
         }
         if teardown != .open { return finishClosing() }
         if deadlineReason == .write { refreshDeadlineForState() }
+        // More HTTP/2 frames than one flush's budget: the rest goes in the next loop iteration.
+        if let http2, http2.wantsWrite { scheduleFlush() }
         updateInterest()
     }
 
@@ -168,6 +173,11 @@ extension Connection {
     /// Graceful shutdown: idle connections close now, busy ones after their current response.
     func shutdownRequested() {
         session.stopKeepingAlive()
+        if let http2 {
+            // GOAWAY: the open streams finish, no new ones start (RFC 9113 §6.8); the flush that sends it
+            // closes the connection once no stream is left.
+            return http2.shutdown()
+        }
         if let webSocket {
             // A WebSocket never finishes by itself: close it now, 1001 "going away" (RFC 6455 §7.4.1).
             return failWebSocket(.goingAway, session: webSocket)
@@ -211,6 +221,7 @@ extension Connection {
         timer.stop()
         Posix.close(fd)
         session.clientGone()
+        http2?.connectionClosed()
         gateway.connectionClosed(self)
     }
 

@@ -8,6 +8,18 @@ extension Connection {
     func process(_ bytes: UnsafeRawBufferPointer) -> Int {
         var offset = 0
         if let webSocket { return processWebSocket(bytes, session: webSocket) }
+        if let http2 { return http2.process(bytes) }
+        if requestStart == 0, tls == nil, case .idle = request, let first = bytes.first, first == 0x50 {  // 'P'
+            // Maybe the HTTP/2 preface (prior-knowledge h2c): nothing else starts with "PRI * HTTP/2.0".
+            switch startHTTP2IfPreface(bytes) {
+            case .started: return http2!.process(bytes)
+            case .needMore:
+                // The header timeout bounds a client that sends the preface byte by byte.
+                if deadlineReason != .head { setDeadline(gateway.config.timeouts.header, .head) }
+                return 0
+            case .notHTTP2: break
+            }
+        }
         while offset < bytes.count && teardown == .open {
             if let webSocket {
                 return offset + processWebSocket(UnsafeRawBufferPointer(rebasing: bytes[offset...]), session: webSocket)

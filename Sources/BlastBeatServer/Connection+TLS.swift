@@ -43,6 +43,7 @@ extension Connection {
                 setDeadline(gateway.config.timeouts.keepAlive, .idle)
                 tlsServerName = tls.serverName.map { Array($0.utf8) } ?? []
                 tlsVersion = Array(tls.protocolVersion.utf8)
+                if tls.negotiatedProtocol == "h2" && !startHTTP2() { return }
             }
         } else {
             tls.feedCiphertext(bytes)

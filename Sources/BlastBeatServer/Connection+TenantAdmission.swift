@@ -117,7 +117,7 @@ extension Gateway {
     /// Counts a `max-connections` refusal of a vhost and logs it, once per 10 s per vhost.
     func vhostConnectionsFull(_ connection: Connection, vhost: Int, limit: Int) {
         counters.vhostConnectionRefusals += 1
-        countRejection(connection, by: .maxConnections)
+        metrics.rejected(slot: Metrics.slot(ofVhost: vhost), by: .maxConnections)
         guard loop.now - vhostRefusalLogged[vhost].connections >= 10 else { return }
         vhostRefusalLogged[vhost].connections = loop.now
         if vhostServerNames[vhost].withUnsafeBytes({ warnings.allow("vhost-connections", $0, now: loop.now, interval: 10) }) {
@@ -130,7 +130,8 @@ extension Gateway {
     /// Counts a `client-rate` refusal and logs it, once per 10 s per (vhost, client address).
     func clientRateRefused(_ connection: Connection, vhost: Int, retryAfter: Int) {
         counters.clientRateRefusals += 1
-        countRejection(connection, by: .clientRate)
+        // By the vhost itself: an HTTP/2 stream's connection has no vhost of its own.
+        metrics.rejected(slot: Metrics.slot(ofVhost: vhost), by: .clientRate)
         if clientRates.shouldLogLastRefusal(now: loop.now, interval: 10) {
             let limits = vhostLimits[vhost]
             logger.warning(

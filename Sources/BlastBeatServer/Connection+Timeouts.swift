@@ -19,12 +19,15 @@ extension Connection {
             timer.start(after: deadline - now)
             return
         }
+        // A tick of HTTP/2's checks, not a timeout: HTTP2Connection counts its own.
+        if deadlineReason == .http2, let http2 { return http2.timerFired() }
         timedOut()
     }
 
     /// Picks the deadline that fits the current state.
     func refreshDeadlineForState() {
         let t = gateway.config.timeouts
+        if let http2 { return http2.armTimer() }
         if webSocket != nil { return setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle) }
         if isExchangeActive || session.isWaitingForNode { return setDeadline(limits.backendTimeout, .backend) }
         switch request {
@@ -50,6 +53,8 @@ extension Connection {
             if let webSocket { webSocketIdle(session: webSocket) } else { abort("idle timeout") }
         case .tlsHandshake:
             abort("TLS handshake not completed within \(gateway.config.timeouts.tlsHandshake)s")
+        case .http2:
+            abort("HTTP/2 timer without HTTP/2")  // timerFired hands .http2 to HTTP2Connection
         case .idle where tls != nil && !tlsClosing && !isExchangeActive:
             closeAfterFlush()  // with close_notify, so TLS clients see a clean end
         case .idle, .write, .linger:

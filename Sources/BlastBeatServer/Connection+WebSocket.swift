@@ -18,53 +18,13 @@ extension Connection {
             sendErrorAndClose(status: 400, message: "a WebSocket upgrade must be an HTTP/1.1 GET")
             return nil
         }
-        var key: UnsafeRawBufferPointer? = nil
-        var versionOK = false
-        var extensions: [UInt8] = []
-        var offered: [[UInt8]] = []
-        for field in head.headers {
-            let value = UnsafeRawBufferPointer(rebasing: headBytes[field.value])
-            switch field.known {
-            case .secWebSocketKey:
-                if key != nil {
-                    sendErrorAndClose(status: 400, message: "more than one Sec-WebSocket-Key")
-                    return nil
-                }
-                key = value
-            case .secWebSocketVersion:
-                versionOK = WebSocketHandshake.isSupportedVersion(value)
-            case .secWebSocketExtensions:
-                if !extensions.isEmpty { extensions.appendBytes(", ") }
-                extensions.appendBytes(value)
-            case .secWebSocketProtocol:
-                for token in value.split(separator: 0x2C) {
-                    let trimmed = token.drop(while: { $0 == 0x20 || $0 == 0x09 }).reversed().drop(while: {
-                        $0 == 0x20 || $0 == 0x09
-                    }).reversed()
-                    if !trimmed.isEmpty { offered.append(Array(trimmed)) }
-                }
-            default:
-                break
-            }
-        }
-        guard versionOK else {
-            sendErrorAndClose(
-                status: 426, message: "only WebSocket version 13 is supported",
-                extraHeaders: "Sec-WebSocket-Version: 13\r\n")
+        switch PendingUpgrade.prepare(head: head, headBytes: headBytes, compression: gateway.config.webSocket.compression) {
+        case .success(let upgrade):
+            return upgrade
+        case .failure(let refusal):
+            sendErrorAndClose(status: refusal.status, message: refusal.message, extraHeaders: refusal.extraHeaders)
             return nil
         }
-        guard let key, WebSocketHandshake.isValidKey(key) else {
-            sendErrorAndClose(status: 400, message: "missing or invalid Sec-WebSocket-Key")
-            return nil
-        }
-        let settings = gateway.config.webSocket
-        let compression = extensions.withUnsafeBytes {
-            PerMessageDeflateOffer.negotiate(
-                headerValue: $0, configuration: PerMessageDeflateConfiguration(isEnabled: settings.compression))
-        }
-        return PendingUpgrade(
-            accept: WebSocketHandshake.acceptValue(key: key), compression: compression, offeredProtocols: offered,
-            selectedProtocol: nil)
     }
 
     /// Gateway mode: pick the first subprotocol the client offered that the vhost allows.

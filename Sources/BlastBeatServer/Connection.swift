@@ -50,6 +50,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var pendingUpgrade: PendingUpgrade?
     /// Set once the connection speaks WebSocket.
     var webSocket: WebSocketSession?
+    /// Set once the connection speaks HTTP/2 (ALPN `h2`, or the preface on a plain listener).
+    var http2: HTTP2Connection?
 
     // MARK: output
     var output = ByteBuffer()
@@ -100,6 +102,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
 
     enum TimeoutReason {
         case idle, head, body, backend, write, linger, webSocketIdle, tlsHandshake
+        /// HTTP/2: the connection's streams and idle time are checked (HTTP2Connection.timerFired).
+        case http2
     }
 
     init(gateway: Gateway, fd: Int32, listener: Listener, sid: SessionID, peer: SocketAddress, tls: TLSConnection?) {
@@ -115,7 +119,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         self.limits = gateway.vhostLimits.first ?? VhostLimits()
         self.io = IOWatcher(loop: gateway.loop, fd: fd, delegate: self)
         self.timer = TimerWatcher(loop: gateway.loop, delegate: self)
-        self.session = GatewaySession(gateway: gateway, connection: self, sid: sid)
+        self.session = GatewaySession(gateway: gateway, transport: .http1(Unmanaged.passUnretained(self)), sid: sid)
     }
 
     func start() {
@@ -225,6 +229,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
 
     func endOfInput() {
         clientEOF = true
+        if http2 != nil { return closeAfterFlush() }
         if webSocket != nil {
             // No close frame can follow: the client is gone (RFC 6455 §7.1.5: 1006). Tell the node now.
             return closeAfterFlush()
@@ -242,7 +247,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         }
     }
 
-    var isExchangeActive: Bool { session.isResponseActive }
+    var isExchangeActive: Bool { http2 == nil ? session.isResponseActive : http2!.hasStreams }
 
 
 

@@ -17,9 +17,12 @@ extension Gateway {
         case .headers, .body, .chunk, .end, .retry, .websocket, .websocketBinary:
             break
         }
-        guard let sid = SessionID(message.sid), let connection = sessions[sid] else {
+        guard let sid = SessionID(message.sid) else {
             counters.unknownSessionMessages += 1
             return
+        }
+        guard let connection = sessions[sid] else {
+            return http2StreamMessage(message, sid: sid, node: node)
         }
         guard connection.node == node else {
             // Only the node bound to the sid may drive it (docs/PROTOCOL.md, "Sessions and ownership").
@@ -257,9 +260,11 @@ extension Gateway {
                 connection.nodeLost(connectionReplaced: true)
             }
         }
+        if !http2StreamsOnReplacedConnections.isEmpty { failHTTP2StreamsOnReplacedConnections() }
         if pendingNodeFailures.isEmpty { return }
         let dead = pendingNodeFailures
         pendingNodeFailures.removeAll()
+        failHTTP2Streams(onDeadNodes: dead)
         for connection in Array(sessions.values) {
             guard let node = connection.node, dead.contains(node), connection.nodeKnowsSession else { continue }
             if nodes.isUsable(node) { continue }
@@ -302,6 +307,7 @@ extension Gateway {
             for connection in sessions.values where connection.node == node && connection.nodeKnowsSession {
                 sessionsOnReplacedConnections.append(connection)
             }
+            http2StreamsOnReplacedConnection(node)
         }
         ping(node)
     }

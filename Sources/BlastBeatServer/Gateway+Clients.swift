@@ -173,7 +173,7 @@ extension Gateway {
                 let timeout = connection.deadlineReason == .idle ? t.keepAlive : connection.deadlineReason == .head ? t.header : t.tlsHandshake
                 let since = connection.deadline - timeout
                 if slow == nil || since < slow!.since { slow = (connection, since) }
-            case .body, .backend, .write, .linger, .webSocketIdle:
+            case .body, .backend, .write, .linger, .webSocketIdle, .http2:
                 continue
             }
         }

@@ -32,6 +32,7 @@ extension Gateway {
     func countTimeout(_ connection: Connection) {
         let limit: Metrics.Limit
         switch connection.deadlineReason {
+        case .http2: return  // its streams' timeouts are their own (HTTP2Connection+Timers.swift)
         case .head: limit = .headerTimeout
         case .body, .write: limit = .bodyTimeout
         case .backend: limit = .backendTimeout

@@ -51,6 +51,15 @@ extension Gateway {
                 t.value(m.responses[slot * 5 + c])
             }
         }
+        // Per protocol: all responses, less those of HTTP/2 streams, are HTTP/1.x.
+        t.family("blastbeat_protocol_responses_total", .counter, "Responses sent, by the client's protocol.")
+        let all = m.responses.reduce(0, &+)
+        t.start("blastbeat_protocol_responses_total")
+        t.label("protocol", "HTTP/1.x")
+        t.value(all &- m.http2Responses)
+        t.start("blastbeat_protocol_responses_total")
+        t.label("protocol", "HTTP/2")
+        t.value(m.http2Responses)
         t.family(
             "blastbeat_request_duration_seconds", .histogram,
             "From a request's complete head to the end of its response, by vhost.")

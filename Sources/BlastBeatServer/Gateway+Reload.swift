@@ -152,6 +152,7 @@ extension Gateway {
                 continue
             }
             listener.router = vhostRouter(forListener: index, of: config, port: listener.router.listenerPort)
+            if let tls = listener.tls { TLSFiles.offerProtocols(config, forListener: index, on: tls) }
             kept.append(listener)
             keptIndex.append(index)
         }

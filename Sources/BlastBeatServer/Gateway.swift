@@ -25,7 +25,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var vhostAccessLogs: [LogSink?] = []
     var vhostOwnAccessLogs: [LogSink] = []
     var logsRequests = false
-    private var accessLogDate: (second: Int, text: [UInt8]) = (-1, [])
+    var accessLogDate: (second: Int, text: [UInt8]) = (-1, [])
 
     /// Shared read buffer: a connection's bytes land here first and are copied out only when a
     /// partial request remains, so idle connections own no buffer.
@@ -59,6 +59,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// Per node: whether a vhost lists it (a reload may remove a node; its reconnections are then refused).
     private(set) var nodeIsListed: [Bool] = []
     var sessions: [SessionID: Connection] = [:]
+    /// HTTP/2 streams by their sessions' sids (their connections are in `sessions` under their own).
+    var http2Streams: [SessionID: HTTP2Stream] = [:]
+    var http2StreamsOnReplacedConnections: [HTTP2Stream] = []
     var connectionsToFlush: [Connection] = []
     private var flushBatch: [Connection] = []
     var pendingNodeFailures: [Int] = []

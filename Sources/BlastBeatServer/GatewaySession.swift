@@ -10,7 +10,8 @@ import BlastBeatSystem
 /// transport: it parses requests, writes to the client and keeps the timeouts, and knows nothing of nodes.
 final class GatewaySession {
     unowned(unsafe) let gateway: Gateway
-    unowned(unsafe) let connection: Connection
+    /// Unretained: the transport owns the session.
+    let transport: SessionTransport
     let sid: SessionID
     private(set) var machine: HTTPSession
     /// The vhost of the current request.
@@ -24,9 +25,9 @@ final class GatewaySession {
     /// Parked until a node of the vhost connects (Gateway.waitForNode), right after a start or an upgrade.
     private(set) var isWaitingForNode = false
 
-    init(gateway: Gateway, connection: Connection, sid: SessionID) {
+    init(gateway: Gateway, transport: SessionTransport, sid: SessionID) {
         self.gateway = gateway
-        self.connection = connection
+        self.transport = transport
         self.sid = sid
         self.machine = HTTPSession(chunkLimits: gateway.responseChunkLimits)
     }
@@ -83,7 +84,7 @@ final class GatewaySession {
     /// waits for one instead (returns true: it goes on reading its body, kept for the node).
     @discardableResult
     func dispatch(preferring preferred: Int?, bodyComplete: Bool, mayWait: Bool = false) -> Bool {
-        if let limit = connection.limits.maxInFlight, gateway.vhostInFlight[vhost] >= limit {
+        if let limit = transport.limits.maxInFlight, gateway.vhostInFlight[vhost] >= limit {
             // The tenant's own requests fill its share; other vhosts' nodes and requests are untouched.
             gateway.counters.vhostBusyRefusals += 1
             let warn = gateway.vhostServerNames[vhost].withUnsafeBytes {
@@ -176,8 +177,8 @@ final class GatewaySession {
         isWaitingForNode = false
         gateway.stopWaiting(self)
         if dispatching {
-            dispatch(preferring: nil, bodyComplete: !connection.isReadingRequestBody)
-            connection.refreshDeadlineForState()
+            dispatch(preferring: nil, bodyComplete: !transport.isReadingRequestBody)
+            transport.requestDispatchedAfterWaiting()
         } else {
             fail(.noNode)
         }
@@ -231,13 +232,13 @@ final class GatewaySession {
                 action = machine.receivedHead(&rest)
                 return .none  // carried out below, after the check only the connection can make
             }
-            if case .acceptUpgrade(let head) = action, !connection.acceptsSubprotocol(of: head) {
+            if case .acceptUpgrade(let head) = action, !transport.acceptsSubprotocol(of: head) {
                 // Backend-mode handshake accepted; its subprotocol must be one the client offered.
                 return event { $0.refuseUpgrade(.subprotocolNotOffered) }
             }
             let state = machine.state
             perform(action)
-            if rest.isEmpty || connection.closed { return }
+            if rest.isEmpty || transport.closed { return }
             switch state {
             case .awaitingHead:
                 continue  // an interim head; another head follows
@@ -326,39 +327,39 @@ final class GatewaySession {
         case .none:
             return
         case .write(let bytes, let complete):
-            connection.writeResponse(bytes)
-            if complete { connection.responseFinished() }
+            transport.writeResponse(bytes)
+            if complete { transport.responseFinished() }
         case .writeDroppingExcess(let bytes, let excess):
-            connection.writeResponse(bytes)
+            transport.writeResponse(bytes)
             gateway.counters.outOfOrderBackendMessages += 1
             gateway.logger.warning("node \(nodeName) sent \(excess) bytes past Content-Length; dropped")
-            connection.responseFinished()
+            transport.responseFinished()
         case .writeChunk(let payload, let complete):
-            connection.writeChunk(payload)
-            if complete { connection.responseFinished() }
+            transport.writeChunk(payload)
+            if complete { transport.responseFinished() }
         case .startResponse(let head, let status, let adding, let complete):
-            connection.writeResponseHead(head, status: status, adding: adding)
-            if complete { connection.responseFinished() }
+            transport.writeResponseHead(head, status: status, adding: adding, complete: complete)
+            if complete { transport.responseFinished() }
         case .acceptUpgrade(let head):
-            connection.backendAcceptedUpgrade(head: head)
+            transport.backendAcceptedUpgrade(head: head)
         case .finishAndClose(let lastChunk, let truncated):
-            if lastChunk { connection.writeChunk(UnsafeRawBufferPointer(start: nil, count: 0)) }
+            if lastChunk { transport.writeChunk(UnsafeRawBufferPointer(start: nil, count: 0)) }
             if truncated { gateway.counters.backendErrors += 1 }
-            connection.responseFinished()
-            connection.closeAfterFlush()
+            transport.responseFinished()
+            transport.closeAfterFlush()
         case .close:
-            connection.closeAfterFlush()
+            transport.closeAfterFlush()
         case .resend(let preferred):
             // A replaced node's new connection may take the request again.
             if let preferred { triedNodes.removeAll { $0 == preferred } }
-            dispatch(preferring: preferred, bodyComplete: !connection.isReadingRequestBody)
+            dispatch(preferring: preferred, bodyComplete: !transport.isReadingRequestBody)
         case .answerError(let failure):
             report(failure)
-            connection.sendErrorAndClose(status: failure.status, message: failure.description, retryAfter: failure.retryAfter)
+            transport.sendErrorAndClose(status: failure.status, message: failure.description, retryAfter: failure.retryAfter)
         case .abort(let failure):
             report(failure)
-            if case .webSocketNodeGone = failure { return connection.webSocketNodeGone() }
-            connection.abort(failure.description)
+            if case .webSocketNodeGone = failure { return transport.webSocketNodeGone() }
+            transport.abort(failure.description)
         case .drop(let reason):
             gateway.counters.outOfOrderBackendMessages += 1
             if case .headersWithoutRequest = reason {
@@ -369,7 +370,7 @@ final class GatewaySession {
 
     /// Counts and logs a failure the backend, or the wait for it, caused.
     private func report(_ failure: SessionFailure) {
-        gateway.countRejection(connection, failure)
+        gateway.countRejection(transport.clientConnection, failure)
         if failure.isBackendError { gateway.counters.backendErrors += 1 }
         switch failure {
         case .invalidHead(let error):
@@ -379,7 +380,7 @@ final class GatewaySession {
         case .retriedTooOften(let times):
             gateway.logger.warning("request on \(sid.hex) retried \(times) times; giving up")
         case .backendTimeout:
-            gateway.logger.warning("node \(nodeName) did not answer within \(connection.limits.backendTimeout)s")
+            gateway.logger.warning("node \(nodeName) did not answer within \(transport.limits.backendTimeout)s")
         default:
             break
         }

@@ -71,6 +71,8 @@ final class Metrics {
     /// TLS handshakes of closed connections that completed, and that did not (open ones are added at scrape).
     var closedTLSHandshakes = 0
     var tlsHandshakeFailures = 0
+    /// Responses by protocol: HTTP/2 streams' (the rest are HTTP/1.x).
+    var http2Responses = 0
     var configReloads = 0
     var configReloadFailures = 0
     /// Unix time the gateway started.

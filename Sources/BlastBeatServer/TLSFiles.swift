@@ -44,14 +44,31 @@ package enum TLSFiles {
         return (defaultCertificate, certificates)
     }
 
-    /// A TLS context for listener `index` with its certificates loaded (HTTP/1.1 offered by ALPN).
+    private static func protocols(_ config: Configuration) -> [String] {
+        config.http2 ? ["h2", "http/1.1"] : ["http/1.1"]
+    }
+
+    /// What ALPN offers on listener `index`: `h2` before `http/1.1` (`http2 = true`), except to clients naming a
+    /// vhost with `http2 = false` by SNI. At start and after a reload.
+    package static func offerProtocols(_ config: Configuration, forListener index: Int, on context: TLSServerContext) {
+        context.alpn = protocols(config)
+        context.http2RefusedServerNames = Set(
+            config.vhostIndices(forListener: index).filter { !config.vhosts[$0].http2 }.map {
+                String(decoding: config.vhosts[$0].hostName, as: UTF8.self)
+            })
+    }
+
+    /// A TLS context for listener `index` with its certificates loaded: ALPN offers `h2` before `http/1.1`
+    /// (`http2 = true`), except to clients naming a vhost with `http2 = false` by SNI.
     package static func context(
         _ config: Configuration, forListener index: Int, files: FileSource = .direct
     ) throws(StartupError) -> TLSServerContext {
         let (defaultCertificate, certificates) = try self.certificates(config, forListener: index, files: files)
         do {
-            return try TLSServerContext(
-                defaultCertificate: defaultCertificate, certificates: certificates, alpn: ["http/1.1"])
+            let context = try TLSServerContext(
+                defaultCertificate: defaultCertificate, certificates: certificates, alpn: protocols(config))
+            offerProtocols(config, forListener: index, on: context)
+            return context
         } catch {
             throw StartupError(description: "\(config.file):\(config.listeners[index].line): bind-ssl: \(error)")
         }

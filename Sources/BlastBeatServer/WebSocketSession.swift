@@ -47,3 +47,62 @@ struct PendingUpgrade {
     /// Chosen by the gateway (gateway mode) or by the backend's 101 (backend mode).
     var selectedProtocol: [UInt8]?
 }
+
+/// Why an upgrade request is refused, and how.
+struct UpgradeRefusal: Error {
+    var status: Int
+    var message: String
+    var extraHeaders = ""
+}
+
+extension PendingUpgrade {
+    /// Checks the WebSocket fields of an upgrade request (HTTP/1.1, or an HTTP/2 extended CONNECT written out
+    /// as one) and negotiates compression: version 13, one valid key, the offered subprotocols.
+    static func prepare(
+        head: HTTPRequestHead, headBytes: UnsafeRawBufferPointer, compression enabled: Bool
+    ) -> Result<PendingUpgrade, UpgradeRefusal> {
+        var key: UnsafeRawBufferPointer? = nil
+        var versionOK = false
+        var extensions: [UInt8] = []
+        var offered: [[UInt8]] = []
+        for field in head.headers {
+            let value = UnsafeRawBufferPointer(rebasing: headBytes[field.value])
+            switch field.known {
+            case .secWebSocketKey:
+                if key != nil { return .failure(UpgradeRefusal(status: 400, message: "more than one Sec-WebSocket-Key")) }
+                key = value
+            case .secWebSocketVersion:
+                versionOK = WebSocketHandshake.isSupportedVersion(value)
+            case .secWebSocketExtensions:
+                if !extensions.isEmpty { extensions.appendBytes(", ") }
+                extensions.appendBytes(value)
+            case .secWebSocketProtocol:
+                for token in value.split(separator: 0x2C) {
+                    let trimmed = token.drop(while: { $0 == 0x20 || $0 == 0x09 }).reversed().drop(while: {
+                        $0 == 0x20 || $0 == 0x09
+                    }).reversed()
+                    if !trimmed.isEmpty { offered.append(Array(trimmed)) }
+                }
+            default:
+                break
+            }
+        }
+        guard versionOK else {
+            return .failure(
+                UpgradeRefusal(
+                    status: 426, message: "only WebSocket version 13 is supported",
+                    extraHeaders: "Sec-WebSocket-Version: 13\r\n"))
+        }
+        guard let key, WebSocketHandshake.isValidKey(key) else {
+            return .failure(UpgradeRefusal(status: 400, message: "missing or invalid Sec-WebSocket-Key"))
+        }
+        let compression = extensions.withUnsafeBytes {
+            PerMessageDeflateOffer.negotiate(
+                headerValue: $0, configuration: PerMessageDeflateConfiguration(isEnabled: enabled))
+        }
+        return .success(
+            PendingUpgrade(
+                accept: WebSocketHandshake.acceptValue(key: key), compression: compression, offeredProtocols: offered,
+                selectedProtocol: nil))
+    }
+}

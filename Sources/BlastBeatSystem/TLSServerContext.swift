@@ -19,7 +19,11 @@ internal import COpenSSL
 package final class TLSServerContext {
     /// SSL_CTX*. Owned: freed in deinit. Each `SSL` made from it holds its own reference to it.
     let raw: OpaquePointer
-    package let alpn: [String]
+    /// Offered by ALPN in this order; a reload may change it (`http2`).
+    package var alpn: [String]
+    /// Server names (SNI, lowercase) not offered `h2` even when `alpn` lists it: their vhosts set
+    /// `http2 = false`, so those clients speak HTTP/1.1.
+    package var http2RefusedServerNames: Set<String> = []
     private var table: CertificateTable
 
     package init(defaultCertificate: TLSCertificate?, certificates: [TLSCertificate], alpn: [String]) throws(TLSError) {
@@ -122,7 +126,12 @@ package final class TLSServerContext {
         outLength: UnsafeMutablePointer<UInt8>
     ) -> Int32 {
         guard let base = offered.baseAddress else { return SSL_TLSEXT_ERR_ALERT_FATAL }
-        for wanted in alpn {
+        let refusesH2 =
+            !http2RefusedServerNames.isEmpty
+            && SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map {
+                http2RefusedServerNames.contains(String(cString: $0).lowercased())
+            } == true
+        for wanted in alpn where !(refusesH2 && wanted == "h2") {
             var i = 0
             while i < offered.count {
                 let length = Int(offered[i])

@@ -19,6 +19,7 @@ let drivers = [
     "curve-keys",
     "config",
     "file-bundle",
+    "http2-server",
 ]
 
 let package = Package(

@@ -63,6 +63,38 @@ def deflate_messages(messages, wbits=15):
 Z85 = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
 
 
+def h2_frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+
+def hpack_literal(fields):
+    """An HPACK block of literal fields without indexing and without Huffman (RFC 7541 §6.2.2)."""
+    out = b""
+    for name, value in fields:
+        out += b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+    return out
+
+
+def h2_requests():
+    """Client frames after the preface: SETTINGS first, then requests (the http2-server driver's input)."""
+    settings = h2_frame(4, 0, 0, struct.pack(">HI", 4, 65535))
+    get = hpack_literal([(b":method", b"GET"), (b":path", b"/a?b"), (b":scheme", b"https"),
+                         (b":authority", b"h.test"), (b"cookie", b"a=1"), (b"cookie", b"b=2")])
+    post = hpack_literal([(b":method", b"POST"), (b":path", b"/up"), (b":scheme", b"http"), (b":authority", b"h")])
+    ws = hpack_literal([(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"https"),
+                        (b":path", b"/ws"), (b":authority", b"h"), (b"sec-websocket-version", b"13")])
+    return {
+        "get": settings + h2_frame(1, 0x05, 1, get),
+        "post-data": settings + h2_frame(1, 0x04, 1, post) + h2_frame(0, 0, 1, b"x" * 100)
+        + h2_frame(0, 0x01, 1, b"y" * 10),
+        "continuation": settings + h2_frame(1, 0x01, 1, get[:20]) + h2_frame(9, 0x04, 1, get[20:]),
+        "reset-ping-window": settings + h2_frame(1, 0x05, 1, get) + h2_frame(3, 0, 1, struct.pack(">I", 8))
+        + h2_frame(6, 0, 0, b"12345678") + h2_frame(8, 0, 0, struct.pack(">I", 1 << 20)),
+        "websocket": settings + h2_frame(1, 0x04, 1, ws) + h2_frame(0, 0, 1, b"\x81\x85\x01\x02\x03\x04ignored"),
+        "many-streams": settings + b"".join(h2_frame(1, 0x05, 1 + 2 * i, get) for i in range(10)),
+    }
+
+
 def z85(data):
     out = b""
     for i in range(0, len(data), 4):
@@ -122,6 +154,9 @@ def main():
         data = bytes([(wbits - 8) | ctx, 0x3F]) + b"".join(struct.pack(">H", len(m)) + m for m in msgs)
         write("inflate", f"w{wbits}-{'noctx' if ctx else 'ctx'}", data)
     write("inflate", "bfinal", b"\x07\x10" + struct.pack(">H", 7) + zlib.compress(b"abc", wbits=-15)[:7])
+
+    for k, v in h2_requests().items():
+        write("http2-server", k, v)
 
     for name in ["headers", "body", "chunk", "end", "websocket", "websocket-binary", "retry", "pong", "ping",
                  "uwsgi"]:

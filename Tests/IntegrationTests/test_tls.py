@@ -79,7 +79,7 @@ def test_sni_each_vhost_gets_its_own_certificate_on_one_port(sni_gateway, pki):
         if node is None:
             continue
         # curl verifies the chain against the test CA and the name against the certificate.
-        proc = curl_https(gw.tls_port, host, "/", cafile=pki.ca_cert)
+        proc = curl_https(gw.tls_port, host, "/", "--http1.1", cafile=pki.ca_cert)
         assert proc.returncode == 0, proc.stderr.decode(errors="replace")
         assert proc.stdout.startswith(b"HTTP/1.1 200 "), proc.stdout[:200]
         assert proc.stdout.endswith(node + b" " + host.encode()), proc.stdout[-200:]
@@ -101,7 +101,7 @@ def test_wildcard_certificate_serves_a_subdomain(sni_gateway, pki):
     assert int(cert["serialNumber"], 16) == pki.wildcard.serial
     # SNI matching ignores case.
     assert int(peer_certificate(gw.tls_port, "A.Example.TEST", pki.ca_cert)["serialNumber"], 16) == pki.wildcard.serial
-    proc = curl_https(gw.tls_port, "a.example.test", "/", cafile=pki.ca_cert)
+    proc = curl_https(gw.tls_port, "a.example.test", "/", "--http1.1", cafile=pki.ca_cert)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert proc.stdout.startswith(b"HTTP/1.1 200 ") and proc.stdout.endswith(b"W a.example.test")
     # A wildcard covers exactly one label: neither the parent nor a deeper name gets it.
@@ -137,7 +137,7 @@ def test_no_default_certificate_and_unknown_sni_is_refused(make_tls_gateway, mak
     assert proc.returncode != 0 and "unrecognized name" in proc.text, proc.text
     # Known names are still served.
     assert subject_cn(peer_certificate(gw.tls_port, "b.test", pki.ca_cert)) == "b.test"
-    proc = curl_https(gw.tls_port, "a.test", "/", cafile=pki.ca_cert)
+    proc = curl_https(gw.tls_port, "a.test", "/", "--http1.1", cafile=pki.ca_cert)
     assert proc.returncode == 0 and proc.stdout.endswith(b"A a.test"), proc
 
 
@@ -149,7 +149,7 @@ def test_dedicated_tls_listener_uses_its_vhost_certificate(make_tls_gateway, mak
     make_backend(gw, "C", HTTPHandler(lambda req, send: respond(send, req.sid, req.env["SERVER_PORT"].encode())))
     for name in ("c.test", "unknown.test", None):
         assert subject_cn(peer_certificate(port, name, pki.ca_cert)) == "c.test", name
-    proc = curl_https(port, "c.test", "/", cafile=pki.ca_cert)
+    proc = curl_https(port, "c.test", "/", "--http1.1", cafile=pki.ca_cert)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(b"HTTP/1.1 200 ") and proc.stdout.endswith(str(port).encode())
     # c.test is served only on its own listener: the shared one (no default certificate) has no certificate for
@@ -208,7 +208,7 @@ def test_tls_1_2_and_1_3_are_accepted(localhost_gateway, pki, flag, name):
     assert "HTTP/1.1 200 OK" in proc.text and "hello over tls" in proc.text, proc.text
 
 
-@pytest.mark.parametrize("offer", ["http/1.1", "h2,http/1.1", "spdy/3,http/1.1,h2"])
+@pytest.mark.parametrize("offer", ["http/1.1", "spdy/3,http/1.1"])
 def test_alpn_selects_http_1_1_with_openssl(localhost_gateway, pki, offer):
     gw, _, _ = localhost_gateway
     proc = s_client_exchange(gw.tls_port, "-alpn", offer, "-CAfile", str(pki.ca_cert),
@@ -220,23 +220,25 @@ def test_alpn_selects_http_1_1_with_openssl(localhost_gateway, pki, offer):
 
 def test_alpn_with_python_ssl(localhost_gateway, pki):
     gw, _, _ = localhost_gateway
-    for offer, expected in ((["h2", "http/1.1"], "http/1.1"), (["http/1.1"], "http/1.1"), (None, None)):
+    # h2 is preferred over http/1.1 whatever the client's order (server preference, #17).
+    for offer, expected in ((["h2", "http/1.1"], "h2"), (["http/1.1", "h2"], "h2"), (["http/1.1"], "http/1.1"),
+                            (["h2"], "h2"), (None, None)):
         with tls_socket(gw.tls_port, "localhost", tls_context(pki.ca_cert, alpn=offer)) as s:
             assert s.selected_alpn_protocol() == expected, offer
     # A client offering only protocols the gateway does not speak gets no_application_protocol (RFC 7301).
     with pytest.raises(ssl.SSLError) as info:
-        tls_socket(gw.tls_port, "localhost", tls_context(pki.ca_cert, alpn=["h2"])).close()
+        tls_socket(gw.tls_port, "localhost", tls_context(pki.ca_cert, alpn=["spdy/3"])).close()
     assert "NO_APPLICATION_PROTOCOL" in str(info.value).upper().replace(" ", "_"), info.value
 
 
-def test_curl_offering_h2_gets_http_1_1(localhost_gateway, pki):
+def test_curl_offering_h2_gets_h2(localhost_gateway, pki):
     gw, _, _ = localhost_gateway
     proc = curl_https(gw.tls_port, "localhost", "/", "--http2", "-v", cafile=pki.ca_cert)
     err = proc.stderr.decode(errors="replace")
     assert proc.returncode == 0, err
     assert re.search(r"ALPN.*offers h2", err), err
-    assert re.search(r"ALPN[:,] server accepted (to use )?http/1\.1", err), err
-    assert proc.stdout.startswith(b"HTTP/1.1 200 OK\r\n") and proc.stdout.endswith(b"hello over tls")
+    assert re.search(r"ALPN[:,] server accepted (to use )?h2", err), err
+    assert proc.stdout.startswith(b"HTTP/2 200 \r\n") and proc.stdout.endswith(b"hello over tls")
 
 
 @pytest.mark.parametrize("flag,name", [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")])

@@ -7,14 +7,15 @@ extension ConfigParser.Builder {
         "tls-handshake-timeout", "max-request-line", "max-header-size", "max-headers", "max-body-size",
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "error-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
-        "max-in-flight", "max-client-connections", "include", "admin", "client-rate", "client-burst",
+        "max-in-flight", "max-client-connections", "include", "admin", "client-rate", "client-burst", "http2",
+        "http2-max-streams",
     ]
     static let vhostKeys = [
         "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",
         "node-key", "max-instances",
         // Per-request limits a vhost may set for itself (README "Limits per vhost").
         "backend-timeout", "body-timeout", "max-body-size", "max-output-buffer", "websocket-max-message", "max-in-flight",
-        "client-rate", "client-burst", "max-connections", "access-log",
+        "client-rate", "client-burst", "max-connections", "access-log", "http2",
     ]
 
     mutating func applyMain(key: String, value: String, line: Int) throws(ConfigError) {
@@ -100,6 +101,13 @@ extension ConfigParser.Builder {
         case "admin":
             config.admin = try address(value, key, line)
             config.adminLine = line
+        case "http2":
+            config.http2 = try boolean(value, key, line)
+        case "http2-max-streams":
+            config.http2MaxStreams = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
+            if config.http2MaxStreams > 10_000 {
+                throw error(line, key, "expected at most 10000 streams per connection, got \(value)")
+            }
         default:
             if try applyMainTenantLimit(key: key, value: value, line: line) { return }
             if Self.vhostKeys.contains(key) {
@@ -142,6 +150,8 @@ extension ConfigParser.Builder {
             vhosts[index].webSocketMaxMessage = try byteSize(value, key, line, minimum: 1)
         case "max-in-flight":
             vhosts[index].maxInFlight = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
+        case "http2":
+            vhosts[index].http2 = try boolean(value, key, line)
         case "bind", "bind-ssl":
             binds.append(
                 .init(address: try address(value, key, line), tls: key == "bind-ssl", line: line, vhost: index))

@@ -56,6 +56,7 @@ extension ConfigParser.Builder {
             host.limits.webSocketMaxMessage = draft.webSocketMaxMessage ?? config.webSocket.maxMessageSize
             host.limits.maxInFlight = draft.maxInFlight ?? config.maxInFlight
             resolveTenantLimits(draft, into: &host.limits)
+            host.http2 = draft.http2 ?? config.http2
             if host.certificate == nil && host.key == nil {
                 host.certificate = config.certificate
                 host.key = config.key

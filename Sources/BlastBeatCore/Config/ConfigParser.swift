@@ -169,6 +169,7 @@ extension ConfigParser {
         /// `max-connections` of the vhost's own, with its line (checked against `[blastbeat]`'s in `finish()`).
         var maxConnections: Int?
         var maxConnectionsLine = 0
+        var http2: Bool?
     }
 
     /// Accumulates the file, key by key; `finish()` checks what needs the whole file.

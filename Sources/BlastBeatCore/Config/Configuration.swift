@@ -63,6 +63,11 @@ package struct Configuration: Sendable, Equatable {
     /// Connections one client address may hold: enough for a building behind one NAT address, never the whole
     /// gateway.
     package var clientConnectionLimit: Int { maxClientConnections ?? max(16, maxConnections / 10) }
+    /// `http2`: HTTP/2 on every listener (ALPN `h2` with TLS, prior-knowledge h2c without); the default
+    /// of each vhost's own `http2`.
+    package var http2 = true
+    /// `http2-max-streams`: concurrent streams one HTTP/2 connection may open (SETTINGS_MAX_CONCURRENT_STREAMS).
+    package var http2MaxStreams = 100
     /// `max-in-flight`: the default for every vhost's own limit (`VhostLimits.maxInFlight`); nil = none.
     package var maxInFlight: Int?
     /// `client-rate` and `client-burst`: the default for every vhost's own (`VhostLimits.clientRate`).

@@ -28,6 +28,10 @@ package struct VirtualHost: Sendable, Equatable {
     package var nodeKeys: [NodeKey] = []
     /// `max-instances` for this vhost's nodes, when it sets its own.
     package var maxInstances: Int?
+    /// `http2`: whether requests for this vhost are served over HTTP/2 (`[blastbeat]`'s setting unless the
+    /// section sets its own). A TLS client naming it by SNI is not offered `h2`; an HTTP/2 stream routed
+    /// to it anyway (prior knowledge, or a connection opened for another name) is answered 421.
+    package var http2 = true
     /// The per-request limits of this vhost's requests: its own, or `[blastbeat]`'s where it sets none.
     package var limits = VhostLimits()
     /// Removed by a reload (ConfigReload.swift): matched by no Host and served by no listener, kept in its

@@ -3,16 +3,19 @@
 /// Everything here is a value type with offsets into a caller-owned byte buffer, so parsing a
 /// request allocates nothing but the (reused) header array.
 
-/// The protocol version of a request or response line. Only 1.0 and 1.1 are served.
+/// The protocol version of a request or response line. 1.0 and 1.1 are parsed; `http2` marks a request
+/// that came on an HTTP/2 stream (its head is built by `HTTP2RequestHeadBuilder`).
 package enum HTTPVersion: Sendable, Equatable {
     case http10
     case http11
+    case http2
 
     /// `HTTP/1.0` or `HTTP/1.1`, as bytes for encoding.
     package var text: StaticString {
         switch self {
         case .http10: return "HTTP/1.0"
         case .http11: return "HTTP/1.1"
+        case .http2: return "HTTP/2"
         }
     }
 }
