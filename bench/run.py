@@ -513,7 +513,9 @@ node = BENCH1
                 time.sleep(0.2)
 
     def gateway_pids(self):
-        return [self.gw.pid]
+        # Started as root the gateway is two processes: the privileged parent and the serving child (README,
+        # "Reload"); counted together, as nginx's master and workers are.
+        return [self.gw.pid] + children_of(self.gw.pid)
 
 
 class Mongrel2(System):
