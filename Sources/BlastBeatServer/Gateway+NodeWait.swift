@@ -7,7 +7,8 @@ import BlastBeatSystem
 /// serves. So for `ping-timeout` seconds after the start, a request whose vhost has no connected node waits for
 /// one (its body kept up to `max-retry-buffer`, within `backend-timeout`), and goes out as soon as a node of
 /// its vhost is heard from; what is still waiting when the time is up gets 503. Later, no node means 503 at
-/// once, as before. WebSocket upgrades never wait (their handshake cannot be held).
+/// once, as before. HTTP/1.1 requests and HTTP/2 streams wait alike; WebSocket upgrades never wait (their
+/// handshake cannot be held).
 extension Gateway {
     /// Parks `session` if the gateway is within its start-up wait; false otherwise (the caller answers 503).
     func waitForNode(_ session: GatewaySession) -> Bool {

@@ -219,7 +219,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
             stream.pendingUpgrade = upgrade
             if backendHandshake { session.expectBackendHandshake() }
         }
-        guard session.dispatch(preferring: nil, bodyComplete: endStream || upgrade != nil) else { return }
+        guard session.dispatch(preferring: nil, bodyComplete: endStream || upgrade != nil, mayWait: upgrade == nil) else { return }
         if var upgrade, !backendHandshake {
             let allowed = gateway.config.vhosts[vhost].webSocketProtocols
             upgrade.selectedProtocol = upgrade.offeredProtocols.first { offered in

@@ -70,8 +70,8 @@ enum SessionTransport {
         }
     }
 
-    /// A request that waited for a node went out: its connection's deadline is the backend's now. (Only
-    /// HTTP/1.1 requests wait: GatewaySession.dispatch's `mayWait`.)
+    /// A request that waited for a node went out: its connection's deadline is the backend's now. (An HTTP/2
+    /// stream's timer checks its backend time by itself: HTTP2Connection+Timers.swift.)
     func requestDispatchedAfterWaiting() {
         if case .http1(let c) = self { c._withUnsafeGuaranteedRef { $0.refreshDeadlineForState() } }
     }

@@ -231,3 +231,16 @@ def test_websockets_are_closed_with_1001_and_reconnect_to_the_new_process(make_g
             again.send_text("after")
             assert again.recv_message(timeout=5) == (OP_TEXT, b"after")
             break
+
+
+def test_http2_stream_before_the_backend_connects_waits_for_it(make_gateway, make_backend):
+    """An HTTP/2 stream waits for its node right after the start like an HTTP/1.1 request (README "Upgrade"),
+    so h2 clients see no 503 while the backends move over."""
+    from h2_helpers import H2Conn
+    gw = make_gateway(options={"ping-timeout": "4", "ping-freq": "1"})
+    with H2Conn(gw.port, timeout=10) as c:
+        sid = c.request("GET", "/early-h2")
+        time.sleep(0.5)
+        make_backend(gw, "NODE1", HTTPHandler(hello_app(b"late node, h2")))
+        r = c.response(sid, timeout=5)
+        assert r.status == 200 and bytes(r.body) == b"late node, h2"
