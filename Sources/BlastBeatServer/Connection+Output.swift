@@ -190,6 +190,15 @@ extension Connection {
         }
     }
 
+    /// A reload removed the listener that accepted this connection: HTTP/2 gets GOAWAY (its open streams
+    /// finish), HTTP/1.1 closes after the exchange in flight, or now when idle; a WebSocket goes on.
+    func listenerRemoved() {
+        if let http2 { return http2.goAway() }
+        if webSocket != nil { return }
+        session.stopKeepingAlive()
+        if case .idle = request, !isExchangeActive { closeAfterFlush() }
+    }
+
     /// How long an idle keep-alive connection stays open once the gateway stops.
     static let idleGraceWhenStopping = 1.0
 

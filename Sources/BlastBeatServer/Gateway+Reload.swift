@@ -142,13 +142,16 @@ extension Gateway {
             }
         }
         // Running listeners: the others get the new Hosts; the removed ones close, and the connections they
-        // accepted finish what they have in flight (their next request matches no vhost).
+        // accepted finish what they have in flight and close (Connection.listenerRemoved).
         var kept: [Listener] = []
         var keptIndex: [Int] = []
         for (position, listener) in listeners.enumerated() {
             guard let index = plan.runningListener.firstIndex(of: listenerConfigIndex[position]), listener.isOpen else {
                 listener.close()
                 listener.router = VirtualHostRouter(entries: [], defaultVhost: nil, listenerPort: listener.router.listenerPort)
+                for connection in Array(sessions.values) where connection.listener === listener {
+                    connection.listenerRemoved()
+                }
                 continue
             }
             listener.router = vhostRouter(forListener: index, of: config, port: listener.router.listenerPort)

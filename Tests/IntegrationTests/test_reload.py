@@ -163,6 +163,8 @@ def test_listeners_opened_and_closed(make_gateway, make_backend):
         release.set()  # the node answers one request at a time: the held one first
         resp = held.read_response(timeout=5)
         assert resp.status == 200 and resp.body == b"main"
+        # The listener is gone: its connection closes after that answer, and says so.
+        assert resp.has_token("Connection", "close") and held.is_closed_by_peer(3)
     assert http_request(third).body == b"main"
     assert http_request(gw.port).body == b"main"
 
