@@ -81,91 +81,33 @@ extension Connection {
 
     // MARK: client → backend
 
-    /// Consumes client bytes as WebSocket frames; always uses everything it is given.
+    /// Consumes client bytes as WebSocket frames (WebSocketSession.receiveClientBytes); always uses everything
+    /// it is given.
     func processWebSocket(_ bytes: UnsafeRawBufferPointer, session: WebSocketSession) -> Int {
-        var offset = 0
-        session.pingOutstanding = false
         setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle)
-        while offset < bytes.count && teardown == .open {
-            let event: WebSocketMessageEvent?
-            do throws(WebSocketError) {
-                let consumed: Int
-                (consumed, event) = try session.assembler.feed(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
-                offset += consumed
-            } catch {
-                gateway.counters.clientErrors += 1
-                gateway.logger.debug("WebSocket protocol error from \(peerDescription): \(error)")
-                failWebSocket(error.closeCode, session: session)
-                return bytes.count
-            }
-            guard let event else { break }
-            switch event {
-            case .text(let compressed), .binary(let compressed):
-                let isText: Bool
-                if case .text = event { isText = true } else { isText = false }
-                deliverMessage(isText: isText, compressed: compressed, session: session)
-            case .ping:
-                session.frame.removeAll(keepingCapacity: true)
-                session.assembler.controlPayload.withUnsafeBytes {
-                    WebSocketFrameEncoder.writePong(into: &session.frame, payload: $0)
-                }
-                if !session.closeSent { enqueue(session.frame) }
-            case .pong:
-                break
-            case .close(let code):
-                // Echo the close (RFC 6455 §5.5.1), tell the backend, and close once it is written.
-                if !session.closeSent {
-                    session.closeSent = true
-                    session.frame.removeAll(keepingCapacity: true)
-                    WebSocketFrameEncoder.writeClose(into: &session.frame, code: code ?? nil)
-                    enqueue(session.frame)
-                }
-                closeAfterFlush()
-                return bytes.count
-            }
+        let outcome = session.receiveClientBytes(
+            bytes, limit: limits.webSocketMaxMessage,
+            deliver: { isText, payload in self.session.sendMessage(isText ? "websocket" : "websocket-binary", payload) },
+            reply: { enqueue($0) })
+        switch outcome {
+        case .consumed:
+            break
+        case .closedByClient:
+            // The close was echoed; the backend is told when the connection closes.
+            closeAfterFlush()
+        case .failed(let code, let reason):
+            gateway.counters.clientErrors += 1
+            gateway.logger.debug("WebSocket protocol error from \(peerDescription): \(reason)")
+            failWebSocket(code, session: session)
         }
         return bytes.count
-    }
-
-    private func deliverMessage(isText: Bool, compressed: Bool, session: WebSocketSession) {
-        let limit = limits.webSocketMaxMessage
-        let type: StaticString = isText ? "websocket" : "websocket-binary"
-        if !compressed {
-            return session.assembler.messagePayload.withUnsafeBytes { self.session.sendMessage(type, $0) }
-        }
-        session.inflated.removeAll(keepingCapacity: true)
-        var failure: ZlibError? = nil
-        do throws(ZlibError) {
-            let inflater = try session.inflater()
-            session.assembler.messagePayload.withUnsafeBytes { payload in
-                do throws(ZlibError) {
-                    try inflater.decompressMessage(payload, into: &session.inflated, limit: limit)
-                } catch {
-                    failure = error
-                }
-            }
-        } catch {
-            failure = error
-        }
-        if let failure {
-            gateway.counters.clientErrors += 1
-            return failWebSocket(failure.closeCode, session: session)
-        }
-        if isText && !session.inflated.withUnsafeBytes({ UTF8Validator.isValid($0) }) {
-            gateway.counters.clientErrors += 1
-            return failWebSocket(.invalidFramePayloadData, session: session)
-        }
-        session.inflated.withUnsafeBytes { self.session.sendMessage(type, $0) }
-        if session.inflated.capacity > 1 << 20 { session.inflated = [] }
     }
 
     /// Closes with `code` after a protocol error (or a backend failure): close frame, `end`, TCP close.
     func failWebSocket(_ code: WebSocketCloseCode, session: WebSocketSession) {
         if code == .messageTooBig { gateway.countRejection(self, by: .webSocketMaxMessage) }
         if !session.closeSent {
-            session.closeSent = true
-            session.frame.removeAll(keepingCapacity: true)
-            WebSocketFrameEncoder.writeClose(into: &session.frame, code: code)
+            session.closeFrame(code: code)
             enqueue(session.frame)
         }
         closeAfterFlush()
@@ -177,29 +119,15 @@ extension Connection {
         switch type {
         case .websocket, .websocketBinary:
             if session.closeSent { return }
-            let isText = type == .websocket
-            if isText && !UTF8Validator.isValid(body) {
-                // A client must fail the connection on invalid text, so it is not sent at all.
-                gateway.counters.backendErrors += 1
-                gateway.logger.warning("node \(nodeName) sent a WebSocket text message that is not UTF-8; dropped")
-                return
+            let sent: Bool
+            do { sent = try session.writeBackendMessage(isText: type == .websocket, body) { enqueue($0) } } catch {
+                gateway.logger.error("deflate failed: \(error)")
+                return failWebSocket(.internalServerError, session: session)
             }
-            sendFrame(isText ? .text : .binary, body, session: session)
+            if !sent { gateway.backendSentInvalidText(nodeName: nodeName) }
         case .end:
             if !session.closeSent {
-                session.closeSent = true
-                session.frame.removeAll(keepingCapacity: true)
-                var code: WebSocketCloseCode? = .normalClosure
-                var reason = UnsafeRawBufferPointer(start: nil, count: 0)
-                if body.count >= 2 {
-                    let requested = WebSocketCloseCode(UInt16(body[0]) << 8 | UInt16(body[1]))
-                    let text = UnsafeRawBufferPointer(rebasing: body[2...])
-                    if requested.isValidInCloseFrame && UTF8Validator.isValid(text) {
-                        code = requested
-                        reason = text
-                    }
-                }
-                WebSocketFrameEncoder.writeClose(into: &session.frame, code: code, reason: reason)
+                session.closeFrame(forEnd: body)
                 enqueue(session.frame)
             }
             closeAfterFlush()
@@ -207,29 +135,6 @@ extension Connection {
             gateway.counters.outOfOrderBackendMessages += 1
             gateway.logger.debug("dropping \(type) for WebSocket session \(sid.hex)")
         }
-    }
-
-    private func sendFrame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer, session: WebSocketSession) {
-        session.frame.removeAll(keepingCapacity: true)
-        // Tiny messages gain nothing from deflate; RFC 7692 lets each message choose.
-        if session.compression != nil && payload.count >= 32 {
-            session.inflated.removeAll(keepingCapacity: true)
-            do throws(ZlibError) {
-                try session.deflater().compressMessage(payload, into: &session.inflated)
-            } catch {
-                gateway.logger.error("deflate failed: \(error)")
-                return failWebSocket(.internalServerError, session: session)
-            }
-            WebSocketFrameEncoder.writeHeader(
-                into: &session.frame, opcode: opcode, rsv1: true, payloadLength: session.inflated.count)
-            enqueue(session.frame)
-            enqueue(session.inflated)
-            if session.inflated.capacity > 1 << 20 { session.inflated = [] }
-            return
-        }
-        WebSocketFrameEncoder.writeHeader(into: &session.frame, opcode: opcode, payloadLength: payload.count)
-        enqueue(session.frame)
-        enqueue(payload)
     }
 
     // MARK: idle
@@ -244,10 +149,16 @@ extension Connection {
             setDeadline(5, .linger)
             return
         }
-        session.pingOutstanding = true
-        session.frame.removeAll(keepingCapacity: true)
-        WebSocketFrameEncoder.writePing(into: &session.frame, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+        session.pingFrame()
         enqueue(session.frame)
         setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle)
+    }
+}
+
+extension Gateway {
+    /// A node's `websocket` text that is not UTF-8 is dropped (a client must fail the connection on it).
+    func backendSentInvalidText(nodeName: String) {
+        counters.backendErrors += 1
+        logger.warning("node \(nodeName) sent a WebSocket text message that is not UTF-8; dropped")
     }
 }

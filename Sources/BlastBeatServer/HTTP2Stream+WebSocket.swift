@@ -46,71 +46,21 @@ extension HTTP2Stream {
 
     func receivedWebSocketData(_ bytes: UnsafeRawBufferPointer) {
         guard let session = webSocket, phase == .streaming else { return }
-        session.pingOutstanding = false
-        var offset = 0
-        while offset < bytes.count && !session.closeSent {
-            let event: WebSocketMessageEvent?
-            do throws(WebSocketError) {
-                let consumed: Int
-                (consumed, event) = try session.assembler.feed(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
-                offset += consumed
-            } catch {
-                gateway.counters.clientErrors += 1
-                gateway.logger.debug("WebSocket protocol error on HTTP/2 stream \(id): \(error)")
-                return failWebSocket(error.closeCode, session: session)
-            }
-            guard let event else { return }
-            switch event {
-            case .text(let compressed), .binary(let compressed):
-                let isText: Bool
-                if case .text = event { isText = true } else { isText = false }
-                deliverMessage(isText: isText, compressed: compressed, session: session)
-            case .ping:
-                session.frame.removeAll(keepingCapacity: true)
-                session.assembler.controlPayload.withUnsafeBytes {
-                    WebSocketFrameEncoder.writePong(into: &session.frame, payload: $0)
-                }
-                session.frame.withUnsafeBytes { append($0) }
-            case .pong:
-                break
-            case .close(let code):
-                // Echo the close (RFC 6455 §5.5.1) and end the stream; its close tells the node `end`.
-                closeWebSocket(code: code ?? nil, session: session)
-                return
-            }
-        }
-    }
-
-    private func deliverMessage(isText: Bool, compressed: Bool, session: WebSocketSession) {
-        let type: StaticString = isText ? "websocket" : "websocket-binary"
-        if !compressed {
-            return session.assembler.messagePayload.withUnsafeBytes { self.session.sendMessage(type, $0) }
-        }
-        session.inflated.removeAll(keepingCapacity: true)
-        var failure: ZlibError? = nil
-        do throws(ZlibError) {
-            let inflater = try session.inflater()
-            let limit = limits.webSocketMaxMessage
-            session.assembler.messagePayload.withUnsafeBytes { payload in
-                do throws(ZlibError) {
-                    try inflater.decompressMessage(payload, into: &session.inflated, limit: limit)
-                } catch {
-                    failure = error
-                }
-            }
-        } catch {
-            failure = error
-        }
-        if let failure {
+        let outcome = session.receiveClientBytes(
+            bytes, limit: limits.webSocketMaxMessage,
+            deliver: { isText, payload in self.session.sendMessage(isText ? "websocket" : "websocket-binary", payload) },
+            reply: { append($0) })
+        switch outcome {
+        case .consumed:
+            break
+        case .closedByClient:
+            // The close was echoed; the stream ends, and its close tells the node `end`.
+            endWebSocketStream()
+        case .failed(let code, let reason):
             gateway.counters.clientErrors += 1
-            return failWebSocket(failure.closeCode, session: session)
+            gateway.logger.debug("WebSocket protocol error on HTTP/2 stream \(id): \(reason)")
+            failWebSocket(code, session: session)
         }
-        if isText && !session.inflated.withUnsafeBytes({ UTF8Validator.isValid($0) }) {
-            gateway.counters.clientErrors += 1
-            return failWebSocket(.invalidFramePayloadData, session: session)
-        }
-        session.inflated.withUnsafeBytes { self.session.sendMessage(type, $0) }
-        if session.inflated.capacity > 1 << 20 { session.inflated = [] }
     }
 
     /// The client ended its side of the stream without a close frame (as a TCP FIN would): ours ends too.
@@ -127,72 +77,39 @@ extension HTTP2Stream {
         switch type {
         case .websocket, .websocketBinary:
             if session.closeSent { return }
-            let isText = type == .websocket
-            if isText && !UTF8Validator.isValid(body) {
-                gateway.counters.backendErrors += 1
-                gateway.logger.warning("node \(self.session.nodeName) sent a WebSocket text message that is not UTF-8; dropped")
-                return
+            let sent: Bool
+            do { sent = try session.writeBackendMessage(isText: type == .websocket, body) { append($0) } } catch {
+                gateway.logger.error("deflate failed: \(error)")
+                return failWebSocket(.internalServerError, session: session)
             }
-            sendFrame(isText ? .text : .binary, body, session: session)
+            if !sent { gateway.backendSentInvalidText(nodeName: self.session.nodeName) }
         case .end:
-            var code: WebSocketCloseCode? = .normalClosure
-            var reason = UnsafeRawBufferPointer(start: nil, count: 0)
-            if body.count >= 2 {
-                let requested = WebSocketCloseCode(UInt16(body[0]) << 8 | UInt16(body[1]))
-                let text = UnsafeRawBufferPointer(rebasing: body[2...])
-                if requested.isValidInCloseFrame && UTF8Validator.isValid(text) {
-                    code = requested
-                    reason = text
-                }
+            if !session.closeSent {
+                session.closeFrame(forEnd: body)
+                session.frame.withUnsafeBytes { append($0) }
             }
-            closeWebSocket(code: code, reason: reason, session: session)
+            endWebSocketStream()
         case .headers, .body, .chunk, .retry, .ping, .pong, .uwsgi:
             gateway.counters.outOfOrderBackendMessages += 1
             gateway.logger.debug("dropping \(type) for WebSocket stream \(sid.hex)")
         }
     }
 
-    private func sendFrame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer, session: WebSocketSession) {
-        session.frame.removeAll(keepingCapacity: true)
-        if session.compression != nil && payload.count >= 32 {
-            session.inflated.removeAll(keepingCapacity: true)
-            do throws(ZlibError) {
-                try session.deflater().compressMessage(payload, into: &session.inflated)
-            } catch {
-                gateway.logger.error("deflate failed: \(error)")
-                return failWebSocket(.internalServerError, session: session)
-            }
-            WebSocketFrameEncoder.writeHeader(
-                into: &session.frame, opcode: opcode, rsv1: true, payloadLength: session.inflated.count)
-            session.frame.withUnsafeBytes { append($0) }
-            session.inflated.withUnsafeBytes { append($0) }
-            if session.inflated.capacity > 1 << 20 { session.inflated = [] }
-            return
-        }
-        WebSocketFrameEncoder.writeHeader(into: &session.frame, opcode: opcode, payloadLength: payload.count)
-        session.frame.withUnsafeBytes { append($0) }
-        append(payload)
-    }
-
     // MARK: closing
 
-    /// A close frame with `code`, then END_STREAM.
-    private func closeWebSocket(
-        code: WebSocketCloseCode?, reason: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-        session: WebSocketSession
-    ) {
-        if !session.closeSent {
-            session.closeSent = true
-            session.frame.removeAll(keepingCapacity: true)
-            WebSocketFrameEncoder.writeClose(into: &session.frame, code: code, reason: reason)
-            session.frame.withUnsafeBytes { append($0) }
-        }
+    /// After the close frame: END_STREAM once the queued bytes are out.
+    private func endWebSocketStream() {
         if phase == .streaming { phase = .ended }
         wakeDataProvider()
     }
 
+    /// A close frame with `code`, then END_STREAM.
     func failWebSocket(_ code: WebSocketCloseCode, session: WebSocketSession) {
-        closeWebSocket(code: code, session: session)
+        if !session.closeSent {
+            session.closeFrame(code: code)
+            session.frame.withUnsafeBytes { append($0) }
+        }
+        endWebSocketStream()
     }
 
     /// The node serving the WebSocket went away: 1011, then the stream ends.
@@ -213,9 +130,7 @@ extension HTTP2Stream {
             if now - lastClientData >= idle { failWebSocket(.goingAway, session: session) }
             return
         }
-        session.pingOutstanding = true
-        session.frame.removeAll(keepingCapacity: true)
-        WebSocketFrameEncoder.writePing(into: &session.frame, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+        session.pingFrame()
         session.frame.withUnsafeBytes { append($0) }
     }
 }

@@ -36,6 +36,148 @@ final class WebSocketSession {
         deflateStream = stream
         return stream
     }
+
+    // MARK: messages, whatever carries the frames (an HTTP/1.1 connection or an HTTP/2 stream)
+
+    /// What became of client bytes (`receiveClientBytes`).
+    enum ClientBytesOutcome {
+        /// All used: messages delivered, pings answered.
+        case consumed
+        /// The client closed; the close was echoed through `reply` (RFC 6455 §5.5.1): the transport ends.
+        case closedByClient
+        /// The client broke the protocol, or a message could not be delivered: close with this code.
+        case failed(WebSocketCloseCode, String)
+    }
+
+    /// Consumes client bytes as frames: complete messages go to `deliver` (text or binary, decompressed up to
+    /// `limit`), pongs and the close echo to `reply`. Both transports' frame handling.
+    func receiveClientBytes(
+        _ bytes: UnsafeRawBufferPointer, limit: Int, deliver: (_ isText: Bool, UnsafeRawBufferPointer) -> Void,
+        reply: (UnsafeRawBufferPointer) -> Void
+    ) -> ClientBytesOutcome {
+        pingOutstanding = false
+        var offset = 0
+        while offset < bytes.count && !closeSent {
+            let event: WebSocketMessageEvent?
+            do throws(WebSocketError) {
+                let consumed: Int
+                (consumed, event) = try assembler.feed(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+                offset += consumed
+            } catch {
+                return .failed(error.closeCode, "\(error)")
+            }
+            guard let event else { break }
+            switch event {
+            case .text(let compressed), .binary(let compressed):
+                let isText: Bool
+                if case .text = event { isText = true } else { isText = false }
+                if let code = deliverMessage(isText: isText, compressed: compressed, limit: limit, { deliver(isText, $0) }) {
+                    return .failed(code, "a message that cannot be delivered (\(code.rawValue))")
+                }
+            case .ping:
+                frame.removeAll(keepingCapacity: true)
+                assembler.controlPayload.withUnsafeBytes { WebSocketFrameEncoder.writePong(into: &frame, payload: $0) }
+                frame.withUnsafeBytes { reply($0) }
+            case .pong:
+                break
+            case .close(let code):
+                closeFrame(code: code ?? nil)
+                frame.withUnsafeBytes { reply($0) }
+                return .closedByClient
+            }
+        }
+        return .consumed
+    }
+
+    /// The client's complete message (`assembler.messagePayload`), decompressed when it was, handed to
+    /// `deliver` as the node gets it. Returns the close code instead when it cannot be: inflate failed or went
+    /// past `limit` (1009), or a text message is not UTF-8 (1007).
+    func deliverMessage(
+        isText: Bool, compressed: Bool, limit: Int, _ deliver: (UnsafeRawBufferPointer) -> Void
+    ) -> WebSocketCloseCode? {
+        if !compressed {
+            assembler.messagePayload.withUnsafeBytes { deliver($0) }
+            return nil
+        }
+        inflated.removeAll(keepingCapacity: true)
+        var failure: ZlibError? = nil
+        do throws(ZlibError) {
+            let inflater = try inflater()
+            assembler.messagePayload.withUnsafeBytes { payload in
+                do throws(ZlibError) {
+                    try inflater.decompressMessage(payload, into: &inflated, limit: limit)
+                } catch {
+                    failure = error
+                }
+            }
+        } catch {
+            failure = error
+        }
+        if let failure { return failure.closeCode }
+        if isText && !inflated.withUnsafeBytes({ UTF8Validator.isValid($0) }) { return .invalidFramePayloadData }
+        inflated.withUnsafeBytes { deliver($0) }
+        if inflated.capacity > 1 << 20 { inflated = [] }
+        return nil
+    }
+
+    /// One data frame for the client, compressed when the extension was agreed and the payload is worth it
+    /// (RFC 7692 lets each message choose), written through `write` (header, then payload).
+    func writeFrame(
+        _ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer, _ write: (UnsafeRawBufferPointer) -> Void
+    ) throws(ZlibError) {
+        frame.removeAll(keepingCapacity: true)
+        if compression != nil && payload.count >= 32 {
+            inflated.removeAll(keepingCapacity: true)
+            try deflater().compressMessage(payload, into: &inflated)
+            WebSocketFrameEncoder.writeHeader(into: &frame, opcode: opcode, rsv1: true, payloadLength: inflated.count)
+            frame.withUnsafeBytes { write($0) }
+            inflated.withUnsafeBytes { write($0) }
+            if inflated.capacity > 1 << 20 { inflated = [] }
+            return
+        }
+        WebSocketFrameEncoder.writeHeader(into: &frame, opcode: opcode, payloadLength: payload.count)
+        frame.withUnsafeBytes { write($0) }
+        write(payload)
+    }
+
+    /// The close frame (in `frame`) for a node's `end`: its body's code and UTF-8 reason when valid, else 1000.
+    func closeFrame(forEnd body: UnsafeRawBufferPointer) {
+        var code: WebSocketCloseCode? = .normalClosure
+        var reason = UnsafeRawBufferPointer(start: nil, count: 0)
+        if body.count >= 2 {
+            let requested = WebSocketCloseCode(UInt16(body[0]) << 8 | UInt16(body[1]))
+            let text = UnsafeRawBufferPointer(rebasing: body[2...])
+            if requested.isValidInCloseFrame && UTF8Validator.isValid(text) {
+                code = requested
+                reason = text
+            }
+        }
+        closeFrame(code: code, reason: reason)
+    }
+
+    /// A close frame with `code` (nil: no status) in `frame`; the close handshake has started.
+    func closeFrame(code: WebSocketCloseCode?, reason: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+        closeSent = true
+        frame.removeAll(keepingCapacity: true)
+        WebSocketFrameEncoder.writeClose(into: &frame, code: code, reason: reason)
+    }
+
+    /// A ping without payload in `frame` (the idle check); a pong is then outstanding.
+    func pingFrame() {
+        pingOutstanding = true
+        frame.removeAll(keepingCapacity: true)
+        WebSocketFrameEncoder.writePing(into: &frame, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    /// A node's `websocket` / `websocket-binary` message as a frame through `write`; false when the node's text
+    /// is not UTF-8 (a client must fail the connection on invalid text, so it is not sent at all).
+    func writeBackendMessage(
+        isText: Bool, _ body: UnsafeRawBufferPointer, _ write: (UnsafeRawBufferPointer) -> Void
+    ) throws(ZlibError) -> Bool {
+        if isText && !UTF8Validator.isValid(body) { return false }
+        try writeFrame(isText ? .text : .binary, body, write)
+        return true
+    }
 }
 
 /// What an accepted upgrade needs until the 101 goes out (at once, or when the backend agrees).
