@@ -57,7 +57,8 @@ final class GatewaySession {
         machine.start(
             HTTPSession.Request(
                 version: head.version, isHead: head.methodKind == .head,
-                keepAlive: head.keepAlive && !gateway.isShuttingDown, isRepeatable: head.methodKind.isRepeatable))
+                keepAlive: head.keepAlive && !gateway.isShuttingDown, isRepeatable: head.methodKind.isRepeatable,
+                clientWantsKeepAlive: head.keepAlive))
     }
 
     /// The request goes to `vhost` as this uwsgi packet (kept for `retry`; its storage is reused by the

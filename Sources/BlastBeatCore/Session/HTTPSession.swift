@@ -41,6 +41,9 @@ package struct HTTPSession {
         package var isHead = false
         /// The client wants the connection kept (and the gateway is not shutting down).
         package var keepAlive = true
+        /// What the client itself asked for: when it wanted the connection kept and the gateway closes it all
+        /// the same, the response says `Connection: close` (`AddedHeaders.close`).
+        package var clientWantsKeepAlive = true
         /// GET, HEAD, OPTIONS and PUT may be sent twice with the same effect (RFC 9110 §9.2.2).
         package var isRepeatable = false
         /// A WebSocket upgrade the backend answers (101 accepts it, anything else refuses it).
@@ -50,11 +53,12 @@ package struct HTTPSession {
 
         package init(
             version: HTTPVersion = .http11, isHead: Bool = false, keepAlive: Bool = true, isRepeatable: Bool = false,
-            backendHandshake: Bool = false
+            backendHandshake: Bool = false, clientWantsKeepAlive: Bool? = nil
         ) {
             self.version = version
             self.isHead = isHead
             self.keepAlive = keepAlive
+            self.clientWantsKeepAlive = clientWantsKeepAlive ?? keepAlive
             self.isRepeatable = isRepeatable
             self.backendHandshake = backendHandshake
         }
@@ -225,9 +229,10 @@ package struct HTTPSession {
             persistent = false
         }
         keepAlive = persistent
-        // An HTTP/1.1 client keeps its connection unless told; an HTTP/1.0 one closes unless the head said keep-alive.
-        let announceClose = !persistent && !parsed.connectionClose
-            && (request.version == .http11 || parsed.connectionKeepAlive)
+        // An HTTP/1.1 client that asked to keep its connection does unless told; one that asked to close, or an
+        // HTTP/1.0 one (which closes unless the head says keep-alive), expects the close.
+        let announceClose = !persistent && !parsed.connectionClose && request.clientWantsKeepAlive
+            && request.version == .http11
         let chunked = framing?.insertsChunkedHeader ?? false
         let adding = chunked || announceClose
             ? AddedHeaders(blankLine: parsed.blankLineStart, chunked: chunked, close: announceClose) : nil
