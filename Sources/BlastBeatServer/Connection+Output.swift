@@ -121,7 +121,7 @@ extension Connection {
         if !plainOutput.isEmpty {
             // Plaintext that can no longer be sent (after close_notify) is dropped; otherwise the
             // TLS handshake is still running and the bytes wait for it.
-            if tlsClosing { plainOutput.clear(keepingCapacity: 0) } else { return updateInterest() }
+            if tlsPhase == .closing { plainOutput.clear(keepingCapacity: 0) } else { return updateInterest() }
         }
         if teardown != .open { return finishClosing() }
         if deadlineReason == .write { refreshDeadlineForState() }
@@ -133,10 +133,10 @@ extension Connection {
     /// Closes once queued output is written (a graceful close: FIN after the last byte).
     func closeAfterFlush() {
         if teardown == .open { teardown = .afterFlush }
-        if let tls, !tlsClosing, tls.isHandshakeComplete {
+        if let tls, tlsPhase == .established {
             // close_notify goes out after the last response bytes.
             encryptOutput(tls)
-            tlsClosing = true
+            tlsPhase = .closing
             tls.shutdown()
             output.appending { tls.takeCiphertext(into: &$0) }
         }

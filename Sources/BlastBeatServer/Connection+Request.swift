@@ -101,14 +101,7 @@ extension Connection {
             upgrade = prepared
         }
 
-        do {
-            let context = gateway.uwsgiContext(for: self, vhost: vhost)
-            let scratch = gateway.uwsgiScratch(atLeast: UwsgiEncoder.sizeBound(head: head, context: context))
-            let length = try UwsgiEncoder.encode(head: head, request: headBytes, context: context, into: scratch)
-            session.route(to: vhost, uwsgiPacket: UnsafeRawBufferPointer(rebasing: scratch[..<length]))
-        } catch {
-            return session.fail(.refused(status: 431, message: "request headers too large to forward"))
-        }
+        guard session.route(head: head, bytes: headBytes, to: vhost, client: self) else { return }
 
         limits = gateway.vhostLimits[vhost]
         if let length = head.contentLength, length > limits.maxBodySize {

@@ -55,7 +55,7 @@ extension Connection {
             abort("TLS handshake not completed within \(gateway.config.timeouts.tlsHandshake)s")
         case .http2:
             abort("HTTP/2 timer without HTTP/2")  // timerFired hands .http2 to HTTP2Connection
-        case .idle where tls != nil && !tlsClosing && !isExchangeActive:
+        case .idle where tls != nil && tlsPhase == .established && !isExchangeActive:
             closeAfterFlush()  // with close_notify, so TLS clients see a clean end
         case .idle, .write, .linger:
             abort("\(deadlineReason) timeout")

@@ -63,8 +63,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     let tls: TLSConnection?
     /// TLS only: plaintext waiting to be encrypted (all of it goes once the handshake is complete).
     var plainOutput = ByteBuffer()
-    var tlsClosing = false
-    var sawFirstByte = false
+    /// Where the TLS session is (only read when `tls` is set).
+    var tlsPhase: TLSPhase = .awaitingFirstByte
     /// TLS facts for the uwsgi environment, captured once the handshake completes.
     var tlsServerName: [UInt8] = []
     var tlsVersion: [UInt8] = []
@@ -84,6 +84,17 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         case body(HTTPBodyDecoder)
         /// Head (and body) forwarded; waiting for the response before reading the next request.
         case complete
+    }
+
+    /// A TLS connection's own lifecycle, beside the HTTP one: each step only moves forward.
+    enum TLSPhase {
+        /// Nothing read yet: the first byte tells a ClientHello from a plain HTTP request line.
+        case awaitingFirstByte
+        case handshaking
+        /// Plaintext flows both ways.
+        case established
+        /// An alert, a close_notify or a plain-text 400 went out: nothing more is encrypted.
+        case closing
     }
 
     /// How far the connection is on its way out; each step only moves forward.

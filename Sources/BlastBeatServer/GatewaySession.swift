@@ -61,12 +61,23 @@ final class GatewaySession {
                 clientWantsKeepAlive: head.keepAlive))
     }
 
-    /// The request goes to `vhost` as this uwsgi packet (kept for `retry`; its storage is reused by the
-    /// next requests, so an idle session holds one packet's bytes).
-    func route(to vhost: Int, uwsgiPacket packet: UnsafeRawBufferPointer) {
-        self.vhost = vhost
-        uwsgiPacket.removeAll(keepingCapacity: true)
-        uwsgiPacket.appendBytes(packet)
+    /// The request goes to `vhost`: its head (`bytes` hold the head's text) is encoded as the uwsgi
+    /// packet, kept for `retry` (its storage is reused by the next requests, so an idle session holds one
+    /// packet's bytes). Both transports route here. Returns false once the session has failed with 431 (an
+    /// environment too large for the uwsgi packet).
+    func route(head: HTTPRequestHead, bytes: UnsafeRawBufferPointer, to vhost: Int, client: Connection) -> Bool {
+        do {
+            let context = gateway.uwsgiContext(for: client, vhost: vhost)
+            let scratch = gateway.uwsgiScratch(atLeast: UwsgiEncoder.sizeBound(head: head, context: context))
+            let length = try UwsgiEncoder.encode(head: head, request: bytes, context: context, into: scratch)
+            self.vhost = vhost
+            uwsgiPacket.removeAll(keepingCapacity: true)
+            uwsgiPacket.appendBytes(UnsafeRawBufferPointer(rebasing: scratch[..<length]))
+            return true
+        } catch {
+            fail(.refused(status: 431, message: "request headers too large to forward"))
+            return false
+        }
     }
 
     func expectBackendHandshake() { machine.expectBackendHandshake() }

@@ -191,14 +191,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
             case .failure(let refusal): return session.fail(.refused(status: refusal.status, message: refusal.message))
             }
         }
-        do {
-            let context = gateway.uwsgiContext(for: connection, vhost: vhost)
-            let scratch = gateway.uwsgiScratch(atLeast: UwsgiEncoder.sizeBound(head: head, context: context))
-            let length = try UwsgiEncoder.encode(head: head, request: bytes, context: context, into: scratch)
-            session.route(to: vhost, uwsgiPacket: UnsafeRawBufferPointer(rebasing: scratch[..<length]))
-        } catch {
-            return session.fail(.refused(status: 431, message: "request headers too large to forward"))
-        }
+        guard session.route(head: head, bytes: bytes, to: vhost, client: connection) else { return }
         stream.log.vhost = vhost
         stream.limits = gateway.vhostLimits[vhost]
         if let rate = stream.limits.clientRate {
