@@ -57,8 +57,8 @@ extension HTTP2Connection {
 
     /// Graceful end (shutdown, idle): GOAWAY NO_ERROR; open streams finish, the connection then closes.
     func goAway() {
-        if goingAway { return }
-        goingAway = true
+        if phase >= .goingAway { return }
+        advance(to: .goingAway)
         framer.goAway()
         outputReady()
     }

@@ -25,14 +25,20 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     private var head = HTTPRequestHead()
     /// Streams whose request bytes wait for their node's queue before the client may send more.
     var waitingForNodeQueue: [HTTP2Stream] = []
-    /// GOAWAY went out (shutdown, idle, or a misbehaving client): the connection closes when its
-    /// streams are done.
-    var goingAway = false
-    /// nghttp2 failed or was terminated: nothing more is read; the connection closes once flushed.
-    private(set) var failed = false
+    /// How far the connection is on its way out; each step only moves forward (`advance`).
+    enum Phase: Int, Comparable {
+        case open
+        /// GOAWAY went out or came in (shutdown, idle, the client's own): closes when the streams are done.
+        case goingAway
+        /// GOAWAY ENHANCE_YOUR_CALM went to a misbehaving client (logged once, on the way here).
+        case calmedDown
+        /// nghttp2 failed or was terminated, or the connection closed: nothing more is read or framed.
+        case failed
+
+        static func < (a: Phase, b: Phase) -> Bool { a.rawValue < b.rawValue }
+    }
+    private(set) var phase = Phase.open
     var idleSince: Double
-    /// GOAWAY ENHANCE_YOUR_CALM was sent (logged once).
-    private var calmedDown = false
 
     /// Most response bytes moved to the connection's output per flush; the rest waits in the streams'
     /// buffers (and the client's windows), so one connection cannot queue without bound.
@@ -56,22 +62,26 @@ final class HTTP2Connection: HTTP2SessionDelegate {
 
     var hasStreams: Bool { !streams.isEmpty }
     /// All said and nothing left to wait for: the connection may close.
-    var isDone: Bool { failed || (goingAway && streams.isEmpty) || (!framer.wantsRead && !framer.wantsWrite) }
-    var wantsWrite: Bool { !failed && framer.wantsWrite }
+    var isDone: Bool {
+        phase == .failed || (phase >= .goingAway && streams.isEmpty) || (!framer.wantsRead && !framer.wantsWrite)
+    }
+    var wantsWrite: Bool { phase != .failed && framer.wantsWrite }
+
+    func advance(to next: Phase) { if phase < next { phase = next } }
 
     // MARK: bytes
 
     /// The client's plaintext; all of it is consumed.
     func process(_ bytes: UnsafeRawBufferPointer) -> Int {
-        if failed { return bytes.count }
+        if phase == .failed { return bytes.count }
         do { try framer.receive(bytes) } catch {
             gateway.counters.clientErrors += 1
             gateway.logger.info("HTTP/2 error from \(connection.peerDescription): \(error)")
             // nghttp2 has queued a GOAWAY for protocol errors; for the fatal ones (a flood) it has not.
-            if !goingAway { framer.terminate(error.isFlood ? .enhanceYourCalm : .protocolError) }
-            goingAway = true
+            if phase < .goingAway { framer.terminate(error.isFlood ? .enhanceYourCalm : .protocolError) }
+            advance(to: .goingAway)
             fillOutput()
-            failed = true
+            advance(to: .failed)
         }
         outputReady()
         if isDone { closeWhenFlushed() }
@@ -80,7 +90,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
 
     /// Moves nghttp2's frames into the connection's output (called as the connection flushes).
     func fillOutput() {
-        if failed { return }
+        if phase == .failed { return }
         do {
             try framer.send { frame in
                 connection.enqueue(frame)
@@ -88,7 +98,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
             }
         } catch {
             gateway.logger.info("HTTP/2 error sending to \(connection.peerDescription): \(error)")
-            failed = true
+            advance(to: .failed)
         }
     }
 
@@ -321,7 +331,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         case .settings: event = .settings
         case .emptyData: event = .emptyFrame
         case .goaway:
-            goingAway = true
+            advance(to: .goingAway)
             return
         }
         if floodGuard.record(event, now: gateway.loop.now) {
@@ -336,13 +346,12 @@ final class HTTP2Connection: HTTP2SessionDelegate {
 
     /// GOAWAY ENHANCE_YOUR_CALM: the client is cut off; its streams' nodes are told `end` as they close.
     private func misbehaving(_ what: String) -> HTTP2HeaderVerdict {
-        if !calmedDown {
-            calmedDown = true
+        if phase < .calmedDown {
             gateway.counters.clientErrors += 1
             gateway.logger.warning("HTTP/2 client \(connection.peerDescription) sent \(what); closing with ENHANCE_YOUR_CALM")
         }
         framer.terminate(.enhanceYourCalm)
-        goingAway = true
+        advance(to: .calmedDown)
         outputReady()
         return .failConnection
     }
@@ -362,7 +371,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
 
     /// The connection closed: every stream's session ends (nodes that know them are told `end`).
     func connectionClosed() {
-        failed = true
+        advance(to: .failed)
         for stream in streams.values {
             gateway.http2Streams[stream.sid] = nil
             stream.streamClosed()
