@@ -80,6 +80,7 @@ extension Connection {
         // One copy for the whole function: each read of the stored property would copy (and
         // retain) the struct again, five times per request.
         let head = self.head
+        let session = self.session!  // one reference for the function, not a retain per use
         gateway.counters.requests += 1
         requestStart = gateway.loop.now
         meterRequestStarted()

@@ -8,6 +8,7 @@ extension Connection {
     func setDeadline(_ seconds: Double, _ reason: TimeoutReason) {
         deadline = gateway.loop.now + seconds
         deadlineReason = reason
+        let timer = self.timer!  // one reference, not a retain per use
         if let firesAt = timer.firesAt, firesAt <= deadline { return }
         timer.start(after: seconds)
     }

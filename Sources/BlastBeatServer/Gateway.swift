@@ -52,7 +52,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var listeners: [Listener] = []
     /// Where backends connect, spoken natively (`zmq-engine = native`, the default) or through libzmq.
     private(set) var router: BackendRouter! = nil
-    var nodes = NodeTable()
+    let nodes = NodeTable()
     /// Node indices per vhost, in configuration order.
     var vhostNodes: [[Int]] = []
     private(set) var vhostServerNames: [[UInt8]] = []
@@ -299,6 +299,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     package func loopWillBlock() {
         // Sends made during this iteration may have consumed the edge of the ZeroMQ descriptor,
         // so its queue is re-checked here, and all output of the iteration leaves in one write each.
+        let router = self.router!  // one reference for the whole pass, not a retain per use
         for _ in 0..<8 {
             router.receivePending()
             failNodesIfNeeded()
