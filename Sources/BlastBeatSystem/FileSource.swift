@@ -28,20 +28,8 @@ package final class FileSource {
 
     /// The whole file; the error names the call and the path ("open /etc/x.pem: No such file or directory").
     package func read(_ path: String, limit: Int = 16 << 20) throws(SystemError) -> [UInt8] {
-        switch mode {
-        case .replaying:
-            switch bundle.files[path] {
-            case .value(let bytes): return bytes
-            case .failed(let errno): throw SystemError(call: "read \(path)", errno: errno)
-            case nil: throw SystemError(call: "read \(path) (not read by the privileged parent)", errno: ENOENT)
-            }
-        case .direct, .recording:
-            do {
-                let bytes = try Posix.readFile(path, limit: limit)
-                if mode == .recording { bundle.files[path] = .value(bytes) }
-                return bytes
-            } catch {
-                if mode == .recording { bundle.files[path] = .failed(errno: error.errno) }
+        try lookUpOrRecord(\.files, path, call: "read \(path)") { () throws(SystemError) in
+            do throws(SystemError) { return try Posix.readFile(path, limit: limit) } catch {
                 throw SystemError(call: "read \(path)", errno: error.errno)
             }
         }
@@ -49,20 +37,29 @@ package final class FileSource {
 
     /// The paths a glob matches, sorted (glob(3)); none is fine, an unreadable directory is an error.
     package func glob(_ pattern: String) throws(SystemError) -> [String] {
+        try lookUpOrRecord(\.globs, pattern, call: "glob \(pattern)") { () throws(SystemError) in try Self.expand(pattern) }
+    }
+
+    /// Replaying: the parent's outcome for `key`, success or failure as it was. Otherwise `fetch` runs, and
+    /// its outcome is recorded when recording.
+    private func lookUpOrRecord<Value>(
+        _ table: WritableKeyPath<FileBundle, [String: FileBundle.Entry<Value>]>, _ key: String, call: String,
+        _ fetch: () throws(SystemError) -> Value
+    ) throws(SystemError) -> Value {
         switch mode {
         case .replaying:
-            switch bundle.globs[pattern] {
-            case .value(let paths): return paths
-            case .failed(let errno): throw SystemError(call: "glob \(pattern)", errno: errno)
-            case nil: throw SystemError(call: "glob \(pattern) (not read by the privileged parent)", errno: ENOENT)
+            switch bundle[keyPath: table][key] {
+            case .value(let value): return value
+            case .failed(let errno): throw SystemError(call: call, errno: errno)
+            case nil: throw SystemError(call: "\(call) (not read by the privileged parent)", errno: ENOENT)
             }
         case .direct, .recording:
             do {
-                let paths = try Self.expand(pattern)
-                if mode == .recording { bundle.globs[pattern] = .value(paths) }
-                return paths
+                let value = try fetch()
+                if mode == .recording { bundle[keyPath: table][key] = .value(value) }
+                return value
             } catch {
-                if mode == .recording { bundle.globs[pattern] = .failed(errno: error.errno) }
+                if mode == .recording { bundle[keyPath: table][key] = .failed(errno: error.errno) }
                 throw error
             }
         }
