@@ -58,4 +58,23 @@ extension Gateway {
             return nil
         }
     }
+
+    /// One line in the log of the request's vhost (`[blastbeat]`'s for a request no vhost took).
+    func writeAccessLog(_ connection: Connection) {
+        countResponse(connection, status: connection.log.status)
+        let vhost = connection.log.vhost
+        guard let accessLog = vhost >= 0 ? vhostAccessLogs[vhost] : accessLog else { return }
+        let now = WallClock.now()
+        let second = Int(now)
+        if second != accessLogDate.second {
+            accessLogDate = (second, WallClock.format(second, "%d/%b/%Y:%H:%M:%S %z"))
+        }
+        let node = connection.node.map { nodes.nodes[$0].identity }
+        let elapsed = loop.now - connection.requestStart
+        accessLog.withBuffer { out in
+            connection.log.write(
+                into: &out, remote: connection.remoteAddress, date: accessLogDate.text, node: node, seconds: elapsed,
+                vhost: vhost >= 0 ? config.vhosts[vhost].name : nil)
+        }
+    }
 }
