@@ -41,7 +41,29 @@ class StreamResult:
         return self.ended or self.reset is not None
 
 
-class H2Conn:
+class _ClientSocket:
+    """What both clients share: `sock`, `closed`, and `_pump(timeout)` reading what arrives."""
+
+    def wait_closed(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            self._pump(0.2)
+        assert self.closed, "connection still open"
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class H2Conn(_ClientSocket):
     """One HTTP/2 client connection. ``tls_port`` + ``server_name`` for h2 over TLS, else h2c on ``port``."""
 
     def __init__(self, port: int, *, tls: bool = False, server_name: str = "localhost", cafile=None,
@@ -106,6 +128,9 @@ class H2Conn:
                 del self._pending[sid]
         self.flush()
 
+    def _pump(self, timeout: float) -> None:
+        self.read_events(timeout)
+
     def read_events(self, timeout: float = 1.0) -> list:
         self.sock.settimeout(timeout)
         try:
@@ -167,26 +192,9 @@ class H2Conn:
     def get(self, path: str = "/", authority: str = "localhost", **kw) -> StreamResult:
         return self.response(self.request("GET", path, authority, **kw))
 
-    def wait_closed(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.closed and time.monotonic() < deadline:
-            self.read_events(0.2)
-        assert self.closed, "connection still open"
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
-class RawH2:
+class RawH2(_ClientSocket):
     """An HTTP/2 client that writes frames by hand (hyperframe + hpack): for frames a correct client never
     sends (floods, forbidden fields, a reset right after each request). Reads frames the gateway sends."""
 
@@ -229,6 +237,9 @@ class RawH2:
         if end_headers:
             f.flags.add("END_HEADERS")
         return f
+
+    def _pump(self, timeout: float) -> None:
+        self.read(timeout)
 
     def read(self, timeout: float = 1.0) -> list:
         """Frames that arrive within `timeout`; acknowledges the gateway's SETTINGS."""
@@ -282,20 +293,3 @@ class RawH2:
                 return f
         raise AssertionError(f"no {what} (closed={self.closed}); got {[type(f).__name__ for f in self.frames][-20:]}")
 
-    def wait_closed(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.closed and time.monotonic() < deadline:
-            self.read(0.2)
-        assert self.closed, "connection still open"
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -412,6 +412,33 @@ class HTTPHandler:
         self.app(req, send)
 
 
+# The options of a node whose reads stall while a client uploads (max-node-queue: the body waits in the
+# client's TCP window, not in the gateway).
+STALLED_NODE_OPTIONS = {"max-node-queue": "1m", "max-body-size": "64m", "backend-timeout": "30",
+                        "body-timeout": "30", "ping-freq": "1", "ping-timeout": "10"}
+
+
+def start_stalling_digest_node(make_backend, gw, node: str, stall_seconds: float) -> None:
+    """A node that answers each request with its body's length and SHA-256, but reads nothing for
+    `stall_seconds` once the first body message arrives (libzmq keeps at most RCVHWM = 4 messages)."""
+    import hashlib
+    stall = threading.Event()
+    stall.set()
+
+    def app(req: Request, send):
+        respond(send, req.sid, b"%d %s" % (len(req.body), hashlib.sha256(req.body).hexdigest().encode()))
+
+    handler = HTTPHandler(app)
+
+    def stalling(sid, mtype, body, send):
+        if mtype == b"body" and stall.is_set():
+            stall.clear()
+            time.sleep(stall_seconds)
+        handler(sid, mtype, body, send)
+
+    make_backend(gw, node, stalling, rcvhwm=4)
+
+
 def hello_app(text: bytes = b"Hello World"):
     """App answering every request with ``text`` (Content-Length framed), HEAD without body."""
 

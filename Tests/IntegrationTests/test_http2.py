@@ -335,24 +335,10 @@ def test_upload_to_a_stalled_node_shuts_only_its_stream_window(make_gateway, mak
 
     from helpers import rss_bytes
 
-    gw = make_gateway(vhosts={"slow.test": ["SLOW"], "fast.test": ["FAST"]},
-                      options={"max-node-queue": "1m", "max-body-size": "64m", "backend-timeout": "30",
-                               "body-timeout": "30", "ping-freq": "1", "ping-timeout": "10"})
-    stall = threading.Event()
-    stall.set()
+    from helpers import STALLED_NODE_OPTIONS, start_stalling_digest_node
 
-    def app(req: Request, send):
-        respond(send, req.sid, b"%d %s" % (len(req.body), hashlib.sha256(req.body).hexdigest().encode()))
-
-    handler = HTTPHandler(app)
-
-    def stalling(sid, mtype, body, send):
-        if mtype == b"body" and stall.is_set():
-            stall.clear()
-            time.sleep(4.0)  # the backend thread reads nothing: libzmq keeps at most RCVHWM messages
-        handler(sid, mtype, body, send)
-
-    make_backend(gw, "SLOW", stalling, rcvhwm=4)
+    gw = make_gateway(vhosts={"slow.test": ["SLOW"], "fast.test": ["FAST"]}, options=STALLED_NODE_OPTIONS)
+    start_stalling_digest_node(make_backend, gw, "SLOW", stall_seconds=4.0)
     make_backend(gw, "FAST", HTTPHandler(hello_app(b"fast")))
     size = 24 * 1024 * 1024
     payload = os.urandom(size)

@@ -10,28 +10,12 @@ import socket
 import threading
 import time
 
-from helpers import HTTPHandler, Request, request_bytes, respond, rss_bytes
+from helpers import STALLED_NODE_OPTIONS, request_bytes, rss_bytes, start_stalling_digest_node
 
 
 def test_upload_to_a_stalled_node_waits_instead_of_filling_memory(make_gateway, make_backend):
-    gw = make_gateway(vhosts={"localhost": ["SLOW"]},
-                      options={"max-node-queue": "1m", "max-body-size": "64m", "backend-timeout": "30",
-                               "body-timeout": "30", "ping-freq": "1", "ping-timeout": "10"})
-    stall = threading.Event()
-    stall.set()
-
-    def app(req: Request, send):
-        respond(send, req.sid, b"%d %s" % (len(req.body), hashlib.sha256(req.body).hexdigest().encode()))
-
-    handler = HTTPHandler(app)
-
-    def stalling(sid, mtype, body, send):
-        if mtype == b"body" and stall.is_set():
-            stall.clear()
-            time.sleep(3.0)  # the backend thread reads nothing: libzmq keeps at most RCVHWM messages
-        handler(sid, mtype, body, send)
-
-    make_backend(gw, "SLOW", stalling, rcvhwm=4)
+    gw = make_gateway(vhosts={"localhost": ["SLOW"]}, options=STALLED_NODE_OPTIONS)
+    start_stalling_digest_node(make_backend, gw, "SLOW", stall_seconds=3.0)
     size = 48 * 1024 * 1024
     payload = os.urandom(size)
     result: dict = {}
