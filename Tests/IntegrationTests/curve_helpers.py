@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import heapq
 import os
 import socket
 import struct
@@ -173,21 +172,8 @@ class ZBackend(Backend):
                             self.events.append(event["event"])
                             self._cond.notify_all()
                 if sock in ready:
-                    while not self._stop.is_set():
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self._dispatch(frames)
-                with self._lock:
-                    work, self._outbox = self._outbox, []
-                    now = time.monotonic()
-                    while self._timers and self._timers[0][0] <= now:
-                        work.append(heapq.heappop(self._timers)[2])
-                for fn in work:
-                    if self._stop.is_set():
-                        break
-                    self._guard(fn)
+                    self._receive_all(sock)
+                self._run_due_work()
         finally:
             if mon is not None:
                 sock.disable_monitor()

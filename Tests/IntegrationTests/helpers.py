@@ -281,22 +281,32 @@ class Backend:
         try:
             while not self._stop.is_set():
                 if sock.poll(10):
-                    while True:
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self._dispatch(frames)
-                with self._lock:
-                    work, self._outbox = self._outbox, []
-                    now = time.monotonic()
-                    while self._timers and self._timers[0][0] <= now:
-                        work.append(heapq.heappop(self._timers)[2])
-                for fn in work:
-                    self._guard(fn)
+                    self._receive_all(sock)
+                self._run_due_work()
         finally:
             sock.close(linger=0)
             ctx.term()
+
+    def _receive_all(self, sock) -> None:
+        """Dispatches every message the socket holds."""
+        while not self._stop.is_set():
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._dispatch(frames)
+
+    def _run_due_work(self) -> None:
+        """Runs the sends queued by other threads and the timers that are due."""
+        with self._lock:
+            work, self._outbox = self._outbox, []
+            now = time.monotonic()
+            while self._timers and self._timers[0][0] <= now:
+                work.append(heapq.heappop(self._timers)[2])
+        for fn in work:
+            if self._stop.is_set():
+                break
+            self._guard(fn)
 
     def _guard(self, fn: Callable[[], None]) -> None:
         try:
