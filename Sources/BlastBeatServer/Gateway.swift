@@ -303,7 +303,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         // Backend output last: flushing clients may have started pipelined requests.
         router.flush()
         if router.hasPendingWork || !connectionsToFlush.isEmpty { prepareWatcher.skipNextBlock() }
-        if isShuttingDown && sessions.isEmpty { loop.stop() }
+        if isShuttingDown && sessions.isEmpty && router.finishedStopping() { loop.stop() }
     }
 
     package func timerFired(_ timer: TimerWatcher) {

@@ -198,6 +198,13 @@ package final class BackendRouter {
         if case .native(let router) = engine { router.attachWorkerLink(worker: worker, fd: fd) } else { Posix.close(fd) }
     }
 
+    /// Called while stopping with nothing in flight: whether this process may exit now. A worker holds
+    /// backend connections the other workers' requests use: it waits until they are done too (WorkerMesh).
+    package func finishedStopping() -> Bool {
+        if case .native(let router) = engine { return router.finishedStopping() }
+        return true
+    }
+
     /// New bounds after a reload (the native engine's; the libzmq engine does not take these bounds).
     package func setLimits(maxMessageSize: Int, maxQueuedBytes: Int) {
         if case .native(let router) = engine {

@@ -27,6 +27,10 @@ final class WorkerMesh {
     private var links: [WorkerLink?]
     /// Identity → the other worker holding a connection with it.
     private var holders = ByteKeyIndex(caseInsensitive: false)
+    /// Workers that said they are stopping with nothing in flight (`D`): none of them needs a backend
+    /// connection held here any more.
+    private var doneWorkers = Set<Int>()
+    private var saidDone = false
     private var linksToFlush: [WorkerLink] = []
     private var flushBatch: [WorkerLink] = []
     /// Room for the identity, sid and type fields around a backend message's body.
@@ -149,6 +153,23 @@ final class WorkerMesh {
         flushBatch.removeAll(keepingCapacity: true)
     }
 
+    // MARK: stopping together
+
+    /// Stopping, with nothing in flight: tells the other workers (once), which no longer need this worker.
+    func announceDone() {
+        if saidDone { return }
+        saidDone = true
+        for case let link? in links {
+            queue(on: link, kind: .done, identity: Self.empty, sid: Self.empty, type: Self.empty, body: Self.empty)
+        }
+    }
+
+    /// Whether every other worker is done or gone: a stopping worker holding backend connections exits only
+    /// then (their requests may still go through it), or at `shutdown-timeout`.
+    var othersAreDone: Bool {
+        links.indices.allSatisfy { links[$0] == nil || doneWorkers.contains($0) }
+    }
+
     // MARK: from other workers
 
     /// Largest message a link accepts: what a backend may send, plus the fields.
@@ -171,6 +192,8 @@ final class WorkerMesh {
                 identity: identity, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),
                 type: UnsafeRawBufferPointer(rebasing: bytes[message.type]),
                 body: UnsafeRawBufferPointer(rebasing: bytes[message.body]))
+        case .done:
+            doneWorkers.insert(worker)
         case .received:
             router.deliverForwarded(
                 identity: identity, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),
@@ -185,6 +208,7 @@ final class WorkerMesh {
         link.close()
         links[worker] = nil
         linksToFlush.removeAll { $0 === link }
+        doneWorkers.remove(worker)
         for identity in holders.keys(withValue: worker) {
             _ = holders.remove(identity)
             identity.withUnsafeBytes {

@@ -111,6 +111,14 @@ final class ZMTPRouter: TimerWatcherDelegate {
 
     var maxQueuedBytesPerPeer: Int { maxQueuedBytes }
 
+    /// Stopping with nothing in flight: true once the other workers (if any) are too, and this one may exit.
+    func finishedStopping() -> Bool {
+        guard let mesh else { return true }
+        mesh.announceDone()
+        mesh.flush()
+        return mesh.othersAreDone
+    }
+
     func setLimits(maxMessageSize: Int, maxQueuedBytes: Int) {
         self.maxMessageSize = maxMessageSize
         self.maxQueuedBytes = maxQueuedBytes

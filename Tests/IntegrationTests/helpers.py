@@ -563,6 +563,22 @@ class Gateway:
             children = []
         return int(children[0]) if children else self.proc.pid
 
+    def worker_pids(self) -> list[int]:
+        """With ``workers`` > 1 (or as root): the parent's children, the serving processes (README "Worker
+        processes")."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                return [int(p) for p in f.read().split()]
+        except OSError:
+            return []
+
+    def worker_index(self, pid: int) -> int:
+        """The index a worker logged at its start ("worker K of N serving as pid P")."""
+        found = re.findall(rf"worker (\d+) of \d+ serving as pid {pid}\b", self.stderr())
+        if not found:
+            raise LookupError(f"pid {pid} logged no worker start")
+        return int(found[-1])
+
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

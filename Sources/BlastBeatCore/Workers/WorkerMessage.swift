@@ -7,7 +7,8 @@
 /// `J` the sending worker now holds a connection with this identity, `L` it no longer does, `S` send
 /// [sid, type, body] to the backend with this identity (to its holder), `R` a message [sid, type, body]
 /// received from the backend with this identity (from its holder: to the worker its sid names, or to
-/// every worker for an empty sid, a pong).
+/// every worker for an empty sid, a pong), `D` the sending worker is stopping and has nothing in flight any
+/// more (its identity field is empty): it will send no `S` again.
 ///
 /// The bytes come from another worker of the same gateway, but a worker may be compromised through its
 /// clients: the decoder trusts nothing, bounds every length and is fuzzed (WorkerMessageCheck.swift).
@@ -17,6 +18,7 @@ package enum WorkerMessage {
         case left = 76  // "L"
         case send = 83  // "S"
         case received = 82  // "R"
+        case done = 68  // "D"
     }
 
     /// A decoded message: ranges into the buffer it was decoded from.
@@ -34,7 +36,7 @@ package enum WorkerMessage {
         case unknownKind(UInt8)
         /// A field's length runs past the message.
         case truncated
-        /// An identity of 0 bytes (never a connected backend's).
+        /// An identity of 0 bytes (never a connected backend's) in a message about a backend.
         case emptyIdentity
 
         package var description: String {
@@ -96,7 +98,7 @@ package enum WorkerMessage {
             return at..<at + count
         }
         let identity = try field()
-        guard !identity.isEmpty else { throw .emptyIdentity }
+        guard !identity.isEmpty || kind == .done else { throw .emptyIdentity }
         let sid = try field()
         let type = try field()
         return (Parsed(kind: kind, identity: identity, sid: sid, type: type, body: at..<end), end)
