@@ -35,6 +35,13 @@ private final class Recorder: BackendRouterDelegate {
         joined.append(Array(identity))
     }
 
+    /// Joined at another worker (a router in the worker mesh): recorded as `worker N: IDENTITY`.
+    var remoteJoined: [String] = []
+
+    func backendRouterRemotePeerJoined(identity: UnsafeRawBufferPointer, worker: Int, replacedAt: Int?) {
+        remoteJoined.append("worker \(worker): \(String(decoding: identity, as: UTF8.self))")
+    }
+
     func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
         dropped.append(reason)
     }
@@ -184,6 +191,72 @@ extension OnTheEventLoop {
         }
         #expect(unknown == .unreachable)
         #expect(meter.queuedBytes == 0)
+    }
+}
+}
+
+extension OnTheEventLoop {
+/// Two native routers joined as workers 0 and 1 by a socket pair (WorkerMesh.swift), one DEALER connected to
+/// worker 0: worker 1 learns of it, its sends reach the DEALER through worker 0, the answers to its sids come
+/// back to it (and only to it), a pong reaches both, and the DEALER's leaving reaches worker 1.
+@Suite struct WorkerMeshTests {
+    @Test func aBackendConnectedToOneWorkerServesTheOther() throws {
+        let loop = EventLoop()
+        let (zero, one) = (Recorder(), Recorder())
+        let endpoint = "ipc:///tmp/blastbeat-mesh-test-\(getpid()).sock"
+        let first = try BackendRouter(
+            loop: loop, endpoint: endpoint, engine: .native, maxMessageSize: 1 << 20, maxQueuedBytes: 1 << 22,
+            curveKeys: nil, delegate: zero)
+        defer { first.close() }
+        let second = try BackendRouter(
+            loop: loop, endpoint: endpoint + "-1", engine: .native, maxMessageSize: 1 << 20, maxQueuedBytes: 1 << 22,
+            curveKeys: nil, delegate: one)
+        defer { second.close() }
+        let (a, b) = try ParentProcess.socketPair()
+        first.joinWorkers(index: 0, count: 2, links: [1: a])
+        second.joinWorkers(index: 1, count: 2, links: [0: b])
+        func run(until done: () -> Bool) -> Bool {
+            for _ in 0..<5000 {
+                loop.runReady()
+                first.flush()
+                second.flush()
+                if done() { return true }
+                usleep(1000)
+            }
+            return false
+        }
+        let dealer = try ZMQDealer(identity: Array("node1".utf8), endpoint: endpoint)
+        var dealerOpen = true
+        defer { if dealerOpen { dealer.close() } }
+        #expect(run { zero.joined.count == 1 && one.remoteJoined == ["worker 0: node1"] })
+
+        // Worker 1's sid (first byte 1) goes out through worker 0 and its answer comes back to worker 1 only.
+        let sid: [UInt8] = [1] + Array(1..<16)
+        let sent = Array("node1".utf8).withUnsafeBytes { to in
+            sid.withUnsafeBytes { s in Array("hi".utf8).withUnsafeBytes { try? second.send(to: to, sid: s, type: "body", body: .copying($0)) } }
+        }
+        #expect(sent == .sent)
+        var got: ([UInt8], String, [UInt8])? = nil
+        #expect(run {
+            if case .message(let m) = dealer.receive() { got = (Array(m.sid), String(decoding: m.type, as: UTF8.self), Array(m.body)) }
+            return got != nil
+        })
+        #expect(got?.0 == sid && got?.1 == "body" && got?.2 == Array("hi".utf8))
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        _ = try sid.withUnsafeBytes { try dealer.send(sid: $0, type: "end", body: empty) }
+        _ = try dealer.send(sid: empty, type: "pong", body: empty)
+        #expect(run { one.received.count == 2 && zero.received.count == 1 })
+        #expect(one.received.map(\.type) == [.end, .pong] && one.received[0].sid == sid)
+        #expect(zero.received.map(\.type) == [.pong], "worker 0 gets the pong, not worker 1's answer")
+
+        // The DEALER leaves: worker 1 is told, as of a connection of its own.
+        dealer.close()
+        dealerOpen = false
+        #expect(run { one.dropped.contains("its connection to worker 0 closed") })
+        let unreachable = Array("node1".utf8).withUnsafeBytes { to in
+            sid.withUnsafeBytes { s in try? second.send(to: to, sid: s, type: "end", body: .copying(UnsafeRawBufferPointer(start: nil, count: 0))) }
+        }
+        #expect(unreachable == .unreachable)
     }
 }
 }
