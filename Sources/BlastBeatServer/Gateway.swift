@@ -92,6 +92,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var parent: PrivilegedLink? = nil
     /// This process's place among several worker processes (`workers`, Gateway+Workers.swift); nil alone.
     let worker: WorkerPlace?
+    /// Scrapes waiting for the other workers' `/metrics` texts (Gateway+WorkerMetrics.swift).
+    var metricsQueries: [MetricsQuery] = []
+    var nextMetricsQuery: UInt64 = 0
     /// Set after a reload while backend connections it refuses still have requests in flight: the time after
     /// which they are closed anyway (Gateway+Reload.swift).
     var recheckUntil: Double? = nil
@@ -141,9 +144,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         installAccessLogs(try vhostAccessLogs(for: config, global: accessLog))
         defer { inherited.closeRest() }
         try openListeners(inherited: inherited)
-        try openAdmin()
+        try openAdmin(inherited: inherited)
         try openRouter(inheritedSockets: inherited.take(InheritedSockets.routerKey(config.zmqEndpoint)))
-        if let worker { router.joinWorkers(index: worker.index, count: worker.count, links: worker.links) }
+        if let worker { router.joinWorkers(index: worker.index, count: worker.count, links: worker.links, delegate: self) }
         prepareWatcher = PrepareWatcher(loop: loop, delegate: self)
         pingTimer = TimerWatcher(loop: loop, delegate: self)
         housekeepingTimer = TimerWatcher(loop: loop, delegate: self)
@@ -313,6 +316,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             accessLog?.flush()
             for sink in vhostOwnAccessLogs { sink.flush() }
             recheckBackendConnections()
+            expireMetricsQueries()
         } else if timer === nodeWaitTimer {
             nodeWaitEnded()
         } else if timer === nodeQueueTimer {

@@ -102,7 +102,7 @@ package struct PrivilegedParent {
         }
         let count = workerCount(config)
         guard (target.map { $0.uid != 0 } ?? false) || count > 1 else { return nil }
-        let bound = try bindAll(config, inherited: inherited)
+        let bound = try bindAll(config, inherited: inherited, admin: count > 1)
         var links: [[Int: Int32]] = []
         do {
             let signals = try ParentSignals([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD])
@@ -149,7 +149,10 @@ package struct PrivilegedParent {
     }
 
     /// The listeners and (native engine) the ROUTER endpoint, taken from `inherited` where it has them.
-    private static func bindAll(_ config: Configuration, inherited: InheritedSockets) throws(StartupError) -> [String: [Int32]] {
+    /// With `admin` (several workers, which share it) the admin listener too.
+    private static func bindAll(
+        _ config: Configuration, inherited: InheritedSockets, admin: Bool
+    ) throws(StartupError) -> [String: [Int32]] {
         var bound: [String: [Int32]] = [:]
         func fail(_ message: String) -> StartupError {
             bound.values.joined().forEach(Posix.close)
@@ -175,6 +178,18 @@ package struct PrivilegedParent {
             } else {
                 do { bound[key] = try BackendRouter.listen(endpoint: config.zmqEndpoint) } catch {
                     throw fail("\(config.file): zmq: \(error)")
+                }
+            }
+        }
+        if admin, let address = config.admin {
+            let key = InheritedSockets.adminKey("\(address)")
+            if let fds = inherited.take(key) {
+                bound[key] = fds
+            } else {
+                let listener = ListenerConfig(address: address, tls: false, line: config.adminLine)
+                switch bind(listener) {
+                case .success(let fds): bound[key] = fds
+                case .failure(let error): throw fail(config.error(at: config.adminLine, key: "admin", "\(error)").description)
                 }
             }
         }
@@ -374,8 +389,10 @@ package struct PrivilegedParent {
                 }
             }
             // The ROUTER's sockets stay (a reload cannot change `zmq`); listeners no longer configured close.
-            for (key, fds) in bound where kept[key] == nil && !key.hasPrefix("zmq ") { fds.forEach(Posix.close) }
-            for (key, fds) in bound where key.hasPrefix("zmq ") { kept[key] = fds }
+            // The admin listener stays too (a reload does not move it).
+            let stays = { (key: String) in key.hasPrefix("zmq ") || key.hasPrefix("admin ") }
+            for (key, fds) in bound where kept[key] == nil && !stays(key) { fds.forEach(Posix.close) }
+            for (key, fds) in bound where stays(key) { kept[key] = fds }
             bound = kept
             // What a restarted worker will serve: the new configuration, if the workers can apply it (they
             // check the certificates themselves; a worker that refuses one keeps serving the older one).

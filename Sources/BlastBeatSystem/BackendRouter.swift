@@ -189,8 +189,16 @@ package final class BackendRouter {
     }
 
     /// Makes this process worker `index` of `count` (native engine), with a link to each other worker.
-    package func joinWorkers(index: Int, count: Int, links: [Int: Int32]) {
-        if case .native(let router) = engine { router.joinWorkers(index: index, count: count, links: links) }
+    package func joinWorkers(index: Int, count: Int, links: [Int: Int32], delegate: any WorkerMeshDelegate) {
+        if case .native(let router) = engine {
+            router.joinWorkers(index: index, count: count, links: links, delegate: delegate)
+        }
+    }
+
+    /// Asks the other workers for their `/metrics` texts (answers go to the mesh's delegate); how many were asked.
+    package func queryWorkerMetrics(_ query: UInt64) -> Int {
+        if case .native(let router) = engine, let mesh = router.mesh { return mesh.queryMetrics(query) }
+        return 0
     }
 
     /// A link to a restarted worker, from the parent.

@@ -19,8 +19,17 @@ import Glibc
 /// only connection was there is dead for this worker too, one that also holds a connection here is not.
 /// Every link's output is bounded (`maxQueuedBytes`, as a backend's connection: past it a send is `.full`),
 /// and its input by the largest message a backend may send plus the fields.
+/// What the mesh asks of the gateway besides backend messages: `/metrics` from several workers.
+package protocol WorkerMeshDelegate: AnyObject {
+    /// This worker's `/metrics` text, for another worker's scrape.
+    func workerMeshMetricsText() -> [UInt8]
+    /// Worker `worker`'s answer to query `query` (the text is valid for the call only).
+    func workerMesh(metrics: UnsafeRawBufferPointer, from worker: Int, query: UInt64)
+}
+
 final class WorkerMesh {
     unowned(unsafe) let router: ZMTPRouter
+    unowned(unsafe) let delegate: any WorkerMeshDelegate
     /// This worker's index, and how many there are.
     let index: Int
     let count: Int
@@ -36,8 +45,9 @@ final class WorkerMesh {
     /// Room for the identity, sid and type fields around a backend message's body.
     static let fieldOverhead = 1024
 
-    init(router: ZMTPRouter, index: Int, count: Int, links: [Int: Int32]) {
+    init(router: ZMTPRouter, index: Int, count: Int, links: [Int: Int32], delegate: any WorkerMeshDelegate) {
         self.router = router
+        self.delegate = delegate
         self.index = index
         self.count = count
         self.links = [WorkerLink?](repeating: nil, count: count)
@@ -170,6 +180,22 @@ final class WorkerMesh {
         links.indices.allSatisfy { links[$0] == nil || doneWorkers.contains($0) }
     }
 
+    // MARK: metrics
+
+    /// Asks every other worker for its `/metrics` text; returns how many were asked (their answers come to
+    /// the delegate).
+    func queryMetrics(_ query: UInt64) -> Int {
+        var asked = 0
+        withUnsafeBytes(of: query) { id in
+            for case let link? in links {
+                queue(on: link, kind: .metricsQuery, identity: Self.empty, sid: id, type: Self.empty, body: Self.empty)
+                asked += 1
+            }
+        }
+        flush()
+        return asked
+    }
+
     // MARK: from other workers
 
     /// Largest message a link accepts: what a backend may send, plus the fields.
@@ -194,6 +220,18 @@ final class WorkerMesh {
                 body: UnsafeRawBufferPointer(rebasing: bytes[message.body]))
         case .done:
             doneWorkers.insert(worker)
+        case .metricsQuery:
+            guard let link = links[worker], message.sid.count == 8 else { return }
+            let text = delegate.workerMeshMetricsText()
+            guard text.count + Self.fieldOverhead <= maxMessage else { return }  // too big to send: the asker times out
+            text.withUnsafeBytes {
+                queue(on: link, kind: .metricsAnswer, identity: Self.empty, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),
+                      type: Self.empty, body: $0)
+            }
+        case .metricsAnswer:
+            guard message.sid.count == 8 else { return }
+            let query = UnsafeRawBufferPointer(rebasing: bytes[message.sid]).loadUnaligned(as: UInt64.self)
+            delegate.workerMesh(metrics: UnsafeRawBufferPointer(rebasing: bytes[message.body]), from: worker, query: query)
         case .received:
             router.deliverForwarded(
                 identity: identity, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),

@@ -98,9 +98,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
 
     /// New bounds from a reload; peers' messages and queues are checked against them from now on.
     /// Joins the worker mesh: this is worker `index` of `count`, with a link to each other worker by index.
-    func joinWorkers(index: Int, count: Int, links: [Int: Int32]) {
+    func joinWorkers(index: Int, count: Int, links: [Int: Int32], delegate: any WorkerMeshDelegate) {
         sharesSocketFile = true
-        mesh = WorkerMesh(router: self, index: index, count: count, links: links)
+        mesh = WorkerMesh(router: self, index: index, count: count, links: links, delegate: delegate)
     }
 
     /// A link to a restarted worker (from the parent).

@@ -195,6 +195,17 @@ extension OnTheEventLoop {
 }
 }
 
+/// Answers a worker's metrics query with `text` and records the answers it gets.
+private final class MetricsRecorder: WorkerMeshDelegate {
+    let text: String
+    var answers: [String] = []
+    init(text: String) { self.text = text }
+    func workerMeshMetricsText() -> [UInt8] { Array(text.utf8) }
+    func workerMesh(metrics: UnsafeRawBufferPointer, from worker: Int, query: UInt64) {
+        answers.append("\(query) from \(worker): \(String(decoding: metrics, as: UTF8.self))")
+    }
+}
+
 extension OnTheEventLoop {
 /// Two native routers joined as workers 0 and 1 by a socket pair (WorkerMesh.swift), one DEALER connected to
 /// worker 0: worker 1 learns of it, its sends reach the DEALER through worker 0, the answers to its sids come
@@ -213,8 +224,9 @@ extension OnTheEventLoop {
             curveKeys: nil, delegate: one)
         defer { second.close() }
         let (a, b) = try ParentProcess.socketPair()
-        first.joinWorkers(index: 0, count: 2, links: [1: a])
-        second.joinWorkers(index: 1, count: 2, links: [0: b])
+        let (metricsZero, metricsOne) = (MetricsRecorder(text: "zero"), MetricsRecorder(text: "one"))
+        first.joinWorkers(index: 0, count: 2, links: [1: a], delegate: metricsZero)
+        second.joinWorkers(index: 1, count: 2, links: [0: b], delegate: metricsOne)
         func run(until done: () -> Bool) -> Bool {
             for _ in 0..<5000 {
                 loop.runReady()
@@ -248,6 +260,10 @@ extension OnTheEventLoop {
         #expect(run { one.received.count == 2 && zero.received.count == 1 })
         #expect(one.received.map(\.type) == [.end, .pong] && one.received[0].sid == sid)
         #expect(zero.received.map(\.type) == [.pong], "worker 0 gets the pong, not worker 1's answer")
+
+        // A scrape at worker 1 asks worker 0 for its text.
+        #expect(second.queryWorkerMetrics(7) == 1)
+        #expect(run { metricsOne.answers == ["7 from 0: zero"] })
 
         // The DEALER leaves: worker 1 is told, as of a connection of its own.
         dealer.close()

@@ -214,3 +214,25 @@ def test_check_names_the_workers_line(make_gateway):
     gw.config_path.write_text(gw.config_text())
     out = subprocess.run([blastbeat_bin(), "--check", str(gw.config_path)], capture_output=True, text=True, timeout=10)
     assert out.returncode == 0, out.stderr
+
+
+def test_metrics_sum_both_workers_with_a_worker_label(make_gateway, make_backend):
+    from test_metrics import Scrape, admin_get
+    from helpers import free_port
+    gw = make_gateway(options={**WORKERS, "admin": f"127.0.0.1:{free_port()}"})
+    make_backend(gw, "NODE1", HTTPHandler(worker_app))
+    workers_ready(gw)
+    served = {0: 0, 1: 0}
+    for _ in range(60):
+        served[served_by(http_request(gw.port))] += 1
+    assert served[0] and served[1], served
+    for _ in range(4):  # whichever worker takes the scrape answers for both
+        resp = admin_get(gw)
+        assert resp.status == 200, resp.raw[:300]
+        scrape = Scrape(resp.body.decode())
+        assert scrape.value("blastbeat_responses_total", vhost="localhost", code="2xx") == 60
+        assert scrape.value("blastbeat_requests_total") == 60
+        assert scrape.value("blastbeat_requests_total", worker="0") == served[0]
+        assert scrape.value("blastbeat_requests_total", worker="1") == served[1]
+        assert scrape.value("blastbeat_node_instances_connected", node="NODE1") == 1
+        assert scrape.value("blastbeat_node_responses_total", node="NODE1") == 60

@@ -8,7 +8,8 @@
 /// [sid, type, body] to the backend with this identity (to its holder), `R` a message [sid, type, body]
 /// received from the backend with this identity (from its holder: to the worker its sid names, or to
 /// every worker for an empty sid, a pong), `D` the sending worker is stopping and has nothing in flight any
-/// more (its identity field is empty): it will send no `S` again.
+/// more (its identity field is empty): it will send no `S` again; `Q` asks for the worker's `/metrics` text
+/// and `A` answers with it in the body (both with an 8-byte query id in the sid field, no identity).
 ///
 /// The bytes come from another worker of the same gateway, but a worker may be compromised through its
 /// clients: the decoder trusts nothing, bounds every length and is fuzzed (WorkerMessageCheck.swift).
@@ -19,6 +20,8 @@ package enum WorkerMessage {
         case send = 83  // "S"
         case received = 82  // "R"
         case done = 68  // "D"
+        case metricsQuery = 81  // "Q"
+        case metricsAnswer = 65  // "A"
     }
 
     /// A decoded message: ranges into the buffer it was decoded from.
@@ -98,7 +101,9 @@ package enum WorkerMessage {
             return at..<at + count
         }
         let identity = try field()
-        guard !identity.isEmpty || kind == .done else { throw .emptyIdentity }
+        guard !identity.isEmpty || kind == .done || kind == .metricsQuery || kind == .metricsAnswer else {
+            throw .emptyIdentity
+        }
         let sid = try field()
         let type = try field()
         return (Parsed(kind: kind, identity: identity, sid: sid, type: type, body: at..<end), end)
