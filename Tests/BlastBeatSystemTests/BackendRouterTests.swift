@@ -67,10 +67,17 @@ extension OnTheEventLoop {
 
     /// Runs the loop until `done` holds or 5 s pass.
     static func run(_ loop: EventLoop, _ router: BackendRouter, until done: () -> Bool) -> Bool {
+        run(loop, [router], until: done)
+    }
+
+    /// The same for several routers on one loop (workers joined by a mesh).
+    static func run(_ loop: EventLoop, _ routers: [BackendRouter], until done: () -> Bool) -> Bool {
         for _ in 0..<5000 {
             loop.runReady()
-            router.receivePending()
-            router.flush()
+            for router in routers {
+                router.receivePending()
+                router.flush()
+            }
             if done() { return true }
             usleep(1000)
         }
@@ -227,16 +234,7 @@ extension OnTheEventLoop {
         let (metricsZero, metricsOne) = (MetricsRecorder(text: "zero"), MetricsRecorder(text: "one"))
         first.joinWorkers(index: 0, count: 2, links: [1: a], delegate: metricsZero)
         second.joinWorkers(index: 1, count: 2, links: [0: b], delegate: metricsOne)
-        func run(until done: () -> Bool) -> Bool {
-            for _ in 0..<5000 {
-                loop.runReady()
-                first.flush()
-                second.flush()
-                if done() { return true }
-                usleep(1000)
-            }
-            return false
-        }
+        func run(until done: () -> Bool) -> Bool { BackendRouterTests.run(loop, [first, second], until: done) }
         let dealer = try ZMQDealer(identity: Array("node1".utf8), endpoint: endpoint)
         var dealerOpen = true
         defer { if dealerOpen { dealer.close() } }

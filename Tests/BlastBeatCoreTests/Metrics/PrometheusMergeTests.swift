@@ -3,46 +3,32 @@ import Testing
 
 /// Several workers' `/metrics` texts merged into one (README.md, "Worker processes").
 struct PrometheusMergeTests {
-    static let zero = """
+    /// One worker's text: the same families with that worker's values (`extra`: lines added at the end).
+    static func text(requests: Int, ok: Int, failed: Int?, start: Int, bucket: Int, sum: String, extra: String = "") -> String {
+        """
         # HELP blastbeat_requests_total Request heads received.
         # TYPE blastbeat_requests_total counter
-        blastbeat_requests_total 10
+        blastbeat_requests_total \(requests)
         # HELP blastbeat_responses_total Responses.
         # TYPE blastbeat_responses_total counter
-        blastbeat_responses_total{vhost="a",code="2xx"} 7
+        blastbeat_responses_total{vhost="a",code="2xx"} \(ok)
+
+        """ + (failed.map { "blastbeat_responses_total{vhost=\"a\",code=\"5xx\"} \($0)\n" } ?? "") + """
         # HELP blastbeat_node_instances_connected Processes.
         # TYPE blastbeat_node_instances_connected gauge
         blastbeat_node_instances_connected{node="app"} 1
         # HELP blastbeat_start_time_seconds Start.
         # TYPE blastbeat_start_time_seconds gauge
-        blastbeat_start_time_seconds 1000
+        blastbeat_start_time_seconds \(start)
         # HELP blastbeat_request_duration_seconds Duration.
         # TYPE blastbeat_request_duration_seconds histogram
-        blastbeat_request_duration_seconds_bucket{vhost="a",le="0.001"} 3
-        blastbeat_request_duration_seconds_sum{vhost="a"} 0.0125
+        blastbeat_request_duration_seconds_bucket{vhost="a",le="0.001"} \(bucket)
+        blastbeat_request_duration_seconds_sum{vhost="a"} \(sum)
 
-        """
-    static let one = """
-        # HELP blastbeat_requests_total Request heads received.
-        # TYPE blastbeat_requests_total counter
-        blastbeat_requests_total 5
-        # HELP blastbeat_responses_total Responses.
-        # TYPE blastbeat_responses_total counter
-        blastbeat_responses_total{vhost="a",code="2xx"} 4
-        blastbeat_responses_total{vhost="a",code="5xx"} 1
-        # HELP blastbeat_node_instances_connected Processes.
-        # TYPE blastbeat_node_instances_connected gauge
-        blastbeat_node_instances_connected{node="app"} 1
-        # HELP blastbeat_start_time_seconds Start.
-        # TYPE blastbeat_start_time_seconds gauge
-        blastbeat_start_time_seconds 1042
-        # HELP blastbeat_request_duration_seconds Duration.
-        # TYPE blastbeat_request_duration_seconds histogram
-        blastbeat_request_duration_seconds_bucket{vhost="a",le="0.001"} 2
-        blastbeat_request_duration_seconds_sum{vhost="a"} 0.5
-        garbage without a value
-
-        """
+        """ + extra
+    }
+    static let zero = text(requests: 10, ok: 7, failed: nil, start: 1000, bucket: 3, sum: "0.0125")
+    static let one = text(requests: 5, ok: 4, failed: 1, start: 1042, bucket: 2, sum: "0.5", extra: "garbage without a value\n")
 
     @Test func sumsExceptWhereEveryWorkerSeesTheSameAndLabelsPerWorkerSeries() {
         let rules = PrometheusMerge.Rules(
