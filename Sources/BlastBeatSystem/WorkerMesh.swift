@@ -25,6 +25,8 @@ package protocol WorkerMeshDelegate: AnyObject {
     func workerMeshMetricsText() -> [UInt8]
     /// Worker `worker`'s answer to query `query` (the text is valid for the call only).
     func workerMesh(metrics: UnsafeRawBufferPointer, from worker: Int, query: UInt64)
+    /// A backend's message for worker `worker` was dropped: the link to it holds its limit of unsent bytes.
+    func workerMeshDroppedMessage(for worker: Int)
 }
 
 final class WorkerMesh {
@@ -106,6 +108,8 @@ final class WorkerMesh {
         guard let link = links[Int(sid[0])] else { return true }
         if link.output.count < router.maxQueuedBytesPerPeer {
             queue(on: link, kind: .received, identity: identity, sid: sid, type: type, body: body)
+        } else {
+            delegate.workerMeshDroppedMessage(for: Int(sid[0]))
         }
         return true
     }
