@@ -279,6 +279,16 @@ final class ZMTPRouter: TimerWatcherDelegate {
         peer.close()
         if refused { return }
         let reason = peer.identity.isEmpty ? "\(reason) (from \(peer.address))" : reason
+        if peer.state == .closed, !peer.identity.isEmpty, readyPeer(peer.identity) == nil,
+            let worker = peer.identity.withUnsafeBytes({ mesh?.holder(of: $0) })
+        {
+            // Another worker holds a connection with this identity (a restarted backend that reconnected
+            // there): the node goes on through it; what was in flight here is answered as for a replaced one.
+            peer.identity.withUnsafeBytes {
+                delegate.backendRouterRemotePeerJoined(identity: $0, worker: worker, replacedAt: mesh?.index)
+            }
+            return
+        }
         peer.identity.withUnsafeBytes {
             delegate.backendRouterDroppedPeer(identity: $0, reason: reason, host: peer.host, protocolError: protocolError)
         }
