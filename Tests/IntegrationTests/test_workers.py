@@ -19,7 +19,7 @@ import pytest
 
 from helpers import HTTPHandler, LoadClient, RawConn, http_request, request_bytes, respond, wait_until
 from test_upgrade import Upgraded, upgrade, wait_log
-from tls_helpers import make_tls_gateway, pki, s_client_exchange  # noqa: F401 - fixtures
+from tls_helpers import cleanup_dir, make_tls_gateway, pki, s_client_exchange, world_readable_dir  # noqa: F401
 
 WORKERS = {"workers": 2}
 
@@ -239,3 +239,31 @@ def test_metrics_sum_both_workers_with_a_worker_label(make_gateway, make_backend
         assert scrape.value("blastbeat_requests_total", worker="1") == served[1]
         assert scrape.value("blastbeat_node_instances_connected", node="NODE1") == 1
         assert scrape.value("blastbeat_node_responses_total", node="NODE1") == 60
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the gateway as nobody")
+def test_without_root_a_parent_still_serves_two_workers(make_gateway, make_backend):
+    """Not root (here: started as nobody), ``workers = 2`` still has a parent: it forks both workers, restarts
+    one killed with SIGKILL, and stops them with itself."""
+    from helpers import Gateway
+    directory = world_readable_dir("blastbeat-workers-")
+    try:
+        gw = make_gateway(options=WORKERS, start=False)
+        gw.workdir = directory
+        gw.config_path = directory / "gateway.ini"
+        gw.command_prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        Gateway.start(gw)
+        make_backend(gw, "NODE1", HTTPHandler(worker_app))
+        pids = workers_ready(gw)
+        for pid in [gw.proc.pid] + pids:
+            with open(f"/proc/{pid}/status") as f:
+                uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+            assert set(uids) == {"65534"}, (pid, uids)
+        with ThreadPoolExecutor(8) as pool:
+            answers = set(pool.map(lambda _: served_by(http_request(gw.port)), range(100)))
+        assert answers == {0, 1}
+        os.kill(pids[0], signal.SIGKILL)
+        wait_until(lambda: len(gw.worker_pids()) == 2 and pids[0] not in gw.worker_pids(), 1.0, interval=0.01,
+                   what="the new worker")
+    finally:
+        cleanup_dir(directory)
