@@ -26,6 +26,7 @@ public enum FuzzChecks {
         ("curve-keys", curveKeys),
         ("config", config),
         ("file-bundle", fileBundle),
+        ("worker-message", workerMessage),
         ("http2-server", http2Server),
     ]
 

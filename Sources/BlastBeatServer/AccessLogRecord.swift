@@ -37,11 +37,11 @@ struct AccessLogRecord {
 
     /// Appends one line in combined format plus `node=`, `time=` (seconds) and `vhost=` (the vhost section's
     /// name, `-` for a request no vhost took) to `out`; `vhost=` comes last so parsers of the older lines
-    /// keep working.
+    /// keep working. With several worker processes, ` worker=N` follows: which one served the request.
     /// Quotes and control bytes inside quoted fields are escaped so a client cannot forge lines.
     func write(
         into out: inout [UInt8], remote: [UInt8], date: [UInt8], node: [UInt8]?, seconds: Double,
-        vhost: String?
+        vhost: String?, worker: Int? = nil
     ) {
         out.append(contentsOf: remote)
         out.append(contentsOf: " - - [".utf8)
@@ -57,6 +57,7 @@ struct AccessLogRecord {
         let millis = Int((seconds * 1000).rounded())
         out.append(contentsOf: " time=\(millis / 1000).\(String(millis % 1000 + 1000).dropFirst()) vhost=".utf8)
         if let vhost { Self.appendEscaped(vhost.utf8, to: &out) } else { out.append(0x2D) }
+        if let worker { out.append(contentsOf: " worker=\(worker)".utf8) }
         out.append(0x0A)
     }
 

@@ -91,6 +91,12 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
         }
         let gateway = server.gateway
         if path.elementsEqual("/metrics".utf8) {
+            if gateway.worker != nil {
+                // Several workers: the others' counts are asked for and merged (Gateway+WorkerMetrics.swift).
+                responding = true
+                io.stop()  // nothing more to read; `respondMetrics` writes
+                return gateway.collectMetrics(for: self, omitBody: isHead)
+            }
             gateway.renderMetrics()
             let text = gateway.metrics.text.bytes
             return respond(
@@ -103,6 +109,12 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
             return respond(status: 200, body: "ok\n", omitBody: isHead)
         }
         respond(status: 404, body: "not found: the admin listener serves /metrics and /healthz\n", omitBody: isHead)
+    }
+
+    /// The merged `/metrics` text of several workers (if the connection is still open).
+    func respondMetrics(_ text: [UInt8], omitBody: Bool) {
+        if isClosed { return }
+        respond(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: text, omitBody: omitBody)
     }
 
     private func respond(

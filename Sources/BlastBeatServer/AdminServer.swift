@@ -20,10 +20,15 @@ final class AdminServer {
     private(set) var connections: [AdminConnection] = []
     let address: ListenAddress
 
-    /// Binds every address `address` resolves to; nothing is accepted until `start()`.
-    init(gateway: Gateway, address: ListenAddress) throws(SystemError) {
+    /// Binds every address `address` resolves to, or uses `inherited` (the parent of several workers bound
+    /// them); nothing is accepted until `start()`.
+    init(gateway: Gateway, address: ListenAddress, inherited: [Int32]? = nil) throws(SystemError) {
         self.gateway = gateway
         self.address = address
+        if let inherited {
+            listeners = inherited.map { AdminListener(server: self, fd: $0, address: Posix.localAddress($0)) }
+            return
+        }
         for resolved in try SocketAddress.resolve(address) {
             let fd: Int32
             do { fd = try Posix.listen(address: resolved, backlog: 64) } catch {
@@ -102,9 +107,10 @@ final class AdminListener: IOWatcherDelegate {
 
 extension Gateway {
     /// Binds the admin listener when `admin` is set (before the privilege drop, like `openListeners`).
-    func openAdmin() throws(StartupError) {
+    func openAdmin(inherited: InheritedSockets) throws(StartupError) {
         guard let address = config.admin else { return }
-        do { admin = try AdminServer(gateway: self, address: address) } catch {
+        let sockets = inherited.take(InheritedSockets.adminKey("\(address)"))
+        do { admin = try AdminServer(gateway: self, address: address, inherited: sockets) } catch {
             closeListeners()
             throw StartupError(description: "\(config.file):\(config.adminLine): admin: \(error)")
         }

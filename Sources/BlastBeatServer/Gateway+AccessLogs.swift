@@ -74,7 +74,7 @@ extension Gateway {
         accessLog.withBuffer { out in
             connection.log.write(
                 into: &out, remote: connection.remoteAddress, date: accessLogDate.text, node: node, seconds: elapsed,
-                vhost: vhost >= 0 ? config.vhosts[vhost].name : nil)
+                vhost: vhost >= 0 ? config.vhosts[vhost].name : nil, worker: worker?.index)
         }
     }
 }

@@ -64,7 +64,7 @@ extension Gateway {
 
     /// A `NAME#SUFFIX` identity speaking for the first time (libzmq engine: the native one registers
     /// instances when it admits their connection): a new process of node `NAME`.
-    private func registerInstance(_ identity: UnsafeRawBufferPointer) -> Int? {
+    func registerInstance(_ identity: UnsafeRawBufferPointer) -> Int? {
         guard let base = nodes.configuredNode(for: identity) else { return nil }
         switch nodes.registerInstance(identity, limit: instanceLimit(base)) {
         case .notAnInstance:

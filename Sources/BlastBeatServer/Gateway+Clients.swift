@@ -24,6 +24,11 @@ extension Gateway {
         let listenerConfig = config.listeners[index]
         var tlsContext: TLSServerContext? = nil
         if listenerConfig.tls { tlsContext = try TLSFiles.context(config, forListener: index, files: files) }
+        if let tlsContext, let keys = worker?.ticketKeys {
+            do { try tlsContext.setTicketKeys(keys) } catch {
+                throw StartupError(description: config.error(at: listenerConfig.line, key: "bind-ssl", "\(error)").description)
+            }
+        }
         func listener(_ fd: Int32, _ address: SocketAddress) -> Listener {
             let router = vhostRouter(forListener: index, of: config, port: Posix.localPort(fd))
             return Listener(gateway: self, fd: fd, address: address, router: router, tls: tlsContext)
@@ -93,8 +98,7 @@ extension Gateway {
                     continue
                 }
             }
-            let (high, low) = random.next128()
-            let sid = SessionID(high: high, low: low)
+            let sid = newSessionID()
             let connection = Connection(
                 gateway: self, fd: fd, listener: listener, sid: sid, peer: peer, tls: tls)
             sessions[sid] = connection

@@ -64,7 +64,7 @@ extension Gateway {
         accessLog.withBuffer { out in
             stream.log.write(
                 into: &out, remote: remote, date: accessLogDate.text, node: node, seconds: elapsed,
-                vhost: vhost >= 0 ? config.vhosts[vhost].name : nil)
+                vhost: vhost >= 0 ? config.vhosts[vhost].name : nil, worker: worker?.index)
         }
     }
 }

@@ -37,7 +37,7 @@ extension Gateway {
         closeListeners()
         for connection in Array(sessions.values) { connection.shutdownRequested() }
         shutdownTimer.start(after: config.timeouts.shutdown)
-        if sessions.isEmpty { loop.stop() }
+        if sessions.isEmpty && router.finishedStopping() { loop.stop() }
     }
 }
 

@@ -17,11 +17,13 @@ extension Gateway {
     package static func start(config: Configuration, path: String, arguments: [String]) throws(StartupError) -> Gateway {
         let inherited = InheritedSockets.fromEnvironment()
         let readyPipe = Upgrade.takeReadyPipe()
-        let privileged = try PrivilegedParent.startIfPrivileged(
-            config, path: path, arguments: arguments, inherited: inherited, readyPipe: readyPipe)
+        guard
+            let serving = try PrivilegedParent.startIfPrivileged(
+                config, path: path, arguments: arguments, inherited: inherited, readyPipe: readyPipe)
+        else { return try Gateway(config: config, inherited: inherited, readyPipe: readyPipe) }
         return try Gateway(
-            config: config, parentChannel: privileged?.channel, inherited: privileged?.sockets ?? inherited,
-            readyPipe: readyPipe)
+            config: serving.config, parentChannel: serving.channel, inherited: serving.sockets,
+            readyPipe: serving.readyPipe, worker: serving.worker)
     }
 
     func upgradeRequested() {

@@ -90,6 +90,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// The privileged parent, which reads the files and binds the listeners of a reload as root; nil when the
     /// gateway was not started as root (or it died).
     var parent: PrivilegedLink? = nil
+    /// This process's place among several worker processes (`workers`, Gateway+Workers.swift); nil alone.
+    let worker: WorkerPlace?
+    /// Scrapes waiting for the other workers' `/metrics` texts (Gateway+WorkerMetrics.swift).
+    var metricsQueries: [MetricsQuery] = []
+    var nextMetricsQuery: UInt64 = 0
     /// Set after a reload while backend connections it refuses still have requests in flight: the time after
     /// which they are closed anyway (Gateway+Reload.swift).
     var recheckUntil: Double? = nil
@@ -115,9 +120,10 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// instead of binding; `readyPipe`: written once serving, when this start is an upgrade.
     package init(
         config: Configuration, parentChannel: Int32? = nil, inherited: InheritedSockets = InheritedSockets(),
-        readyPipe: Int32? = nil
+        readyPipe: Int32? = nil, worker: WorkerPlace? = nil
     ) throws(StartupError) {
         self.readyPipe = readyPipe
+        self.worker = worker
         self.config = config
         self.loop = EventLoop()
         do { self.logger = try Logger(level: config.logLevel, path: config.errorLog) } catch {
@@ -138,8 +144,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         installAccessLogs(try vhostAccessLogs(for: config, global: accessLog))
         defer { inherited.closeRest() }
         try openListeners(inherited: inherited)
-        try openAdmin()
+        try openAdmin(inherited: inherited)
         try openRouter(inheritedSockets: inherited.take(InheritedSockets.routerKey(config.zmqEndpoint)))
+        if let worker { router.joinWorkers(index: worker.index, count: worker.count, links: worker.links, delegate: self) }
         prepareWatcher = PrepareWatcher(loop: loop, delegate: self)
         pingTimer = TimerWatcher(loop: loop, delegate: self)
         housekeepingTimer = TimerWatcher(loop: loop, delegate: self)
@@ -152,8 +159,13 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
         }
         if let parentChannel { parent = PrivilegedLink(gateway: self, channel: parentChannel) }
-        do { notifier = try ServiceNotifier.fromEnvironment() } catch {
-            logger.error("\(error): the service manager will not be told that the gateway is ready")
+        // Several workers: the first speaks to the service manager, for all (the parent is the main process).
+        if let worker, worker.index != 0 {
+            unsetenv("NOTIFY_SOCKET")
+        } else {
+            do { notifier = try ServiceNotifier.fromEnvironment() } catch {
+                logger.error("\(error): the service manager will not be told that the gateway is ready")
+            }
         }
     }
 
@@ -208,12 +220,13 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             if let target = try Privileges.target(user: user, group: group) {
                 handOverLogFiles(to: target.uid)
                 try Privileges.drop(to: target)
-                logger.info("running as uid \(target.uid) gid \(target.gid)")
+                logger.info("running as uid \(target.uid) gid \(target.gid)\(worker.map { " (worker \($0.index) of \($0.count))" } ?? "")")
             }
         } catch {
             shutdownNow()
             throw StartupError(description: "\(config.file): uid/gid: \(error)")
         }
+        if let worker { logger.info("worker \(worker.index) of \(worker.count) serving as pid \(getpid())") }
         for listener in listeners {
             listener.setAccepting(true)
             logger.info("listening on \(listener.tls == nil ? "http" : "https")://\(listener.address)")
@@ -226,7 +239,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured; backends \(backendKeys.server.map { "authenticated with CURVE, gateway key \($0.publicKey.z85)" } ?? "not authenticated (NULL)")")
         warnIfTenantsAreUnauthenticated()
         nodeWaitEnds = loop.now + config.pingTimeout
-        notify("READY=1\nMAINPID=\(getpid())")
+        notify("READY=1\nMAINPID=\(worker == nil ? getpid() : getppid())")
         if let readyPipe {
             // Started by SIGUSR2: the old process stops now.
             Upgrade.reportReady(readyPipe)
@@ -293,7 +306,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         // Backend output last: flushing clients may have started pipelined requests.
         router.flush()
         if router.hasPendingWork || !connectionsToFlush.isEmpty { prepareWatcher.skipNextBlock() }
-        if isShuttingDown && sessions.isEmpty { loop.stop() }
+        if isShuttingDown && sessions.isEmpty && router.finishedStopping() { loop.stop() }
     }
 
     package func timerFired(_ timer: TimerWatcher) {
@@ -303,6 +316,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             accessLog?.flush()
             for sink in vhostOwnAccessLogs { sink.flush() }
             recheckBackendConnections()
+            expireMetricsQueries()
         } else if timer === nodeWaitTimer {
             nodeWaitEnded()
         } else if timer === nodeQueueTimer {

@@ -115,9 +115,8 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     // MARK: requests (HTTP2SessionDelegate)
 
     func http2StreamOpened(_ id: Int32) {
-        let (high, low) = gateway.random.next128()
         let stream = HTTP2Stream(
-            connection: self, id: id, sid: SessionID(high: high, low: low),
+            connection: self, id: id, sid: gateway.newSessionID(),
             limits: gateway.vhostLimits.first ?? VhostLimits())
         streams[id] = stream
         gateway.http2Streams[stream.sid] = stream

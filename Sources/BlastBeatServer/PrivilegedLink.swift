@@ -37,6 +37,8 @@ final class PrivilegedLink: IOWatcherDelegate {
             return false
         case .replaced:
             gateway.stopAsReplaced()
+        case .workerLink(let worker, let socket):
+            gateway.router.attachWorkerLink(worker: worker, fd: socket)
         case .closed:
             // Killed (a parent that exits by itself waits for this process first): stop rather than serve on
             // as a process nobody supervises and that can no longer reload its root-only files.

@@ -22,13 +22,50 @@ import Glibc
 ///
 /// The other signals go to the serving process; when it exits the parent exits with its status, and when the
 /// parent dies the serving process sees its channel close and stops gracefully (PrivilegedLink).
+///
+/// With `workers` > 1 (README.md, "Worker processes") the parent exists even without root, and serves through
+/// that many worker processes, each the gateway above with its own channel: reloads and upgrades go to all of
+/// them, stop signals too, and a worker that dies is started again (`WorkerLifecycle`: at once, or later
+/// and later when it keeps dying at start). Every pair of workers gets a socket pair (WorkerMesh.swift), and
+/// a restarted worker new ones, whose other ends go to the running workers over their channels.
 package struct PrivilegedParent {
+    /// What the process that serves (a worker) gets from `startIfPrivileged`.
+    package struct Serving {
+        /// The configuration to serve: the one read at start, or for a restarted worker the last one a reload
+        /// applied.
+        package var config: Configuration
+        package var channel: Int32
+        package var sockets: InheritedSockets
+        /// Its place among several workers; nil with `workers = 1`.
+        package var worker: WorkerPlace?
+        /// The ready pipe of an upgrade (the first worker reports for all).
+        package var readyPipe: Int32?
+    }
+
+    /// What `run` ends with: the parent's exit status, or, in a worker forked to replace a dead one, that
+    /// worker's start.
+    private enum Outcome {
+        case exit(Int32)
+        case serve(Serving)
+    }
+
+    private struct Worker {
+        var lifecycle: WorkerLifecycle
+        /// The parent's end of the worker's channel; -1 once it closed.
+        var channel: Int32
+    }
+
     private let path: String
     private let arguments: [String]
     /// Whether the ROUTER's socket can be handed to a new binary (the native engine's; not libzmq's).
     private let canUpgrade: Bool
-    private var child: Int32
-    private let channel: Int32
+    private var workers: [Worker] = []
+    /// How many workers serve (`workers`, resolved).
+    private let count: Int
+    /// What a restarted worker serves: the configuration read at start, or the last one a reload applied.
+    private var config: Configuration
+    /// TLS session ticket keys shared by the workers (empty with one).
+    private let ticketKeys: [UInt8]
     private let signals: ParentSignals
     private let logger = Logger(level: .info)
     /// Every listening socket the serving process has from the parent, by key (client listeners by
@@ -39,45 +76,83 @@ package struct PrivilegedParent {
     private var upgrade: (pid: Int32, ready: Int32, deadline: Double)? = nil
     /// New processes of abandoned upgrades, reaped when they exit.
     private var abandoned: [Int32] = []
+    /// The highest exit status of the workers that stopped for good.
+    private var exitStatus: Int32 = 0
     /// How long a new binary may take to start serving before the upgrade is abandoned.
     static let upgradeTimeout = 60.0
 
-    /// When started as root with a `uid` other than root: binds, forks. In the serving process it returns the
-    /// channel to the parent and the sockets it inherited; in the parent it never returns. Without root (or
-    /// with `uid = root`) nil. `inherited`: sockets from a process this one replaces, used before binding anew.
+    /// `workers`, resolved: `auto` is the CPUs this process may run on (1 with libzmq, whose socket cannot be
+    /// shared).
+    package static func workerCount(_ config: Configuration) -> Int {
+        switch config.workers {
+        case .count(let count): return count
+        case .auto: return config.zmqEngine == .libzmq ? 1 : min(ParentProcess.availableCPUs(), Configuration.Workers.maximum)
+        }
+    }
+
+    /// When started as root with a `uid` other than root, or with several workers: binds, forks the workers. In
+    /// a worker it returns what it serves with; in the parent it never returns. Otherwise nil. `inherited`:
+    /// sockets from a process this one replaces, used before binding anew.
     package static func startIfPrivileged(
         _ config: Configuration, path: String, arguments: [String], inherited: InheritedSockets, readyPipe: Int32?
-    ) throws(StartupError) -> (channel: Int32, sockets: InheritedSockets)? {
+    ) throws(StartupError) -> Serving? {
         let target: (uid: UInt32, gid: UInt32)?
         do { target = try Privileges.target(user: config.uid ?? "nobody", group: config.gid ?? "nogroup") } catch {
             throw StartupError(description: "\(config.file): uid/gid: \(error)")
         }
-        guard let target, target.uid != 0 else { return nil }
-        let bound = try bindAll(config, inherited: inherited)
+        let count = workerCount(config)
+        guard (target.map { $0.uid != 0 } ?? false) || count > 1 else { return nil }
+        let bound = try bindAll(config, inherited: inherited, admin: count > 1)
+        var links: [[Int: Int32]] = []
         do {
             let signals = try ParentSignals([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD])
-            let (parentEnd, servingEnd) = try PrivilegedChannel.pair()
-            let pid = try ParentProcess.fork()
-            if pid == 0 {
-                Glibc.close(parentEnd)
-                signals.close()
-                ParentSignals.unblockAll()
-                return (servingEnd, InheritedSockets(bound))
+            var ticketKeys: [UInt8] = []
+            if count > 1 {
+                var random = SecureRandom()
+                while ticketKeys.count < TLSServerContext.ticketKeysSize {
+                    let (a, b) = random.next128()
+                    withUnsafeBytes(of: (a, b)) { ticketKeys += $0 }
+                }
+                ticketKeys = Array(ticketKeys.prefix(TLSServerContext.ticketKeysSize))
+                // The mesh: a socket pair per pair of workers; links[i][j] is worker i's end of its link to j.
+                links = [[Int: Int32]](repeating: [:], count: count)
+                for i in 0..<count {
+                    for j in i + 1..<count {
+                        let (a, b) = try ParentProcess.socketPair()
+                        links[i][j] = a
+                        links[j][i] = b
+                    }
+                }
             }
-            Glibc.close(servingEnd)
-            if let readyPipe { Glibc.close(readyPipe) }  // the serving process says when it is ready
             var parent = PrivilegedParent(
-                path: path, arguments: arguments, canUpgrade: config.zmqEngine == .native, child: pid,
-                channel: parentEnd, signals: signals, bound: bound)
-            exit(parent.run())
+                path: path, arguments: arguments, canUpgrade: config.zmqEngine == .native, count: count, config: config,
+                ticketKeys: ticketKeys, signals: signals, bound: bound)
+            for index in 0..<count {
+                let others = links.enumerated().filter { $0.offset != index }.flatMap { $0.element.values }
+                let serving = try parent.fork(
+                    index, links: index < links.count ? links[index] : [:],
+                    closeInChild: others + (index == 0 ? [] : readyPipe.map { [$0] } ?? []),
+                    readyPipe: index == 0 ? readyPipe : nil)
+                if let serving { return serving }
+            }
+            for ends in links { ends.values.forEach(Posix.close) }
+            if let readyPipe { Glibc.close(readyPipe) }  // the first worker says when it is ready
+            switch parent.run() {
+            case .exit(let status): exit(status)
+            case .serve(let serving): return serving
+            }
         } catch {
             bound.values.joined().forEach(Posix.close)
+            for ends in links { ends.values.forEach(Posix.close) }
             throw StartupError(description: "privileged parent: \(error)")
         }
     }
 
     /// The listeners and (native engine) the ROUTER endpoint, taken from `inherited` where it has them.
-    private static func bindAll(_ config: Configuration, inherited: InheritedSockets) throws(StartupError) -> [String: [Int32]] {
+    /// With `admin` (several workers, which share it) the admin listener too.
+    private static func bindAll(
+        _ config: Configuration, inherited: InheritedSockets, admin: Bool
+    ) throws(StartupError) -> [String: [Int32]] {
         var bound: [String: [Int32]] = [:]
         func fail(_ message: String) -> StartupError {
             bound.values.joined().forEach(Posix.close)
@@ -106,49 +181,141 @@ package struct PrivilegedParent {
                 }
             }
         }
+        if admin, let address = config.admin {
+            let key = InheritedSockets.adminKey("\(address)")
+            if let fds = inherited.take(key) {
+                bound[key] = fds
+            } else {
+                let listener = ListenerConfig(address: address, tls: false, line: config.adminLine)
+                switch bind(listener) {
+                case .success(let fds): bound[key] = fds
+                case .failure(let error): throw fail(config.error(at: config.adminLine, key: "admin", "\(error)").description)
+                }
+            }
+        }
         inherited.closeRest()
         return bound
     }
 
     private init(
-        path: String, arguments: [String], canUpgrade: Bool, child: Int32, channel: Int32, signals: ParentSignals,
-        bound: [String: [Int32]]
+        path: String, arguments: [String], canUpgrade: Bool, count: Int, config: Configuration, ticketKeys: [UInt8],
+        signals: ParentSignals, bound: [String: [Int32]]
     ) {
         self.path = path
         self.arguments = arguments
         self.canUpgrade = canUpgrade
-        self.child = child
-        self.channel = channel
+        self.count = count
+        self.config = config
+        self.ticketKeys = ticketKeys
         self.signals = signals
         self.bound = bound
     }
 
-    /// Until the serving process exits; returns its exit status.
-    private mutating func run() -> Int32 {
-        var channelOpen = true
+    /// Forks worker `index` with its `links` to the other workers. Returns what it serves with in the worker,
+    /// nil in the parent. The worker closes what belongs to the parent and the other workers (`closeInChild`,
+    /// the channels): a link must close when the worker at its other end dies.
+    private mutating func fork(
+        _ index: Int, links: [Int: Int32], closeInChild: [Int32], readyPipe: Int32? = nil
+    ) throws(SystemError) -> Serving? {
+        let (parentEnd, servingEnd) = try PrivilegedChannel.pair()
+        let pid: Int32
+        do { pid = try ParentProcess.fork() } catch {
+            Glibc.close(parentEnd)
+            Glibc.close(servingEnd)
+            throw error
+        }
+        if pid == 0 {
+            Glibc.close(parentEnd)
+            signals.close()
+            ParentSignals.unblockAll()
+            for worker in workers where worker.channel >= 0 { Glibc.close(worker.channel) }
+            closeInChild.forEach { Glibc.close($0) }
+            if let upgrade { Glibc.close(upgrade.ready) }
+            let place = count > 1 ? WorkerPlace(index: index, count: count, links: links, ticketKeys: ticketKeys) : nil
+            return Serving(config: config, channel: servingEnd, sockets: InheritedSockets(bound), worker: place, readyPipe: readyPipe)
+        }
+        Glibc.close(servingEnd)
+        let now = MonotonicClock.now()
+        if index < workers.count {
+            workers[index].lifecycle.restarted(pid: pid, now: now)
+            workers[index].channel = parentEnd
+        } else {
+            workers.append(Worker(lifecycle: WorkerLifecycle(pid: pid, now: now), channel: parentEnd))
+        }
+        return nil
+    }
+
+    /// Starts worker `index` again: new links to every running worker (their ends sent to them), then the fork.
+    private mutating func restart(_ index: Int) -> Serving? {
+        var links: [Int: Int32] = [:]
+        var theirs: [(worker: Int, fd: Int32)] = []
+        defer {
+            links.values.forEach(Posix.close)
+            theirs.forEach { Posix.close($0.fd) }
+        }
+        do {
+            for other in workers.indices where other != index && workers[other].channel >= 0 {
+                guard case .running = workers[other].lifecycle.state else { continue }
+                let (mine, their) = try ParentProcess.socketPair()
+                links[other] = mine
+                theirs.append((other, their))
+            }
+            if let serving = try fork(index, links: links, closeInChild: theirs.map(\.fd)) {
+                links = [:]  // the worker's now
+                theirs.removeAll()  // closed by fork in the worker
+                return serving
+            }
+        } catch {
+            logger.error("worker \(index): cannot start it again: \(error); trying again in 1 s")
+            workers[index].lifecycle.postpone(until: MonotonicClock.now() + 1)
+            return nil
+        }
+        for (other, fd) in theirs {
+            do { try PrivilegedChannel.send(linkTo: index, socket: fd, on: workers[other].channel) } catch {
+                logger.error("worker \(other): cannot send it the link to worker \(index): \(error)")
+            }
+        }
+        logger.info("worker \(index) started again as pid \(workers[index].lifecycle.pid ?? 0)")
+        return nil
+    }
+
+    /// Until every worker has exited for good (or, in a worker forked to replace one, its start).
+    private mutating func run() -> Outcome {
         while true {
-            var watching = channelOpen ? [channel] : []
+            if workers.allSatisfy(\.lifecycle.isStopped) { return .exit(exitStatus) }
+            var watching = workers.map(\.channel).filter { $0 >= 0 }
             if let upgrade { watching.append(upgrade.ready) }
-            let timeout = upgrade.map { $0.deadline - MonotonicClock.now() }
+            let now = MonotonicClock.now()
+            let deadlines = workers.compactMap(\.lifecycle.restartAt) + (upgrade.map { [$0.deadline] } ?? [])
+            let timeout = deadlines.min().map { $0 - now }
             switch signals.wait(watching: watching, timeout: timeout) {
             case .signal(SIGCHLD):
                 if let upgrade, let status = ParentProcess.reap(upgrade.pid) {
                     abandonUpgrade("the new process exited with status \(status) before serving")
                 }
                 abandoned.removeAll { ParentProcess.reap($0) != nil }
-                if let status = ParentProcess.reap(child) {
-                    if status > 128 { logger.error("the serving process was killed by signal \(status - 128)") }
-                    return status
+                for index in workers.indices {
+                    guard let pid = workers[index].lifecycle.pid, let status = ParentProcess.reap(pid) else { continue }
+                    if let outcome = workerExited(index, pid: pid, status: status) { return outcome }
                 }
             case .signal(SIGHUP):
                 sendReload()
             case .signal(SIGUSR2):
                 startUpgrade()
+            case .signal(let signal) where signal == SIGTERM || signal == SIGINT || signal == SIGQUIT:
+                // Stopping: nothing is restarted any more; a second signal reaches the workers too (they stop at once).
+                for index in workers.indices {
+                    _ = workers[index].lifecycle.stop()
+                    if let pid = workers[index].lifecycle.pid { ParentProcess.send(signal, to: pid) }
+                }
             case .signal(let signal):
-                ParentProcess.send(signal, to: child)
-            case .readable(let fd) where fd == channel:
-                guard let requests = PrivilegedChannel.readRequests(on: channel) else {
-                    channelOpen = false  // the serving process is exiting; SIGCHLD follows
+                for worker in workers { if let pid = worker.lifecycle.pid { ParentProcess.send(signal, to: pid) } }
+            case .readable(let fd) where fd != upgrade?.ready:
+                guard let index = workers.firstIndex(where: { $0.channel == fd }) else { continue }
+                guard let requests = PrivilegedChannel.readRequests(on: fd) else {
+                    // The worker is exiting; SIGCHLD follows.
+                    Glibc.close(fd)
+                    workers[index].channel = -1
                     continue
                 }
                 if requests.contains(.reload) { sendReload() }
@@ -156,13 +323,45 @@ package struct PrivilegedParent {
             case .readable:
                 finishUpgrade()
             case .timedOut:
-                if let upgrade, MonotonicClock.now() >= upgrade.deadline {
+                let now = MonotonicClock.now()
+                if let upgrade, now >= upgrade.deadline {
                     ParentProcess.send(SIGTERM, to: upgrade.pid)
                     abandoned.append(upgrade.pid)
                     abandonUpgrade("the new process did not serve within \(Int(Self.upgradeTimeout)) s; stopped it")
                 }
+                for index in workers.indices {
+                    guard let at = workers[index].lifecycle.restartAt, now >= at else { continue }
+                    if let serving = restart(index) { return .serve(serving) }
+                }
             }
         }
+    }
+
+    /// Worker `index` (`pid`) exited with `status`: with one worker the parent exits with it, as it always
+    /// did; with several, the worker is started again unless the gateway is stopping.
+    private mutating func workerExited(_ index: Int, pid: Int32, status: Int32) -> Outcome? {
+        if workers[index].channel >= 0 {
+            Glibc.close(workers[index].channel)
+            workers[index].channel = -1
+        }
+        if count == 1 {
+            if status > 128 { logger.error("the serving process was killed by signal \(status - 128)") }
+            return .exit(status)
+        }
+        let why = status > 128 ? "was killed by signal \(status - 128)" : "exited with status \(status)"
+        switch workers[index].lifecycle.exited(status: status, now: MonotonicClock.now()) {
+        case .startNow:
+            logger.error("worker \(index) (pid \(pid)) \(why); starting it again")
+            if let serving = restart(index) { return .serve(serving) }
+        case .startAt(let at):
+            logger.error(
+                "worker \(index) (pid \(pid)) \(why) again within \(Int(WorkerLifecycle.crashWindow)) s of its start; starting it again in \(Int((at - MonotonicClock.now()).rounded())) s")
+        case .finished(let status):
+            exitStatus = max(exitStatus, status)
+        case .nothing, .signal:
+            break
+        }
+        return nil
     }
 
     // MARK: reload
@@ -176,6 +375,7 @@ package struct PrivilegedParent {
             // Reads the key and certificate files into the bundle (errors are the serving process's to report).
             _ = try? CommandLineTasks.check(next, files: files)
             var kept: [String: [Int32]] = [:]
+            var allBound = true
             for listener in next.listeners {
                 let key = FileBundle.listenerKey(listener)
                 switch bound[key].map({ Result<[Int32], SystemError>.success($0) }) ?? Self.bind(listener) {
@@ -184,16 +384,27 @@ package struct PrivilegedParent {
                     sockets += fds
                     files.recordListener(key: key, sockets: .value(fds.count))
                 case .failure(let error):
+                    allBound = false
                     files.recordListener(key: key, sockets: .failed(errno: error.errno))
                 }
             }
             // The ROUTER's sockets stay (a reload cannot change `zmq`); listeners no longer configured close.
-            for (key, fds) in bound where kept[key] == nil && !key.hasPrefix("zmq ") { fds.forEach(Posix.close) }
-            for (key, fds) in bound where key.hasPrefix("zmq ") { kept[key] = fds }
+            // The admin listener stays too (a reload does not move it).
+            let stays = { (key: String) in key.hasPrefix("zmq ") || key.hasPrefix("admin ") }
+            for (key, fds) in bound where kept[key] == nil && !stays(key) { fds.forEach(Posix.close) }
+            for (key, fds) in bound where stays(key) { kept[key] = fds }
             bound = kept
+            // What a restarted worker will serve: the new configuration, if the workers can apply it (they
+            // check the certificates themselves; a worker that refuses one keeps serving the older one).
+            if allBound, (try? ConfigReload.plan(running: config, next: next, isIdle: { _ in true })) != nil {
+                config = next
+            }
         }
-        do { try PrivilegedChannel.send(bundle: files.bundle.encoded(), sockets: sockets, on: channel) } catch {
-            logger.error("privileged parent: cannot send the reload to the serving process: \(error)")
+        let bundle = files.bundle.encoded()
+        for (index, worker) in workers.enumerated() where worker.channel >= 0 {
+            do { try PrivilegedChannel.send(bundle: bundle, sockets: sockets, on: worker.channel) } catch {
+                logger.error("privileged parent: cannot send the reload to \(count == 1 ? "the serving process" : "worker \(index)"): \(error)")
+            }
         }
     }
 
@@ -238,8 +449,13 @@ package struct PrivilegedParent {
         Glibc.close(ready)
         upgrade = nil
         logger.info("SIGUSR2: pid \(pid) serves; this gateway stops (requests in flight finish)")
-        do { try PrivilegedChannel.sendReplaced(on: channel) } catch {
-            ParentProcess.send(SIGQUIT, to: child)
+        for index in workers.indices {
+            // Replaced: stopping, never restarted; the parent exits once every worker has.
+            _ = workers[index].lifecycle.stop()
+            guard let pid = workers[index].lifecycle.pid else { continue }
+            do { try PrivilegedChannel.sendReplaced(on: workers[index].channel) } catch {
+                ParentProcess.send(SIGQUIT, to: pid)
+            }
         }
     }
 

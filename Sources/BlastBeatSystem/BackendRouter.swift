@@ -46,6 +46,11 @@ package enum MalformedBackendMessage {
 package struct BackendIdentityHolder {
     package var key: CurveKey?
     package var address: String
+
+    package init(key: CurveKey?, address: String) {
+        self.key = key
+        self.address = address
+    }
 }
 
 /// Bytes the router sends as the body frame, and who owns them.
@@ -114,6 +119,9 @@ package protocol BackendRouterDelegate: AnyObject {
     /// After a reload: why a connected identity with `key` may no longer speak for its node (nil: it may), and
     /// whether it has requests in flight (then it is kept until they are done).
     func backendRouterRecheck(identity: UnsafeRawBufferPointer, key: CurveKey?) -> (refusal: String?, busy: Bool)
+    /// Another worker process holds a connection with `identity` now (workers > 1, WorkerMesh.swift) and none
+    /// is held here; `replacedAt`: the worker that held it before (requests sent through it are lost).
+    func backendRouterRemotePeerJoined(identity: UnsafeRawBufferPointer, worker: Int, replacedAt: Int?)
     /// An admitted connection is ready; `replaced` is the holder it took the identity from.
     func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?)
     /// A connection closed; `protocolError` when the peer broke ZMTP. `host` is the peer's address
@@ -178,6 +186,31 @@ package final class BackendRouter {
             throw BackendRouterError(description: "\(endpoint): the native engine takes tcp:// or ipc:// endpoints")
         }
         do { return try ZMTPRouter.listen(on: parsed) } catch { throw BackendRouterError(description: "\(error)") }
+    }
+
+    /// Makes this process worker `index` of `count` (native engine), with a link to each other worker.
+    package func joinWorkers(index: Int, count: Int, links: [Int: Int32], delegate: any WorkerMeshDelegate) {
+        if case .native(let router) = engine {
+            router.joinWorkers(index: index, count: count, links: links, delegate: delegate)
+        }
+    }
+
+    /// Asks the other workers for their `/metrics` texts (answers go to the mesh's delegate); how many were asked.
+    package func queryWorkerMetrics(_ query: UInt64) -> Int {
+        if case .native(let router) = engine, let mesh = router.mesh { return mesh.queryMetrics(query) }
+        return 0
+    }
+
+    /// A link to a restarted worker, from the parent.
+    package func attachWorkerLink(worker: Int, fd: Int32) {
+        if case .native(let router) = engine { router.attachWorkerLink(worker: worker, fd: fd) } else { Posix.close(fd) }
+    }
+
+    /// Called while stopping with nothing in flight: whether this process may exit now. A worker holds
+    /// backend connections the other workers' requests use: it waits until they are done too (WorkerMesh).
+    package func finishedStopping() -> Bool {
+        if case .native(let router) = engine { return router.finishedStopping() }
+        return true
     }
 
     /// New bounds after a reload (the native engine's; the libzmq engine does not take these bounds).

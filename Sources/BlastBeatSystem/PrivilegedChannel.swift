@@ -5,7 +5,8 @@ import Glibc
 /// The Unix socket pair between the privileged parent and the serving process (PrivilegedParent.swift in
 /// BlastBeatServer). Parent → serving: messages of an 8-byte length and a payload whose first byte says what
 /// it is: `B` a reload bundle (`FileBundle` bytes, with the listening sockets attached by SCM_RIGHTS to the
-/// first part), `Q` "a new process serves now: stop" (SIGUSR2). Serving → parent: single bytes, `R` to ask for
+/// first part), `Q` "a new process serves now: stop" (SIGUSR2), `W` and one byte, a worker's index: the
+/// attached socket is a link to that (restarted) worker (WorkerMesh.swift). Serving → parent: single bytes, `R` to ask for
 /// a reload, `U` for an upgrade; the parent reads nothing else from it.
 package enum PrivilegedChannel {
     /// Largest bundle the serving process accepts (the configuration's files are at most 16 MiB each).
@@ -31,6 +32,11 @@ package enum PrivilegedChannel {
     /// Parent side: tells the serving process it has been replaced (SIGUSR2) and is to stop.
     package static func sendReplaced(on fd: Int32) throws(SystemError) {
         try send([UInt8(ascii: "Q")], sockets: [], on: fd)
+    }
+
+    /// Parent side: the socket of a link to (restarted) worker `worker`.
+    package static func send(linkTo worker: Int, socket: Int32, on fd: Int32) throws(SystemError) {
+        try send([UInt8(ascii: "W"), UInt8(truncatingIfNeeded: worker)], sockets: [socket], on: fd)
     }
 
     /// Parent side, blocking: sends one reload bundle with `sockets` attached.
@@ -100,6 +106,8 @@ package struct BundleReceiver {
         case bundle(bytes: [UInt8], sockets: [Int32])
         /// A new process serves now (SIGUSR2): stop.
         case replaced
+        /// A link to worker `worker`, restarted (the receiver owns `socket`).
+        case workerLink(worker: Int, socket: Int32)
         /// The parent closed its end (it died or was killed).
         case closed
     }
@@ -144,6 +152,10 @@ package struct BundleReceiver {
         let bytes = length > 0 ? Array(pending[9..<8 + length]) : []
         pending.removeFirst(8 + length)
         if kind == UInt8(ascii: "Q") { return .replaced }
+        if kind == UInt8(ascii: "W"), bytes.count == 1, sockets.count == 1 {
+            defer { sockets = [] }
+            return .workerLink(worker: Int(bytes[0]), socket: sockets[0])
+        }
         // The sockets travel with the first bytes of the bundle they belong to.
         defer { sockets = [] }
         return .bundle(bytes: bytes, sockets: sockets)
@@ -201,6 +213,18 @@ package final class ParentSignals {
 
 /// Process calls the privileged parent and the serving process make around the fork.
 package enum ParentProcess {
+    /// The CPUs this process may run on (`workers = auto`); at least 1.
+    package static func availableCPUs() -> Int { max(1, Int(CSystem_available_cpus())) }
+
+    /// A connected Unix stream pair, close-on-exec: a link between two workers (WorkerMesh.swift).
+    package static func socketPair() throws(SystemError) -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        if socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) != 0 {
+            throw SystemError(call: "socketpair", errno: errno)
+        }
+        return (fds[0], fds[1])
+    }
+
     /// fork(2): the child's pid in the parent, 0 in the child.
     package static func fork() throws(SystemError) -> Int32 {
         let pid = Glibc.fork()

@@ -84,6 +84,18 @@ package final class TLSServerContext {
         TLSError.clearQueue()
     }
 
+    /// Bytes of session ticket keys (`setTicketKeys`).
+    package static let ticketKeysSize = 80
+
+    /// Uses `keys` (`ticketKeysSize` bytes) for session tickets instead of the keys OpenSSL made for this
+    /// context: worker processes given the same keys (by their parent) resume each other's sessions.
+    package func setTicketKeys(_ keys: [UInt8]) throws(TLSError) {
+        guard keys.count == Self.ticketKeysSize else { throw TLSError("session ticket keys must be \(Self.ticketKeysSize) bytes") }
+        var copy = keys
+        let result = copy.withUnsafeMutableBytes { COpenSSL_SSL_CTX_set_tlsext_ticket_keys(raw, $0.baseAddress, $0.count) }
+        if result != 1 { throw TLSError("cannot set the session ticket keys") }
+    }
+
     /// Replaces the certificates (SIGHUP). All files were loaded and checked by the caller already,
     /// so the only failure left is an empty set, and then nothing changes. New handshakes use the
     /// new set; established and in-progress connections keep the certificate they were given.

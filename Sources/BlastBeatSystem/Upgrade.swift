@@ -14,6 +14,9 @@ package final class InheritedSockets {
 
     package static func routerKey(_ endpoint: String) -> String { "zmq \(endpoint)" }
 
+    /// The admin listener's sockets (bound by the parent of several workers, who share them).
+    package static func adminKey(_ address: String) -> String { "admin \(address)" }
+
     /// The sockets named in the environment (removed from it, so they are not passed on by mistake); each is
     /// made close-on-exec again.
     package static func fromEnvironment() -> InheritedSockets {

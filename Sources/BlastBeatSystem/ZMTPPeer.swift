@@ -246,6 +246,11 @@ final class ZMTPPeer: IOWatcherDelegate {
                 return router.delegate.backendRouter(receivedMalformed: .frameCount(frameCount + 1), identity: identity)
             }
             let typeFrame = view(frames.type)
+            if let mesh = router.mesh,
+                mesh.forwardReceived(identity: identity, sid: view(frames.sid), type: typeFrame, body: view(frames.body))
+            {
+                return
+            }
             guard let type = BackendMessageType(typeFrame) else {
                 return router.delegate.backendRouter(receivedMalformed: .unknownType(typeFrame), identity: identity)
             }

@@ -59,6 +59,11 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// Connections closed at once because `maxHandshaking` handshakes were under way.
     @exclusivity(unchecked) private var refusedAtCap = 0
     @exclusivity(unchecked) private var closed = false
+    /// The other worker processes' backends (workers > 1; WorkerMesh.swift), nil with one worker.
+    @exclusivity(unchecked) private(set) var mesh: WorkerMesh? = nil
+    /// Several workers share the listening socket: none of them removes the `ipc://` file at exit (the others,
+    /// or a restarted one, still listen on it).
+    private var sharesSocketFile = false
 
     static let handshakeTimeout = 10.0
     /// Connections that finished their handshake (every one a configured node or instance).
@@ -92,6 +97,28 @@ final class ZMTPRouter: TimerWatcherDelegate {
     }
 
     /// New bounds from a reload; peers' messages and queues are checked against them from now on.
+    /// Joins the worker mesh: this is worker `index` of `count`, with a link to each other worker by index.
+    func joinWorkers(index: Int, count: Int, links: [Int: Int32], delegate: any WorkerMeshDelegate) {
+        sharesSocketFile = true
+        mesh = WorkerMesh(router: self, index: index, count: count, links: links, delegate: delegate)
+    }
+
+    /// A link to a restarted worker (from the parent).
+    func attachWorkerLink(worker: Int, fd: Int32) {
+        guard let mesh else { return Posix.close(fd) }
+        mesh.attach(worker: worker, fd: fd)
+    }
+
+    var maxQueuedBytesPerPeer: Int { maxQueuedBytes }
+
+    /// Stopping with nothing in flight: true once the other workers (if any) are too, and this one may exit.
+    func finishedStopping() -> Bool {
+        guard let mesh else { return true }
+        mesh.announceDone()
+        mesh.flush()
+        return mesh.othersAreDone
+    }
+
     func setLimits(maxMessageSize: Int, maxQueuedBytes: Int) {
         self.maxMessageSize = maxMessageSize
         self.maxQueuedBytes = maxQueuedBytes
@@ -140,8 +167,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
     func close() -> SystemError? {
         if closed { return nil }
         closed = true
-        let unixPath = self.unixPath
+        let unixPath = sharesSocketFile ? nil : self.unixPath
         stopListening()
+        mesh?.close()
         var unlinkError: SystemError? = nil
         if let unixPath, unlink(unixPath) != 0 { unlinkError = SystemError(call: "unlink \(unixPath)", errno: errno) }
         for peer in peers { peer.close() }
@@ -212,13 +240,16 @@ final class ZMTPRouter: TimerWatcherDelegate {
         var replaced: BackendIdentityHolder? = nil
         if let old = readyPeer(peer.identity) {
             replaced = BackendIdentityHolder(key: old.key, address: old.address)
-            forget(old)
+            forget(old, announce: false)  // the new connection's `J` tells the other workers
             old.close()
         }
         let slot = freeReadySlots.popLast() ?? readySlots.count
         if slot == readySlots.count { readySlots.append(peer) } else { readySlots[slot] = peer }
         readyIndex.insert(peer.identity, value: slot)
-        peer.identity.withUnsafeBytes { delegate.backendRouterPeerJoined(identity: $0, address: peer.address, replaced: replaced) }
+        peer.identity.withUnsafeBytes {
+            mesh?.announceJoined($0)
+            delegate.backendRouterPeerJoined(identity: $0, address: peer.address, replaced: replaced)
+        }
     }
 
     /// After a reload: every connected identity's claim is put to the delegate again, and the connections it
@@ -248,18 +279,70 @@ final class ZMTPRouter: TimerWatcherDelegate {
         peer.close()
         if refused { return }
         let reason = peer.identity.isEmpty ? "\(reason) (from \(peer.address))" : reason
+        if peer.state == .closed, !peer.identity.isEmpty, readyPeer(peer.identity) == nil,
+            let worker = peer.identity.withUnsafeBytes({ mesh?.holder(of: $0) })
+        {
+            // Another worker holds a connection with this identity (a restarted backend that reconnected
+            // there): the node goes on through it; what was in flight here is answered as for a replaced one.
+            peer.identity.withUnsafeBytes {
+                delegate.backendRouterRemotePeerJoined(identity: $0, worker: worker, replacedAt: mesh?.index)
+            }
+            return
+        }
         peer.identity.withUnsafeBytes {
             delegate.backendRouterDroppedPeer(identity: $0, reason: reason, host: peer.host, protocolError: protocolError)
         }
     }
 
-    private func forget(_ peer: ZMTPPeer) {
+    private func forget(_ peer: ZMTPPeer, announce: Bool = true) {
         if let i = peers.firstIndex(where: { $0 === peer }) { peers.remove(at: i) }
         if let slot = readyIndex.value(for: peer.identity), readySlots[slot] === peer {
             readyIndex.remove(peer.identity)
             readySlots[slot] = nil
             freeReadySlots.append(slot)
+            if announce { peer.identity.withUnsafeBytes { mesh?.announceLeft($0) } }
         }
+    }
+
+    /// Each identity with a ready connection here (for a new worker link).
+    func forEachReadyIdentity(_ body: (UnsafeRawBufferPointer) -> Void) {
+        for case let peer? in readySlots { peer.identity.withUnsafeBytes(body) }
+    }
+
+    // MARK: other workers' backends (WorkerMesh)
+
+    /// Another worker now holds `identity` (`replacing`: the worker that held it before). A connection here
+    /// keeps being used; otherwise the node is reachable through that worker.
+    func remotePeerJoined(identity: UnsafeRawBufferPointer, worker: Int, replacing: Int?) {
+        if readyPeer(identity) != nil { return }
+        delegate.backendRouterRemotePeerJoined(identity: identity, worker: worker, replacedAt: replacing)
+    }
+
+    /// The worker holding `identity` lost it; the node is gone for this worker too unless a connection here
+    /// holds it.
+    func remotePeerLeft(identity: UnsafeRawBufferPointer, worker: Int, reason: String) {
+        if readyPeer(identity) != nil { return }
+        delegate.backendRouterDroppedPeer(identity: identity, reason: reason, host: "worker \(worker)", protocolError: false)
+    }
+
+    /// A message another worker sends to a backend connected here.
+    func sendLocally(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
+        body: UnsafeRawBufferPointer
+    ) {
+        guard let peer = readyPeer(identity), peer.output.count < maxQueuedBytes else { return }
+        queue(on: peer, sid: sid, type: type, body: .copying(body))
+    }
+
+    /// A backend's message that its holder forwarded here: checked and delivered as one from a peer here.
+    func deliverForwarded(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
+        body: UnsafeRawBufferPointer
+    ) {
+        guard let parsed = BackendMessageType(type) else {
+            return delegate.backendRouter(receivedMalformed: .unknownType(type), identity: identity)
+        }
+        delegate.backendRouter(received: BackendMessage(identity: identity, sid: sid, type: parsed, body: body))
     }
 
     func timerFired(_ timer: TimerWatcher) {
@@ -293,8 +376,19 @@ final class ZMTPRouter: TimerWatcherDelegate {
     func send(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: StaticString, body: consuming BackendBody
     ) -> BackendSendResult {
-        guard let peer = readyPeer(identity) else { return .unreachable }
+        let typeBytes = UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount)
+        guard let peer = readyPeer(identity) else {
+            guard let mesh, let worker = mesh.holder(of: identity) else { return .unreachable }
+            return mesh.send(to: worker, identity: identity, sid: sid, type: typeBytes, body: body)
+        }
         if peer.output.count >= maxQueuedBytes { return .full }
+        queue(on: peer, sid: sid, type: typeBytes, body: body)
+        return .sent
+    }
+
+    private func queue(
+        on peer: ZMTPPeer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer, body: consuming BackendBody
+    ) {
         switch consume body {
         case .copying(let bytes):
             if case .curve(let curve) = peer.security {
@@ -316,24 +410,23 @@ final class ZMTPRouter: TimerWatcherDelegate {
             }
         }
         scheduleFlush(peer)
-        return .sent
     }
 
     /// Writes the sid and type frames and the body frame's header, plus `extra` bytes that
     /// `fill` writes (the body itself when it is small), in one piece of the output queue.
     @inline(__always)
     private func queueHeaders(
-        on peer: ZMTPPeer, sid: UnsafeRawBufferPointer, type: StaticString, bodySize: Int, reserving extra: Int,
+        on peer: ZMTPPeer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer, bodySize: Int, reserving extra: Int,
         _ fill: (UnsafeMutableRawPointer) -> Void
     ) {
-        let typeCount = type.utf8CodeUnitCount
+        let typeCount = type.count
         let size = 2 + sid.count + 2 + typeCount + ZMTPFrame.headerSize(for: bodySize) + extra
         let room = peer.output.reserve(size)
         var at = ZMTPFrame.encodeHeader(size: sid.count, more: true, command: false, into: room)
         if let source = sid.baseAddress { (room + at).copyMemory(from: source, byteCount: sid.count) }
         at += sid.count
         at += ZMTPFrame.encodeHeader(size: typeCount, more: true, command: false, into: room + at)
-        (room + at).copyMemory(from: type.utf8Start, byteCount: typeCount)
+        if let source = type.baseAddress { (room + at).copyMemory(from: source, byteCount: typeCount) }
         at += typeCount
         at += ZMTPFrame.encodeHeader(size: bodySize, more: false, command: false, into: room + at)
         fill(room + at)
@@ -342,10 +435,10 @@ final class ZMTPRouter: TimerWatcherDelegate {
 
     /// CURVE: [sid, type, body] as three MESSAGEs, sealed in place in the peer's output queue.
     private func queueSealed(
-        on peer: ZMTPPeer, curve: ZMTPCurveServer, sid: UnsafeRawBufferPointer, type: StaticString, body: UnsafeRawBufferPointer
+        on peer: ZMTPPeer, curve: ZMTPCurveServer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer
     ) {
         queueSealed(on: peer, curve: curve, flags: 0x01, sid)
-        queueSealed(on: peer, curve: curve, flags: 0x01, UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount))
+        queueSealed(on: peer, curve: curve, flags: 0x01, type)
         queueSealed(on: peer, curve: curve, flags: 0x00, body)
     }
 
@@ -378,6 +471,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
 
     /// Writes every peer's queued output: the gateway calls this before the loop blocks.
     func flush() {
+        mesh?.flush()
         // Swap in the spare array so flushing allocates nothing (as the gateway's connection flush).
         swap(&peersToFlush, &flushBatch)
         for peer in flushBatch {

@@ -24,6 +24,8 @@ static inline int COpenSSL_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int versi
 static inline int COpenSSL_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_max_proto_version(ctx, version); }
 static inline long COpenSSL_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
 static inline long COpenSSL_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_session_cache_mode(ctx, mode); }
+// Session ticket keys (80 bytes: name, HMAC secret, AES key), shared by worker processes.
+static inline long COpenSSL_SSL_CTX_set_tlsext_ticket_keys(SSL_CTX *ctx, void *keys, long length) { return SSL_CTX_set_tlsext_ticket_keys(ctx, keys, length); }
 static inline int COpenSSL_SSL_set_tlsext_host_name(SSL *s, const char *name) { return (int)SSL_set_tlsext_host_name(s, name); }
 
 // Per-SSL application data slot (SSL_get_ex_new_index is a macro over CRYPTO_get_ex_new_index).

@@ -87,4 +87,16 @@ static inline int CSystem_spawn(const char *file, char *const argv[], char *cons
     execvpe(file, argv, envp);
     _exit(127);
 }
+// `workers = auto`: the CPUs this process may run on. sched_getaffinity and cpu_set_t's CPU_COUNT are
+// _GNU_SOURCE-only; the mask is counted bit by bit here instead (a 1024-CPU mask, glibc's default size).
+extern int sched_getaffinity(int pid, size_t cpusetsize, void *mask);
+static inline int CSystem_available_cpus(void) {
+    unsigned long mask[1024 / (8 * sizeof(unsigned long))];
+    memset(mask, 0, sizeof mask);
+    if (sched_getaffinity(0, sizeof mask, mask) != 0) return -1;
+    int count = 0;
+    for (size_t i = 0; i < sizeof mask / sizeof mask[0]; i++) count += __builtin_popcountl(mask[i]);
+    return count;
+}
+
 #endif

@@ -35,6 +35,13 @@ private final class Recorder: BackendRouterDelegate {
         joined.append(Array(identity))
     }
 
+    /// Joined at another worker (a router in the worker mesh): recorded as `worker N: IDENTITY`.
+    var remoteJoined: [String] = []
+
+    func backendRouterRemotePeerJoined(identity: UnsafeRawBufferPointer, worker: Int, replacedAt: Int?) {
+        remoteJoined.append("worker \(worker): \(String(decoding: identity, as: UTF8.self))")
+    }
+
     func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
         dropped.append(reason)
     }
@@ -60,10 +67,17 @@ extension OnTheEventLoop {
 
     /// Runs the loop until `done` holds or 5 s pass.
     static func run(_ loop: EventLoop, _ router: BackendRouter, until done: () -> Bool) -> Bool {
+        run(loop, [router], until: done)
+    }
+
+    /// The same for several routers on one loop (workers joined by a mesh).
+    static func run(_ loop: EventLoop, _ routers: [BackendRouter], until done: () -> Bool) -> Bool {
         for _ in 0..<5000 {
             loop.runReady()
-            router.receivePending()
-            router.flush()
+            for router in routers {
+                router.receivePending()
+                router.flush()
+            }
             if done() { return true }
             usleep(1000)
         }
@@ -184,6 +198,110 @@ extension OnTheEventLoop {
         }
         #expect(unknown == .unreachable)
         #expect(meter.queuedBytes == 0)
+    }
+}
+}
+
+/// Answers a worker's metrics query with `text` and records the answers it gets.
+private final class MetricsRecorder: WorkerMeshDelegate {
+    let text: String
+    var answers: [String] = []
+    init(text: String) { self.text = text }
+    func workerMeshMetricsText() -> [UInt8] { Array(text.utf8) }
+    func workerMesh(metrics: UnsafeRawBufferPointer, from worker: Int, query: UInt64) {
+        answers.append("\(query) from \(worker): \(String(decoding: metrics, as: UTF8.self))")
+    }
+    var dropped: [Int] = []
+    func workerMeshDroppedMessage(for worker: Int) { dropped.append(worker) }
+}
+
+extension OnTheEventLoop {
+/// Two native routers joined as workers 0 and 1 by a socket pair (WorkerMesh.swift), one DEALER connected to
+/// worker 0: worker 1 learns of it, its sends reach the DEALER through worker 0, the answers to its sids come
+/// back to it (and only to it), a pong reaches both, and the DEALER's leaving reaches worker 1.
+@Suite struct WorkerMeshTests {
+    @Test func aBackendConnectedToOneWorkerServesTheOther() throws {
+        let loop = EventLoop()
+        let (zero, one) = (Recorder(), Recorder())
+        let endpoint = "ipc:///tmp/blastbeat-mesh-test-\(getpid()).sock"
+        let first = try BackendRouter(
+            loop: loop, endpoint: endpoint, engine: .native, maxMessageSize: 1 << 20, maxQueuedBytes: 1 << 22,
+            curveKeys: nil, delegate: zero)
+        defer { first.close() }
+        let second = try BackendRouter(
+            loop: loop, endpoint: endpoint + "-1", engine: .native, maxMessageSize: 1 << 20, maxQueuedBytes: 1 << 22,
+            curveKeys: nil, delegate: one)
+        defer { second.close() }
+        let (a, b) = try ParentProcess.socketPair()
+        let (metricsZero, metricsOne) = (MetricsRecorder(text: "zero"), MetricsRecorder(text: "one"))
+        first.joinWorkers(index: 0, count: 2, links: [1: a], delegate: metricsZero)
+        second.joinWorkers(index: 1, count: 2, links: [0: b], delegate: metricsOne)
+        func run(until done: () -> Bool) -> Bool { BackendRouterTests.run(loop, [first, second], until: done) }
+        let dealer = try ZMQDealer(identity: Array("node1".utf8), endpoint: endpoint)
+        var dealerOpen = true
+        defer { if dealerOpen { dealer.close() } }
+        #expect(run { zero.joined.count == 1 && one.remoteJoined == ["worker 0: node1"] })
+
+        // Worker 1's sid (first byte 1) goes out through worker 0 and its answer comes back to worker 1 only.
+        let sid: [UInt8] = [1] + Array(1..<16)
+        let sent = Array("node1".utf8).withUnsafeBytes { to in
+            sid.withUnsafeBytes { s in Array("hi".utf8).withUnsafeBytes { try? second.send(to: to, sid: s, type: "body", body: .copying($0)) } }
+        }
+        #expect(sent == .sent)
+        var got: ([UInt8], String, [UInt8])? = nil
+        #expect(run {
+            if case .message(let m) = dealer.receive() { got = (Array(m.sid), String(decoding: m.type, as: UTF8.self), Array(m.body)) }
+            return got != nil
+        })
+        #expect(got?.0 == sid && got?.1 == "body" && got?.2 == Array("hi".utf8))
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        _ = try sid.withUnsafeBytes { try dealer.send(sid: $0, type: "end", body: empty) }
+        _ = try dealer.send(sid: empty, type: "pong", body: empty)
+        #expect(run { one.received.count == 2 && zero.received.count == 1 })
+        #expect(one.received.map(\.type) == [.end, .pong] && one.received[0].sid == sid)
+        #expect(zero.received.map(\.type) == [.pong], "worker 0 gets the pong, not worker 1's answer")
+
+        // A scrape at worker 1 asks worker 0 for its text.
+        #expect(second.queryWorkerMetrics(7) == 1)
+        #expect(run { metricsOne.answers == ["7 from 0: zero"] })
+
+        // The DEALER leaves: worker 1 is told, as of a connection of its own.
+        dealer.close()
+        dealerOpen = false
+        #expect(run { one.dropped.contains("its connection to worker 0 closed") })
+        let unreachable = Array("node1".utf8).withUnsafeBytes { to in
+            sid.withUnsafeBytes { s in try? second.send(to: to, sid: s, type: "end", body: .copying(UnsafeRawBufferPointer(start: nil, count: 0))) }
+        }
+        #expect(unreachable == .unreachable)
+
+        // A process with the same identity at each worker (a restarted backend that reconnected elsewhere):
+        // when worker 0's own connection closes, the node goes on through worker 1 instead of dying there.
+        let old = try ZMQDealer(identity: Array("node1".utf8), endpoint: endpoint)
+        #expect(run { zero.joined.count == 2 })
+        let restarted = try ZMQDealer(identity: Array("node1".utf8), endpoint: endpoint + "-1")
+        defer { restarted.close() }
+        #expect(run { one.joined.count == 1 })
+        // Worker 1's announcement of it reaches worker 0 within a few loop turns (worker 0 keeps its own).
+        var turns = 0
+        #expect(run {
+            turns += 1
+            return turns == 50
+        })
+        let droppedBefore = zero.dropped.count
+        old.close()
+        #expect(run { zero.remoteJoined == ["worker 1: node1"] })
+        #expect(zero.dropped.count == droppedBefore, "\(zero.dropped)")
+        let sidZero: [UInt8] = [0] + Array(1..<16)
+        let relayed = Array("node1".utf8).withUnsafeBytes { to in
+            sidZero.withUnsafeBytes { s in try? first.send(to: to, sid: s, type: "end", body: .copying(UnsafeRawBufferPointer(start: nil, count: 0))) }
+        }
+        #expect(relayed == .sent)
+        var received: [UInt8]? = nil
+        #expect(run {
+            if case .message(let m) = restarted.receive() { received = Array(m.sid) }
+            return received != nil
+        })
+        #expect(received == sidZero)
     }
 }
 }

@@ -126,6 +126,9 @@ extension OnTheEventLoop {
         func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?) {
             joined += 1
         }
+        func backendRouterRemotePeerJoined(identity: UnsafeRawBufferPointer, worker: Int, replacedAt: Int?) {
+            joined += 1
+        }
         func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
             dropped.append((reason, protocolError))
         }

@@ -19,6 +19,7 @@ let drivers = [
     "curve-keys",
     "config",
     "file-bundle",
+    "worker-message",
     "http2-server",
 ]
 

@@ -219,6 +219,15 @@ def main():
               + b"L" + text(b"bind-ssl [::]:443") + u32(98) + u32(0) + b"E")
     write("file-bundle", "reload", bundle)
     write("file-bundle", "empty", b"\x01E")
+
+    # worker-message: WorkerMessage frames, several per input (Sources/BlastBeatCore/Workers/WorkerMessage.swift).
+    def worker(kind, identity=b"", sid=b"", mtype=b"", body=b""):
+        fields = bytes([kind]) + bytes([len(identity)]) + identity + bytes([len(sid)]) + sid + bytes([len(mtype)]) + mtype
+        return struct.pack("<I", len(fields) + len(body)) + fields + body
+    sid = bytes(range(16))
+    write("worker-message", "joined-send-received", worker(74, b"app#1") + worker(83, b"app", sid, b"uwsgi", b"\x00\x05\x00")
+          + worker(82, b"app", b"", b"pong") + worker(76, b"app#1") + worker(68))
+    write("worker-message", "partial", worker(83, b"app", sid, b"body", b"x" * 100)[:50])
     write("config", "blastbeat-ini", (ROOT / "blastbeat.ini").read_bytes())
     write("config", "full", """[blastbeat]
 bind = 0.0.0.0:8080 ; public

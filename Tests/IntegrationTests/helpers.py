@@ -519,6 +519,8 @@ class Gateway:
         self.killed = False
         #: Environment variables added to the gateway's (e.g. NOTIFY_SOCKET); set before ``start``.
         self.env: dict[str, str] = {}
+        #: A command the binary runs under (e.g. ``setpriv`` to start it without root); set before ``start``.
+        self.command_prefix: list[str] = []
 
     def config_text(self) -> str:
         lines = ["[blastbeat]", f"bind = 127.0.0.1:{self.port}"]
@@ -541,7 +543,8 @@ class Gateway:
         self.config_path.write_text(self.config_text())
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([blastbeat_bin(), str(self.config_path)], stdout=self._out, stderr=self._err,
+        self.proc = subprocess.Popen(self.command_prefix + [blastbeat_bin(), str(self.config_path)],
+                                     stdout=self._out, stderr=self._err,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir, env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout
         while not port_accepts(self.port):
@@ -562,6 +565,22 @@ class Gateway:
         except OSError:
             children = []
         return int(children[0]) if children else self.proc.pid
+
+    def worker_pids(self) -> list[int]:
+        """With ``workers`` > 1 (or as root): the parent's children, the serving processes (README "Worker
+        processes")."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                return [int(p) for p in f.read().split()]
+        except OSError:
+            return []
+
+    def worker_index(self, pid: int) -> int:
+        """The index a worker logged at its start ("worker K of N serving as pid P")."""
+        found = re.findall(rf"worker (\d+) of \d+ serving as pid {pid}\b", self.stderr())
+        if not found:
+            raise LookupError(f"pid {pid} logged no worker start")
+        return int(found[-1])
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -8,7 +8,7 @@ extension ConfigParser.Builder {
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "error-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
         "max-in-flight", "max-client-connections", "include", "admin", "client-rate", "client-burst", "http2",
-        "http2-max-streams",
+        "http2-max-streams", "workers",
     ]
     static let vhostKeys = [
         "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",
@@ -45,6 +45,17 @@ extension ConfigParser.Builder {
             config.curveKeyLine = line
         case "max-instances":
             config.maxInstances = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
+        case "workers":
+            if value.lowercased() == "auto" {
+                config.workers = .auto
+            } else {
+                let count = try integer(value, key, line, minimum: 1, what: "auto or a whole number from 1 to \(Configuration.Workers.maximum)")
+                guard count <= Configuration.Workers.maximum else {
+                    throw error(line, key, "expected auto or a whole number from 1 to \(Configuration.Workers.maximum), got \(value.debugDescription)")
+                }
+                config.workers = .count(count)
+            }
+            config.workersLine = line
         case "certificate":
             config.certificate = try path(value, key, line, what: "the path of a PEM certificate (chain) file")
         case "key":

@@ -31,6 +31,12 @@ extension ConfigParser.Builder {
                     + "built-in ZMTP engine, got \(config.zmqEndpoint.debugDescription); add zmq-engine = libzmq "
                     + "for other libzmq endpoints")
         }
+        if config.zmqEngine == .libzmq, case .count(let count) = config.workers, count > 1 {
+            throw error(
+                config.workersLine, "workers",
+                "expected 1 (or auto) with zmq-engine = libzmq: libzmq's ROUTER socket cannot be shared by worker "
+                    + "processes; use the native engine for several workers")
+        }
         config.listeners = try listeners()
         if config.listeners.isEmpty {
             throw error(

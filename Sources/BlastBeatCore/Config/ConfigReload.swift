@@ -24,7 +24,7 @@ package struct ConfigReload {
 
     /// Settings that name resources the running process holds (the ROUTER's socket and key, the user it runs
     /// as) and that a reload therefore cannot change; a restart applies them.
-    package static let restartOnlyKeys = ["zmq", "zmq-engine", "curve-key", "uid", "gid"]
+    package static let restartOnlyKeys = ["zmq", "zmq-engine", "curve-key", "uid", "gid", "workers"]
 
     /// Merges `next` into `running`. `isIdle(i)` says whether running vhost `i` has nothing in flight (only
     /// then may a retired slot be given to another vhost). Throws, at the key's line in `next`, when a
@@ -108,11 +108,13 @@ package struct ConfigReload {
             changed = "uid"
         } else if running.gid != next.gid {
             changed = "gid"
+        } else if running.workers != next.workers {
+            changed = "workers"
         } else {
             changed = nil
         }
         guard let changed else { return }
-        let line = changed == "curve-key" ? next.curveKeyLine : 0
+        let line = changed == "curve-key" ? next.curveKeyLine : changed == "workers" ? next.workersLine : 0
         throw next.error(
             at: line, key: changed,
             "changed, but a reload cannot change \(restartOnlyKeys.joined(separator: ", ")) (the running process "

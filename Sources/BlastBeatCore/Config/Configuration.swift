@@ -38,6 +38,19 @@ package struct Configuration: Sendable, Equatable {
     /// prove a key its vhosts list for the node it claims (`node-key`).
     package var curveKeyFile: String?
     package var curveKeyLine = 0
+    /// `workers = N | auto` (README.md, "Worker processes").
+    package enum Workers: Sendable, Equatable {
+        /// One per CPU the process may run on (sched_getaffinity), resolved at start.
+        case auto
+        case count(Int)
+
+        /// Most worker processes: the worker index travels in one byte of every session id (WorkerMesh.swift).
+        package static let maximum = 64
+    }
+
+    /// `workers`: how many serving processes share the listeners and the ROUTER endpoint.
+    package var workers: Workers = .count(1)
+    package var workersLine = 0
     /// `max-instances`: most `NAME#INSTANCE` processes per node (a vhost may set its own).
     package var maxInstances: Int = 64
     /// `uid` / `gid`: a name or number, nil when not set (the server then uses nobody/nogroup when root).

@@ -45,6 +45,9 @@ package struct ByteKeyIndex: Sendable {
     /// Every value, in no particular order.
     package var values: some Collection<Value> { entries.lazy.map(\.value) }
 
+    /// The keys (as stored) that map to `value`.
+    package func keys(withValue value: Value) -> [[UInt8]] { entries.filter { $0.value == value }.map(\.key) }
+
     /// Adds `key`/`tag` → `value`. An existing key keeps its value (the first one added wins) and false
     /// is returned.
     @discardableResult

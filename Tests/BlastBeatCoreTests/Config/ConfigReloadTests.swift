@@ -65,7 +65,7 @@ struct ConfigReloadTests {
 
     @Test(arguments: [
         ("zmq = tcp://127.0.0.1:5001\n", "zmq"), ("zmq-engine = libzmq\n", "zmq-engine"), ("uid = daemon\n", "uid"),
-        ("gid = daemon\n", "gid"),
+        ("gid = daemon\n", "gid"), ("workers = 2\n", "workers"),
     ])
     func restartOnlyKeysRefuseTheReload(_ row: (String, String)) throws {
         let running = try Self.config(["a"])

@@ -1,0 +1,361 @@
+import BlastBeatCore
+import Glibc
+
+/// How a worker process reaches the backends connected to the other workers (README.md, "Worker processes").
+///
+/// Every worker inherits the native ROUTER's listening socket, so a backend connection lands in one of them,
+/// its holder. Each pair of workers has a Unix socket pair (made by the parent, PrivilegedParent.swift), and
+/// over it (`WorkerMessage` framing):
+///
+/// - a worker announces the identities it holds (`J`) and loses (`L`), to every other worker, and all of them
+///   when a link to a (restarted) worker is set up;
+/// - a send to an identity this worker does not hold goes to the holder (`S`), which queues it on the
+///   backend's connection; this worker's own connection to an identity always wins;
+/// - a message from a backend goes to the worker whose index is the first byte of its sid (every worker
+///   stamps its index there, `SessionID`), and a message with an empty sid (a `pong`) to every worker (`R`):
+///   each worker pings the nodes it uses and sees every answer.
+///
+/// A link that closes (the other worker died) counts as that worker losing all its identities: a node whose
+/// only connection was there is dead for this worker too, one that also holds a connection here is not.
+/// Every link's output is bounded (`maxQueuedBytes`, as a backend's connection: past it a send is `.full`),
+/// and its input by the largest message a backend may send plus the fields.
+/// What the mesh asks of the gateway besides backend messages: `/metrics` from several workers.
+package protocol WorkerMeshDelegate: AnyObject {
+    /// This worker's `/metrics` text, for another worker's scrape.
+    func workerMeshMetricsText() -> [UInt8]
+    /// Worker `worker`'s answer to query `query` (the text is valid for the call only).
+    func workerMesh(metrics: UnsafeRawBufferPointer, from worker: Int, query: UInt64)
+    /// A backend's message for worker `worker` was dropped: the link to it holds its limit of unsent bytes.
+    func workerMeshDroppedMessage(for worker: Int)
+}
+
+final class WorkerMesh {
+    unowned(unsafe) let router: ZMTPRouter
+    unowned(unsafe) let delegate: any WorkerMeshDelegate
+    /// This worker's index, and how many there are.
+    let index: Int
+    let count: Int
+    private var links: [WorkerLink?]
+    /// Identity → the other worker holding a connection with it.
+    private var holders = ByteKeyIndex(caseInsensitive: false)
+    /// Workers that said they are stopping with nothing in flight (`D`): none of them needs a backend
+    /// connection held here any more.
+    private var doneWorkers = Set<Int>()
+    private var saidDone = false
+    private var linksToFlush: [WorkerLink] = []
+    private var flushBatch: [WorkerLink] = []
+    /// Room for the identity, sid and type fields around a backend message's body.
+    static let fieldOverhead = 1024
+
+    init(router: ZMTPRouter, index: Int, count: Int, links: [Int: Int32], delegate: any WorkerMeshDelegate) {
+        self.router = router
+        self.delegate = delegate
+        self.index = index
+        self.count = count
+        self.links = [WorkerLink?](repeating: nil, count: count)
+        for (worker, fd) in links { attach(worker: worker, fd: fd) }
+    }
+
+    /// A (new) link to `worker`, which may have replaced a dead one: it is told every identity held here.
+    func attach(worker: Int, fd: Int32) {
+        guard worker >= 0, worker < count, worker != index else { return Posix.close(fd) }
+        if links[worker] != nil { linkClosed(worker) }
+        let link = WorkerLink(mesh: self, worker: worker, fd: fd, loop: router.loop)
+        links[worker] = link
+        router.forEachReadyIdentity { identity in
+            queue(on: link, kind: .joined, identity: identity, sid: Self.empty, type: Self.empty, body: Self.empty)
+        }
+    }
+
+    /// The worker holding `identity`, when it is not this one.
+    func holder(of identity: UnsafeRawBufferPointer) -> Int? { holders.value(for: identity) }
+
+    func close() {
+        for case let link? in links { link.close() }
+        links = [WorkerLink?](repeating: nil, count: count)
+    }
+
+    static var empty: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
+
+    // MARK: this worker's backend connections
+
+    /// A connection with `identity` became ready here.
+    func announceJoined(_ identity: UnsafeRawBufferPointer) { broadcast(.joined, identity: identity) }
+
+    /// This worker's connection with `identity` closed.
+    func announceLeft(_ identity: UnsafeRawBufferPointer) { broadcast(.left, identity: identity) }
+
+    private func broadcast(_ kind: WorkerMessage.Kind, identity: UnsafeRawBufferPointer) {
+        for case let link? in links {
+            queue(on: link, kind: kind, identity: identity, sid: Self.empty, type: Self.empty, body: Self.empty)
+        }
+    }
+
+    /// A message from a backend connected here: true when it belongs to other workers only (forwarded,
+    /// not to be delivered here). An empty sid goes to every other worker and is delivered here too.
+    func forwardReceived(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
+        body: UnsafeRawBufferPointer
+    ) -> Bool {
+        if sid.isEmpty {
+            for case let link? in links {
+                queue(on: link, kind: .received, identity: identity, sid: sid, type: type, body: body)
+            }
+            return false
+        }
+        guard sid.count == 16, Int(sid[0]) != index, Int(sid[0]) < count else { return false }
+        // The other worker is gone (restarting): its sessions went with it; the message is dropped.
+        guard let link = links[Int(sid[0])] else { return true }
+        if link.output.count < router.maxQueuedBytesPerPeer {
+            queue(on: link, kind: .received, identity: identity, sid: sid, type: type, body: body)
+        } else {
+            delegate.workerMeshDroppedMessage(for: Int(sid[0]))
+        }
+        return true
+    }
+
+    /// Sends [sid, type, body] to `identity` through the worker holding it.
+    func send(
+        to worker: Int, identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
+        body: consuming BackendBody
+    ) -> BackendSendResult {
+        guard let link = links[worker] else { return .unreachable }
+        if link.output.count >= router.maxQueuedBytesPerPeer { return .full }
+        switch consume body {
+        case .copying(let bytes):
+            queue(on: link, kind: .send, identity: identity, sid: sid, type: type, body: bytes)
+        case .counted(let counted):
+            queueHeader(on: link, kind: .send, identity: identity, sid: sid, type: type, bodyCount: counted.count)
+            link.output.append(counted)
+            scheduleFlush(link)
+        }
+        return .sent
+    }
+
+    private func queue(
+        on link: WorkerLink, kind: WorkerMessage.Kind, identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer,
+        type: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer
+    ) {
+        queueHeader(on: link, kind: kind, identity: identity, sid: sid, type: type, bodyCount: body.count)
+        link.output.append(body)
+        scheduleFlush(link)
+    }
+
+    private func queueHeader(
+        on link: WorkerLink, kind: WorkerMessage.Kind, identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer,
+        type: UnsafeRawBufferPointer, bodyCount: Int
+    ) {
+        let size = WorkerMessage.headerSize(identity: identity.count, sid: sid.count, type: type.count)
+        WorkerMessage.encodeHeader(
+            kind: kind, identity: identity, sid: sid, type: type, bodyCount: bodyCount, into: link.output.reserve(size))
+        link.output.commit(size)
+    }
+
+    private func scheduleFlush(_ link: WorkerLink) {
+        if link.flushScheduled || link.waitingForWritable { return }
+        link.flushScheduled = true
+        linksToFlush.append(link)
+    }
+
+    /// Writes every link's queued output (with the router's flush, before the loop blocks).
+    func flush() {
+        swap(&linksToFlush, &flushBatch)
+        for link in flushBatch {
+            link.flushScheduled = false
+            if !link.waitingForWritable { link.writeOutput() }
+        }
+        flushBatch.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: stopping together
+
+    /// Stopping, with nothing in flight: tells the other workers (once), which no longer need this worker.
+    func announceDone() {
+        if saidDone { return }
+        saidDone = true
+        for case let link? in links {
+            queue(on: link, kind: .done, identity: Self.empty, sid: Self.empty, type: Self.empty, body: Self.empty)
+        }
+    }
+
+    /// Whether every other worker is done or gone: a stopping worker holding backend connections exits only
+    /// then (their requests may still go through it), or at `shutdown-timeout`.
+    var othersAreDone: Bool {
+        links.indices.allSatisfy { links[$0] == nil || doneWorkers.contains($0) }
+    }
+
+    // MARK: metrics
+
+    /// Asks every other worker for its `/metrics` text; returns how many were asked (their answers come to
+    /// the delegate).
+    func queryMetrics(_ query: UInt64) -> Int {
+        var asked = 0
+        withUnsafeBytes(of: query) { id in
+            for case let link? in links {
+                queue(on: link, kind: .metricsQuery, identity: Self.empty, sid: id, type: Self.empty, body: Self.empty)
+                asked += 1
+            }
+        }
+        flush()
+        return asked
+    }
+
+    // MARK: from other workers
+
+    /// Largest message a link accepts: what a backend may send, plus the fields.
+    var maxMessage: Int { router.maxMessageSize + Self.fieldOverhead }
+
+    func received(_ message: WorkerMessage.Parsed, in bytes: UnsafeRawBufferPointer, from worker: Int) {
+        let identity = UnsafeRawBufferPointer(rebasing: bytes[message.identity])
+        switch message.kind {
+        case .joined:
+            let previous = holders.value(for: identity)
+            if previous != nil { _ = holders.remove(identity) }
+            _ = holders.insert(Array(identity), value: worker)
+            router.remotePeerJoined(identity: identity, worker: worker, replacing: previous)
+        case .left:
+            guard holders.value(for: identity) == worker else { return }  // it moved to another worker since
+            _ = holders.remove(identity)
+            router.remotePeerLeft(identity: identity, worker: worker, reason: "its connection to worker \(worker) closed")
+        case .send:
+            router.sendLocally(
+                identity: identity, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),
+                type: UnsafeRawBufferPointer(rebasing: bytes[message.type]),
+                body: UnsafeRawBufferPointer(rebasing: bytes[message.body]))
+        case .done:
+            doneWorkers.insert(worker)
+        case .metricsQuery:
+            guard let link = links[worker], message.sid.count == 8 else { return }
+            let text = delegate.workerMeshMetricsText()
+            guard text.count + Self.fieldOverhead <= maxMessage else { return }  // too big to send: the asker times out
+            text.withUnsafeBytes {
+                queue(on: link, kind: .metricsAnswer, identity: Self.empty, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),
+                      type: Self.empty, body: $0)
+            }
+        case .metricsAnswer:
+            guard message.sid.count == 8 else { return }
+            let query = UnsafeRawBufferPointer(rebasing: bytes[message.sid]).loadUnaligned(as: UInt64.self)
+            delegate.workerMesh(metrics: UnsafeRawBufferPointer(rebasing: bytes[message.body]), from: worker, query: query)
+        case .received:
+            router.deliverForwarded(
+                identity: identity, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),
+                type: UnsafeRawBufferPointer(rebasing: bytes[message.type]),
+                body: UnsafeRawBufferPointer(rebasing: bytes[message.body]))
+        }
+    }
+
+    /// The link to `worker` closed or broke: that worker (restarting, or gone) holds nothing any more.
+    func linkClosed(_ worker: Int, reason: String = "the worker exited") {
+        guard let link = links[worker] else { return }
+        link.close()
+        links[worker] = nil
+        linksToFlush.removeAll { $0 === link }
+        doneWorkers.remove(worker)
+        for identity in holders.keys(withValue: worker) {
+            _ = holders.remove(identity)
+            identity.withUnsafeBytes {
+                router.remotePeerLeft(identity: $0, worker: worker, reason: "worker \(worker) holding its connection is gone (\(reason))")
+            }
+        }
+    }
+}
+
+/// One end of the socket pair to another worker: reads `WorkerMessage`s, writes the queued ones.
+final class WorkerLink: IOWatcherDelegate {
+    private unowned(unsafe) let mesh: WorkerMesh
+    let worker: Int
+    let fd: Int32
+    private var watcher: IOWatcher! = nil
+    var output = ZMTPOutputQueue()
+    var flushScheduled = false
+    private(set) var waitingForWritable = false
+    private var input: UnsafeMutableRawPointer
+    private var capacity = 64 * 1024
+    private var start = 0
+    private var end = 0
+    private var closed = false
+
+    init(mesh: WorkerMesh, worker: Int, fd: Int32, loop: EventLoop) {
+        self.mesh = mesh
+        self.worker = worker
+        self.fd = fd
+        guard let input = malloc(capacity) else { fatalError("out of memory for a worker link") }
+        self.input = input
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        watcher = IOWatcher(loop: loop, fd: fd, delegate: self)
+        watcher.watch(read: true, write: false)
+    }
+
+    deinit { free(input) }
+
+    func close() {
+        if closed { return }
+        closed = true
+        watcher.stop()
+        Posix.close(fd)
+        output.removeAll()
+    }
+
+    func ioReady(readable: Bool, writable: Bool) {
+        if writable { writeOutput() }
+        if readable && !closed { readAvailable() }
+    }
+
+    func writeOutput() {
+        if closed { return }
+        let done: Bool
+        do { done = try output.write(to: fd) } catch {
+            return mesh.linkClosed(worker, reason: "\(error)")
+        }
+        if done != !waitingForWritable {
+            waitingForWritable = !done
+            watcher.watch(read: true, write: !done)
+        }
+    }
+
+    private func readAvailable() {
+        for _ in 0..<16 {
+            if capacity - end < 4096 { makeRoom() }
+            let room = UnsafeMutableRawBufferPointer(start: input + end, count: capacity - end)
+            let result: IOResult
+            do { result = try Posix.read(fd, into: room) } catch {
+                return mesh.linkClosed(worker, reason: "\(error)")
+            }
+            guard case .processed(let n) = result else { return }
+            if n == 0 { return mesh.linkClosed(worker) }
+            end += n
+            process()
+            if closed || n < room.count { return }
+        }
+    }
+
+    private func process() {
+        while !closed {
+            let available = UnsafeRawBufferPointer(start: input + start, count: end - start)
+            let decoded: (message: WorkerMessage.Parsed, consumed: Int)?
+            do { decoded = try WorkerMessage.decode(available, limit: mesh.maxMessage) } catch {
+                return mesh.linkClosed(worker, reason: "\(error)")
+            }
+            guard let (message, consumed) = decoded else { break }
+            mesh.received(message, in: available, from: worker)
+            start += consumed
+        }
+        if start == end { (start, end) = (0, 0) }
+    }
+
+    /// Moves the unconsumed bytes to the front, growing the buffer (up to the largest message) when the
+    /// message under way needs it.
+    private func makeRoom() {
+        if start > 0 {
+            (input).copyMemory(from: input + start, byteCount: end - start)
+            (start, end) = (0, end - start)
+        }
+        if capacity - end < 4096 && capacity < mesh.maxMessage + 4 {
+            let grown = min(capacity * 2, mesh.maxMessage + 4 + 4096)
+            guard let bigger = realloc(input, grown) else { fatalError("out of memory for a worker link") }
+            input = bigger
+            capacity = grown
+        }
+    }
+}
