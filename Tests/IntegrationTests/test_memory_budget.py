@@ -6,10 +6,12 @@ and is read again below three quarters of it (README, "Memory budget"). Credit i
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
+from urllib.parse import parse_qs
 
-from budget_helpers import BodyReader, RSSSampler, StreamingBackend, expected_digest
+from budget_helpers import BLOCK, PIECE, BodyReader, RSSSampler, StreamingBackend, block, expected_digest
 from helpers import rss_bytes, wait_until
 from test_metrics import admin_options, scrape
 
@@ -65,3 +67,99 @@ def test_twenty_slow_readers_stay_within_the_budget(make_gateway):
         assert not backend.errors
     finally:
         backend.stop()
+
+
+def stalled_client(port: int, source: str, path: str) -> socket.socket:
+    """A client that sends its request, reads the head and then reads nothing (its receive buffer small)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    s.bind((source, 0))
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return s
+
+
+def test_fallback_pauses_the_node_until_the_stalled_client_goes(make_gateway):
+    """Without credit the budget holds by not reading the node: its other sessions wait too (the documented
+    trade), and the pause ends when the stalled client disconnects and its bytes are freed."""
+    gw = make_gateway(vhosts={"localhost": ["RAW"]}, options=budget_options("4m"))
+    backend = StreamingBackend(gw.endpoint, "RAW")
+    backend.start()
+    try:
+        wait_until(lambda: scrape(gw).value("blastbeat_node_instances_connected", node="RAW") == 1, 10,
+                   what="node RAW up")
+        stalled = stalled_client(gw.port, "127.0.0.2", "/?size=200000000&seed=stalled")
+        wait_until(lambda: scrape(gw).value("blastbeat_backends_paused") == 1, 20, what="the node paused")
+        go = threading.Event()
+        fast = BodyReader(gw.port, "127.0.0.3", "/?size=8000000&seed=fast", go, timeout=60)
+        fast.start()
+        time.sleep(2)
+        assert fast.received < 8_000_000, "the fast session went on while its node was paused"
+        assert scrape(gw).value("blastbeat_backends_paused") == 1
+        stalled.close()  # its bytes are freed: below the low-water mark the node is read again
+        fast.join(60)
+        assert not fast.error and fast.received == 8_000_000
+        assert fast.digest == expected_digest("fast", 8_000_000)
+        after = scrape(gw)
+        assert after.value("blastbeat_backends_paused") == 0
+        assert after.value("blastbeat_backend_read_pauses_total") >= 1
+        assert "reading 1 backend connection(s) again" in gw.logs()
+        assert "not reading node RAW" in gw.logs() and "by vhost localhost" in gw.logs()
+    finally:
+        backend.stop()
+
+
+def sdk_streaming_app(request) -> None:
+    """`GET /?size=N&seed=S`: N bytes of block(S) in 256 KiB writes (blastbeat.Node waits for credit in them)."""
+    query = parse_qs(request.env.get("QUERY_STRING", ""))
+    size, seed = int(query["size"][0]), query["seed"][0]
+    data = memoryview(block(seed))
+    request.start(200, [("Content-Length", str(size))])
+    sent = 0
+    while sent < size:
+        n = min(PIECE, size - sent)
+        start = sent % BLOCK
+        request.write(data[start:start + n])
+        sent += n
+
+
+def test_credit_keeps_a_slow_reader_from_stalling_the_nodes_other_sessions(make_gateway):
+    """With credit (the Python SDK) the stalled session's own messages wait in the backend; a fast session on
+    the same node and connection gets its whole body meanwhile, and the node's connection is never paused."""
+    import blastbeat
+
+    gw = make_gateway(vhosts={"localhost": ["APP"]}, options=budget_options("8m"))
+    node = blastbeat.Node(gw.endpoint, "APP", sdk_streaming_app, instance="1", threads=4).start()
+    try:
+        wait_until(lambda: scrape(gw).value("blastbeat_node_instances_connected", node="APP") == 1, 10,
+                   what="node APP up")
+        wait_until(lambda: "takes credit" in gw.logs(), 5, what="the credit announcement")
+        stalled = stalled_client(gw.port, "127.0.0.2", "/?size=200000000&seed=stalled")
+        wait_until(lambda: scrape(gw).value("blastbeat_sessions_throttled_total") >= 1, 20,
+                   what="the stalled session throttled")
+        go = threading.Event()
+        fast = BodyReader(gw.port, "127.0.0.3", "/?size=30000000&seed=fast", go, timeout=60)
+        started = time.monotonic()
+        fast.start()
+        fast.join(60)
+        took = time.monotonic() - started
+        during = scrape(gw)
+        assert not fast.error and fast.received == 30_000_000, fast.error
+        assert fast.digest == expected_digest("fast", 30_000_000)
+        print(f"fast session: 30 MB in {took:.2f} s beside a stalled one; "
+              f"credit grants {during.value('blastbeat_credit_grants_total')}")
+        assert during.value("blastbeat_backend_read_pauses_total") == 0
+        assert during.value("blastbeat_credit_overruns_total") == 0
+        # The stalled session holds at most its share of the budget at the gateway.
+        assert during.value("blastbeat_budget_bytes", part="clients") + during.value(
+            "blastbeat_budget_bytes", part="credit") <= 8 * MIB
+        stalled.close()
+        wait_until(lambda: scrape(gw).value("blastbeat_budget_bytes", part="credit") == 0, 10,
+                   what="the credit given back")
+    finally:
+        node.stop(2)

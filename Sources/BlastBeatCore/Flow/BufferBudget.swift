@@ -61,10 +61,14 @@ package struct BufferBudget {
     /// Bytes that may still be granted or queued before the budget is reached.
     package func room(nodeBytes: Int) -> Int { max(0, limit - total(nodeBytes: nodeBytes)) }
 
-    /// One session's share: the budget split over the sessions open, at least `minimumShare`, at most the
+    /// One session's share: half the budget split over the sessions open, at least `minimumShare`, at most the
     /// vhost's `max-output-buffer` (which still closes a client whose uncredited backend overruns it).
+    ///
+    /// Half, because a share once granted is held until the client reads it: a session that arrives when the
+    /// others have taken theirs (and their clients stall) must still find room for its own, so the sessions
+    /// open take at most half the budget between them and a newcomer always fits in the other half.
     package func share(sessions: Int, maxOutputBuffer: Int) -> Int {
-        min(maxOutputBuffer, max(Self.minimumShare, limit / max(1, sessions)))
+        min(maxOutputBuffer, max(Self.minimumShare, limit / (2 * max(1, sessions))))
     }
 
     package mutating func clientBytesChanged(by delta: Int) {

@@ -17,7 +17,8 @@ struct BufferBudgetTests {
     @Test(arguments: [
         // (limit, sessions, max-output-buffer) -> share
         (256 << 20, 1, 64 << 20, 64 << 20),  // one session: max-output-buffer
-        (256 << 20, 16, 64 << 20, 16 << 20),  // the budget split
+        (64 << 20, 1, 64 << 20, 32 << 20),  // one session: half the budget
+        (256 << 20, 16, 64 << 20, 8 << 20),  // half the budget split
         (256 << 20, 100_000, 64 << 20, BufferBudget.minimumShare),  // never below the floor
         (256 << 20, 0, 1 << 20, 1 << 20),  // no session yet
     ])
