@@ -141,6 +141,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             throw StartupError(description: "\(error)")
         }
         metrics = Metrics(startTime: WallClock.now())
+        ProcessMemory.returnLargeBuffersWhenFreed()
         installSettings()
         if let path = config.accessLog {
             do { accessLog = try LogSink(path: path) } catch {
