@@ -14,14 +14,17 @@ struct BufferBudgetTests {
         #expect(budget.room(nodeBytes: 5000) == 0)
     }
 
-    @Test(arguments: [
-        // (limit, sessions, max-output-buffer) -> share
-        (256 << 20, 1, 64 << 20, 64 << 20),  // one session: max-output-buffer
-        (64 << 20, 1, 64 << 20, 32 << 20),  // one session: half the budget
-        (256 << 20, 16, 64 << 20, 8 << 20),  // half the budget split
-        (256 << 20, 100_000, 64 << 20, BufferBudget.minimumShare),  // never below the floor
-        (256 << 20, 0, 1 << 20, 1 << 20),  // no session yet
-    ])
+    static let mib = 1 << 20
+    /// (limit, sessions, max-output-buffer, expected share)
+    static let shares: [(Int, Int, Int, Int)] = [
+        (256 * mib, 1, 64 * mib, 64 * mib),  // one session: max-output-buffer
+        (64 * mib, 1, 64 * mib, 32 * mib),  // one session: half the budget
+        (256 * mib, 16, 64 * mib, 8 * mib),  // half the budget split
+        (256 * mib, 100_000, 64 * mib, BufferBudget.minimumShare),  // never below the floor
+        (256 * mib, 0, mib, mib),  // no session yet
+    ]
+
+    @Test(arguments: shares)
     func share(_ limit: Int, _ sessions: Int, _ maxOutputBuffer: Int, _ expected: Int) {
         #expect(BufferBudget(limit: limit).share(sessions: sessions, maxOutputBuffer: maxOutputBuffer) == expected)
     }
