@@ -1214,9 +1214,11 @@ class Node:
                     self._pending[gateway].append((frames, n))
             elif request is not None:
                 # The response is done: once the body has fully arrived nothing more is expected for it.
-                self._gates[gateway].done(request.sid)
                 request._io_response_done = True
                 key = (request.gateway, request.sid)
+                if self._sessions.get(key) in (None, request):
+                    # Not when the sid's next request has arrived meanwhile: the credit is that one's now.
+                    self._gates[gateway].done(request.sid)
                 if request._io_body_done and self._sessions.get(key) is request:
                     del self._sessions[key]
 
