@@ -42,9 +42,10 @@ struct CreditGate {
         waiting = [:]
     }
 
-    /// A `uwsgi`: the sid's credit starts over at zero (the gateway's grant follows).
+    /// A `uwsgi`: the sid's credit starts over at zero (the gateway's grant follows). A request that arrived
+    /// before the acknowledgement was sent by the gateway without credit, and is answered without.
     mutating func newRequest(_ sid: SessionID) {
-        if mode == .waitingForCredit { credit[sid] = 0 }
+        credit[sid] = mode == .waitingForCredit ? 0 : nil
     }
 
     /// `end`: the session's waiting messages are dropped (the gateway would drop them).
@@ -61,8 +62,9 @@ struct CreditGate {
     mutating func admit(_ sid: SessionID, _ type: BackendMessageType, count: Int) -> Admission {
         guard mode == .waitingForCredit else { return .send }
         if waiting[sid] != nil { return .hold }
+        // No entry: a request from before the acknowledgement.
+        guard let left = credit[sid] else { return .send }
         guard type.countsAgainstCredit else { return .send }
-        let left = credit[sid] ?? 0
         if left <= 0 { return .hold }
         if type.splitsToFitCredit && count > left {
             credit[sid] = 0

@@ -11,7 +11,11 @@ import Testing
     @Test func sendsFreelyUntilTheGatewayAcknowledges() {
         var gate = CreditGate()
         #expect(gate.admit(one, .body, count: 1 << 20) == .send)
+        gate.newRequest(one)
         gate.acknowledged()
+        // A request from before the acknowledgement is answered without credit; the next one waits for it.
+        #expect(gate.admit(one, .body, count: 1) == .send)
+        gate.newRequest(one)
         #expect(gate.admit(one, .body, count: 1) == .hold)
         // `end` and `retry` need no credit.
         #expect(gate.admit(two, .end, count: 0) == .send)
@@ -41,6 +45,8 @@ import Testing
     @Test func oneSidWaitingHoldsBackNoOther() {
         var gate = CreditGate()
         gate.acknowledged()
+        gate.newRequest(one)
+        gate.newRequest(two)
         gate.hold(one, .body, [1, 2, 3])
         _ = gate.grant(two, 10)
         #expect(gate.admit(two, .body, count: 10) == .send)

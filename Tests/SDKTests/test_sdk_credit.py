@@ -119,6 +119,23 @@ def test_credit_off_announces_nothing():
         gw.close()
 
 
+def test_a_request_from_before_the_acknowledgement_is_answered_without_credit():
+    gw = FakeGateway()
+    node, _ = started(gw)
+    try:
+        gw.request(b"app#1", SID_BIG, path="/small")
+        gw.send(b"app#1", b"", b"credit")  # acknowledged while the request is being served
+        got = collect(gw, SID_BIG, 2)
+        assert body_of(got) == b"hi"
+        gw.request(b"app#1", SID_BIG, path="/small")  # the next one waits for its credit
+        assert gw.nothing_for(0.3)
+        gw.send(b"app#1", SID_BIG, b"credit", credit(100))
+        assert body_of(collect(gw, SID_BIG, 2)) == b"hi"
+    finally:
+        node.stop(2)
+        gw.close()
+
+
 def test_end_releases_a_writer_waiting_for_credit():
     gw = FakeGateway()
     node, _ = started(gw)

@@ -50,9 +50,12 @@ class CreditGate:
         return dropped
 
     def new_request(self, sid: bytes) -> None:
-        """A ``uwsgi`` arrived: the sid's credit starts over at zero (its grant follows)."""
+        """A ``uwsgi`` arrived: the sid's credit starts over at zero (its grant follows). A request that arrived
+        before the acknowledgement was sent by the gateway without credit, and is answered without."""
         if self.granting:
             self.credit[sid] = 0
+        else:
+            self.credit.pop(sid, None)
 
     def grant(self, sid: bytes, amount: int) -> List[Item]:
         """A ``credit`` for ``sid``: returns the messages that may go out now, in order."""
@@ -63,6 +66,8 @@ class CreditGate:
         """A message the node wants to send: returns what may go out now (it, a first part of it, or nothing
         while earlier messages of its sid wait)."""
         sid = item[0][0]
+        if sid not in self.credit and sid not in self.held:
+            return [item]  # a request from before the acknowledgement
         self.held.setdefault(sid, collections.deque()).append(item)
         return self._release(sid)
 
