@@ -58,9 +58,11 @@ def test_twenty_slow_readers_stay_within_the_budget(make_gateway):
             assert (reader.status, reader.length, reader.received) == (200, BODY, BODY), f"reader {i}"
             assert reader.digest == expected_digest(f"r{i}", BODY), f"reader {i}: body differs"
         assert during.value("blastbeat_budget_bytes", part="clients") <= budget + 4 * MIB
-        # The fixed base: the idle process, plus what the budget does not count (one message being read from
-        # the node, read buffers, allocator slack).
-        assert peak <= base + budget + 24 * MIB, f"peak RSS {peak / MIB:.1f} MiB, base {base / MIB:.1f} MiB"
+        if gw.options.get("zmq-engine") != "libzmq":
+            # The fixed base: the idle process, plus what the budget does not count (one message being read
+            # from the node, read buffers, allocator slack). With libzmq the paused messages wait in libzmq's
+            # own queue instead, which the budget cannot see (README, "Memory budget").
+            assert peak <= base + budget + 24 * MIB, f"peak RSS {peak / MIB:.1f} MiB, base {base / MIB:.1f} MiB"
         after = scrape(gw)
         assert after.value("blastbeat_backends_paused") == 0
         assert after.value("blastbeat_budget_bytes", part="clients") == 0
