@@ -8,6 +8,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from blastbeat import ClientDisconnected, Node
 from test_sdk_node_protocol import FakeGateway
 
@@ -46,6 +48,25 @@ def started(gw: FakeGateway, **options) -> tuple[Node, bytes]:
     return node, announcement
 
 
+@pytest.fixture
+def fake():
+    """A scripted ROUTER; ``fake.start(**options)`` starts a node on it (stopped after the test) and returns it
+    with the body of its announcing pong."""
+    gw = FakeGateway()
+    nodes: list[Node] = []
+
+    def start(**options) -> tuple[Node, bytes]:
+        node, announcement = started(gw, **options)
+        nodes.append(node)
+        return node, announcement
+
+    gw.start = start
+    yield gw
+    for node in nodes:
+        node.stop(2)
+    gw.close()
+
+
 def body_of(messages: list) -> bytes:
     """The response body in `headers` (after the head) and `body` messages, in order."""
     data = b""
@@ -67,92 +88,67 @@ def collect(gw: FakeGateway, sid: bytes, until: int, timeout: float = 5.0) -> li
     return got
 
 
-def test_announces_credit_and_sends_each_sid_what_it_was_granted():
-    gw = FakeGateway()
-    node, announcement = started(gw)
-    try:
-        assert announcement == b"credit"
-        gw.send(b"app#1", b"", b"credit")  # the acknowledgement: every sid waits for credit from now on
-        gw.request(b"app#1", SID_BIG, path="/big")
-        gw.request(b"app#1", SID_SMALL, path="/small")
-        assert gw.nothing_for(0.4), "sent without credit"
-        # The small session is served as soon as it has credit, while the big one still has none.
-        gw.send(b"app#1", SID_SMALL, b"credit", credit(1000))
-        small = collect(gw, SID_SMALL, 2)
-        assert small[0][2] == b"headers" and body_of(small) == b"hi"
-        # The big one gets its head (with at most 64 KiB of body: a head cannot be split) and the body split
-        # to what is left of the credit.
-        gw.send(b"app#1", SID_BIG, b"credit", credit(100_000))
-        first = collect(gw, SID_BIG, 100_000 - 100)
-        assert first[0][2] == b"headers"
-        sent = sum(len(f[3]) for f in first)
-        assert sent <= 100_000, sent
-        assert gw.nothing_for(0.3), "sent past the credit"
-        gw.send(b"app#1", SID_BIG, b"credit", credit(400_000))
-        rest = collect(gw, SID_BIG, len(BIG) - len(body_of(first)))
-        assert body_of(first) + body_of(rest) == BIG
-    finally:
-        node.stop(2)
-        gw.close()
+def test_announces_credit_and_sends_each_sid_what_it_was_granted(fake):
+    node, announcement = fake.start()
+    assert announcement == b"credit"
+    fake.send(b"app#1", b"", b"credit")  # the acknowledgement: every sid waits for credit from now on
+    fake.request(b"app#1", SID_BIG, path="/big")
+    fake.request(b"app#1", SID_SMALL, path="/small")
+    assert fake.nothing_for(0.4), "sent without credit"
+    # The small session is served as soon as it has credit, while the big one still has none.
+    fake.send(b"app#1", SID_SMALL, b"credit", credit(1000))
+    small = collect(fake, SID_SMALL, 2)
+    assert small[0][2] == b"headers" and body_of(small) == b"hi"
+    # The big one gets its head (with at most 64 KiB of body: a head cannot be split) and the body split
+    # to what is left of the credit.
+    fake.send(b"app#1", SID_BIG, b"credit", credit(100_000))
+    first = collect(fake, SID_BIG, 100_000 - 100)
+    assert first[0][2] == b"headers"
+    sent = sum(len(f[3]) for f in first)
+    assert sent <= 100_000, sent
+    assert fake.nothing_for(0.3), "sent past the credit"
+    fake.send(b"app#1", SID_BIG, b"credit", credit(400_000))
+    rest = collect(fake, SID_BIG, len(BIG) - len(body_of(first)))
+    assert body_of(first) + body_of(rest) == BIG
 
 
-def test_a_gateway_that_does_not_acknowledge_gets_responses_at_once():
-    gw = FakeGateway()
-    node, announcement = started(gw)
-    try:
-        assert announcement == b"credit"
-        gw.request(b"app#1", SID_BIG, path="/big")
-        got = collect(gw, SID_BIG, len(BIG))
-        assert body_of(got) == BIG
-    finally:
-        node.stop(2)
-        gw.close()
+def test_a_gateway_that_does_not_acknowledge_gets_responses_at_once(fake):
+    node, announcement = fake.start()
+    assert announcement == b"credit"
+    fake.request(b"app#1", SID_BIG, path="/big")
+    got = collect(fake, SID_BIG, len(BIG))
+    assert body_of(got) == BIG
 
 
-def test_credit_off_announces_nothing():
-    gw = FakeGateway()
-    node, announcement = started(gw, credit=False)
-    try:
-        assert announcement == b""
-    finally:
-        node.stop(2)
-        gw.close()
+def test_credit_off_announces_nothing(fake):
+    node, announcement = fake.start(credit=False)
+    assert announcement == b""
 
 
-def test_a_request_from_before_the_acknowledgement_is_answered_without_credit():
-    gw = FakeGateway()
-    node, _ = started(gw)
-    try:
-        gw.request(b"app#1", SID_BIG, path="/small")
-        gw.send(b"app#1", b"", b"credit")  # acknowledged while the request is being served
-        got = collect(gw, SID_BIG, 2)
-        assert body_of(got) == b"hi"
-        gw.request(b"app#1", SID_BIG, path="/small")  # the next one waits for its credit
-        assert gw.nothing_for(0.3)
-        gw.send(b"app#1", SID_BIG, b"credit", credit(100))
-        assert body_of(collect(gw, SID_BIG, 2)) == b"hi"
-    finally:
-        node.stop(2)
-        gw.close()
+def test_a_request_from_before_the_acknowledgement_is_answered_without_credit(fake):
+    node, _ = fake.start()
+    fake.request(b"app#1", SID_BIG, path="/small")
+    fake.send(b"app#1", b"", b"credit")  # acknowledged while the request is being served
+    got = collect(fake, SID_BIG, 2)
+    assert body_of(got) == b"hi"
+    fake.request(b"app#1", SID_BIG, path="/small")  # the next one waits for its credit
+    assert fake.nothing_for(0.3)
+    fake.send(b"app#1", SID_BIG, b"credit", credit(100))
+    assert body_of(collect(fake, SID_BIG, 2)) == b"hi"
 
 
-def test_end_releases_a_writer_waiting_for_credit():
-    gw = FakeGateway()
-    node, _ = started(gw)
-    try:
-        gw.send(b"app#1", b"", b"credit")
-        gw.request(b"app#1", SID_BIG, path="/stream")
-        gw.send(b"app#1", SID_BIG, b"credit", credit(300_000))
-        collect(gw, SID_BIG, 200_000)
-        # The handler now waits in write() for credit that never comes; the client goes away.
-        time.sleep(0.3)
-        assert "test_disconnected" not in node.stats
-        gw.send(b"app#1", SID_BIG, b"end")
-        deadline = time.monotonic() + 5
-        while "test_disconnected" not in node.stats and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert node.stats.get("test_disconnected") == 1
-        assert threading.active_count() < 50
-    finally:
-        node.stop(2)
-        gw.close()
+def test_end_releases_a_writer_waiting_for_credit(fake):
+    node, _ = fake.start()
+    fake.send(b"app#1", b"", b"credit")
+    fake.request(b"app#1", SID_BIG, path="/stream")
+    fake.send(b"app#1", SID_BIG, b"credit", credit(300_000))
+    collect(fake, SID_BIG, 200_000)
+    # The handler now waits in write() for credit that never comes; the client goes away.
+    time.sleep(0.3)
+    assert "test_disconnected" not in node.stats
+    fake.send(b"app#1", SID_BIG, b"end")
+    deadline = time.monotonic() + 5
+    while "test_disconnected" not in node.stats and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert node.stats.get("test_disconnected") == 1
+    assert threading.active_count() < 50
