@@ -80,9 +80,9 @@ package struct SessionCredit: Equatable {
     package mutating func grant(queued: Int, share: Int, room: Int) -> Grant {
         guard case .credited(let outstanding) = state else { return .none }
         let wanted = share - queued - max(outstanding, 0)
-        // Top up only once a quarter of the share (at most the small-grant floor) is free: a credit message per
-        // write of a slow client would cost more than it saves.
-        guard wanted >= min(share / 4, Self.smallestGrant) else { return .none }
+        // Top up only once a quarter of the share is free: a credit message per write to the client (per DATA
+        // frame over HTTP/2) would cost more than it saves. Shares are at least 64 KiB, so this is 16 KiB or more.
+        guard wanted >= share / 4 else { return .none }
         let amount = min(wanted, room, Self.largestGrant)
         if amount < min(wanted, Self.smallestGrant) {
             // The budget is nearly full: a tiny grant would only mean another message soon.
