@@ -37,7 +37,6 @@ package struct BufferBudget {
         case resumeBackends(pausedFor: Double)
     }
 
-    /// What a session's credit grant may be, given the budget (see `grantRoom`).
     package private(set) var state = State.open
     package private(set) var limit: Int
     package private(set) var clientBytes = 0
