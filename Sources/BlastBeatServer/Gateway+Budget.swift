@@ -117,5 +117,12 @@ extension Gateway {
         if creditWaiters.contains(where: { $0 === session }) { return }
         counters.sessionsThrottled += 1
         creditWaiters.append(session)
+        let vhost = session.vhost
+        if vhostServerNames[vhost].withUnsafeBytes({ warnings.allow("credit-room", $0, now: loop.now, interval: 10) }) {
+            logger.warning(
+                "max-buffered = \(budget.limit) bytes reached (clients \(budget.clientBytes), nodes \(nodeBytes), "
+                    + "credit \(budget.reservedCredit)): a session of vhost \(config.vhosts[vhost].name) waits for "
+                    + "credit until clients read (logged once per 10 s per vhost)")
+        }
     }
 }
