@@ -22,8 +22,8 @@ extension GatewaySession {
             if afterMessage, case .credited(let outstanding) = credit.state, outstanding <= 0 {
                 gateway.counters.sessionsThrottled += 1
             }
-        case .grant(let bytes):
-            gateway.budget.reservedCreditChanged(by: bytes)
+        case .grant(let bytes, let reservationChange):
+            gateway.budget.reservedCreditChanged(by: reservationChange)
             gateway.sendCredit(bytes, to: node, sid: sid)
         case .waitForRoom:
             gateway.waitForCreditRoom(self)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import socket
+
+import pytest
 import threading
 import time
 from urllib.parse import parse_qs
@@ -25,13 +27,25 @@ def budget_options(max_buffered: str, **more) -> dict:
                             "ping-freq": "1", "ping-timeout": "5", **more})
 
 
-def test_twenty_slow_readers_stay_within_the_budget(make_gateway):
+@pytest.mark.parametrize("node", ["raw", "sdk"])
+def test_twenty_slow_readers_stay_within_the_budget(make_gateway, node):
+    """20 clients read 50 MB bodies slowly, then fast: the gateway's RSS stays under max-buffered plus a fixed base,
+    and every body arrives whole. `raw`: a pyzmq node without credit, held by the fallback (pauses); `sdk`: the
+    Python SDK, held by credit (no pause)."""
+    import blastbeat
+
     budget = 32 * MIB
     gw = make_gateway(vhosts={"localhost": ["BIG"]}, options=budget_options("32m"))
-    backend = StreamingBackend(gw.endpoint, "BIG")
-    backend.start()
+    if node == "raw":
+        backend = StreamingBackend(gw.endpoint, "BIG")
+        backend.start()
+    else:
+        backend = blastbeat.Node(gw.endpoint, "BIG", sdk_streaming_app, instance="1", threads=24).start()
     try:
-        wait_until(lambda: scrape(gw).value("blastbeat_node_instances_connected", node="BIG") == 1, 10, what="node BIG up")
+        wait_until(lambda: scrape(gw).value("blastbeat_node_instances_connected", node="BIG") == 1, 10,
+                   what="node BIG up")
+        if node == "sdk":
+            wait_until(lambda: "takes credit" in gw.logs(), 5, what="the credit announcement")
         base = rss_bytes(gw.pid)
         slow = threading.Event()
         slow.set()
@@ -42,33 +56,45 @@ def test_twenty_slow_readers_stay_within_the_budget(make_gateway):
             reader.start()
         # Slow reading: at 800 KB/s each the clients take far less than the node sends, so without the budget
         # the gateway would queue up to max-output-buffer (64 MiB) for each of them.
-        wait_until(lambda: scrape(gw).value("blastbeat_backend_read_pauses_total") >= 1, 20,
-                   what="a pause at the budget")
+        held = "blastbeat_backend_read_pauses_total" if node == "raw" else "blastbeat_sessions_throttled_total"
+        wait_until(lambda: scrape(gw).value(held) >= 1, 20, what="the budget holding the node back")
         time.sleep(3)
         during = scrape(gw)
         slow.clear()
         for reader in readers:
             reader.join(180)
         peak = sampler.stop()
-        print(f"RSS base {base / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB over {sampler.samples} samples; "
+        after = scrape(gw)
+        print(f"{node}: RSS base {base / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB over {sampler.samples} samples; "
               f"budget {budget / MIB:.0f} MiB; body {BODY} bytes x 20; "
-              f"pauses {scrape(gw).value('blastbeat_backend_read_pauses_total')}")
+              f"pauses {after.value('blastbeat_backend_read_pauses_total')}, "
+              f"credit grants {after.value('blastbeat_credit_grants_total')}")
         for i, reader in enumerate(readers):
             assert not reader.error, f"reader {i}: {reader.error}"
             assert (reader.status, reader.length, reader.received) == (200, BODY, BODY), f"reader {i}"
             assert reader.digest == expected_digest(f"r{i}", BODY), f"reader {i}: body differs"
         assert during.value("blastbeat_budget_bytes", part="clients") <= budget + 4 * MIB
+        if node == "sdk":
+            assert after.value("blastbeat_backend_read_pauses_total") == 0
+            assert after.value("blastbeat_credit_overruns_total") == 0
         if gw.options.get("zmq-engine") != "libzmq":
             # The fixed base: the idle process, plus what the budget does not count (one message being read
             # from the node, read buffers, allocator slack). With libzmq the paused messages wait in libzmq's
             # own queue instead, which the budget cannot see (README, "Memory budget").
             assert peak <= base + budget + 24 * MIB, f"peak RSS {peak / MIB:.1f} MiB, base {base / MIB:.1f} MiB"
+        try:
+            wait_until(lambda: scrape(gw).value("blastbeat_budget_bytes", part="credit") == 0, 10,
+                       what="the credit given back")
+        except TimeoutError:
+            print("\n".join(l for l in scrape(gw).text.splitlines() if "budget" in l or "connections_open" in l or "in_flight" in l or "throttled" in l))
+            raise
         after = scrape(gw)
         assert after.value("blastbeat_backends_paused") == 0
         assert after.value("blastbeat_budget_bytes", part="clients") == 0
-        assert not backend.errors
+        if node == "raw":
+            assert not backend.errors
     finally:
-        backend.stop()
+        backend.stop() if node == "raw" else backend.stop(2)
 
 
 def stalled_client(port: int, source: str, path: str) -> socket.socket:

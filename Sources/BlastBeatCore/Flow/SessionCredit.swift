@@ -8,7 +8,7 @@
 /// | `uncredited` | `received` | `.uncredited` |
 /// | `credited(o)` | `received(n)`, `o > 0` | `.withinCredit`, `credited(o - n)` |
 /// | `credited(o)` | `received(n)`, `o <= 0` | `.overrun` (sent with no credit left), `credited(o - n)` |
-/// | `credited(o)` | `grant` | what fits the share, the queue and the budget's room; `credited(o + g)` |
+/// | `credited(o)` | `grant` | what fits the share, the queue and the budget's room; `credited(o + g)`, reserving what of `o + g` is above zero |
 /// | any | `finish` | the unused credit's reservation goes back; `uncredited` |
 ///
 /// The protocol lets a `headers` or WebSocket message exceed the credit left (they cannot be split), so the
@@ -33,8 +33,9 @@ package struct SessionCredit: Equatable {
     package enum Grant: Equatable {
         /// Nothing to send: uncredited, or enough credit outstanding for what the queue can take.
         case none
-        /// Send a `credit` message of this many bytes; the reservation grew by as much.
-        case grant(Int)
+        /// Send a `credit` message of `bytes`; the reservation grows by `reservationChange` (less than `bytes`
+        /// when the grant first pays back credit overdrawn by a head or a WebSocket message).
+        case grant(bytes: Int, reservationChange: Int)
         /// The session needs credit but the budget has no room: grant again when room frees.
         case waitForRoom
     }
@@ -89,7 +90,7 @@ package struct SessionCredit: Equatable {
             return outstanding <= 0 ? .waitForRoom : .none
         }
         state = .credited(outstanding: outstanding + amount)
-        return .grant(amount)
+        return .grant(bytes: amount, reservationChange: max(outstanding + amount, 0) - max(outstanding, 0))
     }
 
     /// The exchange ended (response complete, session gone): returns the reservation change (the unused

@@ -14,11 +14,11 @@ struct SessionCreditTests {
     @Test func firstGrantIsTheShareWithinTheRoom() {
         var credit = SessionCredit()
         #expect(credit.start(credited: true) == 0)
-        #expect(credit.grant(queued: 0, share: 1 << 20, room: 1 << 30) == .grant(1 << 20))
+        #expect(credit.grant(queued: 0, share: 1 << 20, room: 1 << 30) == .grant(bytes: 1 << 20, reservationChange: 1 << 20))
         #expect(credit.state == .credited(outstanding: 1 << 20))
         var small = SessionCredit()
         _ = small.start(credited: true)
-        #expect(small.grant(queued: 0, share: 1 << 20, room: 100 << 10) == .grant(100 << 10))
+        #expect(small.grant(queued: 0, share: 1 << 20, room: 100 << 10) == .grant(bytes: 100 << 10, reservationChange: 100 << 10))
     }
 
     @Test func usingCreditReleasesItsReservation() {
@@ -36,14 +36,14 @@ struct SessionCreditTests {
     @Test func topsUpOnlyAsTheQueueDrains() {
         var credit = SessionCredit()
         _ = credit.start(credited: true)
-        #expect(credit.grant(queued: 0, share: 1 << 20, room: .max) == .grant(1 << 20))
+        #expect(credit.grant(queued: 0, share: 1 << 20, room: .max) == .grant(bytes: 1 << 20, reservationChange: 1 << 20))
         _ = credit.received(1 << 20)
         // All of it queued for a client that does not read: nothing more.
         #expect(credit.grant(queued: 1 << 20, share: 1 << 20, room: .max) == .none)
         // A little written: still below the top-up threshold.
         #expect(credit.grant(queued: (1 << 20) - 1000, share: 1 << 20, room: .max) == .none)
         // A quarter written: that quarter comes back as credit.
-        #expect(credit.grant(queued: 3 << 18, share: 1 << 20, room: .max) == .grant(1 << 18))
+        #expect(credit.grant(queued: 3 << 18, share: 1 << 20, room: .max) == .grant(bytes: 1 << 18, reservationChange: 1 << 18))
     }
 
     @Test func waitsForRoomWhenTheBudgetIsFull() {
@@ -51,10 +51,22 @@ struct SessionCreditTests {
         _ = credit.start(credited: true)
         #expect(credit.grant(queued: 0, share: 1 << 20, room: 0) == .waitForRoom)
         #expect(credit.grant(queued: 0, share: 1 << 20, room: 1000) == .waitForRoom)
-        #expect(credit.grant(queued: 0, share: 1 << 20, room: 1 << 20) == .grant(1 << 20))
+        #expect(credit.grant(queued: 0, share: 1 << 20, room: 1 << 20) == .grant(bytes: 1 << 20, reservationChange: 1 << 20))
         // With credit left, a full budget is no reason to wait: the backend still has some.
         _ = credit.received(1000)
         #expect(credit.grant(queued: 1 << 19, share: 1 << 20, room: 0) == .none)
+    }
+
+    @Test func aGrantAfterAnOverdraftReservesOnlyWhatIsAboveZero() {
+        var credit = SessionCredit()
+        _ = credit.start(credited: true)
+        _ = credit.grant(queued: 0, share: 100_000, room: .max)
+        // A head with 64 KiB of body on 100,000 bytes of credit, then a 70,000-byte WebSocket message.
+        #expect(credit.received(170_000) == .withinCredit(reservationChange: -100_000))
+        #expect(credit.state == .credited(outstanding: -70_000))
+        // The next grant pays the overdraft back first: only what ends above zero is reserved.
+        #expect(credit.grant(queued: 0, share: 100_000, room: .max) == .grant(bytes: 100_000, reservationChange: 30_000))
+        #expect(credit.finish() == -30_000)
     }
 
     @Test func finishingReleasesUnusedCredit() {
