@@ -5,6 +5,7 @@ and is read again below three quarters of it (README, "Memory budget"). Credit i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 
@@ -14,7 +15,7 @@ import time
 from urllib.parse import parse_qs
 
 from budget_helpers import BLOCK, PIECE, BodyReader, RSSSampler, StreamingBackend, block, expected_digest
-from helpers import rss_bytes, wait_until
+from helpers import curl_fetch, rss_bytes, wait_until
 from test_metrics import admin_options, scrape
 
 MIB = 1 << 20
@@ -191,5 +192,29 @@ def test_credit_keeps_a_slow_reader_from_stalling_the_nodes_other_sessions(make_
         stalled.close()
         wait_until(lambda: scrape(gw).value("blastbeat_budget_bytes", part="credit") == 0, 10,
                    what="the credit given back")
+    finally:
+        node.stop(2)
+
+
+def test_http2_streams_take_credit_and_give_it_back(make_gateway):
+    """Over HTTP/2 a stream's credit follows what nghttp2 takes for the client's windows; every byte granted
+    and queued is given back when the streams close."""
+    import blastbeat
+
+    gw = make_gateway(vhosts={"localhost": ["APP"]}, options=budget_options("8m"))
+    node = blastbeat.Node(gw.endpoint, "APP", sdk_streaming_app, instance="1", threads=4).start()
+    try:
+        wait_until(lambda: "takes credit" in gw.logs(), 10, what="the credit announcement")
+        for i in range(3):
+            result = curl_fetch(gw.port, f"/?size=3000000&seed=h2-{i}", "--http2-prior-knowledge")
+            assert result.returncode == 0 and result.heads[0].startswith("HTTP/2 200"), result.stderr
+            assert hashlib.sha256(result.body).hexdigest() == expected_digest(f"h2-{i}", 3_000_000)
+        wait_until(lambda: scrape(gw).value("blastbeat_budget_bytes", part="credit") == 0, 10,
+                   what="the credit given back")
+        after = scrape(gw)
+        assert after.value("blastbeat_budget_bytes", part="clients") == 0
+        assert after.value("blastbeat_credit_grants_total") >= 3
+        assert after.value("blastbeat_credit_overruns_total") == 0
+        assert after.value("blastbeat_backend_read_pauses_total") == 0
     finally:
         node.stop(2)
