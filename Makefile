@@ -64,7 +64,8 @@ integration: build release venv
 		$(PY) -m pytest -q Tests/IntegrationTests
 
 # The suites that exercise the backend side again with zmq-engine = libzmq (the gateway's other ZMTP engine).
-LIBZMQ_SUITES := test_http.py test_nodes.py test_node_queue.py test_websocket.py test_seed_examples.py
+LIBZMQ_SUITES := test_http.py test_nodes.py test_node_queue.py test_websocket.py test_seed_examples.py \
+	test_memory_budget.py
 integration-libzmq: build venv
 	BLASTBEAT_ZMQ_ENGINE=libzmq BLASTBEAT_BIN=$(CURDIR)/.build/debug/blastbeat \
 		$(PY) -m pytest -q $(addprefix Tests/IntegrationTests/,$(LIBZMQ_SUITES))

@@ -24,6 +24,11 @@ public protocol BackendHandler {
     /// The session is over (the client left, the gateway closed it, the gateway connection was lost, or the
     /// node is stopping). Drop any state kept for it; nothing can be sent on it any more.
     func sessionEnded(session: Session)
+    /// The gateway granted the session more credit (docs/PROTOCOL.md, "Credit") and what waited for it went
+    /// out. A handler streaming a large response writes its next part here rather than all at once: a write
+    /// never blocks, and what the gateway's credit does not cover waits in the node
+    /// (`Session.bytesWaitingForCredit`).
+    func creditGranted(session: Session) throws
 }
 
 extension BackendHandler {
@@ -31,6 +36,7 @@ extension BackendHandler {
     public func requestBodyEnded(session: Session) throws {}
     public func webSocketMessage(_ message: WebSocketMessage, session: Session) throws {}
     public func sessionEnded(session: Session) {}
+    public func creditGranted(session: Session) throws {}
 }
 
 /// One WebSocket message, either way.

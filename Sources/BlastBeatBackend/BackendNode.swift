@@ -75,6 +75,9 @@ public final class BackendNode: @unchecked Sendable {
     public let endpoints: [String]
     /// The CURVE keys every connection uses; nil for unencrypted, unauthenticated connections.
     public let curve: CurveCredentials?
+    /// Whether the node announces credit to its gateways (docs/PROTOCOL.md, "Credit"): a session whose client
+    /// reads slowly then holds back only its own responses, not the node's other sessions.
+    public let credit: Bool
 
     private let stopRequested = Atomic<Bool>(false)
     private let running = Atomic<Bool>(false)
@@ -85,7 +88,9 @@ public final class BackendNode: @unchecked Sendable {
     ///
     /// - Throws: `.invalidIdentity` for an empty identity, one longer than 255 bytes or starting with a 0 byte
     ///   (reserved by ZeroMQ); `.invalidEndpoint` for an empty list.
-    public init(identity: String, endpoints: [String], curve: CurveCredentials? = nil) throws(BackendError) {
+    public init(
+        identity: String, endpoints: [String], curve: CurveCredentials? = nil, credit: Bool = true
+    ) throws(BackendError) {
         let bytes = Array(identity.utf8)
         guard !bytes.isEmpty, bytes.count <= 255, bytes[0] != 0 else {
             throw BackendError.invalidIdentity.with(
@@ -97,6 +102,7 @@ public final class BackendNode: @unchecked Sendable {
         self.identity = identity
         self.endpoints = endpoints
         self.curve = curve
+        self.credit = credit
     }
 
     /// A node serving node name `node`, as the process `instance` of it (by default one with an identity of
@@ -106,9 +112,11 @@ public final class BackendNode: @unchecked Sendable {
     ///   empty `named` instance, or an identity longer than 255 bytes (with `.unique`, a node name longer
     ///   than 238 bytes, since the suffix may take 17); `.invalidEndpoint` for an empty list.
     public convenience init(
-        node: String, instance: Instance = .unique, endpoints: [String], curve: CurveCredentials? = nil
+        node: String, instance: Instance = .unique, endpoints: [String], curve: CurveCredentials? = nil,
+        credit: Bool = true
     ) throws(BackendError) {
-        try self.init(identity: Self.identity(node: node, instance: instance), endpoints: endpoints, curve: curve)
+        try self.init(
+            identity: Self.identity(node: node, instance: instance), endpoints: endpoints, curve: curve, credit: credit)
     }
 
     /// The identity for `node` and `instance`; a `.unique` suffix is drawn anew at each call.
@@ -164,7 +172,7 @@ public final class BackendNode: @unchecked Sendable {
             stopRequested.store(false, ordering: .releasing)
             running.store(false, ordering: .releasing)
         }
-        let core = try NodeCore(identity: identity, endpoints: endpoints, curve: curve)
+        let core = try NodeCore(identity: identity, endpoints: endpoints, curve: curve, announcesCredit: credit)
         defer { core.close() }
         let security = curve.map { "with CURVE, node key \($0.publicKey)" } ?? "without CURVE"
         core.log("identity \(identity), \(security), gateways \(endpoints.joined(separator: ", "))")

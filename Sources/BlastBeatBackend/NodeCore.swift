@@ -41,7 +41,11 @@ final class NodeCore {
     let identity: String
     let endpoints: [String]
     let curve: CurveCredentials?
+    /// Whether the node announces credit (docs/PROTOCOL.md, "Credit").
+    let announcesCredit: Bool
     private var dealers: [ZMQDealer] = []
+    /// One per dealer: the credit its gateway granted, and the messages waiting for more.
+    private var gates: [CreditGate] = []
     /// One per dealer.
     private(set) var links: [GatewayLink] = []
     private(set) var sessions: [SessionKey: SessionRecord] = [:]
@@ -59,11 +63,13 @@ final class NodeCore {
     static let maxRetryDelay = Duration.seconds(30)
 
     init(
-        identity: String, endpoints: [String], curve: CurveCredentials? = nil, sendTimeoutMilliseconds: Int32 = 2000
+        identity: String, endpoints: [String], curve: CurveCredentials? = nil, sendTimeoutMilliseconds: Int32 = 2000,
+        announcesCredit: Bool = true
     ) throws(BackendError) {
         self.identity = identity
         self.endpoints = endpoints
         self.curve = curve
+        self.announcesCredit = announcesCredit
         for endpoint in endpoints {
             do {
                 dealers.append(
@@ -76,6 +82,7 @@ final class NodeCore {
             }
         }
         links = Array(repeating: .connecting, count: dealers.count)
+        gates = Array(repeating: CreditGate(), count: dealers.count)
     }
 
     /// Closes every dealer; what was sent gets up to a second to go out.
@@ -114,6 +121,7 @@ final class NodeCore {
                 links[gateway] = .connecting
                 // The gateway forgot every session of ours (it answers their clients 502), or it restarted.
                 log("lost the connection to \(endpoints[gateway]); reconnecting")
+                gates[gateway].reset()
                 endSessions(where: { $0.gateway == gateway }, handler: handler)
             case .handshakeFailed(let failure):
                 handshakeFailures += 1
@@ -133,7 +141,9 @@ final class NodeCore {
                 // Announce ourselves: an instance identity (NAME#x) is unknown to a gateway until it hears
                 // from it, and a restarted gateway has forgotten it.
                 announcements += 1
-                _ = try? dealers[gateway].send(sid: Self.noBytes, type: "pong", body: Self.noBytes, wait: false)
+                let announcement: StaticString = announcesCredit ? "credit" : ""
+                let body = UnsafeRawBufferPointer(start: announcement.utf8Start, count: announcement.utf8CodeUnitCount)
+                _ = try? dealers[gateway].send(sid: Self.noBytes, type: "pong", body: body, wait: false)
             }
         }
     }
@@ -194,6 +204,10 @@ final class NodeCore {
             _ = try? dealers[gateway].send(sid: message.sid, type: "pong", body: Self.noBytes, wait: false)
             return
         }
+        if case .credit = type, message.sid.isEmpty {
+            if gates[gateway].mode == .sendingFreely { log("\(endpoints[gateway]) grants credit: per-session flow control on") }
+            return gates[gateway].acknowledged()
+        }
         guard let sid = SessionID(message.sid) else {
             droppedMessages += 1
             return
@@ -201,7 +215,21 @@ final class NodeCore {
         let key = SessionKey(gateway: gateway, sid: sid)
         let session = Session(core: self, key: key)
         switch type {
+        case .credit:
+            guard message.body.count == 4, gates[gateway].mode == .waitingForCredit else {
+                droppedMessages += 1
+                return
+            }
+            let bytes = message.body.reduce(0) { $0 << 8 | Int($1) }
+            for released in gates[gateway].grant(sid, bytes) {
+                // A failure here is the gateway gone or stuck: its session ends by `end` or the lost connection.
+                released.body.withUnsafeBytes { raw in
+                    do throws(BackendError) { try transmit(key, released.type, raw) } catch { log("sending to \(endpoints[gateway]): \(error)") }
+                }
+            }
+            if sessions[key] != nil { call(session) { try handler.creditGranted(session: session) } }
         case .uwsgi:
+            gates[gateway].newRequest(sid)
             guard let request = Request(uwsgi: Array(message.body)) else {
                 droppedMessages += 1
                 log("undecodable uwsgi packet on session \(sid.hex); ending it")
@@ -234,6 +262,7 @@ final class NodeCore {
                 ? .text(String(decoding: message.body, as: UTF8.self)) : .binary(Array(message.body))
             call(session) { try handler.webSocketMessage(payload, session: session) }
         case .end:
+            gates[gateway].ended(sid)
             // May arrive more than once, or after a `retry` moved the session away: harmless.
             guard sessions.removeValue(forKey: key) != nil else { return }
             handler.sessionEnded(session: session)
@@ -313,8 +342,27 @@ final class NodeCore {
         sessions.removeValue(forKey: key)
     }
 
-    /// Sends one message on the session's gateway.
+    /// Response bytes of the session waiting for credit.
+    func bytesWaitingForCredit(_ key: SessionKey) -> Int {
+        key.gateway < gates.count ? gates[key.gateway].waitingBytes(key.sid) : 0
+    }
+
+    /// Sends one message on the session's gateway, or keeps it (or its rest) until the gateway grants credit.
     func send(_ key: SessionKey, _ type: BackendMessageType, _ body: UnsafeRawBufferPointer) throws(BackendError) {
+        guard key.gateway < gates.count else { throw BackendError.sessionEnded.with("the node has stopped") }
+        switch gates[key.gateway].admit(key.sid, type, count: body.count) {
+        case .send:
+            try transmit(key, type, body)
+        case .sendFirst(let count):
+            try transmit(key, type, UnsafeRawBufferPointer(rebasing: body[..<count]))
+            gates[key.gateway].hold(key.sid, type, Array(body[count...]))
+        case .hold:
+            gates[key.gateway].hold(key.sid, type, Array(body))
+        }
+    }
+
+    /// Sends one message on the session's gateway now.
+    private func transmit(_ key: SessionKey, _ type: BackendMessageType, _ body: UnsafeRawBufferPointer) throws(BackendError) {
         guard key.gateway < dealers.count else { throw BackendError.sessionEnded.with("the node has stopped") }
         let result: ZMQDealer.SendResult
         do {

@@ -118,6 +118,11 @@ public struct Session: Hashable {
         }
     }
 
+    /// Response bytes written but waiting for the gateway's credit (docs/PROTOCOL.md, "Credit"); 0 with a
+    /// gateway that does not grant credit. A streaming handler writes more when this is small, and again in
+    /// `BackendHandler.creditGranted`.
+    public var bytesWaitingForCredit: Int { core.bytesWaitingForCredit(key) }
+
     /// Sends response body bytes, framed as the head said (see the type's documentation).
     public func write(_ bytes: [UInt8]) throws(BackendError) {
         try write(bytes, asChunk: false)

@@ -40,7 +40,18 @@ extension Connection {
             output.consume(queued, keepingCapacity: Self.keptOutputCapacity)
             output.append(UnsafeRawBufferPointer(rebasing: bytes[(written - queued)...]))
         }
-        if hasQueuedOutput { scheduleFlush() }
+        if hasQueuedOutput { scheduleFlush() } else { settleBudget() }
+    }
+
+    /// Brings the memory budget's client bytes up to date with this connection's queue (a subtraction and
+    /// a compare on the hot path; the budget itself is only looked at when bytes arrive or before blocking).
+    func settleBudget() {
+        if closed { return }
+        let queued = queuedOutputBytes
+        if queued != budgetedOutputBytes {
+            gateway.budget.clientBytesChanged(by: queued - budgetedOutputBytes)
+            budgetedOutputBytes = queued
+        }
     }
 
     /// Before the first write that is not also the last: TCP_NODELAY. Nagle would hold back the
@@ -74,6 +85,7 @@ extension Connection {
             queuedForFlush = true
             gateway.connectionsToFlush.append(self)
         }
+        settleBudget()
         if queuedOutputBytes > outputLimit {
             // The client reads slower than the backend writes and zmq has no per-sid flow control.
             gateway.logger.warning("client \(peerDescription) too slow: over \(outputLimit) bytes queued, closing")
@@ -90,6 +102,11 @@ extension Connection {
     }
 
     func flush() {
+        defer {
+            settleBudget()
+            // What the client took leaves room in the session's share: a credited node may send more.
+            if let session, session.credit.isCredited { session.grantCredit(afterMessage: false) }
+        }
         // HTTP/2 frames join the output first (queuedForFlush still set: no second schedule).
         if let http2, !closed { http2.fillOutput() }
         queuedForFlush = false
@@ -226,6 +243,8 @@ extension Connection {
     func close() {
         if closed { return }
         teardown = .closed
+        gateway.budget.clientBytesChanged(by: -budgetedOutputBytes)
+        budgetedOutputBytes = 0
         io.stop()
         timer.stop()
         Posix.close(fd)

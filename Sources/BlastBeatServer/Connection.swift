@@ -55,6 +55,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
 
     // MARK: output
     var output = ByteBuffer()
+    /// `queuedOutputBytes` as last counted in the gateway's memory budget (`settleBudget`).
+    var budgetedOutputBytes = 0
     var teardown: Teardown = .open
     var queuedForFlush = false
     /// TCP_NODELAY is set before the first write that is not also the last (see `prepareToWrite`).

@@ -31,4 +31,12 @@ package struct Counters {
     package var requestsWaitedForNode = 0
     /// Times a connection stopped reading its client because its node's queue was full.
     package var readPausesForNodeQueue = 0
+    /// Times a backend connection (libzmq: every backend) was not read because it sent uncredited bytes at
+    /// `max-buffered`.
+    package var backendReadPauses = 0
+    /// `credit` messages sent, and messages that came after the session's credit was used up.
+    package var creditGrants = 0
+    package var creditOverruns = 0
+    /// Times a credited session was left without credit: its share full, or the budget.
+    package var sessionsThrottled = 0
 }

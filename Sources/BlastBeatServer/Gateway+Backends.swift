@@ -10,6 +10,7 @@ extension Gateway {
         switch message.type {
         case .pong:
             metrics.pongReceived(from: nodes.nodes[node].base, at: loop.now)
+            if message.body.elementsEqual(Self.creditAnnouncement.utf8) { nodeAnnouncedCredit(node) }
             return
         case .ping, .uwsgi:
             counters.outOfOrderBackendMessages += 1
@@ -31,7 +32,11 @@ extension Gateway {
             return
         }
         if message.type == .retry { metrics.nodeRetried(nodes.nodes[node].base) }
+        guard message.type.countsAgainstCredit else { return connection.backendMessage(message.type, message.body) }
+        let session = connection.session!
+        let credited = creditReceived(message.body.count, session: session)
         connection.backendMessage(message.type, message.body)
+        afterCountedMessage(from: message.identity, node: node, session: session, credited: credited)
     }
 
     package func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: UnsafeRawBufferPointer) {
@@ -174,13 +179,22 @@ extension Gateway {
 
     /// The node's meter (created on first use: instances join at run time).
     func nodeQueueMeter(_ node: Int) -> NodeQueueMeter {
-        while nodeQueueMeters.count <= node { nodeQueueMeters.append(NodeQueueMeter()) }
+        while nodeQueueMeters.count <= node { nodeQueueMeters.append(NodeQueueMeter(countingAlsoIn: allNodeBytes)) }
         return nodeQueueMeters[node]
     }
 
-    /// Whether request bodies for `node` must wait: it has `max-node-queue` bytes or more not yet sent.
+    /// Whether request bodies for `node` must wait: it has `max-node-queue` bytes or more not yet sent, or
+    /// the memory budget is reached.
     func nodeQueueIsFull(_ node: Int) -> Bool {
-        node < nodeQueueMeters.count && nodeQueueMeters[node].queuedBytes >= config.maxNodeQueue
+        (node < nodeQueueMeters.count && nodeQueueMeters[node].queuedBytes >= config.maxNodeQueue)
+            || budget.isFull(nodeBytes: allNodeBytes.queuedBytes)
+    }
+
+    /// Whether clients waiting on `node`'s queue must go on waiting: it has not drained to three quarters of
+    /// `max-node-queue`, or the budget not to its low-water mark.
+    func nodeQueueStillFull(_ node: Int) -> Bool {
+        nodeQueueMeter(node).queuedBytes >= config.maxNodeQueue / 4 * 3
+            || budget.total(nodeBytes: allNodeBytes.queuedBytes) >= budget.lowWater
     }
 
     /// Parks a connection until its node's queue drains; checked every 2 ms while any waits
@@ -194,7 +208,7 @@ extension Gateway {
     func resumeBodiesForDrainedNodes() {
         var stillWaiting: [Connection] = []
         for connection in waitingForNodeQueue where !connection.closed {
-            if let node = connection.node, nodeQueueMeter(node).queuedBytes >= config.maxNodeQueue / 4 * 3 {
+            if let node = connection.node, nodeQueueStillFull(node) {
                 stillWaiting.append(connection)
             } else {
                 connection.nodeQueueDrained()
@@ -219,6 +233,8 @@ extension Gateway {
         for _ in 0..<((count + Self.pingSlices - 1) / Self.pingSlices) {
             pingCursor = pingCursor + 1 < count ? pingCursor + 1 : 0
             let node = pingCursor
+            // A connection the gateway does not read cannot answer: its silence is the gateway's doing.
+            if isReadPaused(node) { continue }
             switch nodes.pingAction(for: node, now: now, frequency: config.pingFrequency, timeout: config.pingTimeout) {
             case .nothing:
                 continue
@@ -234,12 +250,17 @@ extension Gateway {
         }
     }
 
+    /// A message without a session (empty sid and body): `ping`, or `credit` acknowledging an announcement.
+    func sendConnectionMessage(to node: Int, type: StaticString) -> BackendSendResult? {
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        return try? routerSend(to: node, sid: empty, type: type, .copying(empty)).get()
+    }
+
     /// A ping has an empty sid and body (docs/PROTOCOL.md, "Health: ping and pong").
     private func ping(_ node: Int) {
         nodes.pinged(node, now: loop.now)
         metrics.pingSent(to: nodes.nodes[node].base, at: loop.now)
-        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
-        let sent = try? routerSend(to: node, sid: empty, type: "ping", .copying(empty)).get()
+        let sent = sendConnectionMessage(to: node, type: "ping")
         if sent == .unreachable && nodes.markDead(node) {
             logger.warning("node \(nodeName(node)) is not connected; marked dead")
             scheduleNodeFailure(node)
@@ -303,6 +324,8 @@ extension Gateway {
     package func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?) {
         logger.debug("\(Self.printable(identity)) connected from \(address)\(replaced.map { " (replacing its connection from \($0.address))" } ?? "")")
         guard let node = nodes.index(of: identity) else { return }
+        // A new connection takes credit only once it announces it.
+        if node < nodeFlowControl.count { nodeFlowControl[node] = .pausing }
         if replaced != nil {
             for connection in sessions.values where connection.node == node && connection.nodeKnowsSession {
                 sessionsOnReplacedConnections.append(connection)

@@ -16,7 +16,12 @@ extension Gateway {
             return
         }
         // The stream's connection stays alive for the call even if a write closes it.
-        withExtendedLifetime(stream.connection.connection) { stream.backendMessage(message.type, message.body) }
+        withExtendedLifetime(stream.connection.connection) {
+            guard message.type.countsAgainstCredit else { return stream.backendMessage(message.type, message.body) }
+            let credited = creditReceived(message.body.count, session: stream.session)
+            stream.backendMessage(message.type, message.body)
+            afterCountedMessage(from: message.identity, node: node, session: stream.session, credited: credited)
+        }
     }
 
     /// The streams waiting on nodes found dead in this iteration: retried where safe, else 502 or RST_STREAM.

@@ -194,6 +194,30 @@ extension Gateway {
         t.start("blastbeat_buffered_bytes")
         t.label("held_for", "nodes")
         t.value(nodeBytes)
+        single(
+            "blastbeat_max_buffered_bytes", .gauge, "The memory budget (max-buffered).", budget.limit)
+        t.family(
+            "blastbeat_budget_bytes", .gauge,
+            "Bytes counted against max-buffered: response bytes queued for clients, client data for nodes, credit granted and unused.")
+        for (part, value) in [("clients" as StaticString, budget.clientBytes), ("nodes", nodeBytes), ("credit", budget.reservedCredit)] {
+            t.start("blastbeat_budget_bytes")
+            t.label("part", part)
+            t.value(value)
+        }
+        single(
+            "blastbeat_backends_paused", .gauge,
+            "Backend connections not read now because they sent uncredited bytes at max-buffered.", pausedBackends.count)
+        single(
+            "blastbeat_backend_read_pauses_total", .counter,
+            "Times a backend connection (libzmq: every backend) stopped being read at max-buffered.", c.backendReadPauses)
+        single(
+            "blastbeat_sessions_throttled_total", .counter,
+            "Times a credited session was left without credit: its share of max-buffered full, or the budget.",
+            c.sessionsThrottled)
+        single("blastbeat_credit_grants_total", .counter, "credit messages sent to backends.", c.creditGrants)
+        single(
+            "blastbeat_credit_overruns_total", .counter, "Messages a credited backend sent with its credit used up.",
+            c.creditOverruns)
         if let rss = ProcessMemory.residentBytes() {
             single(
                 "blastbeat_resident_memory_bytes", .gauge, "Resident memory of the gateway process (/proc/self/statm).",

@@ -72,6 +72,18 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var warnings = WarningLimiter()
     /// Per node (same index as `nodes`): request body bytes handed to ZeroMQ and not yet sent.
     var nodeQueueMeters: [NodeQueueMeter] = []
+    /// Every node's meter counts in this one too: the memory budget's node bytes.
+    let allNodeBytes = NodeQueueMeter()
+    /// The memory budget (`max-buffered`, Gateway+Budget.swift).
+    var budget = BufferBudget(limit: 256 << 20)  // set from the configuration by installSettings
+    /// Per node: how its bytes are held to the budget (credit, once it announced it; else pausing).
+    var nodeFlowControl: [NodeFlowControl] = []
+    /// Backend connections not read because they sent uncredited bytes at the budget, by identity.
+    var pausedBackends: [(identity: [UInt8], node: Int)] = []
+    /// What the pauses stopped: one connection each, or (libzmq) every backend.
+    var backendPause = BackendRouter.Pause.none
+    /// Credited sessions that need credit while the budget has no room: granted once it has.
+    var creditWaiters: [GatewaySession] = []
     /// Connections that stopped reading their request body because their node's queue is full.
     var waitingForNodeQueue: [Connection] = []
     var nodeQueueTimer: TimerWatcher! = nil
@@ -135,6 +147,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             throw StartupError(description: "\(error)")
         }
         metrics = Metrics(startTime: WallClock.now())
+        ProcessMemory.returnLargeBuffersWhenFreed()
         installSettings()
         if let path = config.accessLog {
             do { accessLog = try LogSink(path: path) } catch {
@@ -178,6 +191,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         requestLimits = config.limits
         requestLimits.maxBodySize = config.largestBodySize
         vhostLimits = config.vhosts.map(\.limits)
+        budget.setLimit(config.maxBuffered)
         vhostInFlight += [Int](repeating: 0, count: config.vhosts.count - vhostInFlight.count)
         vhostConnections += [Int](repeating: 0, count: config.vhosts.count - vhostConnections.count)
         vhostRefusalLogged += Array(repeating: (-.infinity, -.infinity), count: config.vhosts.count - vhostRefusalLogged.count)
@@ -303,6 +317,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             flushBatch.removeAll(keepingCapacity: true)
             if !router.hasPendingWork { break }
         }
+        if budget.state != .open || !creditWaiters.isEmpty { budgetCheck() }
         // Backend output last: flushing clients may have started pipelined requests.
         router.flush()
         if router.hasPendingWork || !connectionsToFlush.isEmpty { prepareWatcher.skipNextBlock() }

@@ -24,6 +24,8 @@ final class GatewaySession {
     private var requestHasBody = false
     /// Parked until a node of the vhost connects (Gateway.waitForNode), right after a start or an upgrade.
     private(set) var isWaitingForNode = false
+    /// What the node may send for this sid (GatewaySession+Credit.swift).
+    var credit = SessionCredit()
 
     init(gateway: Gateway, transport: SessionTransport, sid: SessionID) {
         self.gateway = gateway
@@ -139,6 +141,7 @@ final class GatewaySession {
                 let before = machine.slotNode
                 machine.dispatched()
                 settleSlot(heldBefore: before)
+                startCredit(node: target)
                 if let body = replayBody, !body.isEmpty {
                     gateway.send(to: target, sid: sid, type: "body", body: body)
                 }
@@ -292,6 +295,7 @@ final class GatewaySession {
             isWaitingForNode = false
             gateway.stopWaiting(self)
         }
+        finishCredit()
         let before = machine.slotNode
         let nodeToTell = machine.clientGone()
         settleSlot(heldBefore: before)
@@ -340,24 +344,24 @@ final class GatewaySession {
             return
         case .write(let bytes, let complete):
             transport.writeResponse(bytes)
-            if complete { transport.responseFinished() }
+            if complete { responseFinished() }
         case .writeDroppingExcess(let bytes, let excess):
             transport.writeResponse(bytes)
             gateway.counters.outOfOrderBackendMessages += 1
             gateway.logger.warning("node \(nodeName) sent \(excess) bytes past Content-Length; dropped")
-            transport.responseFinished()
+            responseFinished()
         case .writeChunk(let payload, let complete):
             transport.writeChunk(payload)
-            if complete { transport.responseFinished() }
+            if complete { responseFinished() }
         case .startResponse(let head, let status, let adding, let complete):
             transport.writeResponseHead(head, status: status, adding: adding, complete: complete)
-            if complete { transport.responseFinished() }
+            if complete { responseFinished() }
         case .acceptUpgrade(let head):
             transport.backendAcceptedUpgrade(head: head)
         case .finishAndClose(let lastChunk, let truncated):
             if lastChunk { transport.writeChunk(UnsafeRawBufferPointer(start: nil, count: 0)) }
             if truncated { gateway.counters.backendErrors += 1 }
-            transport.responseFinished()
+            responseFinished()
             transport.closeAfterFlush()
         case .close:
             transport.closeAfterFlush()
@@ -378,6 +382,12 @@ final class GatewaySession {
                 gateway.logger.warning("node sent headers with no response pending on \(sid.hex); dropped")
             }
         }
+    }
+
+    /// The response is complete: its unused credit goes back before the transport starts the next exchange.
+    private func responseFinished() {
+        finishCredit()
+        transport.responseFinished()
     }
 
     /// Counts and logs a failure the backend, or the wait for it, caused.

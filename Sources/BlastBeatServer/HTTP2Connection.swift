@@ -17,7 +17,9 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     private(set) var framer: HTTP2ServerSession! = nil
     private(set) var streams: [Int32: HTTP2Stream] = [:]
     /// Response bytes all streams hold for the client's windows; at most `max-output-buffer` together.
-    var bufferedResponseBytes = 0
+    var bufferedResponseBytes = 0 {
+        didSet { gateway.budget.clientBytesChanged(by: bufferedResponseBytes - oldValue) }
+    }
     private var floodGuard = HTTP2FloodGuard()
     /// Reused for every stream's request: its HTTP/1.1 text and the parsed head.
     private var headText: [UInt8] = []
@@ -285,9 +287,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     func resumeDrainedStreams() {
         var still: [HTTP2Stream] = []
         for stream in waitingForNodeQueue where !stream.closed {
-            if let node = stream.session.node,
-                gateway.nodeQueueMeter(node).queuedBytes >= gateway.config.maxNodeQueue / 4 * 3
-            {
+            if let node = stream.session.node, gateway.nodeQueueStillFull(node) {
                 still.append(stream)
             } else {
                 framer.consume(stream.unconsumed, stream: stream.id)

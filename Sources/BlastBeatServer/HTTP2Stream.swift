@@ -156,6 +156,9 @@ final class HTTP2Stream {
         connection.outputReady()
     }
 
+    /// Response body bytes waiting for the client's window.
+    var queuedBodyBytes: Int { body.readableCount }
+
     /// Bytes for one DATA frame (nghttp2's data provider).
     func readBody(into buffer: UnsafeMutableRawBufferPointer) -> HTTP2BodyRead {
         let n = min(buffer.count, body.readableCount)
@@ -164,6 +167,7 @@ final class HTTP2Stream {
             body.consume(n, keepingCapacity: 16 * 1024)
             connection.bufferedResponseBytes -= n
             lastDrained = gateway.loop.now
+            if session.credit.isCredited { session.grantCredit(afterMessage: false) }
         }
         let end = phase == .ended && body.isEmpty
         if n == 0 && !end {

@@ -38,6 +38,22 @@ enum SessionTransport {
         }
     }
 
+    /// Response bytes queued for the client and not yet written (an HTTP/2 stream's own, waiting for its window).
+    var queuedResponseBytes: Int {
+        switch self {
+        case .http1(let c): c._withUnsafeGuaranteedRef { $0.queuedOutputBytes }
+        case .http2(let s): s._withUnsafeGuaranteedRef { $0.queuedBodyBytes }
+        }
+    }
+
+    /// Most response bytes the client's queue may hold (a session's share is never larger).
+    var outputLimit: Int {
+        switch self {
+        case .http1(let c): c._withUnsafeGuaranteedRef { $0.outputLimit }
+        case .http2(let s): s._withUnsafeGuaranteedRef { $0.limits.maxOutputBuffer }
+        }
+    }
+
     /// The request body is still arriving from the client.
     var isReadingRequestBody: Bool {
         @inline(__always) get {

@@ -250,6 +250,35 @@ package final class BackendRouter {
         if case .libzmq(let router) = engine { router.checkQueue() }
     }
 
+    /// What a pause stopped.
+    package enum Pause: Equatable {
+        /// The connection holding the identity (native engine).
+        case connection
+        /// Every backend's messages: libzmq has one queue for all of them.
+        case allBackends
+        /// Nothing: the identity has no connection.
+        case none
+    }
+
+    /// Stops delivering messages from the connection holding `identity` (native engine) or from every
+    /// backend (libzmq), after the message being delivered. Sends go on.
+    package func pauseReading(identity: UnsafeRawBufferPointer) -> Pause {
+        switch engine {
+        case .native(let router): return router.pauseReading(identity: identity) ? .connection : .none
+        case .libzmq(let router):
+            router.pauseReading()
+            return .allBackends
+        }
+    }
+
+    /// Ends a pause of `identity` (native) or of every backend (libzmq).
+    package func resumeReading(identity: UnsafeRawBufferPointer) {
+        switch engine {
+        case .native(let router): router.resumeReading(identity: identity)
+        case .libzmq(let router): router.resumeReading()
+        }
+    }
+
     /// Writes what sends queued (native engine); the owner calls this before the loop blocks.
     package func flush() {
         if case .native(let router) = engine { router.flush() }

@@ -10,14 +10,24 @@ import Synchronization
 /// lifetime).
 package final class NodeQueueMeter: Sendable {
     private let queued = Atomic<Int>(0)
+    /// The meter of every node together (the memory budget's node bytes), counted along; it outlives this one.
+    private let total: NodeQueueMeter?
 
-    package init() {}
+    package init(countingAlsoIn total: NodeQueueMeter? = nil) {
+        self.total = total
+    }
 
     package var queuedBytes: Int { queued.load(ordering: .relaxed) }
 
-    func add(_ count: Int) { queued.add(count, ordering: .relaxed) }
+    func add(_ count: Int) {
+        queued.add(count, ordering: .relaxed)
+        total?.add(count)
+    }
 
-    func subtract(_ count: Int) { queued.subtract(count, ordering: .relaxed) }
+    func subtract(_ count: Int) {
+        queued.subtract(count, ordering: .relaxed)
+        total?.subtract(count)
+    }
 }
 
 /// Memory for a message body that a `BackendRouter` sends without copying (as a `CountedBody`). A

@@ -1,7 +1,21 @@
 import Glibc
+internal import CSystem
 
 /// The gateway's own memory use, for the metrics (`blastbeat_resident_memory_bytes`).
 package enum ProcessMemory {
+    /// Gives large buffers back to the kernel when they are freed, so the resident size follows the bytes the
+    /// memory budget (`max-buffered`) counts instead of their high-water mark.
+    ///
+    /// glibc serves allocations past its mmap threshold with their own mappings, unmapped on free, but raises
+    /// the threshold each time such a mapping is freed (up to 32 MiB): after a burst of large output queues,
+    /// later ones come from the heap, whose freed middle stays resident. The 20-slow-reader test
+    /// (Tests/IntegrationTests/test_memory_budget.py) peaked at up to 96 MiB for a 32 MiB budget that way.
+    /// Setting the threshold fixes it at 256 KiB: buffers that size and larger are mappings of their own.
+    /// Smaller ones (request heads, keep-alive responses) stay on the heap, so the hot path is unchanged.
+    package static func returnLargeBuffersWhenFreed() {
+        _ = CSystem_set_mmap_threshold(256 * 1024)
+    }
+
     /// Resident set size in bytes: the second field of `/proc/self/statm` (in pages) times the page size.
     /// nil when the file cannot be read (no /proc). One open and read per scrape, never on the hot path.
     package static func residentBytes() -> Int? {

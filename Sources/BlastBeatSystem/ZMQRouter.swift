@@ -175,11 +175,26 @@ final class ZMQRouter: IOWatcherDelegate {
         if hasIncoming { drain() } else { needsCheck = false }
     }
 
+    /// Whether messages are received. libzmq gives one queue for all connections, so a pause (at the gateway's
+    /// memory budget) stops every backend's messages, not one connection's (README, "Memory budget").
+    enum Reading { case active, paused }
+    private(set) var reading = Reading.active
+
+    func pauseReading() { reading = .paused }
+
+    /// Receives again; the messages that waited are fetched before the loop blocks (the edge of the
+    /// notification descriptor may be gone).
+    func resumeReading() {
+        if reading == .active { return }
+        reading = .active
+        needsCheck = true
+    }
+
     /// Delivers every queued message (the fd is edge-triggered: stop only when empty, or past a budget
-    /// with `needsCheck` set so the owner looks again before blocking).
+    /// with `needsCheck` set so the owner looks again before blocking). While paused it delivers nothing.
     private func drain() {
         var budget = 10_000
-        while !closed {
+        while !closed && reading == .active {
             guard budget > 0 else {
                 needsCheck = true
                 return

@@ -17,6 +17,10 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// seen leaving instead of vanishing silently). `greeting`: ours is out whole, theirs not yet in.
     enum State { case signature, greeting, handshake, ready, closed }
 
+    /// Whether the peer's messages are read: the gateway stops reading a backend that sends uncredited bytes
+    /// at the memory budget (`BackendRouter.pauseReading`). Output is written either way.
+    enum Reading { case active, paused }
+
     /// How the connection is secured; CURVE carries its handshake and message keys.
     enum Security {
         case null
@@ -46,6 +50,7 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// The socket took less than was queued: writing resumes when it is writable (trying earlier
     /// would only cost a `sendmsg` that fails with EAGAIN).
     @exclusivity(unchecked) private(set) var waitingForWritable = false
+    @exclusivity(unchecked) private(set) var reading = Reading.active
 
     private static let initialCapacity = 64 * 1024
     /// Largest frame accepted before the handshake is done: a CURVE INITIATE with its metadata or a
@@ -113,8 +118,27 @@ final class ZMTPPeer: IOWatcherDelegate {
         }
         if done != !waitingForWritable {
             waitingForWritable = !done
-            watcher.watch(read: true, write: !done)
+            watcher.watch(read: reading == .active, write: !done)
         }
+    }
+
+    // MARK: pausing
+
+    /// Stops delivering messages after the one being delivered; what is buffered or arrives waits (the
+    /// kernel's socket buffer, then TCP, hold the backend back).
+    func pauseReading() {
+        if state == .closed || reading == .paused { return }
+        reading = .paused
+        watcher.watch(read: false, write: waitingForWritable)
+    }
+
+    /// Delivers the complete messages buffered during the pause, then reads again (unless a delivery
+    /// paused it once more).
+    func resumeReading() {
+        if state == .closed || reading == .active { return }
+        reading = .active
+        watcher.watch(read: true, write: waitingForWritable)
+        process()
     }
 
     // MARK: reading
@@ -130,7 +154,7 @@ final class ZMTPPeer: IOWatcherDelegate {
             if n == 0 { return closedByPeer("closed by the backend") }
             end += n
             process()
-            if state == .closed || n < room.count { return }
+            if state == .closed || reading == .paused || n < room.count { return }
         }
     }
 
@@ -146,7 +170,7 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// Consumes every complete greeting, command and message in the buffer, then makes room
     /// for the rest of the incomplete one.
     private func process() {
-        while state != .closed {
+        while state != .closed && reading == .active {
             let available = end - start
             if state == .signature || state == .greeting {
                 let prefix = UnsafeRawBufferPointer(start: input + start, count: min(available, 10))

@@ -466,6 +466,18 @@ final class ZMTPRouter: TimerWatcherDelegate {
         peersToFlush.append(peer)
     }
 
+    /// Stops reading the connection holding `identity` (see `ZMTPPeer.pauseReading`); false when none does.
+    func pauseReading(identity: UnsafeRawBufferPointer) -> Bool {
+        guard let peer = readyPeer(identity) else { return false }
+        peer.pauseReading()
+        return true
+    }
+
+    /// Reads the connection holding `identity` again, delivering what it buffered meanwhile.
+    func resumeReading(identity: UnsafeRawBufferPointer) {
+        readyPeer(identity)?.resumeReading()
+    }
+
     /// Whether output was queued since the last `flush()`.
     var needsFlush: Bool { !peersToFlush.isEmpty }
 

@@ -16,6 +16,10 @@ static inline int CSystem_peercred(int fd, int *pid, unsigned int *uid) {
     return 0;
 }
 
+// glibc's malloc tuning (Sources/BlastBeatSystem/ProcessMemory.swift): <malloc.h> is not in Swift's Glibc module.
+#include <malloc.h>
+static inline int CSystem_set_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
+
 // The privileged parent (Sources/BlastBeatSystem/PrivilegedChannel.swift): descriptors passed with SCM_RIGHTS,
 // whose CMSG_* helpers are macros Swift cannot call.
 #include <string.h>

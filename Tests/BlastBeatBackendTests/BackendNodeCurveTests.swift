@@ -29,7 +29,7 @@ import Testing
         defer { backend.stop() }
 
         let announcement = try #require(router.receive(timeoutMilliseconds: 2000))
-        #expect(announcement == [bytes("secure#1"), [], bytes("pong"), []])
+        #expect(announcement == [bytes("secure#1"), [], bytes("pong"), bytes("credit")])
         #expect(router.zapRequests.count == 1)
         #expect(router.zapRequests.first?.mechanism == "CURVE")
         #expect(router.zapRequests.first?.clientKey == node.publicKey)
@@ -59,7 +59,7 @@ import Testing
         let good = try BackendNode(identity: "secure", endpoints: [router.endpoint], curve: try credentials())
         let goodThread = NodeThread(good)
         defer { good.stop() }
-        #expect(router.receive(timeoutMilliseconds: 2000) == [bytes("secure"), [], bytes("pong"), []])
+        #expect(router.receive(timeoutMilliseconds: 2000) == [bytes("secure"), [], bytes("pong"), bytes("credit")])
         good.stop()
         try goodThread.join()
     }
@@ -120,7 +120,7 @@ import Testing
         #expect(core.reconnects == 1)
         router.allowedClientKeys = [node.publicKey]
         let announcement = try pump(until: { false }, seconds: 5)
-        #expect(announcement == [bytes("secure"), [], bytes("pong"), []])
+        #expect(announcement == [bytes("secure"), [], bytes("pong"), bytes("credit")])
         #expect(core.links[0] == .connected && core.reconnects == 2)
     }
 }

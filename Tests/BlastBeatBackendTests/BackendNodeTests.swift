@@ -74,7 +74,7 @@ import Testing
         defer { for node in nodes { node.stop() } }
         var announced: Set<[UInt8]> = []
         while announced.count < 2, let announcement = router.receive(timeoutMilliseconds: 2000) {
-            #expect(Array(announcement.dropFirst()) == [[], bytes("pong"), []])
+            #expect(Array(announcement.dropFirst()) == [[], bytes("pong"), bytes("credit")])
             announced.insert(announcement[0])
         }
         #expect(announced == Set(nodes.map { bytes($0.identity) }))
@@ -109,9 +109,9 @@ import Testing
         let thread = NodeThread(node)
         defer { node.stop() }  // on an early exit; the thread ends by itself then
 
-        // The announcement, then a ping answered by the running loop.
+        // The announcement (with credit, docs/PROTOCOL.md "Credit"), then a ping answered by the running loop.
         let announcement = try #require(router.receive(timeoutMilliseconds: 2000))
-        #expect(announcement == [bytes("runner"), [], bytes("pong"), []])
+        #expect(announcement == [bytes("runner"), [], bytes("pong"), bytes("credit")])
         #expect(router.send([bytes("runner"), [], bytes("ping"), []]))
         let pong = try #require(router.receive(timeoutMilliseconds: 2000))
         #expect(pong == [bytes("runner"), [], bytes("pong"), []])

@@ -189,6 +189,7 @@ final class Recorder: BackendHandler {
         case bodyEnded
         case webSocket(WebSocketMessage)
         case ended
+        case creditGranted
     }
 
     var events: [Event] = []
@@ -196,6 +197,7 @@ final class Recorder: BackendHandler {
     var onStart: (Request, Session) throws -> Void = { _, _ in }
     var onBodyEnded: (Session) throws -> Void = { _ in }
     var onWebSocket: (WebSocketMessage, Session) throws -> Void = { _, _ in }
+    var onCredit: (Session) throws -> Void = { _ in }
 
     func requestStarted(_ request: Request, session: Session) throws {
         events.append(.started(method: request.method, path: request.path))
@@ -220,6 +222,11 @@ final class Recorder: BackendHandler {
     func sessionEnded(session: Session) {
         events.append(.ended)
     }
+
+    func creditGranted(session: Session) throws {
+        events.append(.creditGranted)
+        try onCredit(session)
+    }
 }
 
 /// A node core connected to a test router, with the handshake done (the announcement pong received).
@@ -229,13 +236,15 @@ struct Harness {
     let handler: Recorder
     let identity: [UInt8]
 
-    init(identity: String = "node-a", handler: Recorder = Recorder()) throws {
+    /// `credit`: the node announces credit (docs/PROTOCOL.md, "Credit"); off by default so that the other
+    /// tests see the messages of a node talking to a gateway that does not grant it.
+    init(identity: String = "node-a", handler: Recorder = Recorder(), credit: Bool = false) throws {
         router = TestRouter()
-        core = try NodeCore(identity: identity, endpoints: [router.endpoint])
+        core = try NodeCore(identity: identity, endpoints: [router.endpoint], announcesCredit: credit)
         self.handler = handler
         self.identity = Array(identity.utf8)
         let announcement = try next()
-        #expect(announcement == [self.identity, [], Array("pong".utf8), []])
+        #expect(announcement == [self.identity, [], Array("pong".utf8), credit ? Array("credit".utf8) : []])
     }
 
     /// Pumps the node until the router has a message, and returns it (nil after two seconds).

@@ -159,7 +159,7 @@ def main():
         write("http2-server", k, v)
 
     for name in ["headers", "body", "chunk", "end", "websocket", "websocket-binary", "retry", "pong", "ping",
-                 "uwsgi"]:
+                 "uwsgi", "credit"]:
         write("backend-message", name, name)
 
     greeting_null = b"\xff" + b"\0" * 8 + b"\x7f" + b"\x03\x01" + b"NULL".ljust(20, b"\0") + b"\0" + b"\0" * 31

@@ -57,6 +57,7 @@ BAD = [
     (2, "bind", "bind = 127.0.0.1:99999"),
     (4, "max-body-size", "max-body-size = lots"),
     (4, "backend-timeout", "backend-timeout = soon"),
+    (4, "max-buffered", "max-buffered = 512k"),  # below the 1 MiB minimum
 ]
 
 

@@ -299,7 +299,7 @@ def test_curve_round_trip_with_pyzmq_certificates(curve_router, curve_keys, run_
     proc = run_swift("swift-hello", "--connect", curve_router.endpoint, "--instance", "c",
                      "--curve-key", str(curve_keys / "hello-swift.key_secret"), "--server-key", key)
     announcement = curve_router.receive(timeout=5)
-    assert announcement == [b"hello-swift#c", b"", b"pong", b""], run_swift.log_of(proc)
+    assert announcement == [b"hello-swift#c", b"", b"pong", b"credit"], run_swift.log_of(proc)
     sid = bytes(range(16))
     curve_router.sock.send_multipart([b"hello-swift#c", sid, b"uwsgi", uwsgi_packet("GET", "/secret")])
     reply = curve_router.receive(timeout=5)

@@ -117,7 +117,8 @@ def hello(req):
 def test_announces_itself_and_answers_ping(fake, node_factory):
     node_factory(hello, instance="7", announce=False)
     identity, sid, kind, body = fake.recv(skip_pongs=False)
-    assert (identity, sid, kind, body) == (b"app#7", b"", b"pong", b"")
+    # The announcement asks for credit (docs/PROTOCOL.md, "Credit"); answers to pings are plain.
+    assert (identity, sid, kind, body) == (b"app#7", b"", b"pong", b"credit")
     fake.send(b"app#7", b"", b"ping")
     assert fake.recv(skip_pongs=False) == [b"app#7", b"", b"pong", b""]
 
@@ -269,7 +270,10 @@ def test_large_write_is_split(fake, node_factory):
     first = fake.recv()[3]
     head, _, start = first.partition(b"\r\n\r\n")
     rest = [fake.recv()[3] for _ in range(2)]
-    assert start + b"".join(rest) == data and len(start) == blastbeat.node.MAX_MESSAGE
+    # A node that announces credit puts at most 64 KiB behind the head (a head cannot be split to fit credit).
+    assert len(start) == blastbeat.node.INLINE_WITH_CREDIT
+    assert [len(piece) for piece in rest] == [blastbeat.node.MAX_MESSAGE, len(data) - len(start) - blastbeat.node.MAX_MESSAGE]
+    assert start + b"".join(rest) == data
 
 
 def test_head_request_sends_head_only(fake, node_factory):

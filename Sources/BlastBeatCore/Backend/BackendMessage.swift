@@ -99,10 +99,14 @@ package enum GatewayMessageType: Sendable, Equatable, CaseIterable {
     case websocket
     /// One complete binary message from the client.
     case websocketBinary
+    /// Credit (docs/PROTOCOL.md, "Credit"): with an empty sid, the gateway grants credit on this connection;
+    /// with a session's sid, 4 bytes big-endian: that many more bytes may be sent for it.
+    case credit
 
     /// The type frame's bytes.
     package var bytes: StaticString {
         switch self {
+        case .credit: return "credit"
         case .uwsgi: return "uwsgi"
         case .body: return "body"
         case .end: return "end"

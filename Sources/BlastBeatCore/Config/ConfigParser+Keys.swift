@@ -8,7 +8,7 @@ extension ConfigParser.Builder {
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "error-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
         "max-in-flight", "max-client-connections", "include", "admin", "client-rate", "client-burst", "http2",
-        "http2-max-streams", "workers",
+        "http2-max-streams", "workers", "max-buffered",
     ]
     static let vhostKeys = [
         "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",
@@ -88,6 +88,8 @@ extension ConfigParser.Builder {
             config.maxNodeQueue = try byteSize(value, key, line, minimum: 1)
         case "max-output-buffer":
             config.maxOutputBuffer = try byteSize(value, key, line, minimum: 1)
+        case "max-buffered":
+            config.maxBuffered = try byteSize(value, key, line, minimum: Configuration.minimumMaxBuffered)
         case "access-log":
             config.accessLog = value == "off" ? nil : try path(value, key, line, what: "a file path, - (stdout) or off")
         case "error-log":
@@ -269,7 +271,8 @@ extension ConfigParser.Builder {
         if multiplier != 1 {
             digits = digits.dropLast()
         }
-        guard let number = Self.digits(digits), number >= minimum else {
+        // The minimum applies to the size, not to the digits before its unit (`32m` is 33,554,432 bytes).
+        guard let number = Self.digits(digits) else {
             throw error(
                 line, key,
                 "expected a size in bytes >= \(minimum), optionally with k, m or g, got \(value.debugDescription)")
@@ -277,6 +280,11 @@ extension ConfigParser.Builder {
         let (bytes, overflow) = number.multipliedReportingOverflow(by: multiplier)
         guard !overflow else {
             throw error(line, key, "expected a size in bytes that fits in 63 bits, got \(value.debugDescription)")
+        }
+        guard bytes >= minimum else {
+            throw error(
+                line, key,
+                "expected a size in bytes >= \(minimum), optionally with k, m or g, got \(value.debugDescription)")
         }
         return bytes
     }

@@ -93,6 +93,14 @@ package struct Configuration: Sendable, Equatable {
     package var maxNodeQueue: Int = 64 << 20
     /// `max-output-buffer`: per-connection pending response bytes before the backend is no longer read for it.
     package var maxOutputBuffer: Int = 64 << 20
+    /// `max-buffered`: the memory budget, bytes the gateway holds for clients (response bytes queued for client
+    /// connections and HTTP/2 streams) and for nodes (client data not yet written to them) together. The
+    /// default keeps a gateway with the default `max-output-buffer` at a few hundred MiB whatever its clients
+    /// and backends do, while one fast session still gets a full `max-output-buffer` (README, "Memory budget").
+    package var maxBuffered: Int = 256 << 20
+    /// Below this a budget could not hold one session's minimum share (`BufferBudget.minimumShare`) for more
+    /// than a handful of sessions.
+    package static let minimumMaxBuffered = 1 << 20
     /// `access-log`: a path, `-` for stdout; nil when `off`.
     package var accessLog: String? = "-"
     /// `error-log`: the leveled log's file, `-` for standard error.

@@ -69,7 +69,7 @@ import Testing
 
     @Test func gatewayTypeBytes() {
         let names = GatewayMessageType.allCases.map { $0.bytes.description }
-        #expect(names == ["uwsgi", "body", "end", "ping", "websocket", "websocket-binary"])
+        #expect(names == ["uwsgi", "body", "end", "ping", "websocket", "websocket-binary", "credit"])
     }
 
     @Test(arguments: ["", "headers", "pong", "chunk", "retry", "uwsg", "uwsgi2", "End"])

@@ -333,6 +333,11 @@ struct ConfigParserTests {
         #expect(config.accessLog == "/var/log/blastbeat.log" && config.logLevel == .warning && !config.daemon)
     }
 
+    @Test(arguments: [("", 256 << 20), ("max-buffered = 1m\n", 1 << 20), ("max-buffered = 2G\n", 2 << 30)])
+    func maxBuffered(_ line: String, _ expected: Int) throws {
+        #expect(try Self.parse(Self.base + line).maxBuffered == expected)
+    }
+
     @Test(arguments: [("-", "-"), ("off", nil), ("/tmp/a.log", "/tmp/a.log")] as [(String, String?)])
     func accessLog(_ text: String, _ expected: String?) throws {
         #expect(try Self.parse(Self.base + "access-log = \(text)\n").accessLog == expected)

@@ -44,7 +44,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional
 
 import zmq
 
-from . import _curve, _http, uwsgi
+from . import _credit, _curve, _http, uwsgi
 
 __all__ = [
     "Node",
@@ -64,6 +64,8 @@ Handler = Callable[["Request"], None]
 
 #: Largest single ``body``/``chunk`` message the node sends; larger writes are split.
 MAX_MESSAGE = 1 << 20
+#: Most body bytes sent in the ``headers`` message when the node takes credit (docs/PROTOCOL.md, "Credit").
+INLINE_WITH_CREDIT = 64 << 10
 
 
 class ClientDisconnected(ConnectionError):
@@ -273,6 +275,10 @@ class Request:
         # Owned by the I/O thread: the end-of-body marker arrived / the worker reported the response done.
         self._io_body_done = not self.has_body
         self._io_response_done = False
+        # Bytes of this request's messages waiting for credit (blastbeat._credit); guarded by the node's
+        # output condition. A writer waits while MAX_MESSAGE of them wait, so one slow client blocks only its
+        # own handler.
+        self._held_bytes = 0
 
     # -- request facts ------------------------------------------------------------------------------------
 
@@ -682,10 +688,13 @@ class Request:
         head = _http.encode_head(self._status_text, headers)
         if mode == "length" and first:
             n = self._take_length(len(first))
-            self._post([b"headers", head + first[:min(n, MAX_MESSAGE)]])
-            self.bytes_sent += min(n, MAX_MESSAGE)
-            if n > MAX_MESSAGE:
-                self._send_pieces(b"body", first[MAX_MESSAGE:n])
+            # With credit a `headers` message goes out whole however little credit is left (it cannot be split),
+            # so only a small first piece rides along with the head.
+            inline = min(n, INLINE_WITH_CREDIT if self.node.credit else MAX_MESSAGE)
+            self._post([b"headers", head + first[:inline]])
+            self.bytes_sent += inline
+            if n > inline:
+                self._send_pieces(b"body", first[inline:n])
             return
         self._post([b"headers", head])
         if first:
@@ -822,6 +831,11 @@ class Node:
     :meth:`stop` lets requests in flight finish. ``max_output_buffer``: bytes queued for the gateway before
     writers block.
 
+    ``credit`` (default True): announce per-session flow control to each gateway (docs/PROTOCOL.md,
+    "Credit"). A gateway that grants credit then sends each session what its client can take, and a handler
+    whose client reads slowly waits in :meth:`Request.write` without holding up the node's other sessions.
+    A gateway that does not acknowledge the announcement is sent to as before.
+
     Use :meth:`run` (blocks, stops gracefully on SIGTERM/SIGINT) or :meth:`start` / :meth:`stop`, or a
     ``with`` block.
     """
@@ -831,7 +845,7 @@ class Node:
                  body_timeout: Optional[float] = 120.0, graceful_timeout: float = 10.0,
                  max_output_buffer: int = 8 << 20, context: Optional["zmq.Context[Any]"] = None,
                  linger: float = 1.0, curve_key: Optional["Union[str, os.PathLike[str]]"] = None,
-                 server_key: Optional[_curve.KeySource] = None) -> None:
+                 server_key: Optional[_curve.KeySource] = None, credit: bool = True) -> None:
         self.endpoints: List[str] = [connect] if isinstance(connect, str) else list(connect)
         if not self.endpoints:
             raise ValueError("at least one gateway endpoint is required")
@@ -868,6 +882,7 @@ class Node:
         self.body_timeout = body_timeout
         self.graceful_timeout = graceful_timeout
         self.max_output_buffer = max_output_buffer
+        self.credit = credit
         self.linger = linger
         self._own_context = context is None
         self._context = context
@@ -1050,7 +1065,8 @@ class Node:
         """Queue one message for the I/O thread (any thread). Blocks while the output buffer is full."""
         n = sum(len(f) for f in frames)
         with self._out_cond:
-            while self._out_bytes > self.max_output_buffer and n > 0:
+            while n > 0 and (self._out_bytes > self.max_output_buffer
+                             or (request is not None and request._held_bytes >= MAX_MESSAGE)):
                 if self._io_done.is_set() or (request is not None and request._closed.is_set()):
                     break
                 self._out_cond.wait(0.25)
@@ -1115,6 +1131,7 @@ class Node:
             self._context = zmq.Context()
         self._sessions: Dict[_Key, Request] = {}
         self._pending: List[Deque[Tuple[List[bytes], int]]] = [collections.deque() for _ in self.endpoints]
+        self._gates: List[_credit.CreditGate] = [_credit.CreditGate() for _ in self.endpoints]
         self._dealers: List["zmq.Socket[bytes]"] = []
         self._monitors: List["zmq.Socket[bytes]"] = []
         for endpoint in self.endpoints:
@@ -1191,13 +1208,45 @@ class Node:
             self._outq.clear()
         for gateway, frames, n, request in items:
             if frames:
-                self._pending[gateway].append((frames, n))
+                if request is not None and frames[0] and self._gates[gateway].granting:
+                    self._queue_released(gateway, self._gates[gateway].offer((frames, n, request)), held=(request, n))
+                else:
+                    self._pending[gateway].append((frames, n))
             elif request is not None:
                 # The response is done: once the body has fully arrived nothing more is expected for it.
                 request._io_response_done = True
                 key = (request.gateway, request.sid)
+                if self._sessions.get(key) in (None, request):
+                    # Not when the sid's next request has arrived meanwhile: the credit is that one's now.
+                    self._gates[gateway].done(request.sid)
                 if request._io_body_done and self._sessions.get(key) is request:
                     del self._sessions[key]
+
+    def _queue_released(self, gateway: int, released: List[_credit.Item],
+                        held: Optional[Tuple[Request, int]] = None) -> None:
+        """Messages the credit gate let out go to the gateway's pending queue. ``held``: a message just offered
+        to the gate (counted in the output buffer until now): its bytes move to its request's waiting bytes, and
+        whatever is released moves back, so only what may go out blocks the node's writers."""
+        with self._out_cond:
+            if held is not None:
+                self._out_bytes -= held[1]
+                held[0]._held_bytes += held[1]
+            for _, n, owner in released:
+                owner._held_bytes -= n
+                self._out_bytes += n
+            if released:
+                self._out_cond.notify_all()
+        for frames, n, _ in released:
+            self._pending[gateway].append((frames, n))
+
+    def _drop_held(self, dropped: List[_credit.Item]) -> None:
+        """Messages that waited for credit on a session that is over: their writers stop waiting."""
+        if not dropped:
+            return
+        with self._out_cond:
+            for _, n, owner in dropped:
+                owner._held_bytes -= n
+            self._out_cond.notify_all()
 
     def _flush(self) -> None:
         released = 0
@@ -1259,7 +1308,18 @@ class Node:
             request = self._sessions.get(key)
             if request is not None:
                 request._feed_websocket(kind, body)
+        elif kind == b"credit":
+            gate = self._gates[gateway]
+            if not sid:
+                if not gate.granting:
+                    log.info("gateway %s grants credit: per-session flow control on", self.endpoints[gateway])
+                gate.acknowledged()
+            elif len(body) == 4 and gate.granting:
+                self._queue_released(gateway, gate.grant(sid, int.from_bytes(body, "big")))
+            else:
+                self.stats["dropped"] += 1
         elif kind == b"end":
+            self._drop_held(self._gates[gateway].ended(sid))
             request = self._sessions.pop(key, None)
             if request is not None:
                 request._session_ended()
@@ -1276,6 +1336,7 @@ class Node:
             self._send_now(gateway, [sid, b"end", b""])
             return
         key = (gateway, sid)
+        self._gates[gateway].new_request(sid)
         previous = self._sessions.pop(key, None)
         if previous is not None and not previous.finished:
             log.debug("%r replaced by a new request on the same session", previous)
@@ -1318,13 +1379,15 @@ class Node:
                          self.endpoints[gateway])
                 # Announce ourselves: an instance identity (NODE#x) is unknown to the gateway until it
                 # hears from it, and a restarted gateway has forgotten it.
-                self._send_now(gateway, [b"", b"pong", b""])
+                self._send_now(gateway, [b"", b"pong", _credit.ANNOUNCEMENT if self.credit else b""])
             elif kind == zmq.EVENT_DISCONNECTED:
                 # Also reported after every failed handshake: only the loss of a working connection is news.
                 if self._connected[gateway]:
                     log.warning("node %s lost its connection to %s; reconnecting",
                                 self.identity.decode(errors="replace"), self.endpoints[gateway])
                 self._connected[gateway] = False
+                # The sessions of that connection are gone; the next one announces credit again.
+                self._drop_held(self._gates[gateway].reset())
 
     def _drain_finished(self) -> bool:
         """While draining: True when nothing is in flight any more, or the deadline has passed (then the
