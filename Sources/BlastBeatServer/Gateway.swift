@@ -103,6 +103,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var listenerConfigIndex: [Int] = []
     var isShuttingDown = false
     var acceptingPaused = false
+    /// Where the sequence of pauses after refusals is (Gateway.nextRefusalPause), in [0, 1).
+    var refusalPhase = 0.0
     /// The ping timer visits the nodes in this many slices per `ping-freq` (see pingNodes).
     static let pingSlices = 10
     /// The node the ping timer visited last.
@@ -237,7 +239,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         loop.run()
         shutdownNow()
         logger.info(
-            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight, \(counters.clientRateRefusals) requests over client-rate, \(counters.vhostConnectionRefusals) over a vhost's max-connections, \(counters.clientConnectionRefusals) connections over max-client-connections, \(counters.connectionsClosedForRoom) closed to make room"
+            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight, \(counters.clientRateRefusals) requests over client-rate, \(counters.vhostConnectionRefusals) over a vhost's max-connections, \(counters.clientConnectionRefusals) connections over max-client-connections, \(counters.connectionsClosedForRoom) closed to make room, \(counters.connectionsOverShare) refused over their address's share"
         )
     }
 

@@ -482,6 +482,8 @@ class Gateway:
         self.killed = False
         #: Environment variables added to the gateway's (e.g. NOTIFY_SOCKET); set before ``start``.
         self.env: dict[str, str] = {}
+        #: The binary ``start`` runs (the release build for latency measurements: isolation.py).
+        self.binary = blastbeat_bin()
 
     def config_text(self) -> str:
         lines = ["[blastbeat]", f"bind = 127.0.0.1:{self.port}"]
@@ -504,7 +506,7 @@ class Gateway:
         self.config_path.write_text(self.config_text())
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([blastbeat_bin(), str(self.config_path)], stdout=self._out, stderr=self._err,
+        self.proc = subprocess.Popen([self.binary, str(self.config_path)], stdout=self._out, stderr=self._err,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir, env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout
         while not port_accepts(self.port):
