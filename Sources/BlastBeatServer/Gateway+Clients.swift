@@ -152,11 +152,12 @@ extension Gateway {
 
     /// A new connection refused before it is read, counted, and logged once per 10 s per address and reason.
     /// Past `max-client-connections` a plain-HTTP client is told 503 (best effort, the socket is new and empty)
-    /// and a TLS one is just closed. Over its share at `max-connections` the connection is reset, unanswered:
-    /// those come in floods that reconnect at once, and the answer and the FIN exchange were most of the cost
-    /// (perf, 3,000 slowloris connections against 2,000: 85% of the gateway's CPU in accepting and refusing,
-    /// half of it sending the 503 and closing), while the other tenants' new clients wait behind each one in
-    /// the listen queue.
+    /// and a TLS one is just closed. Over its share at `max-connections` the connection is held unread in the
+    /// tarpit for the same pause as a refused request (0.5-1 s, Gateway.nextRefusalPause), then reset,
+    /// unanswered: those come in floods that reconnect at once, and every attempt is a place in the listen
+    /// queue ahead of other tenants' new clients (perf, 3,000 slowloris connections against 2,000: 85% of the
+    /// gateway's CPU in accepting and refusing them, half of it sending a 503 and closing). The tarpit holds at
+    /// most half of `max-connections` descriptors; when it is full the reset comes at once.
     private func refuse(_ fd: Int32, client: [UInt8], tls: Bool, reason: ConnectionRefusal) {
         let kind: StaticString
         switch reason {
@@ -169,7 +170,11 @@ extension Gateway {
             counters.clientConnectionRefusals += 1
             kind = "client-connections"
         case .overShare:
-            Posix.closeWithReset(fd)
+            if tarpit.hold(fd, until: loop.now + nextRefusalPause()) {
+                if tarpitTimer.firesAt == nil { tarpitTimer.start(after: Self.tarpitTick, repeat: Self.tarpitTick) }
+            } else {
+                Posix.closeWithReset(fd)
+            }
             counters.connectionsOverShare += 1
             kind = "over-share"
         }
@@ -196,6 +201,15 @@ extension Gateway {
         if retryAfter { head += "Retry-After: \(retryAfterSeconds)\r\n" }
         head += extraHeaders + "\r\n"
         return (Array(head.utf8), Array(body.utf8))
+    }
+
+    /// How often the tarpit lets go of the connections whose time has come.
+    static let tarpitTick = 0.05
+
+    /// Resets the tarpit's connections whose time has come (all of them at shutdown); the timer stops with it empty.
+    func releaseTarpit(all: Bool) {
+        while let fd = all ? tarpit.releaseAny() : tarpit.release(now: loop.now) { Posix.closeWithReset(fd) }
+        if tarpit.isEmpty { tarpitTimer.stop() }
     }
 
     /// At `max-connections`, closes one connection so a new client can come in: the one refused by an

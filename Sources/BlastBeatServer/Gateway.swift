@@ -82,6 +82,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private var housekeepingTimer: TimerWatcher! = nil
     var shutdownTimer: TimerWatcher! = nil
     var acceptPauseTimer: TimerWatcher! = nil
+    /// Connections over their address's share at `max-connections`, held before their reset (Gateway+Clients.swift).
+    var tarpit = Tarpit(capacity: 0)
+    var tarpitTimer: TimerWatcher! = nil
     /// Requests waiting for a node of their vhost to connect, and until when they may (Gateway+NodeWait.swift).
     var sessionsWaitingForNode: [GatewaySession] = []
     var nodeWaitEnds = 0.0
@@ -147,6 +150,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         housekeepingTimer = TimerWatcher(loop: loop, delegate: self)
         shutdownTimer = TimerWatcher(loop: loop, delegate: self)
         acceptPauseTimer = TimerWatcher(loop: loop, delegate: self)
+        tarpitTimer = TimerWatcher(loop: loop, delegate: self)
+        tarpit = Tarpit(capacity: config.maxConnections / 2)
         nodeQueueTimer = TimerWatcher(loop: loop, delegate: self)
         nodeWaitTimer = TimerWatcher(loop: loop, delegate: self)
         // The README's signal table; SIGPIPE is ignored (main.swift).
@@ -245,6 +250,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
 
     private func shutdownNow() {
         for connection in Array(sessions.values) { connection.close() }
+        releaseTarpit(all: true)
         closeListeners()
         admin?.close()
         accessLog?.flush()
@@ -329,6 +335,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             nodeWaitEnded()
         } else if timer === nodeQueueTimer {
             resumeBodiesForDrainedNodes()
+        } else if timer === tarpitTimer {
+            releaseTarpit(all: false)
         } else if timer === acceptPauseTimer {
             acceptingPaused = false
             if !isShuttingDown {
