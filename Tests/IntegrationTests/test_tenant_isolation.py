@@ -4,8 +4,9 @@ and with A flooded, and requires every B request to succeed and B's p99 with A f
 2 × its quiet p99 + 50 ms (isolation.py). A's flood comes from 127.0.1.x, B's clients from 127.0.0.2-5.
 
 Measured on the release build (isolation.release_binary); each test takes about 12 s. The access log is off: its
-writes to a file are the one blocking call in the loop, and on a box shared with builds a write stalled by the
-page cache now and then cost B 0.5 s whether A was flooded or not (the isolation measured here is the loop's).
+writes to a file are the one blocking call in the loop, which a box busy with other jobs' disk writes can hold up
+for everyone whether A is flooded or not (the isolation measured here is the loop's; one run in three had a
+0.5 s stall of all of B's clients at once with the log on, none seen with it off).
 """
 
 from __future__ import annotations
