@@ -141,12 +141,8 @@ def b_request(port: int, source: str, host: str, expect: bytes, timeout: float) 
         with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0)) as s:
             connected = time.monotonic() - started
             s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            with s.makefile("rb") as answer:
+                data = answer.read()  # up to the gateway's close (Connection: close)
     except OSError as e:
         return f"{type(e).__name__}: {e}"
     if not data.startswith(b"HTTP/1.1 200 ") or not data.endswith(expect):
@@ -155,15 +151,15 @@ def b_request(port: int, source: str, host: str, expect: bytes, timeout: float) 
 
 
 def measure_b(port: int, duration: float = 4.0, rate: float = 100.0, host: str = "b.test", expect: bytes = b"",
-              timeout: float = 10.0) -> Latencies:
-    """B's clients for ``duration`` seconds: one thread per address of B_SOURCES, together ``rate`` requests
-    per second, each on a new connection and timed. Pacing is by schedule, so a slow answer is not hidden
+              timeout: float = 10.0, sources: tuple[str, ...] = B_SOURCES) -> Latencies:
+    """B's clients for ``duration`` seconds: one thread per address of ``sources``, together ``rate`` requests
+    per second, each on a new connection and timed (also bench/noisy_neighbour.py's B). Pacing is by schedule, so a slow answer is not hidden
     by the next request starting late (it starts at once, and its own time counts)."""
     result = Latencies()
     lock = threading.Lock()
 
     def client(source: str) -> None:
-        interval = len(B_SOURCES) / rate
+        interval = len(sources) / rate
         next_at = time.monotonic()
         deadline = next_at + duration
         while next_at < deadline:
@@ -177,7 +173,7 @@ def measure_b(port: int, duration: float = 4.0, rate: float = 100.0, host: str =
             next_at += interval
             time.sleep(max(0.0, next_at - time.monotonic()))
 
-    threads = [threading.Thread(target=client, args=(source,), daemon=True) for source in B_SOURCES]
+    threads = [threading.Thread(target=client, args=(source,), daemon=True) for source in sources]
     for t in threads:
         t.start()
     for t in threads:
