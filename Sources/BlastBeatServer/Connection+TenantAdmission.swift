@@ -38,7 +38,9 @@ extension Connection {
     /// SYN, to 0.2 s). A request with a body is answered and closed, since its body would have to be read
     /// only to be thrown away.
     ///
-    /// The connection's next request is read after `refusalPause` (pipelined ones wait in `pending`; a
+    /// The connection's next request is read after a pause (`refusal-pause`, 1 s: between half of it and all of
+    /// it, Gateway.nextRefusalPause; `Retry-After` says at least 1 s, so a client that honours it never notices;
+    /// pipelined requests wait in `pending`; a
     /// malformed one still gets 400 and the close then): a client that ignores `Retry-After` and asks again at
     /// once costs the gateway one refusal per pause instead of one per round trip. Without the pause, 800 of
     /// tenant A's connections retrying at once made 14,000 refusals a second, and tenant B's requests waited
@@ -80,11 +82,6 @@ extension Connection {
         setDeadline(gateway.nextRefusalPause(), .refusalPause)
         updateInterest()
     }
-
-    /// The longest a connection's next request waits after a refusal (see answerKeepingAlive; each pause is
-    /// between half of this and all of it, Gateway.nextRefusalPause). `Retry-After` says at least 1 s, so a
-    /// client that honours it never notices.
-    static let refusalPause = 1.0
 
     /// The pause after a refusal is over: the connection reads (and handles pipelined requests) again.
     func resumeAfterRefusal() {

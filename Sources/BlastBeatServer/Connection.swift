@@ -105,7 +105,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         /// HTTP/2: the connection's streams and idle time are checked (HTTP2Connection.timerFired).
         case http2
         /// A refusal of the admission checks was answered on this keep-alive connection: its next request is
-        /// read when this deadline passes (`Connection.refusalPause`, Connection+TenantAdmission.swift).
+        /// read when this deadline passes (`refusal-pause`, Connection+TenantAdmission.swift).
         case refusalPause
     }
 

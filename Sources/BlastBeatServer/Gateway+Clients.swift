@@ -170,7 +170,7 @@ extension Gateway {
             counters.clientConnectionRefusals += 1
             kind = "client-connections"
         case .overShare:
-            if tarpit.hold(fd, until: loop.now + nextRefusalPause()) {
+            if config.refusalPause > 0, tarpit.hold(fd, until: loop.now + nextRefusalPause()) {
                 if tarpitTimer.firesAt == nil { tarpitTimer.start(after: Self.tarpitTick, repeat: Self.tarpitTick) }
             } else {
                 Posix.closeWithReset(fd)

@@ -108,6 +108,6 @@ extension Gateway {
     func nextRefusalPause() -> Double {
         refusalPhase += 0.618_033_988_749_895
         if refusalPhase >= 1 { refusalPhase -= 1 }
-        return Connection.refusalPause * (0.5 + refusalPhase / 2)
+        return config.refusalPause * (0.5 + refusalPhase / 2)
     }
 }

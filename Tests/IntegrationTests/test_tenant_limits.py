@@ -21,7 +21,7 @@ def get(conn: RawConn, host: str, target: str = "/", method: str = "GET"):
 def test_client_rate_limits_one_address_and_not_another(make_gateway, make_backend):
     """a.test allows 2 requests/s with bursts of 3 per client address. 127.0.0.2 gets its burst, then 429 with
     Retry-After: 1 on the same keep-alive connection, which stays usable: its next request is read after a pause
-    (at most Connection.refusalPause, 1 s), and once the bucket has refilled it is served again. 127.0.0.3 has its
+    (at most refusal-pause, 1 s), and once the bucket has refilled it is served again. 127.0.0.3 has its
     own bucket; b.test (no rate) serves 127.0.0.2 without limit. Refused requests never reach the node; the
     refusal is logged naming the vhost and address, and counted."""
     gw = make_gateway(vhosts={"a.test": {"nodes": ["ALPHA"], "options": {"client-rate": "2", "client-burst": "3"}},
