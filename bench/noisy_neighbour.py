@@ -23,17 +23,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
 import run as bench  # noqa: E402  (the suite's process handling, wrk parsing and peer build)
+
+sys.path.insert(0, os.path.join(os.path.dirname(BENCH), "Tests", "IntegrationTests"))
+import isolation  # noqa: E402  (B's timed client, shared with test_tenant_isolation.py)
+
+B_SOURCES = ("127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6")
 
 SLOW_BACKEND = r'''
 import heapq, sys, time, zmq
@@ -83,55 +86,16 @@ default = true
 """
 
 
-def b_request(port: int, source: str, timeout: float) -> float | None:
-    """One GET for b.test on a new connection; seconds, or None when it failed."""
-    started = time.monotonic()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0)) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        if data.startswith(b"HTTP/1.1 200") and data.endswith(bench.HELLO):
-            return time.monotonic() - started
-    except OSError:
-        pass
-    return None
-
-
 def measure_b(port: int, duration: float, rate: float, timeout: float) -> dict:
-    """B's clients: 4 threads from 127.0.0.3-6, each pacing rate/4 requests per second."""
-    latencies: list[float] = []
-    failures = [0]
-    lock = threading.Lock()
-
-    def client(source: str):
-        interval = 4 / rate
-        deadline = time.monotonic() + duration
-        next_at = time.monotonic()
-        while next_at < deadline:
-            seconds = b_request(port, source, timeout)
-            with lock:
-                if seconds is None:
-                    failures[0] += 1
-                else:
-                    latencies.append(seconds)
-            next_at += interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
-
-    threads = [threading.Thread(target=client, args=(f"127.0.0.{3 + i}",)) for i in range(4)]
+    """B's clients: 4 threads from 127.0.0.3-6, together `rate` requests per second, each on a new connection
+    (the integration tests' isolation.measure_b, the one implementation of B's client)."""
     started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    result = isolation.measure_b(port, duration=duration, rate=rate, host="b.test", expect=bench.HELLO,
+                                 timeout=timeout, sources=B_SOURCES)
     elapsed = time.monotonic() - started
-    latencies.sort()
+    latencies = sorted(result.seconds)
     q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) >= 2 else [float("nan")] * 99
-    return {"ok": len(latencies), "failed": failures[0], "rps": len(latencies) / elapsed,
+    return {"ok": len(latencies), "failed": len(result.failures), "rps": len(latencies) / elapsed,
             "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "max_ms": (latencies[-1] * 1000) if latencies else None}
 
 

@@ -28,6 +28,7 @@ extension Connection {
             switch request {
             case .idle, .readingHead:
                 if isExchangeActive { return offset }  // pipelined: wait for the response
+                if deadlineReason == .refusalPause { return offset }  // read when the pause ends
                 if case .idle = request {
                     request = .readingHead
                     setDeadline(gateway.config.timeouts.header, .head)

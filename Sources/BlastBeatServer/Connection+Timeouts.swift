@@ -22,6 +22,8 @@ extension Connection {
         }
         // A tick of HTTP/2's checks, not a timeout: HTTP2Connection counts its own.
         if deadlineReason == .http2, let http2 { return http2.timerFired() }
+        // The end of a pause, not a timeout.
+        if deadlineReason == .refusalPause { return resumeAfterRefusal() }
         timedOut()
     }
 
@@ -56,6 +58,8 @@ extension Connection {
             abort("TLS handshake not completed within \(gateway.config.timeouts.tlsHandshake)s")
         case .http2:
             abort("HTTP/2 timer without HTTP/2")  // timerFired hands .http2 to HTTP2Connection
+        case .refusalPause:
+            resumeAfterRefusal()  // timerFired takes it before counting a timeout; here for completeness
         case .idle where tls != nil && tlsPhase == .established && !isExchangeActive:
             closeAfterFlush()  // with close_notify, so TLS clients see a clean end
         case .idle, .write, .linger:

@@ -117,6 +117,9 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         case idle, head, body, backend, write, linger, webSocketIdle, tlsHandshake
         /// HTTP/2: the connection's streams and idle time are checked (HTTP2Connection.timerFired).
         case http2
+        /// A refusal of the admission checks was answered on this keep-alive connection: its next request is
+        /// read when this deadline passes (`refusal-pause`, Connection+TenantAdmission.swift).
+        case refusalPause
     }
 
     init(gateway: Gateway, fd: Int32, listener: Listener, sid: SessionID, peer: SocketAddress, tls: TLSConnection?) {
@@ -279,7 +282,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // WebSocket messages would only make the queue longer).
         let wantRead =
             !clientEOF && !readPausedForNodeQueue && pending.readableCount < gateway.maxPendingInput
-            && queuedOutputBytes < outputLimit / 2
+            && queuedOutputBytes < outputLimit / 2 && deadlineReason != .refusalPause
         io.watch(read: wantRead, write: wantWrite)
     }
 

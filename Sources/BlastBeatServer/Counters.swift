@@ -24,9 +24,11 @@ package struct Counters {
     package var clientRateRefusals = 0
     /// Requests answered 503 (and their connections closed) because their vhost held its `max-connections`.
     package var vhostConnectionRefusals = 0
-    /// Connections closed at `max-connections` to make room for a new one: idle keep-alive ones first
-    /// (oldest first), then the slowest senders of a request head.
+    /// Connections closed at `max-connections` to make room for a new one: ones refused by an admission check
+    /// first, then idle keep-alive ones (oldest first), then the slowest senders of a request head.
     package var connectionsClosedForRoom = 0
+    /// New connections refused at once at `max-connections` because their address held its share already.
+    package var connectionsOverShare = 0
     /// Requests that waited for a node right after the start (Gateway+NodeWait.swift).
     package var requestsWaitedForNode = 0
     /// Times a connection stopped reading its client because its node's queue was full.

@@ -41,7 +41,7 @@ extension Gateway {
             // The first expiry pings; only the second (no answer) closes.
             guard connection.webSocket?.pingOutstanding == true else { return }
             limit = .webSocketIdleTimeout
-        case .idle, .linger: return
+        case .idle, .linger, .refusalPause: return
         }
         metrics.rejected(slot: connection.meterSlot, by: limit)
     }

@@ -266,6 +266,10 @@ extension Gateway {
             "blastbeat_connections_closed_for_room_total", .counter,
             "Connections closed at max-connections to let a new client in.", c.connectionsClosedForRoom)
         single(
+            "blastbeat_connections_over_share_total", .counter,
+            "New connections refused at max-connections: their address held its share of the connections.",
+            c.connectionsOverShare)
+        single(
             "blastbeat_node_queue_read_pauses_total", .counter,
             "Times a client was not read because its node's queue was full (max-node-queue).", c.readPausesForNodeQueue)
         t.family("blastbeat_start_time_seconds", .gauge, "Unix time the gateway started.")

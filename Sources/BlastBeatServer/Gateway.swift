@@ -94,6 +94,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private var housekeepingTimer: TimerWatcher! = nil
     var shutdownTimer: TimerWatcher! = nil
     var acceptPauseTimer: TimerWatcher! = nil
+    /// Connections over their address's share at `max-connections`, held before their reset (Gateway+Clients.swift).
+    var tarpit = Tarpit(capacity: 0)
+    var tarpitTimer: TimerWatcher! = nil
     /// Requests waiting for a node of their vhost to connect, and until when they may (Gateway+NodeWait.swift).
     var sessionsWaitingForNode: [GatewaySession] = []
     var nodeWaitEnds = 0.0
@@ -120,6 +123,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var listenerConfigIndex: [Int] = []
     var isShuttingDown = false
     var acceptingPaused = false
+    /// Where the sequence of pauses after refusals is (Gateway.nextRefusalPause), in [0, 1).
+    var refusalPhase = 0.0
     /// The ping timer visits the nodes in this many slices per `ping-freq` (see pingNodes).
     static let pingSlices = 10
     /// The node the ping timer visited last.
@@ -165,6 +170,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         housekeepingTimer = TimerWatcher(loop: loop, delegate: self)
         shutdownTimer = TimerWatcher(loop: loop, delegate: self)
         acceptPauseTimer = TimerWatcher(loop: loop, delegate: self)
+        tarpitTimer = TimerWatcher(loop: loop, delegate: self)
+        tarpit = Tarpit(capacity: config.maxConnections / 2)
         nodeQueueTimer = TimerWatcher(loop: loop, delegate: self)
         nodeWaitTimer = TimerWatcher(loop: loop, delegate: self)
         // The README's signal table; SIGPIPE is ignored (main.swift).
@@ -264,12 +271,13 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         loop.run()
         shutdownNow()
         logger.info(
-            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight, \(counters.clientRateRefusals) requests over client-rate, \(counters.vhostConnectionRefusals) over a vhost's max-connections, \(counters.clientConnectionRefusals) connections over max-client-connections, \(counters.connectionsClosedForRoom) closed to make room"
+            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight, \(counters.clientRateRefusals) requests over client-rate, \(counters.vhostConnectionRefusals) over a vhost's max-connections, \(counters.clientConnectionRefusals) connections over max-client-connections, \(counters.connectionsClosedForRoom) closed to make room, \(counters.connectionsOverShare) refused over their address's share"
         )
     }
 
     private func shutdownNow() {
         for connection in Array(sessions.values) { connection.close() }
+        releaseTarpit(all: true)
         closeListeners()
         admin?.close()
         accessLog?.flush()
@@ -336,6 +344,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             nodeWaitEnded()
         } else if timer === nodeQueueTimer {
             resumeBodiesForDrainedNodes()
+        } else if timer === tarpitTimer {
+            releaseTarpit(all: false)
         } else if timer === acceptPauseTimer {
             acceptingPaused = false
             if !isShuttingDown {

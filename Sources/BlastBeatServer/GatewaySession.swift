@@ -99,16 +99,9 @@ final class GatewaySession {
     @discardableResult
     func dispatch(preferring preferred: Int?, bodyComplete: Bool, mayWait: Bool = false) -> Bool {
         if let limit = transport.limits.maxInFlight, gateway.vhostInFlight[vhost] >= limit {
-            // The tenant's own requests fill its share; other vhosts' nodes and requests are untouched.
-            gateway.counters.vhostBusyRefusals += 1
-            let warn = gateway.vhostServerNames[vhost].withUnsafeBytes {
-                gateway.warnings.allow("in-flight", $0, now: gateway.loop.now, interval: 10)
-            }
-            if warn {
-                gateway.logger.warning(
-                    "vhost \(gateway.config.vhosts[vhost].name) has max-in-flight = \(limit) requests at its nodes; "
-                        + "answering 503 (logged once per 10 s)")
-            }
+            // The tenant's own requests fill its share; other vhosts' nodes and requests are untouched. Counted and
+            // logged as at admission (Gateway.refused); the metrics count it as the failure it answers.
+            gateway.refused(.maxInFlight(limit: limit), vhost: vhost, client: transport.clientConnection, countMetrics: false)
             fail(.vhostBusy)
             return false
         }

@@ -205,15 +205,8 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         guard session.route(head: head, bytes: bytes, to: vhost, client: connection) else { return }
         stream.log.vhost = vhost
         stream.limits = gateway.vhostLimits[vhost]
-        if let rate = stream.limits.clientRate {
-            // client-rate holds per client address whatever the protocol (Connection+TenantAdmission.swift).
-            let key = ClientRateTable.Key(prefix: connection.clientPrefix, vhost: vhost)
-            if let wait = gateway.clientRates.admit(key, rate: rate, burst: stream.limits.clientBurst, now: gateway.loop.now) {
-                gateway.clientRateRefused(connection, vhost: vhost, retryAfter: wait)
-                return stream.sendError(
-                    status: 429, message: "requests from your address are over this site's rate; retry later",
-                    retryAfter: true)
-            }
+        if let refusal = gateway.admitRequest(to: vhost, limits: stream.limits, hasBody: head.hasBody, from: connection) {
+            return stream.refuse(refusal)
         }
         if let length = head.contentLength, length > stream.limits.maxBodySize {
             return session.fail(.badRequest(.bodyTooLarge(limit: stream.limits.maxBodySize)))

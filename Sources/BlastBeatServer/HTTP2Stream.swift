@@ -178,9 +178,19 @@ final class HTTP2Stream {
     }
 
     /// An error response of the gateway's own (the request is answered here, not by a node).
-    func sendError(status: Int, message: String, retryAfter: Bool) {
+    /// The stream's answer to a refusal of the admission checks (Gateway.admitRequest), with its `Retry-After`.
+    func refuse(_ refusal: VhostRefusal) {
+        let wait: Int
+        if case .clientRate(let retryAfter) = refusal { wait = retryAfter } else { wait = gateway.retryAfterSeconds }
+        sendError(
+            status: refusal.status, message: refusal.explanation.description, retryAfter: false,
+            extraHeaders: "Retry-After: \(wait)\r\n")
+    }
+
+    func sendError(status: Int, message: String, retryAfter: Bool, extraHeaders: String = "") {
         guard phase == .none, !closed else { return abort(message) }
-        let (head, text) = gateway.errorResponse(status: status, message: message, retryAfter: retryAfter)
+        let (head, text) = gateway.errorResponse(
+            status: status, message: message, retryAfter: retryAfter, extraHeaders: extraHeaders)
         let isHead = session.machine.request.isHead
         head.withUnsafeBytes { writeResponseHead($0, status: status, gatewayFramesBody: false, complete: isHead) }
         if !isHead {

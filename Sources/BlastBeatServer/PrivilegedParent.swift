@@ -412,7 +412,7 @@ package struct PrivilegedParent {
         var fds: [Int32] = []
         do {
             for address in try SocketAddress.resolve(listener.address) {
-                fds.append(try Posix.listen(address: address, backlog: 1024))
+                fds.append(try Posix.listen(address: address, backlog: Listener.backlog))
             }
             return .success(fds)
         } catch {

@@ -94,6 +94,14 @@ package enum Posix {
         _ = Glibc.close(fd)
     }
 
+    /// Closes a TCP socket with a reset (SO_LINGER 0): no FIN exchange and no TIME_WAIT on our side, the
+    /// cheapest way to turn a connection away (the peer sees ECONNRESET). Anything queued is discarded.
+    package static func closeWithReset(_ fd: Int32) {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        _ = Glibc.setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        _ = Glibc.close(fd)
+    }
+
     /// Half-closes the sending side so the client sees EOF after the last response byte.
     package static func shutdownWrite(_ fd: Int32) {
         _ = Glibc.shutdown(fd, Int32(SHUT_WR))

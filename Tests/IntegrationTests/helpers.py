@@ -521,6 +521,8 @@ class Gateway:
         self.env: dict[str, str] = {}
         #: A command the binary runs under (e.g. ``setpriv`` to start it without root); set before ``start``.
         self.command_prefix: list[str] = []
+        #: The binary ``start`` runs (the release build for latency measurements: isolation.py).
+        self.binary = blastbeat_bin()
 
     def config_text(self) -> str:
         lines = ["[blastbeat]", f"bind = 127.0.0.1:{self.port}"]
@@ -543,7 +545,7 @@ class Gateway:
         self.config_path.write_text(self.config_text())
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(self.command_prefix + [blastbeat_bin(), str(self.config_path)],
+        self.proc = subprocess.Popen(self.command_prefix + [self.binary, str(self.config_path)],
                                      stdout=self._out, stderr=self._err,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir, env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout

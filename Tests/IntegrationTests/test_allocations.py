@@ -61,12 +61,12 @@ def read_response(s: socket.socket) -> bytes:
 
 
 def count_allocations(tmp_path: Path, library: Path, requests: int, name: str, engine: str,
-                      vhost_options: str = "", status: bytes = b"200") -> int:
+                      vhost_options: str = "", status: bytes = b"200", main_options: str = "") -> int:
     port, zport = free_port(), free_port()
     config = tmp_path / f"{name}.ini"
     config.write_text(
         f"[blastbeat]\nbind = 127.0.0.1:{port}\nzmq = tcp://127.0.0.1:{zport}\naccess-log = off\n"
-        f"log-level = warning\nzmq-engine = {engine}\n"
+        f"log-level = warning\nzmq-engine = {engine}\n{main_options}"
         # Stay the current user: the counter writes its result at exit into the test's private tmp dir.
         f"uid = {pwd.getpwuid(os.getuid()).pw_name}\ngid = {grp.getgrgid(os.getgid()).gr_name}\n"
         "\n[blastbeat:localhost]\nnode = ALLOC\n" + vhost_options
@@ -109,19 +109,21 @@ def test_keepalive_get_allocates_at_most_threshold_per_request(tmp_path, counter
 
 
 # The per-tenant checks of Connection+TenantAdmission on the keep-alive path: admitted under limits that are
-# configured but not reached, and refused with 429 (the connection stays) on every request after the first.
+# configured but not reached, and refused with 429 (the connection stays) on every request after the first, with
+# the pause after each refusal taken at once (refusal-pause = off: 3,500 refusals a second apart would take an
+# hour; the pause's timer and resumption still run).
 LIMITS = {
     "admitted": ("client-rate = 1000000\nclient-burst = 1000000\nmax-in-flight = 1000\nmax-connections = 100\n",
-                 b"200"),
-    "refused-429": ("client-rate = 0.001\nclient-burst = 1\n", b"429"),
+                 b"200", ""),
+    "refused-429": ("client-rate = 0.001\nclient-burst = 1\n", b"429", "refusal-pause = off\n"),
 }
 
 
 @pytest.mark.parametrize("case", list(LIMITS))
 def test_tenant_limits_allocate_nothing_per_request(tmp_path, counter_library, case):
-    options, status = LIMITS[case]
-    base = count_allocations(tmp_path, counter_library, 500, f"base-{case}", "native", options, status)
-    more = count_allocations(tmp_path, counter_library, 3500, f"more-{case}", "native", options, status)
+    options, status, main = LIMITS[case]
+    base = count_allocations(tmp_path, counter_library, 500, f"base-{case}", "native", options, status, main)
+    more = count_allocations(tmp_path, counter_library, 3500, f"more-{case}", "native", options, status, main)
     per_request = (more - base) / 3000
     print(f"limits {case}: allocations: {base} for 500 requests, {more} for 3500 -> {per_request:.2f} per request")
     assert per_request <= THRESHOLDS["native"], f"{per_request:.2f} allocations per request"

@@ -8,7 +8,7 @@ extension ConfigParser.Builder {
         "max-connections", "max-retry-buffer", "max-node-queue", "max-output-buffer", "access-log", "error-log", "log-level", "daemon",
         "websocket-max-message", "websocket-idle-timeout", "websocket-compression", "curve-key", "max-instances",
         "max-in-flight", "max-client-connections", "include", "admin", "client-rate", "client-burst", "http2",
-        "http2-max-streams", "workers", "max-buffered",
+        "http2-max-streams", "workers", "max-buffered", "refusal-pause",
     ]
     static let vhostKeys = [
         "node", "bind", "bind-ssl", "certificate", "key", "default", "websocket-handshake", "websocket-protocols",
@@ -111,6 +111,14 @@ extension ConfigParser.Builder {
             config.maxInFlight = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
         case "max-client-connections":
             config.maxClientConnections = try integer(value, key, line, minimum: 1, what: "a whole number >= 1")
+        case "refusal-pause":
+            if value.lowercased() == "off" {
+                config.refusalPause = 0
+            } else {
+                config.refusalPause = try seconds(value, key, line)
+                // Longer would hold back clients that wait the Retry-After they were told (at least 1 s) and more.
+                if config.refusalPause > 10 { throw error(line, key, "expected at most 10 seconds or off, got \(value)") }
+            }
         case "admin":
             config.admin = try address(value, key, line)
             config.adminLine = line

@@ -76,6 +76,10 @@ package struct Configuration: Sendable, Equatable {
     /// Connections one client address may hold: enough for a building behind one NAT address, never the whole
     /// gateway.
     package var clientConnectionLimit: Int { maxClientConnections ?? max(16, maxConnections / 10) }
+    /// `refusal-pause`, seconds: after a refusal by a vhost's limit the connection's next request is read after
+    /// between half of this and all of it, and a new connection over its address's share at `max-connections`
+    /// is held that long before its reset (README "Under a flood"); 0 (`off`): at once.
+    package var refusalPause: Double = 1
     /// `http2`: HTTP/2 on every listener (ALPN `h2` with TLS, prior-knowledge h2c without); the default
     /// of each vhost's own `http2`.
     package var http2 = true

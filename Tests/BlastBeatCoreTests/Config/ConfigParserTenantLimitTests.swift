@@ -42,7 +42,16 @@ struct ConfigParserTenantLimitTests {
         #expect(config.vhosts[1].limits.maxConnections == nil)
     }
 
+    @Test func refusalPauseDefaultsToASecondAndMayBeOff() throws {
+        #expect(try Self.parse(Self.base + "[blastbeat:x]\nnode = x\n").refusalPause == 1)
+        #expect(try Self.parse(Self.base + "refusal-pause = 0.25\n[blastbeat:x]\nnode = x\n").refusalPause == 0.25)
+        #expect(try Self.parse(Self.base + "refusal-pause = off\n[blastbeat:x]\nnode = x\n").refusalPause == 0)
+    }
+
     @Test(arguments: [
+        (base + "refusal-pause = 11\n[blastbeat:h]\nnode = a\n", 4, "refusal-pause", "at most 10 seconds or off"),
+        (base + "refusal-pause = 0\n[blastbeat:h]\nnode = a\n", 4, "refusal-pause", "greater than 0"),
+        (base + "[blastbeat:h]\nnode = a\nrefusal-pause = 1\n", 6, "refusal-pause", ""),
         (base + "client-rate = 0\n[blastbeat:h]\nnode = a\n", 4, "client-rate", "expected requests per second"),
         (base + "client-rate = -1\n[blastbeat:h]\nnode = a\n", 4, "client-rate", "a number greater than 0"),
         (base + "client-rate = 10/s\n[blastbeat:h]\nnode = a\n", 4, "client-rate", "got \"10/s\""),
