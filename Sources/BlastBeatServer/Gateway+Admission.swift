@@ -23,7 +23,7 @@ extension Gateway {
         guard !identity.isEmpty else {
             return refuseClaim(identity, "a backend connection from \(address) has no identity (set ZMQ_IDENTITY to a node name)")
         }
-        guard let base = nodes.configuredNode(for: identity), nodeIsListed[base] else {
+        guard let base = nodes.configuredNode(for: identity.bytes), nodeIsListed[base] else {
             return refuseClaim(identity, "\(address) claims identity \(name), which no vhost lists as a node (or NODE#INSTANCE of one)")
         }
         if backendKeys.server != nil {
@@ -42,8 +42,8 @@ extension Gateway {
             logger.warning(
                 "two processes connect as \(name) (\(holder.address), now \(address)\(key == nil ? "" : ", same key")), taking the connection from each other; give each its own NODE#INSTANCE (the SDKs pick one unless told --plain-identity)\(key == nil ? ", or set curve-key" : "")")
         }
-        if nodes.index(of: identity) == nil {
-            switch nodes.registerInstance(identity, limit: instanceLimit(base)) {
+        if nodes.index(of: identity.bytes) == nil {
+            switch nodes.registerInstance(identity.bytes, limit: instanceLimit(base)) {
             case .known, .notAnInstance:
                 break
             case .full:
@@ -62,8 +62,8 @@ extension Gateway {
 
     /// After a reload (see ZMTPRouter.recheckConnectedPeers): the claim checks that depend on the configuration.
     package func backendRouterRecheck(identity: UnsafeRawBufferPointer, key: CurveKey?) -> (refusal: String?, busy: Bool) {
-        let busy = nodes.index(of: identity).map { nodes.nodes[$0].inFlight > 0 } ?? false
-        guard let base = nodes.configuredNode(for: identity), nodeIsListed[base] else {
+        let busy = nodes.index(of: identity.bytes).map { nodes.nodes[$0].inFlight > 0 } ?? false
+        guard let base = nodes.configuredNode(for: identity.bytes), nodeIsListed[base] else {
             return ("no vhost lists \(Self.printable(identity)) any more", busy)
         }
         if backendKeys.server != nil,
@@ -126,12 +126,12 @@ extension Gateway {
 
     /// Whether a message from a connection with `key` may speak for `identity`.
     package func backendRouterAllowsClaim(identity: UnsafeRawBufferPointer, key: CurveKey?) -> Bool {
-        guard backendKeys.server != nil, let base = nodes.configuredNode(for: identity) else {
+        guard backendKeys.server != nil, let base = nodes.configuredNode(for: identity.bytes) else {
             return true  // an unconfigured identity is dropped (and counted) when it is delivered
         }
         if let key, backendKeys.byNode[nodes.nodes[base].identity]?.contains(key) == true { return true }
         _ = refuseClaim(identity, "a connection with key \(key?.z85 ?? "none") speaks as \(Self.printable(identity)), which no vhost lists for node \(nodeName(base)) (node-key); its messages are dropped")
-        if let node = nodes.index(of: identity), nodes.markDead(node) {
+        if let node = nodes.index(of: identity.bytes), nodes.markDead(node) {
             logger.warning("node \(nodeName(node)) gets no requests until a connection with its own key holds its identity")
             scheduleNodeFailure(node)
         }

@@ -55,7 +55,7 @@ extension Gateway {
     /// The node a message comes from, now heard from; nil (counted) for an identity that is no configured
     /// node or instance of one.
     private func node(sending identity: UnsafeRawBufferPointer) -> Int? {
-        guard let node = nodes.index(of: identity) ?? registerInstance(identity) else {
+        guard let node = nodes.index(of: identity.bytes) ?? registerInstance(identity) else {
             counters.forgedIdentityMessages += 1
             logger.debug("dropped a message from unconfigured identity \(Self.printable(identity))")
             return nil
@@ -70,8 +70,8 @@ extension Gateway {
     /// A `NAME#SUFFIX` identity speaking for the first time (libzmq engine: the native one registers
     /// instances when it admits their connection): a new process of node `NAME`.
     func registerInstance(_ identity: UnsafeRawBufferPointer) -> Int? {
-        guard let base = nodes.configuredNode(for: identity) else { return nil }
-        switch nodes.registerInstance(identity, limit: instanceLimit(base)) {
+        guard let base = nodes.configuredNode(for: identity.bytes) else { return nil }
+        switch nodes.registerInstance(identity.bytes, limit: instanceLimit(base)) {
         case .notAnInstance:
             return nil
         case .full:
@@ -311,7 +311,7 @@ extension Gateway {
         } else {
             logger.debug("\(who) closed: \(reason)")
         }
-        guard let node = nodes.index(of: identity) else { return }
+        guard let node = nodes.index(of: identity.bytes) else { return }
         if nodes.markDead(node) {
             logger.warning("node \(nodeName(node)) lost its connection: \(reason); marked dead")
         }
@@ -323,7 +323,7 @@ extension Gateway {
     /// otherwise wait for `backend-timeout`).
     package func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?) {
         logger.debug("\(Self.printable(identity)) connected from \(address)\(replaced.map { " (replacing its connection from \($0.address))" } ?? "")")
-        guard let node = nodes.index(of: identity) else { return }
+        guard let node = nodes.index(of: identity.bytes) else { return }
         // A new connection takes credit only once it announces it.
         if node < nodeFlowControl.count { nodeFlowControl[node] = .pausing }
         if replaced != nil {

@@ -359,7 +359,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
     }
 
     private func readyPeer(_ identity: UnsafeRawBufferPointer) -> ZMTPPeer? {
-        guard let slot = readyIndex.value(for: identity) else { return nil }
+        guard let slot = readyIndex.value(for: identity.bytes) else { return nil }
         return readySlots[slot]
     }
 
