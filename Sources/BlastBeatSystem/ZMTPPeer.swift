@@ -267,7 +267,7 @@ final class ZMTPPeer: IOWatcherDelegate {
         identity.withUnsafeBytes { identity in
             guard frameCount == 3 else {
                 // As libzmq reports it: the identity frame the ROUTER prepends counts too.
-                return router.delegate.backendRouter(receivedMalformed: .frameCount(frameCount + 1), identity: identity)
+                return router.delegate.backendRouter(receivedMalformed: .frameCount(frameCount + 1), identity: identity.bytes)
             }
             let typeFrame = view(frames.type)
             if let mesh = router.mesh,
@@ -276,7 +276,7 @@ final class ZMTPPeer: IOWatcherDelegate {
                 return
             }
             guard let type = BackendMessageType(typeFrame) else {
-                return router.delegate.backendRouter(receivedMalformed: .unknownType(typeFrame), identity: identity)
+                return router.delegate.backendRouter(receivedMalformed: .unknownType(typeFrame), identity: identity.bytes)
             }
             router.delegate.backendRouter(
                 received: BackendMessage(identity: identity, sid: view(frames.sid), type: type, body: view(frames.body)))
