@@ -125,7 +125,7 @@ extension FuzzChecks {
                 invariant(message.payload.count <= maxMessageSize, "message of \(message.payload.count) > max-message-size")
                 invariant(!compressed || allowCompression, "compressed message without compression")
                 if case .text(false) = message.event {
-                    invariant(message.payload.withUnsafeBytes { UTF8Validator.isValid($0) }, "text message is not UTF-8")
+                    invariant(UTF8Validator.isValid(message.payload.span.bytes), "text message is not UTF-8")
                 }
             case .ping, .pong:
                 invariant(message.payload.count <= 125, "control payload > 125")
@@ -133,7 +133,7 @@ extension FuzzChecks {
                 invariant(message.payload.count <= 125, "close payload > 125")
                 invariant((code == nil) == message.payload.isEmpty, "close code without payload or payload without code")
                 if message.payload.count >= 2 {
-                    invariant(message.payload[2...].withUnsafeBytes { UTF8Validator.isValid($0) }, "close reason is not UTF-8")
+                    invariant(UTF8Validator.isValid(message.payload.span.bytes.extracting(2...)), "close reason is not UTF-8")
                 }
                 invariant(index == whole.events.count - 1, "an event after close")
             }

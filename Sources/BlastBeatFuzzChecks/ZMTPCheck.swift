@@ -24,16 +24,16 @@ extension FuzzChecks {
         let greeting = Array((bytes + [UInt8](repeating: 0, count: ZMTPGreeting.size)).prefix(ZMTPGreeting.size))
         greeting.withUnsafeBytes { greeting in
             for mechanism in [ZMTPGreeting.Mechanism.null, .curve] {
-                let refusal = ZMTPGreeting.check(greeting, expecting: mechanism)
+                let refusal = ZMTPGreeting.check(greeting.bytes, expecting: mechanism)
                 let signatureOK = greeting[0] == 0xFF && greeting[9] & 1 == 1
                 invariant(
-                    ZMTPGreeting.signatureLooksValid(UnsafeRawBufferPointer(rebasing: greeting[0..<10])) == signatureOK,
+                    ZMTPGreeting.signatureLooksValid(UnsafeRawBufferPointer(rebasing: greeting[0..<10]).bytes) == signatureOK,
                     "signature check disagrees")
                 for length in 0...10 {
                     // A prefix of a valid signature always looks valid.
                     if signatureOK {
                         invariant(
-                            ZMTPGreeting.signatureLooksValid(UnsafeRawBufferPointer(rebasing: greeting[0..<length])),
+                            ZMTPGreeting.signatureLooksValid(UnsafeRawBufferPointer(rebasing: greeting[0..<length]).bytes),
                             "a prefix of a valid signature refused")
                     }
                 }
@@ -45,12 +45,12 @@ extension FuzzChecks {
                 }
             }
             let ours = ZMTPGreeting.bytes(.curve)
-            invariant(ours.withUnsafeBytes { ZMTPGreeting.check($0, expecting: .curve) } == nil, "our CURVE greeting refused")
+            invariant(ZMTPGreeting.check(ours.span.bytes, expecting: .curve) == nil, "our CURVE greeting refused")
         }
     }
 
     private static func checkFrameHeader(_ bytes: UnsafeRawBufferPointer) {
-        switch ZMTPFrame.decodeHeader(bytes) {
+        switch ZMTPFrame.decodeHeader(bytes.bytes) {
         case .needMore:
             invariant(bytes.isEmpty || bytes.count < (bytes[0] & ZMTPFrame.long != 0 ? 9 : 2), "needMore with a whole header")
         case .invalid:
@@ -66,7 +66,7 @@ extension FuzzChecks {
                 ZMTPFrame.encodeHeader(size: size, more: header.hasMore, command: header.isCommand, into: $0.baseAddress!)
             }
             invariant(count == ZMTPFrame.headerSize(for: size), "encodeHeader size disagrees with headerSize")
-            let again = encoded.withUnsafeBytes { ZMTPFrame.decodeHeader(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+            let again = ZMTPFrame.decodeHeader(encoded.span.bytes.extracting(..<count))
             guard case .header(let reencoded) = again else { fatalError("fuzz invariant: re-encoded header gave \(again)") }
             invariant(
                 reencoded.bodySize == header.bodySize && reencoded.hasMore == header.hasMore
@@ -81,7 +81,7 @@ extension FuzzChecks {
             return
         }
         invariant(1 + command.name.count + command.data.count == body.count, "name and data do not tile the body")
-        if let ready = ZMTPCommand.parseReady(command.data) {
+        if let ready = ZMTPCommand.parseReady(command.data.bytes) {
             var metadata: [UInt8] = []
             for (name, value) in [("Socket-Type", ready.socketType), ("Identity", ready.identity)] {
                 metadata.append(UInt8(name.utf8.count))
@@ -89,11 +89,11 @@ extension FuzzChecks {
                 metadata += [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: value.count >> $0) }
                 metadata += value
             }
-            let again = metadata.withUnsafeBytes { ZMTPCommand.parseReady($0) }
+            let again = ZMTPCommand.parseReady(metadata.span.bytes)
             invariant(again == ready, "READY metadata re-encoded parses differently")
         }
-        if let pong = ZMTPCommand.pongFrame(answering: command.data) {
-            guard case .header(let header) = pong.withUnsafeBytes({ ZMTPFrame.decodeHeader($0) }),
+        if let pong = ZMTPCommand.pongFrame(answering: command.data.bytes) {
+            guard case .header(let header) = ZMTPFrame.decodeHeader(pong.span.bytes),
                 header.isCommand, !header.hasMore, Int(header.bodySize) == pong.count - header.headerSize
             else { fatalError("fuzz invariant: PONG frame has a bad header") }
             let parsed = pong.withUnsafeBytes { frame in

@@ -92,7 +92,7 @@ extension Connection {
             return session.fail(.refused(status: 405, message: "CONNECT is not supported"))
         }
         let host = head.host.map { UnsafeRawBufferPointer(rebasing: headBytes[$0]) }
-        guard let vhost = listener.router.route(host: host) else {
+        guard let vhost = listener.router.route(host: host?.bytes) else {
             return session.fail(.refused(status: 404, message: "no site is configured for this Host"))
         }
         meterRouted(to: vhost)

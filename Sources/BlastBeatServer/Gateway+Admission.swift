@@ -17,7 +17,7 @@ package import BlastBeatSystem
 /// and reason every 10 seconds (a refused libzmq peer reconnects ten times a second).
 extension Gateway {
     package func backendRouterAdmit(
-        identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: BackendIdentityHolder?
+        identity: RawSpan, key: CurveKey?, address: String, holder: BackendIdentityHolder?
     ) -> String? {
         let name = Self.printable(identity)
         guard !identity.isEmpty else {
@@ -61,7 +61,7 @@ extension Gateway {
     }
 
     /// After a reload (see ZMTPRouter.recheckConnectedPeers): the claim checks that depend on the configuration.
-    package func backendRouterRecheck(identity: UnsafeRawBufferPointer, key: CurveKey?) -> (refusal: String?, busy: Bool) {
+    package func backendRouterRecheck(identity: RawSpan, key: CurveKey?) -> (refusal: String?, busy: Bool) {
         let busy = nodes.index(of: identity).map { nodes.nodes[$0].inFlight > 0 } ?? false
         guard let base = nodes.configuredNode(for: identity), nodeIsListed[base] else {
             return ("no vhost lists \(Self.printable(identity)) any more", busy)
@@ -74,7 +74,7 @@ extension Gateway {
         return (nil, busy)
     }
 
-    func refuseClaim(_ identity: UnsafeRawBufferPointer, _ reason: String) -> String {
+    func refuseClaim(_ identity: RawSpan, _ reason: String) -> String {
         counters.refusedBackendClaims += 1
         if warnings.allow("refused", identity, now: loop.now, interval: 10) {
             logger.warning("refused a backend connection: \(reason)")
@@ -121,11 +121,12 @@ extension Gateway {
     package func backendRouterAdmitKey(_ key: CurveKey?, address: String) -> String? {
         if let key, backendKeys.byNode.values.contains(where: { $0.contains(key) }) { return nil }
         let reason = "CURVE key \(key?.z85 ?? "(none)") from \(address) is not listed by any node-key"
-        return key?.bytes.withUnsafeBytes { refuseClaim($0, reason) } ?? refuseClaim(UnsafeRawBufferPointer(start: nil, count: 0), reason)
+        let keyBytes = key?.bytes ?? []
+        return refuseClaim(keyBytes.span.bytes, reason)
     }
 
     /// Whether a message from a connection with `key` may speak for `identity`.
-    package func backendRouterAllowsClaim(identity: UnsafeRawBufferPointer, key: CurveKey?) -> Bool {
+    package func backendRouterAllowsClaim(identity: RawSpan, key: CurveKey?) -> Bool {
         guard backendKeys.server != nil, let base = nodes.configuredNode(for: identity) else {
             return true  // an unconfigured identity is dropped (and counted) when it is delivered
         }
@@ -144,10 +145,11 @@ extension Gateway {
 struct WarningLimiter {
     private var lastWarned: [[UInt8]: Double] = [:]
 
-    mutating func allow(_ kind: StaticString, _ identity: UnsafeRawBufferPointer, now: Double, interval: Double) -> Bool {
-        var key = Array(UnsafeRawBufferPointer(start: kind.utf8Start, count: kind.utf8CodeUnitCount))
+    mutating func allow(_ kind: StaticString, _ identity: RawSpan, now: Double, interval: Double) -> Bool {
+        var key: [UInt8] = []
+        key.appendBytes(kind)
         key.append(0)
-        key += identity
+        key.appendBytes(identity)
         if let last = lastWarned[key], now - last < interval { return false }
         if lastWarned.count >= 4096 { lastWarned = lastWarned.filter { now - $0.value < interval } }
         if lastWarned.count >= 4096 { lastWarned.removeAll() }

@@ -6,7 +6,7 @@ extension Gateway {
     // MARK: receiving (BackendRouterDelegate, either engine)
 
     package func backendRouter(received message: BackendMessage) {
-        guard let node = node(sending: message.identity) else { return }
+        guard let node = node(sending: message.identity.bytes) else { return }
         switch message.type {
         case .pong:
             metrics.pongReceived(from: nodes.nodes[node].base, at: loop.now)
@@ -39,7 +39,7 @@ extension Gateway {
         afterCountedMessage(from: message.identity, node: node, session: session, credited: credited)
     }
 
-    package func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: UnsafeRawBufferPointer) {
+    package func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan) {
         switch problem {
         case .frameCount(let count):
             counters.malformedBackendMessages += 1
@@ -54,7 +54,7 @@ extension Gateway {
 
     /// The node a message comes from, now heard from; nil (counted) for an identity that is no configured
     /// node or instance of one.
-    private func node(sending identity: UnsafeRawBufferPointer) -> Int? {
+    private func node(sending identity: RawSpan) -> Int? {
         guard let node = nodes.index(of: identity) ?? registerInstance(identity) else {
             counters.forgedIdentityMessages += 1
             logger.debug("dropped a message from unconfigured identity \(Self.printable(identity))")
@@ -69,7 +69,7 @@ extension Gateway {
 
     /// A `NAME#SUFFIX` identity speaking for the first time (libzmq engine: the native one registers
     /// instances when it admits their connection): a new process of node `NAME`.
-    func registerInstance(_ identity: UnsafeRawBufferPointer) -> Int? {
+    func registerInstance(_ identity: RawSpan) -> Int? {
         guard let base = nodes.configuredNode(for: identity) else { return nil }
         switch nodes.registerInstance(identity, limit: instanceLimit(base)) {
         case .notAnInstance:
@@ -300,12 +300,12 @@ extension Gateway {
     /// (A connection replaced by a newer one with the same identity is not reported here.)
     /// Protocol errors are logged at most once per peer host and reason every 10 s: libzmq reconnects a
     /// refused peer (a wrong server key, say) ten times a second. Every one is counted.
-    package func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
+    package func backendRouterDroppedPeer(identity: RawSpan, reason: String, host: String, protocolError: Bool) {
         let who = identity.isEmpty ? "a backend connection" : "the connection of \(Self.printable(identity))"
         if protocolError {
             counters.backendProtocolErrors += 1
             let kind = Array((host + " " + reason.prefix(48)).utf8)
-            if kind.withUnsafeBytes({ warnings.allow("protocol", $0, now: loop.now, interval: 10) }) {
+            if warnings.allow("protocol", kind.span.bytes, now: loop.now, interval: 10) {
                 logger.warning("closed \(who): \(reason)")
             }
         } else {
@@ -321,7 +321,7 @@ extension Gateway {
     /// A node that (re)connects is pinged at once: its pong brings it back without waiting for `ping-freq`.
     /// Requests in flight on a connection it replaced are answered before the loop blocks (they would
     /// otherwise wait for `backend-timeout`).
-    package func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?) {
+    package func backendRouterPeerJoined(identity: RawSpan, address: String, replaced: BackendIdentityHolder?) {
         logger.debug("\(Self.printable(identity)) connected from \(address)\(replaced.map { " (replacing its connection from \($0.address))" } ?? "")")
         guard let node = nodes.index(of: identity) else { return }
         // A new connection takes credit only once it announces it.
@@ -337,4 +337,5 @@ extension Gateway {
 
     /// Network bytes for a log line (see `LogText`).
     static func printable(_ bytes: UnsafeRawBufferPointer) -> String { LogText.quoted(bytes) }
+    static func printable(_ bytes: RawSpan) -> String { LogText.quoted(bytes) }
 }

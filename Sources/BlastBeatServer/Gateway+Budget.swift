@@ -72,7 +72,7 @@ extension Gateway {
         if pause == .allBackends { backendPause = .allBackends } else if backendPause == .none { backendPause = .connection }
         pausedBackends.append((Array(identity), node))
         counters.backendReadPauses += 1
-        let warn = identity.count > 0 && warnings.allow("budget", identity, now: loop.now, interval: 10)
+        let warn = identity.count > 0 && warnings.allow("budget", identity.bytes, now: loop.now, interval: 10)
         if warn {
             let what = pause == .allBackends ? "every backend (zmq-engine = libzmq)" : "node \(nodeName(node))"
             logger.warning(
@@ -118,7 +118,8 @@ extension Gateway {
         counters.sessionsThrottled += 1
         creditWaiters.append(session)
         let vhost = session.vhost
-        if vhostServerNames[vhost].withUnsafeBytes({ warnings.allow("credit-room", $0, now: loop.now, interval: 10) }) {
+        let serverName = vhostServerNames[vhost]
+        if warnings.allow("credit-room", serverName.span.bytes, now: loop.now, interval: 10) {
             logger.warning(
                 "max-buffered = \(budget.limit) bytes reached (clients \(budget.clientBytes), nodes \(nodeBytes), "
                     + "credit \(budget.reservedCredit)): a session of vhost \(config.vhosts[vhost].name) waits for "

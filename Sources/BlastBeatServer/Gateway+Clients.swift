@@ -182,7 +182,7 @@ extension Gateway {
             counters.connectionsOverShare += 1
             kind = "over-share"
         }
-        guard client.withUnsafeBytes({ warnings.allow(kind, $0, now: loop.now, interval: 10) }) else { return }
+        guard warnings.allow(kind, client.span.bytes, now: loop.now, interval: 10) else { return }
         let address = String(decoding: client, as: UTF8.self)
         switch reason {
         case .clientConnections:
@@ -260,7 +260,7 @@ extension Gateway {
         }
         guard let victim = (refused ?? idle ?? slow)?.connection else { return false }
         counters.connectionsClosedForRoom += 1
-        if warnings.allow("make-room", UnsafeRawBufferPointer(start: nil, count: 0), now: loop.now, interval: 10) {
+        if warnings.allow("make-room", RawSpan(), now: loop.now, interval: 10) {
             let kind = refused != nil ? "refused" : idle != nil ? "idle" : "slow"
             logger.warning(
                 "max-connections (\(config.maxConnections)) reached: closing \(kind) "

@@ -54,7 +54,7 @@ extension Gateway: WorkerMeshDelegate {
     /// client will get 504. Counted as a dropped backend message, logged at most every 10 s.
     package func workerMeshDroppedMessage(for worker: Int) {
         counters.unknownSessionMessages += 1
-        if warnings.allow("mesh-full", UnsafeRawBufferPointer(start: nil, count: 0), now: loop.now, interval: 10) {
+        if warnings.allow("mesh-full", RawSpan(), now: loop.now, interval: 10) {
             logger.warning("dropped a backend message for worker \(worker): the link to it holds 2 × max-node-queue unsent")
         }
     }

@@ -15,7 +15,7 @@ extension Gateway {
 
     /// Another worker holds a connection with `identity` and this one has none: the node is reachable
     /// through it. Registered like a connection here (an instance joins its node's vhosts) and pinged at once.
-    package func backendRouterRemotePeerJoined(identity: UnsafeRawBufferPointer, worker: Int, replacedAt: Int?) {
+    package func backendRouterRemotePeerJoined(identity: RawSpan, worker: Int, replacedAt: Int?) {
         guard let base = nodes.configuredNode(for: identity), nodeIsListed[base] else { return }
         guard nodes.index(of: identity) ?? registerInstance(identity) != nil else { return }
         if infoAboutSDKDue(identity) {
@@ -28,7 +28,7 @@ extension Gateway {
     }
 
     /// The SDK hint, at most once every 10 minutes per identity.
-    private func infoAboutSDKDue(_ identity: UnsafeRawBufferPointer) -> Bool {
+    private func infoAboutSDKDue(_ identity: RawSpan) -> Bool {
         warnings.allow("single-worker", identity, now: loop.now, interval: 600)
     }
 }

@@ -188,7 +188,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
             return session.fail(.refused(status: 405, message: "CONNECT is not supported"))
         }
         let host = head.host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
-        guard let vhost = connection.listener.router.route(host: host) else {
+        guard let vhost = connection.listener.router.route(host: host?.bytes) else {
             return session.fail(.refused(status: 404, message: "no site is configured for this Host"))
         }
         if !gateway.config.vhosts[vhost].http2 {

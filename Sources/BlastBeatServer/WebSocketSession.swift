@@ -76,7 +76,9 @@ final class WebSocketSession {
                 }
             case .ping:
                 frame.removeAll(keepingCapacity: true)
-                assembler.controlPayload.withUnsafeBytes { WebSocketFrameEncoder.writePong(into: &frame, payload: $0) }
+                // A local reference: a span of the class's stored array would last one access only.
+                let ping = assembler.controlPayload
+                WebSocketFrameEncoder.writePong(into: &frame, payload: ping.span.bytes)
                 frame.withUnsafeBytes { reply($0) }
             case .pong:
                 break
@@ -114,7 +116,8 @@ final class WebSocketSession {
             failure = error
         }
         if let failure { return failure.closeCode }
-        if isText && !inflated.withUnsafeBytes({ UTF8Validator.isValid($0) }) { return .invalidFramePayloadData }
+        let message = inflated  // a local reference, as for the ping above
+        if isText && !UTF8Validator.isValid(message.span.bytes) { return .invalidFramePayloadData }
         inflated.withUnsafeBytes { deliver($0) }
         if inflated.capacity > 1 << 20 { inflated = [] }
         return nil
@@ -147,7 +150,7 @@ final class WebSocketSession {
         if body.count >= 2 {
             let requested = WebSocketCloseCode(UInt16(body[0]) << 8 | UInt16(body[1]))
             let text = UnsafeRawBufferPointer(rebasing: body[2...])
-            if requested.isValidInCloseFrame && UTF8Validator.isValid(text) {
+            if requested.isValidInCloseFrame && UTF8Validator.isValid(text.bytes) {
                 code = requested
                 reason = text
             }
@@ -166,7 +169,7 @@ final class WebSocketSession {
     func pingFrame() {
         pingOutstanding = true
         frame.removeAll(keepingCapacity: true)
-        WebSocketFrameEncoder.writePing(into: &frame, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+        WebSocketFrameEncoder.writePing(into: &frame, payload: RawSpan())
     }
 
     /// A node's `websocket` / `websocket-binary` message as a frame through `write`; false when the node's text
@@ -174,7 +177,7 @@ final class WebSocketSession {
     func writeBackendMessage(
         isText: Bool, _ body: UnsafeRawBufferPointer, _ write: (UnsafeRawBufferPointer) -> Void
     ) throws(ZlibError) -> Bool {
-        if isText && !UTF8Validator.isValid(body) { return false }
+        if isText && !UTF8Validator.isValid(body.bytes) { return false }
         try writeFrame(isText ? .text : .binary, body, write)
         return true
     }
@@ -214,7 +217,7 @@ extension PendingUpgrade {
                 if key != nil { return .failure(UpgradeRefusal(status: 400, message: "more than one Sec-WebSocket-Key")) }
                 key = value
             case .secWebSocketVersion:
-                versionOK = WebSocketHandshake.isSupportedVersion(value)
+                versionOK = WebSocketHandshake.isSupportedVersion(value.bytes)
             case .secWebSocketExtensions:
                 if !extensions.isEmpty { extensions.appendBytes(", ") }
                 extensions.appendBytes(value)
@@ -235,7 +238,7 @@ extension PendingUpgrade {
                     status: 426, message: "only WebSocket version 13 is supported",
                     extraHeaders: "Sec-WebSocket-Version: 13\r\n"))
         }
-        guard let key, WebSocketHandshake.isValidKey(key) else {
+        guard let key, WebSocketHandshake.isValidKey(key.bytes) else {
             return .failure(UpgradeRefusal(status: 400, message: "missing or invalid Sec-WebSocket-Key"))
         }
         let compression = extensions.withUnsafeBytes {
@@ -244,7 +247,7 @@ extension PendingUpgrade {
         }
         return .success(
             PendingUpgrade(
-                accept: WebSocketHandshake.acceptValue(key: key), compression: compression, offeredProtocols: offered,
+                accept: WebSocketHandshake.acceptValue(key: key.bytes), compression: compression, offeredProtocols: offered,
                 selectedProtocol: nil))
     }
 }

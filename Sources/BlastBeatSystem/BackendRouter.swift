@@ -106,7 +106,7 @@ package protocol BackendRouterDelegate: AnyObject {
     /// A well-formed message from an admitted connection.
     func backendRouter(received message: BackendMessage)
     /// A message dropped before it could be delivered; `identity` is its connection's.
-    func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: UnsafeRawBufferPointer)
+    func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan)
 
     // Native engine: it sees every connection and asks before one is used.
 
@@ -114,19 +114,19 @@ package protocol BackendRouterDelegate: AnyObject {
     /// from `address`; `holder` is the live connection that has the identity now, if any. Returns why
     /// the claim is refused, or nil to admit it (it then replaces the holder).
     func backendRouterAdmit(
-        identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: BackendIdentityHolder?
+        identity: RawSpan, key: CurveKey?, address: String, holder: BackendIdentityHolder?
     ) -> String?
     /// After a reload: why a connected identity with `key` may no longer speak for its node (nil: it may), and
     /// whether it has requests in flight (then it is kept until they are done).
-    func backendRouterRecheck(identity: UnsafeRawBufferPointer, key: CurveKey?) -> (refusal: String?, busy: Bool)
+    func backendRouterRecheck(identity: RawSpan, key: CurveKey?) -> (refusal: String?, busy: Bool)
     /// Another worker process holds a connection with `identity` now (workers > 1, WorkerMesh.swift) and none
     /// is held here; `replacedAt`: the worker that held it before (requests sent through it are lost).
-    func backendRouterRemotePeerJoined(identity: UnsafeRawBufferPointer, worker: Int, replacedAt: Int?)
+    func backendRouterRemotePeerJoined(identity: RawSpan, worker: Int, replacedAt: Int?)
     /// An admitted connection is ready; `replaced` is the holder it took the identity from.
-    func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?)
+    func backendRouterPeerJoined(identity: RawSpan, address: String, replaced: BackendIdentityHolder?)
     /// A connection closed; `protocolError` when the peer broke ZMTP. `host` is the peer's address
     /// without its port (what a reconnecting peer keeps), for rate limits.
-    func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool)
+    func backendRouterDroppedPeer(identity: RawSpan, reason: String, host: String, protocolError: Bool)
 
     // libzmq engine with CURVE: libzmq asks about a key (ZAP) but never about an identity, so each
     // message's claim is put to the delegate before it is delivered.
@@ -135,7 +135,7 @@ package protocol BackendRouterDelegate: AnyObject {
     func backendRouterAdmitKey(_ key: CurveKey?, address: String) -> String?
     /// Whether a message from a connection that proved `key` may speak as `identity`; a refused
     /// message is dropped (the delegate counts and logs it).
-    func backendRouterAllowsClaim(identity: UnsafeRawBufferPointer, key: CurveKey?) -> Bool
+    func backendRouterAllowsClaim(identity: RawSpan, key: CurveKey?) -> Bool
 }
 
 /// The gateway's ROUTER: where backends connect, whichever ZMTP engine speaks to them. One send path

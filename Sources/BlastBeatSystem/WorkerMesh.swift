@@ -68,7 +68,7 @@ final class WorkerMesh {
     }
 
     /// The worker holding `identity`, when it is not this one.
-    func holder(of identity: UnsafeRawBufferPointer) -> Int? { holders.value(for: identity) }
+    func holder(of identity: UnsafeRawBufferPointer) -> Int? { holders.value(for: identity.bytes) }
 
     func close() {
         for case let link? in links { link.close() }
@@ -209,13 +209,13 @@ final class WorkerMesh {
         let identity = UnsafeRawBufferPointer(rebasing: bytes[message.identity])
         switch message.kind {
         case .joined:
-            let previous = holders.value(for: identity)
-            if previous != nil { _ = holders.remove(identity) }
+            let previous = holders.value(for: identity.bytes)
+            if previous != nil { _ = holders.remove(identity.bytes) }
             _ = holders.insert(Array(identity), value: worker)
             router.remotePeerJoined(identity: identity, worker: worker, replacing: previous)
         case .left:
-            guard holders.value(for: identity) == worker else { return }  // it moved to another worker since
-            _ = holders.remove(identity)
+            guard holders.value(for: identity.bytes) == worker else { return }  // it moved to another worker since
+            _ = holders.remove(identity.bytes)
             router.remotePeerLeft(identity: identity, worker: worker, reason: "its connection to worker \(worker) closed")
         case .send:
             router.sendLocally(

@@ -211,15 +211,15 @@ final class ZMQRouter: IOWatcherDelegate {
     private func deliver(frameCount: Int) {
         let identity = frames.view(0)
         guard frameCount == 4 else {
-            return delegate.backendRouter(receivedMalformed: .frameCount(frameCount), identity: identity)
+            return delegate.backendRouter(receivedMalformed: .frameCount(frameCount), identity: identity.bytes)
         }
         if checksClaims {
             let key = frames.property(1, "User-Id").flatMap { Z85.decode($0) }.flatMap { CurveKey(bytes: $0) }
-            guard delegate.backendRouterAllowsClaim(identity: identity, key: key) else { return }
+            guard delegate.backendRouterAllowsClaim(identity: identity.bytes, key: key) else { return }
         }
         let type = frames.view(2)
         guard let parsed = BackendMessageType(type) else {
-            return delegate.backendRouter(receivedMalformed: .unknownType(type), identity: identity)
+            return delegate.backendRouter(receivedMalformed: .unknownType(type), identity: identity.bytes)
         }
         delegate.backendRouter(
             received: BackendMessage(identity: identity, sid: frames.view(1), type: parsed, body: frames.view(3)))

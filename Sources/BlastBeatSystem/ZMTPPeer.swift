@@ -174,7 +174,7 @@ final class ZMTPPeer: IOWatcherDelegate {
             let available = end - start
             if state == .signature || state == .greeting {
                 let prefix = UnsafeRawBufferPointer(start: input + start, count: min(available, 10))
-                if !ZMTPGreeting.signatureLooksValid(prefix) {
+                if !ZMTPGreeting.signatureLooksValid(prefix.bytes) {
                     return protocolError(ZMTPGreeting.Refusal.notZMTP.description)
                 }
                 if state == .signature {
@@ -189,7 +189,7 @@ final class ZMTPPeer: IOWatcherDelegate {
                 }
                 guard available >= ZMTPGreeting.size else { return makeRoom(ZMTPGreeting.size) }
                 let greeting = UnsafeRawBufferPointer(start: input + start, count: ZMTPGreeting.size)
-                if let refusal = ZMTPGreeting.check(greeting, expecting: router.curveKeys == nil ? .null : .curve) {
+                if let refusal = ZMTPGreeting.check(greeting.bytes, expecting: router.curveKeys == nil ? .null : .curve) {
                     return protocolError(refusal.description)
                 }
                 start += ZMTPGreeting.size
@@ -198,7 +198,7 @@ final class ZMTPPeer: IOWatcherDelegate {
             }
             let frameStart = start + scanned
             let header: ZMTPFrame.Header
-            switch ZMTPFrame.decodeHeader(UnsafeRawBufferPointer(start: input + frameStart, count: end - frameStart)) {
+            switch ZMTPFrame.decodeHeader(UnsafeRawBufferPointer(start: input + frameStart, count: end - frameStart).bytes) {
             case .needMore:
                 return makeRoom(scanned + ZMTPFrame.maxHeaderSize)
             case .invalid:
@@ -267,7 +267,7 @@ final class ZMTPPeer: IOWatcherDelegate {
         identity.withUnsafeBytes { identity in
             guard frameCount == 3 else {
                 // As libzmq reports it: the identity frame the ROUTER prepends counts too.
-                return router.delegate.backendRouter(receivedMalformed: .frameCount(frameCount + 1), identity: identity)
+                return router.delegate.backendRouter(receivedMalformed: .frameCount(frameCount + 1), identity: identity.bytes)
             }
             let typeFrame = view(frames.type)
             if let mesh = router.mesh,
@@ -276,7 +276,7 @@ final class ZMTPPeer: IOWatcherDelegate {
                 return
             }
             guard let type = BackendMessageType(typeFrame) else {
-                return router.delegate.backendRouter(receivedMalformed: .unknownType(typeFrame), identity: identity)
+                return router.delegate.backendRouter(receivedMalformed: .unknownType(typeFrame), identity: identity.bytes)
             }
             router.delegate.backendRouter(
                 received: BackendMessage(identity: identity, sid: view(frames.sid), type: type, body: view(frames.body)))
@@ -291,7 +291,7 @@ final class ZMTPPeer: IOWatcherDelegate {
         }
         if state == .handshake { return handshake(command, body: body) }
         if command.name.elementsEqual("PING".utf8) {
-            guard let pong = ZMTPCommand.pongFrame(answering: command.data) else {
+            guard let pong = ZMTPCommand.pongFrame(answering: command.data.bytes) else {
                 return protocolError("a malformed PING")
             }
             pong.withUnsafeBytes { frame in
@@ -315,7 +315,7 @@ final class ZMTPPeer: IOWatcherDelegate {
             guard command.name.elementsEqual("READY".utf8) else {
                 return protocolError("\(LogText.quoted(command.name)) instead of READY")
             }
-            guard let parsed = ZMTPCommand.parseReady(command.data) else { return protocolError("a malformed READY") }
+            guard let parsed = ZMTPCommand.parseReady(command.data.bytes) else { return protocolError("a malformed READY") }
             ready = parsed
         case .curve(let curve):
             do throws(ZMTPCurveServer.Refusal) {

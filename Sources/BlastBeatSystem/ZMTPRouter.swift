@@ -194,7 +194,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
                 Posix.close(fd)
                 refusedAtCap += 1
                 delegate.backendRouterDroppedPeer(
-                    identity: UnsafeRawBufferPointer(start: nil, count: 0),
+                    identity: RawSpan(),
                     reason: "refused a connection from \(text): \(Self.maxHandshaking) backend connections are in their handshake (\(refusedAtCap) refused so far)",
                     host: "handshake cap", protocolError: true)
                 continue
@@ -227,7 +227,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
         }
         let holder = readyPeer(peer.identity).map { BackendIdentityHolder(key: $0.key, address: $0.address) }
         let refusal = peer.identity.withUnsafeBytes {
-            delegate.backendRouterAdmit(identity: identity.isEmpty ? UnsafeRawBufferPointer(start: nil, count: 0) : $0,
+            delegate.backendRouterAdmit(identity: identity.isEmpty ? RawSpan() : $0.bytes,
                                      key: peer.key, address: peer.address, holder: holder)
         }
         if refusal == nil { return .admitted }
@@ -248,7 +248,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
         readyIndex.insert(peer.identity, value: slot)
         peer.identity.withUnsafeBytes {
             mesh?.announceJoined($0)
-            delegate.backendRouterPeerJoined(identity: $0, address: peer.address, replaced: replaced)
+            delegate.backendRouterPeerJoined(identity: $0.bytes, address: peer.address, replaced: replaced)
         }
     }
 
@@ -259,7 +259,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
         var kept = 0
         for case let peer? in readySlots {
             let (refusal, busy) = peer.identity.withUnsafeBytes {
-                delegate.backendRouterRecheck(identity: $0, key: peer.key)
+                delegate.backendRouterRecheck(identity: $0.bytes, key: peer.key)
             }
             guard let refusal else { continue }
             if busy && !evenBusy {
@@ -285,12 +285,12 @@ final class ZMTPRouter: TimerWatcherDelegate {
             // Another worker holds a connection with this identity (a restarted backend that reconnected
             // there): the node goes on through it; what was in flight here is answered as for a replaced one.
             peer.identity.withUnsafeBytes {
-                delegate.backendRouterRemotePeerJoined(identity: $0, worker: worker, replacedAt: mesh?.index)
+                delegate.backendRouterRemotePeerJoined(identity: $0.bytes, worker: worker, replacedAt: mesh?.index)
             }
             return
         }
         peer.identity.withUnsafeBytes {
-            delegate.backendRouterDroppedPeer(identity: $0, reason: reason, host: peer.host, protocolError: protocolError)
+            delegate.backendRouterDroppedPeer(identity: $0.bytes, reason: reason, host: peer.host, protocolError: protocolError)
         }
     }
 
@@ -315,14 +315,14 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// keeps being used; otherwise the node is reachable through that worker.
     func remotePeerJoined(identity: UnsafeRawBufferPointer, worker: Int, replacing: Int?) {
         if readyPeer(identity) != nil { return }
-        delegate.backendRouterRemotePeerJoined(identity: identity, worker: worker, replacedAt: replacing)
+        delegate.backendRouterRemotePeerJoined(identity: identity.bytes, worker: worker, replacedAt: replacing)
     }
 
     /// The worker holding `identity` lost it; the node is gone for this worker too unless a connection here
     /// holds it.
     func remotePeerLeft(identity: UnsafeRawBufferPointer, worker: Int, reason: String) {
         if readyPeer(identity) != nil { return }
-        delegate.backendRouterDroppedPeer(identity: identity, reason: reason, host: "worker \(worker)", protocolError: false)
+        delegate.backendRouterDroppedPeer(identity: identity.bytes, reason: reason, host: "worker \(worker)", protocolError: false)
     }
 
     /// A message another worker sends to a backend connected here.
@@ -340,7 +340,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
         body: UnsafeRawBufferPointer
     ) {
         guard let parsed = BackendMessageType(type) else {
-            return delegate.backendRouter(receivedMalformed: .unknownType(type), identity: identity)
+            return delegate.backendRouter(receivedMalformed: .unknownType(type), identity: identity.bytes)
         }
         delegate.backendRouter(received: BackendMessage(identity: identity, sid: sid, type: parsed, body: body))
     }
@@ -359,7 +359,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
     }
 
     private func readyPeer(_ identity: UnsafeRawBufferPointer) -> ZMTPPeer? {
-        guard let slot = readyIndex.value(for: identity) else { return nil }
+        guard let slot = readyIndex.value(for: identity.bytes) else { return nil }
         return readySlots[slot]
     }
 

@@ -17,42 +17,42 @@ private final class Recorder: BackendRouterDelegate {
         received.append((Array(message.identity), Array(message.sid), message.type, Array(message.body)))
     }
 
-    func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: UnsafeRawBufferPointer) {
+    func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan) {
         switch problem {
-        case .frameCount(let count): malformed.append((Array(identity), "\(count) frames"))
-        case .unknownType(let type): malformed.append((Array(identity), "type " + String(decoding: type, as: UTF8.self)))
+        case .frameCount(let count): malformed.append((identity.copiedBytes, "\(count) frames"))
+        case .unknownType(let type): malformed.append((identity.copiedBytes, "type " + String(decoding: type, as: UTF8.self)))
         }
     }
 
     func backendRouterAdmit(
-        identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: BackendIdentityHolder?
+        identity: RawSpan, key: CurveKey?, address: String, holder: BackendIdentityHolder?
     ) -> String? {
-        admitted.append(Array(identity))
+        admitted.append(identity.copiedBytes)
         return nil
     }
 
-    func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?) {
-        joined.append(Array(identity))
+    func backendRouterPeerJoined(identity: RawSpan, address: String, replaced: BackendIdentityHolder?) {
+        joined.append(identity.copiedBytes)
     }
 
     /// Joined at another worker (a router in the worker mesh): recorded as `worker N: IDENTITY`.
     var remoteJoined: [String] = []
 
-    func backendRouterRemotePeerJoined(identity: UnsafeRawBufferPointer, worker: Int, replacedAt: Int?) {
-        remoteJoined.append("worker \(worker): \(String(decoding: identity, as: UTF8.self))")
+    func backendRouterRemotePeerJoined(identity: RawSpan, worker: Int, replacedAt: Int?) {
+        remoteJoined.append("worker \(worker): \(String(decoding: identity.copiedBytes, as: UTF8.self))")
     }
 
-    func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
+    func backendRouterDroppedPeer(identity: RawSpan, reason: String, host: String, protocolError: Bool) {
         dropped.append(reason)
     }
 
-    func backendRouterRecheck(identity: UnsafeRawBufferPointer, key: CurveKey?) -> (refusal: String?, busy: Bool) {
-        recheck[Array(identity)] ?? (nil, false)
+    func backendRouterRecheck(identity: RawSpan, key: CurveKey?) -> (refusal: String?, busy: Bool) {
+        recheck[identity.copiedBytes] ?? (nil, false)
     }
 
     func backendRouterAdmitKey(_ key: CurveKey?, address: String) -> String? { nil }
 
-    func backendRouterAllowsClaim(identity: UnsafeRawBufferPointer, key: CurveKey?) -> Bool { true }
+    func backendRouterAllowsClaim(identity: RawSpan, key: CurveKey?) -> Bool { true }
 }
 
 /// The suites that drive libev's default loop (one per process): run one at a time, not in parallel.
@@ -304,4 +304,9 @@ extension OnTheEventLoop {
         #expect(received == sidZero)
     }
 }
+}
+
+extension RawSpan {
+    /// The bytes the delegate was lent, kept for the expectations.
+    var copiedBytes: [UInt8] { withUnsafeBytes { Array($0) } }
 }

@@ -111,29 +111,29 @@ extension OnTheEventLoop {
         func backendRouter(received message: BackendMessage) {
             received.append((Array(message.sid), message.type, Array(message.body)))
         }
-        func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: UnsafeRawBufferPointer) {
+        func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan) {
             switch problem {
             case .frameCount(let count): malformed.append("\(count) frames")
             case .unknownType(let type): malformed.append("type " + String(decoding: type, as: UTF8.self))
             }
         }
         func backendRouterAdmit(
-            identity: UnsafeRawBufferPointer, key: CurveKey?, address: String, holder: BackendIdentityHolder?
-        ) -> String? { Array(identity) == Array("node1".utf8) ? nil : "unknown" }
-        func backendRouterRecheck(identity: UnsafeRawBufferPointer, key: CurveKey?) -> (refusal: String?, busy: Bool) {
+            identity: RawSpan, key: CurveKey?, address: String, holder: BackendIdentityHolder?
+        ) -> String? { identity.copiedBytes == Array("node1".utf8) ? nil : "unknown" }
+        func backendRouterRecheck(identity: RawSpan, key: CurveKey?) -> (refusal: String?, busy: Bool) {
             (nil, false)
         }
-        func backendRouterPeerJoined(identity: UnsafeRawBufferPointer, address: String, replaced: BackendIdentityHolder?) {
+        func backendRouterPeerJoined(identity: RawSpan, address: String, replaced: BackendIdentityHolder?) {
             joined += 1
         }
-        func backendRouterRemotePeerJoined(identity: UnsafeRawBufferPointer, worker: Int, replacedAt: Int?) {
+        func backendRouterRemotePeerJoined(identity: RawSpan, worker: Int, replacedAt: Int?) {
             joined += 1
         }
-        func backendRouterDroppedPeer(identity: UnsafeRawBufferPointer, reason: String, host: String, protocolError: Bool) {
+        func backendRouterDroppedPeer(identity: RawSpan, reason: String, host: String, protocolError: Bool) {
             dropped.append((reason, protocolError))
         }
         func backendRouterAdmitKey(_ key: CurveKey?, address: String) -> String? { nil }
-        func backendRouterAllowsClaim(identity: UnsafeRawBufferPointer, key: CurveKey?) -> Bool { true }
+        func backendRouterAllowsClaim(identity: RawSpan, key: CurveKey?) -> Bool { true }
     }
 
     @Test func aMessageArrivingByteByByteWithAPingBetweenItsFramesIsDeliveredWhole() throws {

@@ -63,7 +63,13 @@ package struct ByteKeyIndex: Sendable {
 
     /// The value for `key`/`tag`, or nil.
     @inlinable
-    package func value(for key: UnsafeRawBufferPointer, tag: UInt16 = 0) -> Value? {
+    package func value(for key: RawSpan, tag: UInt16 = 0) -> Value? {
+        key.withUnsafeBytes { value(unchecked: $0, tag: tag) }
+    }
+
+    /// The lookup itself, on the key's pointer: hashing and comparing run without a bounds check per byte.
+    @inlinable
+    func value(unchecked key: UnsafeRawBufferPointer, tag: UInt16) -> Value? {
         if entries.count <= Self.scanLimit {
             for i in entries.indices where entries[i].tag == tag && matches(key, entries[i].key) {
                 return entries[i].value
@@ -76,12 +82,16 @@ package struct ByteKeyIndex: Sendable {
 
     @inlinable
     package func value(for key: [UInt8], tag: UInt16 = 0) -> Value? {
-        key.withUnsafeBytes { value(for: $0, tag: tag) }
+        key.withUnsafeBytes { value(unchecked: $0, tag: tag) }
     }
 
     /// Removes `key`/`tag` if present, and returns its value.
     @discardableResult
-    package mutating func remove(_ key: UnsafeRawBufferPointer, tag: UInt16 = 0) -> Value? {
+    package mutating func remove(_ key: RawSpan, tag: UInt16 = 0) -> Value? {
+        key.withUnsafeBytes { remove(unchecked: $0, tag: tag) }
+    }
+
+    private mutating func remove(unchecked key: UnsafeRawBufferPointer, tag: UInt16) -> Value? {
         guard let (slot, position) = find(key, tag: tag, hash: hash(key, tag: tag)) else { return nil }
         let removed = entries[position].value
         deleteSlot(slot)
@@ -98,7 +108,7 @@ package struct ByteKeyIndex: Sendable {
 
     @discardableResult
     package mutating func remove(_ key: [UInt8], tag: UInt16 = 0) -> Value? {
-        key.withUnsafeBytes { remove($0, tag: tag) }
+        key.withUnsafeBytes { remove(unchecked: $0, tag: tag) }
     }
 
     // MARK: table

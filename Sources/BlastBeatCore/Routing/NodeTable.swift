@@ -77,24 +77,29 @@ package final class NodeTable {
     }
 
     /// The configured node an identity speaks for: `NAME` itself, or `NAME` of `NAME#SUFFIX`.
-    package func configuredNode(for identity: UnsafeRawBufferPointer) -> Int? {
-        if let i = index(of: identity), nodes[i].base == i { return i }
+    package func configuredNode(for identity: RawSpan) -> Int? {
+        identity.withUnsafeBytes { configuredNode(unchecked: $0) }
+    }
+
+    private func configuredNode(unchecked identity: UnsafeRawBufferPointer) -> Int? {
+        if let i = byIdentity.value(unchecked: identity, tag: 0), nodes[i].base == i { return i }
         guard let separator = identity.firstIndex(of: Self.instanceSeparator), separator > 0,
             separator < identity.count - 1
         else { return nil }
-        guard let base = index(of: UnsafeRawBufferPointer(rebasing: identity[..<separator])), nodes[base].base == base
+        guard let base = byIdentity.value(unchecked: UnsafeRawBufferPointer(rebasing: identity[..<separator]), tag: 0),
+            nodes[base].base == base
         else { return nil }
         return base
     }
 
     /// Registers `NAME#SUFFIX` as an instance of the configured node `NAME`, if it has fewer than
     /// `limit` instances (or a dead, idle one whose entry can be reused).
-    package func registerInstance(_ identity: UnsafeRawBufferPointer, limit: Int) -> InstanceRegistration {
-        guard let base = configuredNode(for: identity), identity.count > nodes[base].identity.count else {
+    package func registerInstance(_ identity: RawSpan, limit: Int) -> InstanceRegistration {
+        guard let base = configuredNode(for: identity), identity.byteCount > nodes[base].identity.count else {
             return .notAnInstance
         }
         if let known = index(of: identity) { return .known(index: known) }
-        let full = Array(identity)
+        let full = identity.withUnsafeBytes { Array($0) }
         var instances = 0
         var reusable: Int? = nil
         for i in nodes.indices where nodes[i].base == base && i != base {
@@ -114,9 +119,9 @@ package final class NodeTable {
     }
 
     /// The entry of `identity`: a hash lookup in place, so a message's identity frame needs no copy.
-    package func index(of identity: UnsafeRawBufferPointer) -> Int? { byIdentity.value(for: identity) }
+    package func index(of identity: RawSpan) -> Int? { byIdentity.value(for: identity) }
 
-    package func index(of identity: [UInt8]) -> Int? { identity.withUnsafeBytes { byIdentity.value(for: $0) } }
+    package func index(of identity: [UInt8]) -> Int? { byIdentity.value(for: identity) }
 
     /// Records a message from node `i`. Returns true when the node came back from `dead`.
     @discardableResult

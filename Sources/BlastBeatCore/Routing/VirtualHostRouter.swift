@@ -34,9 +34,12 @@ package struct VirtualHostRouter: Sendable {
     }
 
     /// The vhost index for `host` (the raw Host value), or the default vhost, or nil.
-    package func route(host: UnsafeRawBufferPointer?) -> Int? {
-        guard let host, let (name, port) = Self.split(host) else { return defaultVhost }
-        return index.value(for: name, tag: port ?? listenerPort) ?? defaultVhost
+    package func route(host: RawSpan?) -> Int? {
+        guard let host else { return defaultVhost }
+        return host.withUnsafeBytes { host in
+            guard let (name, port) = Self.split(host) else { return defaultVhost }
+            return index.value(unchecked: name, tag: port ?? listenerPort) ?? defaultVhost
+        }
     }
 
     /// Splits `host[:port]` or `[v6][:port]`; nil when the port is not a number in 1–65535.

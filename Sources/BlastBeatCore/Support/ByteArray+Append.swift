@@ -11,6 +11,12 @@ extension Array where Element == UInt8 {
         append(contentsOf: UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count))
     }
 
+    /// Appends bytes lent as a span.
+    @inlinable
+    package mutating func appendBytes(_ bytes: RawSpan) {
+        bytes.withUnsafeBytes { appendBytes($0) }
+    }
+
     /// Appends a static string's UTF-8 bytes.
     @inlinable
     package mutating func appendBytes(_ text: StaticString) {

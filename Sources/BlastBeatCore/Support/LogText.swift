@@ -20,4 +20,9 @@ package enum LogText {
     package static func quoted(_ bytes: some Collection<UInt8>, limit: Int = 64) -> String {
         "\"" + escaped(bytes, limit: limit) + "\""
     }
+
+    /// `quoted` for bytes lent as a span (a backend's identity).
+    package static func quoted(_ bytes: RawSpan, limit: Int = 64) -> String {
+        bytes.withUnsafeBytes { quoted($0, limit: limit) }
+    }
 }

@@ -27,7 +27,13 @@ package struct UTF8Validator: Sendable {
     ///
     /// - Returns: false at the first invalid byte; `validatedCount` is then the offset of that byte. The validator
     ///   must not be fed again after a failure.
-    package mutating func feed(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package mutating func feed(_ bytes: RawSpan) -> Bool {
+        bytes.withUnsafeBytes { feed(unchecked: $0) }
+    }
+
+    /// `feed` on a pointer, for Core's own callers (the message assembler's buffer); one bounds check per
+    /// byte would cost on every text message.
+    mutating func feed(unchecked bytes: UnsafeRawBufferPointer) -> Bool {
         var index = 0
         let count = bytes.count
         defer { self.validatedCount += index }
@@ -78,7 +84,7 @@ package struct UTF8Validator: Sendable {
     }
 
     /// Whether `bytes` is complete, valid UTF-8.
-    package static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package static func isValid(_ bytes: RawSpan) -> Bool {
         var validator = UTF8Validator()
         return validator.feed(bytes) && validator.isComplete
     }

@@ -66,7 +66,7 @@ extension WebSocketCloseCode {
             }
             var validator = UTF8Validator()
             let reason = UnsafeRawBufferPointer(rebasing: payload[2...])
-            guard validator.feed(reason) else {
+            guard validator.feed(unchecked: reason) else {
                 throw .invalidUTF8(offset: validator.validatedCount)
             }
             guard validator.isComplete else {

@@ -63,13 +63,13 @@ package enum WebSocketFrameEncoder {
     }
 
     /// Appends a ping frame; `payload` is at most 125 bytes.
-    package static func writePing(into output: inout [UInt8], payload: UnsafeRawBufferPointer) {
-        Self.writeFrame(into: &output, opcode: .ping, payload: payload)
+    package static func writePing(into output: inout [UInt8], payload: RawSpan) {
+        payload.withUnsafeBytes { Self.writeFrame(into: &output, opcode: .ping, payload: $0) }
     }
 
     /// Appends a pong frame; `payload` is at most 125 bytes (echo the ping's payload, RFC 6455 §5.5.3).
-    package static func writePong(into output: inout [UInt8], payload: UnsafeRawBufferPointer) {
-        Self.writeFrame(into: &output, opcode: .pong, payload: payload)
+    package static func writePong(into output: inout [UInt8], payload: RawSpan) {
+        payload.withUnsafeBytes { Self.writeFrame(into: &output, opcode: .pong, payload: $0) }
     }
 
     /// Appends a close frame.

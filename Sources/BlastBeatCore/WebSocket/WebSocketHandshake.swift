@@ -16,9 +16,9 @@ package enum WebSocketHandshake {
     ///
     /// `key` is used exactly as given (the HTTP parser has already trimmed optional whitespace); check it with
     /// `isValidKey` first. Always returns 28 bytes.
-    package static func acceptValue(key: UnsafeRawBufferPointer) -> [UInt8] {
+    package static func acceptValue(key: RawSpan) -> [UInt8] {
         var sha = SHA1()
-        sha.update(key)
+        key.withUnsafeBytes { sha.update($0) }
         Self.guid.withUnsafeBytes { sha.update($0) }
         let digest = sha.finalize()
         return digest.withUnsafeBytes { Base64.encode($0) }
@@ -28,19 +28,21 @@ package enum WebSocketHandshake {
     ///
     /// The 4 unused low bits of the last character are not required to be zero (a non-canonical encoding still
     /// decodes to 16 bytes; Python's `websockets` and Go's `gorilla/websocket` accept it too).
-    package static func isValidKey(_ key: UnsafeRawBufferPointer) -> Bool {
-        guard key.count == Self.keyLength else { return false }
-        guard key[22] == UInt8(ascii: "="), key[23] == UInt8(ascii: "=") else { return false }
-        for index in 0..<22 where !Base64.isAlphabetByte(key[index]) {
-            return false
+    package static func isValidKey(_ key: RawSpan) -> Bool {
+        key.withUnsafeBytes { key in
+            guard key.count == Self.keyLength else { return false }
+            guard key[22] == UInt8(ascii: "="), key[23] == UInt8(ascii: "=") else { return false }
+            for index in 0..<22 where !Base64.isAlphabetByte(key[index]) {
+                return false
+            }
+            return true
         }
-        return true
     }
 
     /// Whether a `Sec-WebSocket-Version` value is `13`, the only version RFC 6455 defines.
     ///
     /// A server answers any other value with 426 and `Sec-WebSocket-Version: 13` (RFC 6455 §4.2.2 item 4).
-    package static func isSupportedVersion(_ value: UnsafeRawBufferPointer) -> Bool {
-        value.count == 2 && value[0] == UInt8(ascii: "1") && value[1] == UInt8(ascii: "3")
+    package static func isSupportedVersion(_ value: RawSpan) -> Bool {
+        value.withUnsafeBytes { $0.elementsEqual("13".utf8) }
     }
 }

@@ -166,7 +166,7 @@ package struct WebSocketMessageAssembler {
     private mutating func validateText(from start: Int) throws(WebSocketError) {
         guard case .assembling(let opcode, let compressed, var validator?) = self.state else { return }
         let valid = self.messagePayload.withUnsafeBytes {
-            validator.feed(UnsafeRawBufferPointer(rebasing: $0[start...]))
+            validator.feed(unchecked: UnsafeRawBufferPointer(rebasing: $0[start...]))
         }
         guard valid else {
             throw .invalidUTF8(offset: validator.validatedCount)

@@ -28,7 +28,11 @@ package enum ZMTPCommand {
 
     /// Reads READY's metadata: `name-size (1) · name · value-size (4, network order) · value`, repeated.
     /// Property names compare case-insensitively (RFC 37); unknown properties are ignored.
-    package static func parseReady(_ data: UnsafeRawBufferPointer) -> Ready? {
+    package static func parseReady(_ data: RawSpan) -> Ready? {
+        data.withUnsafeBytes { parseReady(unchecked: $0) }
+    }
+
+    private static func parseReady(unchecked data: UnsafeRawBufferPointer) -> Ready? {
         var ready = Ready(socketType: [], identity: [])
         var sawSocketType = false
         var i = 0
@@ -81,9 +85,10 @@ package enum ZMTPCommand {
 
     /// The PONG answering a PING whose data is `pingData` (`TTL (2) · context (0-16)`): it echoes
     /// the context. Nil when the PING is malformed.
-    package static func pongFrame(answering pingData: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard pingData.count >= 2, pingData.count <= 2 + 16 else { return nil }
-        let body: [UInt8] = [4] + Array("PONG".utf8) + Array(pingData[2...])
+    package static func pongFrame(answering pingData: RawSpan) -> [UInt8]? {
+        guard pingData.byteCount >= 2, pingData.byteCount <= 2 + 16 else { return nil }
+        let context = pingData.extracting(2...).withUnsafeBytes { Array($0) }
+        let body: [UInt8] = [4] + Array("PONG".utf8) + context
         return [ZMTPFrame.command, UInt8(body.count)] + body
     }
 }

@@ -32,8 +32,14 @@ package enum ZMTPFrame {
         case invalid
     }
 
-    /// Reads the header at the start of `bytes`.
-    package static func decodeHeader(_ bytes: UnsafeRawBufferPointer) -> Decoded {
+    /// Reads the header at the start of `bytes`. Runs once per frame on the backend read path, so it
+    /// reads through the span's pointer instead of a bounds check per byte: the checks below are the
+    /// only ones needed.
+    package static func decodeHeader(_ bytes: RawSpan) -> Decoded {
+        bytes.withUnsafeBytes { decodeHeader(unchecked: $0) }
+    }
+
+    private static func decodeHeader(unchecked bytes: UnsafeRawBufferPointer) -> Decoded {
         guard let flags = bytes.first else { return .needMore }
         if flags & 0xF8 != 0 { return .invalid }
         if flags & command != 0 && flags & more != 0 { return .invalid }

@@ -58,9 +58,13 @@ package enum ZMTPGreeting {
 
     /// Checks the first 64 bytes a peer sent. Only the 10-byte signature is checked as early as
     /// it arrives (see `signatureLooksValid`), the rest once all 64 bytes are in.
-    package static func check(_ greeting: UnsafeRawBufferPointer, expecting expected: Mechanism = .null) -> Refusal? {
+    package static func check(_ greeting: RawSpan, expecting expected: Mechanism = .null) -> Refusal? {
+        greeting.withUnsafeBytes { check(unchecked: $0, expecting: expected) }
+    }
+
+    private static func check(unchecked greeting: UnsafeRawBufferPointer, expecting expected: Mechanism) -> Refusal? {
         precondition(greeting.count >= size)
-        if !signatureLooksValid(UnsafeRawBufferPointer(rebasing: greeting[0..<10])) { return .notZMTP }
+        if !signatureLooksValid(unchecked: UnsafeRawBufferPointer(rebasing: greeting[0..<10])) { return .notZMTP }
         if greeting[10] < 3 { return .version(major: greeting[10]) }
         var end = 12
         while end < 32 && greeting[end] != 0 { end += 1 }
@@ -73,7 +77,11 @@ package enum ZMTPGreeting {
 
     /// Whether the bytes received so far (up to 10) can begin a ZMTP 2.0+ signature: so a peer
     /// that is not ZeroMQ (an HTTP client on the wrong port) is refused without waiting for 64 bytes.
-    package static func signatureLooksValid(_ prefix: UnsafeRawBufferPointer) -> Bool {
+    package static func signatureLooksValid(_ prefix: RawSpan) -> Bool {
+        prefix.withUnsafeBytes { signatureLooksValid(unchecked: $0) }
+    }
+
+    private static func signatureLooksValid(unchecked prefix: UnsafeRawBufferPointer) -> Bool {
         if prefix.count >= 1 && prefix[0] != 0xFF { return false }
         if prefix.count >= 10 && prefix[9] & 0x01 == 0 { return false }
         return true

@@ -162,7 +162,7 @@ package final class ZMTPCurveServer {
         }
         // The vouch holds C' and the server key the client meant (RFC 26): both must be ours.
         guard let vouch, vouch == clientTransient.bytes + server.publicKey.bytes else { throw .badVouch }
-        guard let metadata = plaintext[128...].withUnsafeBytes({ ZMTPCommand.parseReady($0) }) else { throw .badMetadata }
+        guard let metadata = plaintext[128...].withUnsafeBytes({ ZMTPCommand.parseReady($0.bytes) }) else { throw .badMetadata }
         self.shared = shared
         shared.withUnsafeBytes { key in
             CurveCrypto.messageSubkey(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGES", into: sealSubkey)

@@ -4,7 +4,7 @@ import Testing
 
 @Suite struct ByteKeyIndexTests {
     func lookup(_ index: ByteKeyIndex, _ key: String, tag: UInt16 = 0) -> Int? {
-        Array(key.utf8).withUnsafeBytes { index.value(for: $0, tag: tag) }
+        Array(key.utf8).withUnsafeBytes { index.value(for: $0.bytes, tag: tag) }
     }
 
     @Test func tenThousandKeysAllFound() {

@@ -11,9 +11,9 @@ import Testing
         #expect(again == a)
         #expect(a != b)
         let bytes = Array("B".utf8)
-        #expect(bytes.withUnsafeBytes { table.index(of: $0) } == b)
+        #expect(bytes.withUnsafeBytes { table.index(of: $0.bytes) } == b)
         let unknown = Array("C".utf8)
-        #expect(unknown.withUnsafeBytes { table.index(of: $0) } == nil)
+        #expect(unknown.withUnsafeBytes { table.index(of: $0.bytes) } == nil)
     }
 
     @Test func choosesFewestInFlightAndSpreadsTies() {
@@ -103,20 +103,20 @@ import Testing
         var table = NodeTable()
         let base = table.add(Array("app".utf8))
         let instance = Array("app#1".utf8)
-        let result = instance.withUnsafeBytes { table.registerInstance($0, limit: 64) }
+        let result = instance.withUnsafeBytes { table.registerInstance($0.bytes, limit: 64) }
         guard case .added(let index, let b) = result else {
             Issue.record("expected .added, got \(result)")
             return
         }
         #expect(b == base)
         #expect(table.nodes[index].base == base)
-        let found = instance.withUnsafeBytes { table.index(of: $0) }
+        let found = instance.withUnsafeBytes { table.index(of: $0.bytes) }
         #expect(found == index)
-        #expect(instance.withUnsafeBytes { table.registerInstance($0, limit: 64) } == .known(index: index))
-        #expect(instance.withUnsafeBytes { table.configuredNode(for: $0) } == base)
-        #expect(Array("other#1".utf8).withUnsafeBytes { table.configuredNode(for: $0) } == nil)
+        #expect(instance.withUnsafeBytes { table.registerInstance($0.bytes, limit: 64) } == .known(index: index))
+        #expect(instance.withUnsafeBytes { table.configuredNode(for: $0.bytes) } == base)
+        #expect(Array("other#1".utf8).withUnsafeBytes { table.configuredNode(for: $0.bytes) } == nil)
         for refused in ["other#1", "app#", "#1", "app", "app#1#2x"] where refused != "app#1#2x" {
-            let r = Array(refused.utf8).withUnsafeBytes { table.registerInstance($0, limit: 64) }
+            let r = Array(refused.utf8).withUnsafeBytes { table.registerInstance($0.bytes, limit: 64) }
             #expect(r == .notAnInstance, "\(refused)")
         }
     }
@@ -125,18 +125,18 @@ import Testing
         var table = NodeTable()
         _ = table.add(Array("app".utf8))
         for i in 0..<64 {
-            let r = Array("app#\(i)".utf8).withUnsafeBytes { table.registerInstance($0, limit: 64) }
+            let r = Array("app#\(i)".utf8).withUnsafeBytes { table.registerInstance($0.bytes, limit: 64) }
             guard case .added = r else {
                 Issue.record("instance \(i) refused")
                 return
             }
         }
-        let over = Array("app#extra".utf8).withUnsafeBytes { table.registerInstance($0, limit: 64) }
+        let over = Array("app#extra".utf8).withUnsafeBytes { table.registerInstance($0.bytes, limit: 64) }
         #expect(over == .full(base: 0))
         table.markDead(1)
-        let reused = Array("app#extra".utf8).withUnsafeBytes { table.registerInstance($0, limit: 64) }
+        let reused = Array("app#extra".utf8).withUnsafeBytes { table.registerInstance($0.bytes, limit: 64) }
         #expect(reused == .reused(index: 1))
-        let old = Array("app#0".utf8).withUnsafeBytes { table.index(of: $0) }
+        let old = Array("app#0".utf8).withUnsafeBytes { table.index(of: $0.bytes) }
         #expect(old == nil)
     }
 

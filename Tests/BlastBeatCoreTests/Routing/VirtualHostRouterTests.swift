@@ -36,7 +36,7 @@ import Testing
     @Test(arguments: cases)
     func routesHost(host: String, expected: Int?) {
         let bytes = Array(host.utf8)
-        let result = bytes.withUnsafeBytes { Self.router.route(host: $0) }
+        let result = bytes.withUnsafeBytes { Self.router.route(host: $0.bytes) }
         #expect(result == expected, "Host \(host)")
     }
 
@@ -46,7 +46,7 @@ import Testing
         router.defaultVhost = 3
         #expect(router.route(host: nil) == 3)
         let other = Array("unknown.test".utf8)
-        #expect(other.withUnsafeBytes { router.route(host: $0) } == 3)
+        #expect(other.withUnsafeBytes { router.route(host: $0.bytes) } == 3)
     }
 
     @Test func portOnlyVhostMatchesBareHostOnItsOwnPort() {
@@ -54,7 +54,7 @@ import Testing
             entries: [.init(vhost: 0, hostName: Array("localhost".utf8), port: 8000)], defaultVhost: nil,
             listenerPort: 8000)
         let bare = Array("localhost".utf8)
-        #expect(bare.withUnsafeBytes { router.route(host: $0) } == 0)
+        #expect(bare.withUnsafeBytes { router.route(host: $0.bytes) } == 0)
     }
 
     /// An ISP's configuration: every one of 10,000 vhosts routes, the first one of a name wins.
@@ -62,7 +62,7 @@ import Testing
         var entries = (0..<10_000).map { VirtualHostRouter.Entry(vhost: $0, hostName: Array("t\($0).example".utf8), port: nil) }
         entries.append(.init(vhost: 10_000, hostName: Array("t5.example".utf8), port: nil))
         let router = VirtualHostRouter(entries: entries, defaultVhost: nil, listenerPort: 80)
-        func route(_ host: String) -> Int? { Array(host.utf8).withUnsafeBytes { router.route(host: $0) } }
+        func route(_ host: String) -> Int? { Array(host.utf8).withUnsafeBytes { router.route(host: $0.bytes) } }
         for i in [0, 5, 4_999, 9_999] { #expect(route("T\(i).example:80") == i) }
         #expect(route("t10000.example") == nil)
     }

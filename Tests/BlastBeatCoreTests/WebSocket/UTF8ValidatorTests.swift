@@ -87,7 +87,7 @@ import Testing
             var validator = UTF8Validator()
             var failure: Int?
             for piece in pieces {
-                let ok = piece.withUnsafeBytes { validator.feed($0) }
+                let ok = piece.withUnsafeBytes { validator.feed($0.bytes) }
                 if !ok {
                     failure = validator.validatedCount
                     break
@@ -98,7 +98,7 @@ import Testing
             }
             #expect(failure == row.failsAt, "pieces \(pieces.map(\.count))")
         }
-        #expect(row.bytes.withUnsafeBytes { UTF8Validator.isValid($0) } == (row.failsAt == nil))
+        #expect(row.bytes.withUnsafeBytes { UTF8Validator.isValid($0.bytes) } == (row.failsAt == nil))
     }
 
     /// The validator agrees with the standard library on every code point (written as UTF-8 by the stdlib).
@@ -109,7 +109,7 @@ import Testing
             bytes.append(contentsOf: String(Character(scalar)).utf8)
         }
         var validator = UTF8Validator()
-        #expect(bytes.withUnsafeBytes { validator.feed($0) })
+        #expect(bytes.withUnsafeBytes { validator.feed($0.bytes) })
         #expect(validator.isComplete)
     }
 }

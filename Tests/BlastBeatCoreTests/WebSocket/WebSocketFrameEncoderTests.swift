@@ -53,10 +53,10 @@ import Testing
         }
         #expect(output == WebSocketTestSupport.bytes(hex: "81 05 48 65 6c 6c 6f"))
         output.removeAll()
-        Array("Hello".utf8).withUnsafeBytes { WebSocketFrameEncoder.writePing(into: &output, payload: $0) }
+        Array("Hello".utf8).withUnsafeBytes { WebSocketFrameEncoder.writePing(into: &output, payload: $0.bytes) }
         #expect(output == WebSocketTestSupport.bytes(hex: "89 05 48 65 6c 6c 6f"))
         output.removeAll()
-        Array("Hello".utf8).withUnsafeBytes { WebSocketFrameEncoder.writePong(into: &output, payload: $0) }
+        Array("Hello".utf8).withUnsafeBytes { WebSocketFrameEncoder.writePong(into: &output, payload: $0.bytes) }
         #expect(output == WebSocketTestSupport.bytes(hex: "8a 05 48 65 6c 6c 6f"))
     }
 

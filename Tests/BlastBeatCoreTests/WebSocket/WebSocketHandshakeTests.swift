@@ -4,7 +4,7 @@ import Testing
 @Suite struct WebSocketHandshakeTests {
     @Test func rfc6455ExampleAcceptValue() {
         let key = Array("dGhlIHNhbXBsZSBub25jZQ==".utf8)
-        let accept = key.withUnsafeBytes { WebSocketHandshake.acceptValue(key: $0) }
+        let accept = key.withUnsafeBytes { WebSocketHandshake.acceptValue(key: $0.bytes) }
         #expect(String(decoding: accept, as: UTF8.self) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
         #expect(accept.count == WebSocketHandshake.acceptValueLength)
     }
@@ -35,13 +35,13 @@ import Testing
     @Test(arguments: keyCases)
     func keyValidation(_ row: KeyCase) {
         let key = Array(row.key.utf8)
-        #expect(key.withUnsafeBytes { WebSocketHandshake.isValidKey($0) } == row.valid)
+        #expect(key.withUnsafeBytes { WebSocketHandshake.isValidKey($0.bytes) } == row.valid)
     }
 
     @Test(arguments: [("13", true), ("8", false), ("12", false), ("130", false), ("", false), (" 13", false)])
     func versionCheck(value: String, supported: Bool) {
         let bytes = Array(value.utf8)
-        #expect(bytes.withUnsafeBytes { WebSocketHandshake.isSupportedVersion($0) } == supported)
+        #expect(bytes.withUnsafeBytes { WebSocketHandshake.isSupportedVersion($0.bytes) } == supported)
     }
 
     /// RFC 4648 §10 test vectors.

@@ -17,8 +17,8 @@ import Testing
         #expect(Array(g[12..<16]) == Array("NULL".utf8))
         #expect(g[16..<64].allSatisfy { $0 == 0 })
         // Our own greeting passes our own check, as does libzmq's.
-        #expect(g.withUnsafeBytes { ZMTPGreeting.check($0) } == nil)
-        #expect(Self.libzmqGreeting.withUnsafeBytes { ZMTPGreeting.check($0) } == nil)
+        #expect(g.withUnsafeBytes { ZMTPGreeting.check($0.bytes) } == nil)
+        #expect(Self.libzmqGreeting.withUnsafeBytes { ZMTPGreeting.check($0.bytes) } == nil)
     }
 
     struct GreetingCase: Sendable, CustomTestStringConvertible {
@@ -43,15 +43,15 @@ import Testing
     @Test(arguments: greetingCases) func greetingChecks(_ c: GreetingCase) {
         var g = Self.libzmqGreeting
         for (i, b) in c.patch { g[i] = b }
-        #expect(g.withUnsafeBytes { ZMTPGreeting.check($0) } == c.expected)
+        #expect(g.withUnsafeBytes { ZMTPGreeting.check($0.bytes) } == c.expected)
     }
 
     @Test func signaturePrefixRefusesNonZMTPEarly() {
-        #expect([UInt8]().withUnsafeBytes { ZMTPGreeting.signatureLooksValid($0) })
-        #expect([0xFF].withUnsafeBytes { ZMTPGreeting.signatureLooksValid($0) })
-        #expect(!Array("GET / HTTP/1.1".utf8.prefix(10)).withUnsafeBytes { ZMTPGreeting.signatureLooksValid($0) })
-        #expect(!Array("G".utf8).withUnsafeBytes { ZMTPGreeting.signatureLooksValid($0) })
-        #expect(Array(Self.libzmqGreeting.prefix(10)).withUnsafeBytes { ZMTPGreeting.signatureLooksValid($0) })
+        #expect([UInt8]().withUnsafeBytes { ZMTPGreeting.signatureLooksValid($0.bytes) })
+        #expect([0xFF].withUnsafeBytes { ZMTPGreeting.signatureLooksValid($0.bytes) })
+        #expect(!Array("GET / HTTP/1.1".utf8.prefix(10)).withUnsafeBytes { ZMTPGreeting.signatureLooksValid($0.bytes) })
+        #expect(!Array("G".utf8).withUnsafeBytes { ZMTPGreeting.signatureLooksValid($0.bytes) })
+        #expect(Array(Self.libzmqGreeting.prefix(10)).withUnsafeBytes { ZMTPGreeting.signatureLooksValid($0.bytes) })
     }
 
     struct HeaderCase: Sendable, CustomTestStringConvertible {
@@ -78,7 +78,7 @@ import Testing
     ]
 
     @Test(arguments: headerCases) func decodesFrameHeaders(_ c: HeaderCase) {
-        #expect(c.bytes.withUnsafeBytes { ZMTPFrame.decodeHeader($0) } == c.expected)
+        #expect(c.bytes.withUnsafeBytes { ZMTPFrame.decodeHeader($0.bytes) } == c.expected)
     }
 
     @Test(arguments: [0, 1, 16, 255, 256, 65_536, 1 << 20, 1 << 33]) func headerRoundTrips(size: Int) {
@@ -89,7 +89,7 @@ import Testing
             }
             #expect(n == ZMTPFrame.headerSize(for: size))
             #expect(n == (size <= 255 ? 2 : 9))
-            let decoded = buffer.withUnsafeBytes { ZMTPFrame.decodeHeader(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            let decoded = buffer.withUnsafeBytes { ZMTPFrame.decodeHeader(UnsafeRawBufferPointer(rebasing: $0[0..<n]).bytes) }
             guard case .header(let h) = decoded else {
                 Issue.record("\(decoded)")
                 return
@@ -106,7 +106,7 @@ import Testing
     @Test func parsesLibzmqReady() throws {
         let command = try #require(Self.dealerReady.withUnsafeBytes { ZMTPCommand.parse($0).map { (Array($0.name), Array($0.data)) } })
         #expect(command.0 == Array("READY".utf8))
-        let ready = try #require(command.1.withUnsafeBytes { ZMTPCommand.parseReady($0) })
+        let ready = try #require(command.1.withUnsafeBytes { ZMTPCommand.parseReady($0.bytes) })
         #expect(ready.socketType == Array("DEALER".utf8))
         #expect(ready.identity == Array("hello".utf8))
         #expect(ZMTPCommand.isRouterCompatible(ready.socketType))
@@ -136,7 +136,7 @@ import Testing
     ]
 
     @Test(arguments: readyCases) func readyProperties(_ c: ReadyCase) {
-        #expect(c.data.withUnsafeBytes { ZMTPCommand.parseReady($0) } == c.expected)
+        #expect(c.data.withUnsafeBytes { ZMTPCommand.parseReady($0.bytes) } == c.expected)
     }
 
     @Test func compatibleSocketTypes() {
@@ -146,7 +146,7 @@ import Testing
 
     @Test func routerReadyFrameIsACommandWithSocketTypeRouter() throws {
         let frame = ZMTPCommand.routerReadyFrame
-        guard case .header(let h) = frame.withUnsafeBytes({ ZMTPFrame.decodeHeader($0) }) else {
+        guard case .header(let h) = frame.withUnsafeBytes({ ZMTPFrame.decodeHeader($0.bytes) }) else {
             Issue.record("not a frame")
             return
         }
@@ -154,15 +154,15 @@ import Testing
         let body = Array(frame[2...])
         let parsed = try #require(body.withUnsafeBytes { ZMTPCommand.parse($0).map { (Array($0.name), Array($0.data)) } })
         #expect(parsed.0 == Array("READY".utf8))
-        #expect(parsed.1.withUnsafeBytes { ZMTPCommand.parseReady($0) } == .init(socketType: Array("ROUTER".utf8), identity: []))
+        #expect(parsed.1.withUnsafeBytes { ZMTPCommand.parseReady($0.bytes) } == .init(socketType: Array("ROUTER".utf8), identity: []))
     }
 
     @Test func pongEchoesThePingContext() {
         let ping: [UInt8] = [0, 30] + Array("ctx".utf8)
-        #expect(ping.withUnsafeBytes { ZMTPCommand.pongFrame(answering: $0) } == [0x04, 8, 4] + Array("PONGctx".utf8))
-        #expect(([0, 0] as [UInt8]).withUnsafeBytes { ZMTPCommand.pongFrame(answering: $0) } == [0x04, 5, 4] + Array("PONG".utf8))
-        #expect(([0] as [UInt8]).withUnsafeBytes { ZMTPCommand.pongFrame(answering: $0) } == nil)
-        #expect([UInt8](repeating: 1, count: 19).withUnsafeBytes { ZMTPCommand.pongFrame(answering: $0) } == nil)
+        #expect(ping.withUnsafeBytes { ZMTPCommand.pongFrame(answering: $0.bytes) } == [0x04, 8, 4] + Array("PONGctx".utf8))
+        #expect(([0, 0] as [UInt8]).withUnsafeBytes { ZMTPCommand.pongFrame(answering: $0.bytes) } == [0x04, 5, 4] + Array("PONG".utf8))
+        #expect(([0] as [UInt8]).withUnsafeBytes { ZMTPCommand.pongFrame(answering: $0.bytes) } == nil)
+        #expect([UInt8](repeating: 1, count: 19).withUnsafeBytes { ZMTPCommand.pongFrame(answering: $0.bytes) } == nil)
     }
 
     struct EndpointCase: Sendable, CustomTestStringConvertible {
