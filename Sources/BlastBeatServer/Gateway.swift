@@ -209,7 +209,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         requestLimits = config.limits
         requestLimits.maxBodySize = config.largestBodySize
         vhostLimits = config.vhosts.map(\.limits)
-        budget.setLimit(config.maxBuffered)
+        // Each worker has its own memory: the budget is split evenly, so that together they hold `max-buffered`
+        // (README.md, "Worker processes": a worker cannot lend another its room, the split is static).
+        budget.setLimit(config.maxBuffered / (worker?.count ?? 1))
         vhostRefusalLogged += Array(repeating: (-.infinity, -.infinity), count: config.vhosts.count - vhostRefusalLogged.count)
         vhostServerNames = config.vhosts.map(\.hostName)
         vhostNodes = config.vhosts.map { vhost in vhost.isRetired ? [] : vhost.nodes.map { nodes.add($0) } }

@@ -173,3 +173,14 @@ def test_kill_9_of_a_worker_holding_requests_in_flight_frees_its_places(make_gat
     node.release()
     for conn in conns[holder_index] + fresh[0] + fresh[1]:
         conn.close()
+
+
+def test_max_buffered_is_split_between_the_workers(make_gateway, make_backend):
+    """Each worker gets max-buffered / 2: the scrape (the workers' sum) reports the configured budget."""
+    from test_metrics import Scrape, admin_get
+    from helpers import free_port
+    gw = make_gateway(options={"workers": 2, "max-buffered": "32m", "admin": f"127.0.0.1:{free_port()}"})
+    workers_ready(gw)
+    wait_until(lambda: admin_get(gw).status == 200, 5, what="the admin listener")
+    scrape = Scrape(admin_get(gw).body.decode())
+    assert scrape.value("blastbeat_max_buffered_bytes") == 32 * 1024 * 1024
