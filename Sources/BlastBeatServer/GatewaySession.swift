@@ -98,6 +98,7 @@ final class GatewaySession {
     /// waits for one instead (returns true: it goes on reading its body, kept for the node).
     @discardableResult
     func dispatch(preferring preferred: Int?, bodyComplete: Bool, mayWait: Bool = false) -> Bool {
+        var reserved = false
         if let limit = transport.limits.maxInFlight {
             // A place is reserved across every worker (the take is undone when it would pass the limit) until the
             // slot below is held or the request failed: another worker checking meanwhile counts this request.
@@ -108,8 +109,10 @@ final class GatewaySession {
                 fail(.vhostBusy)
                 return false
             }
+            reserved = true
         }
-        defer { if transport.limits.maxInFlight != nil { gateway.addInFlight(vhost, -1) } }
+        // Not `transport` again: a failure below may have freed the connection or stream it refers to.
+        defer { if reserved { gateway.addInFlight(vhost, -1) } }
         let candidates = gateway.vhostNodes[vhost]
         // Only a request's first dispatch may wait: one retried or moved has had its node.
         let firstDispatch = triedNodes.isEmpty
