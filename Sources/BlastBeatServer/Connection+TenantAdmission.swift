@@ -12,7 +12,7 @@ extension Connection {
         let own = gateway.vhostLimits[vhost]
         if countedVhost != vhost {
             // A keep-alive connection whose request is for another vhost moves to it, and takes one of its places.
-            if let limit = own.maxConnections, gateway.vhostConnections[vhost] >= limit {
+            if let limit = own.maxConnections, !gateway.takeConnection(vhost, limit: limit) {
                 // Refused like the other limits, keeping the connection (still counted where it was, if anywhere):
                 // closing it would send a client that retries at once back through the listen queue.
                 answerKeepingAlive(head, gateway.refused(.maxConnections(limit: limit), vhost: vhost, client: self))
@@ -20,7 +20,8 @@ extension Connection {
             }
             gateway.leaveVhost(self)
             countedVhost = vhost
-            gateway.vhostConnections[vhost] += 1
+            // Taken above when the vhost has a limit (counted across every worker).
+            if own.maxConnections == nil { gateway.vhostCounts.add(.connections, vhost: vhost, worker: gateway.countColumn, 1) }
         }
         if let refusal = gateway.admitRequest(to: vhost, limits: own, hasBody: head.hasBody, from: self) {
             answerKeepingAlive(head, refusal)

@@ -93,7 +93,7 @@ extension Gateway {
         perVhost(
             &t, "blastbeat_vhost_requests_in_flight", .gauge,
             "Requests and WebSockets the vhost's nodes hold now (what max-in-flight limits)."
-        ) { $0 > 0 && $0 - 1 < self.vhostInFlight.count ? self.vhostInFlight[$0 - 1] : 0 }
+        ) { $0 > 0 && $0 - 1 < self.config.vhosts.count ? self.vhostInFlight($0 - 1) : 0 }
         t.family(
             "blastbeat_rejections_total", .counter,
             "Requests and connections ended by a limit, by vhost and limit (the configuration key).")

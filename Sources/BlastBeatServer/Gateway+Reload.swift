@@ -57,8 +57,14 @@ extension Gateway {
     private func reload(files: FileSource, sockets: inout ReceivedSockets) throws(StartupError) -> String {
         let next = try CommandLineTasks.loadConfiguration(config.file, files: files)
         let plan: ConfigReload
-        do { plan = try ConfigReload.plan(running: config, next: next, isIdle: { vhostInFlight[$0] == 0 }) } catch {
+        do { plan = try ConfigReload.plan(running: config, next: next, isIdle: { vhostInFlight($0) == 0 }) } catch {
             throw StartupError(description: "\(error)")
+        }
+        guard vhostCounts.layout.fits(vhosts: plan.merged.vhosts.count) else {
+            // The shared counts were mapped before the workers started and cannot grow (VhostCountLayout).
+            throw StartupError(
+                description:
+                    "\(config.file): \(plan.merged.vhosts.count) vhosts (retired ones included) are more than the \(vhostCounts.layout.vhostCapacity) this gateway has per-vhost counts for; restart it to serve them")
         }
         let prepared = try prepare(plan, files: files, sockets: &sockets)
         switchTo(prepared)

@@ -39,7 +39,8 @@ extension Gateway {
     /// which closes, since its body would be read only to be thrown away), then `client-rate` per client
     /// address. Nil admits the request; a refusal has been counted and logged, and the caller answers it.
     func admitRequest(to vhost: Int, limits: VhostLimits, hasBody: Bool, from connection: Connection) -> VhostRefusal? {
-        if let limit = limits.maxInFlight, vhostInFlight[vhost] >= limit, !hasBody {
+        // A look at the gateway's count, not a take: dispatch takes the place (GatewaySession.dispatch).
+        if let limit = limits.maxInFlight, !hasBody, vhostCounts.total(.inFlight, vhost: vhost) >= limit {
             return refused(.maxInFlight(limit: limit), vhost: vhost, client: connection)
         }
         if let rate = limits.clientRate {
@@ -97,7 +98,7 @@ extension Gateway {
     /// The connection no longer counts for its vhost (it closed, or its next request is for another one).
     func leaveVhost(_ connection: Connection) {
         guard connection.countedVhost >= 0 else { return }
-        vhostConnections[connection.countedVhost] -= 1
+        vhostCounts.add(.connections, vhost: connection.countedVhost, worker: countColumn, -1)
         connection.countedVhost = -1
     }
 

@@ -42,11 +42,14 @@ package struct WorkerPlace {
     /// TLS session ticket keys shared by every worker (made by the parent), so a ticket one worker issued
     /// resumes on any other.
     package var ticketKeys: [UInt8]
+    /// The per-vhost counts every worker shares (mapped by the parent before the fork, a column per worker).
+    package var counts: SharedVhostCounts
 
-    package init(index: Int, count: Int, links: [Int: Int32], ticketKeys: [UInt8]) {
+    package init(index: Int, count: Int, links: [Int: Int32], ticketKeys: [UInt8], counts: SharedVhostCounts) {
         self.index = index
         self.count = count
         self.links = links
         self.ticketKeys = ticketKeys
+        self.counts = counts
     }
 }

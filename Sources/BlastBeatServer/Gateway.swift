@@ -40,12 +40,14 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     private(set) var requestLimits = HTTPLimits()
     /// Each vhost's per-request limits, by vhost index (plain values: read on every request).
     private(set) var vhostLimits: [VhostLimits] = []
-    /// Requests and WebSockets each vhost's nodes hold now (`max-in-flight`), kept by GatewaySession.settleSlot.
-    var vhostInFlight: [Int] = []
+    /// Requests and WebSockets each vhost's nodes hold now (`max-in-flight`, kept by GatewaySession.settleSlot)
+    /// and client connections per vhost (their current or last request's, for `max-connections`), in the
+    /// column of this worker (`countColumn`) of counts every worker reads (Gateway+VhostCounts.swift).
+    let vhostCounts: SharedVhostCounts
+    /// This process's column in `vhostCounts`: its worker index, 0 alone.
+    let countColumn: Int
     /// `client-rate` buckets per (vhost, client prefix); see Connection+TenantAdmission.
     var clientRates = ClientRateTable()
-    /// Client connections per vhost (their current or last request's), for a vhost's `max-connections`.
-    var vhostConnections: [Int] = []
     /// When a vhost's `max-in-flight` and `max-connections` refusals were last logged (see Connection+TenantAdmission).
     var vhostRefusalLogged: [(inFlight: Double, connections: Double)] = []
 
@@ -142,6 +144,15 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         self.readyPipe = readyPipe
         self.worker = worker
         self.config = config
+        if let worker {
+            self.vhostCounts = worker.counts
+        } else {
+            let layout = VhostCountLayout(vhostCapacity: VhostCountLayout.capacity(forVhosts: config.vhosts.count), workers: 1)
+            do { self.vhostCounts = try SharedVhostCounts(layout) } catch {
+                throw StartupError(description: "per-vhost counts: \(error)")
+            }
+        }
+        self.countColumn = worker?.index ?? 0
         self.loop = EventLoop()
         do { self.logger = try Logger(level: config.logLevel, path: config.errorLog) } catch {
             throw StartupError(description: "\(config.file): error-log: \(error)")
@@ -198,9 +209,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         requestLimits = config.limits
         requestLimits.maxBodySize = config.largestBodySize
         vhostLimits = config.vhosts.map(\.limits)
-        budget.setLimit(config.maxBuffered)
-        vhostInFlight += [Int](repeating: 0, count: config.vhosts.count - vhostInFlight.count)
-        vhostConnections += [Int](repeating: 0, count: config.vhosts.count - vhostConnections.count)
+        // Each worker has its own memory: the budget is split evenly, so that together they hold `max-buffered`
+        // (README.md, "Worker processes": a worker cannot lend another its room, the split is static).
+        budget.setLimit(config.maxBuffered / (worker?.count ?? 1))
         vhostRefusalLogged += Array(repeating: (-.infinity, -.infinity), count: config.vhosts.count - vhostRefusalLogged.count)
         vhostServerNames = config.vhosts.map(\.hostName)
         vhostNodes = config.vhosts.map { vhost in vhost.isRetired ? [] : vhost.nodes.map { nodes.add($0) } }

@@ -98,13 +98,21 @@ final class GatewaySession {
     /// waits for one instead (returns true: it goes on reading its body, kept for the node).
     @discardableResult
     func dispatch(preferring preferred: Int?, bodyComplete: Bool, mayWait: Bool = false) -> Bool {
-        if let limit = transport.limits.maxInFlight, gateway.vhostInFlight[vhost] >= limit {
-            // The tenant's own requests fill its share; other vhosts' nodes and requests are untouched. Counted and
-            // logged as at admission (Gateway.refused); the metrics count it as the failure it answers.
-            gateway.refused(.maxInFlight(limit: limit), vhost: vhost, client: transport.clientConnection, countMetrics: false)
-            fail(.vhostBusy)
-            return false
+        var reserved = false
+        if let limit = transport.limits.maxInFlight {
+            // A place is reserved across every worker (the take is undone when it would pass the limit) until the
+            // slot below is held or the request failed: another worker checking meanwhile counts this request.
+            guard gateway.takeInFlight(vhost, limit: limit) else {
+                // The tenant's own requests fill its share; other vhosts' nodes and requests are untouched. Counted
+                // and logged as at admission (Gateway.refused); the metrics count it as the failure it answers.
+                gateway.refused(.maxInFlight(limit: limit), vhost: vhost, client: transport.clientConnection, countMetrics: false)
+                fail(.vhostBusy)
+                return false
+            }
+            reserved = true
         }
+        // Not `transport` again: a failure below may have freed the connection or stream it refers to.
+        defer { if reserved { gateway.addInFlight(vhost, -1) } }
         let candidates = gateway.vhostNodes[vhost]
         // Only a request's first dispatch may wait: one retried or moved has had its node.
         let firstDispatch = triedNodes.isEmpty
@@ -323,11 +331,11 @@ final class GatewaySession {
         // The vhost does not change while a slot is held (only `route` sets it, between requests).
         if let before {
             gateway.nodes.requestFinished(on: before)
-            gateway.vhostInFlight[vhost] -= 1
+            gateway.addInFlight(vhost, -1)
         }
         if let after {
             gateway.nodes.requestStarted(on: after)
-            gateway.vhostInFlight[vhost] += 1
+            gateway.addInFlight(vhost, 1)
         }
     }
 

@@ -66,6 +66,9 @@ package struct PrivilegedParent {
     private var config: Configuration
     /// TLS session ticket keys shared by the workers (empty with one).
     private let ticketKeys: [UInt8]
+    /// The per-vhost counts the workers share (nil with one): mapped here before the first fork, so every
+    /// worker, a restarted one too, inherits the same region; the parent zeroes a dead worker's column.
+    private let counts: SharedVhostCounts?
     private let signals: ParentSignals
     private let logger = Logger(level: .info)
     /// Every listening socket the serving process has from the parent, by key (client listeners by
@@ -107,7 +110,10 @@ package struct PrivilegedParent {
         do {
             let signals = try ParentSignals([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD])
             var ticketKeys: [UInt8] = []
+            var counts: SharedVhostCounts? = nil
             if count > 1 {
+                counts = try SharedVhostCounts(
+                    VhostCountLayout(vhostCapacity: VhostCountLayout.capacity(forVhosts: config.vhosts.count), workers: count))
                 var random = SecureRandom()
                 while ticketKeys.count < TLSServerContext.ticketKeysSize {
                     let (a, b) = random.next128()
@@ -126,7 +132,7 @@ package struct PrivilegedParent {
             }
             var parent = PrivilegedParent(
                 path: path, arguments: arguments, canUpgrade: config.zmqEngine == .native, count: count, config: config,
-                ticketKeys: ticketKeys, signals: signals, bound: bound)
+                ticketKeys: ticketKeys, counts: counts, signals: signals, bound: bound)
             for index in 0..<count {
                 let others = links.enumerated().filter { $0.offset != index }.flatMap { $0.element.values }
                 let serving = try parent.fork(
@@ -199,8 +205,9 @@ package struct PrivilegedParent {
 
     private init(
         path: String, arguments: [String], canUpgrade: Bool, count: Int, config: Configuration, ticketKeys: [UInt8],
-        signals: ParentSignals, bound: [String: [Int32]]
+        counts: SharedVhostCounts?, signals: ParentSignals, bound: [String: [Int32]]
     ) {
+        self.counts = counts
         self.path = path
         self.arguments = arguments
         self.canUpgrade = canUpgrade
@@ -231,7 +238,7 @@ package struct PrivilegedParent {
             for worker in workers where worker.channel >= 0 { Glibc.close(worker.channel) }
             closeInChild.forEach { Glibc.close($0) }
             if let upgrade { Glibc.close(upgrade.ready) }
-            let place = count > 1 ? WorkerPlace(index: index, count: count, links: links, ticketKeys: ticketKeys) : nil
+            let place = counts.map { WorkerPlace(index: index, count: count, links: links, ticketKeys: ticketKeys, counts: $0) }
             return Serving(config: config, channel: servingEnd, sockets: InheritedSockets(bound), worker: place, readyPipe: readyPipe)
         }
         Glibc.close(servingEnd)
@@ -349,6 +356,12 @@ package struct PrivilegedParent {
             return .exit(status)
         }
         let why = status > 128 ? "was killed by signal \(status - 128)" : "exited with status \(status)"
+        // What it held at the vhosts is no longer held: without this its requests and connections would count
+        // against the limits for good.
+        if let held = counts?.clear(worker: index), held.values.contains(where: { $0 != 0 }) {
+            logger.info(
+                "worker \(index) held \(held[.inFlight] ?? 0) requests in flight and \(held[.connections] ?? 0) connections at vhosts; released")
+        }
         switch workers[index].lifecycle.exited(status: status, now: MonotonicClock.now()) {
         case .startNow:
             logger.error("worker \(index) (pid \(pid)) \(why); starting it again")

@@ -103,4 +103,11 @@ static inline int CSystem_available_cpus(void) {
     return count;
 }
 
+// Counts shared by the worker processes (Sources/BlastBeatSystem/SharedVhostCounts.swift): one machine word
+// each, in a MAP_SHARED mapping. Sequentially consistent, so that a worker's add is seen before its read of
+// the other workers' counts (the take-then-check of SharedVhostCounts.take).
+static inline long CSystem_atomic_add(long *word, long delta) { return __atomic_add_fetch(word, delta, __ATOMIC_SEQ_CST); }
+static inline long CSystem_atomic_load(const long *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
+static inline long CSystem_atomic_exchange(long *word, long value) { return __atomic_exchange_n(word, value, __ATOMIC_SEQ_CST); }
+
 #endif

@@ -568,6 +568,16 @@ class Gateway:
             children = []
         return int(children[0]) if children else self.proc.pid
 
+    def kill(self, sig: int) -> None:
+        """Sends ``sig`` where an operator (or systemd: ``MAINPID``) does: the parent when there is one, which
+        passes it to every worker (README "Worker processes"), else the gateway itself."""
+        os.kill(self.proc.pid, sig)
+
+    @property
+    def serving_count(self) -> int:
+        """How many processes serve: the workers, or the one gateway."""
+        return len(self.worker_pids()) or 1
+
     def worker_pids(self) -> list[int]:
         """With ``workers`` > 1 (or as root): the parent's children, the serving processes (README "Worker
         processes")."""

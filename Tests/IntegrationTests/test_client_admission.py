@@ -56,7 +56,9 @@ def test_one_address_cannot_hold_every_connection(make_gateway, make_backend):
 def test_idle_keepalive_connections_make_room_at_max_connections(make_gateway, make_backend):
     """20 idle keep-alive connections fill max-connections; a new client is served at once, in place of the
     oldest idle one, and the requests in progress are never the ones closed."""
-    gw = make_gateway(options={"max-connections": "20", "keepalive-timeout": "60", "max-client-connections": "100"})
+    # One process: max-connections bounds each worker's own connections (README "Worker processes").
+    gw = make_gateway(options={"max-connections": "20", "keepalive-timeout": "60", "max-client-connections": "100",
+                               "workers": 1})
     make_backend(gw, "NODE1", HTTPHandler(hello_app()))
     idle = []
     for i in range(20):
@@ -85,7 +87,9 @@ def test_slow_head_senders_make_room_for_new_clients(make_gateway, make_backend)
     """A slowloris from many addresses (partial heads) fills max-connections: a new client of another vhost is
     still served, in place of the connection that has been sending its head the longest."""
     gw = make_gateway(vhosts={"a.test": ["ALPHA"], "b.test": ["BETA"]},
-                      options={"max-connections": "30", "header-timeout": "20", "max-client-connections": "100"})
+                      # One process: max-connections is per worker (README "Worker processes").
+                      options={"max-connections": "30", "header-timeout": "20", "max-client-connections": "100",
+                               "workers": 1})
     make_backend(gw, "ALPHA", HTTPHandler(hello_app(b"a")))
     make_backend(gw, "BETA", HTTPHandler(hello_app(b"b")))
     slow = []

@@ -354,7 +354,9 @@ def test_healthz_404_405_and_bad_requests(make_gateway, make_backend):
 def test_silent_admin_clients_neither_stay_nor_lock_monitoring_out(make_gateway):
     """32 connections that say nothing: the 33rd takes the oldest one's place (and is answered); a silent one is
     closed after 10 s."""
-    gw = make_gateway(vhosts={"localhost": ["NODE1"]}, options=admin_options())
+    # One process: each worker holds its own 32 admin connections (README "Worker processes"), and which worker
+    # accepts each silent one is the kernel's choice.
+    gw = make_gateway(vhosts={"localhost": ["NODE1"]}, options={**admin_options(), "workers": 1})
     silent = [RawConn(admin_port(gw), timeout=15) for _ in range(32)]
     try:
         time.sleep(0.2)
