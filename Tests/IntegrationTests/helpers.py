@@ -19,6 +19,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -28,6 +29,9 @@ from typing import Callable, Iterable
 
 import zmq
 from blastbeat import uwsgi
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from free_ports import free_port  # noqa: E402  (shared with the SDK tests)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -52,24 +56,6 @@ REASONS = {
 
 def blastbeat_bin() -> str:
     return os.environ.get("BLASTBEAT_BIN", DEFAULT_BIN)
-
-
-_handed_out_ports: set[int] = set()
-
-
-def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (bind to port 0, read it back, close), and not one this
-    process handed out before: the kernel can return the same port twice in a row, and a gateway given
-    it for both `bind` and `bind-ssl` fails to start."""
-    for _ in range(100):
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out_ports:
-            _handed_out_ports.add(port)
-            return port
-    raise RuntimeError("no fresh free port after 100 tries")
 
 
 def rss_bytes(pid: int) -> int:

@@ -365,7 +365,7 @@ def test_access_log_combined_line(hello):
 
 def test_ipv6_listener(make_gateway, make_backend):
     try:
-        port6 = free_port(socket.AF_INET6, "::1")
+        port6 = free_port(socket.AF_INET6)
     except OSError:
         pytest.skip("no IPv6 loopback")
     gw = make_gateway(vhosts={"localhost": ["NODE1"]}, extra_binds=[f"[::1]:{port6}"])

@@ -19,6 +19,9 @@ REPO = HERE.parent.parent
 SDK_SRC = REPO / "python" / "src"
 DEFAULT_BIN = str(REPO / ".build" / "debug" / "blastbeat")
 
+sys.path.insert(0, str(REPO / "Tests"))
+from free_ports import free_port  # noqa: E402  (shared with the integration tests)
+
 
 def blastbeat_bin() -> str:
     return os.environ.get("BLASTBEAT_BIN", DEFAULT_BIN)
@@ -34,14 +37,6 @@ def subprocess_env(**extra: str) -> dict:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.02, what: str = "condition"):
