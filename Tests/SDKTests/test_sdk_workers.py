@@ -433,3 +433,119 @@ def test_every_connection_of_every_gateway_uses_the_curve_keys(tmp_path, zctx, f
                 assert router.expect(b"headers", sid)[3].endswith(f"worker {w} /g{g}".encode())
     finally:
         auth.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (b) End to end: the real gateway with workers = 2 (the handover is the gateway's: docs/PROTOCOL.md,
+# "Worker processes"). Each answer names the worker whose connection carried the request and the worker that
+# made the sid (its first byte); they must agree, both workers must serve, and the gateway must count no
+# session message crossing its worker mesh.
+
+WORKERS_APP = '''
+def app(environ, start_response):
+    request = environ["blastbeat.request"]
+    body = b"conn %d sid %d" % (request.worker, request.sid[0])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def sid_echo(req) -> None:
+    req.respond(200, [("Content-Type", "text/plain")], b"conn %d sid %d" % (req.worker, req.sid[0]))
+
+
+def workers_gateway(make_gateway):
+    from sdk_helpers import free_port
+
+    admin = free_port()
+    gw = make_gateway(options={"workers": "2", "admin": f"127.0.0.1:{admin}", "ping-freq": "1"})
+    gw.admin_port = admin
+    wait_until(lambda: all(f"worker {k} of 2 serving" in gw.stderr() for k in (0, 1)), 10, 0.05,
+               what="both workers started")
+    return gw
+
+
+def metric(gw, name: str) -> float:
+    """One unlabelled sample of the gateway's /metrics (the sum over its workers)."""
+    import re
+
+    with socket.create_connection(("127.0.0.1", gw.admin_port), timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        data = b""
+        sock.settimeout(5)
+        while chunk := sock.recv(65536):
+            data += chunk
+    match = re.search(rb"^" + name.encode() + rb" (\S+)$", data, re.M)
+    assert match, f"no {name} in /metrics:\n{data[-2000:].decode(errors='replace')}"
+    return float(match.group(1))
+
+
+def get_once(port: int, source: str) -> Tuple[int, Optional[int], Optional[int]]:
+    """One GET on a new connection from ``source``: (status, the connection's worker, the sid's worker)."""
+    import re
+
+    from sdk_helpers import RawConn, request_bytes
+
+    conn = RawConn.__new__(RawConn)
+    conn.sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    conn.timeout, conn.buf = 10.0, bytearray()
+    with conn:
+        conn.send(request_bytes("GET", "/", host="localhost"))
+        resp = conn.read_response()
+    match = re.fullmatch(rb"conn (\d+) sid (\d+)", resp.body)
+    if resp.status != 200 or not match:
+        return resp.status, None, None
+    return resp.status, int(match.group(1)), int(match.group(2))
+
+
+def load(gw, count: int) -> List[Tuple[int, Optional[int], Optional[int]]]:
+    """``count`` GETs, 8 at a time, each on a new connection (so both workers accept some)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = [f"127.0.0.{n}" for n in (2, 3, 4, 5)]
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda i: get_once(gw.port, sources[i % len(sources)]), range(count)))
+
+
+def each_worker_on_its_own_connection(gw) -> bool:
+    answers = load(gw, 16)
+    return all(status == 200 and conn == sid for status, conn, sid in answers) and \
+        {sid for _, _, sid in answers} == {0, 1}
+
+
+def check_no_mesh_crossing(gw, requests: int) -> Dict[int, int]:
+    """After the warm-up: ``requests`` GETs, every one answered on the connection of the worker that made it,
+    both workers serving, no session message through the mesh. Returns requests per worker."""
+    wait_until(lambda: each_worker_on_its_own_connection(gw), 10, 0.2, what="both workers on their own connection")
+    before = metric(gw, "blastbeat_worker_mesh_forwarded_messages_total")
+    answers = load(gw, requests)
+    served = {0: 0, 1: 0}
+    for status, conn, sid in answers:
+        assert status == 200 and conn == sid, (status, conn, sid)
+        served[sid] += 1
+    assert served[0] >= 10 and served[1] >= 10, served
+    assert metric(gw, "blastbeat_worker_mesh_forwarded_messages_total") == before
+    assert metric(gw, "blastbeat_backend_handover_failures_total") == 0
+    return served
+
+
+def test_end_to_end_an_in_process_node_holds_a_connection_per_worker(make_gateway, make_node):
+    gw = workers_gateway(make_gateway)
+    node = make_node(gw, "app", sid_echo, instance="e2e")
+    assert node.wait_connected(10, all_workers=True)
+    assert states(node) == [(0, LinkState.SERVING, 2), (1, LinkState.SERVING, 2)]
+    check_no_mesh_crossing(gw, 200)
+    # One identity, two connections: the gateway counts one instance of the node.
+    assert "app#e2e" in gw.stderr()
+
+
+def test_end_to_end_the_wsgi_command_holds_a_connection_per_worker(make_gateway, spawn, tmp_path):
+    from sdk_helpers import sdk_command
+
+    gw = workers_gateway(make_gateway)
+    (tmp_path / "workers_app.py").write_text(WORKERS_APP)
+    proc = spawn(sdk_command("wsgi", "workers_app:app", "--connect", gw.endpoint, "--node", "app",
+                             "--instance", "cmd", "--chdir", str(tmp_path)), name="wsgi")
+    proc.wait_output(f"connected to {gw.endpoint} (worker 1)", 10)
+    check_no_mesh_crossing(gw, 200)
+    assert f"gateway {gw.endpoint} has 2 worker(s)" in proc.output()
