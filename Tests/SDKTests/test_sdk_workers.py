@@ -31,16 +31,20 @@ from sdk_helpers import wait_until
 class WorkerRouter:
     """A ROUTER standing in for one gateway worker: advertises ``workers`` (None: no property) in its handshake."""
 
-    def __init__(self, ctx: "zmq.Context", workers: Optional[int], curve: Optional[Tuple[bytes, bytes]] = None) -> None:
+    def __init__(self, ctx: "zmq.Context", workers: Optional[object], curve: Optional[Tuple[bytes, bytes]] = None) -> None:
         self.sock = ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        if curve is not None:  # (public, secret): the server side of CurveZMQ
-            self.sock.curve_server = True
-            self.sock.curve_publickey, self.sock.curve_secretkey = curve
-        if workers is not None:
-            # Before bind: the option applies to the handshakes of connections accepted afterwards.
-            self.sock.setsockopt(zmq.METADATA, f"X-BlastBeat-Workers:{workers}".encode())
-        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        try:
+            self.sock.setsockopt(zmq.LINGER, 0)
+            if curve is not None:  # (public, secret): the server side of CurveZMQ
+                self.sock.curve_server = True
+                self.sock.curve_publickey, self.sock.curve_secretkey = curve
+            if workers is not None:
+                # Before bind: the option applies to the handshakes of connections accepted afterwards.
+                self.sock.setsockopt(zmq.METADATA, f"X-BlastBeat-Workers:{workers}".encode())
+            self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        except BaseException:
+            self.sock.close(linger=0)  # or the context's term() at teardown would wait for it
+            raise
         #: Every message received: (routing id, sid, type, body, the connection's X-BlastBeat-Worker or None).
         self.log: List[Tuple[bytes, bytes, bytes, bytes, Optional[str]]] = []
 
@@ -195,7 +199,7 @@ class AcceptSplice:
 class FakeWorkers:
     """ROUTERs for a gateway's workers behind one :class:`AcceptSplice` endpoint."""
 
-    def __init__(self, ctx: "zmq.Context", count: int, advertise: Optional[int],
+    def __init__(self, ctx: "zmq.Context", count: int, advertise: Optional[object],
                  curve: Optional[Tuple[bytes, bytes]] = None) -> None:
         self.ctx = ctx
         self.routers = [WorkerRouter(ctx, advertise, curve) for _ in range(count)]
@@ -203,7 +207,7 @@ class FakeWorkers:
         self.endpoint = self.splice.endpoint
         self.retired: List[WorkerRouter] = []
 
-    def restart(self, count: int, advertise: Optional[int]) -> None:
+    def restart(self, count: int, advertise: Optional[object]) -> None:
         """The gateway restarts with another worker count: new ROUTERs, every connection cut."""
         self.retired += self.routers
         self.routers = [WorkerRouter(self.ctx, advertise) for _ in range(count)]
@@ -226,7 +230,7 @@ def zctx():
 def fake_workers(zctx):
     made: List[FakeWorkers] = []
 
-    def factory(count: int, advertise: Optional[int], curve: Optional[Tuple[bytes, bytes]] = None) -> FakeWorkers:
+    def factory(count: int, advertise: Optional[object], curve: Optional[Tuple[bytes, bytes]] = None) -> FakeWorkers:
         fw = FakeWorkers(zctx, count, advertise, curve)
         made.append(fw)
         return fw
@@ -384,6 +388,20 @@ def test_no_property_means_one_connection(fake_workers, node_factory):
     router.request(node.identity, sid, "/one")
     router.send(node.identity, sid, b"credit", (1 << 16).to_bytes(4, "big"))
     assert router.expect(b"headers", sid)[3].endswith(b"worker 0 /one")
+
+
+@pytest.mark.parametrize("advertise", ["0", "x2", "65", "1000", "-1", " 2"])
+def test_a_count_that_is_not_one_to_64_keeps_one_connection(fake_workers, node_factory, caplog, advertise):
+    caplog.set_level("INFO", logger="blastbeat")
+    fw = fake_workers(2, advertise=advertise)
+    node = node_factory(fw.endpoint)
+    answer_announcement(fw.routers[0], grant_credit=False)
+    assert node.wait_connected(5, all_workers=True)
+    assert states(node) == [(0, LinkState.SERVING, 1)]
+    wait_until(lambda: f"advertises X-BlastBeat-Workers = {advertise!r}, not a count 1-64" in caplog.text, 5,
+               what="the malformed count logged")
+    time.sleep(0.3)
+    assert fw.splice.accepted == 1
 
 
 def test_a_lost_connection_reconnects_without_disturbing_the_other(fake_workers, node_factory):

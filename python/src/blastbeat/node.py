@@ -1387,9 +1387,9 @@ class Node:
 
     def _learn_workers(self, link: Link, frame: "zmq.Frame") -> None:
         kind, count, raw = _workers.read_worker_count(frame)
-        if kind is _workers.WorkerCount.MALFORMED and raw not in self._malformed_logged:
-            if len(self._malformed_logged) < 16:
-                self._malformed_logged.add(raw or "")
+        if kind is _workers.WorkerCount.MALFORMED and raw not in self._malformed_logged \
+                and len(self._malformed_logged) < 16:  # each value once, and only a few values
+            self._malformed_logged.add(raw or "")
             log.info("gateway %s advertises %s = %r, not a count 1-%d; keeping one connection", link.endpoint,
                      _workers.WORKERS_PROPERTY, raw, _workers.MAX_WORKERS)
         link.state = LinkState.SERVING
