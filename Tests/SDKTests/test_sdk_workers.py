@@ -18,7 +18,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 import zmq
@@ -31,7 +31,8 @@ from sdk_helpers import wait_until
 class WorkerRouter:
     """A ROUTER standing in for one gateway worker: advertises ``workers`` (None: no property) in its handshake."""
 
-    def __init__(self, ctx: "zmq.Context", workers: Optional[object], curve: Optional[Tuple[bytes, bytes]] = None) -> None:
+    def __init__(self, ctx: "zmq.Context", workers: Optional[object],
+                 curve: Optional[Tuple[bytes, bytes]] = None) -> None:
         self.sock = ctx.socket(zmq.ROUTER)
         try:
             self.sock.setsockopt(zmq.LINGER, 0)

@@ -800,7 +800,8 @@ class Request:
             self._ws.put(_CLOSED)
 
     def __repr__(self) -> str:
-        return f"<Request {self.method} {self.path!r} sid={self.sid.hex()} gateway={self.gateway} worker={self.worker}>"
+        return (f"<Request {self.method} {self.path!r} sid={self.sid.hex()} gateway={self.gateway} "
+                f"worker={self.worker}>")
 
 
 #: A session: the connection its requests arrive on, and its sid.
@@ -823,8 +824,8 @@ class Node:
     ``connect`` is one endpoint (``tcp://127.0.0.1:5000``) or several: one DEALER per gateway, polled
     together; each reply goes back through the gateway its request came from. A gateway that advertises
     several worker processes (``workers = N``) gets one connection per worker, opened by the node itself
-    (see :attr:`connections`), so no request is forwarded between the gateway's workers. ``node`` is the node name of
-    the gateway's ``node = ...`` lines. The ZeroMQ identity (:attr:`identity`) is ``node#instance``: with
+    (see :attr:`connections`), so no request is forwarded between the gateway's workers. ``node`` is the node
+    name of the gateway's ``node = ...`` lines. The ZeroMQ identity (:attr:`identity`) is ``node#instance``: with
     ``instance`` given, that suffix (each process of a node needs its own); without it, a unique suffix
     ``<pid>-<8 random hex digits>`` (see :func:`unique_instance`), so that processes started the same way
     never take each other's identity. ``plain_identity=True`` connects as exactly ``node`` instead (one
@@ -1026,7 +1027,8 @@ class Node:
 
         With ``all_workers``, also until every gateway's worker count is known (from a message it sent: the
         answer to the node's credit announcement, or a ping) and the node holds one connection per worker, each
-        past its handshake (one connection when this pyzmq/libzmq cannot label them) (docs/PROTOCOL.md, "Worker processes")."""
+        past its handshake, or one connection when this pyzmq/libzmq cannot label them (docs/PROTOCOL.md,
+        "Worker processes")."""
         deadline = time.monotonic() + timeout
         while not self._connections_ready(all_workers):
             if time.monotonic() >= deadline or self._io_done.is_set():
