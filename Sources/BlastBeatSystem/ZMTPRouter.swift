@@ -262,7 +262,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// the link full): the peer is closed, and its libzmq connects again.
     func handOver(_ peer: ZMTPPeer, to worker: Int, state: BackendHandover) -> Bool {
         var refusal = "there are no other workers"
-        if let mesh {
+        if state.unsentOutput.count > BackendHandover.maxUnsentOutput || state.pendingInput.count > BackendHandover.maxPendingInput {
+            refusal = "\(state.unsentOutput.count) bytes unsent and \(state.pendingInput.count) read ahead, more than a handover carries"
+        } else if let mesh {
             let failed = peer.identity.withUnsafeBytes { mesh.handOver(socket: peer.fd, identity: $0, state: state, to: worker) }
             guard let failed else {
                 forget(peer)
@@ -283,7 +285,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// A connection worker `worker` handed here (its socket `fd`, now this worker's): admitted and read as one
     /// accepted here.
     func adopt(socket fd: Int32, identity: [UInt8], handover: BackendHandover, from worker: Int) {
-        guard !closed, let peer = ZMTPPeer(router: self, fd: fd, loop: loop, adopting: handover, identity: identity) else {
+        guard !closed, let peer = ZMTPPeer(router: self, fd: fd, loop: loop, adopting: handover) else {
             Posix.close(fd)
             let reason = closed ? "this worker is stopping" : "its security mechanism is not this worker's"
             return identity.withUnsafeBytes {
@@ -294,7 +296,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
             }
         }
         peers.append(peer)
-        peer.adopt()
+        peer.adopt(identity: identity)
     }
 
     /// Called by a peer whose claim was admitted: it takes over the identity from an older connection.
