@@ -121,6 +121,6 @@ import Testing
         router.allowedClientKeys = [node.publicKey]
         let announcement = try pump(until: { false }, seconds: 5)
         #expect(announcement == [bytes("secure"), [], bytes("pong"), bytes("credit")])
-        #expect(core.links[0] == .connected && core.reconnects == 2)
+        #expect(core.links[0] == .awaitingWorkerCount && core.reconnects == 2)
     }
 }
