@@ -1,0 +1,166 @@
+"""The Swift SDK opens one connection per gateway worker by itself (README, "Swift SDK"; issue #18).
+
+No gateway binary: the gateway is worker_standin.WorkerGateway, real pyzmq ROUTERs (one per worker, each
+advertising ``X-BlastBeat-Workers`` with ``zmq.METADATA`` set before bind) behind one endpoint, with the
+gateway's handover of a labelled connection to its worker. The node is the Swift SDK's conformance backend
+(``sdk-conformance-backend``, Tests/SDKTests/ConformanceBackend), given that one endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from sdk_helpers import REPO, Proc, subprocess_env, wait_until
+from worker_standin import WorkerGateway
+
+from blastbeat import uwsgi
+
+
+def swift_backend() -> Path:
+    binary = Path(os.environ.get("SWIFT_EXAMPLES_DIR", REPO / ".build" / "debug")) / "sdk-conformance-backend"
+    if not binary.is_file():
+        pytest.fail(f"{binary} not found: run `swift build`", pytrace=False)
+    return binary
+
+
+@pytest.fixture
+def standin():
+    made: list[WorkerGateway] = []
+
+    def factory(workers: int, advertise: bool = True) -> WorkerGateway:
+        gateway = WorkerGateway(workers, advertise)
+        made.append(gateway)
+        return gateway
+
+    yield factory
+    for gateway in made:
+        gateway.close()
+
+
+@pytest.fixture
+def node(tmp_path):
+    procs: list[Proc] = []
+
+    def start(endpoint: str) -> Proc:
+        proc = Proc([str(swift_backend()), "--connect", endpoint, "--node", "app"], tmp_path / "node.log",
+                    env=subprocess_env())
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+        print(f"--- node output ---\n{proc.output()}")
+
+
+def request(path: str) -> bytes:
+    return uwsgi.encode({"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
+                         "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+                         "REMOTE_PORT": "40000", "UWSGI_SCHEME": "http", "HTTP_HOST": "localhost",
+                         "REQUEST_URI": path})
+
+
+def answered_at(gateway: WorkerGateway, worker: int, identity: bytes) -> tuple:
+    """Sends ``GET /length`` at ``worker`` with a sid that worker would make; returns the reply's label and
+    whether any other worker saw a reply for that sid."""
+    sid = gateway.sid_of(worker)
+    gateway.send(worker, identity, sid, b"uwsgi", request("/length"))
+    label, _, reply_sid, kind, body = gateway.expect(worker, b"headers", sid=sid)
+    assert body.startswith(b"HTTP/1.1 200 OK\r\n") and body.endswith(b"length body\n"), body
+    strays = [m for other in range(len(gateway.routers)) if other != worker
+              for m in iter(lambda: gateway.recv(other, 0.05), None) if m[2] == sid]
+    return label, strays
+
+
+def ping_until(gateway: WorkerGateway, identity: bytes, done, timeout: float, what: str, routing_ids: dict) -> None:
+    """Pings the node at worker 0 every 50 ms (as a gateway does every ping-freq) until ``done()``, noting in
+    ``routing_ids`` the routing id the ROUTER gave each label's connection (a second connection with the
+    node's identity gets one of libzmq's own)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"{what} within {timeout}s"
+        gateway.send(0, identity, b"", b"ping")
+        while (message := gateway.recv(0, 0.05)) is not None:
+            routing_ids[message[0]] = message[1]
+
+
+def test_a_connection_per_worker_each_answering_its_own_requests(standin, node):
+    gateway = standin(workers=2)
+    proc = node(gateway.endpoint)
+    # Connection 0 announces itself (credit) labelled 0, before the node knows the count.
+    label, identity, sid, _, body = gateway.expect(0, b"pong")
+    assert (label, sid, body) == ("0", b"", b"credit")
+    assert identity.startswith(b"app#")
+    # The gateway's first message tells the count: the node opens connection 1, which the handover puts at
+    # worker 1, with the same identity.
+    gateway.send(0, identity, b"", b"ping")
+    assert gateway.expect(0, b"pong", sid=b"")[0] == "0"
+    label1, identity1, _, _, body1 = gateway.expect(1, b"pong")
+    assert (label1, identity1, body1) == ("1", identity, b"credit")
+    assert gateway.open_labels() == ["0", "1"]
+
+    # Requests made by each worker are answered on that worker's own connection, and only there.
+    for worker in (0, 1, 1, 0):
+        label, strays = answered_at(gateway, worker, identity)
+        assert label == str(worker) and strays == []
+    # Pings are answered per connection.
+    gateway.send(1, identity, b"", b"ping")
+    assert gateway.expect(1, b"pong", sid=b"")[0] == "1"
+    # Nothing more was opened.
+    time.sleep(0.3)
+    assert gateway.accepted_labels() == ["0", "1"]
+    assert "opening a connection to worker 1" in proc.output()
+
+
+def test_a_lost_connection_reconnects_by_itself_without_the_others(standin, node):
+    gateway = standin(workers=2)
+    node(gateway.endpoint)
+    _, identity, *_ = gateway.expect(0, b"pong")
+    gateway.send(0, identity, b"", b"ping")
+    gateway.expect(1, b"pong")
+    # Worker 1 restarts: the connection it held closes.
+    gateway.restart_worker(1)
+    label, identity1, _, _, _ = gateway.expect(1, b"pong")
+    assert (label, identity1) == ("1", identity)
+    wait_until(lambda: gateway.open_labels() == ["0", "1"], 5, what="one open connection per worker")
+    assert gateway.accepted_labels() == ["0", "1", "1"]  # connection 0 was never touched
+    for worker in (0, 1):
+        assert answered_at(gateway, worker, identity) == (str(worker), [])
+
+
+def test_a_smaller_count_closes_the_extra_connection(standin, node):
+    gateway = standin(workers=2)
+    proc = node(gateway.endpoint)
+    _, identity, *_ = gateway.expect(0, b"pong")
+    gateway.send(0, identity, b"", b"ping")
+    gateway.expect(1, b"pong")
+
+    # The gateway restarts with one worker. Both connections come back to it (label 1 is out of range, so
+    # that one stays at worker 0 too); the node reads the count 1 and closes connection 1 for good.
+    gateway.restart(workers=1)
+    routing_ids: dict = {}
+    ping_until(gateway, identity, lambda: gateway.open_labels() == ["0"], 10, "connection 1 closed", routing_ids)
+    assert "now has 1 worker(s): closing the connection(s) to worker 1" in proc.output()
+    # And it stays closed: no reconnection with label 1.
+    time.sleep(1.0)
+    assert gateway.open_labels() == ["0"]
+    # Connection 0 still serves (under whatever routing id the ROUTER gave it).
+    ping_until(gateway, identity, lambda: "0" in routing_ids, 5, "a message from connection 0", routing_ids)
+    assert answered_at(gateway, 0, routing_ids["0"]) == ("0", [])
+
+
+def test_no_count_keeps_one_connection(standin, node):
+    gateway = standin(workers=1, advertise=False)  # an older gateway, or zmq-engine = libzmq
+    node(gateway.endpoint)
+    label, identity, *_ = gateway.expect(0, b"pong")
+    assert label == "0"
+    for _ in range(10):
+        gateway.send(0, identity, b"", b"ping")
+        assert gateway.expect(0, b"pong", sid=b"", timeout=2)[0] == "0"
+    time.sleep(0.5)
+    assert gateway.accepted_labels() == ["0"]
+    assert answered_at(gateway, 0, identity) == ("0", [])
