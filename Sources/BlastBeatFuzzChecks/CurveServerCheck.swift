@@ -89,7 +89,9 @@ extension FuzzChecks {
                 invariant(
                     accepted.metadata == ZMTPCommand.Ready(socketType: Array("DEALER".utf8), identity: identity),
                     "INITIATE metadata differs")
-                invariant(client.ready(server.readyCommand()) == ZMTPCommand.routerMetadata, "the client cannot open READY")
+                invariant(
+                    client.ready(server.readyCommand(metadata: ZMTPCommand.routerMetadata(workers: 2)))
+                        == ZMTPCommand.routerMetadata(workers: 2), "the client cannot open READY")
             case .initiated, .ready:
                 var message = body
                 let opened: UInt8

@@ -11,6 +11,11 @@ package struct Counters {
     /// Backend connections refused at the handshake: an identity no vhost lists, a CURVE key not
     /// listed for the node, an identity held by another key, or past `max-instances`.
     package var refusedBackendClaims = 0
+    /// Backend connections handed to the worker their `X-BlastBeat-Worker` label names (Gateway+Handover.swift),
+    /// handovers that failed (the connection was closed), and labels that named no worker.
+    package var backendHandovers = 0
+    package var backendHandoverFailures = 0
+    package var mislabelledBackendConnections = 0
     package var clientErrors = 0
     package var backendErrors = 0
     package var timeouts = 0

@@ -257,6 +257,20 @@ extension Gateway {
             "Backend connections refused at the handshake (identity, CURVE key, max-instances).", c.refusedBackendClaims
         )
         single(
+            "blastbeat_backend_handovers_total", .counter,
+            "Backend connections handed to the worker their X-BlastBeat-Worker label names.", c.backendHandovers)
+        single(
+            "blastbeat_backend_handover_failures_total", .counter,
+            "Backend connections closed because their handover to another worker failed.", c.backendHandoverFailures)
+        single(
+            "blastbeat_backend_mislabelled_connections_total", .counter,
+            "Backend connections whose X-BlastBeat-Worker label named no worker (they stay where they landed).",
+            c.mislabelledBackendConnections)
+        single(
+            "blastbeat_worker_mesh_forwarded_messages_total", .counter,
+            "Backend messages of sessions that crossed to or from another worker (a connection per worker spares them).",
+            router.workerMeshForwardedMessages)
+        single(
             "blastbeat_max_in_flight_refusals_total", .counter, "Requests answered 503 at their vhost's max-in-flight.",
             c.vhostBusyRefusals)
         single(

@@ -101,6 +101,18 @@ package struct CountedBody: ~Copyable {
     }
 }
 
+/// What became of a backend connection's `X-BlastBeat-Worker` label (native engine; WorkerLabel.swift, README.md
+/// "Worker processes"), for the gateway's counters and log.
+package enum BackendPlacementEvent {
+    /// The label names no worker (out of range, or not a number): the connection stays where it landed.
+    case mislabelled(label: WorkerLabel, address: String, workers: Int)
+    /// Handed to `worker` with its state (counted by the worker that sent it).
+    case handedOver(to: Int)
+    /// A handover to (or, `from`, from) another worker did not happen: the connection is closed, and its libzmq
+    /// connects again (it lands in some worker and is placed again).
+    case handoverFailed(worker: Int, from: Bool, address: String, reason: String)
+}
+
 /// What a `BackendRouter` reports, from either engine. Views are valid for the call only.
 package protocol BackendRouterDelegate: AnyObject {
     /// A well-formed message from an admitted connection.
@@ -124,6 +136,8 @@ package protocol BackendRouterDelegate: AnyObject {
     func backendRouterRemotePeerJoined(identity: RawSpan, worker: Int, replacedAt: Int?)
     /// An admitted connection is ready; `replaced` is the holder it took the identity from.
     func backendRouterPeerJoined(identity: RawSpan, address: String, replaced: BackendIdentityHolder?)
+    /// A connection's worker label was acted on, or could not be (`identity`: the identity it claims).
+    func backendRouter(placement event: BackendPlacementEvent, identity: RawSpan)
     /// A connection closed; `protocolError` when the peer broke ZMTP. `host` is the peer's address
     /// without its port (what a reconnecting peer keeps), for rate limits.
     func backendRouterDroppedPeer(identity: RawSpan, reason: String, host: String, protocolError: Bool)
@@ -198,6 +212,13 @@ package final class BackendRouter {
     /// Asks the other workers for their `/metrics` texts (answers go to the mesh's delegate); how many were asked.
     package func queryWorkerMetrics(_ query: UInt64) -> Int {
         if case .native(let router) = engine, let mesh = router.mesh { return mesh.queryMetrics(query) }
+        return 0
+    }
+
+    /// Backend messages that crossed the worker mesh from or to this worker (`S` and session `R` messages,
+    /// WorkerMesh.swift): requests and replies that a connection of the backend at the right worker would spare.
+    package var workerMeshForwardedMessages: Int {
+        if case .native(let router) = engine, let mesh = router.mesh { return mesh.forwardedMessages }
         return 0
     }
 

@@ -31,6 +31,44 @@ package enum Posix {
         }
     }
 
+    /// Sends `buffer` with `descriptors` attached (SCM_RIGHTS; at most 253), no SIGPIPE: a worker mesh link handing
+    /// a backend connection over (WorkerMesh.swift). The descriptors go only if some bytes do.
+    @inline(never)
+    static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, attaching descriptors: [Int32]) throws(SystemError) -> IOResult {
+        while true {
+            let n = descriptors.withUnsafeBufferPointer {
+                CSystem_send_with_fds(fd, buffer.baseAddress, buffer.count, $0.baseAddress, Int32($0.count))
+            }
+            if n >= 0 { return .processed(n) }
+            if n == -2 { throw SystemError(call: "send \(descriptors.count) descriptors", errno: E2BIG) }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(call: "sendmsg", errno: e)
+        }
+    }
+
+    /// Reads into `buffer` and appends the descriptors that arrived with the bytes (close-on-exec) to
+    /// `descriptors`; at most `maxDescriptors` are kept from one read, any more are closed.
+    @inline(never)
+    static func receive(
+        _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, descriptors: inout [Int32], maxDescriptors: Int
+    ) throws(SystemError) -> IOResult {
+        while true {
+            var count: Int32 = 0
+            let n = withUnsafeTemporaryAllocation(of: Int32.self, capacity: maxDescriptors) { fds in
+                let n = CSystem_recv_with_fds(fd, buffer.baseAddress, buffer.count, fds.baseAddress, Int32(maxDescriptors), &count)
+                descriptors += fds[0..<Int(count)]
+                return n
+            }
+            if n >= 0 { return .processed(n) }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(call: "recvmsg", errno: e)
+        }
+    }
+
     /// Sends `first` then `second` in one system call (`sendmsg` with two iovecs, no SIGPIPE).
     @inline(never)
     package static func write(

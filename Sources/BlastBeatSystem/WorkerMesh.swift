@@ -13,7 +13,11 @@ import Glibc
 ///   backend's connection; this worker's own connection to an identity always wins;
 /// - a message from a backend goes to the worker whose index is the first byte of its sid (every worker
 ///   stamps its index there, `SessionID`), and a message with an empty sid (a `pong`) to every worker (`R`):
-///   each worker pings the nodes it uses and sees every answer.
+///   each worker pings the nodes it uses and sees every answer;
+/// - a backend connection whose `X-BlastBeat-Worker` label names another worker is handed to that worker
+///   after its handshake (`H`): its socket rides on the link's bytes (SCM_RIGHTS) with its ZMTP state in the
+///   message (`BackendHandover`), and that worker adopts it as its own connection. A backend that opens a
+///   connection per worker so has each at the worker it serves, and its requests never cross the mesh.
 ///
 /// A link that closes (the other worker died) counts as that worker losing all its identities: a node whose
 /// only connection was there is dead for this worker too, one that also holds a connection here is not.
@@ -46,6 +50,11 @@ final class WorkerMesh {
     private var flushBatch: [WorkerLink] = []
     /// Room for the identity, sid and type fields around a backend message's body.
     static let fieldOverhead = 1024
+    /// Backend messages of sessions this worker sent over the mesh (`S` and `R` with a sid; pings and pongs
+    /// not), for /metrics.
+    private(set) var forwardedMessages = 0
+    /// Sockets queued for handing over on one link and not yet sent; one more is refused (the connection closes).
+    static let maxHandoversInFlight = 16
 
     init(router: ZMTPRouter, index: Int, count: Int, links: [Int: Int32], delegate: any WorkerMeshDelegate) {
         self.router = router
@@ -108,6 +117,7 @@ final class WorkerMesh {
         guard let link = links[Int(sid[0])] else { return true }
         if link.output.count < router.maxQueuedBytesPerPeer {
             queue(on: link, kind: .received, identity: identity, sid: sid, type: type, body: body)
+            forwardedMessages += 1
         } else {
             delegate.workerMeshDroppedMessage(for: Int(sid[0]))
         }
@@ -129,7 +139,22 @@ final class WorkerMesh {
             link.output.append(counted)
             scheduleFlush(link)
         }
+        if !sid.isEmpty { forwardedMessages += 1 }
         return .sent
+    }
+
+    /// Hands the backend connection `fd` (its handshake done, not admitted here) to `worker` with `state`. Nil
+    /// when it is queued: the link then owns `fd` and closes it once sent. Otherwise why not (the caller keeps `fd`).
+    func handOver(socket fd: Int32, identity: UnsafeRawBufferPointer, state: BackendHandover, to worker: Int) -> String? {
+        guard let link = links[worker] else { return "worker \(worker) is not running" }
+        if link.output.count >= router.maxQueuedBytesPerPeer || link.socketsToSend.count >= Self.maxHandoversInFlight {
+            return "the link to worker \(worker) is full"
+        }
+        var body = state.encoded()
+        body.withUnsafeBytes { queue(on: link, kind: .handover, identity: identity, sid: Self.empty, type: Self.empty, body: $0) }
+        CurveCrypto.wipe(&body)  // a CURVE session's key
+        link.socketsToSend.append(fd)
+        return nil
     }
 
     private func queue(
@@ -202,8 +227,8 @@ final class WorkerMesh {
 
     // MARK: from other workers
 
-    /// Largest message a link accepts: what a backend may send, plus the fields.
-    var maxMessage: Int { router.maxMessageSize + Self.fieldOverhead }
+    /// Largest message a link accepts: what a backend may send (or a connection handover), plus the fields.
+    var maxMessage: Int { max(router.maxMessageSize, BackendHandover.maxEncodedSize) + Self.fieldOverhead }
 
     func received(_ message: WorkerMessage.Parsed, in bytes: UnsafeRawBufferPointer, from worker: Int) {
         let identity = UnsafeRawBufferPointer(rebasing: bytes[message.identity])
@@ -241,12 +266,31 @@ final class WorkerMesh {
                 identity: identity, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),
                 type: UnsafeRawBufferPointer(rebasing: bytes[message.type]),
                 body: UnsafeRawBufferPointer(rebasing: bytes[message.body]))
+        case .handover:
+            guard let link = links[worker] else { return }
+            // The socket travelled with this message's first byte, or earlier ones (WorkerLink.writeOutput).
+            guard let fd = link.takeReceivedSocket() else {
+                return linkClosed(worker, reason: "a connection handover arrived without its socket")
+            }
+            let state: BackendHandover
+            do { state = try BackendHandover.decode(UnsafeRawBufferPointer(rebasing: bytes[message.body])) } catch {
+                Posix.close(fd)
+                return router.delegate.backendRouter(
+                    placement: .handoverFailed(worker: worker, from: true, address: "?", reason: error.description),
+                    identity: identity.bytes)
+            }
+            router.adopt(socket: fd, identity: Array(identity), handover: state, from: worker)
         }
     }
 
     /// The link to `worker` closed or broke: that worker (restarting, or gone) holds nothing any more.
     func linkClosed(_ worker: Int, reason: String = "the worker exited") {
         guard let link = links[worker] else { return }
+        for _ in link.socketsToSend {
+            router.delegate.backendRouter(
+                placement: .handoverFailed(worker: worker, from: false, address: "?", reason: "the link to worker \(worker) closed"),
+                identity: RawSpan())
+        }
         link.close()
         links[worker] = nil
         linksToFlush.removeAll { $0 === link }
@@ -267,6 +311,11 @@ final class WorkerLink: IOWatcherDelegate {
     let fd: Int32
     private var watcher: IOWatcher! = nil
     var output = ZMTPOutputQueue()
+    /// Backend connections handed to the worker at the other end, whose sockets go with the next write (then
+    /// they are closed here); each one's `H` message is queued already.
+    var socketsToSend: [Int32] = []
+    /// Sockets that arrived, oldest first: each `H` message decoded takes the first one.
+    private var receivedSockets: [Int32] = []
     var flushScheduled = false
     private(set) var waitingForWritable = false
     private var input: UnsafeMutableRawPointer
@@ -295,6 +344,14 @@ final class WorkerLink: IOWatcherDelegate {
         watcher.stop()
         Posix.close(fd)
         output.removeAll()
+        (socketsToSend + receivedSockets).forEach(Posix.close)
+        socketsToSend.removeAll()
+        receivedSockets.removeAll()
+    }
+
+    /// The socket of the `H` message just decoded (nil: none arrived, which the sender never does).
+    func takeReceivedSocket() -> Int32? {
+        receivedSockets.isEmpty ? nil : receivedSockets.removeFirst()
     }
 
     func ioReady(readable: Bool, writable: Bool) {
@@ -305,7 +362,21 @@ final class WorkerLink: IOWatcherDelegate {
     func writeOutput() {
         if closed { return }
         let done: Bool
-        do { done = try output.write(to: fd) } catch {
+        do {
+            // Sockets go with the first byte written after their messages were queued: never later than the
+            // message itself, and in the order of the messages, so the other end pairs them up in order.
+            if !socketsToSend.isEmpty {
+                if try output.writeFirstPiece(to: fd, attaching: socketsToSend) {
+                    socketsToSend.forEach(Posix.close)
+                    socketsToSend.removeAll()
+                    done = try output.write(to: fd)
+                } else {
+                    done = false
+                }
+            } else {
+                done = try output.write(to: fd)
+            }
+        } catch {
             return mesh.linkClosed(worker, reason: "\(error)")
         }
         if done != !waitingForWritable {
@@ -319,8 +390,14 @@ final class WorkerLink: IOWatcherDelegate {
             if capacity - end < 4096 { makeRoom() }
             let room = UnsafeMutableRawBufferPointer(start: input + end, count: capacity - end)
             let result: IOResult
-            do { result = try Posix.read(fd, into: room) } catch {
+            do {
+                result = try Posix.receive(
+                    fd, into: room, descriptors: &receivedSockets, maxDescriptors: WorkerMesh.maxHandoversInFlight)
+            } catch {
                 return mesh.linkClosed(worker, reason: "\(error)")
+            }
+            if receivedSockets.count > 4 * WorkerMesh.maxHandoversInFlight {
+                return mesh.linkClosed(worker, reason: "\(receivedSockets.count) sockets arrived without their handover messages")
             }
             guard case .processed(let n) = result else { return }
             if n == 0 { return mesh.linkClosed(worker) }

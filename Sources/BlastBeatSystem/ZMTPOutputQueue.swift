@@ -70,6 +70,32 @@ struct ZMTPOutputQueue: ~Copyable {
         count += size
     }
 
+    /// A copy of the bytes not yet written, in order (for a connection handed to another worker: a few hundred
+    /// handshake bytes).
+    func copiedBytes() -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        var i = head
+        while i < pieces.count {
+            bytes += UnsafeRawBufferPointer(start: pieces[i].base + pieces[i].start, count: pieces[i].end - pieces[i].start)
+            i += 1
+        }
+        return bytes
+    }
+
+    /// Writes the first queued piece alone, with `descriptors` attached (SCM_RIGHTS on a Unix socket: they arrive
+    /// with its first byte). False when the socket takes nothing now: then nothing was sent, descriptors included.
+    mutating func writeFirstPiece(to fd: Int32, attaching descriptors: [Int32]) throws(SystemError) -> Bool {
+        precondition(count > 0, "descriptors need at least one byte to travel with")
+        let piece = pieces[head]
+        let result = try Posix.send(
+            fd, UnsafeRawBufferPointer(start: piece.base + piece.start, count: piece.end - piece.start),
+            attaching: descriptors)
+        guard case .processed(let written) = result else { return false }
+        consume(written)
+        return true
+    }
+
     /// Writes as much as the socket takes; true when the queue is empty afterwards.
     mutating func write(to fd: Int32) throws(SystemError) -> Bool {
         while count > 0 {

@@ -15,7 +15,11 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// `signature`: our first 10 greeting bytes are out, the rest waits for the peer's signature (as libzmq
     /// does: a peer then always speaks before it can see our mechanism, so a backend without CURVE keys is
     /// seen leaving instead of vanishing silently). `greeting`: ours is out whole, theirs not yet in.
-    enum State { case signature, greeting, handshake, ready, closed }
+    /// `handingOver`: the handshake is done and the connection's `X-BlastBeat-Worker` label names another
+    /// worker (WorkerLabel.swift): once the handshake command is cut from the input, the router sends the socket
+    /// and the state there (`ZMTPRouter.handOver`). `handedOver`: it went; the socket is the mesh link's to send
+    /// (then closed here), and nothing of the connection is left in this worker.
+    enum State: Equatable { case signature, greeting, handshake, handingOver(to: Int), handedOver(to: Int), ready, closed }
 
     /// Whether the peer's messages are read: the gateway stops reading a backend that sends uncredited bytes
     /// at the memory budget (`BackendRouter.pauseReading`). Output is written either way.
@@ -73,17 +77,49 @@ final class ZMTPPeer: IOWatcherDelegate {
         return nil
     }
 
-    init(router: ZMTPRouter, fd: Int32, address: String, loop: EventLoop) {
+    /// A connection just accepted: our greeting's signature is queued.
+    convenience init(router: ZMTPRouter, fd: Int32, address: String, loop: EventLoop) {
+        self.init(
+            router: router, fd: fd, address: address, loop: loop,
+            security: router.curveKeys.map { .curve(ZMTPCurveServer(server: $0)) } ?? .null, state: .signature)
+        ZMTPGreeting.bytes(router.curveKeys == nil ? .null : .curve).withUnsafeBytes {
+            output.append(UnsafeRawBufferPointer(rebasing: $0[0..<10]))
+        }
+    }
+
+    /// A connection another worker handed over after its handshake (`handover`, with the socket `fd`), still to
+    /// be admitted here as `identity` (`adopt()`). Nil when its mechanism is not this gateway's, or its CURVE
+    /// state is malformed; the caller then still owns `fd`.
+    convenience init?(router: ZMTPRouter, fd: Int32, loop: EventLoop, adopting handover: BackendHandover, identity: [UInt8]) {
+        let security: Security
+        switch handover.security {
+        case .null:
+            guard router.curveKeys == nil else { return nil }
+            security = .null
+        case .curve(let session):
+            guard let keys = router.curveKeys, let curve = ZMTPCurveServer(server: keys, adopting: session) else { return nil }
+            security = .curve(curve)
+        }
+        let address = LogText.escaped(handover.address, limit: 255)
+        self.init(router: router, fd: fd, address: address, loop: loop, security: security, state: .handshake)
+        self.identity = identity
+        handover.unsentOutput.withUnsafeBytes { output.append($0) }
+        handover.pendingInput.withUnsafeBytes { bytes in
+            // At most `BackendHandover.maxPendingInput`, the initial capacity.
+            if let source = bytes.baseAddress { input.copyMemory(from: source, byteCount: bytes.count) }
+            end = bytes.count
+        }
+    }
+
+    private init(router: ZMTPRouter, fd: Int32, address: String, loop: EventLoop, security: Security, state: State) {
         self.router = router
         self.fd = fd
         self.address = address
         self.acceptedAt = loop.now
         guard let input = malloc(Self.initialCapacity) else { fatalError("out of memory for a ZMTP peer") }
         self.input = input
-        security = router.curveKeys.map { .curve(ZMTPCurveServer(server: $0)) } ?? .null
-        ZMTPGreeting.bytes(router.curveKeys == nil ? .null : .curve).withUnsafeBytes {
-            output.append(UnsafeRawBufferPointer(rebasing: $0[0..<10]))
-        }
+        self.security = security
+        self.state = state
         watcher = IOWatcher(loop: loop, fd: fd, delegate: self)
         watcher.watch(read: true, write: false)
     }
@@ -94,12 +130,20 @@ final class ZMTPPeer: IOWatcherDelegate {
 
     func ioReady(readable: Bool, writable: Bool) {
         if writable { writeOutput() }
-        if readable && state != .closed { readAvailable() }
+        if readable && !isGone { readAvailable() }
+    }
+
+    /// Closed, or handed over to another worker: nothing is read or written here any more.
+    private var isGone: Bool {
+        switch state {
+        case .closed, .handedOver: true
+        case .signature, .greeting, .handshake, .handingOver, .ready: false
+        }
     }
 
     /// Closes the socket and frees the queued output; the router has already forgotten the peer.
     func close() {
-        if state == .closed { return }
+        if isGone { return }
         state = .closed
         watcher.stop()
         Posix.close(fd)
@@ -110,7 +154,7 @@ final class ZMTPPeer: IOWatcherDelegate {
 
     /// Writes queued output; watches for writability if the socket takes less than all of it.
     func writeOutput() {
-        if state == .closed { return }
+        if isGone { return }
         let done: Bool
         do { done = try output.write(to: fd) } catch {
             router.drop(self, reason: "\(error)", protocolError: false)
@@ -127,7 +171,7 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// Stops delivering messages after the one being delivered; what is buffered or arrives waits (the
     /// kernel's socket buffer, then TCP, hold the backend back).
     func pauseReading() {
-        if state == .closed || reading == .paused { return }
+        if isGone || reading == .paused { return }
         reading = .paused
         watcher.watch(read: false, write: waitingForWritable)
     }
@@ -135,7 +179,7 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// Delivers the complete messages buffered during the pause, then reads again (unless a delivery
     /// paused it once more).
     func resumeReading() {
-        if state == .closed || reading == .active { return }
+        if isGone || reading == .active { return }
         reading = .active
         watcher.watch(read: true, write: waitingForWritable)
         process()
@@ -154,7 +198,7 @@ final class ZMTPPeer: IOWatcherDelegate {
             if n == 0 { return closedByPeer("closed by the backend") }
             end += n
             process()
-            if state == .closed || reading == .paused || n < room.count { return }
+            if isGone || reading == .paused || n < room.count { return }
         }
     }
 
@@ -170,7 +214,7 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// Consumes every complete greeting, command and message in the buffer, then makes room
     /// for the rest of the incomplete one.
     private func process() {
-        while state != .closed && reading == .active {
+        while !isGone && reading == .active {
             let available = end - start
             if state == .signature || state == .greeting {
                 let prefix = UnsafeRawBufferPointer(start: input + start, count: min(available, 10))
@@ -183,7 +227,7 @@ final class ZMTPPeer: IOWatcherDelegate {
                     // (NULL has no handshake for either side to wait on).
                     let mechanism: ZMTPGreeting.Mechanism = router.curveKeys == nil ? .null : .curve
                     ZMTPGreeting.bytes(mechanism).withUnsafeBytes { output.append(UnsafeRawBufferPointer(rebasing: $0[10...])) }
-                    if mechanism == .null { ZMTPCommand.routerReadyFrame.withUnsafeBytes { output.append($0) } }
+                    if mechanism == .null { router.readyFrame.withUnsafeBytes { output.append($0) } }
                     router.scheduleFlush(self)
                     state = .greeting
                 }
@@ -234,11 +278,12 @@ final class ZMTPPeer: IOWatcherDelegate {
             }
             if isCommand {
                 command(view(payload))
-                if state == .closed { return }
+                if isGone { return }
                 // Cut the command out; frames of a message it interrupted move up behind it.
                 let size = frameEnd - scanned
                 if scanned > 0 { memmove(input + start + size, input + start, scanned) }
                 start += size
+                if case .handingOver(let worker) = state { return handOver(to: worker) }
                 continue
             }
             guard state == .ready else { return protocolError("a message before READY") }
@@ -333,7 +378,29 @@ final class ZMTPPeer: IOWatcherDelegate {
         guard ZMTPCommand.isRouterCompatible(ready.socketType) else {
             return protocolError("socket type \(LogText.quoted(ready.socketType)) (a ROUTER takes DEALER, REQ or ROUTER)")
         }
-        switch router.admit(self, identity: ready.identity) {
+        // Placed before the identity is registered: the connections one backend process opens to every worker
+        // share its identity, and each must be admitted at its own worker, never compete for it here.
+        if case .handOver(let worker) = router.placement(of: ready, from: address), !ready.identity.isEmpty {
+            identity = ready.identity
+            state = .handingOver(to: worker)
+            return
+        }
+        finishHandshake(identity: ready.identity)
+    }
+
+    /// Continues a connection another worker handed over (built with `init(adopting:)`): admitted here as if its
+    /// handshake had just finished here, then what it sent meanwhile is read.
+    func adopt() {
+        finishHandshake(identity: identity)
+        guard state == .ready else { return }
+        router.scheduleFlush(self)
+        process()
+    }
+
+    /// The handshake is done: the claim is put to the router, then READY (CURVE) and the peer is ready, or
+    /// refused with an ERROR.
+    private func finishHandshake(identity: [UInt8]) {
+        switch router.admit(self, identity: identity) {
         case .admitted:
             break
         case .refused:
@@ -347,9 +414,35 @@ final class ZMTPPeer: IOWatcherDelegate {
             writeOutput()
             return protocolError("\(ZMTPRouter.maxPeers) backend connections are open: refused")
         }
-        if case .curve(let curve) = security { queueCommand(curve.readyCommand()) }
+        if case .curve(let curve) = security { queueCommand(curve.readyCommand(metadata: router.readyMetadata)) }
         state = .ready
         router.peerIsReady(self)
+    }
+
+    /// Sends the connection to `worker` (`handingOver`): our handshake bytes are written from here while the
+    /// socket takes them (the rest goes along), then the socket, the ZMTP state and the bytes read after the
+    /// handshake command go over the mesh link.
+    private func handOver(to worker: Int) {
+        if !output.isEmpty {
+            do { _ = try output.write(to: fd) } catch {
+                return router.drop(self, reason: "\(error)", protocolError: false)
+            }
+        }
+        let security: BackendHandover.Security
+        switch self.security {
+        case .null:
+            security = .null
+        case .curve(let curve):
+            guard let session = curve.handoverSession() else { preconditionFailure("CURVE handover before INITIATE") }
+            security = .curve(session)
+        }
+        let handover = BackendHandover(
+            security: security, address: Array(address.utf8.prefix(255)), unsentOutput: output.copiedBytes(),
+            pendingInput: Array(UnsafeRawBufferPointer(start: input + start, count: end - start)))
+        guard router.handOver(self, to: worker, state: handover) else { return }
+        watcher.stop()
+        output.removeAll()
+        state = .handedOver(to: worker)
     }
 
     /// Queues a handshake command (sent in the clear, as CURVE's handshake is).

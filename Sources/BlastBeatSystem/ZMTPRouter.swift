@@ -74,6 +74,10 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// A peer's output is written at once past this, instead of at the end of the loop iteration.
     private static let eagerFlushBytes = 256 * 1024
 
+    /// The gateway's metadata (ZMTPCommand.routerMetadata) and NULL READY frame: they say how many workers serve.
+    private(set) var readyMetadata = ZMTPCommand.routerMetadata(workers: 1)
+    private(set) var readyFrame = ZMTPCommand.routerReadyFrame(workers: 1)
+
     /// The TCP port bound (the first listener's), for endpoints with port 0 in tests.
     private(set) var boundPort: UInt16 = 0
 
@@ -101,6 +105,8 @@ final class ZMTPRouter: TimerWatcherDelegate {
     func joinWorkers(index: Int, count: Int, links: [Int: Int32], delegate: any WorkerMeshDelegate) {
         sharesSocketFile = true
         mesh = WorkerMesh(router: self, index: index, count: count, links: links, delegate: delegate)
+        readyMetadata = ZMTPCommand.routerMetadata(workers: count)
+        readyFrame = ZMTPCommand.routerReadyFrame(workers: count)
     }
 
     /// A link to a restarted worker (from the parent).
@@ -233,6 +239,62 @@ final class ZMTPRouter: TimerWatcherDelegate {
         if refusal == nil { return .admitted }
         peer.identity = []  // so dropping it says nothing about the identity's node
         return .refused
+    }
+
+    // MARK: connections labelled for a worker (WorkerLabel.swift)
+
+    /// Where a connection that finished its handshake here goes, by its `X-BlastBeat-Worker` label (a label
+    /// naming no worker is reported, and the connection stays).
+    func placement(of ready: ZMTPCommand.Ready, from address: String) -> WorkerLabel.Placement {
+        let count = mesh?.count ?? 1
+        let placement = ready.workerLabel.placement(at: mesh?.index ?? 0, of: count)
+        if placement == .stayMislabelled {
+            ready.identity.withUnsafeBytes {
+                delegate.backendRouter(
+                    placement: .mislabelled(label: ready.workerLabel, address: address, workers: count), identity: $0.bytes)
+            }
+        }
+        return placement
+    }
+
+    /// Sends `peer` (its handshake done, not admitted here) to `worker` with `state`. True when it went: the
+    /// peer is forgotten here and its socket is the mesh link's. False when it could not (the worker is down,
+    /// the link full): the peer is closed, and its libzmq connects again.
+    func handOver(_ peer: ZMTPPeer, to worker: Int, state: BackendHandover) -> Bool {
+        var refusal = "there are no other workers"
+        if let mesh {
+            let failed = peer.identity.withUnsafeBytes { mesh.handOver(socket: peer.fd, identity: $0, state: state, to: worker) }
+            guard let failed else {
+                forget(peer)
+                peer.identity.withUnsafeBytes { delegate.backendRouter(placement: .handedOver(to: worker), identity: $0.bytes) }
+                return true
+            }
+            refusal = failed
+        }
+        forget(peer)
+        peer.close()
+        peer.identity.withUnsafeBytes {
+            delegate.backendRouter(
+                placement: .handoverFailed(worker: worker, from: false, address: peer.address, reason: refusal), identity: $0.bytes)
+        }
+        return false
+    }
+
+    /// A connection worker `worker` handed here (its socket `fd`, now this worker's): admitted and read as one
+    /// accepted here.
+    func adopt(socket fd: Int32, identity: [UInt8], handover: BackendHandover, from worker: Int) {
+        guard !closed, let peer = ZMTPPeer(router: self, fd: fd, loop: loop, adopting: handover, identity: identity) else {
+            Posix.close(fd)
+            let reason = closed ? "this worker is stopping" : "its security mechanism is not this worker's"
+            return identity.withUnsafeBytes {
+                delegate.backendRouter(
+                    placement: .handoverFailed(
+                        worker: worker, from: true, address: LogText.escaped(handover.address, limit: 255), reason: reason),
+                    identity: $0.bytes)
+            }
+        }
+        peers.append(peer)
+        peer.adopt()
     }
 
     /// Called by a peer whose claim was admitted: it takes over the identity from an older connection.

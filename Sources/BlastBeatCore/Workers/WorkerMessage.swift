@@ -9,7 +9,10 @@
 /// received from the backend with this identity (from its holder: to the worker its sid names, or to
 /// every worker for an empty sid, a pong), `D` the sending worker is stopping and has nothing in flight any
 /// more (its identity field is empty): it will send no `S` again; `Q` asks for the worker's `/metrics` text
-/// and `A` answers with it in the body (both with an 8-byte query id in the sid field, no identity).
+/// and `A` answers with it in the body (both with an 8-byte query id in the sid field, no identity); `H` hands a
+/// backend connection that finished its handshake over to the worker its `X-BlastBeat-Worker` label names: the
+/// identity it claims, its ZMTP state in the body (`BackendHandover`), and its socket attached to the link's bytes
+/// (SCM_RIGHTS: it arrives no later than the message's first byte).
 ///
 /// The bytes come from another worker of the same gateway, but a worker may be compromised through its
 /// clients: the decoder trusts nothing, bounds every length and is fuzzed (WorkerMessageCheck.swift).
@@ -22,6 +25,7 @@ package enum WorkerMessage {
         case done = 68  // "D"
         case metricsQuery = 81  // "Q"
         case metricsAnswer = 65  // "A"
+        case handover = 72  // "H"
     }
 
     /// A decoded message: ranges into the buffer it was decoded from.

@@ -19,10 +19,13 @@ package enum ZMTPCommand {
         package var socketType: [UInt8]
         /// The peer's routing identity (`ZMQ_IDENTITY` / `ZMQ_ROUTING_ID`); empty when unset.
         package var identity: [UInt8]
+        /// The worker process the connection asks for (`X-BlastBeat-Worker`, WorkerLabel.swift).
+        package var workerLabel: WorkerLabel
 
-        package init(socketType: [UInt8], identity: [UInt8]) {
+        package init(socketType: [UInt8], identity: [UInt8], workerLabel: WorkerLabel = .absent) {
             self.socketType = socketType
             self.identity = identity
+            self.workerLabel = workerLabel
         }
     }
 
@@ -48,13 +51,15 @@ package enum ZMTPCommand {
                 i += 1
             }
             guard data.count - i >= valueSize else { return nil }
-            let value = Array(data[i..<i + valueSize])
+            let value = UnsafeRawBufferPointer(rebasing: data[i..<i + valueSize])
             i += valueSize
             if HTTPSyntax.equalsIgnoringCase(name, "socket-type") {
-                ready.socketType = value
+                ready.socketType = Array(value)
                 sawSocketType = true
             } else if HTTPSyntax.equalsIgnoringCase(name, "identity") {
-                ready.identity = value
+                ready.identity = Array(value)
+            } else if HTTPSyntax.equalsIgnoringCase(name, "x-blastbeat-worker") {  // WorkerLabel.propertyName
+                ready.workerLabel = WorkerLabel.parse(value)
             }
         }
         return sawSocketType ? ready : nil
@@ -66,14 +71,23 @@ package enum ZMTPCommand {
             || socketType.elementsEqual("ROUTER".utf8)
     }
 
-    /// The gateway's metadata: Socket-Type ROUTER, no identity (in READY, or in CURVE's READY box).
-    package static let routerMetadata: [UInt8] = [11] + Array("Socket-Type".utf8) + [0, 0, 0, 6] + Array("ROUTER".utf8)
+    /// The gateway's metadata (in READY, or in CURVE's READY box): Socket-Type ROUTER, no identity, and how many
+    /// worker processes serve (`X-BlastBeat-Workers`, decimal: a backend opens a connection to each, WorkerLabel.swift).
+    package static func routerMetadata(workers: Int) -> [UInt8] {
+        let count = Array(String(workers).utf8)
+        return property("Socket-Type", Array("ROUTER".utf8)) + property(WorkerLabel.countPropertyName, count)
+    }
 
-    /// The gateway's NULL READY as a whole command frame.
-    package static let routerReadyFrame: [UInt8] = {
-        let body: [UInt8] = [5] + Array("READY".utf8) + routerMetadata
+    /// The gateway's NULL READY as a whole command frame (short form: the metadata is far below 255 bytes).
+    package static func routerReadyFrame(workers: Int) -> [UInt8] {
+        let body: [UInt8] = [5] + Array("READY".utf8) + routerMetadata(workers: workers)
         return [ZMTPFrame.command, UInt8(body.count)] + body
-    }()
+    }
+
+    /// One metadata property: `name-size (1) · name · value-size (4, network order) · value`.
+    private static func property(_ name: String, _ value: [UInt8]) -> [UInt8] {
+        [UInt8(name.utf8.count)] + Array(name.utf8) + withUnsafeBytes(of: UInt32(value.count).bigEndian, Array.init) + value
+    }
 
     /// An ERROR command frame (sent before closing a connection during its handshake): `reason`,
     /// cut to 240 bytes so the frame keeps the short form, so a libzmq peer reports why it was refused.

@@ -174,15 +174,43 @@ package final class ZMTPCurveServer {
         return (clientKey, metadata)
     }
 
-    /// The READY command body (our metadata in a box), sent once the claim is admitted.
-    package func readyCommand() -> [UInt8] {
+    /// The READY command body (`metadata`, ZMTPCommand.routerMetadata, in a box), sent once the claim is admitted.
+    package func readyCommand(metadata: [UInt8]) -> [UInt8] {
         precondition(step == .initiated, "READY before INITIATE was accepted")
         step = .ready
         let nonce = Self.bigEndian(nextNonce)
         nextNonce += 1
-        let box = CurveCrypto.box(ZMTPCommand.routerMetadata, nonce: Self.nonce("CurveZMQREADY---", nonce), shared: shared)
+        let box = CurveCrypto.box(metadata, nonce: Self.nonce("CurveZMQREADY---", nonce), shared: shared)
         CurveCrypto.wipe(&shared)
         return [5] + Array("READY".utf8) + nonce + box
+    }
+
+    // MARK: handing the session to another worker
+
+    /// The session after INITIATE, for the worker a labelled connection is handed to (BackendHandover.swift);
+    /// nil in any other step. The caller wipes the copy of the shared key once it is sent.
+    package func handoverSession() -> BackendHandover.CurveSession? {
+        guard step == .initiated, let clientKey else { return nil }
+        return BackendHandover.CurveSession(
+            clientKey: clientKey.bytes, sharedKey: shared, lastPeerNonce: lastPeerNonce, nextNonce: nextNonce)
+    }
+
+    /// Continues a session another worker began (`handoverSession()` there): at `initiated`, with the client's
+    /// proved key, the same precomputed key and nonces; READY is sent from here. Nil for a malformed key.
+    package convenience init?(server: CurveCrypto.KeyPair, adopting session: BackendHandover.CurveSession) {
+        guard let clientKey = CurveKey(bytes: session.clientKey), session.sharedKey.count == CurveCrypto.keySize else {
+            return nil
+        }
+        self.init(server: server)
+        self.clientKey = clientKey
+        shared = session.sharedKey
+        lastPeerNonce = session.lastPeerNonce
+        nextNonce = session.nextNonce
+        shared.withUnsafeBytes { key in
+            CurveCrypto.messageSubkey(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGES", into: sealSubkey)
+            CurveCrypto.messageSubkey(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGEC", into: openSubkey)
+        }
+        step = .initiated
     }
 
     // MARK: messages
