@@ -149,7 +149,8 @@ final class NodeCore {
     /// How logs name a connection: the endpoint, and the worker label once there are several.
     private func name(_ gateway: Int, _ connection: Int) -> String {
         let endpoint = gateways[gateway].endpoint
-        return gateways[gateway].connections.count > 1 || connection > 0 ? "\(endpoint) (worker \(connection))" : endpoint
+        guard gateways[gateway].connections.count > 1 || connection > 0 else { return endpoint }
+        return "\(endpoint) (worker \(gateways[gateway].connections[connection].worker))"
     }
 
     private func connectionEvents(gateway: Int, connection: Int, handler: some BackendHandler) {
@@ -202,9 +203,8 @@ final class NodeCore {
     private func reconnectDue(now: ContinuousClock.Instant) {
         for gateway in gateways.indices {
             for connection in gateways[gateway].connections.indices {
-                guard case .failing(let failure, let retryAt?, let delay) = gateways[gateway].connections[connection].link,
-                    retryAt <= now
-                else { continue }
+                let link = gateways[gateway].connections[connection].link
+                guard case .failing(let failure, let retryAt?, let delay) = link, retryAt <= now else { continue }
                 gateways[gateway].connections[connection].link = .failing(failure, retryAt: nil, delay: delay)
                 do {
                     try gateways[gateway].connections[connection].dealer.reconnect()
@@ -222,21 +222,28 @@ final class NodeCore {
     /// connections to match. Reads it from the first message after each handshake and from every control
     /// message (empty sid: `ping`, the credit acknowledgement), not from session messages: a count changes
     /// only with a gateway restart, which is a new handshake, and the lookup is not free.
-    private func workerCount(gateway: Int, connection: Int, sid: UnsafeRawBufferPointer) -> WorkerCount.Advertised? {
+    private func workerCount(gateway: Int, connection: Int, sid: UnsafeRawBufferPointer)
+        -> WorkerCount.Advertised?
+    {
         let link = gateways[gateway].connections[connection].link
         guard link != .connected || sid.isEmpty else { return nil }
         if link == .awaitingWorkerCount { gateways[gateway].connections[connection].link = .connected }
         let value = gateways[gateway].connections[connection].dealer.receivedProperty(WorkerCount.countProperty)
         let advertised = WorkerCount.parse(value)
-        if advertised == .malformed, let value, gateways[gateway].malformedCountLogged.map({ !$0.elementsEqual(value) }) ?? true {
+        if advertised == .malformed, let value,
+            gateways[gateway].malformedCountLogged.map({ !$0.elementsEqual(value) }) ?? true
+        {
             gateways[gateway].malformedCountLogged = Array(value)
-            log("\(name(gateway, connection)) sent \(WorkerCount.countProperty) \(LogText.quoted(value)), not a count of 1 to \(WorkerCount.maxWorkers); keeping \(gateways[gateway].connections.count) connection(s)")
+            log(
+                "\(name(gateway, connection)) sent \(WorkerCount.countProperty) \(LogText.quoted(value)), not a count "
+                    + "of 1 to \(WorkerCount.maxWorkers); keeping \(gateways[gateway].connections.count) connection(s)")
         }
         return advertised
     }
 
     private static func describe(_ workers: Range<Int>) -> String {
-        workers.count == 1 ? "worker \(workers.lowerBound)" : "workers \(workers.lowerBound) to \(workers.upperBound - 1)"
+        workers.count == 1
+            ? "worker \(workers.lowerBound)" : "workers \(workers.lowerBound) to \(workers.upperBound - 1)"
     }
 
     /// Opens or closes connections so that there is one per worker the gateway has.
@@ -308,7 +315,9 @@ final class NodeCore {
 
     private static var noBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
 
-    private func dispatch(gateway: Int, connection: Int, _ message: ZMQDealer.Message, handler: some BackendHandler) {
+    private func dispatch(
+        gateway: Int, connection: Int, _ message: ZMQDealer.Message, handler: some BackendHandler
+    ) {
         guard let type = GatewayMessageType(message.type) else {
             droppedMessages += 1
             return
@@ -333,7 +342,8 @@ final class NodeCore {
         let session = Session(core: self, key: key)
         switch type {
         case .credit:
-            guard message.body.count == 4, gateways[gateway].connections[connection].gate.mode == .waitingForCredit else {
+            guard message.body.count == 4, gateways[gateway].connections[connection].gate.mode == .waitingForCredit
+            else {
                 droppedMessages += 1
                 return
             }
@@ -341,7 +351,9 @@ final class NodeCore {
             for released in gateways[gateway].connections[connection].gate.grant(sid, bytes) {
                 // A failure here is the gateway gone or stuck: its session ends by `end` or the lost connection.
                 released.body.withUnsafeBytes { raw in
-                    do throws(BackendError) { try transmit(key, released.type, raw) } catch { log("sending to \(name(gateway, connection)): \(error)") }
+                    do throws(BackendError) { try transmit(key, released.type, raw) } catch {
+                        log("sending to \(name(gateway, connection)): \(error)")
+                    }
                 }
             }
             if sessions[key] != nil { call(session) { try handler.creditGranted(session: session) } }
@@ -497,7 +509,8 @@ final class NodeCore {
             throw BackendError.socket.with("\(error)")
         }
         if result == .full {
-            throw BackendError.sendTimedOut.with("\(name(key.gateway, key.connection)) did not take a \(type) message in time")
+            throw BackendError.sendTimedOut.with(
+                "\(name(key.gateway, key.connection)) did not take a \(type) message in time")
         }
     }
 

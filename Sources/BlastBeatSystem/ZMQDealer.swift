@@ -2,7 +2,8 @@ internal import BlastBeatCore
 internal import CZeroMQ
 import Glibc
 
-/// A backend node's DEALER socket connected to one gateway, for the backend SDK (`BlastBeatBackend`).
+/// A backend node's DEALER socket connected to one gateway (one of the node's connections to it, labelled
+/// for one gateway worker with `metadata`), for the backend SDK (`BlastBeatBackend`).
 ///
 /// Each dealer owns its libzmq context, its DEALER socket and a PAIR socket that receives the DEALER's
 /// monitor events over `inproc`: the node must learn when a (re)connection's handshake has completed, because
@@ -10,8 +11,8 @@ import Glibc
 /// and why a handshake failed (with CURVE, a wrong server key looks like nothing at all otherwise: libzmq
 /// just reconnects, forever).
 ///
-/// One context per dealer costs one libzmq I/O thread per gateway endpoint, which keeps the dealers fully
-/// independent (closing one never waits for another's linger).
+/// One context per dealer costs one libzmq I/O thread per connection (a node keeps one per gateway worker),
+/// which keeps the dealers fully independent (closing one never waits for another's linger).
 ///
 /// Not thread-safe: one thread at a time (the node's `run` thread). Received views are valid until the next
 /// `receive`. Unlike the gateway's `ZMQRouter`, waiting is done with `zmq_poll` (see `poll`), not an event loop.

@@ -8,7 +8,9 @@ import Testing
 /// connections over as the gateway does.)
 @Suite(.serialized) struct NodeCoreWorkersTests {
     /// Pumps the node while the router pings it (as a gateway does every ping-freq) until `done`.
-    private func pump(_ core: NodeCore, _ router: TestRouter, identity: String, seconds: Int = 3, until done: () -> Bool) throws {
+    private func pump(
+        _ core: NodeCore, _ router: TestRouter, identity: String, seconds: Int = 3, until done: () -> Bool
+    ) throws {
         let deadline = ContinuousClock.now + .seconds(seconds)
         var nextPing = ContinuousClock.now
         while !done() && ContinuousClock.now < deadline {
