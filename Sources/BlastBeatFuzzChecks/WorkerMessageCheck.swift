@@ -2,10 +2,20 @@ import BlastBeatCore
 
 extension FuzzChecks {
     /// `WorkerMessage.decode`, a worker's parser of what the other workers send over the worker mesh
-    /// (Sources/BlastBeatCore/Workers/WorkerMessage.swift, Sources/BlastBeatSystem/WorkerMesh.swift). Input: any
+    /// (Sources/BlastBeatCore/Workers/WorkerMessage.swift, Sources/BlastBeatSystem/WorkerMesh.swift), with the body of
+    /// a connection handover (`H`, Sources/BlastBeatCore/Workers/BackendHandover.swift). Input: any
     /// bytes, decoded message after message as a link does. Every decoded message's fields lie inside it and in
     /// order, it consumes at least its 5-byte head, and encoding its fields again gives exactly its bytes;
     /// anything else is an error, never a crash or a read past the input.
+    /// The body of a handover (`BackendHandover`): decoded strictly (every length bounded, nothing after the last
+    /// field) or refused; what decodes encodes again to the same bytes.
+    static func handover(_ body: UnsafeRawBufferPointer) {
+        guard let state = try? BackendHandover.decode(body) else { return }
+        invariant(state.unsentOutput.count <= BackendHandover.maxUnsentOutput, "unsent output over its bound")
+        invariant(state.pendingInput.count <= BackendHandover.maxPendingInput, "input read ahead over its bound")
+        invariant(state.encoded().elementsEqual(body), "encoding a decoded handover gives other bytes")
+    }
+
     @Sendable public static func workerMessage(_ data: UnsafeRawBufferPointer) {
         var offset = 0
         while offset < data.count {
@@ -26,6 +36,7 @@ extension FuzzChecks {
                     type: field(message.type), bodyCount: message.body.count, into: $0.baseAddress!)
             }
             invariant(again.elementsEqual(rest[0..<size]), "encoding the decoded fields gives other bytes")
+            if message.kind == .handover { handover(field(message.body)) }
             offset += consumed
         }
     }

@@ -262,7 +262,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// the link full): the peer is closed, and its libzmq connects again.
     func handOver(_ peer: ZMTPPeer, to worker: Int, state: BackendHandover) -> Bool {
         var refusal = "there are no other workers"
-        if let mesh {
+        if state.unsentOutput.count > BackendHandover.maxUnsentOutput || state.pendingInput.count > BackendHandover.maxPendingInput {
+            refusal = "\(state.unsentOutput.count) bytes unsent and \(state.pendingInput.count) read ahead, more than a handover carries"
+        } else if let mesh {
             let failed = peer.identity.withUnsafeBytes { mesh.handOver(socket: peer.fd, identity: $0, state: state, to: worker) }
             guard let failed else {
                 forget(peer)

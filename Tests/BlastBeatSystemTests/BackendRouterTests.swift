@@ -46,6 +46,13 @@ private final class Recorder: BackendRouterDelegate {
         dropped.append(reason)
     }
 
+    /// Worker labels acted on (Gateway+Handover.swift in the gateway).
+    var placements: [BackendPlacementEvent] = []
+
+    func backendRouter(placement event: BackendPlacementEvent, identity: RawSpan) {
+        placements.append(event)
+    }
+
     func backendRouterRecheck(identity: RawSpan, key: CurveKey?) -> (refusal: String?, busy: Bool) {
         recheck[identity.copiedBytes] ?? (nil, false)
     }

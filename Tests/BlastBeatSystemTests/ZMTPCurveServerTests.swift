@@ -86,7 +86,8 @@ private func call<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws -
         let (key, metadata) = try call(client.initiate(cookie: cookie, identity: "alpha#1")) { try server.initiate($0) }
         #expect(key == client.longTerm.publicKey)
         #expect(metadata.identity == Array("alpha#1".utf8) && metadata.socketType == Array("DEALER".utf8))
-        #expect(client.readyMetadata(server.readyCommand()) == ZMTPCommand.routerMetadata)
+        let ours = ZMTPCommand.routerMetadata(workers: 3)
+        #expect(client.readyMetadata(server.readyCommand(metadata: ours)) == ours)
 
         var incoming = client.message(Array("sid-bytes".utf8), flags: 0x01)
         let flags = try incoming.withUnsafeMutableBytes { try server.openMessage($0.baseAddress!, count: $0.count) }
@@ -108,6 +109,39 @@ private func call<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws -
             let flags = try message.withUnsafeMutableBytes { try server.openMessage($0.baseAddress!, count: $0.count) }
             #expect(flags == 0 && Array(message[ZMTPCurveServer.openedFrameOffset...]) == frame, "opened \(size) bytes")
         }
+    }
+
+    /// A session handed to another worker after INITIATE (BackendHandover) goes on there: READY and MESSAGEs both
+    /// ways open with the client's keys, and the nonce counters carry over (a replayed INITIATE nonce is refused).
+    @Test func aSessionHandedOverAfterInitiateContinuesInAnotherServer() throws {
+        let first = ZMTPCurveServer(server: serverKeys)
+        var client = CurveClient(server: serverKeys.publicKey)
+        let cookie = try client.welcome(try call(client.hello()) { try first.hello($0) })
+        _ = try call(client.initiate(cookie: cookie, identity: "alpha")) { try first.initiate($0) }
+        let session = try #require(first.handoverSession())
+        #expect(session.clientKey == client.longTerm.publicKey.bytes && session.nextNonce == 1)
+
+        let second = try #require(ZMTPCurveServer(server: serverKeys, adopting: session))
+        #expect(second.step == .initiated && second.clientKey == client.longTerm.publicKey)
+        let ours = ZMTPCommand.routerMetadata(workers: 2)
+        #expect(client.readyMetadata(second.readyCommand(metadata: ours)) == ours)
+        var incoming = client.message(Array("sid".utf8), flags: 0x01)
+        let flags = try incoming.withUnsafeMutableBytes { try second.openMessage($0.baseAddress!, count: $0.count) }
+        #expect(flags == 0x01 && Array(incoming[ZMTPCurveServer.openedFrameOffset...]) == Array("sid".utf8))
+        var outgoing = [UInt8](repeating: 0, count: ZMTPCurveServer.sealedSize(2))
+        outgoing.withUnsafeMutableBytes { room in
+            second.sealMessage(flags: 0, count: 2, into: room.baseAddress!) { $0.storeBytes(of: 0x6968, as: UInt16.self) }
+        }
+        #expect(client.openFromServer(outgoing) == [0, 0x68, 0x69])
+        var replay = client.message([1], nonceValue: session.lastPeerNonce)
+        #expect(throws: ZMTPCurveServer.Refusal.replayedNonce) {
+            try replay.withUnsafeMutableBytes { try second.openMessage($0.baseAddress!, count: $0.count) }
+        }
+        // Only a session past INITIATE can be handed over; a malformed key is refused.
+        #expect(ZMTPCurveServer(server: serverKeys).handoverSession() == nil)
+        var bad = session
+        bad.clientKey = [1, 2, 3]
+        #expect(ZMTPCurveServer(server: serverKeys, adopting: bad) == nil)
     }
 
     @Test func helloForAnotherServerKeyIsRefused() {
@@ -151,7 +185,7 @@ private func call<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws -
         var client = CurveClient(server: serverKeys.publicKey)
         let cookie = try client.welcome(try call(client.hello()) { try server.hello($0) })
         _ = try call(client.initiate(cookie: cookie, identity: "alpha")) { try server.initiate($0) }
-        _ = server.readyCommand()
+        _ = server.readyCommand(metadata: ZMTPCommand.routerMetadata(workers: 1))
         var first = client.message([1, 2, 3], nonceValue: 10)
         let replay = first
         _ = try first.withUnsafeMutableBytes { try server.openMessage($0.baseAddress!, count: $0.count) }

@@ -132,6 +132,8 @@ extension OnTheEventLoop {
         func backendRouterDroppedPeer(identity: RawSpan, reason: String, host: String, protocolError: Bool) {
             dropped.append((reason, protocolError))
         }
+        var placements: [BackendPlacementEvent] = []
+        func backendRouter(placement event: BackendPlacementEvent, identity: RawSpan) { placements.append(event) }
         func backendRouterAdmitKey(_ key: CurveKey?, address: String) -> String? { nil }
         func backendRouterAllowsClaim(identity: RawSpan, key: CurveKey?) -> Bool { true }
     }

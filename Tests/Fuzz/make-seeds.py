@@ -228,6 +228,13 @@ def main():
     write("worker-message", "joined-send-received", worker(74, b"app#1") + worker(83, b"app", sid, b"uwsgi", b"\x00\x05\x00")
           + worker(82, b"app", b"", b"pong") + worker(76, b"app#1") + worker(68))
     write("worker-message", "partial", worker(83, b"app", sid, b"body", b"x" * 100)[:50])
+    # H: a backend connection handed to another worker (Sources/BlastBeatCore/Workers/BackendHandover.swift).
+    def handover(curve, address, unsent, pending):
+        state = (b"\x01" + bytes(range(32)) + bytes(range(32, 64)) + struct.pack("<QQ", 7, 1)) if curve else b"\x00"
+        return (state + bytes([len(address)]) + address + struct.pack("<H", len(unsent)) + unsent
+                + struct.pack("<I", len(pending)) + pending)
+    write("worker-message", "handover", worker(72, b"app#1", body=handover(False, b"127.0.0.2:4000", b"", b"\x01\x00"))
+          + worker(72, b"app", body=handover(True, b"127.0.0.3:4001", b"\x04\x05READY", b"")))
     write("config", "blastbeat-ini", (ROOT / "blastbeat.ini").read_bytes())
     write("config", "full", """[blastbeat]
 bind = 0.0.0.0:8080 ; public

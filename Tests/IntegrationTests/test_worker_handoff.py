@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import zmq
 
-from curve_helpers import KeyPair, site_config
+from curve_helpers import KeyPair, RawZMTP, command, frame, greeting, metadata, site_config
 from helpers import RawConn, free_port, request_bytes, wait_until
 from test_metrics import Scrape, admin_get
 from test_workers import workers_ready
@@ -251,6 +251,54 @@ def test_connections_that_land_at_the_wrong_worker_are_handed_to_theirs(make_gat
     answers = load(gw, 64)
     assert all(status == 200 and label == str(worker) for status, worker, label in answers), answers
     assert scrape(gw).value("blastbeat_worker_mesh_forwarded_messages_total") == 0
+
+
+def properties(data: bytes) -> dict[bytes, bytes]:
+    """ZMTP metadata: name-length, name, 4-byte value length, value."""
+    out, i = {}, 0
+    while i < len(data):
+        n = data[i]
+        name, size = data[i + 1:i + 1 + n], int.from_bytes(data[i + 1 + n:i + 5 + n], "big")
+        out[name] = data[i + 5 + n:i + 5 + n + size]
+        i += 5 + n + size
+    return out
+
+
+def test_what_a_handed_over_connection_sent_with_its_handshake_is_read_by_the_worker_adopting_it(make_gateway,
+                                                                                                   tmp_path):
+    """Raw NULL peers (by hand, no libzmq) send greeting, READY with a label and a credit announcement in one
+    write: the worker that accepts reads all of it at once, so the announcement is among the bytes a handover
+    carries. Every connection, handed over or not, gets its `credit` acknowledgement and its ping, and the
+    gateway's READY carries X-BlastBeat-Workers."""
+    gw, _ = gateway(make_gateway, tmp_path, curve=False)
+    peers = []
+    for n in range(8):
+        label = str(n % 2).encode()
+        ready = command(b"READY", metadata(Socket_Type=b"DEALER", Identity=b"NODE1#raw%d" % n, X_BlastBeat_Worker=label))
+        announce = frame(b"", more=True) + frame(b"pong", more=True) + frame(b"credit")
+        peer = RawZMTP(gw.zmq_port, source=f"127.0.0.{40 + n}")
+        peer.send(greeting(b"NULL", minor=1) + ready + announce)
+        peers.append(peer)
+    try:
+        for peer in peers:
+            peer.read_greeting()
+            name, data = peer.read_command()
+            assert name == b"READY" and properties(data) == {b"Socket-Type": b"ROUTER", b"X-BlastBeat-Workers": b"2"}
+            seen = set()
+            while seen != {b"credit", b"ping"}:
+                parts = [peer.read_frame()]
+                while parts[-1][0] & 1:
+                    parts.append(peer.read_frame())
+                assert [body for _, body in parts][0::2] == [b"", b""], parts
+                seen.add(parts[1][1])
+        metrics = scrape(gw)
+        assert metrics.value("blastbeat_backend_handovers_total") >= 1
+        assert metrics.value("blastbeat_backend_handover_failures_total") == 0
+        assert metrics.value("blastbeat_node_instances_connected", node="NODE1") == 8
+        assert established_per_worker(gw) == {0: 4, 1: 4}
+    finally:
+        for peer in peers:
+            peer.close()
 
 
 def test_a_label_naming_no_worker_stays_and_is_logged(make_gateway, backends, tmp_path):

@@ -42,6 +42,7 @@ struct WorkerMessageTests {
         (.send, Array("app".utf8), sid, Array("uwsgi".utf8), Array(repeating: 7, count: 70_000)),
         (.received, Array("app".utf8), [], Array("pong".utf8), []),
         (.done, [], [], [], []),
+        (.handover, Array("app#1".utf8), [], [], BackendHandoverTests.curve.encoded()),
     ])
     func roundTrip(_ row: (WorkerMessage.Kind, [UInt8], [UInt8], [UInt8], [UInt8])) throws {
         let (kind, identity, sid, type, body) = row
@@ -73,6 +74,7 @@ struct WorkerMessageTests {
         ([3, 0, 0, 0, 74, 5, 65], .truncated),  // identity of 5 in a message of 3
         ([4, 0, 0, 0, 74, 1, 65, 0], .truncated),  // no type length
         ([4, 0, 0, 0, 74, 0, 0, 0], .emptyIdentity),
+        ([4, 0, 0, 0, 72, 0, 0, 0], .emptyIdentity),  // a handover names the identity claimed
     ])
     func rejects(_ row: ([UInt8], WorkerMessage.DecodeError)) {
         let error = #expect(throws: WorkerMessage.DecodeError.self) { try Self.decode(row.0, limit: 8) }

@@ -145,7 +145,7 @@ import Testing
     }
 
     @Test func routerReadyFrameIsACommandWithSocketTypeRouter() throws {
-        let frame = ZMTPCommand.routerReadyFrame
+        let frame = ZMTPCommand.routerReadyFrame(workers: 2)
         guard case .header(let h) = frame.withUnsafeBytes({ ZMTPFrame.decodeHeader($0.bytes) }) else {
             Issue.record("not a frame")
             return
@@ -155,6 +155,23 @@ import Testing
         let parsed = try #require(body.withUnsafeBytes { ZMTPCommand.parse($0).map { (Array($0.name), Array($0.data)) } })
         #expect(parsed.0 == Array("READY".utf8))
         #expect(parsed.1.withUnsafeBytes { ZMTPCommand.parseReady($0.bytes) } == .init(socketType: Array("ROUTER".utf8), identity: []))
+        // The worker count, as libzmq's zmq_msg_gets("X-BlastBeat-Workers") gives it to a backend.
+        #expect(parsed.1 == Self.property("Socket-Type", Array("ROUTER".utf8)) + Self.property("X-BlastBeat-Workers", Array("2".utf8)))
+        #expect(ZMTPCommand.routerMetadata(workers: 64).suffix(2) == Array("64".utf8))
+    }
+
+    /// The worker a backend connection asks for, as libzmq's ZMQ_METADATA "X-BlastBeat-Worker:K" sends it.
+    @Test(arguments: [
+        ("1", WorkerLabel.index(1)), ("0", .index(0)), ("063", .index(63)), ("999", .index(999)),
+        ("", .malformed([])), ("1000", .malformed(Array("1000".utf8))), ("-1", .malformed(Array("-1".utf8))),
+        (" 1", .malformed(Array(" 1".utf8))), ("x", .malformed(Array("x".utf8))), ("+1", .malformed(Array("+1".utf8))),
+    ])
+    func workerLabelInReady(_ row: (String, WorkerLabel)) {
+        let data = Self.property("Socket-Type", Array("DEALER".utf8)) + Self.property("x-blastbeat-WORKER", Array(row.0.utf8))
+        #expect(data.withUnsafeBytes { ZMTPCommand.parseReady($0.bytes) }?.workerLabel == row.1)
+        // The gateway's own property is another one: it never reads as a label.
+        let count = Self.property("Socket-Type", Array("DEALER".utf8)) + Self.property("X-BlastBeat-Workers", Array(row.0.utf8))
+        #expect(count.withUnsafeBytes { ZMTPCommand.parseReady($0.bytes) }?.workerLabel == .absent)
     }
 
     @Test func pongEchoesThePingContext() {
