@@ -44,6 +44,26 @@ import Testing
         #expect(core.workerConnectionsClosed == 1)
     }
 
+    /// Each gateway endpoint gets its own set, as many as that gateway has workers.
+    @Test func severalGatewaysEachGetTheirOwnSet() throws {
+        let two = TestRouter(metadata: "X-BlastBeat-Workers:2")
+        let three = TestRouter(metadata: "X-BlastBeat-Workers:3")
+        let core = try NodeCore(identity: "both", endpoints: [two.endpoint, three.endpoint])
+        defer { core.close() }
+        let deadline = ContinuousClock.now + .seconds(3)
+        var nextPing = ContinuousClock.now
+        while (core.links(gateway: 0).count, core.links(gateway: 1).count) != (2, 3) && ContinuousClock.now < deadline {
+            if ContinuousClock.now >= nextPing {
+                for router in [two, three] { router.send([bytes("both"), [], bytes("ping"), []]) }
+                nextPing = .now + .milliseconds(50)
+            }
+            try core.pump(handler: Recorder(), timeoutMilliseconds: 5)
+            for router in [two, three] { while router.receive() != nil {} }
+        }
+        #expect(core.links(gateway: 0).count == 2 && core.links(gateway: 1).count == 3)
+        #expect(core.workerConnectionsOpened == 3)
+    }
+
     @Test func noPropertyKeepsOneConnection() throws {
         let router = TestRouter()
         let core = try NodeCore(identity: "single", endpoints: [router.endpoint])
