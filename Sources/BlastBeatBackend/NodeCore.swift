@@ -3,10 +3,12 @@ internal import BlastBeatSystem
 import Glibc
 
 /// Names one session: the gateway it came from (index into the endpoints), the connection to that gateway
-/// it came in on (the worker label) and its 16-byte sid.
+/// its first message came in on (the worker label) and its 16-byte sid.
 ///
 /// The same sid from two gateways is two sessions: each gateway draws its own sids. Replies go out on the
-/// session's own connection, the one its gateway worker holds.
+/// session's connection, for its whole life: normally the one its own gateway worker holds; for a session
+/// begun while that worker had no connection of its own yet, the one it was forwarded through (that worker
+/// hands the replies back). See `NodeCore.sessionKey`.
 struct SessionKey: Hashable, Sendable {
     var gateway: Int
     var connection: Int
@@ -338,27 +340,35 @@ final class NodeCore {
             droppedMessages += 1
             return
         }
-        let key = SessionKey(gateway: gateway, connection: connection, sid: sid)
+        let key = sessionKey(gateway: gateway, arrivedOn: connection, sid: sid)
         let session = Session(core: self, key: key)
         switch type {
         case .credit:
-            guard message.body.count == 4, gateways[gateway].connections[connection].gate.mode == .waitingForCredit
+            guard message.body.count == 4, gateways[gateway].connections[key.connection].gate.mode == .waitingForCredit
             else {
                 droppedMessages += 1
                 return
             }
             let bytes = message.body.reduce(0) { $0 << 8 | Int($1) }
-            for released in gateways[gateway].connections[connection].gate.grant(sid, bytes) {
+            for released in gateways[gateway].connections[key.connection].gate.grant(sid, bytes) {
                 // A failure here is the gateway gone or stuck: its session ends by `end` or the lost connection.
                 released.body.withUnsafeBytes { raw in
                     do throws(BackendError) { try transmit(key, released.type, raw) } catch {
-                        log("sending to \(name(gateway, connection)): \(error)")
+                        log("sending to \(name(gateway, key.connection)): \(error)")
                     }
                 }
             }
             if sessions[key] != nil { call(session) { try handler.creditGranted(session: session) } }
         case .uwsgi:
-            gateways[gateway].connections[connection].gate.newRequest(sid)
+            // A request made by another worker than the one this connection is for (its first sid byte names
+            // the worker: README, "Worker processes") came through the worker mesh, while that worker had no
+            // connection of ours yet. This connection's credit acknowledgement is not that worker's, which
+            // may grant nothing for it: such a request is answered without credit, as one from before an
+            // acknowledgement is (the gateway counts the bytes against its budget), rather than wait for a
+            // grant that never comes and leave its client a 504.
+            let connectionWorker = gateways[gateway].connections[key.connection].worker
+            let forwarded = gateways[gateway].connections.count > 1 && Int(message.sid[0]) != connectionWorker
+            gateways[gateway].connections[key.connection].gate.newRequest(sid, creditApplies: !forwarded)
             guard let request = Request(uwsgi: Array(message.body)) else {
                 droppedMessages += 1
                 log("undecodable uwsgi packet on session \(sid.hex); ending it")
@@ -391,13 +401,29 @@ final class NodeCore {
                 ? .text(String(decoding: message.body, as: UTF8.self)) : .binary(Array(message.body))
             call(session) { try handler.webSocketMessage(payload, session: session) }
         case .end:
-            gateways[gateway].connections[connection].gate.ended(sid)
+            gateways[gateway].connections[key.connection].gate.ended(sid)
             // May arrive more than once, or after a `retry` moved the session away: harmless.
             guard sessions.removeValue(forKey: key) != nil else { return }
             handler.sessionEnded(session: session)
         case .ping:
             preconditionFailure("ping is answered above")
         }
+    }
+
+    /// The session a message names: the one that came in on the message's connection or, when there is none,
+    /// one that came in on another connection to the same gateway. A gateway worker that adopts a connection
+    /// of its own sends everything on it from then on, including the `credit`, `body` and `end` of sessions
+    /// whose request it had sent through another worker's connection before; those stay where they began
+    /// (their replies, pending credit included, are on that connection already). One lookup per message
+    /// while the node has one connection to the gateway or the session is on this one.
+    private func sessionKey(gateway: Int, arrivedOn connection: Int, sid: SessionID) -> SessionKey {
+        let key = SessionKey(gateway: gateway, connection: connection, sid: sid)
+        if sessions[key] != nil { return key }
+        for other in gateways[gateway].connections.indices where other != connection {
+            let elsewhere = SessionKey(gateway: gateway, connection: other, sid: sid)
+            if sessions[elsewhere] != nil { return elsewhere }
+        }
+        return key
     }
 
     /// Runs a callback; a thrown error answers 500 if the head is still to be sent, else aborts the session

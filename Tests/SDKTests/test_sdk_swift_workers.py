@@ -116,6 +116,43 @@ def test_a_connection_per_worker_each_answering_its_own_requests(standin, node):
     assert "opening a connection to worker 1" in proc.output()
 
 
+def post(path: str, length: int) -> bytes:
+    return uwsgi.encode({"REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
+                         "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+                         "REMOTE_PORT": "40000", "UWSGI_SCHEME": "http", "HTTP_HOST": "localhost",
+                         "REQUEST_URI": path, "CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": str(length)})
+
+
+def test_a_request_forwarded_from_another_worker_is_served_across_the_handover(standin, node):
+    """While worker 1 has no connection of the node yet, the gateway forwards its requests through worker 0's;
+    once it has adopted its own, it sends the rest of such a session (body, credit, end) on that one. The node
+    keeps the session where it began, answers it there (worker 0 hands the reply back), and does not wait for
+    credit on it: the acknowledgement on connection 0 is worker 0's."""
+    gateway = standin(workers=2)
+    node(gateway.endpoint)
+    _, identity, *_ = gateway.expect(0, b"pong")
+    gateway.send(0, identity, b"", b"ping")
+    gateway.expect(1, b"pong")
+    for worker in (0, 1):  # both acknowledge the credit announcement
+        gateway.send(worker, identity, b"", b"credit")
+
+    # Worker 1's request, forwarded through worker 0; its body then comes on worker 1's own connection.
+    sid = gateway.sid_of(1)
+    gateway.send(0, identity, sid, b"uwsgi", post("/echo", 5))
+    gateway.send(1, identity, sid, b"body", b"hello")
+    gateway.send(1, identity, sid, b"body", b"")
+    label, _, _, _, body = gateway.expect(0, b"headers", sid=sid, timeout=5)
+    assert label == "0" and body.startswith(b"HTTP/1.1 200 OK\r\n") and body.endswith(b"\r\n\r\nhello"), body
+    assert gateway.recv(1, 0.2) is None
+
+    # Worker 0's own request on connection 0 still waits for worker 0's credit.
+    own = gateway.sid_of(0)
+    gateway.send(0, identity, own, b"uwsgi", request("/length"))
+    assert gateway.recv(0, 0.5) is None, "answered before any credit"
+    gateway.send(0, identity, own, b"credit", (65536).to_bytes(4, "big"))
+    assert gateway.expect(0, b"headers", sid=own, timeout=5)[4].endswith(b"length body\n")
+
+
 def test_a_lost_connection_reconnects_by_itself_without_the_others(standin, node):
     gateway = standin(workers=2)
     node(gateway.endpoint)
