@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
-"""What a connection per gateway worker saves a Swift SDK node (issue #18, README "Swift SDK"): the gateway with
-``workers = 2`` in front of one ``swift-hello`` built from this tree (a connection per worker: no request crosses
-the worker mesh) against one built from an older tree (one connection: the other worker's requests are forwarded
-through the worker holding it). Same gateway binary, same load, interleaved rounds (new, old, new, old, ...).
+"""What a connection per gateway worker saves a Swift SDK node (issue #18, README.md "Backend libraries"): the
+gateway with ``workers = 2`` in front of one ``swift-hello`` built from this tree (a connection per worker: no
+request crosses the worker mesh) against one built from an older tree (one connection: the other worker's requests
+are forwarded through the worker holding it). Same gateway binary, same load, interleaved rounds (new, old, ...).
 
 Per round: ``wrk -t1 -c50`` GETs for SECONDS (keep-alive, or ``Connection: close``: wrk opens its 50 keep-alive
-connections in one burst, which one worker may accept whole, while new connections spread over both); requests/s, the gateway workers' CPU per request (their
-utime + stime from /proc; the node's own CPU apart) and the mesh-forwarded messages per request
-(``blastbeat_worker_mesh_forwarded_messages_total``), and the busier worker's share of the requests. Prints each round and the medians.
+connections in one burst, which one worker may accept whole, while new connections spread over both); requests/s,
+the gateway workers' CPU per request (their utime + stime from /proc), the node's own, the mesh-forwarded messages
+per request (``blastbeat_worker_mesh_forwarded_messages_total``) and the busier worker's share of the requests.
+Prints each round and the medians.
 
     python3 bench/swift_workers.py GATEWAY_BIN NEW_SWIFT_HELLO OLD_SWIFT_HELLO [keepalive|close] [ROUNDS] [SECONDS]
 
-e.g. ``.build/release/blastbeat .build/release/swift-hello /tmp/old/.build/release/swift-hello close 3 5``, with the
-old tree from ``git archive <commit> | tar -x -C /tmp/old`` and ``swift build -c release --product swift-hello``.
+e.g. ``.build/release/blastbeat .build/release/swift-hello /tmp/old/.build/release/swift-hello close 3 5``, with
+the old tree from ``git archive <commit> | tar -x -C /tmp/old`` and ``swift build -c release --product swift-hello``.
 """
 from __future__ import annotations
 
@@ -68,8 +69,8 @@ def round_of(gateway_bin: str, node_bin: str, scenario: str, seconds: int, workd
                                                                                    worker=str(w)) for w in (0, 1)]
         forwarded = after.value("blastbeat_worker_mesh_forwarded_messages_total") - \
             before.value("blastbeat_worker_mesh_forwarded_messages_total")
-        return {"rps": requests / seconds, "cpu_us": cpu / requests * 1e6, "node_us": node_cpu / requests * 1e6, "forwarded": forwarded / requests,
-                "share": max(at) / max(1, sum(at))}
+        return {"rps": requests / seconds, "cpu_us": cpu / requests * 1e6, "node_us": node_cpu / requests * 1e6,
+                "forwarded": forwarded / requests, "share": max(at) / max(1, sum(at))}
     finally:
         node.terminate()
         node.wait(10)
@@ -88,7 +89,8 @@ def main() -> None:
                 r = round_of(gateway_bin, binary, scenario, seconds, Path(tmp) / f"{name.replace(' ', '-')}-{n}")
                 results[name].append(r)
                 print(f"round {n + 1} {name:15} {r['rps']:9.0f} req/s  {r['cpu_us']:6.1f} µs gateway CPU/request  "
-                      f"{r['node_us']:5.1f} µs node CPU/request  {r['forwarded']:.2f} mesh messages/request  busier worker {r['share']:.0%}", flush=True)
+                      f"{r['node_us']:5.1f} µs node CPU/request  {r['forwarded']:.2f} mesh messages/request  "
+                      f"busier worker {r['share']:.0%}", flush=True)
     for name, rs in results.items():
         print(f"median {name:15} {statistics.median(r['rps'] for r in rs):9.0f} req/s  "
               f"{statistics.median(r['cpu_us'] for r in rs):6.1f} µs gateway CPU/request  "

@@ -41,7 +41,7 @@ import Synchronization
 /// itself with an unsolicited `pong` (so a gateway learns an instance identity at once); `uwsgi` is decoded
 /// into a `Request`; `body` messages up to the empty end-of-body marker, `websocket`/`websocket-binary`
 /// messages and `end` become callbacks. Each gateway gets its own DEALERs: one per gateway worker, opened as
-/// the gateway advertises its worker count (README, "Swift SDK"), and replies go back on the connection the
+/// the gateway advertises its worker count (README.md, "Backend libraries"), and replies go back on the connection the
 /// session came in on. When a gateway connection is lost, its sessions are reported ended (the gateway has
 /// already answered their clients).
 ///

@@ -1,4 +1,4 @@
-/// How many connections a node keeps to one gateway: one per gateway worker (README, "Swift SDK", and
+/// How many connections a node keeps to one gateway: one per gateway worker (README.md, "Backend libraries", and
 /// "Worker processes").
 ///
 /// A gateway with `workers = N` advertises N in the ZMTP metadata of its handshake (`X-BlastBeat-Workers`);

@@ -124,7 +124,7 @@ package final class ZMQDealer {
     ///   - curve: makes the socket a CURVE client with these keys (nil: no security, ZMTP NULL). The keys are
     ///     set before connecting, so no message ever leaves in the clear.
     ///   - metadata: one ZMTP metadata property (`Name:value`) the socket sends in its READY (NULL) or
-    ///     INITIATE (CURVE) command, e.g. the `X-BlastBeat-Worker` label (README, "Swift SDK").
+    ///     INITIATE (CURVE) command, e.g. the `X-BlastBeat-Worker` label (README.md, "Backend libraries").
     ///   - lingerMilliseconds: how long `close` may wait for unsent messages.
     ///   - sendTimeoutMilliseconds: how long `send` may block while the gateway's queue is full.
     package init(

@@ -1,4 +1,4 @@
-"""The Swift SDK's example backend behind the real gateway with ``workers = 2`` (README, "Swift SDK" and
+"""The Swift SDK's example backend behind the real gateway with ``workers = 2`` (README.md, "Backend libraries" and
 "Worker processes"): given the one ``zmq`` endpoint, ``swift-hello`` reads ``X-BlastBeat-Workers: 2`` from the
 gateway, opens a second connection labelled ``X-BlastBeat-Worker: 1``, the gateway hands each connection to
 the worker it names, and requests accepted by either worker are answered on that worker's own connection:
@@ -58,8 +58,8 @@ def served_by_both_without_the_mesh(gw, count: int) -> dict:
 
 
 @pytest.mark.parametrize("curve", [False, True], ids=["null", "curve"])
-def test_swift_node_holds_a_connection_per_worker_and_serves_both_without_the_mesh(make_gateway, run_swift,  # noqa: F811
-                                                                                  tmp_path, curve):
+def test_swift_node_holds_a_connection_per_worker_and_serves_both_without_the_mesh(
+        make_gateway, run_swift, tmp_path, curve):  # noqa: F811
     gw, keys = gateway(make_gateway, tmp_path, curve)
     node = swift_node(run_swift, gw, keys)
     # One connection of the node at each worker (the second one handed over if it landed at worker 0).

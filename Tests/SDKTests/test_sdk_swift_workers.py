@@ -1,4 +1,4 @@
-"""The Swift SDK opens one connection per gateway worker by itself (README, "Swift SDK"; issue #18).
+"""The Swift SDK opens one connection per gateway worker by itself (README.md, "Backend libraries"; issue #18).
 
 No gateway binary: the gateway is worker_standin.WorkerGateway, real pyzmq ROUTERs (one per worker, each
 advertising ``X-BlastBeat-Workers`` with ``zmq.METADATA`` set before bind) behind one endpoint, with the
