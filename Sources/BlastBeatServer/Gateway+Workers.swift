@@ -20,7 +20,7 @@ extension Gateway {
         guard nodes.index(of: identity) ?? registerInstance(identity) != nil else { return }
         if infoAboutSDKDue(identity) {
             logger.info(
-                "node \(Self.printable(identity)) has its connection at worker \(worker): requests arriving at this worker go to it through that worker (one more hop); connect more processes of the node (the SDKs pick a NAME#INSTANCE identity each) to spread them")
+                "node \(Self.printable(identity)) has its connection at worker \(worker): requests arriving at this worker go to it through that worker (one more hop); a backend that opens a connection per worker, labelled X-BlastBeat-Worker (as the SDKs do), spares it")
         }
         backendRouterPeerJoined(
             identity: identity, address: "worker \(worker)",

@@ -88,9 +88,9 @@ final class ZMTPPeer: IOWatcherDelegate {
     }
 
     /// A connection another worker handed over after its handshake (`handover`, with the socket `fd`), still to
-    /// be admitted here as `identity` (`adopt()`). Nil when its mechanism is not this gateway's, or its CURVE
-    /// state is malformed; the caller then still owns `fd`.
-    convenience init?(router: ZMTPRouter, fd: Int32, loop: EventLoop, adopting handover: BackendHandover, identity: [UInt8]) {
+    /// be admitted here (`adopt(identity:)`). Nil when its mechanism is not this gateway's, or its CURVE state is
+    /// malformed; the caller then still owns `fd`.
+    convenience init?(router: ZMTPRouter, fd: Int32, loop: EventLoop, adopting handover: BackendHandover) {
         let security: Security
         switch handover.security {
         case .null:
@@ -102,7 +102,6 @@ final class ZMTPPeer: IOWatcherDelegate {
         }
         let address = LogText.escaped(handover.address, limit: 255)
         self.init(router: router, fd: fd, address: address, loop: loop, security: security, state: .handshake)
-        self.identity = identity
         handover.unsentOutput.withUnsafeBytes { output.append($0) }
         handover.pendingInput.withUnsafeBytes { bytes in
             // At most `BackendHandover.maxPendingInput`, the initial capacity.
@@ -381,6 +380,7 @@ final class ZMTPPeer: IOWatcherDelegate {
         // Placed before the identity is registered: the connections one backend process opens to every worker
         // share its identity, and each must be admitted at its own worker, never compete for it here.
         if case .handOver(let worker) = router.placement(of: ready, from: address), !ready.identity.isEmpty {
+            // Only for the handover: an identity set here is otherwise an admitted one (see `handOver`).
             identity = ready.identity
             state = .handingOver(to: worker)
             return
@@ -388,9 +388,9 @@ final class ZMTPPeer: IOWatcherDelegate {
         finishHandshake(identity: ready.identity)
     }
 
-    /// Continues a connection another worker handed over (built with `init(adopting:)`): admitted here as if its
-    /// handshake had just finished here, then what it sent meanwhile is read.
-    func adopt() {
+    /// Continues a connection another worker handed over (built with `init(adopting:)`) that claims `identity`:
+    /// admitted here as if its handshake had just finished here, then what it sent meanwhile is read.
+    func adopt(identity: [UInt8]) {
         finishHandshake(identity: identity)
         guard state == .ready else { return }
         router.scheduleFlush(self)
@@ -425,6 +425,7 @@ final class ZMTPPeer: IOWatcherDelegate {
     private func handOver(to worker: Int) {
         if !output.isEmpty {
             do { _ = try output.write(to: fd) } catch {
+                identity = []  // never admitted here: its closing says nothing about the node
                 return router.drop(self, reason: "\(error)", protocolError: false)
             }
         }

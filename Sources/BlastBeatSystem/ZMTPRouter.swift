@@ -285,7 +285,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// A connection worker `worker` handed here (its socket `fd`, now this worker's): admitted and read as one
     /// accepted here.
     func adopt(socket fd: Int32, identity: [UInt8], handover: BackendHandover, from worker: Int) {
-        guard !closed, let peer = ZMTPPeer(router: self, fd: fd, loop: loop, adopting: handover, identity: identity) else {
+        guard !closed, let peer = ZMTPPeer(router: self, fd: fd, loop: loop, adopting: handover) else {
             Posix.close(fd)
             let reason = closed ? "this worker is stopping" : "its security mechanism is not this worker's"
             return identity.withUnsafeBytes {
@@ -296,7 +296,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
             }
         }
         peers.append(peer)
-        peer.adopt()
+        peer.adopt(identity: identity)
     }
 
     /// Called by a peer whose claim was admitted: it takes over the identity from an older connection.

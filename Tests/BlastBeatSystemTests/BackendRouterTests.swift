@@ -227,6 +227,85 @@ extension OnTheEventLoop {
 /// worker 0: worker 1 learns of it, its sends reach the DEALER through worker 0, the answers to its sids come
 /// back to it (and only to it), a pong reaches both, and the DEALER's leaving reaches worker 1.
 @Suite struct WorkerMeshTests {
+    /// A raw client on a Unix socket (non-blocking), connected to `path`.
+    static func connectUnix(_ path: String) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in path.utf8.enumerated() { raw[i] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        precondition(connected == 0, "connect failed")
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        return fd
+    }
+
+    /// A connection labelled for worker 1 that worker 0 accepts is handed to worker 1 with the message that came
+    /// in the same write as its READY; worker 1 admits it (worker 0 never does), reads that message, and what it
+    /// sends follows the gateway's greeting and READY (which says 2 workers) on the one connection.
+    @Test func aConnectionLabelledForTheOtherWorkerIsHandedOverWithWhatItSent() throws {
+        let loop = EventLoop()
+        let (zero, one) = (Recorder(), Recorder())
+        let path = "/tmp/blastbeat-handover-test-\(getpid()).sock"
+        let first = try BackendRouter(
+            loop: loop, endpoint: "ipc://" + path, engine: .native, maxMessageSize: 1 << 20, maxQueuedBytes: 1 << 22,
+            curveKeys: nil, delegate: zero)
+        defer { first.close() }
+        let second = try BackendRouter(
+            loop: loop, endpoint: "ipc://" + path + "-1", engine: .native, maxMessageSize: 1 << 20,
+            maxQueuedBytes: 1 << 22, curveKeys: nil, delegate: one)
+        defer { second.close() }
+        let (a, b) = try ParentProcess.socketPair()
+        let (metricsZero, metricsOne) = (MetricsRecorder(text: "zero"), MetricsRecorder(text: "one"))  // held: the mesh does not
+        first.joinWorkers(index: 0, count: 2, links: [1: a], delegate: metricsZero)
+        second.joinWorkers(index: 1, count: 2, links: [0: b], delegate: metricsOne)
+        defer { withExtendedLifetime((metricsZero, metricsOne)) {} }
+        func run(until done: () -> Bool) -> Bool { BackendRouterTests.run(loop, [first, second], until: done) }
+
+        let client = Self.connectUnix(path)
+        defer { close(client) }
+        let ready = ZMTPPeerTests.frame(
+            [5] + Array("READY".utf8) + ZMTPPeerTests.property("Socket-Type", Array("DEALER".utf8))
+                + ZMTPPeerTests.property("Identity", Array("node1".utf8))
+                + ZMTPPeerTests.property("X-BlastBeat-Worker", Array("1".utf8)),
+            command: true)
+        let pong = ZMTPPeerTests.frame([], more: true) + ZMTPPeerTests.frame(Array("pong".utf8), more: true)
+            + ZMTPPeerTests.frame(Array("credit".utf8))
+        let hello = ZMTPGreeting.bytes(.null) + ready + pong
+        #expect(hello.withUnsafeBytes { write(client, $0.baseAddress, $0.count) } == hello.count)
+
+        #expect(run { one.joined == [Array("node1".utf8)] && one.received.count == 1 })
+        #expect(one.received.first?.type == .pong && one.received.first?.body == Array("credit".utf8))
+        #expect(zero.admitted.isEmpty && zero.joined.isEmpty, "worker 0 never registers the identity")
+        #expect(run { zero.remoteJoined == ["worker 1: node1"] })
+        guard case .handedOver(to: 1)? = zero.placements.first, zero.placements.count == 1 else {
+            Issue.record("worker 0 reported \(zero.placements)")
+            return
+        }
+        #expect(one.placements.isEmpty)
+
+        // Worker 1 sends on the connection it now holds.
+        let sid: [UInt8] = [1] + Array(1..<16)
+        let sent = Array("node1".utf8).withUnsafeBytes { to in
+            sid.withUnsafeBytes { s in Array("hi".utf8).withUnsafeBytes { try? second.send(to: to, sid: s, type: "body", body: .copying($0)) } }
+        }
+        #expect(sent == .sent)
+        let expected = ZMTPGreeting.bytes(.null) + ZMTPCommand.routerReadyFrame(workers: 2)
+            + ZMTPPeerTests.frame(sid, more: true) + ZMTPPeerTests.frame(Array("body".utf8), more: true)
+            + ZMTPPeerTests.frame(Array("hi".utf8))
+        var got: [UInt8] = []
+        #expect(run {
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = chunk.withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
+            if n > 0 { got += chunk[0..<n] }
+            return got.count >= expected.count
+        })
+        #expect(got == expected)
+    }
+
     @Test func aBackendConnectedToOneWorkerServesTheOther() throws {
         let loop = EventLoop()
         let (zero, one) = (Recorder(), Recorder())

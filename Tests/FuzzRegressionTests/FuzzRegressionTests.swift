@@ -21,6 +21,20 @@ import Testing
         }
     }
 
+    /// The seeds of each driver's corpus (`Tests/Fuzz/Corpus/<driver>/seed-*`, written by make-seeds.py) pass
+    /// its check too: a seed for a new message kind (a worker mesh handover, say) is replayed with every
+    /// `swift test`, not only under libFuzzer.
+    @Test(arguments: FuzzChecks.all.map(\.name))
+    func seedsPassTheirChecks(driver: String) throws {
+        let check = try #require(FuzzChecks.check(named: driver))
+        let folder = Self.failCases.deletingLastPathComponent().appendingPathComponent("Corpus/\(driver)")
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        for file in files.sorted() where file.hasPrefix("seed-") {
+            let data = try Data(contentsOf: folder.appendingPathComponent(file))
+            data.withUnsafeBytes { check($0) }
+        }
+    }
+
     /// Every FailCases folder belongs to a driver (a renamed driver must take its cases along).
     @Test func failCaseFoldersNameDrivers() throws {
         let folders = (try? FileManager.default.contentsOfDirectory(atPath: Self.failCases.path)) ?? []

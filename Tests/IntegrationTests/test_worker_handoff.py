@@ -338,8 +338,7 @@ def test_kill_9_of_worker_1_its_connection_comes_back_after_the_restart(make_gat
     backends.append(backend)
     wait_until(lambda: both_labels_connected(gw), 10, interval=0.2, what="both labelled connections in use")
     warm = len(backend.seen(1))
-    pids = gw.worker_pids()
-    (victim,) = [pid for pid in pids if gw.worker_index(pid) == 1]
+    victim = worker_pid(gw, 1)
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: len(gw.worker_pids()) == 2 and victim not in gw.worker_pids(), 2, interval=0.01,
                what="worker 1 started again")
@@ -349,3 +348,55 @@ def test_kill_9_of_worker_1_its_connection_comes_back_after_the_restart(make_gat
     # The connection labelled 1 never stayed at worker 0 (while worker 1 was down it was closed there; the new
     # worker 1 may have used the one labelled 0 through the mesh until its own was back).
     assert len(backend.seen(1)) > warm and set(backend.seen(1)[warm:]) == {1}
+
+
+def worker_pid(gw, index: int, timeout: float = 2.0) -> int:
+    """The pid of worker ``index``, once it has logged its start."""
+    def find():
+        for pid in gw.worker_pids():
+            try:
+                if gw.worker_index(pid) == index:
+                    return pid
+            except LookupError:
+                pass
+        return None
+    return wait_until(find, timeout, interval=0.01, what=f"worker {index} started")
+
+
+def test_a_connection_for_a_worker_that_is_down_is_closed_and_the_failure_logged(make_gateway, tmp_path):
+    """Worker 1 killed twice within a second of its start waits a second before its next start (README "Worker
+    processes"); a connection labelled 1 that lands at worker 0 meanwhile cannot be handed over: worker 0 closes
+    it (libzmq would connect again), logs why and counts it."""
+    gw, _ = gateway(make_gateway, tmp_path, curve=False)
+    for _ in range(2):
+        victim = worker_pid(gw, 1)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: victim not in gw.worker_pids(), 2, interval=0.01, what="worker 1 gone")
+    wait_until(lambda: re.search(r"worker 1 \(pid \d+\) was killed by signal 9 again within 1 s of its start; "
+                                 r"starting it again in 1 s", gw.stderr()), 2, interval=0.01, what="the delayed restart")
+    time.sleep(0.05)  # worker 0 has seen its link to worker 1 close
+    ready = command(b"READY", metadata(Socket_Type=b"DEALER", Identity=b"NODE1#late", X_BlastBeat_Worker=b"1"))
+    with RawZMTP(gw.zmq_port, source="127.0.0.60") as peer:
+        peer.send(greeting(b"NULL", minor=1) + ready)
+        assert peer.closed_within(2)
+    wait_until(lambda: re.search(r'could not hand the connection of "NODE1#late" from 127\.0\.0\.60:\d+ to worker 1: '
+                                 r"worker 1 is not running; closed it \(its libzmq connects again\)", gw.stderr()), 2,
+               what="the failed handover logged")
+    assert scrape(gw).value("blastbeat_backend_handover_failures_total") == 1
+    # Once worker 1 is back, the same label is handed over again.
+    wait_until(lambda: len(gw.worker_pids()) == 2, 3, interval=0.05, what="worker 1 started again")
+    workers_ready(gw)
+    wait_until(lambda: established_per_worker(gw).get(1, 0) == 0, 2, what="nothing held by the new worker 1")
+    peers = []
+    try:
+        for n in range(4):
+            peer = RawZMTP(gw.zmq_port, source=f"127.0.0.{61 + n}")
+            ident = b"NODE1#back%d" % n
+            peer.send(greeting(b"NULL", minor=1) + command(b"READY", metadata(
+                Socket_Type=b"DEALER", Identity=ident, X_BlastBeat_Worker=b"1")))
+            peers.append(peer)
+        wait_until(lambda: established_per_worker(gw) == {0: 0, 1: 4}, 5, interval=0.05,
+                   what="the four connections at worker 1")
+    finally:
+        for peer in peers:
+            peer.close()
