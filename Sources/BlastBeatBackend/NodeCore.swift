@@ -276,8 +276,25 @@ final class NodeCore {
                 workerConnectionsClosed += 1
                 endSessions(where: { $0.gateway == gateway && $0.connection == worker }, handler: handler)
             }
+            reclaimIdentity(gateway: gateway)
         }
         rebuildPollList()
+    }
+
+    /// After the extra connections closed: when nothing has reached connection 0 since its handshake, a
+    /// closed one may have held the node's identity at the gateway, and connection 0 may never get it. A
+    /// libzmq ROUTER (`zmq-engine = libzmq`, or a gateway stand-in) ignores a second connection with an
+    /// identity already in use, and nothing tells connection 0; connected anew, it takes the identity.
+    private func reclaimIdentity(gateway: Int) {
+        guard gateways[gateway].connections[0].link == .awaitingWorkerCount else { return }
+        gateways[gateway].connections[0].link = .connecting
+        do {
+            try gateways[gateway].connections[0].dealer.reconnect()
+            reconnects += 1
+            log("connecting to \(gateways[gateway].endpoint) anew: nothing reached this connection since its handshake")
+        } catch {
+            log("cannot connect to \(gateways[gateway].endpoint) again: \(error)")
+        }
     }
 
     /// What an operator should check after a failed CURVE handshake. A CURVE gateway closes the connection

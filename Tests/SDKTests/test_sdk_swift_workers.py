@@ -130,8 +130,9 @@ def test_a_request_forwarded_from_another_worker_is_served_across_the_handover(s
     credit on it: the acknowledgement on connection 0 is worker 0's."""
     gateway = standin(workers=2)
     node(gateway.endpoint)
-    _, identity, *_ = gateway.expect(0, b"pong")
+    _, identity, *_ = gateway.expect(0, b"pong")  # the announcement
     gateway.send(0, identity, b"", b"ping")
+    gateway.expect(0, b"pong")  # the answer
     gateway.expect(1, b"pong")
     for worker in (0, 1):  # both acknowledge the credit announcement
         gateway.send(worker, identity, b"", b"credit")
@@ -139,6 +140,9 @@ def test_a_request_forwarded_from_another_worker_is_served_across_the_handover(s
     # Worker 1's request, forwarded through worker 0; its body then comes on worker 1's own connection.
     sid = gateway.sid_of(1)
     gateway.send(0, identity, sid, b"uwsgi", post("/echo", 5))
+    # (Messages of one connection are handled in order: the pong shows the request arrived before its body.)
+    gateway.send(0, identity, b"", b"ping")
+    gateway.expect(0, b"pong", sid=b"")
     gateway.send(1, identity, sid, b"body", b"hello")
     gateway.send(1, identity, sid, b"body", b"")
     label, _, _, _, body = gateway.expect(0, b"headers", sid=sid, timeout=5)
@@ -187,9 +191,37 @@ def test_a_smaller_count_closes_the_extra_connection(standin, node):
     # And it stays closed: no reconnection with label 1.
     time.sleep(1.0)
     assert gateway.open_labels() == ["0"]
-    # Connection 0 still serves (under whatever routing id the ROUTER gave it).
-    ping_until(gateway, identity, lambda: "0" in routing_ids, 5, "a message from connection 0", routing_ids)
-    assert answered_at(gateway, 0, routing_ids["0"]) == ("0", [])
+    # Connection 0 serves under the node's identity: if connection 1 held it at the ROUTER (which ignores a
+    # second connection with an identity in use), the node connected 0 anew once 1 was gone.
+    routing_ids.clear()
+    ping_until(gateway, identity, lambda: routing_ids.get("0") == identity, 5, "a pong from connection 0",
+               routing_ids)
+    assert answered_at(gateway, 0, identity) == ("0", [])
+
+
+def test_connection_zero_takes_the_identity_back_from_a_closed_extra_one(standin, node):
+    """A libzmq ROUTER ignores a second connection with an identity in use. After a restart with one worker,
+    connection 1 reaches it first and holds the identity; connection 0 gets nothing. When the node closes
+    connection 1 (the count says 1), it connects 0 anew, which then gets the identity and serves."""
+    gateway = standin(workers=2)
+    proc = node(gateway.endpoint)
+    _, identity, *_ = gateway.expect(0, b"pong")
+    gateway.send(0, identity, b"", b"ping")
+    gateway.expect(1, b"pong")
+
+    gateway.handover_delay["0"] = 0.3
+    gateway.restart(workers=1)
+    wait_until(lambda: sorted(gateway.open_labels()) == ["0", "1"], 5, what="both connections back")
+    time.sleep(0.6)  # connection 0's handshake at the ROUTER too, after connection 1's
+    routing_ids: dict = {}
+    closing = "now has 1 worker(s): closing the connection(s) to worker 1"
+    ping_until(gateway, identity, lambda: closing in proc.output(), 10, "connection 1 closed", routing_ids)
+    assert routing_ids.get("1") == identity  # connection 1 had the identity
+    routing_ids.clear()
+    ping_until(gateway, identity, lambda: routing_ids.get("0") == identity, 5,
+               "a pong from connection 0 under the node's identity", routing_ids)
+    assert answered_at(gateway, 0, identity) == ("0", [])
+    assert gateway.open_labels() == ["0"] and "connecting to" in proc.output() and "anew" in proc.output()
 
 
 def test_no_count_keeps_one_connection(standin, node):

@@ -102,6 +102,9 @@ class WorkerGateway:
         self.threads: list[threading.Thread] = []
         self.routers: list = []
         self.router_ports: list[int] = []
+        #: Seconds to hold a connection with this label before handing it to its worker (to make another
+        #: connection reach a ROUTER first).
+        self.handover_delay: dict[str, float] = {}
         self.restart(workers, advertise)
         self._spawn(self._accept)
 
@@ -162,6 +165,8 @@ class WorkerGateway:
             connection = Connection(label, worker)
             with self.lock:
                 self.connections.append(connection)
+            if self.stopping.wait(self.handover_delay.get(label, 0.0)):
+                return
             upstream = socket.create_connection(("127.0.0.1", ports[worker]), timeout=5)
             upstream.sendall(greeting + ready)
             recv_exact(upstream, 64)  # the ROUTER's greeting: the node has had the same one from us
