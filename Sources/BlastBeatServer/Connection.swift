@@ -279,10 +279,10 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // request (measured with strace). Write interest is only for output the kernel refused.
         let wantWrite = hasQueuedOutput && !queuedForFlush
         // Stop reading while the client is not taking its responses (its pipelined requests or
-        // WebSocket messages would only make the queue longer).
+        // WebSocket messages would only make the queue longer), and during a pause after a refusal.
         let wantRead =
             !clientEOF && !readPausedForNodeQueue && pending.readableCount < gateway.maxPendingInput
-            && queuedOutputBytes < outputLimit / 2 && deadlineReason != .refusalPause
+            && queuedOutputBytes < outputLimit / 2 && deadlineReason != .refusalPause && http2?.readsResumeAt == nil
         io.watch(read: wantRead, write: wantWrite)
     }
 

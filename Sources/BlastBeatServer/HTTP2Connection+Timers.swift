@@ -15,12 +15,28 @@ extension HTTP2Connection {
         } else {
             seconds = max(0.001, idleSince + gateway.config.timeouts.keepAlive - gateway.loop.now)
         }
+        if let readsResumeAt {
+            return connection.setDeadline(min(seconds, max(0.001, readsResumeAt - gateway.loop.now)), .http2)
+        }
         connection.setDeadline(seconds, .http2)
+    }
+
+    /// A stream was refused by a per-vhost limit: no reading until the pause is over (`readsResumeAt`).
+    /// Requests already read are still handled (and refused, if they are over the limit too).
+    func pauseReadsAfterRefusal() {
+        guard readsResumeAt == nil, gateway.config.refusalPause > 0, !gateway.isShuttingDown else { return }
+        readsResumeAt = gateway.loop.now + gateway.nextRefusalPause()
+        connection.updateInterest()
+        armTimer()
     }
 
     /// The connection's timer fired: node queues, each stream's deadlines, and the idle connection.
     func timerFired() {
         let now = gateway.loop.now
+        if let readsResumeAt, now >= readsResumeAt {
+            self.readsResumeAt = nil
+            connection.updateInterest()
+        }
         if !waitingForNodeQueue.isEmpty { resumeDrainedStreams() }
         for stream in Array(streams.values) where !stream.closed {
             let session = stream.session!

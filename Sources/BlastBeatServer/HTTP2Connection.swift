@@ -27,6 +27,11 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     private var head = HTTPRequestHead()
     /// Streams whose request bytes wait for their node's queue before the client may send more.
     var waitingForNodeQueue: [HTTP2Stream] = []
+    /// After a refusal by a per-vhost limit, nothing more is read from the client until then (`refusal-pause`,
+    /// as for HTTP/1.1: Connection.answerKeepingAlive). Without it a client that ignores `Retry-After` opens
+    /// stream after stream on one connection and costs a refusal per round trip; with it, one per pause. The
+    /// connection's other streams wait too (their WINDOW_UPDATEs are not read): the client asked for it.
+    var readsResumeAt: Double?
     /// How far the connection is on its way out; each step only moves forward (`advance`).
     enum Phase: Int, Comparable {
         case open
@@ -206,6 +211,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         stream.log.vhost = vhost
         stream.limits = gateway.vhostLimits[vhost]
         if let refusal = gateway.admitRequest(to: vhost, limits: stream.limits, hasBody: head.hasBody, from: connection) {
+            pauseReadsAfterRefusal()
             return stream.refuse(refusal)
         }
         if let length = head.contentLength, length > stream.limits.maxBodySize {

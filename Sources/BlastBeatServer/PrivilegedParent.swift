@@ -279,7 +279,7 @@ package struct PrivilegedParent {
         }
         for (other, fd) in theirs {
             do { try PrivilegedChannel.send(linkTo: index, socket: fd, on: workers[other].channel) } catch {
-                logger.error("worker \(other): cannot send it the link to worker \(index): \(error)")
+                replaceStuckWorker(other, "cannot send it the link to worker \(index): \(error)")
             }
         }
         logger.info("worker \(index) started again as pid \(workers[index].lifecycle.pid ?? 0)")
@@ -416,9 +416,20 @@ package struct PrivilegedParent {
         let bundle = files.bundle.encoded()
         for (index, worker) in workers.enumerated() where worker.channel >= 0 {
             do { try PrivilegedChannel.send(bundle: bundle, sockets: sockets, on: worker.channel) } catch {
-                logger.error("privileged parent: cannot send the reload to \(count == 1 ? "the serving process" : "worker \(index)"): \(error)")
+                replaceStuckWorker(index, "cannot send it the reload: \(error)")
             }
         }
+    }
+
+    /// A worker that would not take a message from the parent (its event loop is stuck, or the message was cut
+    /// and its channel is out of step) is killed; SIGCHLD then starts it again like any worker that died.
+    private func replaceStuckWorker(_ index: Int, _ why: String) {
+        let name = workers.count == 1 ? "the serving process" : "worker \(index)"
+        guard let pid = workers[index].lifecycle.pid else {
+            return logger.error("privileged parent: \(name): \(why)")
+        }
+        logger.error("privileged parent: \(name) (pid \(pid)): \(why); killing it to start it again")
+        ParentProcess.send(SIGKILL, to: pid)
     }
 
     private static func bind(_ listener: ListenerConfig) -> Result<[Int32], SystemError> {

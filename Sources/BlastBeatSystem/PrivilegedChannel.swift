@@ -14,11 +14,24 @@ package enum PrivilegedChannel {
     /// Most sockets one bundle may carry (SCM_RIGHTS in one message).
     package static let maxSockets = 253
 
-    /// A connected pair, close-on-exec: `parent` stays blocking, `serving` is made non-blocking by its user.
+    /// How long the parent waits for a serving process to take a message. A process whose event loop is
+    /// stuck stops reading its channel; past this the parent gives up (and replaces that process: a message
+    /// cut in the middle leaves the channel out of step) instead of blocking its signals and restarts.
+    package static let sendTimeoutSeconds = 5
+
+    /// A connected pair, close-on-exec: `parent` stays blocking with a send timeout, `serving` is made
+    /// non-blocking by its user.
     package static func pair() throws(SystemError) -> (parent: Int32, serving: Int32) {
         var fds: [Int32] = [-1, -1]
         if socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) != 0 {
             throw SystemError(call: "socketpair", errno: errno)
+        }
+        var timeout = timeval(tv_sec: sendTimeoutSeconds, tv_usec: 0)
+        if setsockopt(fds[0], SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) != 0 {
+            let error = errno
+            Glibc.close(fds[0])
+            Glibc.close(fds[1])
+            throw SystemError(call: "setsockopt(SO_SNDTIMEO)", errno: error)
         }
         return (fds[0], fds[1])
     }
@@ -52,7 +65,15 @@ package enum PrivilegedChannel {
         withUnsafeBytes(of: UInt64(bundle.count).littleEndian) { message += $0 }
         message += bundle
         var sent = 0
+        // SO_SNDTIMEO bounds each send call; a slow reader could take a byte per call, so the whole message
+        // gets one deadline too.
+        let deadline = MonotonicClock.now() + Double(sendTimeoutSeconds)
+        func timedOut() -> SystemError {
+            let taken = sent == 0 ? "none of it" : "\(sent) of \(message.count) bytes"
+            return SystemError(call: "send to the serving process (it took \(taken) in \(sendTimeoutSeconds) s)", errno: EAGAIN)
+        }
         while sent < message.count {
+            if sent > 0 && MonotonicClock.now() >= deadline { throw timedOut() }
             let n = message.withUnsafeBytes { bytes in
                 sockets.withUnsafeBufferPointer { fds in
                     CSystem_send_with_fds(
@@ -62,6 +83,7 @@ package enum PrivilegedChannel {
             }
             if n < 0 {
                 if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw timedOut() }
                 throw SystemError(call: "send to the serving process", errno: errno)
             }
             sent += n

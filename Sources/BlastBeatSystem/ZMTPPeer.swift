@@ -57,6 +57,16 @@ final class ZMTPPeer: IOWatcherDelegate {
     @exclusivity(unchecked) private(set) var reading = Reading.active
 
     private static let initialCapacity = 64 * 1024
+    /// A grown input buffer up to this size is kept while the peer goes on sending messages that need it
+    /// (a backend answering 64 KiB bodies: each message is a little over 64 KiB). Giving it back after every
+    /// message cost a `realloc` that copied the message, once per response: two thirds of the gateway's
+    /// instructions per 64 KiB response (callgrind). Larger buffers are given back as soon as they are empty.
+    private static let retainedCapacity = 256 * 1024
+    /// Reads that found a kept grown buffer empty and did not need it before it is given back: a peer that
+    /// stops sending large messages holds the memory for at most this many reads (pings come every
+    /// `ping-freq`).
+    private static let readsBeforeShrinking = 64
+    @exclusivity(unchecked) private var readsWithoutNeedingGrownBuffer = 0
     /// Largest frame accepted before the handshake is done: a CURVE INITIATE with its metadata or a
     /// NULL READY is a few hundred bytes; an unauthenticated peer gets no more of our memory than this.
     static let maxHandshakeFrame = 4096
@@ -467,12 +477,16 @@ final class ZMTPPeer: IOWatcherDelegate {
             start = 0
             end = 0
             if capacity > Self.initialCapacity && needed <= Self.initialCapacity {
-                free(input)
-                guard let small = malloc(Self.initialCapacity) else { fatalError("out of memory for a ZMTP peer") }
-                input = small
-                capacity = Self.initialCapacity
+                readsWithoutNeedingGrownBuffer += 1
+                if capacity > Self.retainedCapacity || readsWithoutNeedingGrownBuffer >= Self.readsBeforeShrinking {
+                    free(input)
+                    guard let small = malloc(Self.initialCapacity) else { fatalError("out of memory for a ZMTP peer") }
+                    input = small
+                    capacity = Self.initialCapacity
+                }
             }
         }
+        if needed > Self.initialCapacity { readsWithoutNeedingGrownBuffer = 0 }
         if capacity - start >= needed && end < capacity { return }
         if start > 0 {
             memmove(input, input + start, pending)

@@ -61,12 +61,14 @@ def read_response(s: socket.socket) -> bytes:
 
 
 def count_allocations(tmp_path: Path, library: Path, requests: int, name: str, engine: str,
-                      vhost_options: str = "", status: bytes = b"200", main_options: str = "") -> int:
+                      vhost_options: str = "", status: bytes = b"200", main_options: str = "",
+                      body: bytes = b"Hello, World!") -> int:
     port, zport = free_port(), free_port()
     config = tmp_path / f"{name}.ini"
     config.write_text(
         f"[blastbeat]\nbind = 127.0.0.1:{port}\nzmq = tcp://127.0.0.1:{zport}\naccess-log = off\n"
-        f"log-level = warning\nzmq-engine = {engine}\n{main_options}"
+        # One process: the counter counts the serving process's main thread (workers are other processes).
+        f"log-level = warning\nzmq-engine = {engine}\nworkers = 1\n{main_options}"
         # Stay the current user: the counter writes its result at exit into the test's private tmp dir.
         f"uid = {pwd.getpwuid(os.getuid()).pw_name}\ngid = {grp.getgrgid(os.getgid()).gr_name}\n"
         "\n[blastbeat:localhost]\nnode = ALLOC\n" + vhost_options
@@ -76,7 +78,7 @@ def count_allocations(tmp_path: Path, library: Path, requests: int, name: str, e
     gateway = subprocess.Popen([release_binary(), str(config)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     backend = Backend(f"tcp://127.0.0.1:{zport}", b"ALLOC",
-                      handler=HTTPHandler(lambda req, send: respond(send, req.sid, b"Hello, World!"))).start()
+                      handler=HTTPHandler(lambda req, send: respond(send, req.sid, body))).start()
     try:
         deadline = time.monotonic() + 10
         while not port_accepts(port):
@@ -106,6 +108,18 @@ def test_keepalive_get_allocates_at_most_threshold_per_request(tmp_path, counter
     threshold = THRESHOLDS[engine]
     print(f"{engine}: allocations: {base} for 500 requests, {more} for 3500 -> {per_request:.2f} per request")
     assert per_request <= threshold, f"{per_request:.2f} allocations per request (threshold {threshold})"
+
+
+def test_64_kib_responses_allocate_nothing_per_request(tmp_path, counter_library):
+    """A 64 KiB body makes each backend message a little larger than a ZMTP connection's first input buffer. The
+    grown buffer is kept while messages keep needing it (ZMTPPeer.makeRoom): giving it back after each message
+    cost a realloc (and a copy of the whole message) per response."""
+    body = b"x" * 65536
+    base = count_allocations(tmp_path, counter_library, 300, "base-64k", "native", body=body)
+    more = count_allocations(tmp_path, counter_library, 1300, "more-64k", "native", body=body)
+    per_request = (more - base) / 1000
+    print(f"64 KiB: allocations: {base} for 300 requests, {more} for 1300 -> {per_request:.2f} per request")
+    assert per_request <= THRESHOLDS["native"], f"{per_request:.2f} allocations per request"
 
 
 # The per-tenant checks of Connection+TenantAdmission on the keep-alive path: admitted under limits that are

@@ -400,6 +400,29 @@ def test_response_cut_short_is_reset_not_ended(make_gateway, make_backend):
         assert r.reset is not None and not r.ended, (r.headers, r.body, r.reset)
 
 
+@pytest.mark.parametrize("pause", ["1", "off"])
+def test_after_a_refused_stream_the_connection_is_read_again_only_after_the_refusal_pause(make_gateway, make_backend,
+                                                                                         pause):
+    """A client that ignores Retry-After and opens stream after stream on one connection gets one refusal per
+    `refusal-pause` (between half of it and all of it), as an HTTP/1.1 connection does; with the pause off,
+    one per round trip. The stream after the pause is answered (429 again: the bucket is still empty)."""
+    gw = make_gateway(vhosts={"localhost": {"nodes": ["A"], "options": {"client-rate": "0.1", "client-burst": "1"}}},
+                      options={"refusal-pause": pause})
+    make_backend(gw, "A", HTTPHandler(hello_app(b"x")))
+    with H2Conn(gw.port) as c:
+        assert c.get("/first").status == 200
+        started = time.monotonic()
+        assert c.get("/refused").status == 429
+        refused_at = time.monotonic()
+        assert c.get("/again").status == 429
+        again_at = time.monotonic()
+    assert refused_at - started < 0.4
+    if pause == "off":
+        assert again_at - refused_at < 0.4
+    else:
+        assert 0.45 <= again_at - refused_at < 1.5, again_at - refused_at
+
+
 def test_client_rate_vhost_logs_and_metrics_hold_for_streams(make_gateway, make_backend, tmp_path):
     """The tenants' settings apply to HTTP/2 streams as to HTTP/1.1 requests: a vhost's client-rate answers the
     stream past its burst 429, its own access-log gets the stream's line, and /metrics counts the responses as

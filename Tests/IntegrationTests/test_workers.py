@@ -267,3 +267,38 @@ def test_without_root_a_parent_still_serves_two_workers(make_gateway, make_backe
                    what="the new worker")
     finally:
         cleanup_dir(directory)
+
+
+def test_a_worker_that_takes_no_reload_within_5_s_is_replaced_and_the_parent_goes_on(make_gateway, make_backend):
+    """A worker whose event loop is stuck (here: stopped with SIGSTOP) reads nothing from its channel. The reload
+    is far larger than the socket buffers (a 4 MB include), so the parent's send to it cannot complete: after 5 s
+    the parent gives up, kills that worker and starts it again, instead of blocking its signals and restarts."""
+    padding = ("# padding for a reload larger than any socket buffer " + "x" * 70 + "\n") * 32768
+    gw = make_gateway(options=WORKERS, start=False)
+    include = gw.config_path.parent / "big.ini"
+    include.write_text(padding)
+    gw.options["include"] = str(include)
+    gw.start()
+    make_backend(gw, "NODE1", HTTPHandler(worker_app))
+    pids = workers_ready(gw)
+    stuck = pids[1]
+    os.kill(stuck, signal.SIGSTOP)
+    offset = len(gw.stderr())
+    sent_at = time.monotonic()
+    gw.proc.send_signal(signal.SIGHUP)
+    line = wait_until(
+        lambda: re.search(rf"worker {gw.worker_index(stuck)} \(pid {stuck}\): cannot send it the reload: .*"
+                          r"took (none of it|\d+ of \d+ bytes) in 5 s.*; killing it to start it again", gw.stderr()[offset:]),
+        15, what="the parent giving up on the stuck worker")
+    assert line
+    assert 4.5 <= time.monotonic() - sent_at < 8
+    # Started again (SIGCHLD), and both workers serve; the other worker took the reload.
+    replacement = wait_until(lambda: [p for p in gw.worker_pids() if p not in pids], 5, what="a new worker")
+    assert replacement
+    wait_until(lambda: gw.stderr()[offset:].count("SIGHUP: reloaded") >= 1, 5, what="the other worker's reload")
+    # The backend's connection was at the stopped worker: it reconnects, and the new worker learns where it is.
+    wait_until(lambda: all(http_request(gw.port).status == 200 for _ in range(10)), 10,
+               what="the node served again at both workers")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: served_by(http_request(gw.port)), range(100)))
+    assert sorted(set(answers)) == [0, 1]

@@ -10,7 +10,11 @@ Threads:
   ``max_output_buffer`` bytes wait) and wakes the I/O thread through a pipe that the I/O thread polls
   together with the sockets.
 
-Sessions are keyed by (gateway, sid): the gateway sends a ``uwsgi`` per request (several per sid on a
+Connections: one per gateway endpoint, and per gateway worker once the gateway has said it has several
+(:mod:`blastbeat._workers`; docs/PROTOCOL.md). Each connection has its own DEALER socket, output queue and credit
+state; whatever answers a message goes back on the connection it came in on.
+
+Sessions are keyed by (connection, sid): the gateway sends a ``uwsgi`` per request (several per sid on a
 keep-alive connection, each only after the previous response completed), then, when the request has a body,
 ``body`` messages and an empty ``body`` that ends it. ``end`` means the client connection is gone.
 
@@ -44,11 +48,14 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional
 
 import zmq
 
-from . import _credit, _curve, _http, uwsgi
+from . import _credit, _curve, _http, _workers, uwsgi
+from ._workers import ConnectionInfo, Link, LinkState
 
 __all__ = [
     "Node",
     "Request",
+    "ConnectionInfo",
+    "LinkState",
     "BodyReader",
     "ClientDisconnected",
     "BodyTimeout",
@@ -246,10 +253,16 @@ class Request:
     The response methods are meant to be called from one thread at a time (normally the handler's).
     """
 
-    def __init__(self, node: "Node", gateway: int, sid: bytes, env: Dict[str, str]) -> None:
+    def __init__(self, node: "Node", link: Union[Link, int], sid: bytes, env: Dict[str, str]) -> None:
+        if isinstance(link, int):  # a gateway index: its first connection
+            link = node._first_link(link)
         self.node = node
         #: Index of the gateway endpoint (``node.endpoints``) the request came from.
-        self.gateway = gateway
+        self.gateway = link.gateway
+        #: The gateway worker whose connection carried the request (0 for a gateway without workers); the
+        #: response goes back on that connection.
+        self.worker = link.worker
+        self._link = link
         #: The session id: 16 opaque bytes naming the client connection.
         self.sid = sid
         #: The request's variables (``REQUEST_METHOD``, ``PATH_INFO``, ``HTTP_HOST``...), latin-1 decoded.
@@ -655,7 +668,7 @@ class Request:
             raise ResponseError("write() before start(): no response status")
 
     def _post(self, frames: List[bytes]) -> None:
-        self.node._post(self.gateway, [self.sid, *frames], self)
+        self.node._post(self._link, [self.sid, *frames], self)
 
     def _send_head(self, *, finishing: bool, first: bytes, streamed: bool = False) -> None:
         """Decide the framing, send the head (with ``first`` if the framing allows) and the first bytes."""
@@ -787,15 +800,13 @@ class Request:
             self._ws.put(_CLOSED)
 
     def __repr__(self) -> str:
-        return f"<Request {self.method} {self.path!r} sid={self.sid.hex()} gateway={self.gateway}>"
+        return (f"<Request {self.method} {self.path!r} sid={self.sid.hex()} gateway={self.gateway} "
+                f"worker={self.worker}>")
 
 
-_Key = Tuple[int, bytes]
-_Outbound = Tuple[int, List[bytes], int, Optional[Request]]
-
-#: Monitor events for a failed ZMTP handshake (a wrong CURVE key, CURVE on one side only...).
-_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+#: A session: the connection its requests arrive on, and its sid.
+_Key = Tuple[Link, bytes]
+_Outbound = Tuple[Link, List[bytes], int, Optional[Request]]
 
 
 def unique_instance() -> str:
@@ -811,8 +822,10 @@ class Node:
     """A BlastBeat backend node: connects to one or several gateways and runs ``handler`` for each request.
 
     ``connect`` is one endpoint (``tcp://127.0.0.1:5000``) or several: one DEALER per gateway, polled
-    together; each reply goes back through the gateway its request came from. ``node`` is the node name of
-    the gateway's ``node = ...`` lines. The ZeroMQ identity (:attr:`identity`) is ``node#instance``: with
+    together; each reply goes back through the gateway its request came from. A gateway that advertises
+    several worker processes (``workers = N``) gets one connection per worker, opened by the node itself
+    (see :attr:`connections`), so no request is forwarded between the gateway's workers. ``node`` is the node
+    name of the gateway's ``node = ...`` lines. The ZeroMQ identity (:attr:`identity`) is ``node#instance``: with
     ``instance`` given, that suffix (each process of a node needs its own); without it, a unique suffix
     ``<pid>-<8 random hex digits>`` (see :func:`unique_instance`), so that processes started the same way
     never take each other's identity. ``plain_identity=True`` connects as exactly ``node`` instead (one
@@ -912,8 +925,16 @@ class Node:
         self._lock = threading.Lock()
         #: Counters: requests dispatched, pings answered, messages dropped (unknown sid or type, malformed).
         self.stats: Dict[str, int] = {"requests": 0, "pings": 0, "dropped": 0, "retried_while_draining": 0}
-        self._connected: List[bool] = [False] * len(self.endpoints)
-        self._handshake_warned: List[bool] = [False] * len(self.endpoints)
+        # Per gateway: its connections by worker index (owned by the I/O thread; created in _setup), and the
+        # worker count it last advertised (None until a message said so).
+        self._links: List[Dict[int, Link]] = [{} for _ in self.endpoints]
+        self._worker_counts: List[Optional[int]] = [None] * len(self.endpoints)
+        # Whether connections can be labelled (ZMQ_METADATA); without it the node keeps one per gateway.
+        self._labelled = True
+        # A snapshot of the connections for other threads (replaced, never mutated, by the I/O thread).
+        self._link_view: Tuple[ConnectionInfo, ...] = ()
+        # Malformed X-BlastBeat-Workers values already logged (bounded: only the first few are kept).
+        self._malformed_logged: Set[str] = set()
 
     # -- public API ---------------------------------------------------------------------------------------
 
@@ -1001,14 +1022,37 @@ class Node:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)  # type: ignore[arg-type]
 
-    def wait_connected(self, timeout: float = 10.0) -> bool:
-        """Wait until every gateway connection has completed its ZeroMQ handshake; False on timeout."""
+    def wait_connected(self, timeout: float = 10.0, *, all_workers: bool = False) -> bool:
+        """Wait until every gateway connection has completed its ZeroMQ handshake; False on timeout.
+
+        With ``all_workers``, also until every gateway's worker count is known (from a message it sent: the
+        answer to the node's credit announcement, or a ping) and the node holds one connection per worker, each
+        past its handshake, or one connection when this pyzmq/libzmq cannot label them (docs/PROTOCOL.md,
+        "Worker processes")."""
         deadline = time.monotonic() + timeout
-        while not all(self._connected):
+        while not self._connections_ready(all_workers):
             if time.monotonic() >= deadline or self._io_done.is_set():
                 return False
             time.sleep(0.02)
         return True
+
+    def _connections_ready(self, all_workers: bool) -> bool:
+        view = self._link_view
+        for gateway in range(len(self.endpoints)):
+            links = [c for c in view if c.gateway == gateway]
+            if not links or not all(c.state.handshaken for c in links):
+                return False
+            if all_workers and not all(c.state is LinkState.SERVING for c in links):
+                return False
+            if all_workers and len(links) != (links[0].workers if self._labelled else 1):
+                return False
+        return True
+
+    @property
+    def connections(self) -> List["ConnectionInfo"]:
+        """The node's connections, one per gateway worker: endpoint, gateway index, worker, state, and the
+        worker count the gateway advertised (1 when it advertised none)."""
+        return list(self._link_view)
 
     @property
     def in_flight(self) -> int:
@@ -1061,7 +1105,7 @@ class Node:
         for t in self._workers:
             t.join(max(0.0, deadline - time.monotonic()))
 
-    def _post(self, gateway: int, frames: List[bytes], request: Optional[Request]) -> None:
+    def _post(self, link: Link, frames: List[bytes], request: Optional[Request]) -> None:
         """Queue one message for the I/O thread (any thread). Blocks while the output buffer is full."""
         n = sum(len(f) for f in frames)
         with self._out_cond:
@@ -1072,7 +1116,7 @@ class Node:
                 self._out_cond.wait(0.25)
             if self._io_done.is_set():
                 raise ClientDisconnected("the node has stopped")
-            self._outq.append((gateway, frames, n, request))
+            self._outq.append((link, frames, n, request))
             self._out_bytes += n
             wake = not self._wake_pending
             self._wake_pending = True
@@ -1082,7 +1126,7 @@ class Node:
     def _post_done(self, request: Request) -> None:
         """Tell the I/O thread that ``request`` needs no more input (its session entry can go)."""
         with self._out_cond:
-            self._outq.append((request.gateway, [], 0, request))
+            self._outq.append((request._link, [], 0, request))
             wake = not self._wake_pending
             self._wake_pending = True
         if wake:
@@ -1130,67 +1174,114 @@ class Node:
         if self._context is None:
             self._context = zmq.Context()
         self._sessions: Dict[_Key, Request] = {}
-        self._pending: List[Deque[Tuple[List[bytes], int]]] = [collections.deque() for _ in self.endpoints]
-        self._gates: List[_credit.CreditGate] = [_credit.CreditGate() for _ in self.endpoints]
-        self._dealers: List["zmq.Socket[bytes]"] = []
-        self._monitors: List["zmq.Socket[bytes]"] = []
-        for endpoint in self.endpoints:
-            sock = self._context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.IDENTITY, self.identity)
-            sock.setsockopt(zmq.LINGER, int(self.linger * 1000))
-            sock.setsockopt(zmq.RECONNECT_IVL, 100)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-            if self.curve is not None:
-                # Client side of CurveZMQ; must be set before connect to apply to the connection.
-                sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret)
-                sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public)
-                sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server)
-            self._dealers.append(sock)
-            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED
-            self._monitors.append(sock.get_monitor_socket(events))
-            sock.connect(endpoint)
+        self._poller = zmq.Poller()
+        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._by_socket: Dict["zmq.Socket[bytes]", Link] = {}
+        self._by_monitor: Dict["zmq.Socket[bytes]", Link] = {}
+        self._links_changed = False
+        # Each gateway starts with the connection for worker 0; the others follow once the gateway has said how
+        # many workers it has (docs/PROTOCOL.md, "Worker processes").
+        for gateway in range(len(self.endpoints)):
+            self._open_link(gateway, 0)
+        self._publish_links()
+
+    def _open_link(self, gateway: int, worker: int) -> Link:
+        link = Link(gateway, worker, self.endpoints[gateway])
+        labelled = link.open(self._context, self.identity, self.linger, self.curve, self._labelled)
+        if self._labelled and not labelled:
+            self._labelled = False
+            log.info("node %s: this pyzmq/libzmq cannot label connections (ZMQ_METADATA); one connection per "
+                     "gateway (a gateway with several workers forwards between them)",
+                     self.identity.decode(errors="replace"))
+        assert link.sock is not None and link.monitor is not None
+        self._links[gateway][worker] = link
+        self._by_socket[link.sock] = link
+        self._by_monitor[link.monitor] = link
+        self._poller.register(link.sock, zmq.POLLIN)
+        self._poller.register(link.monitor, zmq.POLLIN)
+        if worker:
+            log.info("node %s: connecting to %s", self.identity.decode(errors="replace"), link.describe())
+        return link
+
+    def _close_link(self, link: Link) -> None:
+        """Close a connection the gateway no longer has a worker for: its sessions end, its output is dropped."""
+        assert link.sock is not None and link.monitor is not None
+        self._poller.unregister(link.sock)
+        self._poller.unregister(link.monitor)
+        del self._by_socket[link.sock]
+        del self._by_monitor[link.monitor]
+        del self._links[link.gateway][link.worker]
+        unsent = sum(n for _, n in link.pending)
+        # The worker is gone (the gateway restarted with fewer): nothing queued for it can arrive any more.
+        self._drop_held(link.close(linger=0))
+        if unsent:
+            with self._out_cond:
+                self._out_bytes -= unsent
+                self._out_cond.notify_all()
+        for key in [key for key in self._sessions if key[0] is link]:
+            self._sessions.pop(key)._session_ended()
+        log.info("node %s: closed the connection to %s", self.identity.decode(errors="replace"), link.describe())
+
+    def _reconcile_links(self) -> None:
+        """Open the connections missing for a gateway's worker count, close those past it."""
+        self._links_changed = False
+        for gateway, links in enumerate(self._links):
+            count = self._worker_counts[gateway]
+            if count is None:
+                continue
+            wanted = count if self._labelled else 1
+            for worker in sorted(w for w in links if w >= wanted):
+                self._close_link(links[worker])
+            if self._state == "running":
+                for worker in range(1, wanted):
+                    if worker not in links:
+                        self._open_link(gateway, worker)
+        self._publish_links()
+
+    def _publish_links(self) -> None:
+        self._link_view = tuple(
+            ConnectionInfo(link.endpoint, gateway, worker, link.state, self._worker_counts[gateway] or 1)
+            for gateway, links in enumerate(self._links) for worker, link in sorted(links.items()))
+
+    def _first_link(self, gateway: int) -> Link:
+        """The connection for worker 0 of a gateway; a closed stand-in before the node started or after it stopped
+        (messages posted to it are dropped)."""
+        link = self._links[gateway].get(0)
+        if link is None:
+            link = Link(gateway, 0, self.endpoints[gateway])
+            link.state = LinkState.CLOSED
+        return link
+
+    def _all_links(self) -> List[Link]:
+        return list(self._by_socket.values())
 
     def _teardown(self) -> None:
-        for sock in getattr(self, "_dealers", []):
-            try:
-                sock.disable_monitor()
-            except zmq.ZMQError:
-                pass
-        for mon in getattr(self, "_monitors", []):
-            mon.close(linger=0)
-        for sock in getattr(self, "_dealers", []):
-            sock.close()
+        for link in self._all_links() if hasattr(self, "_by_socket") else []:
+            link.close()  # with the socket's LINGER: pending replies get ``linger`` seconds
         if self._own_context and self._context is not None:
             self._context.term()
         self._close_pipe()
 
     def _loop(self) -> None:
-        poller = zmq.Poller()
-        for sock in self._dealers:
-            poller.register(sock, zmq.POLLIN)
-        for mon in self._monitors:
-            poller.register(mon, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
-        writable_wanted = [False] * len(self._dealers)
-        index = {sock: i for i, sock in enumerate(self._dealers)}
-        monitors = {mon: i for i, mon in enumerate(self._monitors)}
         while True:
-            events = dict(poller.poll(100))
+            events = dict(self._poller.poll(100))
             if self._wake_r in events:
                 self._drain_wakeups()
             self._take_outbound()
-            for sock, i in index.items():
+            for sock, link in list(self._by_socket.items()):
                 if events.get(sock, 0) & zmq.POLLIN:
-                    self._receive(i)
-            for mon, i in monitors.items():
+                    self._receive(link)
+            for mon, link in list(self._by_monitor.items()):
                 if mon in events:
-                    self._monitor_event(i, mon)
+                    self._monitor_event(link, mon)
+            if self._links_changed:
+                self._reconcile_links()
             self._flush()
-            for i, sock in enumerate(self._dealers):
-                want = bool(self._pending[i])
-                if want != writable_wanted[i]:
-                    poller.modify(sock, zmq.POLLIN | (zmq.POLLOUT if want else 0))
-                    writable_wanted[i] = want
+            for link in self._all_links():
+                want = bool(link.pending)
+                if want != link.polling_out:
+                    self._poller.modify(link.sock, zmq.POLLIN | (zmq.POLLOUT if want else 0))
+                    link.polling_out = want
             if self._state == "draining" and self._drain_finished():
                 return
 
@@ -1206,25 +1297,32 @@ class Node:
             self._wake_pending = False
             items = list(self._outq)
             self._outq.clear()
-        for gateway, frames, n, request in items:
+        dropped = 0
+        for link, frames, n, request in items:
             if frames:
-                if request is not None and frames[0] and self._gates[gateway].granting:
-                    self._queue_released(gateway, self._gates[gateway].offer((frames, n, request)), held=(request, n))
+                if link.state is LinkState.CLOSED:
+                    dropped += n  # its worker is gone, and the session with it
+                elif request is not None and frames[0] and link.gate.granting:
+                    self._queue_released(link, link.gate.offer((frames, n, request)), held=(request, n))
                 else:
-                    self._pending[gateway].append((frames, n))
+                    link.pending.append((frames, n))
             elif request is not None:
                 # The response is done: once the body has fully arrived nothing more is expected for it.
                 request._io_response_done = True
-                key = (request.gateway, request.sid)
+                key = (link, request.sid)
                 if self._sessions.get(key) in (None, request):
                     # Not when the sid's next request has arrived meanwhile: the credit is that one's now.
-                    self._gates[gateway].done(request.sid)
+                    link.gate.done(request.sid)
                 if request._io_body_done and self._sessions.get(key) is request:
                     del self._sessions[key]
+        if dropped:
+            with self._out_cond:
+                self._out_bytes -= dropped
+                self._out_cond.notify_all()
 
-    def _queue_released(self, gateway: int, released: List[_credit.Item],
+    def _queue_released(self, link: Link, released: List[_credit.Item],
                         held: Optional[Tuple[Request, int]] = None) -> None:
-        """Messages the credit gate let out go to the gateway's pending queue. ``held``: a message just offered
+        """Messages the credit gate let out go to the connection's pending queue. ``held``: a message just offered
         to the gate (counted in the output buffer until now): its bytes move to its request's waiting bytes, and
         whatever is released moves back, so only what may go out blocks the node's writers."""
         with self._out_cond:
@@ -1237,7 +1335,7 @@ class Node:
             if released:
                 self._out_cond.notify_all()
         for frames, n, _ in released:
-            self._pending[gateway].append((frames, n))
+            link.pending.append((frames, n))
 
     def _drop_held(self, dropped: List[_credit.Item]) -> None:
         """Messages that waited for credit on a session that is over: their writers stop waiting."""
@@ -1250,8 +1348,10 @@ class Node:
 
     def _flush(self) -> None:
         released = 0
-        for i, pending in enumerate(self._pending):
-            sock = self._dealers[i]
+        for link in self._all_links():
+            pending = link.pending
+            sock = link.sock
+            assert sock is not None
             while pending:
                 frames, n = pending[0]
                 try:
@@ -1265,35 +1365,63 @@ class Node:
                 self._out_bytes -= released
                 self._out_cond.notify_all()
 
-    def _send_now(self, gateway: int, frames: List[bytes]) -> None:
-        """Send from the I/O thread, behind anything already pending for that gateway."""
-        self._pending[gateway].append((frames, 0))
+    def _send_now(self, link: Link, frames: List[bytes]) -> None:
+        """Send from the I/O thread, behind anything already pending on that connection."""
+        if link.state is not LinkState.CLOSED:
+            link.pending.append((frames, 0))
 
-    def _receive(self, gateway: int) -> None:
-        sock = self._dealers[gateway]
+    def _receive(self, link: Link) -> None:
+        sock = link.sock
+        assert sock is not None
         for _ in range(1000):  # then let the other sockets have a turn
             try:
-                frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+                if link.state is LinkState.SERVING:
+                    frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+                else:
+                    # The first message since the handshake: its peer properties say how many workers the
+                    # gateway has (only a frame object, not plain bytes, carries them).
+                    first = sock.recv(flags=zmq.NOBLOCK, copy=False)
+                    frames = [first.bytes] + (sock.recv_multipart(flags=zmq.NOBLOCK) if first.more else [])
+                    self._learn_workers(link, first)
             except zmq.Again:
                 return
-            self._message(gateway, frames)
+            self._message(link, frames)
 
-    def _message(self, gateway: int, frames: List[bytes]) -> None:
+    def _learn_workers(self, link: Link, frame: "zmq.Frame") -> None:
+        kind, count, raw = _workers.read_worker_count(frame)
+        if kind is _workers.WorkerCount.MALFORMED and raw not in self._malformed_logged \
+                and len(self._malformed_logged) < 16:  # each value once, and only a few values
+            self._malformed_logged.add(raw or "")
+            log.info("gateway %s advertises %s = %r, not a count 1-%d; keeping one connection", link.endpoint,
+                     _workers.WORKERS_PROPERTY, raw, _workers.MAX_WORKERS)
+        link.state = LinkState.SERVING
+        previous = self._worker_counts[link.gateway]
+        self._worker_counts[link.gateway] = count
+        if previous != count:
+            self._links_changed = True
+            if count > 1 or previous is not None:
+                log.info("node %s: gateway %s has %d worker(s)%s", self.identity.decode(errors="replace"),
+                         link.endpoint, count, "" if self._labelled else
+                         " (this pyzmq/libzmq cannot label connections: keeping one)")
+        self._publish_links()
+
+    def _message(self, link: Link, frames: List[bytes]) -> None:
         if len(frames) != 3:
             self.stats["dropped"] += 1
-            log.warning("dropped a message of %d frame(s) from %s; expected 3", len(frames),
-                        self.endpoints[gateway])
+            log.warning("dropped a message of %d frame(s) from %s; expected 3", len(frames), link.describe())
             return
         sid, kind, body = frames
-        key = (gateway, sid)
+        key = (link, sid)
         if kind == b"ping":
             self.stats["pings"] += 1
             try:
-                self._dealers[gateway].send_multipart([sid, b"pong", b""], flags=zmq.NOBLOCK)
+                # Answered on the connection it came in on: each gateway worker pings its own connections.
+                assert link.sock is not None
+                link.sock.send_multipart([sid, b"pong", b""], flags=zmq.NOBLOCK)
             except zmq.Again:
                 pass
         elif kind == b"uwsgi":
-            self._new_request(gateway, sid, body)
+            self._new_request(link, sid, body)
         elif kind == b"body":
             request = self._sessions.get(key)
             if request is None:
@@ -1309,17 +1437,17 @@ class Node:
             if request is not None:
                 request._feed_websocket(kind, body)
         elif kind == b"credit":
-            gate = self._gates[gateway]
+            gate = link.gate
             if not sid:
                 if not gate.granting:
-                    log.info("gateway %s grants credit: per-session flow control on", self.endpoints[gateway])
+                    log.info("gateway %s grants credit: per-session flow control on", link.describe())
                 gate.acknowledged()
             elif len(body) == 4 and gate.granting:
-                self._queue_released(gateway, gate.grant(sid, int.from_bytes(body, "big")))
+                self._queue_released(link, gate.grant(sid, int.from_bytes(body, "big")))
             else:
                 self.stats["dropped"] += 1
         elif kind == b"end":
-            self._drop_held(self._gates[gateway].ended(sid))
+            self._drop_held(link.gate.ended(sid))
             request = self._sessions.pop(key, None)
             if request is not None:
                 request._session_ended()
@@ -1327,32 +1455,32 @@ class Node:
             self.stats["dropped"] += 1
             log.debug("dropped a message of unknown type %r", kind)
 
-    def _new_request(self, gateway: int, sid: bytes, packet: bytes) -> None:
+    def _new_request(self, link: Link, sid: bytes, packet: bytes) -> None:
         try:
             env = uwsgi.decode(packet)
         except uwsgi.UwsgiError as exc:
             self.stats["dropped"] += 1
             log.warning("undecodable uwsgi packet (%s); ending the session", exc)
-            self._send_now(gateway, [sid, b"end", b""])
+            self._send_now(link, [sid, b"end", b""])
             return
-        key = (gateway, sid)
-        self._gates[gateway].new_request(sid)
+        key = (link, sid)
+        link.gate.new_request(sid)
         previous = self._sessions.pop(key, None)
         if previous is not None and not previous.finished:
             log.debug("%r replaced by a new request on the same session", previous)
         if self._state != "running":
             # Stopping: hand the request to another node of the vhost (502 if there is none).
             self.stats["retried_while_draining"] += 1
-            self._send_now(gateway, [sid, b"retry", b""])
+            self._send_now(link, [sid, b"retry", b""])
             return
-        request = Request(self, gateway, sid, env)
+        request = Request(self, link, sid, env)
         self._sessions[key] = request
         self.stats["requests"] += 1
         with self._flight_lock:
             self._active.add(request)
         self._work.put(request)
 
-    def _monitor_event(self, gateway: int, mon: "zmq.Socket[bytes]") -> None:
+    def _monitor_event(self, link: Link, mon: "zmq.Socket[bytes]") -> None:
         from zmq.utils.monitor import recv_monitor_message
 
         while True:
@@ -1361,33 +1489,36 @@ class Node:
             except zmq.Again:
                 return
             kind = event.get("event")
-            if kind is not None and kind & _HANDSHAKE_FAILED:
+            if kind is not None and kind & _workers.HANDSHAKE_FAILED:
                 # libzmq retries every RECONNECT_IVL: warn once until a handshake succeeds, not each time.
-                if not self._handshake_warned[gateway]:
-                    self._handshake_warned[gateway] = True
+                if not link.handshake_warned:
+                    link.handshake_warned = True
                     hint = ("check server_key (the gateway's public key) and that the gateway lists this node's "
                             "public key" if self.curve is not None else
                             "does the gateway require CURVE (curve_key/server_key)?")
                     log.warning("node %s: handshake with %s failed (%s); retrying", self.identity.decode(
-                        errors="replace"), self.endpoints[gateway], hint)
+                        errors="replace"), link.describe(), hint)
                 else:
-                    log.debug("handshake with %s failed again", self.endpoints[gateway])
+                    log.debug("handshake with %s failed again", link.describe())
             elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._handshake_warned[gateway] = False
-                self._connected[gateway] = True
-                log.info("node %s connected to %s", self.identity.decode(errors="replace"),
-                         self.endpoints[gateway])
+                link.handshake_warned = False
+                # The worker count is read again from this connection's first message: a gateway that
+                # restarted may have another.
+                link.state = LinkState.LEARNING
+                self._publish_links()
+                log.info("node %s connected to %s", self.identity.decode(errors="replace"), link.describe())
                 # Announce ourselves: an instance identity (NODE#x) is unknown to the gateway until it
                 # hears from it, and a restarted gateway has forgotten it.
-                self._send_now(gateway, [b"", b"pong", _credit.ANNOUNCEMENT if self.credit else b""])
+                self._send_now(link, [b"", b"pong", _credit.ANNOUNCEMENT if self.credit else b""])
             elif kind == zmq.EVENT_DISCONNECTED:
                 # Also reported after every failed handshake: only the loss of a working connection is news.
-                if self._connected[gateway]:
+                if link.state.handshaken:
                     log.warning("node %s lost its connection to %s; reconnecting",
-                                self.identity.decode(errors="replace"), self.endpoints[gateway])
-                self._connected[gateway] = False
+                                self.identity.decode(errors="replace"), link.describe())
+                    link.state = LinkState.RECONNECTING
+                    self._publish_links()
                 # The sessions of that connection are gone; the next one announces credit again.
-                self._drop_held(self._gates[gateway].reset())
+                self._drop_held(link.gate.reset())
 
     def _drain_finished(self) -> bool:
         """While draining: True when nothing is in flight any more, or the deadline has passed (then the
@@ -1399,12 +1530,12 @@ class Node:
         for request in active:
             if not request.finished and not request.closed:
                 log.warning("%s %s still running at shutdown; ending its session", request.method, request.path)
-                self._send_now(request.gateway, [request.sid, b"end", b""])
+                self._send_now(request._link, [request.sid, b"end", b""])
             request._session_ended()
         self._take_outbound()
         flush_deadline = time.monotonic() + self.linger
-        while any(self._pending) and time.monotonic() < flush_deadline:
+        while any(link.pending for link in self._all_links()) and time.monotonic() < flush_deadline:
             self._flush()
-            if any(self._pending):
+            if any(link.pending for link in self._all_links()):
                 time.sleep(0.01)
         return True
