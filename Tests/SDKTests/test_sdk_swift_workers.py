@@ -52,9 +52,13 @@ def node(tmp_path):
         return proc
 
     yield start
+    problems = []
     for proc in procs:
-        proc.stop()
-        print(f"--- node output ---\n{proc.output()}")
+        rc = proc.stop()
+        print(f"--- node output (exit {rc}) ---\n{proc.output()}")
+        if rc != 0:  # a crash, or a sanitizer's report in an instrumented build
+            problems.append(f"the node exited with {rc} after SIGTERM (expected 0)")
+    assert not problems, problems
 
 
 def request(path: str) -> bytes:
