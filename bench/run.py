@@ -853,6 +853,12 @@ def parse_wrk(text):
     return r
 
 
+def pinned(argv, opts):
+    """The load generator's command, on the CPUs of `--pin-client` (taskset), so that a gateway or nginx with one
+    worker and with two share the cores with the client the same way."""
+    return ["taskset", "-c", opts.pin_client] + argv if opts.pin_client else argv
+
+
 def wrk_argv(scenario, port, duration, tmp):
     conns = 1000 if scenario == "c1000" else 50
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "2s"]
@@ -1039,12 +1045,12 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
             else:
                 warm = list(argv)
                 warm[3] = f"-d{opts.warmup}s"
-            run_load(warm, opts.warmup, work)
+            run_load(pinned(warm, opts), opts.warmup, work)
         pids = system.gateway_pids()
         bpids = system.backend_pids()
         cpu0, bcpu0 = cpu_seconds(pids), cpu_seconds(bpids)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = run_load(argv, opts.duration, work)
+        out = run_load(pinned(argv, opts), opts.duration, work)
         if system.tls:  # the load generator's CPU (waited for by run_cmd): is the client the limit?
             ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             result["client_cpu_s"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
@@ -1346,6 +1352,8 @@ def parse_args(argv):
     ap.add_argument("--keep-tmp", action="store_true", help="keep the generated configs and logs")
     ap.add_argument("--out", default=RESULTS, help="results directory (default bench/results)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print wrk's output")
+    ap.add_argument("--pin-client", default=None, metavar="CPUS",
+                    help="run the load generators on these CPUs only (taskset -c CPUS), e.g. 1")
     opts = ap.parse_args(argv)
     if opts.duration is None:
         opts.duration = 3 if opts.quick else 5
