@@ -17,8 +17,17 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
     /// Response bytes the socket did not take yet; empty until a write is partial.
     private var output: [UInt8] = []
     private var written = 0
-    private var responding = false
-    private var isClosed = false
+
+    private enum Phase {
+        /// Reading the request head (at most `AdminServer.maxRequestBytes`).
+        case readingHead
+        /// Several workers: waiting for the others' `/metrics` texts (Gateway+WorkerMetrics.swift).
+        case collectingMetrics
+        /// The response went to the socket; `output[written...]` is what it did not take yet.
+        case writing
+        case closed
+    }
+    private var phase = Phase.readingHead
 
     init(server: AdminServer, fd: Int32) {
         self.server = server
@@ -37,16 +46,16 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
     }
 
     func ioReady(readable: Bool, writable: Bool) {
-        if responding {
-            if writable { writePending() }
-            return
+        switch phase {
+        case .readingHead: if readable { readRequest() }
+        case .writing: if writable { writePending() }
+        case .collectingMetrics, .closed: return
         }
-        if readable { readRequest() }
     }
 
     private func readRequest() {
         let buffer = server.gateway.readBuffer
-        while !responding && !isClosed {
+        while phase == .readingHead {
             let result: IOResult
             do { result = try Posix.read(fd, into: buffer) } catch { return close() }
             guard case .processed(let n) = result else { return }
@@ -93,7 +102,7 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
         if path.elementsEqual("/metrics".utf8) {
             if gateway.worker != nil {
                 // Several workers: the others' counts are asked for and merged (Gateway+WorkerMetrics.swift).
-                responding = true
+                phase = .collectingMetrics
                 io.stop()  // nothing more to read; `respondMetrics` writes
                 return gateway.collectMetrics(for: self, omitBody: isHead)
             }
@@ -113,7 +122,7 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
 
     /// The merged `/metrics` text of several workers (if the connection is still open).
     func respondMetrics(_ text: [UInt8], omitBody: Bool) {
-        if isClosed { return }
+        guard phase == .collectingMetrics else { return }
         respond(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: text, omitBody: omitBody)
     }
 
@@ -131,7 +140,7 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
     private func respond(
         status: Int, contentType: String, body: [UInt8], extraHeaders: String = "", omitBody: Bool = false
     ) {
-        responding = true
+        phase = .writing
         let head = Array(
             ("HTTP/1.1 \(status) \(HTTPStatus.reasonPhrase(status))\r\nContent-Type: \(contentType)\r\n"
                 + "Content-Length: \(body.count)\r\nConnection: close\r\nCache-Control: no-store\r\n"
@@ -169,8 +178,8 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
     }
 
     func close() {
-        if isClosed { return }
-        isClosed = true
+        if phase == .closed { return }
+        phase = .closed
         io.stop()
         timer.stop()
         Posix.close(fd)
