@@ -43,7 +43,7 @@ package struct PrivilegedParent {
         package var sockets: InheritedSockets
         /// Its place among several workers; nil with `workers = 1`.
         package var worker: WorkerPlace?
-        /// The ready pipe of an upgrade (the first worker reports for all).
+        /// The ready pipe of an upgrade, with one worker (with several the parent reports, once all serve).
         package var readyPipe: Int32?
     }
 
@@ -91,6 +91,9 @@ package struct PrivilegedParent {
     private var bound: [String: [Int32]]
     /// An upgrade under way: the new process, its ready pipe, and when to give up on it.
     private var upgrade: (pid: Int32, ready: Int32, deadline: Double)? = nil
+    /// With several workers, when this start is an upgrade: the old gateway's ready pipe, written once every
+    /// worker serves (closed unwritten when the start fails: the old gateway serves on).
+    private var readyPipe: Int32? = nil
     /// New processes of abandoned upgrades, reaped when they exit.
     private var abandoned: [Int32] = []
     /// The highest exit status of the workers that stopped for good.
@@ -153,16 +156,20 @@ package struct PrivilegedParent {
             var parent = PrivilegedParent(
                 path: path, arguments: arguments, canUpgrade: config.zmqEngine == .native, count: count, config: config,
                 ticketKeys: ticketKeys, counts: counts, signals: signals, notifier: notifier, bound: bound)
+            // An upgrade's new process is ready when all of it serves: with several workers the parent writes the
+            // ready pipe once every worker reported serving (the old gateway must not stop while a worker of the
+            // new one may still fail its start); with one the serving process writes it, as it always did.
+            let workerReadyPipe = count == 1 ? readyPipe : nil
+            parent.readyPipe = count == 1 ? nil : readyPipe
             for index in 0..<count {
                 let others = links.enumerated().filter { $0.offset != index }.flatMap { $0.element.values }
                 let serving = try parent.fork(
                     index, links: index < links.count ? links[index] : [:],
-                    closeInChild: others + (index == 0 ? [] : readyPipe.map { [$0] } ?? []),
-                    readyPipe: index == 0 ? readyPipe : nil)
+                    closeInChild: others + (count == 1 ? [] : readyPipe.map { [$0] } ?? []), readyPipe: workerReadyPipe)
                 if let serving { return serving }
             }
             for ends in links { ends.values.forEach(Posix.close) }
-            if let readyPipe { Glibc.close(readyPipe) }  // the first worker says when it is ready
+            if let workerReadyPipe { Glibc.close(workerReadyPipe) }
             switch parent.run() {
             case .exit(let status): exit(status)
             case .serve(let serving): return serving
@@ -260,6 +267,7 @@ package struct PrivilegedParent {
             for worker in workers where worker.channel >= 0 { Glibc.close(worker.channel) }
             closeInChild.forEach { Glibc.close($0) }
             if let upgrade { Glibc.close(upgrade.ready) }
+            if let readyPipe = self.readyPipe { Glibc.close(readyPipe) }
             let place = counts.map { WorkerPlace(index: index, count: count, links: links, ticketKeys: ticketKeys, counts: $0) }
             return Serving(config: config, channel: servingEnd, sockets: InheritedSockets(bound), worker: place, readyPipe: readyPipe)
         }
@@ -452,7 +460,12 @@ package struct PrivilegedParent {
 
     /// Every worker is gone: removes the `ipc://` socket file this parent bound (with several workers; one
     /// serving process removes its own, as it always did), unless a new binary took it over. The exit status.
-    private func finish() -> Int32 {
+    private mutating func finish() -> Int32 {
+        if let readyPipe {
+            // Never served: the old gateway of the upgrade sees the pipe close and serves on.
+            Glibc.close(readyPipe)
+            self.readyPipe = nil
+        }
         if count > 1, phase.ownsSocketFiles, config.zmqEngine == .native,
             case .ipc(let path) = ZMTPEndpoint.parse(config.zmqEndpoint)
         {
@@ -464,8 +477,13 @@ package struct PrivilegedParent {
     }
 
     /// Tells the service manager what `GatewayPhase` decided (with several workers: the parent is its main
-    /// process; with one the serving process tells it itself).
-    private func perform(_ action: GatewayPhase.Action) {
+    /// process; with one the serving process tells it itself), and the old gateway of an upgrade that this one
+    /// serves.
+    private mutating func perform(_ action: GatewayPhase.Action) {
+        if action == .notifyStarted, let readyPipe {
+            Upgrade.reportReady(readyPipe)
+            self.readyPipe = nil
+        }
         guard let notifier else { return }
         let state: String
         switch action {

@@ -26,6 +26,7 @@ import pytest
 
 from helpers import HTTPHandler, blastbeat_bin, free_port, hello_app, http_request, wait_until
 from test_notify import NotifySocket
+from test_upgrade import upgrade, upgraded, wait_log  # noqa: F401 - fixture
 from tls_helpers import make_tls_gateway, pki  # noqa: F401 - fixtures
 
 AS_ROOT = os.geteuid() == 0
@@ -269,3 +270,39 @@ def test_sigusr1_to_the_main_process_reopens_every_workers_logs(make_gateway, ma
         assert gw.returncode == 0
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Upgrade
+
+
+def test_an_upgrade_whose_workers_cannot_start_is_abandoned_at_once(make_gateway, make_backend, tmp_path):
+    """The new binary's workers fail their start (access-log is now a directory): the new parent exits 1 at once
+    (it restarted them forever, and the old one waited 60 s), and the old gateway serves on."""
+    gw = make_gateway(options={"workers": 2})
+    make_backend(gw, "NODE1", HTTPHandler(hello_app(b"still here")))
+    workers_serving(gw)
+    gw.config_path.write_text(gw.config_text().replace("access-log = -", f"access-log = {tmp_path}"))
+    offset = len(gw.stderr())
+    started = time.monotonic()
+    gw.kill(signal.SIGUSR2)
+    wait_log(gw, r"SIGUSR2: upgrade abandoned: the new process exited( with status 1)? before serving; still serving",
+             after=offset)
+    assert time.monotonic() - started < 5
+    assert gw.stderr()[offset:].count(f"access-log: open({tmp_path}): Is a directory") == 1, gw.stderr()[offset:]
+    for _ in range(10):
+        assert http_request(gw.port).body == b"still here"
+    assert gw.worker_pids() == workers_serving(gw)
+
+
+def test_an_upgrade_stops_the_old_gateway_only_once_every_new_worker_serves(make_gateway, make_backend, upgraded):
+    gw = make_gateway(options={"workers": 2})
+    make_backend(gw, "NODE1", HTTPHandler(hello_app(b"hello")))
+    old = workers_serving(gw)
+    offset = len(gw.stderr())
+    new = upgrade(gw, upgraded)
+    log = gw.stderr()[offset:]
+    serves = log.index(f"SIGUSR2: pid {new} serves")
+    new_workers = [int(p) for p in re.findall(r"worker [01] of 2 serving as pid (\d+)", log[:serves])]
+    assert len(new_workers) == 2 and not set(new_workers) & set(old), log
+    wait_until(lambda: http_request(gw.port).status == 200, 10, what="the new gateway serving")
