@@ -503,6 +503,8 @@ package struct PrivilegedParent {
     /// Reads what the configuration names, as root, and sends it with the listeners' sockets. A file that
     /// cannot be read or parsed is sent as it is: the serving process reports the error at its line.
     private mutating func sendReload() {
+        // RELOADING=1 as the reload begins; READY=1 once every worker this sends it to has applied it.
+        perform(phase.reloading(Set(workers.indices.filter { workers[$0].channel >= 0 })))
         let files = FileSource(.recording)
         var sockets: [Int32] = []
         if let next = try? CommandLineTasks.loadConfiguration(path, files: files) {
@@ -535,7 +537,6 @@ package struct PrivilegedParent {
             }
         }
         let bundle = files.bundle.encoded()
-        perform(phase.reloading(Set(workers.indices.filter { workers[$0].channel >= 0 })))
         for (index, worker) in workers.enumerated() where worker.channel >= 0 {
             do { try PrivilegedChannel.send(bundle: bundle, sockets: sockets, on: worker.channel) } catch {
                 replaceStuckWorker(index, "cannot send it the reload: \(error)")
