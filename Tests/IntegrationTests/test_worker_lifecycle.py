@@ -148,7 +148,7 @@ def test_notify_with_two_workers_names_the_parent_and_waits_for_every_worker(mak
     gw = make_gateway(options={"workers": 2}, start=False)
     gw.env["NOTIFY_SOCKET"] = notify.address
     gw.start()
-    assert notify.receive() == {"READY": "1", "MAINPID": str(gw.proc.pid)}
+    assert notify.receive() == {"READY": "1", "MAINPID": str(gw.proc.pid)} and gw.main_pid == gw.proc.pid
     assert len(re.findall(r"worker [01] of 2 serving as pid", gw.stderr())) == 2, gw.stderr()
     make_backend(gw, "NODE1", HTTPHandler(hello_app(b"hello")))
     assert http_request(gw.port).status == 200
