@@ -228,6 +228,13 @@ def main():
     write("worker-message", "joined-send-received", worker(74, b"app#1") + worker(83, b"app", sid, b"uwsgi", b"\x00\x05\x00")
           + worker(82, b"app", b"", b"pong") + worker(76, b"app#1") + worker(68))
     write("worker-message", "partial", worker(83, b"app", sid, b"body", b"x" * 100)[:50])
+    # worker-reports: a serving process's reports to the parent (Sources/BlastBeatCore/Workers/WorkerReports.swift);
+    # the first byte picks how the rest is cut into reads.
+    def failure(text):
+        return b"F" + struct.pack("<H", len(text)) + text
+    write("worker-reports", "requests-serving-failure",
+          b"\x05" + b"RSU" + failure(b"/etc/blastbeat/blastbeat.ini:3: key: does not match") + b"S")
+    write("worker-reports", "byte-by-byte-overlong", b"\x00" + b"xS" + b"F\xff\xff" + failure(b"") + b"R")
     write("config", "blastbeat-ini", (ROOT / "blastbeat.ini").read_bytes())
     write("config", "full", """[blastbeat]
 bind = 0.0.0.0:8080 ; public

@@ -5,7 +5,8 @@
 ///
 /// A serving process may be compromised through its clients, so the parent trusts none of it: unknown bytes
 /// are skipped, the text is bounded and escaped before it is printed, and the parent takes a failure only
-/// from a worker that has not reported serving yet (WorkerLifecycle), one that has served no client.
+/// from a worker that has not reported serving yet (WorkerLifecycle), one that has served no client. The reader
+/// is fuzzed (WorkerReportsCheck.swift).
 package struct WorkerReports {
     package enum Report: Equatable, Sendable {
         case reload
