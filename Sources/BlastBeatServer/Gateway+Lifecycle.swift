@@ -30,7 +30,7 @@ extension Gateway {
             loop.stop()
             return
         }
-        isShuttingDown = true
+        beginStopping()
         notify("STOPPING=1")
         logger.info(
             "\(signal == SIGINT ? "SIGINT" : signal == SIGQUIT ? "SIGQUIT" : "SIGTERM"): no longer accepting; finishing \(sessions.count) connection(s) within \(config.timeouts.shutdown)s")

@@ -31,7 +31,7 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// partial request remains, so idle connections own no buffer.
     let readBuffer: UnsafeMutableRawBufferPointer
     /// Where uwsgi packets are encoded (`UwsgiEncoder.sizeBound` bytes); see `uwsgiScratch(atLeast:)`.
-    private var uwsgiScratchBuffer: UnsafeMutableRawBufferPointer
+    var uwsgiScratchBuffer: UnsafeMutableRawBufferPointer
     /// Most unconsumed input a connection may hold (a head plus pipelined requests).
     private(set) var maxPendingInput = 0
     private(set) var responseChunkLimits = HTTPLimits()
@@ -92,8 +92,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var random = SecureRandom()
 
     private var prepareWatcher: PrepareWatcher! = nil
-    private var pingTimer: TimerWatcher! = nil
-    private var housekeepingTimer: TimerWatcher! = nil
+    var pingTimer: TimerWatcher! = nil
+    var housekeepingTimer: TimerWatcher! = nil
     var shutdownTimer: TimerWatcher! = nil
     var acceptPauseTimer: TimerWatcher! = nil
     /// Connections over their address's share at `max-connections`, held before their reset (Gateway+Clients.swift).
@@ -118,12 +118,22 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     /// An upgrade this process started itself (no privileged parent), until the new process serves.
     var upgradeInProgress: UpgradeWatch? = nil
     /// Set when this start is an upgrade: the old process's ready pipe.
-    private var readyPipe: Int32?
+    var readyPipe: Int32?
     /// systemd's notification socket (`NOTIFY_SOCKET`), connected before the privilege drop; nil without one.
     var notifier: ServiceNotifier? = nil
     /// For each listener, the index of its `bind`/`bind-ssl` line in the configuration.
     var listenerConfigIndex: [Int] = []
-    var isShuttingDown = false
+    /// Where this serving process is in its life (README.md, "Signals").
+    enum Phase {
+        case serving
+        /// After SIGTERM, SIGINT or SIGQUIT (or a replacement by an upgrade): no new connections; requests in
+        /// flight finish within `shutdown-timeout`, and a second stop signal closes everything at once.
+        case stopping
+    }
+    private(set) var phase = Phase.serving
+    var isShuttingDown: Bool { phase == .stopping }
+    func beginStopping() { phase = .stopping }
+    /// Accepting waits (too many open files, or `max-connections`): `acceptPauseTimer` resumes it.
     var acceptingPaused = false
     /// Where the sequence of pauses after refusals is (Gateway.nextRefusalPause), in [0, 1).
     var refusalPhase = 0.0
@@ -243,82 +253,6 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             closeListeners()
             throw StartupError(description: "\(config.file): zmq: \(error)")
         }
-    }
-
-    /// Drops root privileges (after binding), then serves until shut down.
-    package func run() throws(StartupError) {
-        let user = config.uid ?? "nobody"
-        let group = config.gid ?? "nogroup"
-        do {
-            if let target = try Privileges.target(user: user, group: group) {
-                handOverLogFiles(to: target.uid)
-                try Privileges.drop(to: target)
-                logger.info("running as uid \(target.uid) gid \(target.gid)\(worker.map { " (worker \($0.index) of \($0.count))" } ?? "")")
-            }
-        } catch {
-            shutdownNow()
-            let failure = StartupError(description: "\(config.file): uid/gid: \(error)")
-            throw parent.map { failure.reportedToParent(on: $0.channel) } ?? failure
-        }
-        if let worker { logger.info("worker \(worker.index) of \(worker.count) serving as pid \(getpid())") }
-        for listener in listeners {
-            listener.setAccepting(true)
-            logger.info("listening on \(listener.tls == nil ? "http" : "https")://\(listener.address)")
-        }
-        if let admin {
-            admin.start()
-            logger.info("admin listener (GET /metrics, /healthz) on \(admin.description)")
-        }
-        logger.info(
-            "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured; backends \(backendKeys.server.map { "authenticated with CURVE, gateway key \($0.publicKey.z85)" } ?? "not authenticated (NULL)")")
-        warnIfTenantsAreUnauthenticated()
-        nodeWaitEnds = loop.now + config.pingTimeout
-        // With several workers the parent notifies, once every worker serves (PrivilegedParent.swift).
-        notify("READY=1\nMAINPID=\(getpid())")
-        parent?.reportServing()
-        if let readyPipe {
-            // Started by SIGUSR2: the old process stops now.
-            Upgrade.reportReady(readyPipe)
-            self.readyPipe = nil
-        }
-        pingTimer.start(after: config.pingFrequency / Double(Self.pingSlices), repeat: config.pingFrequency / Double(Self.pingSlices))
-        housekeepingTimer.start(after: 1, repeat: 1)
-        loop.run()
-        shutdownNow()
-        logger.info(
-            "stopped: \(counters.requests) requests, \(counters.malformedBackendMessages + counters.unknownSessionMessages + counters.forgedIdentityMessages + counters.outOfOrderBackendMessages) backend messages dropped, \(counters.backendProtocolErrors) backend connections broke ZMTP, \(counters.refusedBackendClaims) backend connections refused, \(counters.vhostBusyRefusals) requests over max-in-flight, \(counters.clientRateRefusals) requests over client-rate, \(counters.vhostConnectionRefusals) over a vhost's max-connections, \(counters.clientConnectionRefusals) connections over max-client-connections, \(counters.connectionsClosedForRoom) closed to make room, \(counters.connectionsOverShare) refused over their address's share"
-        )
-    }
-
-    private func shutdownNow() {
-        for connection in Array(sessions.values) { connection.close() }
-        releaseTarpit(all: true)
-        closeListeners()
-        admin?.close()
-        accessLog?.flush()
-        for sink in vhostOwnAccessLogs { sink.flush() }
-        if let error = router?.close() {
-            logger.warning("the ROUTER's socket file stays (the next start replaces it): \(error)")
-        }
-    }
-
-    // MARK: uwsgi
-
-    /// Shared scratch memory of at least `count` bytes for encoding one packet. It grows to the
-    /// largest bound seen (bounded by the head size limits) and is reused by every request.
-    func uwsgiScratch(atLeast count: Int) -> UnsafeMutableRawBufferPointer {
-        if uwsgiScratchBuffer.count < count {
-            uwsgiScratchBuffer.deallocate()
-            uwsgiScratchBuffer = .allocate(byteCount: count, alignment: 16)
-        }
-        return uwsgiScratchBuffer
-    }
-
-    func uwsgiContext(for connection: Connection, vhost: Int) -> UwsgiRequestContext {
-        UwsgiRequestContext(
-            serverName: vhostServerNames[vhost], serverPort: connection.listener.portBytes,
-            remoteAddress: connection.remoteAddress, remotePort: connection.remotePort, isTLS: connection.tls != nil,
-            tlsServerName: connection.tlsServerName, tlsVersion: connection.tlsVersion)
     }
 
     var retryAfterSeconds: Int { max(1, Int(config.pingFrequency.rounded(.up))) }
