@@ -39,15 +39,18 @@ final class WorkerMesh {
     /// This worker's index, and how many there are.
     let index: Int
     let count: Int
-    private var links: [WorkerLink?]
+    // Read for every message a backend sends and on every loop pass: no dynamic exclusivity checks (this
+    // target is built without -enforce-exclusivity=unchecked; Package.swift), which cost ~500 instructions
+    // per request with two workers (callgrind).
+    @exclusivity(unchecked) private var links: [WorkerLink?]
     /// Identity → the other worker holding a connection with it.
     private var holders = ByteKeyIndex(caseInsensitive: false)
     /// Workers that said they are stopping with nothing in flight (`D`): none of them needs a backend
     /// connection held here any more.
     private var doneWorkers = Set<Int>()
     private var saidDone = false
-    private var linksToFlush: [WorkerLink] = []
-    private var flushBatch: [WorkerLink] = []
+    @exclusivity(unchecked) private var linksToFlush: [WorkerLink] = []
+    @exclusivity(unchecked) private var flushBatch: [WorkerLink] = []
     /// Room for the identity, sid and type fields around a backend message's body.
     static let fieldOverhead = 1024
     /// Backend messages of sessions this worker sent over the mesh (`S` and `R` with a sid; pings and pongs
@@ -184,6 +187,7 @@ final class WorkerMesh {
 
     /// Writes every link's queued output (with the router's flush, before the loop blocks).
     func flush() {
+        if linksToFlush.isEmpty { return }  // every loop pass; almost always nothing to write
         swap(&linksToFlush, &flushBatch)
         for link in flushBatch {
             link.flushScheduled = false
