@@ -368,9 +368,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
         }
     }
 
-    /// Each identity with a ready connection here (for a new worker link).
-    func forEachReadyIdentity(_ body: (UnsafeRawBufferPointer) -> Void) {
-        for case let peer? in readySlots { peer.identity.withUnsafeBytes(body) }
+    /// Each identity with a ready connection here, and whether its credit was acknowledged (for a new worker link).
+    func forEachReadyIdentity(_ body: (UnsafeRawBufferPointer, _ creditAcknowledged: Bool) -> Void) {
+        for case let peer? in readySlots { peer.identity.withUnsafeBytes { body($0, peer.credit == .acknowledged) } }
     }
 
     // MARK: other workers' backends (WorkerMesh)
@@ -389,24 +389,66 @@ final class ZMTPRouter: TimerWatcherDelegate {
         delegate.backendRouterDroppedPeer(identity: identity.bytes, reason: reason, host: "worker \(worker)", protocolError: false)
     }
 
-    /// A message another worker sends to a backend connected here.
+    /// A message another worker sends to a backend connected here. `uncreditedRequest`: a `uwsgi` that worker
+    /// sends without credit; on a connection whose credit this worker acknowledged the backend would wait for a
+    /// grant that worker never sends, so it gets the largest grant right after (docs/PROTOCOL.md, "Credit").
     func sendLocally(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-        body: UnsafeRawBufferPointer
+        body: UnsafeRawBufferPointer, uncreditedRequest: Bool
     ) {
         guard let peer = readyPeer(identity), peer.output.count < maxQueuedBytes else { return }
         queue(on: peer, sid: sid, type: type, body: .copying(body))
+        guard uncreditedRequest, peer.credit == .acknowledged else { return }
+        let creditType: StaticString = "credit"
+        withUnsafeBytes(of: UInt32.max.bigEndian) { grant in
+            queue(
+                on: peer, sid: sid,
+                type: UnsafeRawBufferPointer(start: creditType.utf8Start, count: creditType.utf8CodeUnitCount),
+                body: .copying(grant))
+        }
+    }
+
+    /// Acknowledges the credit announcement of the connection holding `identity` here (docs/PROTOCOL.md,
+    /// "Credit"); `.unreachable` when no connection here holds it (only the holder acknowledges).
+    func acknowledgeCredit(identity: UnsafeRawBufferPointer) -> BackendSendResult {
+        guard let peer = readyPeer(identity) else { return .unreachable }
+        if peer.output.count >= maxQueuedBytes { return .full }
+        peer.credit = .acknowledged
+        queue(on: peer, sid: Self.noSid, type: Self.creditTypeBytes, body: .copying(Self.noSid))
+        return .sent
+    }
+
+    private static var noSid: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
+    private static var creditTypeBytes: UnsafeRawBufferPointer {
+        let type: StaticString = "credit"
+        return UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount)
+    }
+
+    /// A `uwsgi` for `identity`; `credited`: whether the gateway treats the session as credited. Through another
+    /// worker an uncredited one travels as `U` (WorkerMessage.Kind), so the holder can make it consistent with
+    /// what its connection's backend expects.
+    func sendRequest(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, body: consuming BackendBody, credited: Bool
+    ) -> BackendSendResult {
+        let type: StaticString = "uwsgi"
+        guard readyPeer(identity) == nil, let mesh, let worker = mesh.holder(of: identity) else {
+            return send(identity: identity, sid: sid, type: type, body: body)
+        }
+        return mesh.send(
+            to: worker, kind: credited ? .send : .sendUncreditedRequest, identity: identity, sid: sid,
+            type: UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount), body: body)
     }
 
     /// A backend's message that its holder forwarded here: checked and delivered as one from a peer here.
     func deliverForwarded(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-        body: UnsafeRawBufferPointer
+        body: UnsafeRawBufferPointer, from worker: Int
     ) {
         guard let parsed = BackendMessageType(type) else {
             return delegate.backendRouter(receivedMalformed: .unknownType(type), identity: identity.bytes)
         }
-        delegate.backendRouter(received: BackendMessage(identity: identity, sid: sid, type: parsed, body: body))
+        delegate.backendRouter(
+            received: BackendMessage(identity: identity, sid: sid, type: parsed, body: body, origin: .worker(worker)))
     }
 
     func timerFired(_ timer: TimerWatcher) {
@@ -530,16 +572,40 @@ final class ZMTPRouter: TimerWatcherDelegate {
         peersToFlush.append(peer)
     }
 
-    /// Stops reading the connection holding `identity` (see `ZMTPPeer.pauseReading`); false when none does.
+    /// Stops reading the connection holding `identity` (see `ZMTPPeer.pauseReading`), or, when another worker
+    /// holds it, the link from that worker (WorkerMesh.pauseReading(remote:)); false when no one holds it.
     func pauseReading(identity: UnsafeRawBufferPointer) -> Bool {
-        guard let peer = readyPeer(identity) else { return false }
-        peer.pauseReading()
+        guard let peer = readyPeer(identity) else { return mesh?.pauseReading(remote: identity) ?? false }
+        peer.pauseReading(.budget(worker: mesh?.index ?? 0))
         return true
     }
 
-    /// Reads the connection holding `identity` again, delivering what it buffered meanwhile.
+    /// Reads the connection holding `identity` again, delivering what it buffered meanwhile (unless a link to
+    /// another worker holds it too), and ends a pause of the links for it.
     func resumeReading(identity: UnsafeRawBufferPointer) {
-        readyPeer(identity)?.resumeReading()
+        readyPeer(identity)?.resumeReading(.budget(worker: mesh?.index ?? 0))
+        mesh?.resumeReading(remote: identity)
+    }
+
+    /// Worker `worker` (its budget full) asks this one not to read the connection holding `identity` here.
+    func holdLocalPeer(identity: UnsafeRawBufferPointer, for worker: Int) {
+        readyPeer(identity)?.pauseReading(.budget(worker: worker))
+    }
+
+    /// Worker `worker` ends its hold of the connection holding `identity` here.
+    func releaseLocalPeer(identity: UnsafeRawBufferPointer, for worker: Int) {
+        readyPeer(identity)?.resumeReading(.budget(worker: worker))
+    }
+
+    /// Worker `worker` is gone: its holds end.
+    func releaseLocalPeers(for worker: Int) {
+        for case let peer? in readySlots { peer.resumeReading(.budget(worker: worker)) }
+    }
+
+    /// Whether the connection holding `identity` here is held for another worker (its budget, or a link).
+    func isHeldForOtherWorkers(identity: UnsafeRawBufferPointer) -> Bool {
+        guard let mesh, let peer = readyPeer(identity) else { return false }
+        return peer.reading.isHeld(byOtherThan: mesh.index)
     }
 
     /// Whether output was queued since the last `flush()`.
