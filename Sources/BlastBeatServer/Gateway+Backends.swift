@@ -210,14 +210,19 @@ extension Gateway {
     /// the memory budget is reached.
     func nodeQueueIsFull(_ node: Int) -> Bool {
         (node < nodeQueueMeters.count && nodeQueueMeters[node].queuedBytes >= config.maxNodeQueue)
-            || budget.isFull(nodeBytes: allNodeBytes.queuedBytes)
+            || budget.isFull(nodeBytes: allNodeBytes.queuedBytes) || nodeQueueIsFullAtHolder(node)
+    }
+
+    /// Whether the worker holding `node`'s connection said its queue is full (README.md, "Worker processes").
+    private func nodeQueueIsFullAtHolder(_ node: Int) -> Bool {
+        nodes.nodes[node].identity.withUnsafeBytes { router.isQueueFullAtHolder(identity: $0) }
     }
 
     /// Whether clients waiting on `node`'s queue must go on waiting: it has not drained to three quarters of
     /// `max-node-queue`, or the budget not to its low-water mark.
     func nodeQueueStillFull(_ node: Int) -> Bool {
         nodeQueueMeter(node).queuedBytes >= config.maxNodeQueue / 4 * 3
-            || budget.total(nodeBytes: allNodeBytes.queuedBytes) >= budget.lowWater
+            || budget.total(nodeBytes: allNodeBytes.queuedBytes) >= budget.lowWater || nodeQueueIsFullAtHolder(node)
     }
 
     /// Parks a connection until its node's queue drains; checked every 2 ms while any waits

@@ -333,6 +333,15 @@ package final class BackendRouter {
         }
     }
 
+    /// Whether the worker holding `identity` said its queue for that connection is full with this worker's
+    /// client data (WorkerMesh.swift): such data waits as for a full queue here.
+    package func isQueueFullAtHolder(identity: UnsafeRawBufferPointer) -> Bool {
+        switch engine {
+        case .native(let router): return router.isQueueFullAtHolder(identity: identity)
+        case .libzmq: return false
+        }
+    }
+
     /// Ends a pause of `identity` (native) or of every backend (libzmq).
     package func resumeReading(identity: UnsafeRawBufferPointer) {
         switch engine {

@@ -136,6 +136,9 @@ final class WorkerMesh {
         guard sid.count == 16, Int(sid[0]) != index, Int(sid[0]) < count else { return false }
         // The other worker is gone (restarting): its sessions went with it; the message is dropped.
         guard let link = links[Int(sid[0])] else { return true }
+        if type.elementsEqual("end".utf8) || type.elementsEqual("retry".utf8), let session = SessionID(sid) {
+            peer.forwardedSessions.ended(session)
+        }
         queue(on: link, kind: .received, identity: identity, sid: sid, type: type, body: body)
         forwardedMessages += 1
         holdIfCongested(peer, link: link)
@@ -177,6 +180,21 @@ final class WorkerMesh {
         }
         remotePauses.removeAll { $0.identity.elementsEqual(identity) }
     }
+
+    /// `F`/`E` for the backend `identity` held here, to `worker` whose sends filled its queue.
+    func tellQueue(_ kind: WorkerMessage.Kind, identity: UnsafeRawBufferPointer, to worker: Int) {
+        guard worker < count, let link = links[worker] else { return }
+        queue(on: link, kind: kind, identity: identity, sid: Self.empty, type: Self.empty, body: Self.empty)
+    }
+
+    /// Whether the holder of `identity` said its queue is full (`F`, not yet `E`): this worker's clients
+    /// uploading to it wait, as for a queue of its own at `max-node-queue`.
+    func isQueueFull(remote identity: UnsafeRawBufferPointer) -> Bool {
+        !fullQueues.isEmpty && fullQueues.contains { $0.identity.elementsEqual(identity) }
+    }
+
+    /// Backends whose holders said their queue is full with this worker's sends: (identity, holder).
+    private var fullQueues: [(identity: [UInt8], worker: Int)] = []
 
     /// Backends this worker asked other workers not to read: (identity, worker). A worker pauses at most one
     /// connection per backend it uses, so the configured nodes bound it; the limit is a guard.
@@ -307,9 +325,17 @@ final class WorkerMesh {
                 identity: identity, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),
                 type: UnsafeRawBufferPointer(rebasing: bytes[message.type]),
                 body: UnsafeRawBufferPointer(rebasing: bytes[message.body]),
-                uncreditedRequest: message.kind == .sendUncreditedRequest)
+                uncreditedRequest: message.kind == .sendUncreditedRequest, from: worker)
         case .done:
             doneWorkers.insert(worker)
+        case .queueFull:
+            if !fullQueues.contains(where: { $0.worker == worker && $0.identity.elementsEqual(identity) }),
+                fullQueues.count < Self.maxRemotePauses
+            {
+                fullQueues.append((Array(identity), worker))
+            }
+        case .queueDrained:
+            fullQueues.removeAll { $0.worker == worker && $0.identity.elementsEqual(identity) }
         case .pauseReading:
             router.holdLocalPeer(identity: identity, for: worker)
         case .resumeReading:
@@ -359,6 +385,7 @@ final class WorkerMesh {
         releaseSenders(of: link)
         router.releaseLocalPeers(for: worker)  // a dead worker's budget holds nothing any more
         remotePauses.removeAll { $0.worker == worker }
+        fullQueues.removeAll { $0.worker == worker }
         link.close()
         links[worker] = nil
         linksToFlush.removeAll { $0 === link }

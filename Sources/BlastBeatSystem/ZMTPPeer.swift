@@ -59,6 +59,11 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// from then on the backend waits for credit on every sid it receives on it. A new connection starts over.
     enum CreditAnnouncement { case notAcknowledged, acknowledged }
     @exclusivity(unchecked) var credit = CreditAnnouncement.notAcknowledged
+    /// Workers told (`F`, one bit per index) that their sends filled this connection's queue, to be told
+    /// when it drained (`E`; WorkerMesh.swift).
+    @exclusivity(unchecked) var queueFullFor: UInt64 = 0
+    /// Other workers' requests in flight on this connection (a reload keeps it for them).
+    @exclusivity(unchecked) var forwardedSessions = ForwardedSessions()
 
     private static let initialCapacity = 64 * 1024
     /// A grown input buffer up to this size is kept while the peer goes on sending messages that need it
@@ -177,6 +182,7 @@ final class ZMTPPeer: IOWatcherDelegate {
             waitingForWritable = !done
             watcher.watch(read: reading.isReading, write: !done)
         }
+        if queueFullFor != 0 { router.peerQueueWritten(self) }
     }
 
     // MARK: pausing

@@ -326,7 +326,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
                 delegate.backendRouterRecheck(identity: $0.bytes, key: peer.key)
             }
             guard let refusal else { continue }
-            if busy && !evenBusy {
+            if (busy || !peer.forwardedSessions.isEmpty) && !evenBusy {
                 kept += 1
             } else {
                 drop(peer, reason: "no longer admitted after a reload: \(refusal)", protocolError: false)
@@ -343,6 +343,11 @@ final class ZMTPRouter: TimerWatcherDelegate {
         peer.close()
         if refused { return }
         let reason = peer.identity.isEmpty ? "\(reason) (from \(peer.address))" : reason
+        if peer.queueFullFor != 0 {
+            // Its queue is gone with it: the workers told it was full must not wait for an `E` that never comes.
+            peer.output.removeAll()
+            peerQueueWritten(peer)
+        }
         if peer.state == .closed, !peer.identity.isEmpty, readyPeer(peer.identity) == nil,
             let worker = peer.identity.withUnsafeBytes({ mesh?.holder(of: $0) })
         {
@@ -394,10 +399,23 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// grant that worker never sends, so it gets the largest grant right after (docs/PROTOCOL.md, "Credit").
     func sendLocally(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-        body: UnsafeRawBufferPointer, uncreditedRequest: Bool
+        body: UnsafeRawBufferPointer, uncreditedRequest: Bool, from worker: Int
     ) {
         guard let peer = readyPeer(identity), peer.output.count < maxQueuedBytes else { return }
         queue(on: peer, sid: sid, type: type, body: .copying(body))
+        if let session = SessionID(sid) {
+            if type.elementsEqual("uwsgi".utf8) {
+                peer.forwardedSessions.requestSent(session)
+            } else if type.elementsEqual("end".utf8) {
+                peer.forwardedSessions.ended(session)
+            }
+        }
+        // The sending worker counts its client data only until it is on the link: past `max-node-queue` here
+        // (half the connection's limit) it is told to hold its clients back, as for a queue of its own.
+        if peer.output.count >= maxQueuedBytes / 2, peer.queueFullFor & (1 << UInt64(worker)) == 0, let mesh {
+            peer.queueFullFor |= 1 << UInt64(worker)
+            mesh.tellQueue(.queueFull, identity: identity, to: worker)
+        }
         guard uncreditedRequest, peer.credit == .acknowledged else { return }
         let creditType: StaticString = "credit"
         withUnsafeBytes(of: UInt32.max.bigEndian) { grant in
@@ -406,6 +424,24 @@ final class ZMTPRouter: TimerWatcherDelegate {
                 type: UnsafeRawBufferPointer(start: creditType.utf8Start, count: creditType.utf8CodeUnitCount),
                 body: .copying(grant))
         }
+    }
+
+    /// A peer whose queue other workers were told is full wrote output: below three quarters of `max-node-queue`
+    /// they are told it drained.
+    func peerQueueWritten(_ peer: ZMTPPeer) {
+        guard peer.output.count <= maxQueuedBytes / 8 * 3, let mesh else { return }
+        let workers = peer.queueFullFor
+        peer.queueFullFor = 0
+        peer.identity.withUnsafeBytes { identity in
+            for worker in 0..<64 where workers & (1 << UInt64(worker)) != 0 {
+                mesh.tellQueue(.queueDrained, identity: identity, to: worker)
+            }
+        }
+    }
+
+    /// Whether the worker holding `identity` said its queue for it is full with this worker's sends.
+    func isQueueFullAtHolder(identity: UnsafeRawBufferPointer) -> Bool {
+        mesh?.isQueueFull(remote: identity) ?? false
     }
 
     /// Acknowledges the credit announcement of the connection holding `identity` here (docs/PROTOCOL.md,
@@ -597,9 +633,12 @@ final class ZMTPRouter: TimerWatcherDelegate {
         readyPeer(identity)?.resumeReading(.budget(worker: worker))
     }
 
-    /// Worker `worker` is gone: its holds end.
+    /// Worker `worker` is gone: its holds end, and its sessions with it.
     func releaseLocalPeers(for worker: Int) {
-        for case let peer? in readySlots { peer.resumeReading(.budget(worker: worker)) }
+        for case let peer? in readySlots {
+            peer.forwardedSessions.workerGone(worker)
+            peer.resumeReading(.budget(worker: worker))
+        }
     }
 
     /// Whether the connection holding `identity` here is held for another worker (its budget, or a link).

@@ -17,7 +17,9 @@
 /// identity it claims, its ZMTP state in the body (`BackendHandover`), and its socket attached to the link's bytes
 /// (SCM_RIGHTS: it arrives no later than the message's first byte); `P` asks the holder of the backend with this
 /// identity to stop reading its connection for the sending worker, whose memory budget is full, and `C` to read
-/// it again (README.md, "Memory budget").
+/// it again (README.md, "Memory budget"); `F` tells a worker whose `S` messages filled the holder's queue for the
+/// backend with this identity to `max-node-queue` that it is full (the worker's clients uploading to it wait), and
+/// `E` that it drained to three quarters (docs/PROTOCOL.md, "Flow control and limits").
 ///
 /// The bytes come from another worker of the same gateway, but a worker may be compromised through its
 /// clients: the decoder trusts nothing, bounds every length and is fuzzed (WorkerMessageCheck.swift).
@@ -34,6 +36,8 @@ package enum WorkerMessage {
         case handover = 72  // "H"
         case pauseReading = 80  // "P"
         case resumeReading = 67  // "C"
+        case queueFull = 70  // "F"
+        case queueDrained = 69  // "E"
     }
 
     /// A decoded message: ranges into the buffer it was decoded from.

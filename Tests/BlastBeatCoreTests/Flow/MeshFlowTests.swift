@@ -66,3 +66,24 @@ struct MeshLinkFlowTests {
         #expect(flow.written(0) == .none)
     }
 }
+
+struct ForwardedSessionsTests {
+    static func sid(worker: UInt8, _ n: UInt8) -> SessionID {
+        [worker, n, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n].withUnsafeBytes { SessionID($0)! }
+    }
+
+    @Test func aRequestIsInFlightUntilItsEnd() {
+        var sessions = ForwardedSessions()
+        #expect(sessions.isEmpty)
+        sessions.requestSent(Self.sid(worker: 1, 1))
+        sessions.requestSent(Self.sid(worker: 1, 1))  // the next request of a keep-alive session
+        sessions.requestSent(Self.sid(worker: 2, 2))
+        #expect(sessions.count == 2)
+        sessions.ended(Self.sid(worker: 1, 1))
+        #expect(sessions.count == 1)
+        sessions.ended(Self.sid(worker: 1, 1))
+        #expect(sessions.count == 1)
+        sessions.workerGone(2)
+        #expect(sessions.isEmpty)
+    }
+}
