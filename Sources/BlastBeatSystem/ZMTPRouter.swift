@@ -343,11 +343,6 @@ final class ZMTPRouter: TimerWatcherDelegate {
         peer.close()
         if refused { return }
         let reason = peer.identity.isEmpty ? "\(reason) (from \(peer.address))" : reason
-        if peer.queueFullFor != 0 {
-            // Its queue is gone with it: the workers told it was full must not wait for an `E` that never comes.
-            peer.output.removeAll()
-            peerQueueWritten(peer)
-        }
         if peer.state == .closed, !peer.identity.isEmpty, readyPeer(peer.identity) == nil,
             let worker = peer.identity.withUnsafeBytes({ mesh?.holder(of: $0) })
         {
@@ -365,6 +360,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
 
     private func forget(_ peer: ZMTPPeer, announce: Bool = true) {
         if let i = peers.firstIndex(where: { $0 === peer }) { peers.remove(at: i) }
+        // Its queue goes with it (closed, replaced or handed over): the workers told it was full must not wait
+        // for an `E` that would never come.
+        if peer.queueFullFor != 0 { tellQueueDrained(peer) }
         if let slot = readyIndex.value(for: peer.identity), readySlots[slot] === peer {
             readyIndex.remove(peer.identity)
             readySlots[slot] = nil
@@ -429,7 +427,11 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// A peer whose queue other workers were told is full wrote output: below three quarters of `max-node-queue`
     /// they are told it drained.
     func peerQueueWritten(_ peer: ZMTPPeer) {
-        guard peer.output.count <= maxQueuedBytes / 8 * 3, let mesh else { return }
+        if peer.output.count <= maxQueuedBytes / 8 * 3 { tellQueueDrained(peer) }
+    }
+
+    private func tellQueueDrained(_ peer: ZMTPPeer) {
+        guard let mesh else { return }
         let workers = peer.queueFullFor
         peer.queueFullFor = 0
         peer.identity.withUnsafeBytes { identity in
