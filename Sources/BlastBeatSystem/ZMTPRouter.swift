@@ -469,12 +469,16 @@ final class ZMTPRouter: TimerWatcherDelegate {
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, body: consuming BackendBody, credited: Bool
     ) -> BackendSendResult {
         let type: StaticString = "uwsgi"
-        guard readyPeer(identity) == nil, let mesh, let worker = mesh.holder(of: identity) else {
-            return send(identity: identity, sid: sid, type: type, body: body)
+        let typeBytes = UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount)
+        if let peer = readyPeer(identity) {
+            if peer.output.count >= maxQueuedBytes { return .full }
+            queue(on: peer, sid: sid, type: typeBytes, body: body)
+            return .sent
         }
+        guard let mesh, let worker = mesh.holder(of: identity) else { return .unreachable }
         return mesh.send(
-            to: worker, kind: credited ? .send : .sendUncreditedRequest, identity: identity, sid: sid,
-            type: UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount), body: body)
+            to: worker, kind: credited ? .send : .sendUncreditedRequest, identity: identity, sid: sid, type: typeBytes,
+            body: body)
     }
 
     /// A backend's message that its holder forwarded here: checked and delivered as one from a peer here.
