@@ -395,11 +395,15 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// A message another worker sends to a backend connected here. `uncreditedRequest`: a `uwsgi` that worker
     /// sends without credit; on a connection whose credit this worker acknowledged the backend would wait for a
     /// grant that worker never sends, so it gets the largest grant right after (docs/PROTOCOL.md, "Credit").
+    ///
+    /// Bounded at twice a connection's own limit: the sending worker stops at this worker's `F` (below), and
+    /// what it sent before the `F` reached it (its link queue, itself held to `max-node-queue` by its meter,
+    /// and the socket's buffer) fits; only a worker that ignores `F` is cut off.
     func sendLocally(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
         body: UnsafeRawBufferPointer, uncreditedRequest: Bool, from worker: Int
     ) {
-        guard let peer = readyPeer(identity), peer.output.count < maxQueuedBytes else { return }
+        guard let peer = readyPeer(identity), peer.output.count < 2 * maxQueuedBytes else { return }
         queue(on: peer, sid: sid, type: type, body: .copying(body))
         if let session = SessionID(sid) {
             if type.elementsEqual("uwsgi".utf8) {
