@@ -628,6 +628,24 @@ class Gateway:
                 f"--- {self.name} stderr (last {tail} lines) ---\n{cut(self.stderr())}\n")
 
 
+def stopped_totals(text: str) -> dict[str, int]:
+    """The counts of every ``stopped: N WHAT, ...`` line in ``text`` (a gateway's standard error), summed.
+
+    Each serving process logs its own line as it exits: with several workers (the default, ``auto``) there is
+    one per worker, each counting only that worker's clients and backend connections (README "Worker
+    processes"). Summed, they are what the gateway as a whole did, whatever the worker count. Raises
+    LookupError when no process logged the line."""
+    totals: dict[str, int] = {}
+    lines = [line.split("stopped: ", 1)[1] for line in text.splitlines() if " INFO stopped: " in line]
+    if not lines:
+        raise LookupError(f"no stopped: line in the log:\n{text[-3000:]}")
+    for line in lines:
+        for part in line.split(", "):
+            count, what = part.split(" ", 1)
+            totals[what] = totals.get(what, 0) + int(count)
+    return totals
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Raw HTTP client
 

@@ -30,9 +30,9 @@ import pytest
 import zmq
 
 from curve_helpers import (CurveClient, CurveRefused, KeyPair, RawZMTP, ZBackend, command, frame, greeting,
-                           metadata, run_in_thread, site_config, stop_line)
+                           metadata, run_in_thread, site_config)
 from helpers import (HTTPHandler, Request, blastbeat_bin, echo_app, free_port, http_request, respond,
-                     response_head, wait_until)
+                     response_head, stopped_totals, wait_until)
 
 TENANTS = {"a.test": ["alpha"], "b.test": ["beta"]}
 
@@ -154,10 +154,11 @@ def timed(fn, *args, **kw):
 
 
 def counted(gw, what: str) -> int:
-    """N from "N WHAT" in the stop line (``backend connections broke ZMTP``, ``backend connections refused``)."""
-    m = re.search(rf"(\d+) {re.escape(what)}", stop_line(gw))
-    assert m, f"no {what!r} count in the stop line: {stop_line(gw)}"
-    return int(m.group(1))
+    """N from "N WHAT" in the stop lines, summed over the workers (``backend connections broke ZMTP``,
+    ``backend connections refused``)."""
+    totals = stopped_totals(gw.stderr())
+    assert what in totals, f"no {what!r} count in the stop lines: {totals}"
+    return totals[what]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -230,7 +231,7 @@ def test_raw_curve_client_written_from_the_rfc_is_served(site):
         assert c.read_message() == [b"", b"ping", b""]
         c.send_message([b"", b"pong", b""])
         t, out = run_in_thread(get, gw, "b.test", "/by-hand")
-        sid, mtype, env = c.read_message()
+        sid, mtype, env = c.read_session_message()
         assert mtype == b"uwsgi" and b"/by-hand" in env and len(sid) == 16
         head = response_head(200, [("Content-Length", "7")]) + b"by hand"
         c.send(frame(c.message_body(0x01, sid)) + c.sealed_command(b"PING", b"\x00\x0aCTX")

@@ -21,7 +21,7 @@ import zmq.utils.monitor
 
 from zmtp_wire import closed_within, command, frame, greeting
 from helpers import (Backend, HTTPHandler, blastbeat_bin, echo_app, free_port, hello_app, http_request, rss_bytes,
-                     response_head, wait_until)
+                     response_head, stopped_totals, wait_until)
 
 ENGINE_OVERRIDE = os.environ.get("BLASTBEAT_ZMQ_ENGINE", "native")
 pytestmark = pytest.mark.skipif(ENGINE_OVERRIDE != "native", reason="tests of the native ZMTP engine")
@@ -84,6 +84,17 @@ class RawPeer:
             frames.append(body)
             if not flags & 1:
                 return frames
+
+    def read_session_message(self) -> list[bytes]:
+        """The next message that is not a ``ping``, answering every ping before it: with several workers each
+        one pings the node through the worker holding this connection (README "Worker processes"), so a
+        ping may come before a request whenever it is due."""
+        while True:
+            frames = self.read_message()
+            if frames == [b"", b"ping", b""]:
+                self.send(frame(b"", more=True) + frame(b"pong", more=True) + frame(b""))
+                continue
+            return frames
 
     def read_until_closed(self, timeout: float) -> bool:
         """True when the gateway closes the connection within ``timeout`` (whatever it sent first)."""
@@ -158,7 +169,7 @@ def test_protocol_violations_close_the_connection_and_are_counted(make_gateway, 
     r = http_request(gw.port)
     assert r.status == 200 and r.body == b"still here"
     gw.stop()
-    assert "1 backend connections broke ZMTP" in gw.stderr()
+    assert stopped_totals(gw.stderr())["backend connections broke ZMTP"] == 1, gw.stderr()[-2000:]
 
 
 def test_node_whose_connection_drops_is_dead_at_once_and_back_on_reconnect(make_gateway, make_backend):
@@ -175,7 +186,7 @@ def test_node_whose_connection_drops_is_dead_at_once_and_back_on_reconnect(make_
         time.sleep(0.2)
         client = threading.Thread(target=lambda: result.update(r=http_request(gw.port, target="/lost")))
         client.start()
-        _, mtype, env = peer.read_message()
+        _, mtype, env = peer.read_session_message()
         assert mtype == b"uwsgi" and b"/lost" in env
     finally:
         peer.close()  # the process dies with the request in hand
@@ -312,7 +323,7 @@ def test_new_connection_with_the_same_identity_takes_over(make_gateway, make_bac
         waiting = threading.Thread(target=lambda: result.setdefault("r", http_request(gw.port, target="/held", timeout=10)))
         started = time.monotonic()
         waiting.start()
-        _, mtype, _ = silent.read_message()
+        _, mtype, _ = silent.read_session_message()
         assert mtype == b"uwsgi"
         second = make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"second")))
         waiting.join(10)
