@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../Tests/Fuzz"
 SWIFT=${SWIFT:-swift}
 ALL_DRIVERS=(http-request-head http-body http-response-head websocket-frames websocket-messages inflate uwsgi
     backend-message zmtp curve-server curve-keys config http2-server file-bundle
-    worker-message)
+    worker-message worker-reports)
 
 mode=${1:?usage: fuzz.sh run|replay SECONDS [DRIVER...] | merge [DRIVER...]}
 shift

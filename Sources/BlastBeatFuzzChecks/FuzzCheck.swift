@@ -27,6 +27,7 @@ public enum FuzzChecks {
         ("config", config),
         ("file-bundle", fileBundle),
         ("worker-message", workerMessage),
+        ("worker-reports", workerReports),
         ("http2-server", http2Server),
     ]
 

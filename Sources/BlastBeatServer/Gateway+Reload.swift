@@ -15,7 +15,10 @@ extension Gateway {
     /// the parent bound; every socket not used is closed.
     func reloadConfiguration(files: FileSource, sockets: [Int32]) {
         notify("RELOADING=1\nMONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())")
-        defer { notify("READY=1") }
+        defer {
+            notify("READY=1")
+            parent?.reportServing()
+        }
         var sockets = ReceivedSockets(files.bundle, sockets)
         defer { sockets.closeUnused() }
         metrics.configReloads += 1

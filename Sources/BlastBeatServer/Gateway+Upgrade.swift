@@ -21,9 +21,13 @@ extension Gateway {
             let serving = try PrivilegedParent.startIfPrivileged(
                 config, path: path, arguments: arguments, inherited: inherited, readyPipe: readyPipe)
         else { return try Gateway(config: config, inherited: inherited, readyPipe: readyPipe) }
-        return try Gateway(
-            config: serving.config, parentChannel: serving.channel, inherited: serving.sockets,
-            readyPipe: serving.readyPipe, worker: serving.worker)
+        do {
+            return try Gateway(
+                config: serving.config, parentChannel: serving.channel, inherited: serving.sockets,
+                readyPipe: serving.readyPipe, worker: serving.worker)
+        } catch {
+            throw error.reportedToParent(on: serving.channel)
+        }
     }
 
     func upgradeRequested() {
@@ -106,5 +110,15 @@ final class UpgradeWatch: IOWatcherDelegate, TimerWatcherDelegate {
         watcher.stop()
         timer.stop()
         Posix.close(ready)
+    }
+}
+
+extension StartupError {
+    /// In a serving process forked by the privileged parent: the parent prints a start failure once for all its
+    /// workers (PrivilegedParent.swift), so this process sends it there and exits with the status a failed start
+    /// has (main.swift). Returns the error itself when the parent is gone, for this process to print.
+    func reportedToParent(on channel: Int32) -> StartupError {
+        guard PrivilegedChannel.reportStartFailure(description, on: channel) else { return self }
+        exit(1)
     }
 }

@@ -190,8 +190,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
         }
         if let parentChannel { parent = PrivilegedLink(gateway: self, channel: parentChannel) }
-        // Several workers: the first speaks to the service manager, for all (the parent is the main process).
-        if let worker, worker.index != 0 {
+        // Several workers: the parent speaks to the service manager for all (it is the main process, and
+        // knows when every worker serves).
+        if worker != nil {
             unsetenv("NOTIFY_SOCKET")
         } else {
             do { notifier = try ServiceNotifier.fromEnvironment() } catch {
@@ -256,7 +257,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             }
         } catch {
             shutdownNow()
-            throw StartupError(description: "\(config.file): uid/gid: \(error)")
+            let failure = StartupError(description: "\(config.file): uid/gid: \(error)")
+            throw parent.map { failure.reportedToParent(on: $0.channel) } ?? failure
         }
         if let worker { logger.info("worker \(worker.index) of \(worker.count) serving as pid \(getpid())") }
         for listener in listeners {
@@ -271,7 +273,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
             "ROUTER bound to \(config.zmqEndpoint) (\(config.zmqEngine) ZMTP); \(nodes.nodes.count) node(s) configured; backends \(backendKeys.server.map { "authenticated with CURVE, gateway key \($0.publicKey.z85)" } ?? "not authenticated (NULL)")")
         warnIfTenantsAreUnauthenticated()
         nodeWaitEnds = loop.now + config.pingTimeout
-        notify("READY=1\nMAINPID=\(worker == nil ? getpid() : getppid())")
+        // With several workers the parent notifies, once every worker serves (PrivilegedParent.swift).
+        notify("READY=1\nMAINPID=\(getpid())")
+        parent?.reportServing()
         if let readyPipe {
             // Started by SIGUSR2: the old process stops now.
             Upgrade.reportReady(readyPipe)

@@ -20,6 +20,10 @@ final class PrivilegedLink: IOWatcherDelegate {
 
     func request(_ request: PrivilegedChannel.Request) -> Bool { PrivilegedChannel.request(request, on: channel) }
 
+    /// Tells the parent this process serves: at the end of its start, and after each reload (the parent's
+    /// `READY=1` with several workers waits for every worker's). A parent that is gone shows at the next read.
+    func reportServing() { _ = request(.serving) }
+
     func ioReady(readable: Bool, writable: Bool) {
         while gateway.parent === self, receiveOne() {}
     }

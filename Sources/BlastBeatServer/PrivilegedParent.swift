@@ -25,9 +25,14 @@ import Glibc
 ///
 /// With `workers` > 1 (README.md, "Worker processes") the parent exists even without root, and serves through
 /// that many worker processes, each the gateway above with its own channel: reloads and upgrades go to all of
-/// them, stop signals too, and a worker that dies is started again (`WorkerLifecycle`: at once, or later
-/// and later when it keeps dying at start). Every pair of workers gets a socket pair (WorkerMesh.swift), and
-/// a restarted worker new ones, whose other ends go to the running workers over their channels.
+/// them, stop signals too, and a worker that dies after serving is started again (`WorkerLifecycle`: at once,
+/// or later and later when it keeps dying at start). A worker that dies before serving on the gateway's first
+/// start stops the gateway: the parent prints its error once (each worker sends it over its channel instead of
+/// printing it) and exits with its status. With several workers the parent is the main process for the
+/// service manager (`GatewayPhase`): `READY=1` once every worker serves, `RELOADING=1` and `READY=1` around a
+/// reload every worker applied, `STOPPING=1`; and it removes an `ipc://` socket file it bound at its exit.
+/// Every pair of workers gets a socket pair (WorkerMesh.swift), and a restarted worker new ones, whose other
+/// ends go to the running workers over their channels.
 package struct PrivilegedParent {
     /// What the process that serves (a worker) gets from `startIfPrivileged`.
     package struct Serving {
@@ -38,7 +43,7 @@ package struct PrivilegedParent {
         package var sockets: InheritedSockets
         /// Its place among several workers; nil with `workers = 1`.
         package var worker: WorkerPlace?
-        /// The ready pipe of an upgrade (the first worker reports for all).
+        /// The ready pipe of an upgrade, with one worker (with several the parent reports, once all serve).
         package var readyPipe: Int32?
     }
 
@@ -53,6 +58,10 @@ package struct PrivilegedParent {
         var lifecycle: WorkerLifecycle
         /// The parent's end of the worker's channel; -1 once it closed.
         var channel: Int32
+        /// What the worker sent on its channel, decoded.
+        var reports = WorkerReports()
+        /// Why the worker could not start, as it reported before exiting (taken only while it is starting).
+        var startFailure: [UInt8]? = nil
     }
 
     private let path: String
@@ -71,12 +80,20 @@ package struct PrivilegedParent {
     private let counts: SharedVhostCounts?
     private let signals: ParentSignals
     private let logger = Logger(level: .info)
+    /// The gateway as a whole: readiness for the service manager, a failed start.
+    private var phase: GatewayPhase
+    /// systemd's notification socket, with several workers (the parent is then the main process); with one
+    /// the serving process notifies, naming itself MAINPID, as it always did.
+    private let notifier: ServiceNotifier?
     /// Every listening socket the serving process has from the parent, by key (client listeners by
     /// `FileBundle.listenerKey`, the ROUTER's by `InheritedSockets.routerKey`): sent again with each reload
     /// (the serving process closes those it has) and handed to a new binary on upgrade.
     private var bound: [String: [Int32]]
     /// An upgrade under way: the new process, its ready pipe, and when to give up on it.
     private var upgrade: (pid: Int32, ready: Int32, deadline: Double)? = nil
+    /// With several workers, when this start is an upgrade: the old gateway's ready pipe, written once every
+    /// worker serves (closed unwritten when the start fails: the old gateway serves on).
+    private var readyPipe: Int32? = nil
     /// New processes of abandoned upgrades, reaped when they exit.
     private var abandoned: [Int32] = []
     /// The highest exit status of the workers that stopped for good.
@@ -130,19 +147,29 @@ package struct PrivilegedParent {
                     }
                 }
             }
+            var notifier: ServiceNotifier? = nil
+            if count > 1 {
+                do { notifier = try ServiceNotifier.fromEnvironment() } catch {
+                    Logger(level: .info).error("\(error): the service manager will not be told that the gateway is ready")
+                }
+            }
             var parent = PrivilegedParent(
                 path: path, arguments: arguments, canUpgrade: config.zmqEngine == .native, count: count, config: config,
-                ticketKeys: ticketKeys, counts: counts, signals: signals, bound: bound)
+                ticketKeys: ticketKeys, counts: counts, signals: signals, notifier: notifier, bound: bound)
+            // An upgrade's new process is ready when all of it serves: with several workers the parent writes the
+            // ready pipe once every worker reported serving (the old gateway must not stop while a worker of the
+            // new one may still fail its start); with one the serving process writes it, as it always did.
+            let workerReadyPipe = count == 1 ? readyPipe : nil
+            parent.readyPipe = count == 1 ? nil : readyPipe
             for index in 0..<count {
                 let others = links.enumerated().filter { $0.offset != index }.flatMap { $0.element.values }
                 let serving = try parent.fork(
                     index, links: index < links.count ? links[index] : [:],
-                    closeInChild: others + (index == 0 ? [] : readyPipe.map { [$0] } ?? []),
-                    readyPipe: index == 0 ? readyPipe : nil)
+                    closeInChild: others + (count == 1 ? [] : readyPipe.map { [$0] } ?? []), readyPipe: workerReadyPipe)
                 if let serving { return serving }
             }
             for ends in links { ends.values.forEach(Posix.close) }
-            if let readyPipe { Glibc.close(readyPipe) }  // the first worker says when it is ready
+            if let workerReadyPipe { Glibc.close(workerReadyPipe) }
             switch parent.run() {
             case .exit(let status): exit(status)
             case .serve(let serving): return serving
@@ -205,8 +232,10 @@ package struct PrivilegedParent {
 
     private init(
         path: String, arguments: [String], canUpgrade: Bool, count: Int, config: Configuration, ticketKeys: [UInt8],
-        counts: SharedVhostCounts?, signals: ParentSignals, bound: [String: [Int32]]
+        counts: SharedVhostCounts?, signals: ParentSignals, notifier: ServiceNotifier?, bound: [String: [Int32]]
     ) {
+        self.phase = GatewayPhase(workers: count)
+        self.notifier = notifier
         self.counts = counts
         self.path = path
         self.arguments = arguments
@@ -238,6 +267,7 @@ package struct PrivilegedParent {
             for worker in workers where worker.channel >= 0 { Glibc.close(worker.channel) }
             closeInChild.forEach { Glibc.close($0) }
             if let upgrade { Glibc.close(upgrade.ready) }
+            if let readyPipe = self.readyPipe { Glibc.close(readyPipe) }
             let place = counts.map { WorkerPlace(index: index, count: count, links: links, ticketKeys: ticketKeys, counts: $0) }
             return Serving(config: config, channel: servingEnd, sockets: InheritedSockets(bound), worker: place, readyPipe: readyPipe)
         }
@@ -262,7 +292,10 @@ package struct PrivilegedParent {
         }
         do {
             for other in workers.indices where other != index && workers[other].channel >= 0 {
-                guard case .running = workers[other].lifecycle.state else { continue }
+                switch workers[other].lifecycle.state {
+                case .starting, .serving: break
+                case .waiting, .stopping, .stopped: continue
+                }
                 let (mine, their) = try ParentProcess.socketPair()
                 links[other] = mine
                 theirs.append((other, their))
@@ -289,7 +322,7 @@ package struct PrivilegedParent {
     /// Until every worker has exited for good (or, in a worker forked to replace one, its start).
     private mutating func run() -> Outcome {
         while true {
-            if workers.allSatisfy(\.lifecycle.isStopped) { return .exit(exitStatus) }
+            if workers.allSatisfy(\.lifecycle.isStopped) { return .exit(finish()) }
             var watching = workers.map(\.channel).filter { $0 >= 0 }
             if let upgrade { watching.append(upgrade.ready) }
             let now = MonotonicClock.now()
@@ -311,6 +344,7 @@ package struct PrivilegedParent {
                 startUpgrade()
             case .signal(let signal) where signal == SIGTERM || signal == SIGINT || signal == SIGQUIT:
                 // Stopping: nothing is restarted any more; a second signal reaches the workers too (they stop at once).
+                perform(phase.stop())
                 for index in workers.indices {
                     _ = workers[index].lifecycle.stop()
                     if let pid = workers[index].lifecycle.pid { ParentProcess.send(signal, to: pid) }
@@ -319,14 +353,10 @@ package struct PrivilegedParent {
                 for worker in workers { if let pid = worker.lifecycle.pid { ParentProcess.send(signal, to: pid) } }
             case .readable(let fd) where fd != upgrade?.ready:
                 guard let index = workers.firstIndex(where: { $0.channel == fd }) else { continue }
-                guard let requests = PrivilegedChannel.readRequests(on: fd) else {
-                    // The worker is exiting; SIGCHLD follows.
-                    Glibc.close(fd)
-                    workers[index].channel = -1
-                    continue
-                }
-                if requests.contains(.reload) { sendReload() }
-                if requests.contains(.upgrade) { startUpgrade() }
+                let reports = readReports(index)
+                // Each at most once per read, as a burst of signals to a worker asks once.
+                if reports.contains(.reload) { sendReload() }
+                if reports.contains(.upgrade) { startUpgrade() }
             case .readable:
                 finishUpgrade()
             case .timedOut:
@@ -344,18 +374,57 @@ package struct PrivilegedParent {
         }
     }
 
+    /// Reads what worker `index` sent on its channel and acts on `serving` and a start failure; returns the
+    /// reports (reload and upgrade requests are the caller's). At end of file the channel is closed.
+    private mutating func readReports(_ index: Int) -> [WorkerReports.Report] {
+        let fd = workers[index].channel
+        guard fd >= 0 else { return [] }
+        var reports: [WorkerReports.Report] = []
+        // Bounded: a worker that keeps writing gets its turn again on the next wake-up.
+        for _ in 0..<16 {
+            guard let bytes = PrivilegedChannel.readReports(on: fd) else {
+                // The worker is exiting; SIGCHLD follows (or is being handled).
+                Glibc.close(fd)
+                workers[index].channel = -1
+                break
+            }
+            if bytes.isEmpty { break }
+            reports += workers[index].reports.feed(bytes)
+        }
+        for report in reports {
+            switch report {
+            case .serving:
+                _ = workers[index].lifecycle.served()
+                perform(phase.served(index))
+            case .startFailed(let text) where workers[index].lifecycle.isStarting:
+                workers[index].startFailure = text
+            case .startFailed, .reload, .upgrade:
+                break
+            }
+        }
+        return reports
+    }
+
     /// Worker `index` (`pid`) exited with `status`: with one worker the parent exits with it, as it always
-    /// did; with several, the worker is started again unless the gateway is stopping.
+    /// did; with several, the worker is started again unless the gateway is stopping, or it never served on
+    /// the first start (the gateway cannot start: it exits).
     private mutating func workerExited(_ index: Int, pid: Int32, status: Int32) -> Outcome? {
+        // A start failure is written just before the exit: it is on the channel already.
+        _ = readReports(index)
         if workers[index].channel >= 0 {
             Glibc.close(workers[index].channel)
             workers[index].channel = -1
         }
+        let startFailure = workers[index].lifecycle.isStarting ? workers[index].startFailure : nil
+        workers[index].startFailure = nil
         if count == 1 {
+            if let startFailure { reportStartFailure(startFailure) }
             if status > 128 { logger.error("the serving process was killed by signal \(status - 128)") }
             return .exit(status)
         }
-        let why = status > 128 ? "was killed by signal \(status - 128)" : "exited with status \(status)"
+        var why = status > 128 ? "was killed by signal \(status - 128)" : "exited with status \(status)"
+        if let startFailure { why += " before serving: \(LogText.escaped(startFailure, limit: WorkerReports.maxFailureBytes))" }
+        perform(phase.workerDied(index))
         // What it held at the vhosts is no longer held: without this its requests and connections would count
         // against the limits for good.
         if let held = counts?.clear(worker: index), held.values.contains(where: { $0 != 0 }) {
@@ -371,10 +440,62 @@ package struct PrivilegedParent {
                 "worker \(index) (pid \(pid)) \(why) again within \(Int(WorkerLifecycle.crashWindow)) s of its start; starting it again in \(Int((at - MonotonicClock.now()).rounded())) s")
         case .finished(let status):
             exitStatus = max(exitStatus, status)
+        case .failedToStart(let status):
+            if phase.startFailed(status: status) == .reportStartFailure {
+                reportStartFailure(startFailure ?? Array("worker \(index) (pid \(pid)) \(why) before serving".utf8))
+                for other in workers.indices {
+                    if case .signal(let pid) = workers[other].lifecycle.stop() { ParentProcess.send(SIGTERM, to: pid) }
+                }
+            }
         case .nothing, .signal:
             break
         }
         return nil
+    }
+
+    /// A start failure, printed once as the single process prints it (main.swift), whichever worker had it.
+    private func reportStartFailure(_ text: [UInt8]) {
+        Posix.writeStandardError("blastbeat: \(LogText.escaped(text, limit: WorkerReports.maxFailureBytes))\n")
+    }
+
+    /// Every worker is gone: removes the `ipc://` socket file this parent bound (with several workers; one
+    /// serving process removes its own, as it always did), unless a new binary took it over. The exit status.
+    private mutating func finish() -> Int32 {
+        if let readyPipe {
+            // Never served: the old gateway of the upgrade sees the pipe close and serves on.
+            Glibc.close(readyPipe)
+            self.readyPipe = nil
+        }
+        if count > 1, phase.ownsSocketFiles, config.zmqEngine == .native,
+            case .ipc(let path) = ZMTPEndpoint.parse(config.zmqEndpoint)
+        {
+            do { try Posix.removeFile(path) } catch {
+                logger.warning("the ROUTER's socket file stays (the next start replaces it): \(error)")
+            }
+        }
+        return phase.exitStatus(workers: exitStatus)
+    }
+
+    /// Tells the service manager what `GatewayPhase` decided (with several workers: the parent is its main
+    /// process; with one the serving process tells it itself), and the old gateway of an upgrade that this one
+    /// serves.
+    private mutating func perform(_ action: GatewayPhase.Action) {
+        if action == .notifyStarted, let readyPipe {
+            Upgrade.reportReady(readyPipe)
+            self.readyPipe = nil
+        }
+        guard let notifier else { return }
+        let state: String
+        switch action {
+        case .notifyStarted: state = "READY=1\nMAINPID=\(getpid())"
+        case .notifyReloaded: state = "READY=1"
+        case .notifyReloading: state = "RELOADING=1\nMONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())"
+        case .notifyStopping: state = "STOPPING=1"
+        case .nothing, .reportStartFailure: return
+        }
+        do { try notifier.send(state) } catch {
+            logger.warning("\(error) (sending \(state.split(separator: "\n").first ?? ""))")
+        }
     }
 
     // MARK: reload
@@ -382,6 +503,8 @@ package struct PrivilegedParent {
     /// Reads what the configuration names, as root, and sends it with the listeners' sockets. A file that
     /// cannot be read or parsed is sent as it is: the serving process reports the error at its line.
     private mutating func sendReload() {
+        // RELOADING=1 as the reload begins; READY=1 once every worker this sends it to has applied it.
+        perform(phase.reloading(Set(workers.indices.filter { workers[$0].channel >= 0 })))
         let files = FileSource(.recording)
         var sockets: [Int32] = []
         if let next = try? CommandLineTasks.loadConfiguration(path, files: files) {
@@ -473,6 +596,7 @@ package struct PrivilegedParent {
         Glibc.close(ready)
         upgrade = nil
         logger.info("SIGUSR2: pid \(pid) serves; this gateway stops (requests in flight finish)")
+        phase.replaced()
         for index in workers.indices {
             // Replaced: stopping, never restarted; the parent exits once every worker has.
             _ = workers[index].lifecycle.stop()

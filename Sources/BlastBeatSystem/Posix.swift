@@ -206,6 +206,17 @@ package enum Posix {
         }
     }
 
+    /// Removes the file at `path` (a Unix socket's file at shutdown).
+    package static func removeFile(_ path: String) throws(SystemError) {
+        if Glibc.unlink(path) != 0 { throw SystemError(call: "unlink \(path)", errno: Glibc.errno) }
+    }
+
+    /// Writes `text` to standard error in one call (a message that must appear once, whole).
+    package static func writeStandardError(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+
     /// The port a socket is bound to (for listeners bound to port 0 in tests).
     package static func localPort(_ fd: Int32) -> UInt16 { localAddress(fd).port }
 

@@ -6,8 +6,9 @@ import Glibc
 /// BlastBeatServer). Parent → serving: messages of an 8-byte length and a payload whose first byte says what
 /// it is: `B` a reload bundle (`FileBundle` bytes, with the listening sockets attached by SCM_RIGHTS to the
 /// first part), `Q` "a new process serves now: stop" (SIGUSR2), `W` and one byte, a worker's index: the
-/// attached socket is a link to that (restarted) worker (WorkerMesh.swift). Serving → parent: single bytes, `R` to ask for
-/// a reload, `U` for an upgrade; the parent reads nothing else from it.
+/// attached socket is a link to that (restarted) worker (WorkerMesh.swift). Serving → parent: `WorkerReports`
+/// (BlastBeatCore): single bytes, `R` to ask for a reload, `U` for an upgrade, `S` once serving (and after each
+/// reload), and, from a process that could not start, `F` with its error; the parent reads nothing else.
 package enum PrivilegedChannel {
     /// Largest bundle the serving process accepts (the configuration's files are at most 16 MiB each).
     package static let maxBundleBytes = 256 << 20
@@ -40,6 +41,8 @@ package enum PrivilegedChannel {
     package enum Request: UInt8 {
         case reload = 82  // "R"
         case upgrade = 85  // "U"
+        /// Serving: started, or a reload applied (the parent's `READY=1` waits for every worker's).
+        case serving = 83  // "S"
     }
 
     /// Parent side: tells the serving process it has been replaced (SIGUSR2) and is to stop.
@@ -107,13 +110,36 @@ package enum PrivilegedChannel {
         }
     }
 
-    /// Parent side: the requests waiting (each at most once, unknown bytes ignored); nil at end of file (the
-    /// serving process is gone).
-    package static func readRequests(on fd: Int32) -> Set<Request>? {
-        var buffer = [UInt8](repeating: 0, count: 64)
+    /// Serving side, blocking: why this process could not start (it exits next; the parent prints it once).
+    /// False when the parent is gone (the process prints it itself).
+    package static func reportStartFailure(_ text: String, on fd: Int32) -> Bool {
+        let bytes = WorkerReports.encodeFailure(text)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                sent += n
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                // The channel is non-blocking once the gateway's link has it; the report is small and the
+                // parent reads it, so waiting for room is short.
+                var poll = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                if Glibc.poll(&poll, 1, 1000) > 0 { continue }
+            }
+            return false
+        }
+        return true
+    }
+
+    /// Parent side: the bytes waiting (for `WorkerReports`); empty when none, nil at end of file (the serving
+    /// process is gone).
+    package static func readReports(on fd: Int32) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n > 0 { return Set(buffer[0..<n].compactMap(Request.init(rawValue:))) }
+            if n > 0 { return Array(buffer[0..<n]) }
             if n < 0 && errno == EINTR { continue }
             return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? [] : nil
         }

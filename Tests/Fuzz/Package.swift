@@ -20,6 +20,7 @@ let drivers = [
     "config",
     "file-bundle",
     "worker-message",
+    "worker-reports",
     "http2-server",
 ]
 

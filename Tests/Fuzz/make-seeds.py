@@ -235,6 +235,13 @@ def main():
                 + struct.pack("<I", len(pending)) + pending)
     write("worker-message", "handover", worker(72, b"app#1", body=handover(False, b"127.0.0.2:4000", b"", b"\x01\x00"))
           + worker(72, b"app", body=handover(True, b"127.0.0.3:4001", b"\x04\x05READY", b"")))
+    # worker-reports: a serving process's reports to the parent (Sources/BlastBeatCore/Workers/WorkerReports.swift);
+    # the first byte picks how the rest is cut into reads.
+    def failure(text):
+        return b"F" + struct.pack("<H", len(text)) + text
+    write("worker-reports", "requests-serving-failure",
+          b"\x05" + b"RSU" + failure(b"/etc/blastbeat/blastbeat.ini:3: key: does not match") + b"S")
+    write("worker-reports", "byte-by-byte-overlong", b"\x00" + b"xS" + b"F\xff\xff" + failure(b"") + b"R")
     write("config", "blastbeat-ini", (ROOT / "blastbeat.ini").read_bytes())
     write("config", "full", """[blastbeat]
 bind = 0.0.0.0:8080 ; public

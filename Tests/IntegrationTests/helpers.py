@@ -554,6 +554,12 @@ class Gateway:
             children = []
         return int(children[0]) if children else self.proc.pid
 
+    @property
+    def main_pid(self) -> int:
+        """The process systemd tracks and signals (``MAINPID``, ``--kill-who=main``): with several workers the
+        parent, which outlives them (README "Worker processes"), else the serving process."""
+        return self.proc.pid if self.serving_count > 1 else self.pid
+
     def kill(self, sig: int) -> None:
         """Sends ``sig`` where an operator (or systemd: ``MAINPID``) does: the parent when there is one, which
         passes it to every worker (README "Worker processes"), else the gateway itself."""

@@ -211,7 +211,7 @@ def test_logrotate_snippet_rotates_a_running_gateways_logs(make_gateway, make_ba
     snippet = (DIST / "blastbeat.logrotate").read_text()
     postrotate = "systemctl kill --kill-who=main --signal=USR1 blastbeat.service >/dev/null 2>&1 || true"
     assert "\n/var/log/blastbeat/*.log {\n" in snippet and postrotate in snippet
-    snippet = snippet.replace("\n/var/log/blastbeat/*.log {", f"\n{d}/*.log {{").replace(postrotate, f"kill -USR1 {gw.pid}")
+    snippet = snippet.replace("\n/var/log/blastbeat/*.log {", f"\n{d}/*.log {{").replace(postrotate, f"kill -USR1 {gw.main_pid}")
     if not AS_ROOT:
         snippet = snippet.replace("create 0640 nobody adm", "create 0640")  # only root may give files away
     config = tmp_path / "logrotate.conf"

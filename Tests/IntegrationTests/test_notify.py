@@ -72,7 +72,7 @@ def lifecycle(make_gateway, make_backend, notify: NotifySocket):
     gw.env["NOTIFY_SOCKET"] = notify.address
     gw.start()
     ready = notify.receive()
-    assert ready == {"READY": "1", "MAINPID": str(gw.pid)}, ready
+    assert ready == {"READY": "1", "MAINPID": str(gw.main_pid)}, ready
     make_backend(gw, "NODE1", HTTPHandler(hello_app(b"hello")))
     assert http_request(gw.port).status == 200
 

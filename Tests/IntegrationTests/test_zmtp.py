@@ -262,9 +262,9 @@ def open_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def serve_over_ipc(make_gateway, make_backend, path: pathlib.Path, answer: bytes):
+def serve_over_ipc(make_gateway, make_backend, path: pathlib.Path, answer: bytes, options=None):
     """A gateway bound to ipc://PATH with one node answering ``answer``, checked with one request."""
-    gw = make_gateway(start=False)
+    gw = make_gateway(start=False, options=options)
     gw.endpoint = f"ipc://{path}"
     gw.start()
     make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(answer)))
@@ -284,8 +284,10 @@ def test_ipc_endpoint(make_gateway, make_backend, open_dir):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs the gateway to drop privileges")
 def test_ipc_socket_file_that_cannot_be_removed_is_reported(make_gateway, make_backend, tmp_path):
+    """One serving process, as nobody, cannot remove the file from root's directory (with several workers the
+    root parent removes it: test_worker_lifecycle.py)."""
     path = tmp_path / "gw.sock"
-    gw = serve_over_ipc(make_gateway, make_backend, path, b"over ipc")
+    gw = serve_over_ipc(make_gateway, make_backend, path, b"over ipc", options={"workers": 1})
     gw.stop()
     assert path.is_socket()
     assert f"the ROUTER's socket file stays (the next start replaces it): unlink {path}: Permission denied" in gw.stderr()

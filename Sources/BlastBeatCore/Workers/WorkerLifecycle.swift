@@ -2,22 +2,36 @@
 /// "Worker processes"). The parent does the I/O (fork, kill, waitpid); this says what to do next.
 ///
 /// ```
-///            exited (ran ≥ 1 s, or first quick death)      restart due
-///  running ─────────────────────────────────────▶ waiting ────────────▶ running
-///     │  exited quickly again: waiting with a delay 1 s, 2 s, 4 s … 30 s (a crash loop)
-///     │ stop
-///     ▼            exited
-///  stopping ─────────────────▶ stopped
+///              serving reported                exited (ran ≥ 1 s, or first quick death)     restart due
+///  starting ──────────────────▶ serving ─────────────────────────────────────▶ waiting ────────────▶ starting
+///     │ exited, first start           │  exited quickly again: waiting 1 s, 2 s, 4 s … 30 s (a crash loop)
+///     ▼ (the gateway cannot start)    │ stop (from any state with a process)
+///  stopped ◀──────── stopping ◀───────┘
+///               exited
 /// ```
-/// A worker that was running for `crashWindow` or longer before it died is restarted at once; one that dies
-/// sooner again and again (a bad file, a crash at start) waits longer each time, so a crash loop costs the
-/// machine at most one fork per `maxDelay` in the end, and the log one line per attempt.
+/// A worker is `starting` from its fork until it reports that it serves (its listeners open, privileges
+/// dropped). One that dies there on the gateway's first start found something the whole gateway cannot start
+/// with (a certificate that does not load, a log file that cannot be opened): restarting it would fail the
+/// same way forever, so the gateway stops and exits (`.failedToStart`). A worker that dies after serving, or a
+/// restarted one that dies before serving again (its files changed since), is started again: at once when it
+/// had run for `crashWindow` or longer, else later each time, so a crash loop costs the machine at most one
+/// fork per `maxDelay` in the end, and the log one line per attempt.
 package struct WorkerLifecycle: Equatable {
+    /// Which start of the worker a `starting` process is.
+    package enum Attempt: Equatable, Sendable {
+        /// The gateway's own start: a failure here stops the gateway.
+        case first
+        /// A restart after a death: a failure here is a crash loop, retried with backoff.
+        case restart
+    }
+
     package enum State: Equatable {
-        case running(pid: Int32, since: Double)
+        /// Forked; has not reported serving yet.
+        case starting(pid: Int32, since: Double, attempt: Attempt)
+        case serving(pid: Int32, since: Double)
         /// Dead; to be started again at `at`.
         case waiting(at: Double)
-        /// Asked to stop (a stop signal, or replaced by an upgrade): not restarted.
+        /// Asked to stop (a stop signal, replaced by an upgrade, or another worker failed to start): not restarted.
         case stopping(pid: Int32)
         case stopped(status: Int32)
     }
@@ -32,6 +46,9 @@ package struct WorkerLifecycle: Equatable {
         case signal(Int32)
         /// The worker is gone for good.
         case finished(status: Int32)
+        /// The worker died on the gateway's first start, before serving: the gateway cannot start; it stops
+        /// its other workers and exits with this status.
+        case failedToStart(status: Int32)
     }
 
     package private(set) var state: State
@@ -43,13 +60,20 @@ package struct WorkerLifecycle: Equatable {
     /// Longest wait between restarts of a crash-looping worker.
     package static let maxDelay = 30.0
 
-    package init(pid: Int32, now: Double) { state = .running(pid: pid, since: now) }
+    /// A worker forked for the gateway's first start.
+    package init(pid: Int32, now: Double) { state = .starting(pid: pid, since: now, attempt: .first) }
 
     package var pid: Int32? {
         switch state {
-        case .running(let pid, _), .stopping(let pid): return pid
+        case .starting(let pid, _, _), .serving(let pid, _), .stopping(let pid): return pid
         case .waiting, .stopped: return nil
         }
+    }
+
+    /// Whether the worker has yet to report serving (the only time the parent takes a start failure from it).
+    package var isStarting: Bool {
+        if case .starting = state { return true }
+        return false
     }
 
     /// Whether the worker is gone for good.
@@ -64,10 +88,21 @@ package struct WorkerLifecycle: Equatable {
         return nil
     }
 
+    /// The worker reported that it serves (after its start, and again after each reload). True when this
+    /// ends its start.
+    package mutating func served() -> Bool {
+        guard case .starting(let pid, let since, _) = state else { return false }
+        state = .serving(pid: pid, since: since)
+        return true
+    }
+
     /// The worker's process exited with `status` (128 + signal when killed).
     package mutating func exited(status: Int32, now: Double) -> Action {
         switch state {
-        case .running(_, let since):
+        case .starting(_, _, .first):
+            state = .stopped(status: status)
+            return .failedToStart(status: status)
+        case .starting(_, let since, .restart), .serving(_, let since):
             quickDeaths = now - since < Self.crashWindow ? quickDeaths + 1 : 0
             if quickDeaths <= 1 {
                 state = .waiting(at: now)
@@ -90,8 +125,8 @@ package struct WorkerLifecycle: Equatable {
     package mutating func restarted(pid: Int32, now: Double) {
         switch state {
         case .waiting:
-            state = .running(pid: pid, since: now)
-        case .running, .stopping, .stopped:
+            state = .starting(pid: pid, since: now, attempt: .restart)
+        case .starting, .serving, .stopping, .stopped:
             preconditionFailure("WorkerLifecycle: restarted in state \(state): only a dead worker is started again")
         }
     }
@@ -101,15 +136,15 @@ package struct WorkerLifecycle: Equatable {
         switch state {
         case .waiting:
             state = .waiting(at: at)
-        case .running, .stopping, .stopped:
+        case .starting, .serving, .stopping, .stopped:
             preconditionFailure("WorkerLifecycle: postponed in state \(state): only a dead worker waits for its start")
         }
     }
 
-    /// Stop the worker (a stop signal, or an upgrade that replaced the gateway).
+    /// Stop the worker (a stop signal, an upgrade that replaced the gateway, another worker's failed start).
     package mutating func stop() -> Action {
         switch state {
-        case .running(let pid, _):
+        case .starting(let pid, _, _), .serving(let pid, _):
             state = .stopping(pid: pid)
             return .signal(pid)
         case .waiting:
