@@ -37,6 +37,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DEFAULT_BIN = str(REPO / ".build" / "debug" / "blastbeat")
 
+#: What ends an access log line after ``vhost=NAME`` with several workers (README "Worker processes": the line
+#: ends in ``worker=K``), and nothing with one: a regular expression, for the tests' access log patterns.
+ACCESS_LOG_WORKER = r"(?: worker=\d+)?"
+
 #: RFC 9110 reason phrases for the statuses the gateway produces itself.
 REASONS = {
     100: "Continue",

@@ -381,7 +381,9 @@ def test_refusals_are_counted_every_time_but_logged_once_per_identity(site):
         with pytest.raises(CurveRefused):
             c.handshake(b"beta#y")
     log_has(gw, r'claims "beta#y" with key')
-    assert count_lines(gw, 'claims "beta" with key') == 1, gw.stderr()[-2000:]
+    # Once per worker at most: each worker remembers the identities it refused, and the kernel hands the
+    # reconnects to either (README "Worker processes").
+    assert 1 <= count_lines(gw, 'claims "beta" with key') <= gw.serving_count, gw.stderr()[-2000:]
     gw.stop()
     assert counted(gw, "backend connections refused") == 13
 
@@ -394,7 +396,9 @@ def test_wrong_server_key_is_not_logged_at_every_reconnect(site):
     time.sleep(2.0)
     attempts = b.events.count(zmq.EVENT_CONNECTED)
     assert attempts >= 5, f"libzmq should have retried: {b.events}"
-    assert count_lines(gw, "wrong server key") <= 2, f"{count_lines(gw, 'wrong server key')} warnings for {attempts} attempts"
+    # About once per worker: each worker that the retries reach reports it on its own.
+    warnings = count_lines(gw, "wrong server key")
+    assert warnings <= 2 * gw.serving_count, f"{warnings} warnings for {attempts} attempts"
 
 
 def test_pyzmq_backend_without_keys_gets_a_warning(site):
@@ -591,7 +595,7 @@ def test_startup_warns_about_unauthenticated_tenants(site):
     when that matters (vhosts served by different nodes), and not for a single tenant or with CURVE."""
     several = site.gateway(curve=False)
     log_has(several, "any backend that reaches it can claim any node; set curve-key")
-    assert count_lines(several, "can claim any node") == 1
+    assert count_lines(several, "can claim any node") == several.serving_count, "once by every serving process"
     single = site.gateway(curve=False, vhosts={"a.test": ["alpha"], "www.a.test": ["alpha"]})
     secured = site.gateway()
     time.sleep(0.2)
@@ -1110,7 +1114,9 @@ def test_slot_exhaustion_under_curve_leaves_admitted_tenants_served(site):
     site.backend(gw, "alpha", HTTPHandler(tagged_app("alpha")))
     stalled = []
     try:
-        for _ in range(1030):
+        # The pool is each worker's own (README "Worker processes"): with N workers, 1,024 × N + 6 stalled
+        # connections fill at least one worker's pool, however the kernel spreads them.
+        for _ in range(1024 * gw.serving_count + 6):
             stalled.append(socket.create_connection(("127.0.0.1", gw.zmq_port), timeout=5))
         log_has(gw, "1024 backend connections are in their handshake", timeout=5)
         assert get(gw, "a.test", "/during").body == b"alpha /during"

@@ -431,10 +431,12 @@ def test_client_rate_vhost_logs_and_metrics_hold_for_streams(make_gateway, make_
     from test_metrics import scrape
     own_log = tmp_path / "a-access.log"
     gw = make_gateway(
-        vhosts={"localhost": {"nodes": ["A"], "options": {"client-rate": "1", "client-burst": "2",
+        vhosts={"localhost": {"nodes": ["A"], "options": {"client-rate": "0.2", "client-burst": "2",
                                                            "access-log": str(own_log)}}},
         options={"admin": f"127.0.0.1:{free_port()}"})
     make_backend(gw, "A", HTTPHandler(hello_app(b"x")))
+    # One token per 5 s: no token comes back while the five streams run, however slow the machine (one stream
+    # answered through the other worker, as with workers = auto, takes one more hop).
     with H2Conn(gw.port) as c:
         statuses = [c.get(f"/r{i}").status for i in range(4)]
         limited = c.get("/over")

@@ -378,8 +378,9 @@ def test_unlisted_identity_is_refused_at_the_handshake(make_gateway, make_backen
     gw.stop()
     log = gw.stderr()
     assert "INJECTED\\x1b[31m" in log and "\nINJECTED" not in log and "\x1b" not in log
-    assert log.count("which no vhost lists") == 1
-    assert "4 backend connections refused" in log
+    # Once per worker at most: each worker remembers the identities it refused (README "Worker processes").
+    assert 1 <= log.count("which no vhost lists") <= gw.serving_count, log[-2000:]
+    assert stopped_totals(log)["backend connections refused"] == 4, log[-2000:]
 
 
 @pytest.mark.parametrize("endpoint, ok", [
@@ -484,7 +485,9 @@ def test_unlisted_identities_and_stalled_handshakes_cannot_take_the_nodes_places
         peer.close()
     stalled = []
     try:
-        for _ in range(1030):
+        # The pool is each worker's own (README "Worker processes"): with N workers, 1,024 × N + 6 stalled
+        # connections fill at least one worker's pool, however the kernel spreads them.
+        for _ in range(1024 * gw.serving_count + 6):
             stalled.append(socket.create_connection(("127.0.0.1", gw.zmq_port), timeout=5))
         gateway_log_has(gw, "1024 backend connections are in their handshake", timeout=5)
         assert http_request(gw.port).body == b"real"  # the admitted node is untouched
@@ -495,4 +498,4 @@ def test_unlisted_identities_and_stalled_handshakes_cannot_take_the_nodes_places
     second = make_backend(gw, "NODE1#2", handler=HTTPHandler(hello_app(b"second")))
     wait_until(lambda: any(http_request(gw.port).body == b"second" for _ in range(4)), 3, what="the new instance")
     gw.stop()
-    assert "200 backend connections refused" in gw.stderr()
+    assert stopped_totals(gw.stderr())["backend connections refused"] == 200, gw.stderr()[-2000:]
