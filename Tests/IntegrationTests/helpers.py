@@ -571,8 +571,10 @@ class Gateway:
 
     @property
     def serving_count(self) -> int:
-        """How many processes serve: the workers, or the one gateway."""
-        return len(self.worker_pids()) or 1
+        """How many processes serve: the workers, or the one gateway. From the workers' start lines ("worker K
+        of N serving as pid P"), so it holds after ``stop`` too; else the parent's children."""
+        counts = re.findall(r"worker \d+ of (\d+) serving as pid \d+", self.stderr())
+        return int(counts[-1]) if counts else (len(self.worker_pids()) or 1)
 
     def worker_pids(self) -> list[int]:
         """With ``workers`` > 1 (or as root): the parent's children, the serving processes (README "Worker
