@@ -40,9 +40,10 @@ import Synchronization
 /// **Protocol handled here:** `ping` is answered with `pong`; after every (re)connection the node announces
 /// itself with an unsolicited `pong` (so a gateway learns an instance identity at once); `uwsgi` is decoded
 /// into a `Request`; `body` messages up to the empty end-of-body marker, `websocket`/`websocket-binary`
-/// messages and `end` become callbacks. Each gateway gets its own DEALER, so replies go back to the gateway
-/// the session came from. When a gateway connection is lost, its sessions are reported ended (the gateway
-/// has already answered their clients).
+/// messages and `end` become callbacks. Each gateway gets its own DEALERs: one per gateway worker, opened as
+/// the gateway advertises its worker count (README.md, "Backend libraries"), and replies go back on the connection the
+/// session came in on. When a gateway connection is lost, its sessions are reported ended (the gateway has
+/// already answered their clients).
 ///
 /// **Stopping:** when `run` returns, requests still waiting for an answer are handed to another node
 /// (`retry`), responses and WebSockets in progress are ended, every session is reported ended, and the

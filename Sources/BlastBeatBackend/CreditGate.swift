@@ -43,9 +43,11 @@ struct CreditGate {
     }
 
     /// A `uwsgi`: the sid's credit starts over at zero (the gateway's grant follows). A request that arrived
-    /// before the acknowledgement was sent by the gateway without credit, and is answered without.
-    mutating func newRequest(_ sid: SessionID) {
-        credit[sid] = mode == .waitingForCredit ? 0 : nil
+    /// before the acknowledgement was sent by the gateway without credit, and is answered without; so is one
+    /// for which the acknowledgement does not hold (`creditApplies` false: see `NodeCore`'s dispatch of a
+    /// request that came through the gateway's worker mesh).
+    mutating func newRequest(_ sid: SessionID, creditApplies: Bool = true) {
+        credit[sid] = mode == .waitingForCredit && creditApplies ? 0 : nil
     }
 
     /// `end`: the session's waiting messages are dropped (the gateway would drop them).

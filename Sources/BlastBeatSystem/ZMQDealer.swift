@@ -2,7 +2,8 @@ internal import BlastBeatCore
 internal import CZeroMQ
 import Glibc
 
-/// A backend node's DEALER socket connected to one gateway, for the backend SDK (`BlastBeatBackend`).
+/// A backend node's DEALER socket connected to one gateway (one of the node's connections to it, labelled
+/// for one gateway worker with `metadata`), for the backend SDK (`BlastBeatBackend`).
 ///
 /// Each dealer owns its libzmq context, its DEALER socket and a PAIR socket that receives the DEALER's
 /// monitor events over `inproc`: the node must learn when a (re)connection's handshake has completed, because
@@ -10,8 +11,8 @@ import Glibc
 /// and why a handshake failed (with CURVE, a wrong server key looks like nothing at all otherwise: libzmq
 /// just reconnects, forever).
 ///
-/// One context per dealer costs one libzmq I/O thread per gateway endpoint, which keeps the dealers fully
-/// independent (closing one never waits for another's linger).
+/// One context per dealer costs one libzmq I/O thread per connection (a node keeps one per gateway worker),
+/// which keeps the dealers fully independent (closing one never waits for another's linger).
 ///
 /// Not thread-safe: one thread at a time (the node's `run` thread). Received views are valid until the next
 /// `receive`. Unlike the gateway's `ZMQRouter`, waiting is done with `zmq_poll` (see `poll`), not an event loop.
@@ -122,10 +123,12 @@ package final class ZMQDealer {
     ///   - identity: the ZeroMQ routing identity (the node name), 1...255 bytes, not starting with a 0 byte.
     ///   - curve: makes the socket a CURVE client with these keys (nil: no security, ZMTP NULL). The keys are
     ///     set before connecting, so no message ever leaves in the clear.
+    ///   - metadata: one ZMTP metadata property (`Name:value`) the socket sends in its READY (NULL) or
+    ///     INITIATE (CURVE) command, e.g. the `X-BlastBeat-Worker` label (README.md, "Backend libraries").
     ///   - lingerMilliseconds: how long `close` may wait for unsent messages.
     ///   - sendTimeoutMilliseconds: how long `send` may block while the gateway's queue is full.
     package init(
-        identity: [UInt8], endpoint: String, curve: ZMQCurve.ClientKeys? = nil,
+        identity: [UInt8], endpoint: String, curve: ZMQCurve.ClientKeys? = nil, metadata: String? = nil,
         lingerMilliseconds: Int32 = 1000, sendTimeoutMilliseconds: Int32 = 2000,
         reconnectMilliseconds: Int32 = 100, maxReconnectMilliseconds: Int32 = 2000
     ) throws(ZMQError) {
@@ -152,6 +155,10 @@ package final class ZMQDealer {
             try setOption(socket, ZMQ_SNDTIMEO, sendTimeoutMilliseconds)
             try setOption(socket, ZMQ_RECONNECT_IVL, reconnectMilliseconds)
             try setOption(socket, ZMQ_RECONNECT_IVL_MAX, maxReconnectMilliseconds)
+            if let metadata {
+                let set = metadata.withCString { zmq_setsockopt(socket, Self.metadataOption, $0, strlen($0)) }
+                if set != 0 { throw ZMQError(call: "zmq_setsockopt(ZMQ_METADATA)", errno: zmq_errno()) }
+            }
             if let curve {
                 // Setting the server key is what makes the socket a CURVE client; all three are 32 binary bytes.
                 try setKey(socket, ZMQ_CURVE_SERVERKEY, curve.serverKey, name: "ZMQ_CURVE_SERVERKEY")
@@ -184,6 +191,10 @@ package final class ZMQDealer {
     deinit {
         close()
     }
+
+    /// `ZMQ_METADATA`: a draft option in libzmq 4.3, so zmq.h declares it only with `ZMQ_BUILD_DRAFT_API`;
+    /// the library accepts it all the same (Debian's 4.3.4 and 4.3.5 do: Tests/SDKTests/test_sdk_swift_workers.py).
+    private static let metadataOption: Int32 = 95
 
     private func setOption(_ target: UnsafeMutableRawPointer, _ option: Int32, _ value: Int32) throws(ZMQError) {
         var v = value
@@ -233,6 +244,14 @@ package final class ZMQDealer {
         guard let count = frames.receive(from: socket) else { return nil }
         if count != 3 { return .malformed(frameCount: count) }
         return .message(Message(sid: frames.view(0), type: frames.view(1), body: frames.view(2)))
+    }
+
+    /// A metadata property of the connection the last received message came in on (the peer's READY or
+    /// INITIATE properties, e.g. `X-BlastBeat-Workers`); nil when the peer did not send it. Valid until the
+    /// next `receive`.
+    package func receivedProperty(_ name: String) -> UnsafeRawBufferPointer? {
+        precondition(!closed, "receivedProperty on a closed ZMQDealer")
+        return frames.property(0, name)
     }
 
     /// Connects to the endpoint anew, for after a failure that `endsConnecting`.
@@ -339,9 +358,12 @@ package final class ZMQDealer {
         }
     }
 
-    /// Closes the sockets and the context; unsent messages get up to the linger time to go out.
-    package func close() {
+    /// Closes the sockets and the context; unsent messages get up to the linger time to go out, or none with
+    /// `discardingUnsent` (a connection the gateway no longer has a worker for: nobody would read them, and
+    /// the node's loop would wait the linger time).
+    package func close(discardingUnsent: Bool = false) {
         if closed { return }
+        if discardingUnsent { try? setOption(socket, ZMQ_LINGER, 0) }
         closed = true
         frames.release()
         zmq_socket_monitor(socket, nil, 0)

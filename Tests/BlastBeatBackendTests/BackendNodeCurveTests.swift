@@ -64,6 +64,28 @@ import Testing
         try goodThread.join()
     }
 
+    /// Every connection of a node to a gateway with workers is a CURVE client with the node's keys: the
+    /// gateway authenticates each one (here: one ZAP request per connection, each with the node's key).
+    @Test func everyWorkerConnectionUsesTheKeys() throws {
+        let router = TestRouter(
+            curveSecretKey: server.secretKey, allowedClientKeys: [node.publicKey], metadata: "X-BlastBeat-Workers:3")
+        let core = try NodeCore(identity: "secure", endpoints: [router.endpoint], curve: try credentials())
+        defer { core.close() }
+        let deadline = ContinuousClock.now + .seconds(3)
+        var nextPing = ContinuousClock.now
+        while (core.announcements < 3 || router.zapRequests.count < 3) && ContinuousClock.now < deadline {
+            if ContinuousClock.now >= nextPing {
+                router.send([bytes("secure"), [], bytes("ping"), []])
+                nextPing = .now + .milliseconds(50)
+            }
+            try core.pump(handler: Recorder(), timeoutMilliseconds: 5)
+            while router.receive(timeoutMilliseconds: 1) != nil {}
+        }
+        #expect(core.links(gateway: 0).count == 3 && core.announcements == 3)
+        #expect(router.zapRequests.count == 3)
+        #expect(router.zapRequests.allSatisfy { $0.mechanism == "CURVE" && $0.clientKey == node.publicKey })
+    }
+
     /// The same, step by step: the node sees the failed handshakes, keeps retrying, and counts them.
     @Test func wrongServerKeyIsReportedAsAClosedHandshake() throws {
         let router = TestRouter(curveSecretKey: server.secretKey)
@@ -121,6 +143,6 @@ import Testing
         router.allowedClientKeys = [node.publicKey]
         let announcement = try pump(until: { false }, seconds: 5)
         #expect(announcement == [bytes("secure"), [], bytes("pong"), bytes("credit")])
-        #expect(core.links[0] == .connected && core.reconnects == 2)
+        #expect(core.links[0] == .awaitingWorkerCount && core.reconnects == 2)
     }
 }

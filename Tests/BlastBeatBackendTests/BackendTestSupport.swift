@@ -53,7 +53,9 @@ final class TestRouter {
     /// Every ZAP request's mechanism and client public key, in order.
     private(set) var zapRequests: [(mechanism: String, clientKey: [UInt8])] = []
 
-    init(curveSecretKey: [UInt8]? = nil, allowedClientKeys: Set<[UInt8]>? = nil) {
+    /// `metadata`: a ZMTP property its handshake sends (`X-BlastBeat-Workers:2`, as a gateway with workers
+    /// does); `port`: bind that port instead of a free one (a gateway restarted on its endpoint).
+    init(curveSecretKey: [UInt8]? = nil, allowedClientKeys: Set<[UInt8]>? = nil, metadata: String? = nil, port: Int? = nil) {
         let context = zmq_ctx_new()!
         let socket = zmq_socket(context, ZMQ_ROUTER)!
         self.context = context
@@ -76,12 +78,19 @@ final class TestRouter {
         } else {
             zap = nil
         }
-        precondition(zmq_bind(socket, "tcp://127.0.0.1:*") == 0, "zmq_bind: \(zmq_errno())")
+        if let metadata {
+            // ZMQ_METADATA (95) is a draft option: zmq.h hides its name, libzmq takes it.
+            precondition(metadata.withCString { zmq_setsockopt(socket, 95, $0, strlen($0)) } == 0)
+        }
+        precondition(zmq_bind(socket, "tcp://127.0.0.1:\(port.map(String.init) ?? "*")") == 0, "zmq_bind: \(zmq_errno())")
         var buffer = [CChar](repeating: 0, count: 256)
         var size = buffer.count
         zmq_getsockopt(socket, ZMQ_LAST_ENDPOINT, &buffer, &size)
         endpoint = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+
+    /// The bound TCP port.
+    var port: Int { Int(endpoint.split(separator: ":").last!)! }
 
     deinit {
         if let zap { zmq_close(zap) }

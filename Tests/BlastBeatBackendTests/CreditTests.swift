@@ -21,6 +21,18 @@ import Testing
         #expect(gate.admit(two, .end, count: 0) == .send)
     }
 
+    /// A request the acknowledgement does not hold for (one that came through the gateway's worker mesh) is
+    /// answered without credit; the next one on the sid that it does hold for waits again.
+    @Test func requestOutsideTheAcknowledgementSendsFreely() {
+        var gate = CreditGate()
+        gate.acknowledged()
+        gate.newRequest(one, creditApplies: false)
+        #expect(gate.admit(one, .headers, count: 100) == .send)
+        #expect(gate.admit(one, .body, count: 1 << 20) == .send)
+        gate.newRequest(one)
+        #expect(gate.admit(one, .body, count: 1) == .hold)
+    }
+
     @Test func splitsBodiesAndLetsHeadsOverdraw() {
         var gate = CreditGate()
         gate.acknowledged()

@@ -154,6 +154,9 @@ def test_instance_survives_the_plain_process(make_gateway, run_swift):
     run_swift("swift-hello", "--connect", gw.endpoint, "--instance", "2")
     assert wait_served(gw.port).status == 200
     wait_until(lambda: "hello-swift#2" in gw.stderr(), 5, what="the instance joining")
+    # Its first line is logged after its signal handlers are set: a SIGTERM before that (a slow start on a
+    # loaded box, while the instance already serves) would kill it instead of stopping it.
+    wait_until(lambda: "identity hello-swift," in run_swift.log_of(plain), 10, what="the plain process running")
     plain.terminate()
     assert plain.wait(5) == 0
     for _ in range(4):
