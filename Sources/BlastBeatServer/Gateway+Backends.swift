@@ -10,7 +10,9 @@ extension Gateway {
         switch message.type {
         case .pong:
             metrics.pongReceived(from: nodes.nodes[node].base, at: loop.now)
-            if message.body.elementsEqual(Self.creditAnnouncement.utf8) { nodeAnnouncedCredit(node) }
+            if message.body.elementsEqual(Self.creditAnnouncement.utf8) {
+                nodeAnnouncedCredit(node, identity: message.identity, origin: message.origin)
+            }
             return
         case .ping, .uwsgi:
             counters.outOfOrderBackendMessages += 1
@@ -130,6 +132,11 @@ extension Gateway {
         // Moved into the closure through an Optional (a closure may not consume what it captures).
         var pending: BackendBody? = consume body
         let outcome = sid.withBytes { routerSend(to: node, sid: $0, type: type, pending.take()!) }
+        return settle(outcome, node: node)
+    }
+
+    /// Marks a node that a send found unreachable; logs a refusal.
+    private func settle(_ outcome: Result<BackendSendResult, BackendRouterError>, node: Int) -> BackendSendResult {
         let result: BackendSendResult
         switch outcome {
         case .success(let r): result = r
@@ -149,6 +156,22 @@ extension Gateway {
             logger.warning("node \(nodeName(node)) is not reading (queue full); message dropped")
         }
         return result
+    }
+
+    /// A request's `uwsgi` packet; it carries whether the session is credited, which a holder of the node's
+    /// connection at another worker needs (docs/PROTOCOL.md, "Credit").
+    func sendRequest(to node: Int, sid: SessionID, packet: [UInt8]) -> BackendSendResult {
+        let credited = flowControl(of: node) == .credit
+        let outcome = packet.withUnsafeBytes { packet in
+            sid.withBytes { sid in
+                nodes.nodes[node].identity.withUnsafeBytes { identity in
+                    Result { () throws(BackendRouterError) -> BackendSendResult in
+                        try router.sendRequest(to: identity, sid: sid, body: .copying(packet), credited: credited)
+                    }
+                }
+            }
+        }
+        return settle(outcome, node: node)
     }
 
     /// The one way to a node, whichever engine: the router takes the body over in every case.
@@ -187,14 +210,19 @@ extension Gateway {
     /// the memory budget is reached.
     func nodeQueueIsFull(_ node: Int) -> Bool {
         (node < nodeQueueMeters.count && nodeQueueMeters[node].queuedBytes >= config.maxNodeQueue)
-            || budget.isFull(nodeBytes: allNodeBytes.queuedBytes)
+            || budget.isFull(nodeBytes: allNodeBytes.queuedBytes) || nodeQueueIsFullAtHolder(node)
+    }
+
+    /// Whether the worker holding `node`'s connection said its queue is full (README.md, "Worker processes").
+    private func nodeQueueIsFullAtHolder(_ node: Int) -> Bool {
+        nodes.nodes[node].identity.withUnsafeBytes { router.isQueueFullAtHolder(identity: $0) }
     }
 
     /// Whether clients waiting on `node`'s queue must go on waiting: it has not drained to three quarters of
     /// `max-node-queue`, or the budget not to its low-water mark.
     func nodeQueueStillFull(_ node: Int) -> Bool {
         nodeQueueMeter(node).queuedBytes >= config.maxNodeQueue / 4 * 3
-            || budget.total(nodeBytes: allNodeBytes.queuedBytes) >= budget.lowWater
+            || budget.total(nodeBytes: allNodeBytes.queuedBytes) >= budget.lowWater || nodeQueueIsFullAtHolder(node)
     }
 
     /// Parks a connection until its node's queue drains; checked every 2 ms while any waits
@@ -235,6 +263,12 @@ extension Gateway {
             let node = pingCursor
             // A connection the gateway does not read cannot answer: its silence is the gateway's doing.
             if isReadPaused(node) { continue }
+            if isHeldForOtherWorkers(node) {
+                // Held for a worker whose budget is full (README.md, "Worker processes"): the pause ends as that
+                // worker's clients read; meanwhile the health clock does not run, as for a pause of this worker's.
+                if nodes.nodes[node].health != .dead { _ = nodes.heard(from: node, now: now) }
+                continue
+            }
             switch nodes.pingAction(for: node, now: now, frequency: config.pingFrequency, timeout: config.pingTimeout) {
             case .nothing:
                 continue

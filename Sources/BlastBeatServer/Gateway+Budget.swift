@@ -22,14 +22,17 @@ extension Gateway {
     }
 
     /// The node's connection takes credit from now on: acknowledged with an empty-sid `credit`, after which the
-    /// backend waits for credit on every sid. Requests already sent to it stay uncredited.
-    func nodeAnnouncedCredit(_ node: Int) {
+    /// backend waits for credit on every sid. Requests already sent to it stay uncredited. Only the worker
+    /// holding the connection acknowledges (`origin` here); a forwarded announcement tells this worker that its
+    /// requests through the holder are credited (docs/PROTOCOL.md, "Credit").
+    func nodeAnnouncedCredit(_ node: Int, identity: UnsafeRawBufferPointer, origin: BackendMessage.Origin) {
         while nodeFlowControl.count <= node { nodeFlowControl.append(.pausing) }
         if nodeFlowControl[node] == .pausing {
             logger.info("node \(nodeName(node)) takes credit (per-session flow control)")
         }
         nodeFlowControl[node] = .credit
-        _ = sendConnectionMessage(to: node, type: "credit")
+        guard origin == .connectionHere else { return }
+        _ = try? router.acknowledgeCredit(identity: identity)
     }
 
     /// Sends `bytes` of credit for `sid` (4 bytes, big-endian).
@@ -80,6 +83,11 @@ extension Gateway {
                     + "credit \(budget.reservedCredit)) by vhost \(config.vhosts[vhost].name): not reading \(what) "
                     + "until below \(budget.lowWater) (logged once per 10 s per node)")
         }
+    }
+
+    /// Whether `node`'s connection here is not read because a link to another worker holds it (WorkerMesh.swift).
+    func isHeldForOtherWorkers(_ node: Int) -> Bool {
+        nodes.nodes[node].identity.withUnsafeBytes { router.isHeldForOtherWorkers(identity: $0) }
     }
 
     /// Whether `node`'s messages are not being read (then its silence says nothing about its health).

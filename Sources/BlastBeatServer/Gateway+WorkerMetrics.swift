@@ -50,14 +50,6 @@ extension Gateway: WorkerMeshDelegate {
         finish(query)
     }
 
-    /// The link to another worker is full (that worker does not read): its session's message is lost and its
-    /// client will get 504. Counted as a dropped backend message, logged at most every 10 s.
-    package func workerMeshDroppedMessage(for worker: Int) {
-        counters.unknownSessionMessages += 1
-        if warnings.allow("mesh-full", RawSpan(), now: loop.now, interval: 10) {
-            logger.warning("dropped a backend message for worker \(worker): the link to it holds 2 × max-node-queue unsent")
-        }
-    }
 
     /// Answers the scrapes whose wait is over with what arrived (from the housekeeping timer).
     func expireMetricsQueries() {

@@ -137,7 +137,7 @@ final class GatewaySession {
             // The session moves to another node: the old one may forget it.
             if let forgotten = machine.bind(to: target) { gateway.sendEnd(to: forgotten, sid: sid) }
             triedNodes.append(target)
-            switch gateway.send(to: target, sid: sid, type: "uwsgi", body: uwsgiPacket) {
+            switch gateway.sendRequest(to: target, sid: sid, packet: uwsgiPacket) {
             case .sent:
                 let before = machine.slotNode
                 machine.dispatched()

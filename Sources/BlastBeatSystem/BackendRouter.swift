@@ -18,19 +18,27 @@ package struct BackendRouterError: Error, CustomStringConvertible {
 /// One message [sid, type, body] from the backend connection holding `identity`, as views that are
 /// valid for the delegate call only (into libzmq's frames or a native peer's input buffer).
 package struct BackendMessage {
+    /// Where the connection it came on is: here, or at another worker that forwarded it (WorkerMesh.swift).
+    package enum Origin: Equatable {
+        case connectionHere
+        case worker(Int)
+    }
+
     package var identity: UnsafeRawBufferPointer
     package var sid: UnsafeRawBufferPointer
     package var type: BackendMessageType
     package var body: UnsafeRawBufferPointer
+    package var origin: Origin
 
     package init(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: BackendMessageType,
-        body: UnsafeRawBufferPointer
+        body: UnsafeRawBufferPointer, origin: Origin = .connectionHere
     ) {
         self.identity = identity
         self.sid = sid
         self.type = type
         self.body = body
+        self.origin = origin
     }
 }
 
@@ -257,6 +265,30 @@ package final class BackendRouter {
         }
     }
 
+    /// Sends a `uwsgi` request; `credited`: whether the gateway grants its session credit (docs/PROTOCOL.md,
+    /// "Credit"), which a request forwarded to another worker's connection carries along.
+    package func sendRequest(
+        to identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, body: consuming BackendBody, credited: Bool
+    ) throws(BackendRouterError) -> BackendSendResult {
+        switch engine {
+        case .native(let router):
+            return router.sendRequest(identity: identity, sid: sid, body: body, credited: credited)
+        case .libzmq:
+            return try send(to: identity, sid: sid, type: "uwsgi", body: body)
+        }
+    }
+
+    /// Acknowledges a credit announcement that came on the connection holding `identity` here.
+    package func acknowledgeCredit(identity: UnsafeRawBufferPointer) throws(BackendRouterError) -> BackendSendResult {
+        switch engine {
+        case .native(let router):
+            return router.acknowledgeCredit(identity: identity)
+        case .libzmq:
+            return try send(to: identity, sid: UnsafeRawBufferPointer(start: nil, count: 0), type: "credit",
+                            body: .copying(UnsafeRawBufferPointer(start: nil, count: 0)))
+        }
+    }
+
     /// Whether messages may be waiting that no wakeup will announce (libzmq: a send may have consumed
     /// the edge of its descriptor): the owner calls `receivePending()` again before blocking.
     package var hasPendingWork: Bool {
@@ -289,6 +321,24 @@ package final class BackendRouter {
         case .libzmq(let router):
             router.pauseReading()
             return .allBackends
+        }
+    }
+
+    /// Whether the connection holding `identity` here is not read for another worker whose budget is full
+    /// (a congested mesh link; WorkerMesh.swift).
+    package func isHeldForOtherWorkers(identity: UnsafeRawBufferPointer) -> Bool {
+        switch engine {
+        case .native(let router): return router.isHeldForOtherWorkers(identity: identity)
+        case .libzmq: return false
+        }
+    }
+
+    /// Whether the worker holding `identity` said its queue for that connection is full with this worker's
+    /// client data (WorkerMesh.swift): such data waits as for a full queue here.
+    package func isQueueFullAtHolder(identity: UnsafeRawBufferPointer) -> Bool {
+        switch engine {
+        case .native(let router): return router.isQueueFullAtHolder(identity: identity)
+        case .libzmq: return false
         }
     }
 

@@ -21,16 +21,22 @@ import Glibc
 ///
 /// A link that closes (the other worker died) counts as that worker losing all its identities: a node whose
 /// only connection was there is dead for this worker too, one that also holds a connection here is not.
-/// Every link's output is bounded (`maxQueuedBytes`, as a backend's connection: past it a send is `.full`),
-/// and its input by the largest message a backend may send plus the fields.
+/// Backpressure crosses the mesh (README.md, "Memory budget"): a worker whose budget is full with what a
+/// backend held by another worker sent asks that worker to stop reading the backend's connection for it (`P`,
+/// a hold by its index: `ConnectionReadHolds`) and to read it again once its budget is below the low-water mark
+/// (`C`). The holder's unsent bytes for a link are bounded too: at `MeshLinkFlow.highWater` (a worker that does
+/// not keep up, or what was in flight before its `P` arrived) it stops reading every backend connection that
+/// forwards a message into the link until the link drains to its low-water mark. A backend's message is never
+/// dropped for a full link: the link's output is bounded by the high-water mark plus one message per backend
+/// connection held. Sends to a backend (`S`) are bounded as a backend's connection is
+/// (`maxQueuedBytes`: past it a send is `.full`), and a link's input by the largest message a backend may send
+/// plus the fields.
 /// What the mesh asks of the gateway besides backend messages: `/metrics` from several workers.
 package protocol WorkerMeshDelegate: AnyObject {
     /// This worker's `/metrics` text, for another worker's scrape.
     func workerMeshMetricsText() -> [UInt8]
     /// Worker `worker`'s answer to query `query` (the text is valid for the call only).
     func workerMesh(metrics: UnsafeRawBufferPointer, from worker: Int, query: UInt64)
-    /// A backend's message for worker `worker` was dropped: the link to it holds its limit of unsent bytes.
-    func workerMeshDroppedMessage(for worker: Int)
 }
 
 final class WorkerMesh {
@@ -71,10 +77,22 @@ final class WorkerMesh {
         if links[worker] != nil { linkClosed(worker) }
         let link = WorkerLink(mesh: self, worker: worker, fd: fd, loop: router.loop)
         links[worker] = link
-        router.forEachReadyIdentity { identity in
+        router.forEachReadyIdentity { identity, creditAcknowledged in
             queue(on: link, kind: .joined, identity: identity, sid: Self.empty, type: Self.empty, body: Self.empty)
+            // The backend announced credit on this connection before the worker (re)started: the worker learns
+            // it as the others did, from the announcement (docs/PROTOCOL.md, "Credit").
+            if creditAcknowledged {
+                Self.announcementType.withUnsafeBytes { type in
+                    Self.announcementBody.withUnsafeBytes { body in
+                        queue(on: link, kind: .received, identity: identity, sid: Self.empty, type: type, body: body)
+                    }
+                }
+            }
         }
     }
+
+    private static let announcementType: [UInt8] = Array("pong".utf8)
+    private static let announcementBody: [UInt8] = Array("credit".utf8)
 
     /// The worker holding `identity`, when it is not this one.
     func holder(of identity: UnsafeRawBufferPointer) -> Int? { holders.value(for: identity.bytes) }
@@ -100,42 +118,102 @@ final class WorkerMesh {
         }
     }
 
-    /// A message from a backend connected here: true when it belongs to other workers only (forwarded,
-    /// not to be delivered here). An empty sid goes to every other worker and is delivered here too.
+    /// A message from `peer`, a backend connected here: true when it belongs to other workers only
+    /// (forwarded, not to be delivered here). An empty sid goes to every other worker and is delivered here
+    /// too. A link that reaches its high-water mark holds `peer` (MeshLinkFlow): the message is queued all the
+    /// same, and the peer's next ones wait in its connection.
     func forwardReceived(
-        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-        body: UnsafeRawBufferPointer
+        from peer: ZMTPPeer, identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer,
+        type: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer
     ) -> Bool {
         if sid.isEmpty {
             for case let link? in links {
                 queue(on: link, kind: .received, identity: identity, sid: sid, type: type, body: body)
+                holdIfCongested(peer, link: link)
             }
             return false
         }
         guard sid.count == 16, Int(sid[0]) != index, Int(sid[0]) < count else { return false }
         // The other worker is gone (restarting): its sessions went with it; the message is dropped.
         guard let link = links[Int(sid[0])] else { return true }
-        if link.output.count < router.maxQueuedBytesPerPeer {
-            queue(on: link, kind: .received, identity: identity, sid: sid, type: type, body: body)
-            forwardedMessages += 1
-        } else {
-            delegate.workerMeshDroppedMessage(for: Int(sid[0]))
+        if type.elementsEqual("end".utf8) || type.elementsEqual("retry".utf8), let session = SessionID(sid) {
+            peer.forwardedSessions.ended(session)
         }
+        queue(on: link, kind: .received, identity: identity, sid: sid, type: type, body: body)
+        forwardedMessages += 1
+        holdIfCongested(peer, link: link)
         return true
     }
 
-    /// Sends [sid, type, body] to `identity` through the worker holding it.
+    private func holdIfCongested(_ peer: ZMTPPeer, link: WorkerLink) {
+        guard link.flow.queued(link.output.count) == .holdSender else { return }
+        if !link.heldPeers.contains(where: { $0 === peer }) { link.heldPeers.append(peer) }
+        peer.pauseReading(.link(worker: link.worker))
+    }
+
+    /// The link drained to its low-water mark (or closed): the backend connections it held are read again.
+    fileprivate func releaseSenders(of link: WorkerLink) {
+        let held = link.heldPeers
+        link.heldPeers.removeAll()
+        for peer in held { peer.resumeReading(.link(worker: link.worker)) }
+    }
+
+    // MARK: this worker's budget, for backends held by other workers
+
+    /// This worker's budget is full with what the backend `identity`, held by another worker, sent: that worker
+    /// is asked to stop reading its connection for this one (`P`); false when no other worker holds it.
+    func pauseReading(remote identity: UnsafeRawBufferPointer) -> Bool {
+        guard let worker = holder(of: identity), let link = links[worker] else { return false }
+        if !remotePauses.contains(where: { $0.worker == worker && $0.identity.elementsEqual(identity) }) {
+            guard remotePauses.count < Self.maxRemotePauses else { return false }
+            remotePauses.append((Array(identity), worker))
+        }
+        queue(on: link, kind: .pauseReading, identity: identity, sid: Self.empty, type: Self.empty, body: Self.empty)
+        return true
+    }
+
+    /// Ends this worker's pause of `identity` at the worker it asked (`C`; its holder may have changed since).
+    func resumeReading(remote identity: UnsafeRawBufferPointer) {
+        for pause in remotePauses where pause.identity.elementsEqual(identity) {
+            guard let link = links[pause.worker] else { continue }
+            queue(on: link, kind: .resumeReading, identity: identity, sid: Self.empty, type: Self.empty, body: Self.empty)
+        }
+        remotePauses.removeAll { $0.identity.elementsEqual(identity) }
+    }
+
+    /// `F`/`E` for the backend `identity` held here, to `worker` whose sends filled its queue.
+    func tellQueue(_ kind: WorkerMessage.Kind, identity: UnsafeRawBufferPointer, to worker: Int) {
+        guard worker < count, let link = links[worker] else { return }
+        queue(on: link, kind: kind, identity: identity, sid: Self.empty, type: Self.empty, body: Self.empty)
+    }
+
+    /// Whether the holder of `identity` said its queue is full (`F`, not yet `E`): this worker's clients
+    /// uploading to it wait, as for a queue of its own at `max-node-queue`.
+    func isQueueFull(remote identity: UnsafeRawBufferPointer) -> Bool {
+        !fullQueues.isEmpty && fullQueues.contains { $0.identity.elementsEqual(identity) }
+    }
+
+    /// Backends whose holders said their queue is full with this worker's sends: (identity, holder).
+    private var fullQueues: [(identity: [UInt8], worker: Int)] = []
+
+    /// Backends this worker asked other workers not to read: (identity, worker). A worker pauses at most one
+    /// connection per backend it uses, so the configured nodes bound it; the limit is a guard.
+    private var remotePauses: [(identity: [UInt8], worker: Int)] = []
+    static let maxRemotePauses = 4096
+
+    /// Sends [sid, type, body] to `identity` through the worker holding it (`kind`: `S`, or `U` for a `uwsgi`
+    /// sent without credit: WorkerMessage.Kind).
     func send(
-        to worker: Int, identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-        body: consuming BackendBody
+        to worker: Int, kind: WorkerMessage.Kind = .send, identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer,
+        type: UnsafeRawBufferPointer, body: consuming BackendBody
     ) -> BackendSendResult {
         guard let link = links[worker] else { return .unreachable }
         if link.output.count >= router.maxQueuedBytesPerPeer { return .full }
         switch consume body {
         case .copying(let bytes):
-            queue(on: link, kind: .send, identity: identity, sid: sid, type: type, body: bytes)
+            queue(on: link, kind: kind, identity: identity, sid: sid, type: type, body: bytes)
         case .counted(let counted):
-            queueHeader(on: link, kind: .send, identity: identity, sid: sid, type: type, bodyCount: counted.count)
+            queueHeader(on: link, kind: kind, identity: identity, sid: sid, type: type, bodyCount: counted.count)
             link.output.append(counted)
             scheduleFlush(link)
         }
@@ -242,13 +320,26 @@ final class WorkerMesh {
             guard holders.value(for: identity.bytes) == worker else { return }  // it moved to another worker since
             _ = holders.remove(identity.bytes)
             router.remotePeerLeft(identity: identity, worker: worker, reason: "its connection to worker \(worker) closed")
-        case .send:
+        case .send, .sendUncreditedRequest:
             router.sendLocally(
                 identity: identity, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),
                 type: UnsafeRawBufferPointer(rebasing: bytes[message.type]),
-                body: UnsafeRawBufferPointer(rebasing: bytes[message.body]))
+                body: UnsafeRawBufferPointer(rebasing: bytes[message.body]),
+                uncreditedRequest: message.kind == .sendUncreditedRequest, from: worker)
         case .done:
             doneWorkers.insert(worker)
+        case .queueFull:
+            if !fullQueues.contains(where: { $0.worker == worker && $0.identity.elementsEqual(identity) }),
+                fullQueues.count < Self.maxRemotePauses
+            {
+                fullQueues.append((Array(identity), worker))
+            }
+        case .queueDrained:
+            fullQueues.removeAll { $0.worker == worker && $0.identity.elementsEqual(identity) }
+        case .pauseReading:
+            router.holdLocalPeer(identity: identity, for: worker)
+        case .resumeReading:
+            router.releaseLocalPeer(identity: identity, for: worker)
         case .metricsQuery:
             guard let link = links[worker], message.sid.count == 8 else { return }
             let text = delegate.workerMeshMetricsText()
@@ -265,7 +356,7 @@ final class WorkerMesh {
             router.deliverForwarded(
                 identity: identity, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),
                 type: UnsafeRawBufferPointer(rebasing: bytes[message.type]),
-                body: UnsafeRawBufferPointer(rebasing: bytes[message.body]))
+                body: UnsafeRawBufferPointer(rebasing: bytes[message.body]), from: worker)
         case .handover:
             guard let link = links[worker] else { return }
             // The socket travelled with this message's first byte, or earlier ones (WorkerLink.writeOutput).
@@ -291,6 +382,10 @@ final class WorkerMesh {
                 placement: .handoverFailed(worker: worker, from: false, address: "?", reason: "the link to worker \(worker) closed"),
                 identity: RawSpan())
         }
+        releaseSenders(of: link)
+        router.releaseLocalPeers(for: worker)  // a dead worker's budget holds nothing any more
+        remotePauses.removeAll { $0.worker == worker }
+        fullQueues.removeAll { $0.worker == worker }
         link.close()
         links[worker] = nil
         linksToFlush.removeAll { $0 === link }
@@ -318,6 +413,9 @@ final class WorkerLink: IOWatcherDelegate {
     private var receivedSockets: [Int32] = []
     var flushScheduled = false
     private(set) var waitingForWritable = false
+    /// Backpressure from the worker at the other end, and the backend connections held for it (WorkerMesh).
+    var flow = MeshLinkFlow()
+    var heldPeers: [ZMTPPeer] = []
     private var input: UnsafeMutableRawPointer
     private var capacity = 64 * 1024
     private var start = 0
@@ -383,6 +481,7 @@ final class WorkerLink: IOWatcherDelegate {
             waitingForWritable = !done
             watcher.watch(read: true, write: !done)
         }
+        if flow.written(output.count) == .releaseSenders { mesh.releaseSenders(of: self) }
     }
 
     private func readAvailable() {

@@ -21,10 +21,6 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// (then closed here), and nothing of the connection is left in this worker.
     enum State: Equatable { case signature, greeting, handshake, handingOver(to: Int), handedOver(to: Int), ready, closed }
 
-    /// Whether the peer's messages are read: the gateway stops reading a backend that sends uncredited bytes
-    /// at the memory budget (`BackendRouter.pauseReading`). Output is written either way.
-    enum Reading { case active, paused }
-
     /// How the connection is secured; CURVE carries its handshake and message keys.
     enum Security {
         case null
@@ -54,7 +50,20 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// The socket took less than was queued: writing resumes when it is writable (trying earlier
     /// would only cost a `sendmsg` that fails with EAGAIN).
     @exclusivity(unchecked) private(set) var waitingForWritable = false
-    @exclusivity(unchecked) private(set) var reading = Reading.active
+    /// Whether the peer's messages are read: the gateway stops reading a backend that sends uncredited bytes
+    /// at the memory budget (`BackendRouter.pauseReading`), another worker asks for the same for its budget, and
+    /// a mesh link whose unsent bytes reach its high-water mark stops the backends forwarding into it
+    /// (WorkerMesh.swift). Output is written either way.
+    @exclusivity(unchecked) private(set) var reading = ConnectionReadHolds()
+    /// Whether the gateway acknowledged this connection's credit announcement (docs/PROTOCOL.md, "Credit"):
+    /// from then on the backend waits for credit on every sid it receives on it. A new connection starts over.
+    enum CreditAnnouncement { case notAcknowledged, acknowledged }
+    @exclusivity(unchecked) var credit = CreditAnnouncement.notAcknowledged
+    /// Workers told (`F`, one bit per index) that their sends filled this connection's queue, to be told
+    /// when it drained (`E`; WorkerMesh.swift).
+    @exclusivity(unchecked) var queueFullFor: UInt64 = 0
+    /// Other workers' requests in flight on this connection (a reload keeps it for them).
+    @exclusivity(unchecked) var forwardedSessions = ForwardedSessions()
 
     private static let initialCapacity = 64 * 1024
     /// A grown input buffer up to this size is kept while the peer goes on sending messages that need it
@@ -171,25 +180,25 @@ final class ZMTPPeer: IOWatcherDelegate {
         }
         if done != !waitingForWritable {
             waitingForWritable = !done
-            watcher.watch(read: reading == .active, write: !done)
+            watcher.watch(read: reading.isReading, write: !done)
         }
+        if queueFullFor != 0 { router.peerQueueWritten(self) }
     }
 
     // MARK: pausing
 
-    /// Stops delivering messages after the one being delivered; what is buffered or arrives waits (the
-    /// kernel's socket buffer, then TCP, hold the backend back).
-    func pauseReading() {
-        if isGone || reading == .paused { return }
-        reading = .paused
-        watcher.watch(read: false, write: waitingForWritable)
+    /// Stops delivering messages after the one being delivered, for `hold`; what is buffered or arrives
+    /// waits (the kernel's socket buffer, then TCP, hold the backend back).
+    func pauseReading(_ hold: ConnectionReadHolds.Hold) {
+        if isGone { return }
+        if reading.hold(hold) == .stopReading { watcher.watch(read: false, write: waitingForWritable) }
     }
 
-    /// Delivers the complete messages buffered during the pause, then reads again (unless a delivery
-    /// paused it once more).
-    func resumeReading() {
-        if isGone || reading == .active { return }
-        reading = .active
+    /// Releases `hold`; the last one delivers the complete messages buffered during the pause, then reads
+    /// again (unless a delivery paused it once more).
+    func resumeReading(_ hold: ConnectionReadHolds.Hold) {
+        if isGone { return }
+        guard reading.release(hold) == .resumeReading else { return }
         watcher.watch(read: true, write: waitingForWritable)
         process()
     }
@@ -207,7 +216,7 @@ final class ZMTPPeer: IOWatcherDelegate {
             if n == 0 { return closedByPeer("closed by the backend") }
             end += n
             process()
-            if isGone || reading == .paused || n < room.count { return }
+            if isGone || !reading.isReading || n < room.count { return }
         }
     }
 
@@ -223,7 +232,7 @@ final class ZMTPPeer: IOWatcherDelegate {
     /// Consumes every complete greeting, command and message in the buffer, then makes room
     /// for the rest of the incomplete one.
     private func process() {
-        while !isGone && reading == .active {
+        while !isGone && reading.isReading {
             let available = end - start
             if state == .signature || state == .greeting {
                 let prefix = UnsafeRawBufferPointer(start: input + start, count: min(available, 10))
@@ -325,7 +334,8 @@ final class ZMTPPeer: IOWatcherDelegate {
             }
             let typeFrame = view(frames.type)
             if let mesh = router.mesh,
-                mesh.forwardReceived(identity: identity, sid: view(frames.sid), type: typeFrame, body: view(frames.body))
+                mesh.forwardReceived(
+                    from: self, identity: identity, sid: view(frames.sid), type: typeFrame, body: view(frames.body))
             {
                 return
             }

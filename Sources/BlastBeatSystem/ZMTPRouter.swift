@@ -326,7 +326,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
                 delegate.backendRouterRecheck(identity: $0.bytes, key: peer.key)
             }
             guard let refusal else { continue }
-            if busy && !evenBusy {
+            if (busy || !peer.forwardedSessions.isEmpty) && !evenBusy {
                 kept += 1
             } else {
                 drop(peer, reason: "no longer admitted after a reload: \(refusal)", protocolError: false)
@@ -343,6 +343,11 @@ final class ZMTPRouter: TimerWatcherDelegate {
         peer.close()
         if refused { return }
         let reason = peer.identity.isEmpty ? "\(reason) (from \(peer.address))" : reason
+        if peer.queueFullFor != 0 {
+            // Its queue is gone with it: the workers told it was full must not wait for an `E` that never comes.
+            peer.output.removeAll()
+            peerQueueWritten(peer)
+        }
         if peer.state == .closed, !peer.identity.isEmpty, readyPeer(peer.identity) == nil,
             let worker = peer.identity.withUnsafeBytes({ mesh?.holder(of: $0) })
         {
@@ -368,9 +373,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
         }
     }
 
-    /// Each identity with a ready connection here (for a new worker link).
-    func forEachReadyIdentity(_ body: (UnsafeRawBufferPointer) -> Void) {
-        for case let peer? in readySlots { peer.identity.withUnsafeBytes(body) }
+    /// Each identity with a ready connection here, and whether its credit was acknowledged (for a new worker link).
+    func forEachReadyIdentity(_ body: (UnsafeRawBufferPointer, _ creditAcknowledged: Bool) -> Void) {
+        for case let peer? in readySlots { peer.identity.withUnsafeBytes { body($0, peer.credit == .acknowledged) } }
     }
 
     // MARK: other workers' backends (WorkerMesh)
@@ -389,24 +394,97 @@ final class ZMTPRouter: TimerWatcherDelegate {
         delegate.backendRouterDroppedPeer(identity: identity.bytes, reason: reason, host: "worker \(worker)", protocolError: false)
     }
 
-    /// A message another worker sends to a backend connected here.
+    /// A message another worker sends to a backend connected here. `uncreditedRequest`: a `uwsgi` that worker
+    /// sends without credit; on a connection whose credit this worker acknowledged the backend would wait for a
+    /// grant that worker never sends, so it gets the largest grant right after (docs/PROTOCOL.md, "Credit").
     func sendLocally(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-        body: UnsafeRawBufferPointer
+        body: UnsafeRawBufferPointer, uncreditedRequest: Bool, from worker: Int
     ) {
         guard let peer = readyPeer(identity), peer.output.count < maxQueuedBytes else { return }
         queue(on: peer, sid: sid, type: type, body: .copying(body))
+        if let session = SessionID(sid) {
+            if type.elementsEqual("uwsgi".utf8) {
+                peer.forwardedSessions.requestSent(session)
+            } else if type.elementsEqual("end".utf8) {
+                peer.forwardedSessions.ended(session)
+            }
+        }
+        // The sending worker counts its client data only until it is on the link: past `max-node-queue` here
+        // (half the connection's limit) it is told to hold its clients back, as for a queue of its own.
+        if peer.output.count >= maxQueuedBytes / 2, peer.queueFullFor & (1 << UInt64(worker)) == 0, let mesh {
+            peer.queueFullFor |= 1 << UInt64(worker)
+            mesh.tellQueue(.queueFull, identity: identity, to: worker)
+        }
+        guard uncreditedRequest, peer.credit == .acknowledged else { return }
+        let creditType: StaticString = "credit"
+        withUnsafeBytes(of: UInt32.max.bigEndian) { grant in
+            queue(
+                on: peer, sid: sid,
+                type: UnsafeRawBufferPointer(start: creditType.utf8Start, count: creditType.utf8CodeUnitCount),
+                body: .copying(grant))
+        }
+    }
+
+    /// A peer whose queue other workers were told is full wrote output: below three quarters of `max-node-queue`
+    /// they are told it drained.
+    func peerQueueWritten(_ peer: ZMTPPeer) {
+        guard peer.output.count <= maxQueuedBytes / 8 * 3, let mesh else { return }
+        let workers = peer.queueFullFor
+        peer.queueFullFor = 0
+        peer.identity.withUnsafeBytes { identity in
+            for worker in 0..<64 where workers & (1 << UInt64(worker)) != 0 {
+                mesh.tellQueue(.queueDrained, identity: identity, to: worker)
+            }
+        }
+    }
+
+    /// Whether the worker holding `identity` said its queue for it is full with this worker's sends.
+    func isQueueFullAtHolder(identity: UnsafeRawBufferPointer) -> Bool {
+        mesh?.isQueueFull(remote: identity) ?? false
+    }
+
+    /// Acknowledges the credit announcement of the connection holding `identity` here (docs/PROTOCOL.md,
+    /// "Credit"); `.unreachable` when no connection here holds it (only the holder acknowledges).
+    func acknowledgeCredit(identity: UnsafeRawBufferPointer) -> BackendSendResult {
+        guard let peer = readyPeer(identity) else { return .unreachable }
+        if peer.output.count >= maxQueuedBytes { return .full }
+        peer.credit = .acknowledged
+        queue(on: peer, sid: Self.noSid, type: Self.creditTypeBytes, body: .copying(Self.noSid))
+        return .sent
+    }
+
+    private static var noSid: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
+    private static var creditTypeBytes: UnsafeRawBufferPointer {
+        let type: StaticString = "credit"
+        return UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount)
+    }
+
+    /// A `uwsgi` for `identity`; `credited`: whether the gateway treats the session as credited. Through another
+    /// worker an uncredited one travels as `U` (WorkerMessage.Kind), so the holder can make it consistent with
+    /// what its connection's backend expects.
+    func sendRequest(
+        identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, body: consuming BackendBody, credited: Bool
+    ) -> BackendSendResult {
+        let type: StaticString = "uwsgi"
+        guard readyPeer(identity) == nil, let mesh, let worker = mesh.holder(of: identity) else {
+            return send(identity: identity, sid: sid, type: type, body: body)
+        }
+        return mesh.send(
+            to: worker, kind: credited ? .send : .sendUncreditedRequest, identity: identity, sid: sid,
+            type: UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount), body: body)
     }
 
     /// A backend's message that its holder forwarded here: checked and delivered as one from a peer here.
     func deliverForwarded(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
-        body: UnsafeRawBufferPointer
+        body: UnsafeRawBufferPointer, from worker: Int
     ) {
         guard let parsed = BackendMessageType(type) else {
             return delegate.backendRouter(receivedMalformed: .unknownType(type), identity: identity.bytes)
         }
-        delegate.backendRouter(received: BackendMessage(identity: identity, sid: sid, type: parsed, body: body))
+        delegate.backendRouter(
+            received: BackendMessage(identity: identity, sid: sid, type: parsed, body: body, origin: .worker(worker)))
     }
 
     func timerFired(_ timer: TimerWatcher) {
@@ -530,16 +608,43 @@ final class ZMTPRouter: TimerWatcherDelegate {
         peersToFlush.append(peer)
     }
 
-    /// Stops reading the connection holding `identity` (see `ZMTPPeer.pauseReading`); false when none does.
+    /// Stops reading the connection holding `identity` (see `ZMTPPeer.pauseReading`), or, when another worker
+    /// holds it, the link from that worker (WorkerMesh.pauseReading(remote:)); false when no one holds it.
     func pauseReading(identity: UnsafeRawBufferPointer) -> Bool {
-        guard let peer = readyPeer(identity) else { return false }
-        peer.pauseReading()
+        guard let peer = readyPeer(identity) else { return mesh?.pauseReading(remote: identity) ?? false }
+        peer.pauseReading(.budget(worker: mesh?.index ?? 0))
         return true
     }
 
-    /// Reads the connection holding `identity` again, delivering what it buffered meanwhile.
+    /// Reads the connection holding `identity` again, delivering what it buffered meanwhile (unless a link to
+    /// another worker holds it too), and ends a pause of the links for it.
     func resumeReading(identity: UnsafeRawBufferPointer) {
-        readyPeer(identity)?.resumeReading()
+        readyPeer(identity)?.resumeReading(.budget(worker: mesh?.index ?? 0))
+        mesh?.resumeReading(remote: identity)
+    }
+
+    /// Worker `worker` (its budget full) asks this one not to read the connection holding `identity` here.
+    func holdLocalPeer(identity: UnsafeRawBufferPointer, for worker: Int) {
+        readyPeer(identity)?.pauseReading(.budget(worker: worker))
+    }
+
+    /// Worker `worker` ends its hold of the connection holding `identity` here.
+    func releaseLocalPeer(identity: UnsafeRawBufferPointer, for worker: Int) {
+        readyPeer(identity)?.resumeReading(.budget(worker: worker))
+    }
+
+    /// Worker `worker` is gone: its holds end, and its sessions with it.
+    func releaseLocalPeers(for worker: Int) {
+        for case let peer? in readySlots {
+            peer.forwardedSessions.workerGone(worker)
+            peer.resumeReading(.budget(worker: worker))
+        }
+    }
+
+    /// Whether the connection holding `identity` here is held for another worker (its budget, or a link).
+    func isHeldForOtherWorkers(identity: UnsafeRawBufferPointer) -> Bool {
+        guard let mesh, let peer = readyPeer(identity) else { return false }
+        return peer.reading.isHeld(byOtherThan: mesh.index)
     }
 
     /// Whether output was queued since the last `flush()`.

@@ -218,8 +218,6 @@ private final class MetricsRecorder: WorkerMeshDelegate {
     func workerMesh(metrics: UnsafeRawBufferPointer, from worker: Int, query: UInt64) {
         answers.append("\(query) from \(worker): \(String(decoding: metrics, as: UTF8.self))")
     }
-    var dropped: [Int] = []
-    func workerMeshDroppedMessage(for worker: Int) { dropped.append(worker) }
 }
 
 extension OnTheEventLoop {

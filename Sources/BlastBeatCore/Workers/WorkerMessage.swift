@@ -5,14 +5,21 @@
 /// Wire format, little-endian: `length: UInt32` (of everything after it), `kind: UInt8`, `identity length:
 /// UInt8`, identity, `sid length: UInt8`, sid, `type length: UInt8`, type, body (the rest). Kinds:
 /// `J` the sending worker now holds a connection with this identity, `L` it no longer does, `S` send
-/// [sid, type, body] to the backend with this identity (to its holder), `R` a message [sid, type, body]
+/// [sid, type, body] to the backend with this identity (to its holder), `U` the same for a `uwsgi` the sending
+/// worker sends without credit (it did not know yet that the connection takes credit): a holder that
+/// acknowledged the connection's credit follows it with the largest grant, so the backend answers it without
+/// waiting (docs/PROTOCOL.md, "Credit"), `R` a message [sid, type, body]
 /// received from the backend with this identity (from its holder: to the worker its sid names, or to
 /// every worker for an empty sid, a pong), `D` the sending worker is stopping and has nothing in flight any
 /// more (its identity field is empty): it will send no `S` again; `Q` asks for the worker's `/metrics` text
 /// and `A` answers with it in the body (both with an 8-byte query id in the sid field, no identity); `H` hands a
 /// backend connection that finished its handshake over to the worker its `X-BlastBeat-Worker` label names: the
 /// identity it claims, its ZMTP state in the body (`BackendHandover`), and its socket attached to the link's bytes
-/// (SCM_RIGHTS: it arrives no later than the message's first byte).
+/// (SCM_RIGHTS: it arrives no later than the message's first byte); `P` asks the holder of the backend with this
+/// identity to stop reading its connection for the sending worker, whose memory budget is full, and `C` to read
+/// it again (README.md, "Memory budget"); `F` tells a worker whose `S` messages filled the holder's queue for the
+/// backend with this identity to `max-node-queue` that it is full (the worker's clients uploading to it wait), and
+/// `E` that it drained to three quarters (docs/PROTOCOL.md, "Flow control and limits").
 ///
 /// The bytes come from another worker of the same gateway, but a worker may be compromised through its
 /// clients: the decoder trusts nothing, bounds every length and is fuzzed (WorkerMessageCheck.swift).
@@ -21,11 +28,16 @@ package enum WorkerMessage {
         case joined = 74  // "J"
         case left = 76  // "L"
         case send = 83  // "S"
+        case sendUncreditedRequest = 85  // "U"
         case received = 82  // "R"
         case done = 68  // "D"
         case metricsQuery = 81  // "Q"
         case metricsAnswer = 65  // "A"
         case handover = 72  // "H"
+        case pauseReading = 80  // "P"
+        case resumeReading = 67  // "C"
+        case queueFull = 70  // "F"
+        case queueDrained = 69  // "E"
     }
 
     /// A decoded message: ranges into the buffer it was decoded from.

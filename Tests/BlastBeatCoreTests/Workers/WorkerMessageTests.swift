@@ -40,6 +40,7 @@ struct WorkerMessageTests {
         (WorkerMessage.Kind.joined, Array("app#1".utf8), [UInt8](), [UInt8](), [UInt8]()),
         (.left, Array("app".utf8), [], [], []),
         (.send, Array("app".utf8), sid, Array("uwsgi".utf8), Array(repeating: 7, count: 70_000)),
+        (.sendUncreditedRequest, Array("app".utf8), sid, Array("uwsgi".utf8), Array(repeating: 9, count: 300)),
         (.received, Array("app".utf8), [], Array("pong".utf8), []),
         (.done, [], [], [], []),
         (.handover, Array("app#1".utf8), [], [], BackendHandoverTests.curve.encoded()),
