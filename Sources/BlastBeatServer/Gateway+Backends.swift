@@ -284,7 +284,8 @@ extension Gateway {
         }
     }
 
-    /// A message without a session (empty sid and body): `ping`, or `credit` acknowledging an announcement.
+    /// A message without a session (empty sid and body): `ping` (a `credit` acknowledging an announcement goes
+    /// through `BackendRouter.acknowledgeCredit`, which only the connection's holder sends).
     func sendConnectionMessage(to node: Int, type: StaticString) -> BackendSendResult? {
         let empty = UnsafeRawBufferPointer(start: nil, count: 0)
         return try? routerSend(to: node, sid: empty, type: type, .copying(empty)).get()

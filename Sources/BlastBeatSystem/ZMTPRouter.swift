@@ -343,11 +343,6 @@ final class ZMTPRouter: TimerWatcherDelegate {
         peer.close()
         if refused { return }
         let reason = peer.identity.isEmpty ? "\(reason) (from \(peer.address))" : reason
-        if peer.queueFullFor != 0 {
-            // Its queue is gone with it: the workers told it was full must not wait for an `E` that never comes.
-            peer.output.removeAll()
-            peerQueueWritten(peer)
-        }
         if peer.state == .closed, !peer.identity.isEmpty, readyPeer(peer.identity) == nil,
             let worker = peer.identity.withUnsafeBytes({ mesh?.holder(of: $0) })
         {
@@ -365,6 +360,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
 
     private func forget(_ peer: ZMTPPeer, announce: Bool = true) {
         if let i = peers.firstIndex(where: { $0 === peer }) { peers.remove(at: i) }
+        // Its queue goes with it (closed, replaced or handed over): the workers told it was full must not wait
+        // for an `E` that would never come.
+        if peer.queueFullFor != 0 { tellQueueDrained(peer) }
         if let slot = readyIndex.value(for: peer.identity), readySlots[slot] === peer {
             readyIndex.remove(peer.identity)
             readySlots[slot] = nil
@@ -397,11 +395,15 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// A message another worker sends to a backend connected here. `uncreditedRequest`: a `uwsgi` that worker
     /// sends without credit; on a connection whose credit this worker acknowledged the backend would wait for a
     /// grant that worker never sends, so it gets the largest grant right after (docs/PROTOCOL.md, "Credit").
+    ///
+    /// Bounded at twice a connection's own limit: the sending worker stops at this worker's `F` (below), and
+    /// what it sent before the `F` reached it (its link queue, itself held to `max-node-queue` by its meter,
+    /// and the socket's buffer) fits; only a worker that ignores `F` is cut off.
     func sendLocally(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
         body: UnsafeRawBufferPointer, uncreditedRequest: Bool, from worker: Int
     ) {
-        guard let peer = readyPeer(identity), peer.output.count < maxQueuedBytes else { return }
+        guard let peer = readyPeer(identity), peer.output.count < 2 * maxQueuedBytes else { return }
         queue(on: peer, sid: sid, type: type, body: .copying(body))
         if let session = SessionID(sid) {
             if type.elementsEqual("uwsgi".utf8) {
@@ -429,7 +431,11 @@ final class ZMTPRouter: TimerWatcherDelegate {
     /// A peer whose queue other workers were told is full wrote output: below three quarters of `max-node-queue`
     /// they are told it drained.
     func peerQueueWritten(_ peer: ZMTPPeer) {
-        guard peer.output.count <= maxQueuedBytes / 8 * 3, let mesh else { return }
+        if peer.output.count <= maxQueuedBytes / 8 * 3 { tellQueueDrained(peer) }
+    }
+
+    private func tellQueueDrained(_ peer: ZMTPPeer) {
+        guard let mesh else { return }
         let workers = peer.queueFullFor
         peer.queueFullFor = 0
         peer.identity.withUnsafeBytes { identity in
@@ -467,12 +473,16 @@ final class ZMTPRouter: TimerWatcherDelegate {
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, body: consuming BackendBody, credited: Bool
     ) -> BackendSendResult {
         let type: StaticString = "uwsgi"
-        guard readyPeer(identity) == nil, let mesh, let worker = mesh.holder(of: identity) else {
-            return send(identity: identity, sid: sid, type: type, body: body)
+        let typeBytes = UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount)
+        if let peer = readyPeer(identity) {
+            if peer.output.count >= maxQueuedBytes { return .full }
+            queue(on: peer, sid: sid, type: typeBytes, body: body)
+            return .sent
         }
+        guard let mesh, let worker = mesh.holder(of: identity) else { return .unreachable }
         return mesh.send(
-            to: worker, kind: credited ? .send : .sendUncreditedRequest, identity: identity, sid: sid,
-            type: UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount), body: body)
+            to: worker, kind: credited ? .send : .sendUncreditedRequest, identity: identity, sid: sid, type: typeBytes,
+            body: body)
     }
 
     /// A backend's message that its holder forwarded here: checked and delivered as one from a peer here.

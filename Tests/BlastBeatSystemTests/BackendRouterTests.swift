@@ -387,6 +387,103 @@ extension OnTheEventLoop {
         })
         #expect(received == sidZero)
     }
+
+    /// Two workers joined by a mesh, a DEALER connected to worker 0 (found by both): the routers, the recorders,
+    /// the DEALER, and a loop runner. The caller closes the DEALER and the routers.
+    private static func meshWithOneBackend(_ name: String) throws -> (
+        loop: EventLoop, first: BackendRouter, second: BackendRouter, zero: Recorder, one: Recorder, dealer: ZMQDealer,
+        delegates: (MetricsRecorder, MetricsRecorder)
+    ) {
+        let loop = EventLoop()
+        let (zero, one) = (Recorder(), Recorder())
+        let endpoint = "ipc:///tmp/blastbeat-\(name)-\(getpid()).sock"
+        let first = try BackendRouter(
+            loop: loop, endpoint: endpoint, engine: .native, maxMessageSize: 1 << 20, maxQueuedBytes: 1 << 22,
+            curveKeys: nil, delegate: zero)
+        let second = try BackendRouter(
+            loop: loop, endpoint: endpoint + "-1", engine: .native, maxMessageSize: 1 << 20, maxQueuedBytes: 1 << 22,
+            curveKeys: nil, delegate: one)
+        let (a, b) = try ParentProcess.socketPair()
+        let delegates = (MetricsRecorder(text: "zero"), MetricsRecorder(text: "one"))
+        first.joinWorkers(index: 0, count: 2, links: [1: a], delegate: delegates.0)
+        second.joinWorkers(index: 1, count: 2, links: [0: b], delegate: delegates.1)
+        let dealer = try ZMQDealer(identity: Array("node1".utf8), endpoint: endpoint)
+        #expect(BackendRouterTests.run(loop, [first, second]) { zero.joined.count == 1 && one.remoteJoined == ["worker 0: node1"] })
+        return (loop, first, second, zero, one, dealer, delegates)
+    }
+
+    /// Credit across the mesh (docs/PROTOCOL.md, "Credit"): only the holder acknowledges; a request another
+    /// worker sends uncredited to the acknowledged connection is followed by the largest grant, a credited one
+    /// is not.
+    @Test func anUncreditedRequestThroughTheHolderOfAnAcknowledgedConnectionGetsTheLargestGrant() throws {
+        let mesh = try Self.meshWithOneBackend("mesh-credit")
+        defer { mesh.dealer.close(); mesh.first.close(); mesh.second.close(); withExtendedLifetime(mesh.delegates) {} }
+        let node = Array("node1".utf8)
+        #expect(try node.withUnsafeBytes { try mesh.second.acknowledgeCredit(identity: $0) } == .unreachable)
+        #expect(try node.withUnsafeBytes { try mesh.first.acknowledgeCredit(identity: $0) } == .sent)
+        func next() -> ([UInt8], String, [UInt8])? {
+            var got: ([UInt8], String, [UInt8])? = nil
+            _ = BackendRouterTests.run(mesh.loop, [mesh.first, mesh.second]) {
+                if case .message(let m) = mesh.dealer.receive() {
+                    got = (Array(m.sid), String(decoding: m.type, as: UTF8.self), Array(m.body))
+                }
+                return got != nil
+            }
+            return got
+        }
+        let ack = next()
+        #expect(ack?.0 == [] && ack?.1 == "credit" && ack?.2 == [])
+        let uncredited: [UInt8] = [1] + Array(1..<16)
+        let credited: [UInt8] = [1] + Array(2..<17)
+        let packet = Array("env".utf8)
+        for (sid, isCredited) in [(uncredited, false), (credited, true)] {
+            let sent = try node.withUnsafeBytes { to in
+                try sid.withUnsafeBytes { s in
+                    try packet.withUnsafeBytes { try mesh.second.sendRequest(to: to, sid: s, body: .copying($0), credited: isCredited) }
+                }
+            }
+            #expect(sent == .sent)
+        }
+        let end = try node.withUnsafeBytes { to in
+            try credited.withUnsafeBytes { s in
+                try mesh.second.send(to: to, sid: s, type: "end", body: .copying(UnsafeRawBufferPointer(start: nil, count: 0)))
+            }
+        }
+        #expect(end == .sent)
+        let messages = (0..<4).compactMap { _ in next() }
+        #expect(messages.map(\.0) == [uncredited, uncredited, credited, credited])
+        #expect(messages.map(\.1) == ["uwsgi", "credit", "uwsgi", "end"])
+        #expect(messages[1].2 == [0xFF, 0xFF, 0xFF, 0xFF])
+    }
+
+    /// The budget across the mesh: worker 1 pausing a backend held by worker 0 stops worker 0 reading it (`P`);
+    /// the messages wait in the connection, none is lost, and they arrive in order once worker 1 resumes (`C`).
+    @Test func aPauseByTheOtherWorkerHoldsTheConnectionAtItsHolder() throws {
+        let mesh = try Self.meshWithOneBackend("mesh-pause")
+        defer { mesh.first.close(); mesh.second.close(); withExtendedLifetime(mesh.delegates) {} }
+        let node = Array("node1".utf8)
+        #expect(node.withUnsafeBytes { mesh.second.pauseReading(identity: $0) } == .connection)
+        var turns = 0
+        _ = BackendRouterTests.run(mesh.loop, [mesh.first, mesh.second]) {
+            turns += 1
+            return turns == 50
+        }
+        let sid: [UInt8] = [1] + Array(1..<16)
+        for i in 0..<3 {
+            _ = try sid.withUnsafeBytes { s in try [UInt8(i)].withUnsafeBytes { try mesh.dealer.send(sid: s, type: "body", body: $0) } }
+        }
+        turns = 0
+        _ = BackendRouterTests.run(mesh.loop, [mesh.first, mesh.second]) {
+            turns += 1
+            return turns == 100
+        }
+        #expect(mesh.one.received.isEmpty && mesh.zero.received.isEmpty, "held at worker 0 for worker 1")
+        node.withUnsafeBytes { mesh.second.resumeReading(identity: $0) }
+        #expect(BackendRouterTests.run(mesh.loop, [mesh.first, mesh.second]) { mesh.one.received.count == 3 })
+        #expect(mesh.one.received.map(\.body) == [[0], [1], [2]])
+        #expect(mesh.zero.received.isEmpty)
+        mesh.dealer.close()
+    }
 }
 }
 
