@@ -22,7 +22,6 @@ import zmq
 from budget_helpers import BLOCK, PIECE, block, expected_digest
 from helpers import RawConn, decode_env, request_bytes, response_head, rss_bytes, wait_until
 from test_metrics import Scrape, admin_get
-from test_swift_backend import run_swift  # noqa: F401 - a fixture
 from test_workers import holder_pid, workers_ready
 
 MIB = 1 << 20
@@ -413,29 +412,3 @@ def test_an_upload_through_the_holder_to_a_stalled_node_waits_and_arrives_whole(
     assert response.body == b"%d %s" % (len(payload), hashlib.sha256(payload).hexdigest().encode())
     assert during - before < 16 * MIB, f"the holder's RSS grew {(during - before) >> 20} MiB during the stall"
     assert "message dropped" not in gw.logs()
-
-
-def test_swift_hello_with_its_one_connection_serves_a_restarted_worker_within_credit(make_gateway, run_swift):
-    """The Swift SDK's example holds one connection (it opens none per worker) and takes credit: after the
-    worker that does not hold it is restarted, that worker's requests are still answered (before: 504, the
-    SDK waited for grants the worker never sent)."""
-    gw = make_gateway(vhosts={"localhost": ["hello-swift"]}, options=WORKERS)
-    pids = workers_ready(gw)
-    run_swift("swift-hello", "--connect", gw.endpoint)
-    wait_until(lambda: gw.logs().count("takes credit") == 2, 10, what="both workers know the credit")
-    holder = holder_pid(gw, pids)
-    other = next(p for p in pids if p != holder)
-    os.kill(other, signal.SIGKILL)
-    wait_until(lambda: other not in gw.worker_pids() and len(gw.worker_pids()) == 2, 10, what="the restart")
-    wait_until(lambda: gw.logs().count("takes credit") == 3, 5, what="the restarted worker told")
-    for _ in range(16):
-        with RawConn(gw.port, timeout=10) as conn:
-            conn.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            response = conn.read_response(timeout=10)
-        assert response.status == 200 and response.body == b"Hello, World!", response.raw[:200]
-
-    def access():
-        return [line for line in gw.stdout().splitlines() if '"GET / HTTP/1.1" 200' in line]
-    wait_until(lambda: len(access()) >= 16, 5, what="the access log lines")
-    assert {line.rsplit("worker=", 1)[1] for line in access()} == {"0", "1"}, "both workers served"
-
