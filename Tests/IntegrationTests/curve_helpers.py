@@ -204,13 +204,6 @@ def site_config(gw: Gateway, vhost_lines: dict[str, list[str]]) -> Gateway:
     return gw
 
 
-def stop_line(gw: Gateway) -> str:
-    """The gateway's "stopped: ..." line (after ``gw.stop()``)."""
-    lines = [line for line in gw.stderr().splitlines() if "stopped: " in line]
-    assert lines, f"no stop line in the gateway log:\n{gw.stderr()[-3000:]}"
-    return lines[-1]
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Hand-written ZMTP
 
@@ -473,6 +466,17 @@ class CurveClient(RawZMTP):
             frames.append(data)
             if not flags & 0x01:
                 return frames
+
+    def read_session_message(self) -> list[bytes]:
+        """The next message that is not a ``ping``, answering every ping before it with a ``pong``: with several
+        workers each one pings the node through the worker holding this connection (README "Worker processes"),
+        so a ping may come before a request whenever it is due."""
+        while True:
+            frames = self.read_message()
+            if frames == [b"", b"ping", b""]:
+                self.send_message([b"", b"pong", b""])
+                continue
+            return frames
 
 
 def run_in_thread(fn, *args) -> tuple[threading.Thread, dict]:

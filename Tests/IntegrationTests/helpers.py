@@ -37,6 +37,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DEFAULT_BIN = str(REPO / ".build" / "debug" / "blastbeat")
 
+#: What ends an access log line after ``vhost=NAME`` with several workers (README "Worker processes": the line
+#: ends in ``worker=K``), and nothing with one: a regular expression, for the tests' access log patterns.
+ACCESS_LOG_WORKER = r"(?: worker=\d+)?"
+
 #: RFC 9110 reason phrases for the statuses the gateway produces itself.
 REASONS = {
     100: "Continue",
@@ -567,8 +571,10 @@ class Gateway:
 
     @property
     def serving_count(self) -> int:
-        """How many processes serve: the workers, or the one gateway."""
-        return len(self.worker_pids()) or 1
+        """How many processes serve: the workers, or the one gateway. From the workers' start lines ("worker K
+        of N serving as pid P"), so it holds after ``stop`` too; else the parent's children."""
+        counts = re.findall(r"worker \d+ of (\d+) serving as pid \d+", self.stderr())
+        return int(counts[-1]) if counts else (len(self.worker_pids()) or 1)
 
     def worker_pids(self) -> list[int]:
         """With ``workers`` > 1 (or as root): the parent's children, the serving processes (README "Worker
@@ -632,6 +638,24 @@ class Gateway:
         return (f"--- {self.config_path} ---\n{self.config_text()}"
                 f"--- {self.name} stdout (last {tail} lines) ---\n{cut(self.stdout())}\n"
                 f"--- {self.name} stderr (last {tail} lines) ---\n{cut(self.stderr())}\n")
+
+
+def stopped_totals(text: str) -> dict[str, int]:
+    """The counts of every ``stopped: N WHAT, ...`` line in ``text`` (a gateway's standard error), summed.
+
+    Each serving process logs its own line as it exits: with several workers (the default, ``auto``) there is
+    one per worker, each counting only that worker's clients and backend connections (README "Worker
+    processes"). Summed, they are what the gateway as a whole did, whatever the worker count. Raises
+    LookupError when no process logged the line."""
+    totals: dict[str, int] = {}
+    lines = [line.split("stopped: ", 1)[1] for line in text.splitlines() if " INFO stopped: " in line]
+    if not lines:
+        raise LookupError(f"no stopped: line in the log:\n{text[-3000:]}")
+    for line in lines:
+        for part in line.split(", "):
+            count, what = part.split(" ", 1)
+            totals[what] = totals.get(what, 0) + int(count)
+    return totals
 
 
 # --------------------------------------------------------------------------------------------------------------

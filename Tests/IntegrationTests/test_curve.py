@@ -30,9 +30,9 @@ import pytest
 import zmq
 
 from curve_helpers import (CurveClient, CurveRefused, KeyPair, RawZMTP, ZBackend, command, frame, greeting,
-                           metadata, run_in_thread, site_config, stop_line)
+                           metadata, run_in_thread, site_config)
 from helpers import (HTTPHandler, Request, blastbeat_bin, echo_app, free_port, http_request, respond,
-                     response_head, wait_until)
+                     response_head, stopped_totals, wait_until)
 
 TENANTS = {"a.test": ["alpha"], "b.test": ["beta"]}
 
@@ -154,10 +154,11 @@ def timed(fn, *args, **kw):
 
 
 def counted(gw, what: str) -> int:
-    """N from "N WHAT" in the stop line (``backend connections broke ZMTP``, ``backend connections refused``)."""
-    m = re.search(rf"(\d+) {re.escape(what)}", stop_line(gw))
-    assert m, f"no {what!r} count in the stop line: {stop_line(gw)}"
-    return int(m.group(1))
+    """N from "N WHAT" in the stop lines, summed over the workers (``backend connections broke ZMTP``,
+    ``backend connections refused``)."""
+    totals = stopped_totals(gw.stderr())
+    assert what in totals, f"no {what!r} count in the stop lines: {totals}"
+    return totals[what]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -230,7 +231,7 @@ def test_raw_curve_client_written_from_the_rfc_is_served(site):
         assert c.read_message() == [b"", b"ping", b""]
         c.send_message([b"", b"pong", b""])
         t, out = run_in_thread(get, gw, "b.test", "/by-hand")
-        sid, mtype, env = c.read_message()
+        sid, mtype, env = c.read_session_message()
         assert mtype == b"uwsgi" and b"/by-hand" in env and len(sid) == 16
         head = response_head(200, [("Content-Length", "7")]) + b"by hand"
         c.send(frame(c.message_body(0x01, sid)) + c.sealed_command(b"PING", b"\x00\x0aCTX")
@@ -380,7 +381,9 @@ def test_refusals_are_counted_every_time_but_logged_once_per_identity(site):
         with pytest.raises(CurveRefused):
             c.handshake(b"beta#y")
     log_has(gw, r'claims "beta#y" with key')
-    assert count_lines(gw, 'claims "beta" with key') == 1, gw.stderr()[-2000:]
+    # Once per worker at most: each worker remembers the identities it refused, and the kernel hands the
+    # reconnects to either (README "Worker processes").
+    assert 1 <= count_lines(gw, 'claims "beta" with key') <= gw.serving_count, gw.stderr()[-2000:]
     gw.stop()
     assert counted(gw, "backend connections refused") == 13
 
@@ -393,7 +396,9 @@ def test_wrong_server_key_is_not_logged_at_every_reconnect(site):
     time.sleep(2.0)
     attempts = b.events.count(zmq.EVENT_CONNECTED)
     assert attempts >= 5, f"libzmq should have retried: {b.events}"
-    assert count_lines(gw, "wrong server key") <= 2, f"{count_lines(gw, 'wrong server key')} warnings for {attempts} attempts"
+    # About once per worker: each worker that the retries reach reports it on its own.
+    warnings = count_lines(gw, "wrong server key")
+    assert warnings <= 2 * gw.serving_count, f"{warnings} warnings for {attempts} attempts"
 
 
 def test_pyzmq_backend_without_keys_gets_a_warning(site):
@@ -590,7 +595,7 @@ def test_startup_warns_about_unauthenticated_tenants(site):
     when that matters (vhosts served by different nodes), and not for a single tenant or with CURVE."""
     several = site.gateway(curve=False)
     log_has(several, "any backend that reaches it can claim any node; set curve-key")
-    assert count_lines(several, "can claim any node") == 1
+    assert count_lines(several, "can claim any node") == several.serving_count, "once by every serving process"
     single = site.gateway(curve=False, vhosts={"a.test": ["alpha"], "www.a.test": ["alpha"]})
     secured = site.gateway()
     time.sleep(0.2)
@@ -1109,7 +1114,9 @@ def test_slot_exhaustion_under_curve_leaves_admitted_tenants_served(site):
     site.backend(gw, "alpha", HTTPHandler(tagged_app("alpha")))
     stalled = []
     try:
-        for _ in range(1030):
+        # The pool is each worker's own (README "Worker processes"): with N workers, 1,024 × N + 6 stalled
+        # connections fill at least one worker's pool, however the kernel spreads them.
+        for _ in range(1024 * gw.serving_count + 6):
             stalled.append(socket.create_connection(("127.0.0.1", gw.zmq_port), timeout=5))
         log_has(gw, "1024 backend connections are in their handshake", timeout=5)
         assert get(gw, "a.test", "/during").body == b"alpha /during"

@@ -431,7 +431,8 @@ def test_client_rate_vhost_logs_and_metrics_hold_for_streams(make_gateway, make_
     from test_metrics import scrape
     own_log = tmp_path / "a-access.log"
     gw = make_gateway(
-        # 0.1/s: the bucket does not refill during the test (each refusal pauses the connection, refusal-pause).
+        # One token per 10 s: none comes back while the streams run (each refusal pauses the connection for
+        # refusal-pause, and a stream answered through the other worker takes one more hop).
         vhosts={"localhost": {"nodes": ["A"], "options": {"client-rate": "0.1", "client-burst": "2",
                                                            "access-log": str(own_log)}}},
         options={"admin": f"127.0.0.1:{free_port()}"})

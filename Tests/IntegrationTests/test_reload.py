@@ -18,15 +18,16 @@ from helpers import (HTTPHandler, LoadClient, RawConn, free_port, hello_app, htt
 
 
 def hup(gw, expect: str, timeout: float = 5.0) -> str:
-    """SIGHUP to the gateway; waits for a log line matching ``expect`` written after the signal."""
+    """SIGHUP to the gateway; waits for a log line matching ``expect`` written after the signal by every serving
+    process (each worker applies the reload and logs it: README "Worker processes"), and returns the first."""
     offset = len(gw.stderr())
     gw.proc.send_signal(signal.SIGHUP)
     rx = re.compile(expect)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for line in gw.stderr()[offset:].splitlines():
-            if rx.search(line):
-                return line
+        lines = [line for line in gw.stderr()[offset:].splitlines() if rx.search(line)]
+        if len(lines) >= gw.serving_count:
+            return lines[0]
         time.sleep(0.02)
     raise AssertionError(f"no log line matching {expect!r} within {timeout}s after SIGHUP:\n{gw.stderr()[offset:]}")
 

@@ -49,7 +49,7 @@ package struct Configuration: Sendable, Equatable {
     }
 
     /// `workers`: how many serving processes share the listeners and the ROUTER endpoint.
-    package var workers: Workers = .count(1)
+    package var workers: Workers = .auto
     package var workersLine = 0
     /// `max-instances`: most `NAME#INSTANCE` processes per node (a vhost may set its own).
     package var maxInstances: Int = 64

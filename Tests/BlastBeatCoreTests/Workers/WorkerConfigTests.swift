@@ -7,7 +7,7 @@ struct WorkerConfigTests {
     static let vhost = "[blastbeat:localhost]\nnode = N\n"
 
     @Test(arguments: [
-        ("", Configuration.Workers.count(1)), ("workers = 1\n", .count(1)), ("workers = 2\n", .count(2)),
+        ("", Configuration.Workers.auto), ("workers = 1\n", .count(1)), ("workers = 2\n", .count(2)),
         ("workers = auto\n", .auto), ("workers = AUTO\n", .auto), ("workers = 64\n", .count(64)),
     ])
     func accepted(_ row: (String, Configuration.Workers)) throws {
