@@ -226,6 +226,9 @@ final class WorkerMesh {
 
     /// Hands the backend connection `fd` (its handshake done, not admitted here) to `worker` with `state`. Nil
     /// when it is queued: the link then owns `fd` and closes it once sent. Otherwise why not (the caller keeps `fd`).
+    /// Whether the link to `worker` is up (it runs; a restarting worker has none until the parent sends a new one).
+    func hasLink(to worker: Int) -> Bool { worker >= 0 && worker < count && links[worker] != nil }
+
     func handOver(socket fd: Int32, identity: UnsafeRawBufferPointer, state: BackendHandover, to worker: Int) -> String? {
         guard let link = links[worker] else { return "worker \(worker) is not running" }
         if link.output.count >= router.maxQueuedBytesPerPeer || link.socketsToSend.count >= Self.maxHandoversInFlight {

@@ -244,10 +244,17 @@ final class ZMTPRouter: TimerWatcherDelegate {
     // MARK: connections labelled for a worker (WorkerLabel.swift)
 
     /// Where a connection that finished its handshake here goes, by its `X-BlastBeat-Worker` label (a label
-    /// naming no worker is reported, and the connection stays).
+    /// naming no worker is reported, and the connection stays); an unlabelled one goes to its identity's home
+    /// worker (`WorkerLabel.home`), or stays while that worker is not running (it is being started again).
     func placement(of ready: ZMTPCommand.Ready, from address: String) -> WorkerLabel.Placement {
         let count = mesh?.count ?? 1
-        let placement = ready.workerLabel.placement(at: mesh?.index ?? 0, of: count)
+        let index = mesh?.index ?? 0
+        var home = index
+        if let mesh, case .absent = ready.workerLabel {
+            let wanted = ready.identity.withUnsafeBytes { WorkerLabel.home(of: $0, workers: count) }
+            if mesh.hasLink(to: wanted) { home = wanted }
+        }
+        let placement = ready.workerLabel.placement(at: index, of: count, home: home)
         if placement == .stayMislabelled {
             ready.identity.withUnsafeBytes {
                 delegate.backendRouter(

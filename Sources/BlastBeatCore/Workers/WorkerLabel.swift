@@ -38,14 +38,28 @@ package enum WorkerLabel: Equatable, Sendable {
         case stayMislabelled
     }
 
-    /// Where a connection with this label goes when it arrives at worker `index` of `count`.
-    package func placement(at index: Int, of count: Int) -> Placement {
+    /// Where a connection with this label goes when it arrives at worker `index` of `count`. `home`: where an
+    /// unlabelled one goes (`home(of:workers:)`, or `index` while that worker is not running).
+    package func placement(at index: Int, of count: Int, home: Int) -> Placement {
         switch self {
-        case .absent: .stay
+        case .absent: home == index || home < 0 || home >= count ? .stay : .handOver(to: home)
         case .index(let k) where k == index: .stay
         case .index(let k) where k >= 0 && k < count: .handOver(to: k)
         case .index, .malformed: .stayMislabelled
         }
+    }
+
+    /// The worker every unlabelled connection claiming `identity` is placed at: the same for all of them, so
+    /// that two connections claiming one identity (two copies of one backend, a restarted process beside its
+    /// predecessor's hung connection, another key) meet in one worker, which settles them as a lone gateway
+    /// does (docs/PROTOCOL.md, "Sessions and ownership"). Landing wherever the kernel put them, each worker
+    /// would take its own as the node's. FNV-1a of the identity (the same in every process, unlike Swift's
+    /// seeded hashing), so raw backends spread over the workers by name.
+    package static func home(of identity: UnsafeRawBufferPointer, workers count: Int) -> Int {
+        guard count > 1 else { return 0 }
+        var hash: UInt32 = 2_166_136_261
+        for byte in identity { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return Int(hash % UInt32(count))
     }
 
     /// The label as it was sent, for a log line.
