@@ -142,7 +142,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
 
     func http2RequestHead(_ id: Int32, endStream: Bool) {
         guard let stream = streams[id] else { return }
-        stream.requestBodyOpen = !endStream
+        if endStream { stream.requestEnded() }
         stream.lastClientData = gateway.loop.now
         start(stream, endStream: endStream)
     }
@@ -299,7 +299,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
 
     func http2RequestEnded(_ id: Int32) {
         guard let stream = streams[id], stream.requestBodyOpen else { return }
-        stream.requestBodyOpen = false
+        stream.requestEnded()
         if stream.webSocket != nil { return stream.webSocketClientEnded() }
         if stream.requestHasBody && stream.session.nodeKnowsSession { stream.session.sendEndOfBody() }
     }

@@ -19,8 +19,21 @@ final class HTTP2Stream {
     var requestStart: Double = 0
 
     // MARK: request body
-    /// END_STREAM has not come yet.
-    var requestBodyOpen = true
+    /// Where the stream is in its life: open, with its request body still arriving (no END_STREAM yet) or
+    /// complete, then closed by nghttp2 (answered, or reset by either side), after which nothing happens to it.
+    enum Lifecycle: Equatable {
+        enum Request: Equatable { case receivingBody, complete }
+        case open(Request)
+        case closed
+    }
+    private(set) var lifecycle = Lifecycle.open(.receivingBody)
+    /// END_STREAM has not come yet (and the stream is open).
+    var requestBodyOpen: Bool { lifecycle == .open(.receivingBody) }
+    var closed: Bool { lifecycle == .closed }
+    /// END_STREAM came (with the head, or after the body): the request is complete.
+    func requestEnded() {
+        if lifecycle == .open(.receivingBody) { lifecycle = .open(.complete) }
+    }
     /// The request announced a body (Content-Length > 0, or DATA without one): the node gets the end marker.
     var requestHasBody = false
     var requestBodyBytes = 0
@@ -50,7 +63,6 @@ final class HTTP2Stream {
     var lastDrained: Double = 0
     /// When the backend last spoke (or the request went out): the backend timeout runs from here.
     var lastBackendActivity: Double = 0
-    private(set) var closed = false
 
     // MARK: WebSocket over HTTP/2 (HTTP2Stream+WebSocket.swift)
     /// Set between an accepted extended CONNECT and its 200.
@@ -67,7 +79,7 @@ final class HTTP2Stream {
     }
 
     var gateway: Gateway { connection.gateway }
-    var isReadingRequestBody: Bool { requestBodyOpen && !closed }
+    var isReadingRequestBody: Bool { requestBodyOpen }
 
     // MARK: from the node (through GatewaySession's actions)
 
@@ -220,7 +232,7 @@ final class HTTP2Stream {
     /// nghttp2 closed the stream (answered, or reset by either side): the node that knows the sid is told `end`.
     func streamClosed() {
         if closed { return }
-        closed = true
+        lifecycle = .closed
         phase = .reset
         dropBody()
         session.clientGone()

@@ -48,6 +48,13 @@ class StreamingBackend(threading.Thread):
         self.stop_event.set()
         self.join(5)
 
+    def start_response(self, sid: bytes, env: dict, control, jobs: dict) -> None:
+        """`GET /?size=N&seed=S`: the head now (`control`), the body in pieces as sends allow (`jobs`)."""
+        query = parse_qs(env.get("QUERY_STRING", ""))
+        size, seed = int(query["size"][0]), query["seed"][0]
+        control.append([sid, b"headers", response_head(200, [("Content-Length", str(size))])])
+        jobs[sid] = [memoryview(block(seed)), 0, size]
+
     def run(self) -> None:
         ctx = zmq.Context()
         sock = ctx.socket(zmq.DEALER)
@@ -68,10 +75,7 @@ class StreamingBackend(threading.Thread):
                         control.append([b"", b"pong", b""])
                     elif kind == b"uwsgi":
                         self.requests += 1
-                        query = parse_qs(decode_env(body).get("QUERY_STRING", ""))
-                        size, seed = int(query["size"][0]), query["seed"][0]
-                        control.append([sid, b"headers", response_head(200, [("Content-Length", str(size))])])
-                        jobs[sid] = [memoryview(block(seed)), 0, size]
+                        self.start_response(sid, decode_env(body), control, jobs)
                     elif kind == b"end":
                         jobs.pop(sid, None)
                 blocked = False

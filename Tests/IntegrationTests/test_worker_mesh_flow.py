@@ -15,11 +15,10 @@ import signal
 import socket
 import threading
 import time
-from urllib.parse import parse_qs
 
 import zmq
 
-from budget_helpers import BLOCK, PIECE, block, expected_digest
+from budget_helpers import StreamingBackend, expected_digest
 from helpers import RawConn, decode_env, request_bytes, response_head, rss_bytes, wait_until
 from test_metrics import Scrape, admin_get
 from test_workers import holder_pid, workers_ready
@@ -178,79 +177,15 @@ def test_a_restarted_worker_learns_that_the_connection_takes_credit(make_gateway
         backend.join(5)
 
 
-class WhoStreamingBackend(threading.Thread):
-    """A raw pyzmq node without credit and with one connection: `GET /who` is answered with ``w<sid[0]>``, `GET
-    /?size=N&seed=S` with N bytes of block(S) in 256 KiB `body` messages, round-robin over the open sessions
-    with non-blocking sends (SNDHWM 4: only the gateway holds a session back). Records the sid[0] of each."""
+class WhoStreamingBackend(StreamingBackend):
+    """budget_helpers.StreamingBackend (a raw pyzmq node without credit and with one connection, SNDHWM 4: only
+    the gateway holds a session back) that also answers `GET /who` with ``w<sid[0]>``: which worker made it."""
 
-    def __init__(self, endpoint: str, identity: str):
-        super().__init__(daemon=True)
-        self.endpoint, self.identity = endpoint, identity.encode()
-        self.stop_event = threading.Event()
-        self.errors: list[str] = []
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(5)
-
-    def run(self) -> None:
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.IDENTITY, self.identity)
-        sock.setsockopt(zmq.SNDHWM, 4)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.endpoint)
-        control: list = [[b"", b"pong", b""]]
-        jobs: dict[bytes, list] = {}
-        try:
-            while not self.stop_event.is_set():
-                while True:
-                    try:
-                        sid, kind, body = sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    if kind == b"ping":
-                        control.append([b"", b"pong", b""])
-                    elif kind == b"uwsgi":
-                        env = decode_env(body)
-                        if env.get("PATH_INFO") == "/who":
-                            text = b"w%d" % sid[0]
-                            control.append([sid, b"headers", response_head(200, [("Content-Length", "2")]) + text])
-                            continue
-                        query = parse_qs(env.get("QUERY_STRING", ""))
-                        size, seed = int(query["size"][0]), query["seed"][0]
-                        control.append([sid, b"headers", response_head(200, [("Content-Length", str(size))])])
-                        jobs[sid] = [memoryview(block(seed)), 0, size]
-                    elif kind == b"end":
-                        jobs.pop(sid, None)
-                blocked = False
-                while control and not blocked:
-                    try:
-                        sock.send_multipart(control[0], zmq.NOBLOCK)
-                        control.pop(0)
-                    except zmq.Again:
-                        blocked = True
-                for sid in list(jobs):
-                    if blocked or control:
-                        break
-                    data, offset, size = jobs[sid]
-                    n = min(PIECE, size - offset)
-                    start = offset % BLOCK
-                    try:
-                        sock.send_multipart([sid, b"body", data[start:start + n]], zmq.NOBLOCK)
-                    except zmq.Again:
-                        blocked = True
-                        break
-                    jobs[sid][1] = offset + n
-                    if offset + n >= size:
-                        del jobs[sid]
-                if blocked or not jobs:
-                    sock.poll(10, zmq.POLLIN | (zmq.POLLOUT if blocked else 0))
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            self.errors.append(repr(exc))
-        finally:
-            sock.close(linger=0)
-            ctx.term()
+    def start_response(self, sid: bytes, env: dict, control, jobs: dict) -> None:
+        if env.get("PATH_INFO") == "/who":
+            control.append([sid, b"headers", response_head(200, [("Content-Length", "2")]) + b"w%d" % sid[0]])
+            return
+        super().start_response(sid, env, control, jobs)
 
 
 def pinned_connection(gw, worker: int, source: str) -> RawConn:
