@@ -44,4 +44,18 @@ struct GatewayConnections {
     /// The last malformed `X-BlastBeat-Workers` value logged, so that a gateway sending one with every ping
     /// is logged once per value.
     var malformedCountLogged: [UInt8]?
+    /// Set when extra connections were closed while connection 0 had not yet heard from the gateway, until
+    /// it has (`NodeCore.reclaimIdentity`).
+    var reclaim: IdentityReclaim?
+}
+
+/// Connection 0 waiting to hear from the gateway after extra connections closed: it is connected anew if
+/// nothing reaches it within `wait` of its handshake, and the wait doubles each time.
+struct IdentityReclaim {
+    static let firstWait = Duration.seconds(1)
+    static let maxWait = Duration.seconds(8)
+
+    /// When to look: `wait` after connection 0's last handshake; nil while it is not up.
+    var checkAt: ContinuousClock.Instant?
+    var wait = Self.firstWait
 }

@@ -189,6 +189,10 @@ final class NodeCore {
             case .connected:
                 if case .failing = link { log("connected to \(name(gateway, connection))") }
                 gateways[gateway].connections[connection].link = .awaitingWorkerCount
+                // Connection 0 reclaiming the node's identity gets a full wait from its handshake to hear.
+                if connection == 0, let wait = gateways[gateway].reclaim?.wait {
+                    gateways[gateway].reclaim?.checkAt = .now + wait
+                }
                 // Announce ourselves on every connection: an instance identity (NAME#x) is unknown to a gateway
                 // worker until it hears from it, a restarted gateway has forgotten it, and credit is granted
                 // per connection.
@@ -201,9 +205,11 @@ final class NodeCore {
         }
     }
 
-    /// Connects anew where a handshake failure made libzmq give up and the wait is over.
+    /// Connects anew where a handshake failure made libzmq give up and the wait is over, and where connection
+    /// 0 still has not heard from the gateway after extra connections closed (`reclaimIdentity`).
     private func reconnectDue(now: ContinuousClock.Instant) {
         for gateway in gateways.indices {
+            if let checkAt = gateways[gateway].reclaim?.checkAt, checkAt <= now { reclaimIdentity(gateway: gateway, now: now) }
             for connection in gateways[gateway].connections.indices {
                 let link = gateways[gateway].connections[connection].link
                 guard case .failing(let failure, let retryAt?, let delay) = link, retryAt <= now else { continue }
@@ -229,7 +235,10 @@ final class NodeCore {
     {
         let link = gateways[gateway].connections[connection].link
         guard link != .connected || sid.isEmpty else { return nil }
-        if link == .awaitingWorkerCount { gateways[gateway].connections[connection].link = .connected }
+        if link == .awaitingWorkerCount {
+            gateways[gateway].connections[connection].link = .connected
+            if connection == 0 { gateways[gateway].reclaim = nil }
+        }
         let value = gateways[gateway].connections[connection].dealer.receivedProperty(WorkerCount.countProperty)
         let advertised = WorkerCount.parse(value)
         if advertised == .malformed, let value,
@@ -276,7 +285,10 @@ final class NodeCore {
                 workerConnectionsClosed += 1
                 endSessions(where: { $0.gateway == gateway && $0.connection == worker }, handler: handler)
             }
-            reclaimIdentity(gateway: gateway)
+            if gateways[gateway].connections[0].link != .connected {
+                let handshakeDone = gateways[gateway].connections[0].link == .awaitingWorkerCount
+                gateways[gateway].reclaim = IdentityReclaim(checkAt: handshakeDone ? .now + IdentityReclaim.firstWait : nil)
+            }
         }
         rebuildPollList()
     }
@@ -285,16 +297,33 @@ final class NodeCore {
     /// closed one may have held the node's identity at the gateway, and connection 0 may never get it. A
     /// libzmq ROUTER (`zmq-engine = libzmq`, or a gateway stand-in) ignores a second connection with an
     /// identity already in use, and nothing tells connection 0; connected anew, it takes the identity.
-    private func reclaimIdentity(gateway: Int) {
-        guard gateways[gateway].connections[0].link == .awaitingWorkerCount else { return }
-        gateways[gateway].connections[0].link = .connecting
-        do {
-            try gateways[gateway].connections[0].dealer.reconnect()
-            reconnects += 1
-            log("connecting to \(gateways[gateway].endpoint) anew: nothing reached this connection since its handshake")
-        } catch {
-            log("cannot connect to \(gateways[gateway].endpoint) again: \(error)")
+    ///
+    /// Looked at `wait` after the close and after each handshake of connection 0 (`reconnectDue`), until a
+    /// message reaches it (`workerCount` ends the reclaim). The wait doubles at each new connection: one
+    /// made too early can meet its own predecessor, not yet gone at a libzmq ROUTER, and be ignored in
+    /// turn; and a gateway that does not answer the announcement pings only every `ping-freq` (3 s by
+    /// default; a real gateway answers a credit announcement at once).
+    private func reclaimIdentity(gateway: Int, now: ContinuousClock.Instant) {
+        guard var reclaim = gateways[gateway].reclaim else { return }
+        switch gateways[gateway].connections[0].link {
+        case .connected:
+            gateways[gateway].reclaim = nil
+            return
+        case .connecting, .failing:
+            reclaim.checkAt = nil  // armed by its next handshake
+        case .awaitingWorkerCount:
+            reclaim.checkAt = nil
+            reclaim.wait = min(reclaim.wait * 2, IdentityReclaim.maxWait)
+            gateways[gateway].connections[0].link = .connecting
+            do {
+                try gateways[gateway].connections[0].dealer.reconnect()
+                reconnects += 1
+                log("connecting to \(gateways[gateway].endpoint) anew: nothing reached this connection since its handshake")
+            } catch {
+                log("cannot connect to \(gateways[gateway].endpoint) again: \(error)")
+            }
         }
+        gateways[gateway].reclaim = reclaim
     }
 
     /// What an operator should check after a failed CURVE handshake. A CURVE gateway closes the connection
