@@ -155,11 +155,10 @@ SANITIZER_ENV := SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=1:halt_on_e
 .PHONY: test-sanitize test-asan test-tsan
 test-sanitize: test-asan test-tsan
 
-# Left out under AddressSanitizer: the RSS bounds (its quarantine keeps freed memory resident), and the parent
-# without root, which exited with status 143 after SIGTERM once under ASan only (not understood yet: README,
-# "Not there yet"). Both run in the normal suite. The symbolizer is a wrapper (Tests/IntegrationTests/asan/) that
-# keeps llvm-symbolizer's broken-pipe message, when a worker is stopped during its exit's leak check, off the
-# gateway's stderr, which the start-failure tests compare byte for byte.
+# Left out under AddressSanitizer: the RSS bounds (its quarantine keeps freed memory resident); they run in the
+# normal suite. The symbolizer is a wrapper (Tests/IntegrationTests/asan/) that keeps llvm-symbolizer's
+# broken-pipe message, when a worker is stopped during its exit's leak check, off the gateway's stderr, which the
+# start-failure tests compare byte for byte.
 test-asan: venv
 	nice -n 19 $(SWIFT) build -c debug -Xswiftc -sanitize=address --build-path $(ASAN_BUILD)
 	$(SANITIZER_ENV) BLASTBEAT_BIN=$(CURDIR)/$(ASAN_BUILD)/debug/blastbeat SWIFT_EXAMPLES_DIR=$(CURDIR)/$(ASAN_BUILD)/debug \
@@ -168,8 +167,7 @@ test-asan: venv
 		--deselect test_node_queue.py::test_upload_to_a_stalled_node_waits_instead_of_filling_memory \
 		--deselect test_node_queue.py::test_websocket_messages_to_a_stalled_node_wait_in_the_client \
 		--deselect test_memory_budget.py::test_twenty_slow_readers_stay_within_the_budget \
-		--deselect test_worker_mesh_flow.py::test_twenty_slow_readers_on_both_workers_stay_within_each_workers_budget \
-		--deselect test_workers.py::test_without_root_a_parent_still_serves_two_workers
+		--deselect test_worker_mesh_flow.py::test_twenty_slow_readers_on_both_workers_stay_within_each_workers_budget
 
 test-tsan:
 	nice -n 19 $(SWIFT) build --build-tests -c debug --sanitize=thread --build-path $(TSAN_BUILD)

@@ -199,6 +199,8 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         for signal in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2] {
             signalWatchers.append(SignalWatcher(loop: loop, signal: signal, delegate: self))
         }
+        // A forked worker starts with them blocked (PrivilegedParent.fork): what came meanwhile is delivered now.
+        ParentSignals.unblockAll()
         if let parentChannel { parent = PrivilegedLink(gateway: self, channel: parentChannel) }
         // Several workers: the parent speaks to the service manager for all (it is the main process, and
         // knows when every worker serves).

@@ -262,8 +262,9 @@ package struct PrivilegedParent {
         }
         if pid == 0 {
             Glibc.close(parentEnd)
+            // The signals stay blocked until the worker's event loop watches them (Gateway.init): a SIGTERM
+            // sent while it starts then stops it as it stops a serving worker, instead of killing it.
             signals.close()
-            ParentSignals.unblockAll()
             for worker in workers where worker.channel >= 0 { Glibc.close(worker.channel) }
             closeInChild.forEach { Glibc.close($0) }
             if let upgrade { Glibc.close(upgrade.ready) }

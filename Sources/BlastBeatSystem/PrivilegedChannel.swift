@@ -222,7 +222,8 @@ package final class ParentSignals {
         case timedOut
     }
 
-    /// Blocks `signals` for normal delivery (before the serving process is forked, which unblocks them).
+    /// Blocks `signals` for normal delivery (before the serving process is forked, which unblocks them once its
+    /// event loop watches them).
     package init(_ signals: [Int32]) throws(SystemError) {
         var mask = sigset_t()
         sigemptyset(&mask)
@@ -232,7 +233,8 @@ package final class ParentSignals {
         if fd < 0 { throw SystemError(call: "signalfd", errno: errno) }
     }
 
-    /// Unblocks every signal again: for the forked serving process, whose libev watchers use normal delivery.
+    /// Unblocks every signal again: for the forked serving process, whose libev watchers use normal delivery,
+    /// once they are in place (a signal sent while it was starting is then delivered to them).
     package static func unblockAll() {
         var mask = sigset_t()
         sigfillset(&mask)

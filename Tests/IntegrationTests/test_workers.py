@@ -302,3 +302,25 @@ def test_a_worker_that_takes_no_reload_within_5_s_is_replaced_and_the_parent_goe
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: served_by(http_request(gw.port)), range(100)))
     assert sorted(set(answers)) == [0, 1]
+
+
+def test_a_worker_stopped_while_it_starts_stops_as_a_serving_one_does(make_gateway, make_backend):
+    """A worker killed with SIGKILL is started again; SIGTERM to the parent the moment the new worker exists
+    reaches it while it is still starting. Its signals stay blocked until its event loop watches them, so it
+    stops as a serving worker stops (exit 0), not by the signal's default action (status 143, which the parent
+    then reported as its own exit status)."""
+    gw = make_gateway(options=WORKERS)
+    pids = workers_ready(gw)
+    os.kill(pids[0], signal.SIGKILL)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        children = gw.worker_pids()
+        if len(children) == 2 and pids[0] not in children:
+            break
+        time.sleep(0.0002)
+    else:
+        raise AssertionError("no new worker within 2 s")
+    started = time.monotonic()
+    assert gw.stop() == 0, gw.stderr()[-3000:]
+    assert time.monotonic() - started < 5
+    assert "killed by signal 15" not in gw.stderr(), gw.stderr()[-3000:]
