@@ -168,7 +168,7 @@ extension Connection {
         if teardown >= .lingering { return }
         teardown = .lingering
         session.clientGone()
-        if clientEOF || clientIsDone { return close() }
+        if input == .ended || clientIsDone { return close() }
         switch try? Posix.read(fd, into: gateway.readBuffer) {
         case .wouldBlock?, .processed(0)?, nil:
             return close()

@@ -61,7 +61,7 @@ extension Connection {
 
     /// Both directions of the exchange are done.
     func exchangeFinished() {
-        if !session.keepAlive || clientEOF || gateway.isShuttingDown {
+        if !session.keepAlive || input == .ended || gateway.isShuttingDown {
             return closeAfterFlush()
         }
         request = .idle

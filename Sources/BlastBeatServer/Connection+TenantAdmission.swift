@@ -77,7 +77,7 @@ extension Connection {
         // exchangeFinished() without its head.reset(): startRequest still holds a copy of the head, so resetting
         // it here would copy its header list, one allocation per refused request (test_allocations.py). The
         // parser resets the head when the next request starts.
-        if clientEOF { return closeAfterFlush() }
+        if input == .ended { return closeAfterFlush() }
         request = .idle
         session.exchangeFinished()
         setDeadline(gateway.nextRefusalPause(), .refusalPause)

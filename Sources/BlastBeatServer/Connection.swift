@@ -32,9 +32,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var parser: HTTPRequestHeadParser
     var head = HTTPRequestHead()
     var request: RequestPhase = .idle
-    var clientEOF = false
-    /// Reading is paused because the node's ZeroMQ queue holds `max-node-queue` bytes of client data.
-    var readPausedForNodeQueue = false
+    var input: ClientInput = .reading
 
     // MARK: the current exchange
     /// The session this connection carries: its node, node slot and responses (see GatewaySession).
@@ -86,6 +84,16 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         case body(HTTPBodyDecoder)
         /// Head (and body) forwarded; waiting for the response before reading the next request.
         case complete
+    }
+
+    /// Whether the client's bytes are read, beside `request` (which says what they are).
+    enum ClientInput {
+        case reading
+        /// Paused: the node's ZeroMQ queue holds `max-node-queue` bytes of this client's data; the gateway
+        /// calls `nodeQueueDrained` once it has caught up.
+        case waitingForNodeQueue
+        /// The client closed its side (end of stream, or a TLS close_notify): nothing more comes.
+        case ended
     }
 
     /// A TLS connection's own lifecycle, beside the HTTP one: each step only moves forward.
@@ -163,7 +171,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     private func readAvailable() {
         // Bounded per wakeup so one fast client cannot starve the others.
         for _ in 0..<4 {
-            if teardown >= .lingering || clientEOF { return }
+            if teardown >= .lingering || input == .ended { return }
             if pending.readableCount >= gateway.maxPendingInput {
                 // Pipelined input is waiting for a response: stop reading (back-pressure).
                 return updateInterest()
@@ -227,8 +235,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     /// it waits). The backend timeout bounds the wait for a request body; a WebSocket keeps its
     /// idle-ping deadline.
     private func waitForNodeQueue() {
-        if !readPausedForNodeQueue {
-            readPausedForNodeQueue = true
+        if input == .reading {
+            input = .waitingForNodeQueue
             gateway.counters.readPausesForNodeQueue += 1
             gateway.waitForNodeQueue(self)
             if webSocket == nil { setDeadline(limits.backendTimeout, .backend) }
@@ -238,13 +246,13 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
 
     /// Called by the gateway once the node has caught up.
     func nodeQueueDrained() {
-        readPausedForNodeQueue = false
+        if input == .waitingForNodeQueue { input = .reading }
         refreshDeadlineForState()
         updateInterest()
     }
 
     func endOfInput() {
-        clientEOF = true
+        input = .ended
         if http2 != nil { return closeAfterFlush() }
         if webSocket != nil {
             // No close frame can follow: the client is gone (RFC 6455 §7.1.5: 1006). Tell the node now.
@@ -281,7 +289,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // Stop reading while the client is not taking its responses (its pipelined requests or
         // WebSocket messages would only make the queue longer), and during a pause after a refusal.
         let wantRead =
-            !clientEOF && !readPausedForNodeQueue && pending.readableCount < gateway.maxPendingInput
+            input == .reading && pending.readableCount < gateway.maxPendingInput
             && queuedOutputBytes < outputLimit / 2 && deadlineReason != .refusalPause && http2?.readsResumeAt == nil
         io.watch(read: wantRead, write: wantWrite)
     }
