@@ -1,10 +1,11 @@
-package import BlastBeatCore
+import BlastBeatCore
 package import BlastBeatSystem
 
 /// Backend connections labelled for a worker (README.md, "Worker processes"; docs/PROTOCOL.md): a backend that
 /// opens a connection to every worker labels each with `X-BlastBeat-Worker`, and a connection that lands in
 /// another worker is handed to the one it names (ZMTPRouter.handOver, WorkerMesh.swift). Counted for /metrics;
 /// what goes wrong is logged, at most once a minute per identity (a refused libzmq peer reconnects every 100 ms).
+/// Also here: messages another worker sent through this one past a connection's bound (WorkerMesh.swift).
 extension Gateway {
     package func backendRouter(placement event: BackendPlacementEvent, identity: RawSpan) {
         let who = identity.isEmpty ? "a backend connection" : "the connection of \(Self.printable(identity))"
@@ -25,6 +26,13 @@ extension Gateway {
                 let what = from ? "could not adopt \(who) from worker \(worker)" : "could not hand \(who) from \(address) to worker \(worker)"
                 logger.warning("\(what): \(reason); closed it (its libzmq connects again)")
             }
+        }
+    }
+
+    package func backendRouter(droppedForwardedSendFrom worker: Int, identity: RawSpan, queuedBytes: Int) {
+        if warnings.allow("mesh-drop", identity, now: loop.now, interval: 60) {
+            logger.warning(
+                "worker \(worker) sent a message for \(Self.printable(identity)) past twice max-node-queue (\(queuedBytes) bytes queued for its connection here): dropped, as are its next ones until the queue drains (blastbeat_worker_mesh_dropped_sends_total)")
         }
     }
 }

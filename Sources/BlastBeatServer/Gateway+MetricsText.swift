@@ -271,6 +271,10 @@ extension Gateway {
             "Backend messages of sessions that crossed to or from another worker (a connection per worker spares them).",
             router.workerMeshForwardedMessages)
         single(
+            "blastbeat_worker_mesh_dropped_sends_total", .counter,
+            "Messages other workers sent to a backend held here past twice its max-node-queue (they ignored its queue-full notice): dropped.",
+            router.workerMeshDroppedSends)
+        single(
             "blastbeat_max_in_flight_refusals_total", .counter, "Requests answered 503 at their vhost's max-in-flight.",
             c.vhostBusyRefusals)
         single(

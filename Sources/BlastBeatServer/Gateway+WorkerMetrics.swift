@@ -1,5 +1,5 @@
-package import BlastBeatCore
-package import BlastBeatSystem
+import BlastBeatCore
+import BlastBeatSystem
 
 /// `GET /metrics` with several workers (README.md, "Worker processes"): the admin listener is shared, so the
 /// worker that accepts a scrape asks the others for their texts over the worker mesh and answers with the

@@ -1,4 +1,4 @@
-package import BlastBeatCore
+import BlastBeatCore
 package import BlastBeatSystem
 
 /// What a worker process (README.md, "Worker processes") does differently from a lone gateway: its sids

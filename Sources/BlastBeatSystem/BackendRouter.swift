@@ -146,6 +146,9 @@ package protocol BackendRouterDelegate: AnyObject {
     func backendRouterPeerJoined(identity: RawSpan, address: String, replaced: BackendIdentityHolder?)
     /// A connection's worker label was acted on, or could not be (`identity`: the identity it claims).
     func backendRouter(placement event: BackendPlacementEvent, identity: RawSpan)
+    /// Worker `worker` sent a message for the connection holding `identity` here past twice its limit of queued
+    /// bytes (`queuedBytes`): it ignored this worker's "queue full", and the message was dropped.
+    func backendRouter(droppedForwardedSendFrom worker: Int, identity: RawSpan, queuedBytes: Int)
     /// A connection closed; `protocolError` when the peer broke ZMTP. `host` is the peer's address
     /// without its port (what a reconnecting peer keeps), for rate limits.
     func backendRouterDroppedPeer(identity: RawSpan, reason: String, host: String, protocolError: Bool)
@@ -227,6 +230,13 @@ package final class BackendRouter {
     /// WorkerMesh.swift): requests and replies that a connection of the backend at the right worker would spare.
     package var workerMeshForwardedMessages: Int {
         if case .native(let router) = engine, let mesh = router.mesh { return mesh.forwardedMessages }
+        return 0
+    }
+
+    /// Messages other workers sent through this one to a backend that were dropped because they ignored its
+    /// "queue full" (`ZMTPRouter.sendLocally`); 0 unless a worker misbehaves.
+    package var workerMeshDroppedSends: Int {
+        if case .native(let router) = engine { return router.droppedForwardedSends }
         return 0
     }
 

@@ -32,6 +32,9 @@ final class ZMTPRouter: TimerWatcherDelegate {
 
     let loop: EventLoop
     unowned(unsafe) let delegate: any BackendRouterDelegate
+    /// Messages other workers sent to a backend connected here that were dropped: past twice the connection's
+    /// limit of queued bytes (`sendLocally`).
+    private(set) var droppedForwardedSends = 0
     /// Largest message (all frames) a peer may send; a bigger one closes its connection.
     private(set) var maxMessageSize: Int
     /// The gateway's long-term key pair when backends must use CURVE; nil for NULL.
@@ -405,12 +408,18 @@ final class ZMTPRouter: TimerWatcherDelegate {
     ///
     /// Bounded at twice a connection's own limit: the sending worker stops at this worker's `F` (below), and
     /// what it sent before the `F` reached it (its link queue, itself held to `max-node-queue` by its meter,
-    /// and the socket's buffer) fits; only a worker that ignores `F` is cut off.
+    /// and the socket's buffer) fits; only a worker that ignores `F` is cut off: its message is dropped, counted
+    /// and reported to the delegate. A message for a connection gone from here is dropped too: the sending worker
+    /// hears it left (`L`) and answers the sessions it sent there.
     func sendLocally(
         identity: UnsafeRawBufferPointer, sid: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
         body: UnsafeRawBufferPointer, uncreditedRequest: Bool, from worker: Int
     ) {
-        guard let peer = readyPeer(identity), peer.output.count < 2 * maxQueuedBytes else { return }
+        guard let peer = readyPeer(identity) else { return }
+        guard peer.output.count < 2 * maxQueuedBytes else {
+            droppedForwardedSends += 1
+            return delegate.backendRouter(droppedForwardedSendFrom: worker, identity: identity.bytes, queuedBytes: peer.output.count)
+        }
         queue(on: peer, sid: sid, type: type, body: .copying(body))
         if let session = SessionID(sid) {
             if type.elementsEqual("uwsgi".utf8) {

@@ -46,6 +46,13 @@ private final class Recorder: BackendRouterDelegate {
         dropped.append(reason)
     }
 
+    /// Messages another worker sent past a connection's bound, as `worker N: QUEUED`.
+    var droppedSends: [String] = []
+
+    func backendRouter(droppedForwardedSendFrom worker: Int, identity: RawSpan, queuedBytes: Int) {
+        droppedSends.append("worker \(worker): \(queuedBytes)")
+    }
+
     /// Worker labels acted on (Gateway+Handover.swift in the gateway).
     var placements: [BackendPlacementEvent] = []
 
@@ -379,6 +386,69 @@ extension OnTheEventLoop {
             return received != nil
         })
         #expect(received == sidZero)
+    }
+
+    /// A worker that ignores the holder's "queue full" (`F`) and goes on sending to a backend that reads nothing:
+    /// past twice the connection's limit its messages are dropped, counted and reported, and the holder's memory
+    /// for that connection stays bounded. The other worker is played by the test, writing `S` messages on its
+    /// end of the link.
+    @Test func sendsOfAWorkerThatIgnoresQueueFullAreDroppedAndCountedPastTwiceTheLimit() throws {
+        let loop = EventLoop()
+        let zero = Recorder()
+        let path = "/tmp/blastbeat-mesh-drop-\(getpid()).sock"
+        let limit = 1 << 16
+        let holder = try BackendRouter(
+            loop: loop, endpoint: "ipc://" + path, engine: .native, maxMessageSize: 1 << 20, maxQueuedBytes: limit,
+            curveKeys: nil, delegate: zero)
+        defer { holder.close() }
+        let (a, b) = try ParentProcess.socketPair()
+        defer { close(b) }
+        let metrics = MetricsRecorder(text: "zero")
+        holder.joinWorkers(index: 0, count: 2, links: [1: a], delegate: metrics)
+        defer { withExtendedLifetime(metrics) {} }
+
+        // A backend ("node1": its home worker is 0, so it stays) that completes its handshake and never reads.
+        let client = Self.connectUnix(path)
+        defer { close(client) }
+        let ready = ZMTPPeerTests.frame(
+            [5] + Array("READY".utf8) + ZMTPPeerTests.property("Socket-Type", Array("DEALER".utf8))
+                + ZMTPPeerTests.property("Identity", Array("node1".utf8)),
+            command: true)
+        let hello = ZMTPGreeting.bytes(.null) + ready
+        #expect(hello.withUnsafeBytes { write(client, $0.baseAddress, $0.count) } == hello.count)
+        #expect(BackendRouterTests.run(loop, holder) { zero.joined == [Array("node1".utf8)] })
+
+        // Worker 1's messages: 64 of 16 KiB, 1 MiB, far past what the socket and twice the limit hold.
+        let identity = Array("node1".utf8)
+        let sid: [UInt8] = [1] + Array(1..<16)
+        let type = Array("body".utf8)
+        let body = [UInt8](repeating: 0x61, count: 16 * 1024)
+        var message = [UInt8](repeating: 0, count: WorkerMessage.headerSize(identity: identity.count, sid: sid.count, type: type.count))
+        identity.withUnsafeBytes { i in
+            sid.withUnsafeBytes { s in
+                type.withUnsafeBytes { t in
+                    message.withUnsafeMutableBytes {
+                        WorkerMessage.encodeHeader(kind: .send, identity: i, sid: s, type: t, bodyCount: body.count, into: $0.baseAddress!)
+                    }
+                }
+            }
+        }
+        message += body
+        _ = fcntl(b, F_SETFL, fcntl(b, F_GETFL) | O_NONBLOCK)
+        var written = 0
+        let all = 64 * message.count
+        #expect(BackendRouterTests.run(loop, holder) {
+            while written < all {
+                let at = written % message.count
+                let n = message.withUnsafeBytes { write(b, $0.baseAddress! + at, $0.count - at) }
+                if n <= 0 { break }
+                written += n
+            }
+            return written == all && !zero.droppedSends.isEmpty && holder.workerMeshDroppedSends == zero.droppedSends.count
+                && holder.workerMeshDroppedSends >= 64 - (2 * limit + 512 * 1024) / body.count
+        })
+        #expect(zero.droppedSends.allSatisfy { $0.hasPrefix("worker 1: ") })
+        #expect(zero.received.isEmpty && zero.dropped.isEmpty, "the backend's connection stays")
     }
 
     /// Two workers joined by a mesh, a DEALER connected to worker 0 (found by both): the routers, the recorders,

@@ -132,6 +132,7 @@ extension OnTheEventLoop {
         func backendRouterDroppedPeer(identity: RawSpan, reason: String, host: String, protocolError: Bool) {
             dropped.append((reason, protocolError))
         }
+        func backendRouter(droppedForwardedSendFrom worker: Int, identity: RawSpan, queuedBytes: Int) {}
         var placements: [BackendPlacementEvent] = []
         func backendRouter(placement event: BackendPlacementEvent, identity: RawSpan) { placements.append(event) }
         func backendRouterAdmitKey(_ key: CurveKey?, address: String) -> String? { nil }
