@@ -32,7 +32,7 @@ extension Connection {
         let t = gateway.config.timeouts
         if let http2 { return http2.armTimer() }
         if webSocket != nil { return setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle) }
-        if isExchangeActive || session.isWaitingForNode { return setDeadline(limits.backendTimeout, .backend) }
+        if isExchangeActive { return setDeadline(limits.backendTimeout, .backend) }
         switch request {
         case .body: setDeadline(limits.bodyTimeout, .body)
         case .readingHead: setDeadline(t.header, .head)
@@ -46,7 +46,6 @@ extension Connection {
         gateway.countTimeout(self)
         switch deadlineReason {
         case .backend:
-            if session.isWaitingForNode { return session.stopWaitingForNode(dispatching: false) }
             if isExchangeActive { session.backendTimedOut() } else { abort("backend timeout") }
         case .head:
             sendErrorAndClose(status: 408, message: "request head not received in time")

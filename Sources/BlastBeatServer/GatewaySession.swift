@@ -23,7 +23,7 @@ final class GatewaySession {
     private var triedNodes: [Int] = []
     private var requestHasBody = false
     /// Parked until a node of the vhost connects (Gateway.waitForNode), right after a start or an upgrade.
-    private(set) var isWaitingForNode = false
+    var isWaitingForNode: Bool { machine.isWaitingForNode }
     /// What the node may send for this sid (GatewaySession+Credit.swift).
     var credit = SessionCredit()
 
@@ -128,7 +128,7 @@ final class GatewaySession {
                 if mayWait && firstDispatch && replayBody != nil && gateway.waitForNode(self) {
                     // The nodes tried just now were not connected; they may be once one is heard from.
                     triedNodes.removeAll(keepingCapacity: true)
-                    isWaitingForNode = true
+                    machine.waitForNode()
                     return true
                 }
                 fail(.noNode)
@@ -190,7 +190,6 @@ final class GatewaySession {
     /// outgrew `max-retry-buffer`, or the backend timeout passed).
     func stopWaitingForNode(dispatching: Bool) {
         guard isWaitingForNode else { return }
-        isWaitingForNode = false
         gateway.stopWaiting(self)
         if dispatching {
             dispatch(preferring: nil, bodyComplete: !transport.isReadingRequestBody)
@@ -264,7 +263,7 @@ final class GatewaySession {
                 // Body bytes behind the head of a response without body (HEAD, 204, 304, Content-Length: 0).
                 gateway.counters.outOfOrderBackendMessages += 1
                 return
-            case .idle, .webSocket, .closed:
+            case .idle, .waitingForNode, .webSocket, .closed:
                 return
             }
         }
@@ -288,14 +287,15 @@ final class GatewaySession {
         }
     }
 
-    func backendTimedOut() { event { $0.backendTimedOut() } }
+    /// The backend deadline passed: on the node, or (still waiting for one to connect) before any took it.
+    func backendTimedOut() {
+        if isWaitingForNode { return stopWaitingForNode(dispatching: false) }
+        event { $0.backendTimedOut() }
+    }
 
     /// The connection is closing: the slot goes back and a node that knows the sid gets `end`.
     func clientGone() {
-        if isWaitingForNode {
-            isWaitingForNode = false
-            gateway.stopWaiting(self)
-        }
+        if isWaitingForNode { gateway.stopWaiting(self) }
         finishCredit()
         let before = machine.slotNode
         let nodeToTell = machine.clientGone()

@@ -201,6 +201,23 @@ def test_after_the_start_up_wait_no_node_is_503_at_once(make_gateway):
     assert time.monotonic() - started < 0.5
 
 
+def test_a_wait_for_a_node_ends_at_the_backend_timeout_with_503(make_gateway):
+    """The start-up wait (ping-timeout, here 10 s) is bounded by the request's backend-timeout (1 s) too: no node
+    took the request, so 503, not 504, over HTTP/1.1 and HTTP/2 alike, and the connection serves on."""
+    from h2_helpers import H2Conn
+    gw = make_gateway(options={"ping-timeout": "10", "ping-freq": "1", "backend-timeout": "1"})
+    with RawConn(gw.port, timeout=10) as conn:
+        started = time.monotonic()
+        conn.send(request_bytes("GET", "/early", "localhost"))
+        assert conn.read_response(timeout=5).status == 503
+        assert 0.9 <= time.monotonic() - started < 3
+    with H2Conn(gw.port, timeout=10) as c:
+        started = time.monotonic()
+        r = c.response(c.request("GET", "/early-h2"), timeout=5)
+        assert r.status == 503
+        assert 0.9 <= time.monotonic() - started < 3.5
+
+
 def test_websockets_are_closed_with_1001_and_reconnect_to_the_new_process(make_gateway, make_backend, upgraded):
     from ws_helpers import OP_TEXT, RawWS, ws_echo_handler
     gw = make_gateway(vhosts={"localhost": {"nodes": ["ws"], "default": True}})

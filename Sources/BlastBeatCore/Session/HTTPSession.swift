@@ -13,14 +13,18 @@
 /// slots in one place, by comparing `slotNode` before and after each event, so no path can leak one.
 ///
 ///     idle ──dispatched──▶ awaitingHead ──final head──▶ responding ──last byte──▶ responded ──start──▶ …
-///                            │  ▲   └─(no body)──────────────────────────────────▲
-///                            │  └──retry / node lost, resend──┘
-///                            └──101 accepted / gateway handshake──▶ webSocket
+///       │        ▲           │  ▲   └─(no body)──────────────────────────────────▲
+///       │        │           │  └──retry / node lost, resend──┘
+///       │        │           └──101 accepted / gateway handshake──▶ webSocket
+///       └─wait─▶ waitingForNode (just after a start: no node of the vhost connected yet)
 ///     any state ──fail / abort / client gone──▶ closed
 package struct HTTPSession {
     package enum State {
         /// No request in flight: before the first one, or between keep-alive requests.
         case idle
+        /// The request found no connected node of its vhost right after the gateway started, and is parked
+        /// (no slot) until one connects (`dispatched`), the wait ends (`fail`) or the client goes.
+        case waitingForNode
         /// The request went to `node` (slot held); no final response head yet.
         case awaitingHead(node: Int)
         /// The final head went to the client; the body follows, delimited by `framing` (slot held).
@@ -85,16 +89,22 @@ package struct HTTPSession {
     package var slotNode: Int? {
         switch state {
         case .awaitingHead(let node), .responding(let node, _), .webSocket(let node): node
-        case .idle, .responded, .closed: nil
+        case .idle, .waitingForNode, .responded, .closed: nil
         }
     }
 
     /// A response is expected or under way (a pipelined request waits for it to finish).
     package var isResponseActive: Bool {
         switch state {
-        case .awaitingHead, .responding: true
+        case .waitingForNode, .awaitingHead, .responding: true
         case .idle, .responded, .webSocket, .closed: false
         }
+    }
+
+    /// The request waits for a node of its vhost to connect (`waitingForNode`).
+    package var isWaitingForNode: Bool {
+        if case .waitingForNode = state { return true }
+        return false
     }
 
     // MARK: events from the transport
@@ -119,12 +129,19 @@ package struct HTTPSession {
         return forgotten
     }
 
+    /// No node of the vhost is connected, and the gateway has just started: the request waits for one
+    /// (`Gateway.waitForNode`). Only a request's first dispatch waits.
+    package mutating func waitForNode() {
+        guard case .idle = state else { preconditionFailure("waiting for a node in state \(state)") }
+        state = .waitingForNode
+    }
+
     /// The bound node took the request (its uwsgi packet was queued for it): the node knows the session
     /// and the session holds one of its slots until the response is complete.
     package mutating func dispatched() {
         guard let node else { preconditionFailure("dispatched without a node") }
         switch state {
-        case .idle, .responded:
+        case .idle, .waitingForNode, .responded:
             nodeKnowsSession = true
             state = .awaitingHead(node: node)
         case .awaitingHead, .responding, .webSocket, .closed:
@@ -322,7 +339,9 @@ package struct HTTPSession {
             }
         case .idle, .responded:
             return .close
-        case .webSocket, .closed:
+        case .waitingForNode, .webSocket, .closed:
+            // Waiting: the node that ends the session knows it from an earlier request and has nothing of
+            // this one; the request is still answered, and the connection closes after it.
             return .none
         }
     }
@@ -365,14 +384,16 @@ package struct HTTPSession {
             return abort(.nodeGoneMidResponse)
         case .webSocket:
             return abort(.webSocketNodeGone)
-        case .idle, .responded, .closed:
+        case .idle, .waitingForNode, .responded, .closed:
             return .none
         }
     }
 
-    /// The backend deadline passed while the session waited on its node.
+    /// The backend deadline passed while the session waited on its node (or for one to connect: no node
+    /// took the request, so 503 as when the wait ends).
     package mutating func backendTimedOut() -> HTTPSessionAction {
         switch state {
+        case .waitingForNode: fail(.noNode)
         case .awaitingHead: fail(.backendTimeout)
         case .responding: abort(.stalledMidResponse)
         case .idle, .responded, .webSocket, .closed: .none
@@ -389,7 +410,7 @@ package struct HTTPSession {
             return abort(failure)
         case .closed:
             return .none
-        case .idle, .awaitingHead:
+        case .idle, .waitingForNode, .awaitingHead:
             state = .closed
             keepAlive = false
             return .answerError(failure)

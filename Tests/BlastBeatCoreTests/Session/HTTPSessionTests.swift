@@ -9,6 +9,14 @@ import Testing
 
     static let states: [(String, @Sendable () -> HTTPSession)] = [
         ("idle", { started() }),
+        (
+            "waitingForNode",
+            {
+                var session = started()
+                session.waitForNode()
+                return session
+            }
+        ),
         ("awaitingHead", { dispatched() }),
         ("responding(length)", { responding("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n") }),
         ("responding(chunked)", { responding("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n") }),
@@ -91,6 +99,23 @@ import Testing
             "retry": "idle | drop(retryWithoutRequest)",
             "node lost": "idle | none",
             "backend timeout": "idle | none",
+            "fail": "closed | answerError(400)",
+            "client gone": "closed | none",
+        ],
+        "waitingForNode": [
+            "exchange finished": "waitingForNode | none",
+            "headers 200": "waitingForNode | drop(headersWithoutRequest)",
+            "headers 100": "waitingForNode | drop(headersWithoutRequest)",
+            "headers invalid": "waitingForNode | drop(headersWithoutRequest)",
+            "headers 101": "waitingForNode | drop(headersWithoutRequest)",
+            "body": "waitingForNode | drop(bodyWithoutResponse)",
+            "body empty": "waitingForNode | none",
+            "chunk": "waitingForNode | drop(bodyWithoutResponse)",
+            "chunk empty": "waitingForNode | none",
+            "end": "waitingForNode | none",
+            "retry": "waitingForNode | drop(retryWithoutRequest)",
+            "node lost": "waitingForNode | none",
+            "backend timeout": "closed | answerError(503)",
             "fail": "closed | answerError(400)",
             "client gone": "closed | none",
         ],
@@ -267,13 +292,29 @@ import Testing
                 // The slot is held exactly in the states that wait for or relay a response.
                 switch session.state {
                 case .awaitingHead, .responding, .webSocket: #expect(session.slotNode == 0)
-                case .idle, .responded, .closed: #expect(session.slotNode == nil)
+                case .idle, .waitingForNode, .responded, .closed: #expect(session.slotNode == nil)
                 }
             }
         }
     }
 
     // MARK: beyond the table
+
+    /// A request parked for a node goes out when one connects; a late `end` from the node of the previous
+    /// request on the session neither answers nor drops it, and the connection closes after its response.
+    @Test func aRequestWaitingForANodeIsDispatchedWhenOneConnects() {
+        var session = Self.dispatched()
+        _ = Self.head(&session, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        session.exchangeFinished()
+        session.start(HTTPSession.Request())
+        session.waitForNode()
+        #expect(session.isWaitingForNode && session.isResponseActive && session.slotNode == nil)
+        #expect(Self.describe(session.receivedEnd()) == "none")
+        #expect(!session.keepAlive)
+        #expect(session.bind(to: 1) == 0, "node 0 knew the session from the first request")
+        session.dispatched()
+        #expect(Self.kind(session.state) == "awaitingHead" && session.slotNode == 1 && !session.isWaitingForNode)
+    }
 
     @Test func interimHeadsThenFinalHeadAndBodyInOneMessage() {
         var session = Self.dispatched()
@@ -447,6 +488,15 @@ import Testing
             for _ in 0..<12 {
                 let before = session.slotNode
                 switch session.state {
+                case .idle where generator.next() % 7 == 0:
+                    session.waitForNode()
+                    settle(before)
+                    continue
+                case .waitingForNode where generator.next() % 2 == 0:
+                    _ = session.bind(to: Int(generator.next() % 3))
+                    session.dispatched()
+                    settle(before)
+                    continue
                 case .idle, .responded:
                     if generator.next() % 3 == 0 {
                         let node = Int(generator.next() % 3)
@@ -510,6 +560,7 @@ import Testing
     static func kind(_ state: HTTPSession.State) -> String {
         switch state {
         case .idle: "idle"
+        case .waitingForNode: "waitingForNode"
         case .awaitingHead: "awaitingHead"
         case .responding(_, .length): "responding(length)"
         case .responding(_, .chunked): "responding(chunked)"
