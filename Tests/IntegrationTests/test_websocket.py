@@ -663,26 +663,21 @@ def test_chat_example_broadcasts(make_gateway, run_example):
     # another client sends through another worker once the join was answered 101. A client's own messages
     # follow its join on one path, so each one that joins speaks first, and the others hear it before they
     # speak. (With the joins unordered, this test failed 1 run in 20 under ASan with two workers.)
+    def says(speaker, text, *others):
+        """``speaker`` sends ``text``; the room (the speaker included) hears it."""
+        speaker.send(text)
+        for member in (speaker, *others):
+            assert member.recv(timeout=5) == text
+
     with ws_connect(gw, "/chat") as alice:
-        alice.send("alice here")
-        assert alice.recv(timeout=5) == "alice here"
+        says(alice, "alice here")
         with ws_connect(gw, "/chat") as bob:
-            bob.send("bob here")
-            assert bob.recv(timeout=5) == "bob here"
-            assert alice.recv(timeout=5) == "bob here"
-            alice.send("hello from alice")
-            assert alice.recv(timeout=5) == "hello from alice"
-            assert bob.recv(timeout=5) == "hello from alice"
-            bob.send("hi alice ✓")
-            assert alice.recv(timeout=5) == "hi alice ✓"
-            assert bob.recv(timeout=5) == "hi alice ✓"
+            says(bob, "bob here", alice)
+            says(alice, "hello from alice", bob)
+            says(bob, "hi alice ✓", alice)
         with ws_connect(gw, "/chat") as carol:
-            carol.send("carol here")
-            assert carol.recv(timeout=5) == "carol here"
-            assert alice.recv(timeout=5) == "carol here"
-            alice.send("bob left")
-            assert alice.recv(timeout=5) == "bob left"
-            assert carol.recv(timeout=5) == "bob left"
+            says(carol, "carol here", alice)
+            says(alice, "bob left", carol)
 
 
 def test_compressed_frame_of_empty_final_blocks_does_not_crash_the_gateway(ws_gateway):
