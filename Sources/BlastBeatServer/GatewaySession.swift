@@ -287,9 +287,10 @@ final class GatewaySession {
         }
     }
 
-    /// The backend deadline passed: on the node, or (still waiting for one to connect) before any took it.
+    /// The backend deadline passed: on the node, or (still waiting for one to connect) before any took it. The
+    /// machine answers (504, or 503 while waiting); a waiting session also leaves the gateway's wait list.
     func backendTimedOut() {
-        if isWaitingForNode { return stopWaitingForNode(dispatching: false) }
+        if isWaitingForNode { gateway.stopWaiting(self) }
         event { $0.backendTimedOut() }
     }
 
