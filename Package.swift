@@ -83,7 +83,7 @@ let package = Package(
             name: "BlastBeatCoreTests", dependencies: ["BlastBeatCore"], exclude: ["Corpus"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "BlastBeatSystemTests", dependencies: ["BlastBeatCore", "BlastBeatSystem", "COpenSSL"],
+            name: "BlastBeatSystemTests", dependencies: ["BlastBeatCore", "BlastBeatSystem", "COpenSSL", "CSodium"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "FuzzRegressionTests", dependencies: ["BlastBeatFuzzChecks"], swiftSettings: swiftSettings),

@@ -108,7 +108,7 @@ package enum CurveCrypto {
         let text = (at + macSize).assumingMemoryBound(to: UInt8.self)
         withFirstBlock(shortNonce: shortNonce, subkey: subkey) { block in
             xorKeystream(text, count: count, firstBlock: block, shortNonce: shortNonce, subkey: subkey)
-            _ = crypto_onetimeauth_poly1305(at.assumingMemoryBound(to: UInt8.self), text, UInt64(count), block)
+            Poly1305.authenticate(tag: at, message: text, count: count, key: block)
         }
     }
 
@@ -117,7 +117,7 @@ package enum CurveCrypto {
     package static func openInPlace(_ at: UnsafeMutableRawPointer, count: Int, shortNonce: UnsafeRawPointer, subkey: UnsafeRawPointer) -> Bool {
         let text = (at + macSize).assumingMemoryBound(to: UInt8.self)
         return withFirstBlock(shortNonce: shortNonce, subkey: subkey) { block in
-            guard crypto_onetimeauth_poly1305_verify(at.assumingMemoryBound(to: UInt8.self), text, UInt64(count), block) == 0 else {
+            guard Poly1305.verify(tag: at, message: text, count: count, key: block) else {
                 return false
             }
             xorKeystream(text, count: count, firstBlock: block, shortNonce: shortNonce, subkey: subkey)
