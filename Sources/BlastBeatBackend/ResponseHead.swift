@@ -46,7 +46,7 @@ enum ResponseHead {
         out.append(contentsOf: "\r\n".utf8)
         let parsed: HTTPResponseHead
         do {
-            parsed = try out.withUnsafeBytes { raw throws(BackendHeadError) in try HTTPResponseHeadParser.parse(raw) }
+            parsed = try out.withUnsafeBytes { raw throws(BackendHeadError) in try HTTPResponseHeadParser.parse(raw.bytes) }
         } catch {
             throw BackendError.invalidHeader.with("the gateway would refuse this response head: \(error)")
         }

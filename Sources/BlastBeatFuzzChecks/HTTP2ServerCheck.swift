@@ -22,17 +22,17 @@ extension FuzzChecks {
         let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
         do throws(HTTP2SessionError) {
             let prefaceOutcome = preface.withUnsafeBytes { bytes in
-                Result { () throws(HTTP2SessionError) in try session.receive(bytes) }
+                Result { () throws(HTTP2SessionError) in try session.receive(bytes.bytes) }
             }
             try prefaceOutcome.get()
             // Pieces of at most 97 bytes: frames split across reads, as from a socket.
             var offset = 0
             while offset < data.count {
                 let end = min(data.count, offset + 97)
-                try session.receive(UnsafeRawBufferPointer(rebasing: data[offset..<end]))
+                try session.receive(UnsafeRawBufferPointer(rebasing: data[offset..<end]).bytes)
                 harness.answerCompletedStreams()
                 try session.send { frame in
-                    output += frame.count
+                    output += frame.byteCount
                     return true
                 }
                 offset = end
@@ -40,7 +40,7 @@ extension FuzzChecks {
         } catch {
             // The client broke the protocol: nghttp2 said so; what it queued must still serialise.
             try? session.send { frame in
-                output += frame.count
+                output += frame.byteCount
                 return true
             }
         }
@@ -64,10 +64,10 @@ final class HTTP2FuzzHarness: HTTP2SessionDelegate {
         expectedListSize[stream] = 0
     }
 
-    func http2Header(_ stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> HTTP2HeaderVerdict {
+    func http2Header(_ stream: Int32, name: RawSpan, value: RawSpan) -> HTTP2HeaderVerdict {
         invariant(open[stream] != nil, "header for unopened stream \(stream)")
         open[stream]!.add(name: name, value: value, maxListSize: 8192)
-        expectedListSize[stream]! += name.count + value.count + 32
+        expectedListSize[stream]! += name.byteCount + value.byteCount + 32
         invariant(open[stream]!.listSize == expectedListSize[stream]!, "list size of stream \(stream)")
         return open[stream]!.listSize > 4 * 8192 ? .failConnection : .accept
     }
@@ -79,7 +79,7 @@ final class HTTP2FuzzHarness: HTTP2SessionDelegate {
         invariant(text.count >= 4 && Array(text.suffix(4)) == Array("\r\n\r\n".utf8), "built head without its end")
         var parser = HTTPRequestHeadParser(limits: FuzzChecks.requestLimits)
         var head = HTTPRequestHead()
-        let parsed = text.withUnsafeBytes { bytes in (try? parser.parse(bytes, into: &head)) == true }
+        let parsed = (try? parser.parse(text.span.bytes, into: &head)) == true
         if parsed && builder.listSize <= 8192 {
             let method = Array(text[head.method])
             invariant(method == (key != nil ? Array("GET".utf8) : builder.method), "method of stream \(stream)")
@@ -87,9 +87,9 @@ final class HTTP2FuzzHarness: HTTP2SessionDelegate {
         completed.append(stream)
     }
 
-    func http2Data(_ stream: Int32, _ bytes: UnsafeRawBufferPointer) {
+    func http2Data(_ stream: Int32, _ bytes: RawSpan) {
         invariant(open[stream] != nil || closed.contains(stream) == false, "data for a closed stream \(stream)")
-        session?.consume(bytes.count, stream: stream)
+        session?.consume(bytes.byteCount, stream: stream)
     }
 
     func http2RequestEnded(_ stream: Int32) {}

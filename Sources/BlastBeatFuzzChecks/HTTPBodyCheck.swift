@@ -80,7 +80,7 @@ extension FuzzChecks {
                 let input = UnsafeRawBufferPointer(rebasing: body[outcome.consumed..<available])
                 let step: (consumed: Int, payload: Range<Int>?)
                 do throws(HTTPParseError) {
-                    step = try decoder.decode(input)
+                    step = try decoder.decode(input.bytes)
                 } catch {
                     outcome.error = error
                     return outcome
@@ -100,10 +100,10 @@ extension FuzzChecks {
         if outcome.finished {
             // Bytes after the end belong to the next message.
             let rest = UnsafeRawBufferPointer(rebasing: body[outcome.consumed...])
-            do throws(HTTPParseError) {
-                let step = try decoder.decode(rest)
+            switch Result(catching: { () throws(HTTPParseError) in try decoder.decode(rest.bytes) }) {
+            case .success(let step):
                 invariant(step.consumed == 0 && step.payload == nil, "a finished decoder consumed more bytes")
-            } catch {
+            case .failure(let error):
                 fatalError("fuzz invariant: a finished decoder threw \(error)")
             }
         }

@@ -30,7 +30,7 @@ extension FuzzChecks {
         var shownBefore = 0
         for end in splitPoints(count: data.count, seed: fnv1a(data)) {
             do throws(HTTPParseError) {
-                if try parser.parse(UnsafeRawBufferPointer(rebasing: data[0..<end]), into: &head) {
+                if try parser.parse(UnsafeRawBufferPointer(rebasing: data[0..<end]).bytes, into: &head) {
                     incremental = .success(head)
                     completedAt = end
                     break
@@ -76,7 +76,7 @@ extension FuzzChecks {
         var parser = HTTPRequestHeadParser(limits: limits)
         var head = HTTPRequestHead()
         do throws(HTTPParseError) {
-            return try parser.parse(bytes, into: &head) ? .success(head) : nil
+            return try parser.parse(bytes.bytes, into: &head) ? .success(head) : nil
         } catch {
             return .failure(error)
         }

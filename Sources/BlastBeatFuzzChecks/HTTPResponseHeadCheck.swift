@@ -45,7 +45,7 @@ extension FuzzChecks {
 
     static func parseResponseHead(_ bytes: UnsafeRawBufferPointer, maxLength: Int) -> Result<HTTPResponseHead, BackendHeadError> {
         do throws(BackendHeadError) {
-            return .success(try HTTPResponseHeadParser.parse(bytes, maxLength: maxLength))
+            return .success(try HTTPResponseHeadParser.parse(bytes.bytes, maxLength: maxLength))
         } catch {
             return .failure(error)
         }

@@ -7,7 +7,6 @@ extension FuzzChecks {
     ///   non-empty, and the packet fits `sizeBound`;
     /// - REQUEST_METHOD, REQUEST_URI, SERVER_PROTOCOL are the head's bytes, CONTENT_LENGTH its length,
     ///   every HTTP_* variable comes from a header without `_` in its name, at most once per name;
-    /// - encoding into a raw buffer gives the same bytes as encoding into an array;
     /// - when the encoder refuses (`tooLarge`), the packet would indeed exceed 65,535 bytes of pairs.
     @Sendable public static func uwsgi(_ data: UnsafeRawBufferPointer) {
         var limits = requestLimits
@@ -20,7 +19,7 @@ extension FuzzChecks {
             tlsServerName: Array("example.com".utf8), tlsVersion: Array("TLSv1.3".utf8))
         var packet: [UInt8] = [0xAA]
         do throws(UwsgiError) {
-            try UwsgiEncoder.encode(head: head, request: data, context: context, into: &packet)
+            try UwsgiEncoder.encode(head: head, request: data.bytes, context: context, into: &packet)
         } catch {
             invariant(packet == [0xAA], "a refused encode left bytes behind")
             invariant(UwsgiEncoder.sizeBound(head: head, context: context) > UwsgiEncoder.maxPairsLength, "refused a small packet: \(error)")
@@ -30,16 +29,6 @@ extension FuzzChecks {
         packet.removeFirst()
         invariant(packet.count <= UwsgiEncoder.sizeBound(head: head, context: context), "packet larger than sizeBound")
         invariant(packet.count - 4 <= UwsgiEncoder.maxPairsLength, "pairs longer than the size field allows")
-
-        var raw = [UInt8](repeating: 0, count: UwsgiEncoder.sizeBound(head: head, context: context))
-        let written = raw.withUnsafeMutableBytes { buffer in
-            Result { () throws(UwsgiError) in
-                try UwsgiEncoder.encode(head: head, request: data, context: context, into: buffer)
-            }
-        }
-        guard case .success(let count) = written, Array(raw[..<count]) == packet else {
-            fatalError("fuzz invariant: raw-buffer encode gave \(written), not the array's packet")
-        }
 
         guard let pairs = UwsgiDecoder.decode(packet) else {
             fatalError("fuzz invariant: UwsgiDecoder refused the encoder's packet")

@@ -181,7 +181,7 @@ extension FuzzChecks {
             while true {
                 let result: (consumed: Int, event: WebSocketMessageEvent?)
                 do throws(WebSocketError) {
-                    result = try assembler.feed(UnsafeRawBufferPointer(rebasing: stream[offset..<end]))
+                    result = try assembler.feed(UnsafeRawBufferPointer(rebasing: stream[offset..<end]).bytes)
                 } catch {
                     invariant(!closed, "an error after close")
                     return (events, error)

@@ -11,22 +11,21 @@ struct AccessLogRecord {
     /// The vhost the request was routed to, -1 before (or without) routing.
     var vhost = -1
 
-    mutating func capture(head: HTTPRequestHead, bytes: UnsafeRawBufferPointer) {
+    mutating func capture(head: HTTPRequestHead, bytes: RawSpan) {
         requestLine.removeAll(keepingCapacity: true)
-        requestLine.append(contentsOf: bytes[head.method])
+        requestLine.appendBytes(bytes.extracting(head.method))
         requestLine.append(0x20)
-        requestLine.append(contentsOf: bytes[head.target])
+        requestLine.appendBytes(bytes.extracting(head.target))
         requestLine.append(0x20)
-        let version = head.version.text
-        requestLine.append(contentsOf: UnsafeRawBufferPointer(start: version.utf8Start, count: version.utf8CodeUnitCount))
+        requestLine.appendBytes(head.version.text)
         referer.removeAll(keepingCapacity: true)
         userAgent.removeAll(keepingCapacity: true)
         for field in head.headers where field.known == nil {
-            let name = bytes[field.name]
-            if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: name), "referer") {
-                referer.append(contentsOf: bytes[field.value])
-            } else if HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: name), "user-agent") {
-                userAgent.append(contentsOf: bytes[field.value])
+            let name = bytes.extracting(field.name)
+            if HTTPSyntax.equalsIgnoringCase(name, "referer") {
+                referer.appendBytes(bytes.extracting(field.value))
+            } else if HTTPSyntax.equalsIgnoringCase(name, "user-agent") {
+                userAgent.appendBytes(bytes.extracting(field.value))
             }
         }
         status = 0

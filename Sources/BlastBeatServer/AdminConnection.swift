@@ -54,14 +54,14 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
     }
 
     private func readRequest() {
-        let buffer = server.gateway.readBuffer
+        let gateway = server.gateway
         while phase == .readingHead {
             let result: IOResult
-            do { result = try Posix.read(fd, into: buffer) } catch { return close() }
+            do { result = try gateway.readInput(fd) } catch { return close() }
             guard case .processed(let n) = result else { return }
             if n == 0 { return close() }
             let room = AdminServer.maxRequestBytes - input.count
-            input.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<min(n, room)]))
+            gateway.input.withBytes { input.appendBytes($0.extracting(first: min(n, room))) }
             if let end = Self.endOfHead(input) {
                 return answer(head: input[..<end])
             }

@@ -8,11 +8,11 @@ extension Connection {
     }
 
     /// Prior-knowledge h2c (RFC 9113 §3.3): the first bytes of a plain connection are the preface.
-    func startHTTP2IfPreface(_ bytes: UnsafeRawBufferPointer) -> PrefaceCheck {
+    func startHTTP2IfPreface(_ bytes: RawSpan) -> PrefaceCheck {
         guard gateway.config.http2 else { return .notHTTP2 }
         let preface = HTTP2Connection.preface
-        let n = min(bytes.count, preface.count)
-        if !bytes.prefix(n).elementsEqual(preface.prefix(n)) { return .notHTTP2 }
+        let n = min(bytes.byteCount, preface.count)
+        for i in 0..<n where bytes.unsafeLoad(fromByteOffset: i, as: UInt8.self) != preface[i] { return .notHTTP2 }
         if n < preface.count { return .needMore }
         return startHTTP2() ? .started : .notHTTP2
     }

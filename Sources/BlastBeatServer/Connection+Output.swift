@@ -4,9 +4,9 @@ import BlastBeatSystem
 /// Writing to the client: queued output, flushing once per loop iteration, and the graceful close.
 extension Connection {
     /// Queues bytes for the client; the gateway flushes once per loop iteration.
-    func enqueue(_ bytes: UnsafeRawBufferPointer) {
+    func enqueue(_ bytes: RawSpan) {
         if bytes.isEmpty { return }
-        if tls == nil && bytes.count >= Self.writeThroughSize && !closed {
+        if tls == nil && bytes.byteCount >= Self.writeThroughSize && !closed {
             return writeThrough(bytes)
         }
         // TLS output is encrypted in one batch per loop iteration (fewer, fuller records).
@@ -19,12 +19,12 @@ extension Connection {
 
     /// Writes what is queued and `bytes` in one `sendmsg`; only an unwritten rest is copied into
     /// `output`. For a 64 KiB response body that saves a 64 KiB copy and a large allocation.
-    private func writeThrough(_ bytes: UnsafeRawBufferPointer) {
+    private func writeThrough(_ bytes: RawSpan) {
         prepareToWrite()
         let queued = output.readableCount
         let result: IOResult
         do {
-            result = try output.withReadableBytes { queuedBytes throws(SystemError) in
+            result = try output.withReadableSpan { queuedBytes throws(SystemError) in
                 try Posix.write(fd, queuedBytes, bytes)
             }
         } catch {
@@ -38,7 +38,7 @@ extension Connection {
             output.append(bytes)
         } else {
             output.consume(queued, keepingCapacity: Self.keptOutputCapacity)
-            output.append(UnsafeRawBufferPointer(rebasing: bytes[(written - queued)...]))
+            output.append(bytes.extracting(droppingFirst: written - queued))
         }
         if hasQueuedOutput { scheduleFlush() } else { settleBudget() }
     }
@@ -73,11 +73,11 @@ extension Connection {
     static var keptOutputCapacity: Int { 16 * 1024 }
 
     func enqueue(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { enqueue($0) }
+        enqueue(bytes.span.bytes)
     }
 
     func enqueue(_ text: StaticString) {
-        enqueue(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        text.withBytes { enqueue($0) }
     }
 
     func scheduleFlush() {
@@ -117,7 +117,7 @@ extension Connection {
         while !output.isEmpty {
             let result: IOResult
             do {
-                result = try output.withReadableBytes { queuedBytes throws(SystemError) in
+                result = try output.withReadableSpan { queuedBytes throws(SystemError) in
                     try Posix.write(fd, queuedBytes)
                 }
             } catch {
@@ -169,7 +169,7 @@ extension Connection {
         teardown = .lingering
         session.clientGone()
         if input == .ended || clientIsDone { return close() }
-        switch try? Posix.read(fd, into: gateway.readBuffer) {
+        switch try? Posix.discard(fd, maximum: Gateway.inputCapacity) {
         case .wouldBlock?, .processed(0)?, nil:
             return close()
         case .processed?:
@@ -223,7 +223,7 @@ extension Connection {
     func drainWhileLingering() {
         for _ in 0..<16 {
             let result: IOResult
-            do { result = try Posix.read(fd, into: gateway.readBuffer) } catch { return close() }
+            do { result = try Posix.discard(fd, maximum: Gateway.inputCapacity) } catch { return close() }
             switch result {
             case .processed(0): return close()
             case .processed: continue

@@ -5,11 +5,11 @@ import BlastBeatSystem
 extension Connection {
     /// Consumes as much of `bytes` as the current state allows; returns how many bytes were used.
     /// Bytes of a pipelined request stay unconsumed until the current response completes.
-    func process(_ bytes: UnsafeRawBufferPointer) -> Int {
+    func process(_ bytes: RawSpan) -> Int {
         var offset = 0
         if let webSocket { return processWebSocket(bytes, session: webSocket) }
         if let http2 { return http2.process(bytes) }
-        if requestStart == 0, tls == nil, case .idle = request, let first = bytes.first, first == 0x50 {  // 'P'
+        if requestStart == 0, tls == nil, case .idle = request, !bytes.isEmpty, bytes.unsafeLoad(as: UInt8.self) == 0x50 {  // 'P'
             // Maybe the HTTP/2 preface (prior-knowledge h2c): nothing else starts with "PRI * HTTP/2.0".
             switch startHTTP2IfPreface(bytes) {
             case .started: return http2!.process(bytes)
@@ -20,11 +20,11 @@ extension Connection {
             case .notHTTP2: break
             }
         }
-        while offset < bytes.count && teardown == .open {
+        while offset < bytes.byteCount && teardown == .open {
+            let rest = bytes.extracting(droppingFirst: offset)
             if let webSocket {
-                return offset + processWebSocket(UnsafeRawBufferPointer(rebasing: bytes[offset...]), session: webSocket)
+                return offset + processWebSocket(rest, session: webSocket)
             }
-            let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
             switch request {
             case .idle, .readingHead:
                 if isExchangeActive { return offset }  // pipelined: wait for the response
@@ -38,12 +38,12 @@ extension Connection {
                     complete = try parser.parse(rest, into: &head)
                 } catch {
                     rejectRequest(error)
-                    return bytes.count
+                    return bytes.byteCount
                 }
                 if !complete { return offset }
                 let used = head.length
                 parser.reset()
-                startRequest(headBytes: rest, followingBytes: rest.count - used)
+                startRequest(headBytes: rest, followingBytes: rest.byteCount - used)
                 offset += used
             case .body(var decoder):
                 let (consumed, payload): (Int, Range<Int>?)
@@ -52,10 +52,10 @@ extension Connection {
                 } catch {
                     request = .body(decoder)
                     rejectRequest(error)
-                    return bytes.count
+                    return bytes.byteCount
                 }
                 if let payload, !payload.isEmpty {
-                    forwardBody(UnsafeRawBufferPointer(rebasing: rest[payload]))
+                    forwardBody(rest.extracting(payload))
                 }
                 offset += consumed
                 if decoder.isFinished {
@@ -68,7 +68,7 @@ extension Connection {
             case .complete:
                 if !session.keepAlive {
                     // Nothing may follow a non-persistent request (RFC 9112 §9.6); discard it.
-                    return bytes.count
+                    return bytes.byteCount
                 }
                 return offset
             }
@@ -77,7 +77,7 @@ extension Connection {
     }
 
     /// A request head is complete: route it, bind a node and send the uwsgi packet.
-    private func startRequest(headBytes: UnsafeRawBufferPointer, followingBytes: Int) {
+    private func startRequest(headBytes: RawSpan, followingBytes: Int) {
         // One copy for the whole function: each read of the stored property would copy (and
         // retain) the struct again, five times per request.
         let head = self.head
@@ -91,8 +91,7 @@ extension Connection {
         if head.methodKind == .connect {
             return session.fail(.refused(status: 405, message: "CONNECT is not supported"))
         }
-        let host = head.host.map { UnsafeRawBufferPointer(rebasing: headBytes[$0]) }
-        guard let vhost = listener.router.route(host: host?.bytes) else {
+        guard let vhost = listener.router.route(host: head.host, in: headBytes) else {
             return session.fail(.refused(status: 404, message: "no site is configured for this Host"))
         }
         meterRouted(to: vhost)
@@ -136,7 +135,7 @@ extension Connection {
     }
 
     /// Sends request body bytes on to the node (see GatewaySession.forwardBody).
-    private func forwardBody(_ bytes: UnsafeRawBufferPointer) {
+    private func forwardBody(_ bytes: RawSpan) {
         clientSentBody()
         session.forwardBody(bytes)
     }
@@ -163,7 +162,7 @@ extension Connection {
             remaining >= Self.directBodyMinimum, tls == nil, pending.isEmpty, !processingInput,
             session.nodeKnowsSession
         else { return nil }
-        return min(remaining, gateway.readBuffer.count)
+        return min(remaining, Gateway.inputCapacity)
     }
 
     /// Smaller bodies (or their last bytes) take the ordinary path: the copy is cheap there.
@@ -189,7 +188,7 @@ extension Connection {
         }
         do throws(HTTPParseError) {
             // A Content-Length decoder takes all `n` bytes: no more than `remaining` were read.
-            let (consumed, payload) = try decoder.decode(body.bytes)
+            let (consumed, payload) = try body.withBytes { (bytes) throws(HTTPParseError) in try decoder.decode(bytes) }
             precondition(consumed == n && payload == 0..<n, "direct body read past Content-Length")
         } catch {
             request = .body(decoder)

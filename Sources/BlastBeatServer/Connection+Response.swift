@@ -3,7 +3,7 @@ import BlastBeatSystem
 
 /// The backend → client direction: validating and framing what the node sends for this session.
 extension Connection {
-    func backendMessage(_ type: BackendMessageType, _ body: UnsafeRawBufferPointer) {
+    func backendMessage(_ type: BackendMessageType, _ body: RawSpan) {
         if teardown >= .lingering { return }
         if let webSocket { return backendWebSocketMessage(type, body, session: webSocket) }
         if isExchangeActive { setDeadline(limits.backendTimeout, .backend) }
@@ -11,22 +11,22 @@ extension Connection {
     }
 
     /// Response bytes (an interim head, or body bytes) as they are.
-    func writeResponse(_ bytes: UnsafeRawBufferPointer) {
+    func writeResponse(_ bytes: RawSpan) {
         enqueue(bytes)
-        log.bytesSent += bytes.count
+        log.bytesSent += bytes.byteCount
     }
 
     /// The final response head, with the header lines the gateway adds (its own framing, its close).
-    func writeResponseHead(_ head: UnsafeRawBufferPointer, status: Int, adding: AddedHeaders?) {
+    func writeResponseHead(_ head: RawSpan, status: Int, adding: AddedHeaders?) {
         log.status = status
         log.bytesSent = 0
         if let node { gateway.metrics.nodeAnswered(gateway.nodes.nodes[node].base) }
         if let adding {
             // Our lines go before the blank line; the rest goes out verbatim.
-            enqueue(UnsafeRawBufferPointer(rebasing: head[0..<adding.blankLine]))
+            enqueue(head.extracting(0..<adding.blankLine))
             if adding.chunked { enqueue("Transfer-Encoding: chunked\r\n") }
             if adding.close { enqueue("Connection: close\r\n") }
-            enqueue(UnsafeRawBufferPointer(rebasing: head[adding.blankLine...]))
+            enqueue(head.extracting(droppingFirst: adding.blankLine))
         } else {
             enqueue(head)
         }
@@ -34,22 +34,22 @@ extension Connection {
 
     /// Backend-mode WebSocket handshake: the subprotocol the backend's 101 chose (if any) must be one the
     /// client offered.
-    func acceptsSubprotocol(of head: UnsafeRawBufferPointer) -> Bool {
-        guard let upgrade = pendingUpgrade, let chosen = Self.headerValue(named: "sec-websocket-protocol", in: head)
+    func acceptsSubprotocol(of head: RawSpan) -> Bool {
+        guard let upgrade = pendingUpgrade, let chosen = HTTPSyntax.headerValue(named: "sec-websocket-protocol", in: head)
         else { return true }
         return upgrade.offeredProtocols.contains(chosen)
     }
 
     /// Writes one chunk (`SIZE\r\nDATA\r\n`), or the last chunk for an empty payload.
-    func writeChunk(_ payload: UnsafeRawBufferPointer) {
+    func writeChunk(_ payload: RawSpan) {
         if payload.isEmpty {
             enqueue("0\r\n\r\n")
             return
         }
-        if tls != nil { plainOutput.appendChunkSize(payload.count) } else { output.appendChunkSize(payload.count) }
+        if tls != nil { plainOutput.appendChunkSize(payload.byteCount) } else { output.appendChunkSize(payload.byteCount) }
         enqueue(payload)
         enqueue("\r\n")
-        log.bytesSent += payload.count
+        log.bytesSent += payload.byteCount
     }
 
     /// The response is complete: log it, and either start on the next request or close.
@@ -71,26 +71,6 @@ extension Connection {
         // A pipelined request may already be waiting.
         processPending()
         updateInterest()
-    }
-
-    /// The value of the first header `name` (lowercase) in a response head, trimmed; nil when absent.
-    static func headerValue(named name: StaticString, in head: UnsafeRawBufferPointer) -> [UInt8]? {
-        let length = name.utf8CodeUnitCount
-        var lineStart = 0
-        while lineStart < head.count {
-            var lineEnd = lineStart
-            while lineEnd < head.count && head[lineEnd] != 0x0A { lineEnd += 1 }
-            let line = UnsafeRawBufferPointer(rebasing: head[lineStart..<lineEnd])
-            if line.count > length, line[length] == 0x3A,
-                HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: line[..<length]), name)
-            {
-                var value = line[(length + 1)...].drop(while: { $0 == 0x20 || $0 == 0x09 })
-                while let last = value.last, last == 0x20 || last == 0x09 || last == 0x0D { value = value.dropLast() }
-                return Array(value)
-            }
-            lineStart = lineEnd + 1
-        }
-        return nil
     }
 
     var nodeName: String { session.nodeName }

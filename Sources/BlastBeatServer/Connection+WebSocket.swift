@@ -13,7 +13,7 @@ extension Connection {
 
     /// Checks an upgrade request and prepares the handshake; answers 400/426 itself when it is bad.
     /// Returns nil after answering.
-    func prepareUpgrade(headBytes: UnsafeRawBufferPointer) -> PendingUpgrade? {
+    func prepareUpgrade(headBytes: RawSpan) -> PendingUpgrade? {
         guard head.methodKind == .get, head.version == .http11 else {
             sendErrorAndClose(status: 400, message: "a WebSocket upgrade must be an HTTP/1.1 GET")
             return nil
@@ -41,9 +41,9 @@ extension Connection {
     }
 
     /// Backend mode: the node answered the upgrade with 101 (its subprotocol checked by receivedHeaders).
-    func backendAcceptedUpgrade(head: UnsafeRawBufferPointer) {
+    func backendAcceptedUpgrade(head: RawSpan) {
         guard var upgrade = pendingUpgrade else { preconditionFailure("a backend handshake without a pending upgrade") }
-        upgrade.selectedProtocol = Self.headerValue(named: "sec-websocket-protocol", in: head)
+        upgrade.selectedProtocol = HTTPSyntax.headerValue(named: "sec-websocket-protocol", in: head)
         completeUpgrade(upgrade)
     }
 
@@ -83,7 +83,7 @@ extension Connection {
 
     /// Consumes client bytes as WebSocket frames (WebSocketSession.receiveClientBytes); always uses everything
     /// it is given.
-    func processWebSocket(_ bytes: UnsafeRawBufferPointer, session: WebSocketSession) -> Int {
+    func processWebSocket(_ bytes: RawSpan, session: WebSocketSession) -> Int {
         setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle)
         let outcome = session.receiveClientBytes(
             bytes, limit: limits.webSocketMaxMessage,
@@ -100,7 +100,7 @@ extension Connection {
             gateway.logger.debug("WebSocket protocol error from \(peerDescription): \(reason)")
             failWebSocket(code, session: session)
         }
-        return bytes.count
+        return bytes.byteCount
     }
 
     /// Closes with `code` after a protocol error (or a backend failure): close frame, `end`, TCP close.
@@ -115,7 +115,7 @@ extension Connection {
 
     // MARK: backend → client
 
-    func backendWebSocketMessage(_ type: BackendMessageType, _ body: UnsafeRawBufferPointer, session: WebSocketSession) {
+    func backendWebSocketMessage(_ type: BackendMessageType, _ body: RawSpan, session: WebSocketSession) {
         switch type {
         case .websocket, .websocketBinary:
             if session.closeSent { return }

@@ -182,26 +182,24 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
             if let size = directBodyReadSize {
                 if readBodyDirectly(size: size) { continue } else { return }
             }
-            let buffer = gateway.readBuffer
             let result: IOResult
-            do { result = try Posix.read(fd, into: buffer) } catch { return abort("read: \(error)") }
+            do { result = try gateway.readInput(fd) } catch { return abort("read: \(error)") }
             guard case .processed(let n) = result else { return }
             meter.bytesIn &+= n
-            let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
             if let tls {
-                receivedCiphertext(bytes, tls: tls)
+                receivedCiphertext(tls: tls)
             } else if n == 0 {
                 return endOfInput()
             } else {
-                consumeInput(bytes)
+                gateway.input.withBytes { consumeInput($0) }
             }
-            if n < buffer.count { return }
+            if n < Gateway.inputCapacity { return }
         }
     }
 
     /// Feeds plaintext to the request machinery. In the common case (nothing pending) it is parsed
     /// in place; only an unconsumed tail is copied into `pending`.
-    func consumeInput(_ bytes: UnsafeRawBufferPointer) {
+    func consumeInput(_ bytes: RawSpan) {
         if !pending.isEmpty || processingInput {
             pending.append(bytes)
             return processPending()
@@ -209,8 +207,8 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         processingInput = true
         let consumed = process(bytes)
         processingInput = false
-        if consumed < bytes.count && teardown < .lingering {
-            pending.append(UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
+        if consumed < bytes.byteCount && teardown < .lingering {
+            pending.append(bytes.extracting(droppingFirst: consumed))
         }
         updateInterest()
     }
@@ -221,7 +219,7 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
         // the running `process` loop picks the remaining bytes up itself.
         if pending.isEmpty || closed || processingInput { return }
         processingInput = true
-        let consumed = pending.withReadableBytes { process($0) }
+        let consumed = pending.withReadableSpan { process($0) }
         processingInput = false
         if closed { return }
         pending.consume(consumed, keepingCapacity: 0)  // all read: idle connections hold no buffer

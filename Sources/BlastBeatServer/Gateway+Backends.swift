@@ -34,10 +34,10 @@ extension Gateway {
             return
         }
         if message.type == .retry { metrics.nodeRetried(nodes.nodes[node].base) }
-        guard message.type.countsAgainstCredit else { return connection.backendMessage(message.type, message.body) }
+        guard message.type.countsAgainstCredit else { return connection.backendMessage(message.type, message.body.bytes) }
         let session = connection.session!
         let credited = creditReceived(message.body.count, session: session)
-        connection.backendMessage(message.type, message.body)
+        connection.backendMessage(message.type, message.body.bytes)
         afterCountedMessage(from: message.identity, node: node, session: session, credited: credited)
     }
 
@@ -98,8 +98,8 @@ extension Gateway {
     /// Sends one message to node `node`. An unroutable node is marked dead at once and its
     /// waiting clients are answered before the loop blocks.
     @discardableResult
-    func send(to node: Int, sid: SessionID, type: StaticString, body: UnsafeRawBufferPointer) -> BackendSendResult {
-        send(to: node, sid: sid, type: type, .copying(body))
+    func send(to node: Int, sid: SessionID, type: StaticString, body: RawSpan) -> BackendSendResult {
+        body.withUnsafeBytes { send(to: node, sid: sid, type: type, .copying($0)) }
     }
 
     /// Sends a body read straight from a client without copying it: the buffer is handed over (freed
@@ -119,8 +119,8 @@ extension Gateway {
     /// pays for that). They are bounded all the same: the native engine queues at most
     /// 2 × `max-node-queue` per connection, libzmq's high-water mark 100,000 messages (25 MB) per node.
     @discardableResult
-    func sendCounted(to node: Int, sid: SessionID, type: StaticString, copying bytes: UnsafeRawBufferPointer) -> BackendSendResult {
-        if bytes.count <= 256 { return send(to: node, sid: sid, type: type, body: bytes) }
+    func sendCounted(to node: Int, sid: SessionID, type: StaticString, copying bytes: RawSpan) -> BackendSendResult {
+        if bytes.byteCount <= 256 { return send(to: node, sid: sid, type: type, body: bytes) }
         guard let counted = CountedBody(copying: bytes, meter: nodeQueueMeter(node)) else {
             logger.error("no memory for a \(type) message to node \(nodeName(node)); dropped")
             return .full
@@ -190,12 +190,12 @@ extension Gateway {
 
     @discardableResult
     func send(to node: Int, sid: SessionID, type: StaticString, body: [UInt8]) -> BackendSendResult {
-        body.withUnsafeBytes { send(to: node, sid: sid, type: type, body: $0) }
+        send(to: node, sid: sid, type: type, body: body.span.bytes)
     }
 
     func sendEnd(to node: Int, sid: SessionID) {
         guard nodes.isUsable(node) else { return }
-        send(to: node, sid: sid, type: "end", body: UnsafeRawBufferPointer(start: nil, count: 0))
+        send(to: node, sid: sid, type: "end", body: RawSpan())
     }
 
     // MARK: node queues

@@ -17,9 +17,9 @@ extension Gateway {
         }
         // The stream's connection stays alive for the call even if a write closes it.
         withExtendedLifetime(stream.connection.connection) {
-            guard message.type.countsAgainstCredit else { return stream.backendMessage(message.type, message.body) }
+            guard message.type.countsAgainstCredit else { return stream.backendMessage(message.type, message.body.bytes) }
             let credited = creditReceived(message.body.count, session: stream.session)
-            stream.backendMessage(message.type, message.body)
+            stream.backendMessage(message.type, message.body.bytes)
             afterCountedMessage(from: message.identity, node: node, session: stream.session, credited: credited)
         }
     }

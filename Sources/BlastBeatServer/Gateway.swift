@@ -27,11 +27,9 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var logsRequests = false
     var accessLogDate: (second: Int, text: [UInt8]) = (-1, [])
 
-    /// Shared read buffer: a connection's bytes land here first and are copied out only when a
-    /// partial request remains, so idle connections own no buffer.
-    let readBuffer: UnsafeMutableRawBufferPointer
-    /// Where uwsgi packets are encoded (`UwsgiEncoder.sizeBound` bytes); see `uwsgiScratch(atLeast:)`.
-    var uwsgiScratchBuffer: UnsafeMutableRawBufferPointer
+    /// Shared read buffer: a connection's bytes land here first (`readInput`) and are copied out only when
+    /// a partial request remains, so idle connections own no buffer. Its storage is reserved once.
+    var input = ReadBuffer(capacity: Gateway.inputCapacity)
     /// Most unconsumed input a connection may hold (a head plus pipelined requests).
     private(set) var maxPendingInput = 0
     private(set) var responseChunkLimits = HTTPLimits()
@@ -167,8 +165,6 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
         do { self.logger = try Logger(level: config.logLevel, path: config.errorLog) } catch {
             throw StartupError(description: "\(config.file): error-log: \(error)")
         }
-        self.readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
-        self.uwsgiScratchBuffer = .allocate(byteCount: 16 * 1024, alignment: 16)
         do { backendKeys = try BackendKeys.load(config) } catch {
             throw StartupError(description: "\(error)")
         }

@@ -67,14 +67,11 @@ final class GatewaySession {
     /// packet, kept for `retry` (its storage is reused by the next requests, so an idle session holds one
     /// packet's bytes). Both transports route here. Returns false once the session has failed with 431 (an
     /// environment too large for the uwsgi packet).
-    func route(head: HTTPRequestHead, bytes: UnsafeRawBufferPointer, to vhost: Int, client: Connection) -> Bool {
+    func route(head: HTTPRequestHead, bytes: RawSpan, to vhost: Int, client: Connection) -> Bool {
         do {
-            let context = gateway.uwsgiContext(for: client, vhost: vhost)
-            let scratch = gateway.uwsgiScratch(atLeast: UwsgiEncoder.sizeBound(head: head, context: context))
-            let length = try UwsgiEncoder.encode(head: head, request: bytes, context: context, into: scratch)
-            self.vhost = vhost
             uwsgiPacket.removeAll(keepingCapacity: true)
-            uwsgiPacket.appendBytes(UnsafeRawBufferPointer(rebasing: scratch[..<length]))
+            try UwsgiEncoder.encode(head: head, request: bytes, context: gateway.uwsgiContext(for: client, vhost: vhost), into: &uwsgiPacket)
+            self.vhost = vhost
             return true
         } catch {
             fail(.refused(status: 431, message: "request headers too large to forward"))
@@ -157,7 +154,7 @@ final class GatewaySession {
     }
 
     /// Request body bytes for the node, sent as a counted copy.
-    func forwardBody(_ bytes: UnsafeRawBufferPointer) {
+    func forwardBody(_ bytes: RawSpan) {
         keepForReplay(bytes)
         guard let node, nodeKnowsSession else { return }
         // Every body byte goes out in a counted buffer, so the node's queue meter sees all of them.
@@ -167,16 +164,16 @@ final class GatewaySession {
     /// Request body bytes read straight into a buffer the router sends without a copy (freed unsent when
     /// the node no longer knows the session).
     func forwardBody(_ body: consuming BodyBuffer) {
-        keepForReplay(body.bytes)
+        body.withBytes { keepForReplay($0) }
         guard let node, nodeKnowsSession else { return }
         gateway.send(to: node, sid: sid, type: "body", body: body)
     }
 
-    private func keepForReplay(_ bytes: UnsafeRawBufferPointer) {
+    private func keepForReplay(_ bytes: RawSpan) {
         if var kept = replayBody {
-            if kept.count + bytes.count <= gateway.config.maxRetryBuffer {
+            if kept.count + bytes.byteCount <= gateway.config.maxRetryBuffer {
                 replayBody = nil
-                kept.append(contentsOf: bytes)
+                kept.appendBytes(bytes)
                 replayBody = kept
             } else {
                 replayBody = nil  // too big to replay: a later `retry` gets 502
@@ -206,7 +203,7 @@ final class GatewaySession {
     }
 
     /// A WebSocket message for the node (`websocket` or `websocket-binary`).
-    func sendMessage(_ type: StaticString, _ payload: UnsafeRawBufferPointer) {
+    func sendMessage(_ type: StaticString, _ payload: RawSpan) {
         guard let node, nodeKnowsSession else { return }
         gateway.sendCounted(to: node, sid: sid, type: type, copying: payload)
     }
@@ -220,11 +217,11 @@ final class GatewaySession {
     // MARK: from the node
 
     /// A message from the node for an HTTP exchange (a WebSocket's messages go to the connection).
-    func backendMessage(_ type: BackendMessageType, _ body: UnsafeRawBufferPointer) {
+    func backendMessage(_ type: BackendMessageType, _ body: RawSpan) {
         switch type {
         case .headers: receivedHeaders(body)
-        case .body: event { $0.receivedBody(body, isChunkMessage: false) }
-        case .chunk: event { $0.receivedBody(body, isChunkMessage: true) }
+        case .body: event(in: body) { $0.receivedBody(body, isChunkMessage: false) }
+        case .chunk: event(in: body) { $0.receivedBody(body, isChunkMessage: true) }
         case .end: event { $0.receivedEnd() }
         case .retry:
             let canReplay = replayBody != nil
@@ -239,26 +236,26 @@ final class GatewaySession {
 
     /// A `headers` message: its heads one at a time (interim heads, then the final one), then any body
     /// bytes behind the final head.
-    private func receivedHeaders(_ message: UnsafeRawBufferPointer) {
-        var rest = message
+    private func receivedHeaders(_ message: RawSpan) {
+        var offset = 0
         while true {
             var action = HTTPSessionAction.none
             event { machine in
-                action = machine.receivedHead(&rest)
+                action = machine.receivedHead(message, from: &offset)
                 return .none  // carried out below, after the check only the connection can make
             }
-            if case .acceptUpgrade(let head) = action, !transport.acceptsSubprotocol(of: head) {
+            if case .acceptUpgrade(let head) = action, !transport.acceptsSubprotocol(of: message.extracting(head)) {
                 // Backend-mode handshake accepted; its subprotocol must be one the client offered.
                 return event { $0.refuseUpgrade(.subprotocolNotOffered) }
             }
             let state = machine.state
-            perform(action)
-            if rest.isEmpty || transport.closed { return }
+            perform(action, in: message)
+            if offset == message.byteCount || transport.closed { return }
             switch state {
             case .awaitingHead:
                 continue  // an interim head; another head follows
             case .responding:
-                return event { $0.receivedBody(rest, isChunkMessage: false) }
+                return event(in: message) { $0.receivedBody(message, from: offset, isChunkMessage: false) }
             case .responded:
                 // Body bytes behind the head of a response without body (HEAD, 204, 304, Content-Length: 0).
                 gateway.counters.outOfOrderBackendMessages += 1
@@ -316,11 +313,13 @@ final class GatewaySession {
 
     /// Feeds the machine one event and carries out the action it returns.
     @inline(__always)
-    private func event(_ event: (inout HTTPSession) -> HTTPSessionAction) {
+    /// Feeds an event to the machine and carries out its action; the bytes an action writes are ranges of
+    /// `message`, the backend message of the event (none for the others).
+    private func event(in message: RawSpan = RawSpan(), _ event: (inout HTTPSession) -> HTTPSessionAction) {
         let before = machine.slotNode
         let action = event(&machine)
         settleSlot(heldBefore: before)
-        perform(action)
+        perform(action, in: message)
     }
 
     /// The one place node slots are taken and released: the machine holds a slot of `slotNode` in the
@@ -340,28 +339,28 @@ final class GatewaySession {
         }
     }
 
-    private func perform(_ action: HTTPSessionAction) {
+    private func perform(_ action: HTTPSessionAction, in message: RawSpan) {
         switch action {
         case .none:
             return
         case .write(let bytes, let complete):
-            transport.writeResponse(bytes)
+            transport.writeResponse(message.extracting(bytes))
             if complete { responseFinished() }
         case .writeDroppingExcess(let bytes, let excess):
-            transport.writeResponse(bytes)
+            transport.writeResponse(message.extracting(bytes))
             gateway.counters.outOfOrderBackendMessages += 1
             gateway.logger.warning("node \(nodeName) sent \(excess) bytes past Content-Length; dropped")
             responseFinished()
         case .writeChunk(let payload, let complete):
-            transport.writeChunk(payload)
+            transport.writeChunk(message.extracting(payload))
             if complete { responseFinished() }
         case .startResponse(let head, let status, let adding, let complete):
-            transport.writeResponseHead(head, status: status, adding: adding, complete: complete)
+            transport.writeResponseHead(message.extracting(head), status: status, adding: adding, complete: complete)
             if complete { responseFinished() }
         case .acceptUpgrade(let head):
-            transport.backendAcceptedUpgrade(head: head)
+            transport.backendAcceptedUpgrade(head: message.extracting(head))
         case .finishAndClose(let lastChunk, let truncated):
-            if lastChunk { transport.writeChunk(UnsafeRawBufferPointer(start: nil, count: 0)) }
+            if lastChunk { transport.writeChunk(RawSpan()) }
             if truncated { gateway.counters.backendErrors += 1 }
             responseFinished()
             transport.closeAfterFlush()

@@ -79,8 +79,8 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     // MARK: bytes
 
     /// The client's plaintext; all of it is consumed.
-    func process(_ bytes: UnsafeRawBufferPointer) -> Int {
-        if phase == .failed { return bytes.count }
+    func process(_ bytes: RawSpan) -> Int {
+        if phase == .failed { return bytes.byteCount }
         do { try framer.receive(bytes) } catch {
             gateway.counters.clientErrors += 1
             gateway.logger.info("HTTP/2 error from \(connection.peerDescription): \(error)")
@@ -92,7 +92,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         }
         outputReady()
         if isDone { closeWhenFlushed() }
-        return bytes.count
+        return bytes.byteCount
     }
 
     /// Moves nghttp2's frames into the connection's output (called as the connection flushes).
@@ -129,7 +129,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         gateway.http2Streams[stream.sid] = stream
     }
 
-    func http2Header(_ id: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> HTTP2HeaderVerdict {
+    func http2Header(_ id: Int32, name: RawSpan, value: RawSpan) -> HTTP2HeaderVerdict {
         guard let stream = streams[id] else { return .resetStream }
         let limit = gateway.config.limits.maxHeadBytes
         stream.request.add(name: name, value: value, maxListSize: limit)
@@ -159,41 +159,44 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         stream.request.build(into: &headText, hasBody: !endStream && webSocketKey == nil, webSocketKey: webSocketKey)
         let tooLarge = stream.request.listSize > gateway.config.limits.maxHeadBytes
         stream.request = HTTP2RequestHeadBuilder()  // its bytes are in headText now
-        headText.withUnsafeBytes { bytes in
-            head.reset()
-            parser.reset()
-            var parseError: HTTPParseError? = nil
-            if tooLarge {
-                parseError = .headTooLarge(limit: gateway.config.limits.maxHeadBytes)
-            } else {
-                do throws(HTTPParseError) {
-                    if try !parser.parse(bytes, into: &head) { parseError = .headTooLarge(limit: gateway.config.limits.maxHeadBytes) }
-                } catch {
-                    parseError = error
-                }
-            }
-            head.version = .http2
-            if gateway.logsRequests && parseError == nil { stream.log.capture(head: head, bytes: bytes) }
-            session.begin(head)
-            stream.requestHasBody = head.hasBody
-            if let parseError {
-                gateway.counters.clientErrors += 1
-                gateway.logger.info("bad HTTP/2 request from \(connection.peerDescription): \(parseError)")
-                return session.fail(.badRequest(parseError))
-            }
-            route(stream, session: session, bytes: bytes, endStream: endStream)
-        }
+        // A local reference: a span of the class's stored array would last one access only.
+        let text = headText
+        parseAndRoute(stream, session: session, bytes: text.span.bytes, tooLarge: tooLarge, endStream: endStream)
         outputReady()
         armTimer()
     }
 
-    private func route(_ stream: HTTP2Stream, session: GatewaySession, bytes: UnsafeRawBufferPointer, endStream: Bool) {
+    private func parseAndRoute(_ stream: HTTP2Stream, session: GatewaySession, bytes: RawSpan, tooLarge: Bool, endStream: Bool) {
+        head.reset()
+        parser.reset()
+        var parseError: HTTPParseError? = nil
+        if tooLarge {
+            parseError = .headTooLarge(limit: gateway.config.limits.maxHeadBytes)
+        } else {
+            do throws(HTTPParseError) {
+                if try !parser.parse(bytes, into: &head) { parseError = .headTooLarge(limit: gateway.config.limits.maxHeadBytes) }
+            } catch {
+                parseError = error
+            }
+        }
+        head.version = .http2
+        if gateway.logsRequests && parseError == nil { stream.log.capture(head: head, bytes: bytes) }
+        session.begin(head)
+        stream.requestHasBody = head.hasBody
+        if let parseError {
+            gateway.counters.clientErrors += 1
+            gateway.logger.info("bad HTTP/2 request from \(connection.peerDescription): \(parseError)")
+            return session.fail(.badRequest(parseError))
+        }
+        route(stream, session: session, bytes: bytes, endStream: endStream)
+    }
+
+    private func route(_ stream: HTTP2Stream, session: GatewaySession, bytes: RawSpan, endStream: Bool) {
         let head = self.head
         if head.methodKind == .connect {
             return session.fail(.refused(status: 405, message: "CONNECT is not supported"))
         }
-        let host = head.host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
-        guard let vhost = connection.listener.router.route(host: host?.bytes) else {
+        guard let vhost = connection.listener.router.route(host: head.host, in: bytes) else {
             return session.fail(.refused(status: 404, message: "no site is configured for this Host"))
         }
         if !gateway.config.vhosts[vhost].http2 {
@@ -238,9 +241,9 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         return withUnsafeBytes(of: (high, low)) { Base64.encode($0) }
     }
 
-    func http2Data(_ id: Int32, _ bytes: UnsafeRawBufferPointer) {
+    func http2Data(_ id: Int32, _ bytes: RawSpan) {
         guard let stream = streams[id], !stream.closed else {
-            framer.consumeConnection(bytes.count)
+            framer.consumeConnection(bytes.byteCount)
             return
         }
         stream.lastClientData = gateway.loop.now
@@ -248,12 +251,12 @@ final class HTTP2Connection: HTTP2SessionDelegate {
             // WebSocket frames, not a body (before the upgrade completes: nothing may come yet).
             if stream.webSocket == nil { return stream.abort("data before the WebSocket was accepted") }
             stream.receivedWebSocketData(bytes)
-            return consumeRequestBody(stream, bytes.count)
+            return consumeRequestBody(stream, bytes.byteCount)
         }
-        stream.requestBodyBytes += bytes.count
+        stream.requestBodyBytes += bytes.byteCount
         let session = stream.session!
         if stream.requestBodyBytes > stream.limits.maxBodySize {
-            framer.consume(bytes.count, stream: id)
+            framer.consume(bytes.byteCount, stream: id)
             if stream.phase == .none {
                 return session.fail(.badRequest(.bodyTooLarge(limit: stream.limits.maxBodySize)))
             }
@@ -261,11 +264,11 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         }
         guard session.nodeKnowsSession else {
             // Answered already (an error, or the node is gone): the bytes have nowhere to go.
-            framer.consume(bytes.count, stream: id)
+            framer.consume(bytes.byteCount, stream: id)
             return
         }
         session.forwardBody(bytes)
-        consumeRequestBody(stream, bytes.count)
+        consumeRequestBody(stream, bytes.byteCount)
     }
 
     /// Gives request bytes back to the client's windows once the node's queue can take more: a slow node

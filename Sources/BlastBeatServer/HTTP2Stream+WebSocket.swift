@@ -8,16 +8,16 @@ import BlastBeatSystem
 extension HTTP2Stream {
     // MARK: handshake
 
-    func acceptsSubprotocol(of head: UnsafeRawBufferPointer) -> Bool {
-        guard let upgrade = pendingUpgrade, let chosen = Connection.headerValue(named: "sec-websocket-protocol", in: head)
+    func acceptsSubprotocol(of head: RawSpan) -> Bool {
+        guard let upgrade = pendingUpgrade, let chosen = HTTPSyntax.headerValue(named: "sec-websocket-protocol", in: head)
         else { return true }
         return upgrade.offeredProtocols.contains(chosen)
     }
 
     /// Backend mode: the node's 101 accepts the WebSocket (its subprotocol checked by GatewaySession).
-    func backendAcceptedUpgrade(head: UnsafeRawBufferPointer) {
+    func backendAcceptedUpgrade(head: RawSpan) {
         guard var upgrade = pendingUpgrade else { return abort("a backend switched protocols without an upgrade") }
-        upgrade.selectedProtocol = Connection.headerValue(named: "sec-websocket-protocol", in: head)
+        upgrade.selectedProtocol = HTTPSyntax.headerValue(named: "sec-websocket-protocol", in: head)
         completeUpgrade(upgrade)
     }
 
@@ -36,7 +36,7 @@ extension HTTP2Stream {
             head.appendBytes("\r\n")
         }
         head.appendBytes("\r\n")
-        head.withUnsafeBytes { writeResponseHead($0, status: 200, gatewayFramesBody: true, complete: false) }
+        writeResponseHead(head.span.bytes, status: 200, gatewayFramesBody: true, complete: false)
         pendingUpgrade = nil
         webSocket = WebSocketSession(maxMessageSize: limits.webSocketMaxMessage, compression: upgrade.compression)
         gateway.writeAccessLog(self)
@@ -44,7 +44,7 @@ extension HTTP2Stream {
 
     // MARK: client → backend
 
-    func receivedWebSocketData(_ bytes: UnsafeRawBufferPointer) {
+    func receivedWebSocketData(_ bytes: RawSpan) {
         guard let session = webSocket, phase == .streaming else { return }
         let outcome = session.receiveClientBytes(
             bytes, limit: limits.webSocketMaxMessage,
@@ -73,7 +73,7 @@ extension HTTP2Stream {
 
     // MARK: backend → client
 
-    func backendWebSocketMessage(_ type: BackendMessageType, _ body: UnsafeRawBufferPointer, session: WebSocketSession) {
+    func backendWebSocketMessage(_ type: BackendMessageType, _ body: RawSpan, session: WebSocketSession) {
         switch type {
         case .websocket, .websocketBinary:
             if session.closeSent { return }
@@ -86,7 +86,8 @@ extension HTTP2Stream {
         case .end:
             if !session.closeSent {
                 session.closeFrame(forEnd: body)
-                session.frame.withUnsafeBytes { append($0) }
+                let frame = session.frame  // a local reference: a span of the stored array would last one access only
+                append(frame.span.bytes)
             }
             endWebSocketStream()
         case .headers, .body, .chunk, .retry, .ping, .pong, .uwsgi:
@@ -107,7 +108,8 @@ extension HTTP2Stream {
     func failWebSocket(_ code: WebSocketCloseCode, session: WebSocketSession) {
         if !session.closeSent {
             session.closeFrame(code: code)
-            session.frame.withUnsafeBytes { append($0) }
+            let frame = session.frame  // a local reference: a span of the stored array would last one access only
+            append(frame.span.bytes)
         }
         endWebSocketStream()
     }
@@ -131,6 +133,7 @@ extension HTTP2Stream {
             return
         }
         session.pingFrame()
-        session.frame.withUnsafeBytes { append($0) }
+        let frame = session.frame  // a local reference: a span of the stored array would last one access only
+        append(frame.span.bytes)
     }
 }

@@ -83,14 +83,14 @@ final class HTTP2Stream {
 
     // MARK: from the node (through GatewaySession's actions)
 
-    func backendMessage(_ type: BackendMessageType, _ bytes: UnsafeRawBufferPointer) {
+    func backendMessage(_ type: BackendMessageType, _ bytes: RawSpan) {
         if closed || phase == .reset { return }
         lastBackendActivity = gateway.loop.now
         if let webSocket { return backendWebSocketMessage(type, bytes, session: webSocket) }
         session.backendMessage(type, bytes)
     }
 
-    func writeResponseHead(_ head: UnsafeRawBufferPointer, status: Int, gatewayFramesBody: Bool, complete: Bool) {
+    func writeResponseHead(_ head: RawSpan, status: Int, gatewayFramesBody: Bool, complete: Bool) {
         guard phase == .none, !closed else { return }
         log.status = status
         log.bytesSent = 0
@@ -102,31 +102,30 @@ final class HTTP2Stream {
         connection.outputReady()
     }
 
-    func writeResponse(_ bytes: UnsafeRawBufferPointer) {
+    func writeResponse(_ bytes: RawSpan) {
         guard phase == .streaming, !bytes.isEmpty else { return }
         guard var decoder = dechunker else { return append(bytes) }
         var offset = 0
-        while offset < bytes.count && !decoder.isFinished {
+        while offset < bytes.byteCount && !decoder.isFinished {
             // The session validated this framing already; here only the payloads are kept.
-            guard let (consumed, payload) = try? decoder.decode(UnsafeRawBufferPointer(rebasing: bytes[offset...])),
-                consumed > 0
+            guard let (consumed, payload) = try? decoder.decode(bytes.extracting(droppingFirst: offset)), consumed > 0
             else { break }
             if let payload, !payload.isEmpty {
-                append(UnsafeRawBufferPointer(rebasing: bytes[(offset + payload.lowerBound)..<(offset + payload.upperBound)]))
+                append(bytes.extracting((offset + payload.lowerBound)..<(offset + payload.upperBound)))
             }
             offset += consumed
         }
         dechunker = decoder
     }
 
-    func writeChunk(_ payload: UnsafeRawBufferPointer) {
+    func writeChunk(_ payload: RawSpan) {
         if phase == .streaming && !payload.isEmpty { append(payload) }
     }
 
-    func append(_ bytes: UnsafeRawBufferPointer) {
+    func append(_ bytes: RawSpan) {
         // Bounded per stream and for the connection's streams together (the HTTP/1.1 connection's budget).
-        if body.readableCount + bytes.count > limits.maxOutputBuffer
-            || connection.bufferedResponseBytes + bytes.count > limits.maxOutputBuffer
+        if body.readableCount + bytes.byteCount > limits.maxOutputBuffer
+            || connection.bufferedResponseBytes + bytes.byteCount > limits.maxOutputBuffer
         {
             // The client reads slower than the backend writes and zmq has no per-sid flow control: this
             // stream ends, the connection's others go on.
@@ -135,8 +134,8 @@ final class HTTP2Stream {
             return abort("output buffer limit")
         }
         body.append(bytes)
-        connection.bufferedResponseBytes += bytes.count
-        log.bytesSent += bytes.count
+        connection.bufferedResponseBytes += bytes.byteCount
+        log.bytesSent += bytes.byteCount
         wakeDataProvider()
     }
 
@@ -204,9 +203,9 @@ final class HTTP2Stream {
         let (head, text) = gateway.errorResponse(
             status: status, message: message, retryAfter: retryAfter, extraHeaders: extraHeaders)
         let isHead = session.machine.request.isHead
-        head.withUnsafeBytes { writeResponseHead($0, status: status, gatewayFramesBody: false, complete: isHead) }
+        writeResponseHead(head.span.bytes, status: status, gatewayFramesBody: false, complete: isHead)
         if !isHead {
-            text.withUnsafeBytes { append($0) }
+            append(text.span.bytes)
             phase = .ended
         }
         gateway.writeAccessLog(self)

@@ -65,7 +65,7 @@ enum SessionTransport {
     }
 
     @inline(__always)
-    func acceptsSubprotocol(of head: UnsafeRawBufferPointer) -> Bool {
+    func acceptsSubprotocol(of head: RawSpan) -> Bool {
         switch self {
         case .http1(let c): c._withUnsafeGuaranteedRef { $0.acceptsSubprotocol(of: head) }
         case .http2(let s): s._withUnsafeGuaranteedRef { $0.acceptsSubprotocol(of: head) }
@@ -75,7 +75,7 @@ enum SessionTransport {
     /// The final response head with the lines the gateway adds; `complete`: the response has no body. (HTTP/2
     /// frames every body itself and has no Connection header: only whether the gateway frames it matters.)
     @inline(__always)
-    func writeResponseHead(_ head: UnsafeRawBufferPointer, status: Int, adding: AddedHeaders?, complete: Bool) {
+    func writeResponseHead(_ head: RawSpan, status: Int, adding: AddedHeaders?, complete: Bool) {
         switch self {
         case .http1(let c):
             c._withUnsafeGuaranteedRef { $0.writeResponseHead(head, status: status, adding: adding) }
@@ -94,7 +94,7 @@ enum SessionTransport {
 
     /// Response bytes as the backend framed them (HTTP/2 removes a backend's chunked framing).
     @inline(__always)
-    func writeResponse(_ bytes: UnsafeRawBufferPointer) {
+    func writeResponse(_ bytes: RawSpan) {
         switch self {
         case .http1(let c): c._withUnsafeGuaranteedRef { $0.writeResponse(bytes) }
         case .http2(let s): s._withUnsafeGuaranteedRef { $0.writeResponse(bytes) }
@@ -103,7 +103,7 @@ enum SessionTransport {
 
     /// Body bytes the gateway frames; empty ends the body.
     @inline(__always)
-    func writeChunk(_ payload: UnsafeRawBufferPointer) {
+    func writeChunk(_ payload: RawSpan) {
         switch self {
         case .http1(let c): c._withUnsafeGuaranteedRef { $0.writeChunk(payload) }
         case .http2(let s): s._withUnsafeGuaranteedRef { $0.writeChunk(payload) }
@@ -140,7 +140,7 @@ enum SessionTransport {
         }
     }
 
-    func backendAcceptedUpgrade(head: UnsafeRawBufferPointer) {
+    func backendAcceptedUpgrade(head: RawSpan) {
         switch self {
         case .http1(let c): c._withUnsafeGuaranteedRef { $0.backendAcceptedUpgrade(head: head) }
         case .http2(let s): s._withUnsafeGuaranteedRef { $0.backendAcceptedUpgrade(head: head) }

@@ -52,16 +52,16 @@ final class WebSocketSession {
     /// Consumes client bytes as frames: complete messages go to `deliver` (text or binary, decompressed up to
     /// `limit`), pongs and the close echo to `reply`. Both transports' frame handling.
     func receiveClientBytes(
-        _ bytes: UnsafeRawBufferPointer, limit: Int, deliver: (_ isText: Bool, UnsafeRawBufferPointer) -> Void,
-        reply: (UnsafeRawBufferPointer) -> Void
+        _ bytes: RawSpan, limit: Int, deliver: (_ isText: Bool, RawSpan) -> Void,
+        reply: (RawSpan) -> Void
     ) -> ClientBytesOutcome {
         pingOutstanding = false
         var offset = 0
-        while offset < bytes.count && !closeSent {
+        while offset < bytes.byteCount && !closeSent {
             let event: WebSocketMessageEvent?
             do throws(WebSocketError) {
                 let consumed: Int
-                (consumed, event) = try assembler.feed(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+                (consumed, event) = try assembler.feed(bytes.extracting(droppingFirst: offset))
                 offset += consumed
             } catch {
                 return .failed(error.closeCode, "\(error)")
@@ -79,87 +79,82 @@ final class WebSocketSession {
                 // A local reference: a span of the class's stored array would last one access only.
                 let ping = assembler.controlPayload
                 WebSocketFrameEncoder.writePong(into: &frame, payload: ping.span.bytes)
-                frame.withUnsafeBytes { reply($0) }
+                replyWithFrame(reply)
             case .pong:
                 break
             case .close(let code):
                 closeFrame(code: code ?? nil)
-                frame.withUnsafeBytes { reply($0) }
+                replyWithFrame(reply)
                 return .closedByClient
             }
         }
         return .consumed
     }
 
+    /// `frame` through `reply` (a local reference: a span of the class's stored array would last one access only).
+    private func replyWithFrame(_ reply: (RawSpan) -> Void) {
+        let frame = self.frame
+        reply(frame.span.bytes)
+    }
+
     /// The client's complete message (`assembler.messagePayload`), decompressed when it was, handed to
     /// `deliver` as the node gets it. Returns the close code instead when it cannot be: inflate failed or went
     /// past `limit` (1009), or a text message is not UTF-8 (1007).
     func deliverMessage(
-        isText: Bool, compressed: Bool, limit: Int, _ deliver: (UnsafeRawBufferPointer) -> Void
+        isText: Bool, compressed: Bool, limit: Int, _ deliver: (RawSpan) -> Void
     ) -> WebSocketCloseCode? {
         if !compressed {
-            assembler.messagePayload.withUnsafeBytes { deliver($0) }
+            let message = assembler.messagePayload  // a local reference, as for the ping above
+            deliver(message.span.bytes)
             return nil
         }
         inflated.removeAll(keepingCapacity: true)
-        var failure: ZlibError? = nil
         do throws(ZlibError) {
-            let inflater = try inflater()
-            assembler.messagePayload.withUnsafeBytes { payload in
-                do throws(ZlibError) {
-                    try inflater.decompressMessage(payload, into: &inflated, limit: limit)
-                } catch {
-                    failure = error
-                }
-            }
+            let payload = assembler.messagePayload  // a local reference, as for the ping above
+            try inflater().decompressMessage(payload.span.bytes, into: &inflated, limit: limit)
         } catch {
-            failure = error
+            return error.closeCode
         }
-        if let failure { return failure.closeCode }
         let message = inflated  // a local reference, as for the ping above
         if isText && !UTF8Validator.isValid(message.span.bytes) { return .invalidFramePayloadData }
-        inflated.withUnsafeBytes { deliver($0) }
+        deliver(message.span.bytes)
         if inflated.capacity > 1 << 20 { inflated = [] }
         return nil
     }
 
     /// One data frame for the client, compressed when the extension was agreed and the payload is worth it
     /// (RFC 7692 lets each message choose), written through `write` (header, then payload).
-    func writeFrame(
-        _ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer, _ write: (UnsafeRawBufferPointer) -> Void
-    ) throws(ZlibError) {
+    func writeFrame(_ opcode: WebSocketOpcode, _ payload: RawSpan, _ write: (RawSpan) -> Void) throws(ZlibError) {
         frame.removeAll(keepingCapacity: true)
-        if compression != nil && payload.count >= 32 {
+        if compression != nil && payload.byteCount >= 32 {
             inflated.removeAll(keepingCapacity: true)
             try deflater().compressMessage(payload, into: &inflated)
             WebSocketFrameEncoder.writeHeader(into: &frame, opcode: opcode, rsv1: true, payloadLength: inflated.count)
-            frame.withUnsafeBytes { write($0) }
-            inflated.withUnsafeBytes { write($0) }
+            replyWithFrame(write)
+            let compressed = inflated  // a local reference, as for the frame
+            write(compressed.span.bytes)
             if inflated.capacity > 1 << 20 { inflated = [] }
             return
         }
-        WebSocketFrameEncoder.writeHeader(into: &frame, opcode: opcode, payloadLength: payload.count)
-        frame.withUnsafeBytes { write($0) }
+        WebSocketFrameEncoder.writeHeader(into: &frame, opcode: opcode, payloadLength: payload.byteCount)
+        replyWithFrame(write)
         write(payload)
     }
 
     /// The close frame (in `frame`) for a node's `end`: its body's code and UTF-8 reason when valid, else 1000.
-    func closeFrame(forEnd body: UnsafeRawBufferPointer) {
-        var code: WebSocketCloseCode? = .normalClosure
-        var reason = UnsafeRawBufferPointer(start: nil, count: 0)
-        if body.count >= 2 {
-            let requested = WebSocketCloseCode(UInt16(body[0]) << 8 | UInt16(body[1]))
-            let text = UnsafeRawBufferPointer(rebasing: body[2...])
-            if requested.isValidInCloseFrame && UTF8Validator.isValid(text.bytes) {
-                code = requested
-                reason = text
+    func closeFrame(forEnd body: RawSpan) {
+        if body.byteCount >= 2 {
+            let requested = WebSocketCloseCode(UInt16(bigEndian: body.unsafeLoadUnaligned(as: UInt16.self)))
+            let text = body.extracting(droppingFirst: 2)
+            if requested.isValidInCloseFrame && UTF8Validator.isValid(text) {
+                return closeFrame(code: requested, reason: text)
             }
         }
-        closeFrame(code: code, reason: reason)
+        closeFrame(code: .normalClosure)
     }
 
     /// A close frame with `code` (nil: no status) in `frame`; the close handshake has started.
-    func closeFrame(code: WebSocketCloseCode?, reason: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+    func closeFrame(code: WebSocketCloseCode?, reason: RawSpan = RawSpan()) {
         closeSent = true
         frame.removeAll(keepingCapacity: true)
         WebSocketFrameEncoder.writeClose(into: &frame, code: code, reason: reason)
@@ -174,10 +169,8 @@ final class WebSocketSession {
 
     /// A node's `websocket` / `websocket-binary` message as a frame through `write`; false when the node's text
     /// is not UTF-8 (a client must fail the connection on invalid text, so it is not sent at all).
-    func writeBackendMessage(
-        isText: Bool, _ body: UnsafeRawBufferPointer, _ write: (UnsafeRawBufferPointer) -> Void
-    ) throws(ZlibError) -> Bool {
-        if isText && !UTF8Validator.isValid(body.bytes) { return false }
+    func writeBackendMessage(isText: Bool, _ body: RawSpan, _ write: (RawSpan) -> Void) throws(ZlibError) -> Bool {
+        if isText && !UTF8Validator.isValid(body) { return false }
         try writeFrame(isText ? .text : .binary, body, write)
         return true
     }
@@ -204,30 +197,25 @@ extension PendingUpgrade {
     /// Checks the WebSocket fields of an upgrade request (HTTP/1.1, or an HTTP/2 extended CONNECT written out
     /// as one) and negotiates compression: version 13, one valid key, the offered subprotocols.
     static func prepare(
-        head: HTTPRequestHead, headBytes: UnsafeRawBufferPointer, compression enabled: Bool
+        head: HTTPRequestHead, headBytes: RawSpan, compression enabled: Bool
     ) -> Result<PendingUpgrade, UpgradeRefusal> {
-        var key: UnsafeRawBufferPointer? = nil
+        var keyRange: Range<Int>? = nil
         var versionOK = false
         var extensions: [UInt8] = []
         var offered: [[UInt8]] = []
         for field in head.headers {
-            let value = UnsafeRawBufferPointer(rebasing: headBytes[field.value])
+            let value = headBytes.extracting(field.value)
             switch field.known {
             case .secWebSocketKey:
-                if key != nil { return .failure(UpgradeRefusal(status: 400, message: "more than one Sec-WebSocket-Key")) }
-                key = value
+                if keyRange != nil { return .failure(UpgradeRefusal(status: 400, message: "more than one Sec-WebSocket-Key")) }
+                keyRange = field.value
             case .secWebSocketVersion:
-                versionOK = WebSocketHandshake.isSupportedVersion(value.bytes)
+                versionOK = WebSocketHandshake.isSupportedVersion(value)
             case .secWebSocketExtensions:
                 if !extensions.isEmpty { extensions.appendBytes(", ") }
                 extensions.appendBytes(value)
             case .secWebSocketProtocol:
-                for token in value.split(separator: 0x2C) {
-                    let trimmed = token.drop(while: { $0 == 0x20 || $0 == 0x09 }).reversed().drop(while: {
-                        $0 == 0x20 || $0 == 0x09
-                    }).reversed()
-                    if !trimmed.isEmpty { offered.append(Array(trimmed)) }
-                }
+                offered += HTTPSyntax.listElements(value)
             default:
                 break
             }
@@ -238,16 +226,14 @@ extension PendingUpgrade {
                     status: 426, message: "only WebSocket version 13 is supported",
                     extraHeaders: "Sec-WebSocket-Version: 13\r\n"))
         }
-        guard let key, WebSocketHandshake.isValidKey(key.bytes) else {
+        guard let keyRange, WebSocketHandshake.isValidKey(headBytes.extracting(keyRange)) else {
             return .failure(UpgradeRefusal(status: 400, message: "missing or invalid Sec-WebSocket-Key"))
         }
-        let compression = extensions.withUnsafeBytes {
-            PerMessageDeflateOffer.negotiate(
-                headerValue: $0, configuration: PerMessageDeflateConfiguration(isEnabled: enabled))
-        }
+        let compression = PerMessageDeflateOffer.negotiate(
+            headerValue: extensions.span.bytes, configuration: PerMessageDeflateConfiguration(isEnabled: enabled))
         return .success(
             PendingUpgrade(
-                accept: WebSocketHandshake.acceptValue(key: key.bytes), compression: compression, offeredProtocols: offered,
+                accept: WebSocketHandshake.acceptValue(key: headBytes.extracting(keyRange)), compression: compression, offeredProtocols: offered,
                 selectedProtocol: nil))
     }
 }

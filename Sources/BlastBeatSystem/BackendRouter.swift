@@ -87,10 +87,10 @@ package struct CountedBody: ~Copyable {
     }
 
     /// A counted copy of `bytes`; nil without memory.
-    package init?(copying bytes: UnsafeRawBufferPointer, meter: NodeQueueMeter) {
-        guard let buffer = HandOverBuffer.allocate(bytes.count) else { return nil }
-        if let source = bytes.baseAddress { buffer.copyMemory(from: source, byteCount: bytes.count) }
-        self.init(handingOver: buffer, count: bytes.count, meter: meter)
+    package init?(copying bytes: RawSpan, meter: NodeQueueMeter) {
+        guard let buffer = HandOverBuffer.allocate(bytes.byteCount) else { return nil }
+        bytes.withUnsafeBytes { if let source = $0.baseAddress { buffer.copyMemory(from: source, byteCount: $0.count) } }
+        self.init(handingOver: buffer, count: bytes.byteCount, meter: meter)
     }
 
     package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: buffer, count: count) }

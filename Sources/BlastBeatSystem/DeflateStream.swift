@@ -63,6 +63,10 @@ package final class DeflateStream {
     /// An empty message becomes the single byte `00` (RFC 7692 §7.2.3.6) without touching the stream: a second
     /// sync flush with no input in between would produce nothing at all, and `00` is valid in any stream state.
     /// After a throw the stream is unusable; the connection is closed anyway.
+    package func compressMessage(_ input: RawSpan, into output: inout [UInt8]) throws(ZlibError) {
+        try input.withUnsafeBytes { (input) throws(ZlibError) in try compressMessage(input, into: &output) }
+    }
+
     package func compressMessage(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) throws(ZlibError) {
         guard !input.isEmpty else {
             output.append(0x00)

@@ -7,11 +7,11 @@ package protocol HTTP2SessionDelegate: AnyObject {
     /// A HEADERS frame opened `stream`.
     func http2StreamOpened(_ stream: Int32)
     /// One request header field (pseudo-headers first). nghttp2 has checked it (RFC 9113 §8.2, §8.3).
-    func http2Header(_ stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> HTTP2HeaderVerdict
+    func http2Header(_ stream: Int32, name: RawSpan, value: RawSpan) -> HTTP2HeaderVerdict
     /// The request's header block is complete; `endStream`: no body follows.
     func http2RequestHead(_ stream: Int32, endStream: Bool)
     /// Request body bytes. The stream's flow-control window reopens only by `consume(_:stream:)`.
-    func http2Data(_ stream: Int32, _ bytes: UnsafeRawBufferPointer)
+    func http2Data(_ stream: Int32, _ bytes: RawSpan)
     /// The request body ended (END_STREAM on DATA or on trailers, whose fields are dropped).
     func http2RequestEnded(_ stream: Int32)
     /// The stream is gone: answered and ended, reset by either side, or refused. `errorCode` is
@@ -161,21 +161,23 @@ package final class HTTP2ServerSession {
 
     /// Feeds the client's bytes (the connection preface first). An error means the connection must end
     /// once what nghttp2 queued (a GOAWAY, mostly) is sent.
-    package func receive(_ bytes: UnsafeRawBufferPointer) throws(HTTP2SessionError) {
-        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        let n = nghttp2_session_mem_recv(session, base, bytes.count)
+    package func receive(_ bytes: RawSpan) throws(HTTP2SessionError) {
+        let n = bytes.withUnsafeBytes { bytes -> Int in
+            guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
+            return nghttp2_session_mem_recv(session, base, bytes.count)
+        }
         if n < 0 { throw HTTP2SessionError(code: Int32(n)) }
     }
 
     /// Hands the frames nghttp2 has ready to `sink`, until there are none or `sink` returns false (the
     /// connection's output is full). Each slice is valid only during the call.
-    package func send(_ sink: (UnsafeRawBufferPointer) -> Bool) throws(HTTP2SessionError) {
+    package func send(_ sink: (RawSpan) -> Bool) throws(HTTP2SessionError) {
         while true {
             var data: UnsafePointer<UInt8>? = nil
             let n = nghttp2_session_mem_send(session, &data)
             if n < 0 { throw HTTP2SessionError(code: Int32(n)) }
             guard n > 0, let data else { return }
-            if !sink(UnsafeRawBufferPointer(start: data, count: n)) { return }
+            if !sink(UnsafeRawBufferPointer(start: data, count: n).bytes) { return }
         }
     }
 
@@ -249,7 +251,7 @@ package final class HTTP2ServerSession {
     ) -> Int32 {
         // Trailer fields are not forwarded (a uwsgi request has no place for them).
         guard frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
-        switch delegate.http2Header(frame.pointee.hd.stream_id, name: name, value: value) {
+        switch delegate.http2Header(frame.pointee.hd.stream_id, name: name.bytes, value: value.bytes) {
         case .accept: return 0
         case .resetStream: return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
         case .failConnection: return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
@@ -295,7 +297,7 @@ package final class HTTP2ServerSession {
     }
 
     fileprivate func dataChunk(stream: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
-        delegate.http2Data(stream, bytes)
+        delegate.http2Data(stream, bytes.bytes)
         return 0
     }
 

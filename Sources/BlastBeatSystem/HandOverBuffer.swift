@@ -74,7 +74,10 @@ package struct BodyBuffer: ~Copyable {
         return result
     }
 
-    package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: buffer, count: count) }
+    /// The bytes read, lent for the call.
+    package func withBytes<R, E: Error>(_ body: (RawSpan) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: buffer, count: count).bytes)
+    }
 
     /// The bytes read, counted against `meter` from now until an engine has sent or dropped them.
     package consuming func counted(by meter: NodeQueueMeter) -> CountedBody {

@@ -52,6 +52,10 @@ package final class InflateStream {
     /// Decompresses a whole message (the payloads of all its frames, joined) and appends it to `output`.
     ///
     /// - Parameter limit: the largest decompressed message accepted, in bytes.
+    package func decompressMessage(_ input: RawSpan, into output: inout [UInt8], limit: Int) throws(ZlibError) {
+        try input.withUnsafeBytes { (input) throws(ZlibError) in try decompressMessage(input, into: &output, limit: limit) }
+    }
+
     package func decompressMessage(
         _ input: UnsafeRawBufferPointer,
         into output: inout [UInt8],

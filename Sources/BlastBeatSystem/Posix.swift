@@ -1,3 +1,4 @@
+package import BlastBeatCore
 import Glibc
 internal import CSystem
 
@@ -16,6 +17,33 @@ package enum Posix {
             if e == EINTR { continue }
             if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
             throw SystemError(call: "read", errno: e)
+        }
+    }
+
+    /// Reads into `buffer` (the gateway's shared read buffer) from its start, up to its capacity.
+    package static func read(_ fd: Int32, into buffer: inout ReadBuffer) throws(SystemError) -> IOResult {
+        var result = IOResult.wouldBlock
+        try buffer.fill { (bytes: inout MutableSpan<UInt8>) throws(SystemError) -> Int in
+            try bytes.withUnsafeMutableBufferPointer { (room) throws(SystemError) -> Int in
+                result = try read(fd, into: UnsafeMutableRawBufferPointer(room))
+                if case .processed(let n) = result { return n }
+                return 0
+            }
+        }
+        return result
+    }
+
+    /// Reads and drops up to `maximum` bytes (`MSG_TRUNC`: a TCP socket discards them without copying):
+    /// the input of a connection that is lingering on its way out.
+    @inline(never)
+    package static func discard(_ fd: Int32, maximum: Int) throws(SystemError) -> IOResult {
+        while true {
+            let n = recv(fd, nil, maximum, Int32(MSG_TRUNC))
+            if n >= 0 { return .processed(n) }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(call: "recv", errno: e)
         }
     }
 
@@ -212,6 +240,17 @@ package enum Posix {
     }
 
     /// Writes `text` to standard error in one call (a message that must appear once, whole).
+    /// `write(fd, first, second)` for bytes lent as spans (the queued output and a large payload).
+    package static func write(_ fd: Int32, _ first: RawSpan, _ second: RawSpan) throws(SystemError) -> IOResult {
+        try first.withUnsafeBytes { (first) throws(SystemError) in
+            try second.withUnsafeBytes { (second) throws(SystemError) in try write(fd, first, second) }
+        }
+    }
+
+    package static func write(_ fd: Int32, _ bytes: RawSpan) throws(SystemError) -> IOResult {
+        try bytes.withUnsafeBytes { (bytes) throws(SystemError) in try write(fd, bytes) }
+    }
+
     package static func writeStandardError(_ text: String) {
         let bytes = Array(text.utf8)
         _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }

@@ -1,3 +1,4 @@
+package import BlastBeatCore
 internal import COpenSSL
 
 /// One server-side TLS connection as a byte transform over memory BIOs: OpenSSL never sees the socket.
@@ -102,16 +103,18 @@ package final class TLSConnection {
     // MARK: Ciphertext in and out
 
     /// Hands over bytes read from the socket. They are buffered until a handshake or read consumes them.
-    package func feedCiphertext(_ bytes: UnsafeRawBufferPointer) {
-        guard var base = bytes.baseAddress else { return }
-        var remaining = bytes.count
-        while remaining > 0 {
-            let chunk = Int32(clamping: remaining)
-            let written = BIO_write(incoming, base, chunk)
-            // A memory BIO only fails when malloc does.
-            precondition(written == chunk, "TLS: out of memory buffering \(chunk) bytes of ciphertext")
-            base += Int(chunk)
-            remaining -= Int(chunk)
+    package func feedCiphertext(_ bytes: RawSpan) {
+        bytes.withUnsafeBytes { bytes in
+            guard var base = bytes.baseAddress else { return }
+            var remaining = bytes.count
+            while remaining > 0 {
+                let chunk = Int32(clamping: remaining)
+                let written = BIO_write(incoming, base, chunk)
+                // A memory BIO only fails when malloc does.
+                precondition(written == chunk, "TLS: out of memory buffering \(chunk) bytes of ciphertext")
+                base += Int(chunk)
+                remaining -= Int(chunk)
+            }
         }
     }
 
@@ -179,7 +182,7 @@ package final class TLSConnection {
     // MARK: Application data
 
     package enum ReadResult {
-        /// This many bytes of plaintext were written at the start of the buffer.
+        /// This many bytes of plaintext were added to the buffer.
         case data(Int)
         /// Everything fed so far is consumed; wait for the socket.
         case needMoreData
@@ -192,7 +195,19 @@ package final class TLSConnection {
     /// `.failed`): OpenSSL can hold decrypted bytes of a record larger than the buffer, and a loop
     /// that stops at the first short read would leave them stuck (the original's did). Before the handshake
     /// completes this continues it, as `handshake()` would.
-    package func readPlaintext(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {
+    package func readPlaintext(into buffer: inout ReadBuffer) -> ReadResult {
+        var result = ReadResult.data(0)
+        buffer.fill { bytes in
+            bytes.withUnsafeMutableBufferPointer { room in
+                result = readPlaintext(into: UnsafeMutableRawBufferPointer(room))
+                if case .data(let n) = result { return n }
+                return 0
+            }
+        }
+        return result
+    }
+
+    private func readPlaintext(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {
         if let deferred = deferredRead {
             deferredRead = nil
             return deferred

@@ -16,10 +16,10 @@ enum Uwsgi {
         let bytes = Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8)
         var parser = HTTPRequestHeadParser(limits: HTTPLimits())
         var head = HTTPRequestHead()
-        let complete = try bytes.withUnsafeBytes { try parser.parse($0, into: &head) }
+        let complete = try bytes.withUnsafeBytes { try parser.parse($0.bytes, into: &head) }
         #expect(complete)
         var out: [UInt8] = []
-        try bytes.withUnsafeBytes { try UwsgiEncoder.encode(head: head, request: $0, context: context, into: &out) }
+        try UwsgiEncoder.encode(head: head, request: bytes.span.bytes, context: context, into: &out)
         return out
     }
 

@@ -192,7 +192,7 @@ extension OnTheEventLoop {
         let counted = identity.withUnsafeBytes { to in
             Self.sid.withUnsafeBytes { sid in
                 large.withUnsafeBytes { bytes in
-                    try? router.send(to: to, sid: sid, type: "body", body: .counted(CountedBody(copying: bytes, meter: meter)!))
+                    try? router.send(to: to, sid: sid, type: "body", body: .counted(CountedBody(copying: bytes.bytes, meter: meter)!))
                 }
             }
         }
@@ -206,7 +206,7 @@ extension OnTheEventLoop {
         let unknown = Array("nobody".utf8).withUnsafeBytes { to in
             Self.sid.withUnsafeBytes { sid in
                 large.withUnsafeBytes { bytes in
-                    try? router.send(to: to, sid: sid, type: "body", body: .counted(CountedBody(copying: bytes, meter: meter)!))
+                    try? router.send(to: to, sid: sid, type: "body", body: .counted(CountedBody(copying: bytes.bytes, meter: meter)!))
                 }
             }
         }

@@ -1,6 +1,7 @@
 // Test-only helpers for TLSTests: a throwaway PKI made with the `openssl` CLI at test time (no key
 // is ever committed), and a minimal OpenSSL client over memory BIOs to handshake against
 // TLSConnection without sockets.
+import BlastBeatCore
 import BlastBeatSystem
 internal import COpenSSL
 import Foundation
@@ -279,7 +280,7 @@ func runHandshake(_ client: TestTLSClient, _ server: TLSConnection, serverError:
     var serverDone = false
     for _ in 0..<20 {
         let clientStep = client.handshakeStep()
-        client.takeCiphertext().withUnsafeBytes { server.feedCiphertext($0) }
+        server.feedCiphertext(client.takeCiphertext().span.bytes)
         if clientStep == false { return .clientFailed }
         if !serverDone {
             switch server.handshake() {
@@ -317,11 +318,11 @@ func deliver(_ server: TLSConnection, to client: TestTLSClient) {
 /// Reads everything the server can decrypt now, with a deliberately small buffer.
 func readAll(_ server: TLSConnection, bufferSize: Int = 1000) -> (bytes: [UInt8], end: TLSConnection.ReadResult) {
     var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: bufferSize)
+    var buffer = ReadBuffer(capacity: bufferSize)
     while true {
-        let result = buffer.withUnsafeMutableBytes { server.readPlaintext(into: $0) }
-        if case .data(let n) = result {
-            bytes += buffer[0..<n]
+        let result = server.readPlaintext(into: &buffer)
+        if case .data = result {
+            bytes += buffer.withBytes { span in span.withUnsafeBytes { Array($0) } }
             continue
         }
         return (bytes, result)

@@ -1,3 +1,4 @@
+import BlastBeatCore
 import BlastBeatSystem
 internal import COpenSSL
 import Testing
@@ -40,7 +41,7 @@ private func connect(
         // Client → server.
         let request = Array("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n".utf8)
         client.write(request)
-        client.takeCiphertext().withUnsafeBytes { server.feedCiphertext($0) }
+        server.feedCiphertext(client.takeCiphertext().span.bytes)
         let (received, end) = readAll(server)
         #expect(received == request)
         guard case .needMoreData = end else { Issue.record("expected needMoreData, got \(end)"); return }
@@ -85,8 +86,8 @@ private func connect(
         #expect(client.lastError.contains("protocol version"))
         // A failed connection stays failed and reads/writes report it.
         guard case .failed = server.handshake() else { Issue.record("handshake should stay failed"); return }
-        var buffer = [UInt8](repeating: 0, count: 16)
-        guard case .failed = buffer.withUnsafeMutableBytes({ server.readPlaintext(into: $0) }) else {
+        var buffer = ReadBuffer(capacity: 16)
+        guard case .failed = server.readPlaintext(into: &buffer) else {
             Issue.record("read after failure should fail"); return
         }
         #expect(throws: TLSError.self) { try serverWrite(server, [1, 2, 3]).get() }
@@ -94,7 +95,7 @@ private func connect(
 
     @Test func garbageInsteadOfClientHelloFails() throws {
         let server = try TLSConnection(context: standardContext())
-        Array("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n".utf8).withUnsafeBytes { server.feedCiphertext($0) }
+        server.feedCiphertext(Array("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n".utf8).span.bytes)
         guard case .failed(let error) = server.handshake() else { Issue.record("plain HTTP should fail"); return }
         #expect(error.description.contains("TLS handshake failed"))
         #expect(!error.openSSLErrors.isEmpty)
@@ -107,13 +108,13 @@ private func connect(
         let client = TestTLSClient(.init(serverName: "a.test"))
         let server = try TLSConnection(context: standardContext())
         #expect(client.handshakeStep() == nil)
-        client.takeCiphertext().withUnsafeBytes { server.feedCiphertext($0) }
+        server.feedCiphertext(client.takeCiphertext().span.bytes)
         guard case .needMoreData = server.handshake() else { Issue.record("first flight"); return }
         deliver(server, to: client)
         #expect(client.handshakeStep() == true)
         let request = Array("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n".utf8)
         client.write(request)
-        client.takeCiphertext().withUnsafeBytes { server.feedCiphertext($0) }
+        server.feedCiphertext(client.takeCiphertext().span.bytes)
         guard case .complete = server.handshake() else { Issue.record("handshake should complete"); return }
         #expect(server.hasCiphertextToSend)  // session tickets
         #expect(readAll(server).bytes == request)
@@ -127,7 +128,7 @@ private func connect(
         let hello = client.takeCiphertext()
         // Byte by byte: the server must keep asking for more, then answer.
         for (i, byte) in hello.enumerated() {
-            [byte].withUnsafeBytes { server.feedCiphertext($0) }
+            server.feedCiphertext([byte].span.bytes)
             let result = server.handshake()
             if i < hello.count - 1 {
                 guard case .needMoreData = result else { Issue.record("byte \(i): \(result)"); return }
@@ -245,14 +246,14 @@ private func connect(
         #expect(outcome == .established)
         let record = (0..<16_384).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 5) }
         client.write(record)
-        client.takeCiphertext().withUnsafeBytes { server.feedCiphertext($0) }
+        server.feedCiphertext(client.takeCiphertext().span.bytes)
         #expect(server.bufferedCiphertextCount > 16_384)
 
-        var buffer = [UInt8](repeating: 0, count: 1000)
-        let first = buffer.withUnsafeMutableBytes { server.readPlaintext(into: $0) }
+        var buffer = ReadBuffer(capacity: 1000)
+        let first = server.readPlaintext(into: &buffer)
         guard case .data(1000) = first else { Issue.record("first read: \(first)"); return }
         #expect(server.bufferedCiphertextCount == 0)  // all ciphertext consumed, plaintext held inside
-        var received = Array(buffer)
+        var received = buffer.withBytes { span in span.withUnsafeBytes { Array($0) } }
         let (rest, end) = readAll(server)
         received += rest
         #expect(received == record)
@@ -267,7 +268,7 @@ private func connect(
             client.write(chunk)
             sent += chunk
         }
-        client.takeCiphertext().withUnsafeBytes { server.feedCiphertext($0) }
+        server.feedCiphertext(client.takeCiphertext().span.bytes)
         let (received, end) = readAll(server, bufferSize: 4096)
         #expect(received == sent)
         guard case .needMoreData = end else { Issue.record("end: \(end)"); return }
@@ -278,12 +279,12 @@ private func connect(
         let message = Array("hello, split world".utf8)
         client.write(message)
         let ciphertext = client.takeCiphertext()
-        ciphertext[0..<10].withUnsafeBytes { server.feedCiphertext($0) }
-        var buffer = [UInt8](repeating: 0, count: 100)
-        guard case .needMoreData = buffer.withUnsafeMutableBytes({ server.readPlaintext(into: $0) }) else {
+        server.feedCiphertext(ciphertext.span.bytes.extracting(0..<10))
+        var buffer = ReadBuffer(capacity: 100)
+        guard case .needMoreData = server.readPlaintext(into: &buffer) else {
             Issue.record("a partial record must not produce data"); return
         }
-        ciphertext[10...].withUnsafeBytes { server.feedCiphertext($0) }
+        server.feedCiphertext(ciphertext.span.bytes.extracting(10...))
         #expect(readAll(server).bytes == message)
     }
 
@@ -291,7 +292,7 @@ private func connect(
         let (client, server, _, _) = try connect(try standardContext(), .init(serverName: "a.test"))
         client.write(Array("last words".utf8))
         client.shutdown()
-        client.takeCiphertext().withUnsafeBytes { server.feedCiphertext($0) }
+        server.feedCiphertext(client.takeCiphertext().span.bytes)
         // Data before the close_notify comes first, then .closed.
         let (bytes, end) = readAll(server)
         #expect(bytes == Array("last words".utf8))
@@ -316,7 +317,7 @@ private func connect(
         var received: [UInt8] = []
         for _ in 0..<5 where !client.handshakeDone || received.isEmpty {
             if client.handshakeStep() == true && received.isEmpty { client.write(Array("ping".utf8)) }
-            client.takeCiphertext().withUnsafeBytes { server.feedCiphertext($0) }
+            server.feedCiphertext(client.takeCiphertext().span.bytes)
             received += readAll(server).bytes
             deliver(server, to: client)
         }
@@ -406,7 +407,7 @@ private func connect(
         let midClient = TestTLSClient(.init(serverName: "a.test"))
         let midServer = try TLSConnection(context: context)
         _ = midClient.handshakeStep()
-        midClient.takeCiphertext().withUnsafeBytes { midServer.feedCiphertext($0) }
+        midServer.feedCiphertext(midClient.takeCiphertext().span.bytes)
         guard case .needMoreData = midServer.handshake() else { Issue.record("mid handshake"); return }
 
         try context.reload(defaultCertificate: pki.load("default"), certificates: [pki.load("a2")])
@@ -424,7 +425,7 @@ private func connect(
 
         // The connection made before the reload carries on both ways.
         oldClient.write(Array("still here".utf8))
-        oldClient.takeCiphertext().withUnsafeBytes { oldServer.feedCiphertext($0) }
+        oldServer.feedCiphertext(oldClient.takeCiphertext().span.bytes)
         #expect(readAll(oldServer).bytes == Array("still here".utf8))
         #expect(try serverWrite(oldServer, Array("me too".utf8)).get() == 6)
         deliver(oldServer, to: oldClient)

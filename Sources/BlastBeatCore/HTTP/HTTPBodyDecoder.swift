@@ -101,8 +101,12 @@ package struct HTTPBodyDecoder: Sendable {
     /// input's start, inside the consumed part; a run ends the call). Call repeatedly with the
     /// unconsumed rest until `consumed == 0` (more input needed) or `isFinished`. Bytes after the
     /// end of the body are never consumed: they belong to the next message.
-    package mutating func decode(
-        _ input: UnsafeRawBufferPointer
+    package mutating func decode(_ input: RawSpan) throws(HTTPParseError) -> (consumed: Int, payload: Range<Int>?) {
+        try input.withUnsafeBytes { (raw) throws(HTTPParseError) in try decode(buffer: raw) }
+    }
+
+    private mutating func decode(
+        buffer input: UnsafeRawBufferPointer
     ) throws(HTTPParseError) -> (consumed: Int, payload: Range<Int>?) {
         guard let raw = input.baseAddress, !input.isEmpty else { return (0, nil) }
         let bytes = raw.assumingMemoryBound(to: UInt8.self)

@@ -58,8 +58,12 @@ package struct HTTPRequestHeadParser: Sendable {
     /// the next call continues from, so pass the same `head` again with the same buffer start,
     /// grown. (If `head` or the buffer does not match what the parser left, it starts over from
     /// byte 0 instead of trusting them.) Throws the first error in byte order.
-    package mutating func parse(
-        _ bytes: UnsafeRawBufferPointer,
+    package mutating func parse(_ bytes: RawSpan, into head: inout HTTPRequestHead) throws(HTTPParseError) -> Bool {
+        try bytes.withUnsafeBytes { (raw) throws(HTTPParseError) in try parse(buffer: raw, into: &head) }
+    }
+
+    private mutating func parse(
+        buffer bytes: UnsafeRawBufferPointer,
         into head: inout HTTPRequestHead
     ) throws(HTTPParseError) -> Bool {
         var point = resumePoint

@@ -21,9 +21,13 @@ package enum HTTPResponseHeadParser {
     /// - Parameter maxLength: the blank line must end within this many bytes, else `.tooLarge`.
     /// - Throws: `.incomplete` when `bytes` ends before the blank line (and is not longer than `maxLength`);
     ///   the other errors at the first offending line.
-    package static func parse(
-        _ bytes: UnsafeRawBufferPointer,
-        maxLength: Int = 64 * 1024
+    package static func parse(_ bytes: RawSpan, maxLength: Int = 64 * 1024) throws(BackendHeadError) -> HTTPResponseHead {
+        try bytes.withUnsafeBytes { (raw) throws(BackendHeadError) in try parse(buffer: raw, maxLength: maxLength) }
+    }
+
+    private static func parse(
+        buffer bytes: UnsafeRawBufferPointer,
+        maxLength: Int
     ) throws(BackendHeadError) -> HTTPResponseHead {
         var scanner = Scanner(bytes: bytes, maxLength: maxLength)
         try scanner.skipLeadingEmptyLines()

@@ -45,15 +45,69 @@ package enum HTTPSyntax {
     /// Whether `bytes` equals `literal` (lowercase ASCII), folding only A–Z: exact for any input,
     /// including unvalidated bytes (unlike `equalsLowercase`, which trusts the parser's checks).
     package static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
-        guard bytes.count == literal.utf8CodeUnitCount else { return false }
+        equalsIgnoringCase(bytes.bytes, literal)
+    }
+
+    package static func equalsIgnoringCase(_ bytes: RawSpan, _ literal: StaticString) -> Bool {
+        guard bytes.byteCount == literal.utf8CodeUnitCount else { return false }
         let l = literal.utf8Start
-        for k in 0..<bytes.count {
-            var b = bytes[k]
+        for k in 0..<bytes.byteCount {
+            var b = bytes.unsafeLoad(fromByteOffset: k, as: UInt8.self)
             if b >= 0x41 && b <= 0x5A { b |= 0x20 }
             if b != l[k] { return false }
         }
         return true
     }
+
+    /// The value of the first header `name` (lowercase) in a response head, spaces, tabs and a CR around it
+    /// trimmed; nil when absent. Lines end at LF.
+    package static func headerValue(named name: StaticString, in head: RawSpan) -> [UInt8]? {
+        let length = name.utf8CodeUnitCount
+        var lineStart = 0
+        while lineStart < head.byteCount {
+            var lineEnd = lineStart
+            while lineEnd < head.byteCount && head.unsafeLoad(fromByteOffset: lineEnd, as: UInt8.self) != 0x0A { lineEnd += 1 }
+            if lineEnd - lineStart > length, head.unsafeLoad(fromByteOffset: lineStart + length, as: UInt8.self) == 0x3A,
+                equalsIgnoringCase(head.extracting(lineStart..<(lineStart + length)), name)
+            {
+                var first = lineStart + length + 1, last = lineEnd
+                while first < last && isBlank(head.unsafeLoad(fromByteOffset: first, as: UInt8.self)) { first += 1 }
+                while last > first {
+                    let byte = head.unsafeLoad(fromByteOffset: last - 1, as: UInt8.self)
+                    guard isBlank(byte) || byte == 0x0D else { break }
+                    last -= 1
+                }
+                var value: [UInt8] = []
+                value.appendBytes(head.extracting(first..<last))
+                return value
+            }
+            lineStart = lineEnd + 1
+        }
+        return nil
+    }
+
+    /// The elements of a comma-separated header value (RFC 9110 §5.6.1), spaces and tabs around each trimmed,
+    /// empty ones left out.
+    package static func listElements(_ value: RawSpan) -> [[UInt8]] {
+        var elements: [[UInt8]] = []
+        var start = 0
+        while start <= value.byteCount {
+            var end = start
+            while end < value.byteCount && value.unsafeLoad(fromByteOffset: end, as: UInt8.self) != 0x2C { end += 1 }
+            var first = start, last = end
+            while first < last && isBlank(value.unsafeLoad(fromByteOffset: first, as: UInt8.self)) { first += 1 }
+            while last > first && isBlank(value.unsafeLoad(fromByteOffset: last - 1, as: UInt8.self)) { last -= 1 }
+            if first < last {
+                var element: [UInt8] = []
+                element.appendBytes(value.extracting(first..<last))
+                elements.append(element)
+            }
+            start = end + 1
+        }
+        return elements
+    }
+
+    private static func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
 
     /// Whether the bytes at `range` equal `literal` (lowercase ASCII), ignoring ASCII case.
     package static func rangeEqualsLowercase(

@@ -41,7 +41,11 @@ package struct HTTP2RequestHeadBuilder: Sendable {
     }
 
     /// Adds one field. Fields past `maxListSize` are counted but not kept (the stream is answered 431).
-    package mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, maxListSize: Int) {
+    package mutating func add(name: RawSpan, value: RawSpan, maxListSize: Int) {
+        name.withUnsafeBytes { name in value.withUnsafeBytes { value in add(name: name, value: value, maxListSize: maxListSize) } }
+    }
+
+    private mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, maxListSize: Int) {
         listSize += name.count + value.count + 32
         fieldCount += 1
         if listSize > maxListSize { return }

@@ -19,6 +19,10 @@ package struct HTTP2ResponseHead: Sendable {
     ]
 
     /// Converts `head` (a complete, already validated response head ending with its blank line).
+    package mutating func convert(_ head: RawSpan, status: Int) {
+        head.withUnsafeBytes { convert($0, status: status) }
+    }
+
     package mutating func convert(_ head: UnsafeRawBufferPointer, status: Int) {
         storage.removeAll(keepingCapacity: true)
         fields.removeAll(keepingCapacity: true)

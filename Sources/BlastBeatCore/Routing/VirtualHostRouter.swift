@@ -42,6 +42,12 @@ package struct VirtualHostRouter: Sendable {
         }
     }
 
+    /// The vhost for a request head's Host value (`host`, a range of `head`; nil without a Host).
+    package func route(host: Range<Int>?, in head: RawSpan) -> Int? {
+        guard let host else { return defaultVhost }
+        return route(host: head.extracting(host))
+    }
+
     /// Splits `host[:port]` or `[v6][:port]`; nil when the port is not a number in 1–65535.
     static func split(_ host: UnsafeRawBufferPointer) -> (UnsafeRawBufferPointer, UInt16?)? {
         var end = host.count

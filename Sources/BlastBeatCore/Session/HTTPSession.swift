@@ -195,20 +195,20 @@ package struct HTTPSession {
 
     // MARK: backend messages
 
-    /// A `headers` message, one head at a time: `message` is what is left of it, and shrinks by the head
-    /// taken. Interim heads are relayed (or swallowed), a 101 accepts a backend-handshake upgrade, the
-    /// final head starts the response; body bytes left in `message` after it go to `receivedBody`.
-    package mutating func receivedHead(_ message: inout UnsafeRawBufferPointer) -> HTTPSessionAction {
+    /// A `headers` message, one head at a time: the head that starts at `offset`, which moves past it (to the
+    /// end after an error). Interim heads are relayed (or swallowed), a 101 accepts a backend-handshake upgrade,
+    /// the final head starts the response; body bytes left in `message` after it go to `receivedBody`.
+    package mutating func receivedHead(_ message: RawSpan, from offset: inout Int) -> HTTPSessionAction {
         guard case .awaitingHead(let node) = state else { return .drop(.headersWithoutRequest) }
         let parsed: HTTPResponseHead
         do {
-            parsed = try HTTPResponseHeadParser.parse(message)
+            parsed = try HTTPResponseHeadParser.parse(message.extracting(droppingFirst: offset))
         } catch {
-            message = UnsafeRawBufferPointer(rebasing: message[message.count...])
+            offset = message.byteCount
             return fail(.invalidHead(error))
         }
-        let head = UnsafeRawBufferPointer(rebasing: message[0..<parsed.length])
-        message = UnsafeRawBufferPointer(rebasing: message[parsed.length...])
+        let head = offset..<(offset + parsed.length)
+        offset = head.upperBound
         if parsed.status == 101 {
             guard request.backendHandshake else { return fail(.switchedProtocols) }
             state = .webSocket(node: node)
@@ -224,7 +224,7 @@ package struct HTTPSession {
         return startResponse(parsed, head: head, node: node)
     }
 
-    private mutating func startResponse(_ parsed: HTTPResponseHead, head: UnsafeRawBufferPointer, node: Int) -> HTTPSessionAction {
+    private mutating func startResponse(_ parsed: HTTPResponseHead, head: Range<Int>, node: Int) -> HTTPSessionAction {
         var persistent = keepAlive && !parsed.connectionClose
         if parsed.version == .http10 && !parsed.connectionKeepAlive { persistent = false }
         if request.version == .http10 && !parsed.connectionKeepAlive { persistent = false }
@@ -261,8 +261,10 @@ package struct HTTPSession {
         return .startResponse(head: head, status: parsed.status, adding: adding, complete: false)
     }
 
-    /// A `body` message, or a `chunk` message (`isChunkMessage`): bytes of the response body.
-    package mutating func receivedBody(_ bytes: UnsafeRawBufferPointer, isChunkMessage: Bool) -> HTTPSessionAction {
+    /// A `body` message, or a `chunk` message (`isChunkMessage`): bytes of the response body, `message` from
+    /// `start` on (after a head, the rest of a `headers` message).
+    package mutating func receivedBody(_ message: RawSpan, from start: Int = 0, isChunkMessage: Bool) -> HTTPSessionAction {
+        let bytes = start..<message.byteCount
         guard case .responding(let node, let framing) = state else {
             switch state {
             case .responded(discardingBody: true):
@@ -282,7 +284,7 @@ package struct HTTPSession {
                 return .write(bytes, complete: false)
             }
             state = .responded(discardingBody: false)
-            let body = UnsafeRawBufferPointer(rebasing: bytes[0..<remaining])
+            let body = start..<(start + remaining)
             if bytes.count > remaining { return .writeDroppingExcess(body, excess: bytes.count - remaining) }
             return .write(body, complete: true)
         case .chunked(var decoder):
@@ -292,17 +294,17 @@ package struct HTTPSession {
                 return .writeChunk(bytes, complete: bytes.isEmpty)
             }
             // The backend's own chunked encoding: validated to find where the response ends.
-            var offset = 0
-            while offset < bytes.count && !decoder.isFinished {
+            var offset = start
+            while offset < bytes.upperBound && !decoder.isFinished {
                 do {
-                    let (consumed, _) = try decoder.decode(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+                    let (consumed, _) = try decoder.decode(message.extracting(droppingFirst: offset))
                     if consumed == 0 { break }
                     offset += consumed
                 } catch {
                     return abort(.invalidChunkedBody(error))
                 }
             }
-            let valid = UnsafeRawBufferPointer(rebasing: bytes[0..<offset])
+            let valid = start..<offset
             if decoder.isFinished {
                 state = .responded(discardingBody: false)
                 return .write(valid, complete: true)

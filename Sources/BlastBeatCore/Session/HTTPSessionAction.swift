@@ -1,21 +1,23 @@
 /// What the transport must do after an `HTTPSession` event. The session has already moved to its next
 /// state; byte buffers point into the message the event was given (valid until it returns to the loop).
-package enum HTTPSessionAction {
+/// Bytes to write are ranges of the backend message the event was given (`receivedHead`, `receivedBody`): the
+/// machine holds no memory of the transport's, and its actions are plain values.
+package enum HTTPSessionAction: Equatable {
     /// Nothing to do.
     case none
     /// Send bytes to the client as they are: an interim (1xx) head, or response body bytes. `complete`:
     /// the response ended with them.
-    case write(UnsafeRawBufferPointer, complete: Bool)
+    case write(Range<Int>, complete: Bool)
     /// The last body bytes of a `Content-Length` response; `excess` bytes the backend sent past it were
     /// dropped (counted and logged).
-    case writeDroppingExcess(UnsafeRawBufferPointer, excess: Int)
+    case writeDroppingExcess(Range<Int>, excess: Int)
     /// Body bytes framed as one chunk by the gateway; empty is the last chunk (and `complete`).
-    case writeChunk(UnsafeRawBufferPointer, complete: Bool)
+    case writeChunk(Range<Int>, complete: Bool)
     /// The final response head, with the header lines the gateway adds (`adding`) before its blank line.
     /// `complete`: the response has no body.
-    case startResponse(head: UnsafeRawBufferPointer, status: Int, adding: AddedHeaders?, complete: Bool)
+    case startResponse(head: Range<Int>, status: Int, adding: AddedHeaders?, complete: Bool)
     /// The backend accepted a WebSocket upgrade with this 101 head; the connection switches protocols.
-    case acceptUpgrade(head: UnsafeRawBufferPointer)
+    case acceptUpgrade(head: Range<Int>)
     /// The backend sent `end` mid-response: complete it (with the last chunk the gateway owes when it
     /// frames the body; `truncated`: fewer bytes than Content-Length, counted) and close.
     case finishAndClose(lastChunk: Bool, truncated: Bool)

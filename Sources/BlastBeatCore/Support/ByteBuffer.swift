@@ -23,6 +23,11 @@ public struct ByteBuffer {
         storage.append(contentsOf: bytes)
     }
 
+    @inlinable @inline(__always)
+    public mutating func append(_ bytes: RawSpan) {
+        bytes.withUnsafeBytes { storage.appendBytes($0) }
+    }
+
     /// `SIZE\r\n`, the line that starts a chunk (RFC 9112 §7.1), the size in hex, without an allocation.
     public mutating func appendChunkSize(_ size: Int) {
         precondition(size >= 0, "negative chunk size")
@@ -47,6 +52,12 @@ public struct ByteBuffer {
     @inlinable @inline(__always)
     public func withReadableBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try storage.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[readerIndex...])) }
+    }
+
+    /// The unconsumed bytes as a span, valid only inside `body`.
+    @inlinable @inline(__always)
+    public func withReadableSpan<R, E: Error>(_ body: (RawSpan) throws(E) -> R) throws(E) -> R {
+        try body(storage.span.bytes.extracting(droppingFirst: readerIndex))
     }
 
     /// Marks `count` bytes read. When nothing is left the buffer starts over (see `clear`); a large

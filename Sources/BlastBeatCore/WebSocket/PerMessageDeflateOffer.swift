@@ -40,6 +40,12 @@ package struct PerMessageDeflateOffer: Equatable, Sendable {
     /// Negotiates permessage-deflate: the first offer in `headerValue` that `configuration` can accept, or nil (then
     /// the response carries no `Sec-WebSocket-Extensions` header and RSV1 stays forbidden).
     package static func negotiate(
+        headerValue: RawSpan, configuration: PerMessageDeflateConfiguration
+    ) -> PerMessageDeflateParameters? {
+        headerValue.withUnsafeBytes { negotiate(headerValue: $0, configuration: configuration) }
+    }
+
+    package static func negotiate(
         headerValue: UnsafeRawBufferPointer,
         configuration: PerMessageDeflateConfiguration
     ) -> PerMessageDeflateParameters? {

@@ -79,6 +79,10 @@ package enum WebSocketFrameEncoder {
     ///     local use and trap.
     ///   - reason: UTF-8 text. Cut to 123 bytes at a character boundary so the payload fits a control frame;
     ///     a close reason is for humans, so losing its tail beats failing the close.
+    package static func writeClose(into output: inout [UInt8], code: WebSocketCloseCode?, reason: RawSpan) {
+        reason.withUnsafeBytes { writeClose(into: &output, code: code, reason: $0) }
+    }
+
     package static func writeClose(
         into output: inout [UInt8],
         code: WebSocketCloseCode?,

@@ -92,8 +92,12 @@ package struct WebSocketMessageAssembler {
     /// - Returns: bytes consumed, and the event or nil once all of `input` has been consumed. Loop until nil, with
     ///   the unconsumed rest of the input, as for `WebSocketFrameDecoder.decode`. After `.close`, every call
     ///   consumes all its input and returns nil.
-    package mutating func feed(
-        _ input: UnsafeRawBufferPointer
+    package mutating func feed(_ input: RawSpan) throws(WebSocketError) -> (consumed: Int, event: WebSocketMessageEvent?) {
+        try input.withUnsafeBytes { (raw) throws(WebSocketError) in try feed(buffer: raw) }
+    }
+
+    private mutating func feed(
+        buffer input: UnsafeRawBufferPointer
     ) throws(WebSocketError) -> (consumed: Int, event: WebSocketMessageEvent?) {
         switch self.state {
         case .failed(let error): throw error

@@ -70,18 +70,7 @@ enum UwsgiTestSupport {
         context: UwsgiRequestContext = UwsgiTestSupport.localContext,
         into out: inout [UInt8]
     ) throws(UwsgiError) {
-        // withUnsafeBytes is not typed-throws: carry the error out by hand.
-        var failure: UwsgiError?
-        request.bytes.withUnsafeBytes { buffer in
-            do throws(UwsgiError) {
-                try UwsgiEncoder.encode(head: request.head, request: buffer, context: context, into: &out)
-            } catch {
-                failure = error
-            }
-        }
-        if let failure {
-            throw failure
-        }
+        try UwsgiEncoder.encode(head: request.head, request: request.bytes.span.bytes, context: context, into: &out)
     }
 
     /// The packet's pairs as strings, via the strict (standard-size) decoder; nil if it rejects the packet.

@@ -63,7 +63,7 @@ func decodeBody(_ input: [UInt8], framing: BodyFraming, limits: HTTPLimits, piec
         while !decoder.isFinished {
             let step: (consumed: Int, payload: Range<Int>?)
             do {
-                step = try pending.withUnsafeBytes { try decoder.decode($0) }
+                step = try pending.withUnsafeBytes { try decoder.decode($0.bytes) }
             } catch let error as HTTPParseError {
                 return .error(error)
             } catch {
@@ -266,7 +266,7 @@ struct HTTPBodyDecoderTests {
         var index = 0
         while !decoder.isFinished {
             let byte = [row.input[index]]
-            let step = try byte.withUnsafeBytes { try decoder.decode($0) }
+            let step = try byte.withUnsafeBytes { try decoder.decode($0.bytes) }
             #expect(step.consumed == 1)
             if let range = step.payload { output += byte[range] }
             index += 1
@@ -279,13 +279,13 @@ struct HTTPBodyDecoderTests {
         var decoder = HTTPBodyDecoder.chunked(limits: HTTPLimits())
         let bytes = Array("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nNEXT".utf8)
         try bytes.withUnsafeBytes { raw in
-            let first = try decoder.decode(raw)
+            let first = try decoder.decode(raw.bytes)
             #expect(first.consumed == 6 && first.payload == 3..<6)
-            let second = try decoder.decode(UnsafeRawBufferPointer(rebasing: raw[6...]))
+            let second = try decoder.decode(UnsafeRawBufferPointer(rebasing: raw[6...]).bytes)
             #expect(second.consumed == 7 && second.payload == 5..<7)
-            let third = try decoder.decode(UnsafeRawBufferPointer(rebasing: raw[13...]))
+            let third = try decoder.decode(UnsafeRawBufferPointer(rebasing: raw[13...]).bytes)
             #expect(third.consumed == 7 && third.payload == nil && decoder.isFinished)
-            let after = try decoder.decode(UnsafeRawBufferPointer(rebasing: raw[20...]))
+            let after = try decoder.decode(UnsafeRawBufferPointer(rebasing: raw[20...]).bytes)
             #expect(after.consumed == 0 && after.payload == nil)
         }
         #expect(decoder.payloadBytes == 5)
@@ -293,7 +293,7 @@ struct HTTPBodyDecoderTests {
 
     @Test func emptyInputConsumesNothing() throws {
         var decoder = HTTPBodyDecoder.chunked(limits: HTTPLimits())
-        let step = try decoder.decode(UnsafeRawBufferPointer(start: nil, count: 0))
+        let step = try decoder.decode(RawSpan())
         #expect(step.consumed == 0 && step.payload == nil && !decoder.isFinished)
         #expect(HTTPBodyDecoder.contentLength(0).isFinished)
     }
@@ -308,7 +308,7 @@ struct HTTPBodyDecoderTests {
         for end in stride(from: 100, through: framed.count, by: 100) + [framed.count] {
             while offset < end, !decoder.isFinished {
                 let step = try framed.withUnsafeBytes {
-                    try decoder.decode(UnsafeRawBufferPointer(rebasing: $0[offset..<end]))
+                    try decoder.decode(UnsafeRawBufferPointer(rebasing: $0[offset..<end]).bytes)
                 }
                 if let range = step.payload {
                     output += framed[(offset + range.lowerBound)..<(offset + range.upperBound)]

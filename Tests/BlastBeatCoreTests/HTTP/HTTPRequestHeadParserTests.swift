@@ -113,7 +113,7 @@ func parseHeadWhole(_ bytes: [UInt8], limits: HTTPLimits) -> HeadOutcome {
     var parser = HTTPRequestHeadParser(limits: limits)
     var head = HTTPRequestHead()
     do {
-        let done = try bytes.withUnsafeBytes { try parser.parse($0, into: &head) }
+        let done = try bytes.withUnsafeBytes { try parser.parse($0.bytes, into: &head) }
         return done ? .head(ParsedHead(head, in: bytes)) : .incomplete
     } catch let error as HTTPParseError {
         return .error(error)
@@ -130,7 +130,7 @@ func parseHeadGrowing(_ bytes: [UInt8], limits: HTTPLimits) -> HeadOutcome {
     for n in 0...bytes.count {
         do {
             let done = try bytes.withUnsafeBytes {
-                try parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n]), into: &head)
+                try parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n]).bytes, into: &head)
             }
             if done {
                 #expect(head.length == n, "completed at \(n) bytes but the head is \(head.length)")
@@ -178,7 +178,7 @@ struct HTTPRequestHeadParserTests {
         var seen: [(String, Int?, Bool)] = []
         while offset < bytes.count {
             let done = try bytes.withUnsafeBytes { raw in
-                try parser.parse(UnsafeRawBufferPointer(rebasing: raw[offset...]), into: &head)
+                try parser.parse(UnsafeRawBufferPointer(rebasing: raw[offset...]).bytes, into: &head)
             }
             #expect(done)
             let rest = Array(bytes[offset...])
@@ -198,10 +198,10 @@ struct HTTPRequestHeadParserTests {
             crlfHead("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Expect: 100-continue").utf8
         )
         let plain = Array(crlfHead("GET / HTTP/1.0").utf8)
-        #expect(try chunked.withUnsafeBytes { try parser.parse($0, into: &head) })
+        #expect(try chunked.withUnsafeBytes { try parser.parse($0.bytes, into: &head) })
         #expect(head.isChunked && head.expectContinue && head.headers.count == 3)
         let capacity = head.headers.capacity
-        #expect(try plain.withUnsafeBytes { try parser.parse($0, into: &head) })
+        #expect(try plain.withUnsafeBytes { try parser.parse($0.bytes, into: &head) })
         #expect(
             ParsedHead(head, in: plain)
                 == ParsedHead(version: .http10, headers: [], length: plain.count, keepAlive: false, host: nil)
@@ -217,28 +217,28 @@ struct HTTPRequestHeadParserTests {
         var parser = HTTPRequestHeadParser(limits: HTTPLimits())
         var head = HTTPRequestHead()
         #expect(
-            try !bytes.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<30]), into: &head) }
+            try !bytes.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<30]).bytes, into: &head) }
         )
         var other = HTTPRequestHead()
-        #expect(try bytes.withUnsafeBytes { try parser.parse($0, into: &other) })
+        #expect(try bytes.withUnsafeBytes { try parser.parse($0.bytes, into: &other) })
         #expect(ParsedHead(other, in: bytes) == expected)
 
         #expect(
-            try !bytes.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<30]), into: &head) }
+            try !bytes.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<30]).bytes, into: &head) }
         )
         #expect(
-            try !bytes.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<20]), into: &head) }
+            try !bytes.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<20]).bytes, into: &head) }
         )
-        #expect(try bytes.withUnsafeBytes { try parser.parse($0, into: &head) })
+        #expect(try bytes.withUnsafeBytes { try parser.parse($0.bytes, into: &head) })
         #expect(ParsedHead(head, in: bytes) == expected)
 
         // reset() after a partial head, then a different buffer.
         #expect(
-            try !bytes.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<30]), into: &head) }
+            try !bytes.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<30]).bytes, into: &head) }
         )
         parser.reset()
         let next = Array(crlfHead("HEAD / HTTP/1.1", "Host: b").utf8)
-        #expect(try next.withUnsafeBytes { try parser.parse($0, into: &head) })
+        #expect(try next.withUnsafeBytes { try parser.parse($0.bytes, into: &head) })
         #expect(
             ParsedHead(head, in: next)
                 == ParsedHead(method: "HEAD", methodKind: .head, headers: ["Host: b"], length: next.count, host: "b")
@@ -250,10 +250,10 @@ struct HTTPRequestHeadParserTests {
         var head = HTTPRequestHead()
         let bad = Array("GET / HTTP/1.1\nHost: a\r\n\r\n".utf8)
         #expect(throws: HTTPParseError.invalidLineEnding(offset: 14)) {
-            try bad.withUnsafeBytes { try parser.parse($0, into: &head) }
+            try bad.withUnsafeBytes { try parser.parse($0.bytes, into: &head) }
         }
         let good = Array(crlfHead("GET / HTTP/1.1", "Host: a").utf8)
-        #expect(try good.withUnsafeBytes { try parser.parse($0, into: &head) })
+        #expect(try good.withUnsafeBytes { try parser.parse($0.bytes, into: &head) })
     }
 
     /// A CR, LF, NUL, DEL or HTAB at every position of a long value, so each lane of the

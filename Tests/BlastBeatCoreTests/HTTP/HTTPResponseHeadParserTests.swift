@@ -269,7 +269,7 @@ import Testing
     @Test(arguments: Self.validRows + Self.invalidRows)
     func parse(_ row: Row) {
         let result = row.input.withUnsafeBytes { bytes in
-            Result { () throws(BackendHeadError) in try HTTPResponseHeadParser.parse(bytes, maxLength: row.maxLength) }
+            Result { () throws(BackendHeadError) in try HTTPResponseHeadParser.parse(bytes.bytes, maxLength: row.maxLength) }
         }
         switch (result, row.expected) {
         case (.success(let head), .success(let expected)):
@@ -289,7 +289,7 @@ import Testing
         let expected = try row.expected.get()
         for cut in 0...row.input.count {
             let result = Array(row.input[0..<cut]).withUnsafeBytes { bytes in
-                Result { () throws(BackendHeadError) in try HTTPResponseHeadParser.parse(bytes) }
+                Result { () throws(BackendHeadError) in try HTTPResponseHeadParser.parse(bytes.bytes) }
             }
             if cut < expected.length {
                 #expect(result == .failure(.incomplete), "cut at \(cut)")
@@ -303,7 +303,7 @@ import Testing
         // Offsets are relative to the buffer handed in, whatever its base address.
         let message = Array("xxHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz".utf8)
         let head = try message.withUnsafeBytes { bytes in
-            try HTTPResponseHeadParser.parse(UnsafeRawBufferPointer(rebasing: bytes[2...]))
+            try HTTPResponseHeadParser.parse(UnsafeRawBufferPointer(rebasing: bytes[2...]).bytes)
         }
         #expect(head == Self.head(length: 38, blank: 36, contentLength: 1))
     }
@@ -366,7 +366,7 @@ import Testing
     @Test(arguments: Self.framingRows)
     func bodyFraming(_ row: FramingRow) throws {
         let head = try Array(row.head.utf8).withUnsafeBytes { bytes in
-            try HTTPResponseHeadParser.parse(bytes)
+            try HTTPResponseHeadParser.parse(bytes.bytes)
         }
         #expect(head.bodyFraming(requestIsHEAD: row.requestIsHEAD) == row.expected)
         #expect(head.isInformational == (head.status < 200))

@@ -5,9 +5,7 @@ struct HTTP2RequestHeadBuilderTests {
     static func build(_ fields: [(String, String)], hasBody: Bool = false, limit: Int = 1 << 16) -> (String, HTTP2RequestHeadBuilder) {
         var builder = HTTP2RequestHeadBuilder()
         for (name, value) in fields {
-            Array(name.utf8).withUnsafeBytes { n in
-                Array(value.utf8).withUnsafeBytes { v in builder.add(name: n, value: v, maxListSize: limit) }
-            }
+            builder.add(name: Array(name.utf8).span.bytes, value: Array(value.utf8).span.bytes, maxListSize: limit)
         }
         var out: [UInt8] = []
         builder.build(into: &out, hasBody: hasBody)
@@ -43,9 +41,7 @@ struct HTTP2RequestHeadBuilderTests {
                       (":authority", "h.test"), ("sec-websocket-version", "13")]
         var builder = HTTP2RequestHeadBuilder()
         for (name, value) in fields {
-            Array(name.utf8).withUnsafeBytes { n in
-                Array(value.utf8).withUnsafeBytes { v in builder.add(name: n, value: v, maxListSize: 1 << 16) }
-            }
+            builder.add(name: Array(name.utf8).span.bytes, value: Array(value.utf8).span.bytes, maxListSize: 1 << 16)
         }
         #expect(builder.isWebSocketConnect)
         var out: [UInt8] = []
@@ -83,7 +79,7 @@ struct HTTP2RequestHeadBuilderTests {
         var parser = HTTPRequestHeadParser(limits: HTTPLimits())
         var head = HTTPRequestHead()
         let bytes = Array(text.utf8)
-        let complete = try bytes.withUnsafeBytes { try parser.parse($0, into: &head) }
+        let complete = try bytes.withUnsafeBytes { try parser.parse($0.bytes, into: &head) }
         #expect(complete && head.contentLength == 3 && head.methodKind == .get && head.host != nil)
     }
 }

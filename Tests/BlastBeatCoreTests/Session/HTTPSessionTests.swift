@@ -319,13 +319,11 @@ import Testing
     @Test func interimHeadsThenFinalHeadAndBodyInOneMessage() {
         var session = Self.dispatched()
         let message = Array("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".utf8)
-        message.withUnsafeBytes { bytes in
-            var rest = bytes
-            #expect(Self.describe(session.receivedHead(&rest)) == "write(40)")
-            #expect(Self.describe(session.receivedHead(&rest)) == "startResponse(200)")
-            #expect(rest.count == 2)
-            #expect(Self.describe(session.receivedBody(rest, isChunkMessage: false)) == "write(2, complete)")
-        }
+        var offset = 0
+        #expect(session.receivedHead(message.span.bytes, from: &offset) == .write(0..<40, complete: false))
+        #expect(Self.describe(session.receivedHead(message.span.bytes, from: &offset)) == "startResponse(200)")
+        #expect(offset == message.count - 2)
+        #expect(session.receivedBody(message.span.bytes, from: offset, isChunkMessage: false) == .write(offset..<message.count, complete: true))
         #expect(Self.kind(session.state) == "responded")
         #expect(session.keepAlive)
     }
@@ -376,11 +374,9 @@ import Testing
     /// the client sends no further request on the connection; a close it expects, or one the head says, is not.
     @Test func aCloseTheClientDoesNotExpectIsAnnounced() {
         func adding(_ session: inout HTTPSession, _ text: String) -> AddedHeaders? {
-            Array(text.utf8).withUnsafeBytes { bytes in
-                var rest = bytes
-                guard case .startResponse(_, _, let adding, _) = session.receivedHead(&rest) else { return nil }
-                return adding
-            }
+            var offset = 0
+            guard case .startResponse(_, _, let adding, _) = session.receivedHead(Array(text.utf8).span.bytes, from: &offset) else { return nil }
+            return adding
         }
         let head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
         var stopping = Self.dispatched()
@@ -412,14 +408,13 @@ import Testing
     @Test func gatewayFramingInsertsTransferEncodingBeforeTheBlankLine() {
         var session = Self.dispatched()
         let head = "HTTP/1.1 200 OK\r\nX: y\r\n\r\n"
-        Array(head.utf8).withUnsafeBytes { bytes in
-            var rest = bytes
-            guard case .startResponse(_, _, let adding?, false) = session.receivedHead(&rest) else {
-                Issue.record("no chunked framing")
-                return
-            }
-            #expect(adding == AddedHeaders(blankLine: head.utf8.count - 2, chunked: true, close: false))
+        var offset = 0
+        guard case .startResponse(let range, _, let adding?, false) = session.receivedHead(Array(head.utf8).span.bytes, from: &offset) else {
+            Issue.record("no chunked framing")
+            return
         }
+        #expect(range == 0..<head.utf8.count && offset == head.utf8.count)
+        #expect(adding == AddedHeaders(blankLine: head.utf8.count - 2, chunked: true, close: false))
     }
 
     @Test func bytesPastContentLengthAreDropped() {
@@ -544,17 +539,15 @@ import Testing
     }
 
     static func head(_ session: inout HTTPSession, _ text: String) -> String {
-        Array(text.utf8).withUnsafeBytes { bytes in
-            var rest = bytes
-            return describe(session.receivedHead(&rest))
-        }
+        var offset = 0
+        return describe(session.receivedHead(Array(text.utf8).span.bytes, from: &offset))
     }
 
     static func feed(
         _ session: inout HTTPSession, _ text: String,
-        _ event: (inout HTTPSession, UnsafeRawBufferPointer) -> HTTPSessionAction
+        _ event: (inout HTTPSession, RawSpan) -> HTTPSessionAction
     ) -> String {
-        Array(text.utf8).withUnsafeBytes { describe(event(&session, $0)) }
+        describe(event(&session, Array(text.utf8).span.bytes))
     }
 
     static func kind(_ state: HTTPSession.State) -> String {

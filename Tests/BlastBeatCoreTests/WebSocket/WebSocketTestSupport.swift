@@ -144,7 +144,7 @@ func assembleMessages(
         while true {
             let result = read.withUnsafeBytes { buffer in
                 Result { () throws(WebSocketError) in
-                    try assembler.feed(UnsafeRawBufferPointer(rebasing: buffer[offset...]))
+                    try assembler.feed(UnsafeRawBufferPointer(rebasing: buffer[offset...]).bytes)
                 }
             }
             let (consumed, event) = try result.get()
@@ -193,7 +193,7 @@ func feedAssemblerOnce(
     _ bytes: [UInt8]
 ) throws(WebSocketError) -> (consumed: Int, event: WebSocketMessageEvent?) {
     let result = bytes.withUnsafeBytes { buffer in
-        Result { () throws(WebSocketError) in try assembler.feed(buffer) }
+        Result { () throws(WebSocketError) in try assembler.feed(buffer.bytes) }
     }
     return try result.get()
 }
