@@ -1,18 +1,18 @@
-import BlastBeatCore
+package import BlastBeatCore
 package import BlastBeatSystem
 
 /// The ROUTER side: receiving and checking backend messages, sending to nodes, health checks.
 extension Gateway {
     // MARK: receiving (BackendRouterDelegate, either engine)
 
-    package func backendRouter(received message: BackendMessage) {
-        guard let node = node(sending: message.identity.bytes) else { return }
-        switch message.type {
+    package func backendRouter(
+        received type: BackendMessageType, sid: RawSpan, body: RawSpan, from identity: RawSpan, origin: BackendMessage.Origin
+    ) {
+        guard let node = node(sending: identity) else { return }
+        switch type {
         case .pong:
             metrics.pongReceived(from: nodes.nodes[node].base, at: loop.now)
-            if message.body.elementsEqual(Self.creditAnnouncement.utf8) {
-                nodeAnnouncedCredit(node, identity: message.identity, origin: message.origin)
-            }
+            if Self.isCreditAnnouncement(body) { nodeAnnouncedCredit(node, identity: identity, origin: origin) }
             return
         case .ping, .uwsgi:
             counters.outOfOrderBackendMessages += 1
@@ -20,25 +20,43 @@ extension Gateway {
         case .headers, .body, .chunk, .end, .retry, .websocket, .websocketBinary:
             break
         }
-        guard let sid = SessionID(message.sid) else {
+        guard let sid = SessionID(sid) else {
             counters.unknownSessionMessages += 1
             return
         }
-        guard let connection = sessions[sid] else {
-            return http2StreamMessage(message, sid: sid, node: node)
+        if let connection = sessions[sid] {
+            deliver(type, body, to: connection.session, from: node, identity: identity)
+        } else if let stream = http2Streams[sid] {
+            // The stream's connection stays alive for the call even if a write closes it.
+            withExtendedLifetime(stream.connection.connection) {
+                deliver(type, body, to: stream.session, from: node, identity: identity)
+            }
+        } else {
+            counters.unknownSessionMessages += 1
         }
-        guard connection.node == node else {
+    }
+
+    /// A message for a session, whichever transport carries it (the caller holds the transport alive).
+    private func deliver(_ type: BackendMessageType, _ body: RawSpan, to session: GatewaySession, from node: Int, identity: RawSpan) {
+        guard session.node == node else {
             // Only the node bound to the sid may drive it (docs/PROTOCOL.md, "Sessions and ownership").
             counters.forgedIdentityMessages += 1
-            logger.warning("dropped \(message.type) for session \(sid.hex) from node \(Self.printable(message.identity)), which does not own it")
+            logger.warning("dropped \(type) for session \(session.sid.hex) from node \(Self.printable(identity)), which does not own it")
             return
         }
-        if message.type == .retry { metrics.nodeRetried(nodes.nodes[node].base) }
-        guard message.type.countsAgainstCredit else { return connection.backendMessage(message.type, message.body.bytes) }
-        let session = connection.session!
-        let credited = creditReceived(message.body.count, session: session)
-        connection.backendMessage(message.type, message.body.bytes)
-        afterCountedMessage(from: message.identity, node: node, session: session, credited: credited)
+        if type == .retry { metrics.nodeRetried(nodes.nodes[node].base) }
+        guard type.countsAgainstCredit else { return session.transport.backendMessage(type, body) }
+        let credited = creditReceived(body.byteCount, session: session)
+        session.transport.backendMessage(type, body)
+        afterCountedMessage(from: identity, node: node, session: session, credited: credited)
+    }
+
+    /// A `pong` whose body is `credit`: the backend takes credit (docs/PROTOCOL.md, "Credit").
+    private static func isCreditAnnouncement(_ body: RawSpan) -> Bool {
+        let word = creditAnnouncement.utf8
+        guard body.byteCount == word.count else { return false }
+        for (i, byte) in word.enumerated() where body.unsafeLoad(fromByteOffset: i, as: UInt8.self) != byte { return false }
+        return true
     }
 
     package func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan) {
@@ -215,7 +233,8 @@ extension Gateway {
 
     /// Whether the worker holding `node`'s connection said its queue is full (README.md, "Worker processes").
     private func nodeQueueIsFullAtHolder(_ node: Int) -> Bool {
-        nodes.nodes[node].identity.withUnsafeBytes { router.isQueueFullAtHolder(identity: $0) }
+        let identity = nodes.nodes[node].identity
+        return router.isQueueFullAtHolder(identity: identity.span.bytes)
     }
 
     /// Whether clients waiting on `node`'s queue must go on waiting: it has not drained to three quarters of

@@ -25,7 +25,7 @@ extension Gateway {
     /// backend waits for credit on every sid. Requests already sent to it stay uncredited. Only the worker
     /// holding the connection acknowledges (`origin` here); a forwarded announcement tells this worker that its
     /// requests through the holder are credited (docs/PROTOCOL.md, "Credit").
-    func nodeAnnouncedCredit(_ node: Int, identity: UnsafeRawBufferPointer, origin: BackendMessage.Origin) {
+    func nodeAnnouncedCredit(_ node: Int, identity: RawSpan, origin: BackendMessage.Origin) {
         while nodeFlowControl.count <= node { nodeFlowControl.append(.pausing) }
         if nodeFlowControl[node] == .pausing {
             logger.info("node \(nodeName(node)) takes credit (per-session flow control)")
@@ -59,7 +59,7 @@ extension Gateway {
 
     /// After a counted message was delivered: a credited session gets more if its client took bytes; bytes
     /// that came without credit at the budget stop the reading of their connection.
-    func afterCountedMessage(from identity: UnsafeRawBufferPointer, node: Int, session: GatewaySession, credited: Bool) {
+    func afterCountedMessage(from identity: RawSpan, node: Int, session: GatewaySession, credited: Bool) {
         if session.credit.isCredited { session.grantCredit(afterMessage: true) }
         if credited { return }
         switch budget.uncreditedBytesArrived(nodeBytes: nodeBytes, now: loop.now) {
@@ -68,14 +68,14 @@ extension Gateway {
         }
     }
 
-    private func pauseReading(_ identity: UnsafeRawBufferPointer, node: Int, vhost: Int) {
-        if pausedBackends.contains(where: { $0.identity.elementsEqual(identity) }) { return }
+    private func pauseReading(_ identity: RawSpan, node: Int, vhost: Int) {
+        if pausedBackends.contains(where: { $0.identity.equals(identity) }) { return }
         let pause = router.pauseReading(identity: identity)
         if pause == .none { return }
         if pause == .allBackends { backendPause = .allBackends } else if backendPause == .none { backendPause = .connection }
-        pausedBackends.append((Array(identity), node))
+        pausedBackends.append(([UInt8](copying: identity), node))
         counters.backendReadPauses += 1
-        let warn = identity.count > 0 && warnings.allow("budget", identity.bytes, now: loop.now, interval: 10)
+        let warn = identity.byteCount > 0 && warnings.allow("budget", identity, now: loop.now, interval: 10)
         if warn {
             let what = pause == .allBackends ? "every backend (zmq-engine = libzmq)" : "node \(nodeName(node))"
             logger.warning(
@@ -87,7 +87,8 @@ extension Gateway {
 
     /// Whether `node`'s connection here is not read because a link to another worker holds it (WorkerMesh.swift).
     func isHeldForOtherWorkers(_ node: Int) -> Bool {
-        nodes.nodes[node].identity.withUnsafeBytes { router.isHeldForOtherWorkers(identity: $0) }
+        let identity = nodes.nodes[node].identity
+        return router.isHeldForOtherWorkers(identity: identity.span.bytes)
     }
 
     /// Whether `node`'s messages are not being read (then its silence says nothing about its health).
@@ -110,7 +111,7 @@ extension Gateway {
             for backend in paused {
                 // Not heard from while paused: its health clock starts again now.
                 _ = nodes.heard(from: backend.node, now: now)
-                backend.identity.withUnsafeBytes { router.resumeReading(identity: $0) }
+                router.resumeReading(identity: backend.identity.span.bytes)
             }
             logger.info("memory budget below \(budget.lowWater) bytes: reading \(paused.count) backend connection(s) again after \(Int((pausedFor * 1000).rounded())) ms")
         }

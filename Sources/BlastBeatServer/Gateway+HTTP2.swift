@@ -3,27 +3,6 @@ import BlastBeatSystem
 
 /// HTTP/2 streams at the gateway: backend messages by sid, lost nodes, the access log.
 extension Gateway {
-    /// A message for a sid no connection has: an HTTP/2 stream's, or unknown.
-    func http2StreamMessage(_ message: BackendMessage, sid: SessionID, node: Int) {
-        guard let stream = http2Streams[sid] else {
-            counters.unknownSessionMessages += 1
-            return
-        }
-        guard stream.session.node == node else {
-            // Only the node bound to the sid may drive it (docs/PROTOCOL.md, "Sessions and ownership").
-            counters.forgedIdentityMessages += 1
-            logger.warning("dropped \(message.type) for session \(sid.hex) from node \(Self.printable(message.identity)), which does not own it")
-            return
-        }
-        // The stream's connection stays alive for the call even if a write closes it.
-        withExtendedLifetime(stream.connection.connection) {
-            guard message.type.countsAgainstCredit else { return stream.backendMessage(message.type, message.body.bytes) }
-            let credited = creditReceived(message.body.count, session: stream.session)
-            stream.backendMessage(message.type, message.body.bytes)
-            afterCountedMessage(from: message.identity, node: node, session: stream.session, credited: credited)
-        }
-    }
-
     /// The streams waiting on nodes found dead in this iteration: retried where safe, else 502 or RST_STREAM.
     func failHTTP2Streams(onDeadNodes dead: [Int]) {
         if http2Streams.isEmpty { return }

@@ -64,6 +64,15 @@ enum SessionTransport {
         }
     }
 
+    /// A message from the session's node.
+    @inline(__always)
+    func backendMessage(_ type: BackendMessageType, _ body: RawSpan) {
+        switch self {
+        case .http1(let c): c._withUnsafeGuaranteedRef { $0.backendMessage(type, body) }
+        case .http2(let s): s._withUnsafeGuaranteedRef { $0.backendMessage(type, body) }
+        }
+    }
+
     @inline(__always)
     func acceptsSubprotocol(of head: RawSpan) -> Bool {
         switch self {

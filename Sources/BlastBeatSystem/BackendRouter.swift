@@ -121,10 +121,21 @@ package enum BackendPlacementEvent {
     case handoverFailed(worker: Int, from: Bool, address: String, reason: String)
 }
 
+extension BackendRouterDelegate {
+    /// How the engines deliver a message: its frames lent as spans.
+    func backendRouter(received message: BackendMessage) {
+        backendRouter(
+            received: message.type, sid: message.sid.bytes, body: message.body.bytes, from: message.identity.bytes,
+            origin: message.origin)
+    }
+}
+
 /// What a `BackendRouter` reports, from either engine. Views are valid for the call only.
 package protocol BackendRouterDelegate: AnyObject {
-    /// A well-formed message from an admitted connection.
-    func backendRouter(received message: BackendMessage)
+    /// A well-formed message from an admitted connection: `type`, the `sid` and `body` frames, and the
+    /// identity of the connection it came on.
+    func backendRouter(
+        received type: BackendMessageType, sid: RawSpan, body: RawSpan, from identity: RawSpan, origin: BackendMessage.Origin)
     /// A message dropped before it could be delivered; `identity` is its connection's.
     func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan)
 
@@ -289,7 +300,11 @@ package final class BackendRouter {
     }
 
     /// Acknowledges a credit announcement that came on the connection holding `identity` here.
-    package func acknowledgeCredit(identity: UnsafeRawBufferPointer) throws(BackendRouterError) -> BackendSendResult {
+    package func acknowledgeCredit(identity: RawSpan) throws(BackendRouterError) -> BackendSendResult {
+        try identity.withUnsafeBytes { (identity) throws(BackendRouterError) in try acknowledgeCredit(identity: identity) }
+    }
+
+    private func acknowledgeCredit(identity: UnsafeRawBufferPointer) throws(BackendRouterError) -> BackendSendResult {
         switch engine {
         case .native(let router):
             return router.acknowledgeCredit(identity: identity)
@@ -325,9 +340,9 @@ package final class BackendRouter {
 
     /// Stops delivering messages from the connection holding `identity` (native engine) or from every
     /// backend (libzmq), after the message being delivered. Sends go on.
-    package func pauseReading(identity: UnsafeRawBufferPointer) -> Pause {
+    package func pauseReading(identity: RawSpan) -> Pause {
         switch engine {
-        case .native(let router): return router.pauseReading(identity: identity) ? .connection : .none
+        case .native(let router): return identity.withUnsafeBytes { router.pauseReading(identity: $0) } ? .connection : .none
         case .libzmq(let router):
             router.pauseReading()
             return .allBackends
@@ -336,26 +351,26 @@ package final class BackendRouter {
 
     /// Whether the connection holding `identity` here is not read for another worker whose budget is full
     /// (a congested mesh link; WorkerMesh.swift).
-    package func isHeldForOtherWorkers(identity: UnsafeRawBufferPointer) -> Bool {
+    package func isHeldForOtherWorkers(identity: RawSpan) -> Bool {
         switch engine {
-        case .native(let router): return router.isHeldForOtherWorkers(identity: identity)
+        case .native(let router): return identity.withUnsafeBytes { router.isHeldForOtherWorkers(identity: $0) }
         case .libzmq: return false
         }
     }
 
     /// Whether the worker holding `identity` said its queue for that connection is full with this worker's
     /// client data (WorkerMesh.swift): such data waits as for a full queue here.
-    package func isQueueFullAtHolder(identity: UnsafeRawBufferPointer) -> Bool {
+    package func isQueueFullAtHolder(identity: RawSpan) -> Bool {
         switch engine {
-        case .native(let router): return router.isQueueFullAtHolder(identity: identity)
+        case .native(let router): return identity.withUnsafeBytes { router.isQueueFullAtHolder(identity: $0) }
         case .libzmq: return false
         }
     }
 
     /// Ends a pause of `identity` (native) or of every backend (libzmq).
-    package func resumeReading(identity: UnsafeRawBufferPointer) {
+    package func resumeReading(identity: RawSpan) {
         switch engine {
-        case .native(let router): router.resumeReading(identity: identity)
+        case .native(let router): identity.withUnsafeBytes { router.resumeReading(identity: $0) }
         case .libzmq(let router): router.resumeReading()
         }
     }

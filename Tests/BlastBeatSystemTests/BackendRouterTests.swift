@@ -13,8 +13,10 @@ private final class Recorder: BackendRouterDelegate {
     /// What `backendRouterRecheck` answers, by identity (nil: still admitted).
     var recheck: [[UInt8]: (refusal: String?, busy: Bool)] = [:]
 
-    func backendRouter(received message: BackendMessage) {
-        received.append((Array(message.identity), Array(message.sid), message.type, Array(message.body)))
+    func backendRouter(
+        received type: BackendMessageType, sid: RawSpan, body: RawSpan, from identity: RawSpan, origin: BackendMessage.Origin
+    ) {
+        received.append((identity.copiedBytes, sid.copiedBytes, type, body.copiedBytes))
     }
 
     func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan) {
@@ -482,8 +484,8 @@ extension OnTheEventLoop {
         let mesh = try Self.meshWithOneBackend("mesh-credit")
         defer { mesh.dealer.close(); mesh.first.close(); mesh.second.close(); withExtendedLifetime(mesh.delegates) {} }
         let node = Array("node1".utf8)
-        #expect(try node.withUnsafeBytes { try mesh.second.acknowledgeCredit(identity: $0) } == .unreachable)
-        #expect(try node.withUnsafeBytes { try mesh.first.acknowledgeCredit(identity: $0) } == .sent)
+        #expect(try mesh.second.acknowledgeCredit(identity: node.span.bytes) == .unreachable)
+        #expect(try mesh.first.acknowledgeCredit(identity: node.span.bytes) == .sent)
         func next() -> ([UInt8], String, [UInt8])? {
             var got: ([UInt8], String, [UInt8])? = nil
             _ = BackendRouterTests.run(mesh.loop, [mesh.first, mesh.second]) {
@@ -525,7 +527,7 @@ extension OnTheEventLoop {
         let mesh = try Self.meshWithOneBackend("mesh-pause")
         defer { mesh.first.close(); mesh.second.close(); withExtendedLifetime(mesh.delegates) {} }
         let node = Array("node1".utf8)
-        #expect(node.withUnsafeBytes { mesh.second.pauseReading(identity: $0) } == .connection)
+        #expect(mesh.second.pauseReading(identity: node.span.bytes) == .connection)
         var turns = 0
         _ = BackendRouterTests.run(mesh.loop, [mesh.first, mesh.second]) {
             turns += 1
@@ -541,7 +543,7 @@ extension OnTheEventLoop {
             return turns == 100
         }
         #expect(mesh.one.received.isEmpty && mesh.zero.received.isEmpty, "held at worker 0 for worker 1")
-        node.withUnsafeBytes { mesh.second.resumeReading(identity: $0) }
+        mesh.second.resumeReading(identity: node.span.bytes)
         #expect(BackendRouterTests.run(mesh.loop, [mesh.first, mesh.second]) { mesh.one.received.count == 3 })
         #expect(mesh.one.received.map(\.body) == [[0], [1], [2]])
         #expect(mesh.zero.received.isEmpty)

@@ -108,8 +108,10 @@ extension OnTheEventLoop {
         var joined = 0
         var dropped: [(reason: String, protocolError: Bool)] = []
 
-        func backendRouter(received message: BackendMessage) {
-            received.append((Array(message.sid), message.type, Array(message.body)))
+        func backendRouter(
+            received type: BackendMessageType, sid: RawSpan, body: RawSpan, from identity: RawSpan, origin: BackendMessage.Origin
+        ) {
+            received.append((sid.copiedBytes, type, body.copiedBytes))
         }
         func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan) {
             switch problem {

@@ -221,7 +221,12 @@ def test_node_killed_mid_stream_other_streams_continue(make_gateway, make_backen
 
 
 def test_retry_moves_the_stream_to_another_node(make_gateway, make_backend):
-    gw = make_gateway(vhosts={"localhost": ["A", "B"]})
+    """A stream whose node answers `retry` goes to the other node, then gets 502; each retry is counted in
+    blastbeat_node_retries_total as over HTTP/1.1 (HTTP/2's messages once took a path of their own that did
+    not count them)."""
+    from helpers import free_port
+    from test_metrics import scrape
+    gw = make_gateway(vhosts={"localhost": ["A", "B"]}, options={"admin": f"127.0.0.1:{free_port()}"})
     seen = []
 
     def retrying(sid, mtype, body, send):
@@ -235,6 +240,9 @@ def test_retry_moves_the_stream_to_another_node(make_gateway, make_backend):
     with H2Conn(gw.port) as c:
         r = c.get("/r")
     assert r.status == 502 and len(seen) == 2, (r.status, seen)
+    metrics = scrape(gw)
+    assert metrics.value("blastbeat_node_retries_total", node="A") == 1
+    assert metrics.value("blastbeat_node_retries_total", node="B") == 1
 
 
 def test_access_log_names_the_protocol(make_gateway, make_backend):

@@ -9,10 +9,14 @@ package struct SessionID: Hashable, Sendable {
     }
 
     /// Reads a sid frame; nil unless it is exactly 16 bytes.
+    package init?(_ bytes: RawSpan) {
+        guard bytes.byteCount == 16 else { return nil }
+        high = bytes.unsafeLoadUnaligned(fromByteOffset: 0, as: UInt64.self)
+        low = bytes.unsafeLoadUnaligned(fromByteOffset: 8, as: UInt64.self)
+    }
+
     package init?(_ bytes: UnsafeRawBufferPointer) {
-        guard bytes.count == 16 else { return nil }
-        high = bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
-        low = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        self.init(bytes.bytes)
     }
 
     package func hash(into hasher: inout Hasher) {

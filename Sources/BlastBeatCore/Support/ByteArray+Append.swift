@@ -17,6 +17,16 @@ extension Array where Element == UInt8 {
         bytes.withUnsafeBytes { appendBytes($0) }
     }
 
+    /// Whether the array holds exactly the bytes of `span`.
+    package func equals(_ span: RawSpan) -> Bool {
+        span.withUnsafeBytes { $0.elementsEqual(self) }
+    }
+
+    /// The bytes of `span`, copied.
+    package init(copying span: RawSpan) {
+        self = span.withUnsafeBytes { Array($0) }
+    }
+
     /// Appends a static string's UTF-8 bytes.
     @inlinable
     package mutating func appendBytes(_ text: StaticString) {
