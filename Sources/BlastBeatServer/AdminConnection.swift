@@ -145,11 +145,7 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
             ("HTTP/1.1 \(status) \(HTTPStatus.reasonPhrase(status))\r\nContent-Type: \(contentType)\r\n"
                 + "Content-Length: \(body.count)\r\nConnection: close\r\nCache-Control: no-store\r\n"
                 + extraHeaders + "\r\n").utf8)
-        let result: IOResult? = head.withUnsafeBytes { h in
-            body.withUnsafeBytes { b in
-                try? Posix.write(fd, h, omitBody ? UnsafeRawBufferPointer(start: nil, count: 0) : b)
-            }
-        }
+        let result: IOResult? = try? Posix.write(fd, head.span.bytes, omitBody ? RawSpan() : body.span.bytes)
         guard let result else { return close() }
         var sent = 0
         if case .processed(let n) = result { sent = n }
@@ -167,9 +163,8 @@ final class AdminConnection: IOWatcherDelegate, TimerWatcherDelegate {
 
     private func writePending() {
         while written < output.count {
-            let result: IOResult? = output.withUnsafeBytes { bytes in
-                try? Posix.write(fd, UnsafeRawBufferPointer(rebasing: bytes[written...]))
-            }
+            let pending = output  // a local reference: a span of the stored array would last one access only
+            let result: IOResult? = try? Posix.write(fd, pending.span.bytes.extracting(droppingFirst: written))
             guard let result else { return close() }
             guard case .processed(let n) = result else { return }
             written += n

@@ -60,19 +60,10 @@ package enum CommandLineTasks {
         return pair.publicKey
     }
 
-    private static func write(_ text: String, to path: String, mode: mode_t) throws(StartupError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        if fd < 0 {
-            throw StartupError(description: "\(path): \(SystemError(call: "create", errno: errno)) (keygen never overwrites a key)")
-        }
-        defer { close(fd) }
-        let bytes = Array(text.utf8)
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { throw StartupError(description: "\(path): \(SystemError(call: "write", errno: errno))") }
-            written += n
+    private static func write(_ text: String, to path: String, mode: UInt32) throws(StartupError) {
+        do { try Posix.createFile(path, containing: text, mode: mode) } catch {
+            let hint = error.call == "create" ? " (keygen never overwrites a key)" : ""
+            throw StartupError(description: "\(path): \(error)\(hint)")
         }
     }
 }

@@ -61,9 +61,9 @@ extension Connection {
         enqueue("HTTP/1.1 ")
         enqueue(reasonLine)
         enqueue("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
-        withDecimalDigits(bodyLength) { enqueue($0.bytes) }
+        withDecimalDigitSpan(bodyLength) { enqueue($0) }
         enqueue("\r\nRetry-After: ")
-        withDecimalDigits(retryAfter) { enqueue($0.bytes) }
+        withDecimalDigitSpan(retryAfter) { enqueue($0) }
         enqueue(head.version == .http10 ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n")
         if head.methodKind != .head {
             enqueue(reasonLine)

@@ -68,7 +68,7 @@ extension Gateway {
             // Still a sign of life from a configured node.
             guard node(sending: identity) != nil else { return }
             counters.malformedBackendMessages += 1
-            logger.warning("dropped a message of unknown type \(Self.printable(type)) from node \(Self.printable(identity))")
+            logger.warning("dropped a message of unknown type \(LogText.quoted(type)) from node \(Self.printable(identity))")
         }
     }
 
@@ -117,7 +117,13 @@ extension Gateway {
     /// waiting clients are answered before the loop blocks.
     @discardableResult
     func send(to node: Int, sid: SessionID, type: StaticString, body: RawSpan) -> BackendSendResult {
-        body.withUnsafeBytes { send(to: node, sid: sid, type: type, .copying($0)) }
+        let identity = nodes.nodes[node].identity
+        let outcome = sid.withSpan { sid in
+            Result { () throws(BackendRouterError) in
+                try router.send(to: identity.span.bytes, sid: sid, type: type, copying: body)
+            }
+        }
+        return settle(outcome, node: node)
     }
 
     /// Sends a body read straight from a client without copying it: the buffer is handed over (freed
@@ -125,7 +131,7 @@ extension Gateway {
     /// meter until then.
     @discardableResult
     func send(to node: Int, sid: SessionID, type: StaticString, body: consuming BodyBuffer) -> BackendSendResult {
-        send(to: node, sid: sid, type: type, .counted(body.counted(by: nodeQueueMeter(node))))
+        send(to: node, sid: sid, type: type, counted: body.counted(by: nodeQueueMeter(node)))
     }
 
     /// Sends a copy of `bytes` in a counted buffer: for client data (request bodies, WebSocket
@@ -143,13 +149,19 @@ extension Gateway {
             logger.error("no memory for a \(type) message to node \(nodeName(node)); dropped")
             return .full
         }
-        return send(to: node, sid: sid, type: type, .counted(counted))
+        return send(to: node, sid: sid, type: type, counted: counted)
     }
 
-    private func send(to node: Int, sid: SessionID, type: StaticString, _ body: consuming BackendBody) -> BackendSendResult {
+    /// The router takes a counted body over in every case.
+    private func send(to node: Int, sid: SessionID, type: StaticString, counted body: consuming CountedBody) -> BackendSendResult {
         // Moved into the closure through an Optional (a closure may not consume what it captures).
-        var pending: BackendBody? = consume body
-        let outcome = sid.withBytes { routerSend(to: node, sid: $0, type: type, pending.take()!) }
+        var pending: CountedBody? = consume body
+        let identity = nodes.nodes[node].identity
+        let outcome = sid.withSpan { sid in
+            Result { () throws(BackendRouterError) in
+                try router.send(to: identity.span.bytes, sid: sid, type: type, counted: pending.take()!)
+            }
+        }
         return settle(outcome, node: node)
     }
 
@@ -180,30 +192,13 @@ extension Gateway {
     /// connection at another worker needs (docs/PROTOCOL.md, "Credit").
     func sendRequest(to node: Int, sid: SessionID, packet: [UInt8]) -> BackendSendResult {
         let credited = flowControl(of: node) == .credit
-        let outcome = packet.withUnsafeBytes { packet in
-            sid.withBytes { sid in
-                nodes.nodes[node].identity.withUnsafeBytes { identity in
-                    Result { () throws(BackendRouterError) -> BackendSendResult in
-                        try router.sendRequest(to: identity, sid: sid, body: .copying(packet), credited: credited)
-                    }
-                }
+        let identity = nodes.nodes[node].identity
+        let outcome = sid.withSpan { sid in
+            Result { () throws(BackendRouterError) in
+                try router.sendRequest(to: identity.span.bytes, sid: sid, copying: packet.span.bytes, credited: credited)
             }
         }
         return settle(outcome, node: node)
-    }
-
-    /// The one way to a node, whichever engine: the router takes the body over in every case.
-    private func routerSend(
-        to node: Int, sid: UnsafeRawBufferPointer, type: StaticString, _ body: consuming BackendBody
-    ) -> Result<BackendSendResult, BackendRouterError> {
-        var pending: BackendBody? = consume body
-        return nodes.nodes[node].identity.withUnsafeBytes { identity in
-            do throws(BackendRouterError) {
-                return .success(try router.send(to: identity, sid: sid, type: type, body: pending.take()!))
-            } catch {
-                return .failure(error)
-            }
-        }
     }
 
     @discardableResult
@@ -306,8 +301,8 @@ extension Gateway {
     /// A message without a session (empty sid and body): `ping` (a `credit` acknowledging an announcement goes
     /// through `BackendRouter.acknowledgeCredit`, which only the connection's holder sends).
     func sendConnectionMessage(to node: Int, type: StaticString) -> BackendSendResult? {
-        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
-        return try? routerSend(to: node, sid: empty, type: type, .copying(empty)).get()
+        let identity = nodes.nodes[node].identity
+        return try? router.send(to: identity.span.bytes, sid: RawSpan(), type: type, copying: RawSpan())
     }
 
     /// A ping has an empty sid and body (docs/PROTOCOL.md, "Health: ping and pong").
@@ -390,6 +385,5 @@ extension Gateway {
     }
 
     /// Network bytes for a log line (see `LogText`).
-    static func printable(_ bytes: UnsafeRawBufferPointer) -> String { LogText.quoted(bytes) }
     static func printable(_ bytes: RawSpan) -> String { LogText.quoted(bytes) }
 }

@@ -38,7 +38,7 @@ extension Gateway {
     /// Sends `bytes` of credit for `sid` (4 bytes, big-endian).
     func sendCredit(_ bytes: Int, to node: Int, sid: SessionID) {
         counters.creditGrants += 1
-        _ = withUnsafeBytes(of: UInt32(truncatingIfNeeded: bytes).bigEndian) { send(to: node, sid: sid, type: "credit", body: $0.bytes) }
+        _ = withBigEndianBytes(of: UInt32(truncatingIfNeeded: bytes)) { send(to: node, sid: sid, type: "credit", body: $0) }
     }
 
     /// Books a counted message's bytes against its session's credit before it is delivered; false when the

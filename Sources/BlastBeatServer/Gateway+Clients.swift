@@ -168,7 +168,8 @@ extension Gateway {
         case .clientConnections:
             if !tls {
                 let (head, body) = errorResponse(status: 503, message: "too many connections from your address", retryAfter: true)
-                _ = (head + body).withUnsafeBytes { try? Posix.write(fd, $0) }
+                let response = head + body
+                _ = try? Posix.write(fd, response.span.bytes)
             }
             Posix.close(fd)
             counters.clientConnectionRefusals += 1

@@ -40,10 +40,10 @@ extension Gateway: WorkerMeshDelegate {
         return metrics.text.bytes
     }
 
-    package func workerMesh(metrics text: UnsafeRawBufferPointer, from worker: Int, query id: UInt64) {
+    package func workerMesh(metrics text: RawSpan, from worker: Int, query id: UInt64) {
         guard let position = metricsQueries.firstIndex(where: { $0.id == id }) else { return }  // timed out
         let query = metricsQueries[position]
-        query.texts.append((worker, Array(text)))
+        query.texts.append((worker, [UInt8](copying: text)))
         query.waiting -= 1
         if query.waiting > 0 { return }
         metricsQueries.remove(at: position)

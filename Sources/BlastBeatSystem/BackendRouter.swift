@@ -46,8 +46,9 @@ package struct BackendMessage {
 package enum MalformedBackendMessage {
     /// Not 4 frames counting the identity frame the ROUTER prepends (3 from a DEALER).
     case frameCount(Int)
-    /// A type frame that is none of `BackendMessageType`'s names (valid for the call only).
-    case unknownType(UnsafeRawBufferPointer)
+    /// A type frame that is none of `BackendMessageType`'s names (a copy: such messages are rare, and only
+    /// logged).
+    case unknownType([UInt8])
 }
 
 /// The live connection holding an identity, as the delegate sees it when another one claims it.
@@ -282,6 +283,45 @@ package final class BackendRouter {
         case .libzmq(let router):
             do { return try router.send(identity: identity, sid: sid, type: type, body: body) } catch {
                 throw BackendRouterError(description: "\(error)")
+            }
+        }
+    }
+
+    /// `send` with the frames lent as spans; the router copies `body`.
+    package func send(
+        to identity: RawSpan, sid: RawSpan, type: StaticString, copying body: RawSpan
+    ) throws(BackendRouterError) -> BackendSendResult {
+        try identity.withUnsafeBytes { (identity) throws(BackendRouterError) in
+            try sid.withUnsafeBytes { (sid) throws(BackendRouterError) in
+                try body.withUnsafeBytes { (body) throws(BackendRouterError) in
+                    try send(to: identity, sid: sid, type: type, body: .copying(body))
+                }
+            }
+        }
+    }
+
+    /// `send` with a counted body, taken over in every case.
+    package func send(
+        to identity: RawSpan, sid: RawSpan, type: StaticString, counted body: consuming CountedBody
+    ) throws(BackendRouterError) -> BackendSendResult {
+        // Moved into the closure through an Optional (a closure may not consume what it captures).
+        var pending: CountedBody? = consume body
+        return try identity.withUnsafeBytes { (identity) throws(BackendRouterError) in
+            try sid.withUnsafeBytes { (sid) throws(BackendRouterError) in
+                try send(to: identity, sid: sid, type: type, body: .counted(pending.take()!))
+            }
+        }
+    }
+
+    /// `sendRequest` with the frames lent as spans; the router copies `body`.
+    package func sendRequest(
+        to identity: RawSpan, sid: RawSpan, copying body: RawSpan, credited: Bool
+    ) throws(BackendRouterError) -> BackendSendResult {
+        try identity.withUnsafeBytes { (identity) throws(BackendRouterError) in
+            try sid.withUnsafeBytes { (sid) throws(BackendRouterError) in
+                try body.withUnsafeBytes { (body) throws(BackendRouterError) in
+                    try sendRequest(to: identity, sid: sid, body: .copying(body), credited: credited)
+                }
             }
         }
     }

@@ -251,6 +251,21 @@ package enum Posix {
         try bytes.withUnsafeBytes { (bytes) throws(SystemError) in try write(fd, bytes) }
     }
 
+    /// Creates `path` with `mode` (never over an existing file: `O_EXCL`) and writes `text` to it.
+    package static func createFile(_ path: String, containing text: String, mode: UInt32) throws(SystemError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(mode))
+        if fd < 0 { throw SystemError(call: "create", errno: errno) }
+        defer { Glibc.close(fd) }
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { throw SystemError(call: "write", errno: errno) }
+            written += n
+        }
+    }
+
     package static func writeStandardError(_ text: String) {
         let bytes = Array(text.utf8)
         _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }

@@ -36,7 +36,7 @@ package protocol WorkerMeshDelegate: AnyObject {
     /// This worker's `/metrics` text, for another worker's scrape.
     func workerMeshMetricsText() -> [UInt8]
     /// Worker `worker`'s answer to query `query` (the text is valid for the call only).
-    func workerMesh(metrics: UnsafeRawBufferPointer, from worker: Int, query: UInt64)
+    func workerMesh(metrics: RawSpan, from worker: Int, query: UInt64)
 }
 
 final class WorkerMesh {
@@ -358,7 +358,7 @@ final class WorkerMesh {
         case .metricsAnswer:
             guard message.sid.count == 8 else { return }
             let query = UnsafeRawBufferPointer(rebasing: bytes[message.sid]).loadUnaligned(as: UInt64.self)
-            delegate.workerMesh(metrics: UnsafeRawBufferPointer(rebasing: bytes[message.body]), from: worker, query: query)
+            delegate.workerMesh(metrics: UnsafeRawBufferPointer(rebasing: bytes[message.body]).bytes, from: worker, query: query)
         case .received:
             router.deliverForwarded(
                 identity: identity, sid: UnsafeRawBufferPointer(rebasing: bytes[message.sid]),

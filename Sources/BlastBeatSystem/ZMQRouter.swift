@@ -219,7 +219,7 @@ final class ZMQRouter: IOWatcherDelegate {
         }
         let type = frames.view(2)
         guard let parsed = BackendMessageType(type) else {
-            return delegate.backendRouter(receivedMalformed: .unknownType(type), identity: identity.bytes)
+            return delegate.backendRouter(receivedMalformed: .unknownType(Array(type)), identity: identity.bytes)
         }
         delegate.backendRouter(
             received: BackendMessage(identity: identity, sid: frames.view(1), type: parsed, body: frames.view(3)))

@@ -340,7 +340,7 @@ final class ZMTPPeer: IOWatcherDelegate {
                 return
             }
             guard let type = BackendMessageType(typeFrame) else {
-                return router.delegate.backendRouter(receivedMalformed: .unknownType(typeFrame), identity: identity.bytes)
+                return router.delegate.backendRouter(receivedMalformed: .unknownType(Array(typeFrame)), identity: identity.bytes)
             }
             router.delegate.backendRouter(
                 received: BackendMessage(identity: identity, sid: view(frames.sid), type: type, body: view(frames.body)))

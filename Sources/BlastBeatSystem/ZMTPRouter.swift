@@ -507,7 +507,7 @@ final class ZMTPRouter: TimerWatcherDelegate {
         body: UnsafeRawBufferPointer, from worker: Int
     ) {
         guard let parsed = BackendMessageType(type) else {
-            return delegate.backendRouter(receivedMalformed: .unknownType(type), identity: identity.bytes)
+            return delegate.backendRouter(receivedMalformed: .unknownType(Array(type)), identity: identity.bytes)
         }
         delegate.backendRouter(
             received: BackendMessage(identity: identity, sid: sid, type: parsed, body: body, origin: .worker(worker)))

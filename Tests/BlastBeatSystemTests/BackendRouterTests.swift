@@ -224,8 +224,8 @@ private final class MetricsRecorder: WorkerMeshDelegate {
     var answers: [String] = []
     init(text: String) { self.text = text }
     func workerMeshMetricsText() -> [UInt8] { Array(text.utf8) }
-    func workerMesh(metrics: UnsafeRawBufferPointer, from worker: Int, query: UInt64) {
-        answers.append("\(query) from \(worker): \(String(decoding: metrics, as: UTF8.self))")
+    func workerMesh(metrics: RawSpan, from worker: Int, query: UInt64) {
+        answers.append("\(query) from \(worker): \(String(decoding: metrics.copiedBytes, as: UTF8.self))")
     }
 }
 

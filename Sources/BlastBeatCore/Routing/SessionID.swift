@@ -37,6 +37,11 @@ package struct SessionID: Hashable, Sendable {
         return try withUnsafeBytes(of: &copy) { try body($0) }
     }
 
+    /// The 16 wire bytes as a span, valid only inside `body`.
+    package func withSpan<R>(_ body: (RawSpan) -> R) -> R {
+        withBytes { body($0.bytes) }
+    }
+
     /// Lowercase hex, for logs.
     package var hex: String {
         withBytes { raw in

@@ -1,6 +1,18 @@
 /// Calls `body` with the ASCII decimal digits of `value` (no sign: `value` must be >= 0), formatted
 /// on the stack. The one decimal formatter of the hot path (uwsgi `CONTENT_LENGTH`, `REMOTE_ADDR`
 /// octets, `REMOTE_PORT`): no String, no allocation.
+/// The four big-endian bytes of `value` (a `credit` message's count), lent as a span, without an allocation.
+@inlinable
+package func withBigEndianBytes<R>(of value: UInt32, _ body: (RawSpan) -> R) -> R {
+    withUnsafeBytes(of: value.bigEndian) { body($0.bytes) }
+}
+
+/// The same digits lent as a span.
+@inlinable
+package func withDecimalDigitSpan<R>(_ value: Int, _ body: (RawSpan) -> R) -> R {
+    withDecimalDigits(value) { body($0.bytes) }
+}
+
 @inlinable
 package func withDecimalDigits<R>(_ value: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
     precondition(value >= 0, "negative decimal")
