@@ -107,7 +107,7 @@ extension Connection {
     /// Encrypts the queued plaintext (once the handshake allows it) into the socket output.
     func encryptOutput(_ tls: TLSConnection) {
         if !plainOutput.isEmpty && tlsPhase == .established {
-            switch plainOutput.withReadableBytes({ tls.writePlaintext($0) }) {
+            switch plainOutput.withReadableSpan({ tls.writePlaintext($0) }) {
             case .success(let n):
                 plainOutput.consume(n, keepingCapacity: 64 * 1024)
             case .failure(let error):

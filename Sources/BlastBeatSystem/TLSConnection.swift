@@ -242,7 +242,11 @@ package final class TLSConnection {
 
     /// Encrypts all of `bytes` into the outgoing ciphertext. Returns 0 (nothing taken) while the
     /// handshake is incomplete; a memory BIO never pushes back, so otherwise everything is taken.
-    package func writePlaintext(_ bytes: UnsafeRawBufferPointer) -> Result<Int, TLSError> {
+    package func writePlaintext(_ bytes: RawSpan) -> Result<Int, TLSError> {
+        bytes.withUnsafeBytes { writePlaintext($0) }
+    }
+
+    private func writePlaintext(_ bytes: UnsafeRawBufferPointer) -> Result<Int, TLSError> {
         switch state {
         case .failed(let error): return .failure(error)
         case .shutDown: return .failure(TLSError("TLS write after close_notify was sent"))

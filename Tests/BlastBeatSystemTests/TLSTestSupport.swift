@@ -330,5 +330,5 @@ func readAll(_ server: TLSConnection, bufferSize: Int = 1000) -> (bytes: [UInt8]
 }
 
 func serverWrite(_ server: TLSConnection, _ bytes: [UInt8]) -> Result<Int, TLSError> {
-    bytes.withUnsafeBytes { server.writePlaintext($0) }
+    server.writePlaintext(bytes.span.bytes)
 }
