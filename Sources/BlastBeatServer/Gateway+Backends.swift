@@ -117,13 +117,9 @@ extension Gateway {
     /// waiting clients are answered before the loop blocks.
     @discardableResult
     func send(to node: Int, sid: SessionID, type: StaticString, body: RawSpan) -> BackendSendResult {
-        let identity = nodes.nodes[node].identity
-        let outcome = sid.withSpan { sid in
-            Result { () throws(BackendRouterError) in
-                try router.send(to: identity.span.bytes, sid: sid, type: type, copying: body)
-            }
+        routerSend(to: node, sid: sid) { (identity, sid) throws(BackendRouterError) in
+            try router.send(to: identity, sid: sid, type: type, copying: body)
         }
-        return settle(outcome, node: node)
     }
 
     /// Sends a body read straight from a client without copying it: the buffer is handed over (freed
@@ -156,11 +152,19 @@ extension Gateway {
     private func send(to node: Int, sid: SessionID, type: StaticString, counted body: consuming CountedBody) -> BackendSendResult {
         // Moved into the closure through an Optional (a closure may not consume what it captures).
         var pending: CountedBody? = consume body
+        return routerSend(to: node, sid: sid) { (identity, sid) throws(BackendRouterError) in
+            try router.send(to: identity, sid: sid, type: type, counted: pending.take()!)
+        }
+    }
+
+    /// The one way to the router, whichever message: the node's identity and the sid lent to `send`, and its
+    /// outcome settled (an unreachable node marked dead, a refusal logged).
+    private func routerSend(
+        to node: Int, sid: SessionID, _ send: (_ identity: RawSpan, _ sid: RawSpan) throws(BackendRouterError) -> BackendSendResult
+    ) -> BackendSendResult {
         let identity = nodes.nodes[node].identity
         let outcome = sid.withSpan { sid in
-            Result { () throws(BackendRouterError) in
-                try router.send(to: identity.span.bytes, sid: sid, type: type, counted: pending.take()!)
-            }
+            Result { () throws(BackendRouterError) in try send(identity.span.bytes, sid) }
         }
         return settle(outcome, node: node)
     }
@@ -192,13 +196,9 @@ extension Gateway {
     /// connection at another worker needs (docs/PROTOCOL.md, "Credit").
     func sendRequest(to node: Int, sid: SessionID, packet: [UInt8]) -> BackendSendResult {
         let credited = flowControl(of: node) == .credit
-        let identity = nodes.nodes[node].identity
-        let outcome = sid.withSpan { sid in
-            Result { () throws(BackendRouterError) in
-                try router.sendRequest(to: identity.span.bytes, sid: sid, copying: packet.span.bytes, credited: credited)
-            }
+        return routerSend(to: node, sid: sid) { (identity, sid) throws(BackendRouterError) in
+            try router.sendRequest(to: identity, sid: sid, copying: packet.span.bytes, credited: credited)
         }
-        return settle(outcome, node: node)
     }
 
     @discardableResult

@@ -86,8 +86,7 @@ extension HTTP2Stream {
         case .end:
             if !session.closeSent {
                 session.closeFrame(forEnd: body)
-                let frame = session.frame  // a local reference: a span of the stored array would last one access only
-                append(frame.span.bytes)
+                session.passFrame(to: append)
             }
             endWebSocketStream()
         case .headers, .body, .chunk, .retry, .ping, .pong, .uwsgi:
@@ -108,8 +107,7 @@ extension HTTP2Stream {
     func failWebSocket(_ code: WebSocketCloseCode, session: WebSocketSession) {
         if !session.closeSent {
             session.closeFrame(code: code)
-            let frame = session.frame  // a local reference: a span of the stored array would last one access only
-            append(frame.span.bytes)
+            session.passFrame(to: append)
         }
         endWebSocketStream()
     }
@@ -133,7 +131,6 @@ extension HTTP2Stream {
             return
         }
         session.pingFrame()
-        let frame = session.frame  // a local reference: a span of the stored array would last one access only
-        append(frame.span.bytes)
+        session.passFrame(to: append)
     }
 }

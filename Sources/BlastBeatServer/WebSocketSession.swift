@@ -79,12 +79,12 @@ final class WebSocketSession {
                 // A local reference: a span of the class's stored array would last one access only.
                 let ping = assembler.controlPayload
                 WebSocketFrameEncoder.writePong(into: &frame, payload: ping.span.bytes)
-                replyWithFrame(reply)
+                passFrame(to: reply)
             case .pong:
                 break
             case .close(let code):
                 closeFrame(code: code ?? nil)
-                replyWithFrame(reply)
+                passFrame(to: reply)
                 return .closedByClient
             }
         }
@@ -92,7 +92,7 @@ final class WebSocketSession {
     }
 
     /// `frame` through `reply` (a local reference: a span of the class's stored array would last one access only).
-    private func replyWithFrame(_ reply: (RawSpan) -> Void) {
+    func passFrame(to reply: (RawSpan) -> Void) {
         let frame = self.frame
         reply(frame.span.bytes)
     }
@@ -130,14 +130,14 @@ final class WebSocketSession {
             inflated.removeAll(keepingCapacity: true)
             try deflater().compressMessage(payload, into: &inflated)
             WebSocketFrameEncoder.writeHeader(into: &frame, opcode: opcode, rsv1: true, payloadLength: inflated.count)
-            replyWithFrame(write)
+            passFrame(to: write)
             let compressed = inflated  // a local reference, as for the frame
             write(compressed.span.bytes)
             if inflated.capacity > 1 << 20 { inflated = [] }
             return
         }
         WebSocketFrameEncoder.writeHeader(into: &frame, opcode: opcode, payloadLength: payload.byteCount)
-        replyWithFrame(write)
+        passFrame(to: write)
         write(payload)
     }
 

@@ -291,12 +291,8 @@ package final class BackendRouter {
     package func send(
         to identity: RawSpan, sid: RawSpan, type: StaticString, copying body: RawSpan
     ) throws(BackendRouterError) -> BackendSendResult {
-        try identity.withUnsafeBytes { (identity) throws(BackendRouterError) in
-            try sid.withUnsafeBytes { (sid) throws(BackendRouterError) in
-                try body.withUnsafeBytes { (body) throws(BackendRouterError) in
-                    try send(to: identity, sid: sid, type: type, body: .copying(body))
-                }
-            }
+        try Self.withFrames(identity, sid, body) { (identity, sid, body) throws(BackendRouterError) in
+            try send(to: identity, sid: sid, type: type, body: .copying(body))
         }
     }
 
@@ -306,10 +302,8 @@ package final class BackendRouter {
     ) throws(BackendRouterError) -> BackendSendResult {
         // Moved into the closure through an Optional (a closure may not consume what it captures).
         var pending: CountedBody? = consume body
-        return try identity.withUnsafeBytes { (identity) throws(BackendRouterError) in
-            try sid.withUnsafeBytes { (sid) throws(BackendRouterError) in
-                try send(to: identity, sid: sid, type: type, body: .counted(pending.take()!))
-            }
+        return try Self.withFrames(identity, sid, RawSpan()) { (identity, sid, _) throws(BackendRouterError) in
+            try send(to: identity, sid: sid, type: type, body: .counted(pending.take()!))
         }
     }
 
@@ -317,11 +311,19 @@ package final class BackendRouter {
     package func sendRequest(
         to identity: RawSpan, sid: RawSpan, copying body: RawSpan, credited: Bool
     ) throws(BackendRouterError) -> BackendSendResult {
+        try Self.withFrames(identity, sid, body) { (identity, sid, body) throws(BackendRouterError) in
+            try sendRequest(to: identity, sid: sid, body: .copying(body), credited: credited)
+        }
+    }
+
+    /// The three frames of a send as the engines take them.
+    private static func withFrames<R>(
+        _ identity: RawSpan, _ sid: RawSpan, _ body: RawSpan,
+        _ use: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(BackendRouterError) -> R
+    ) throws(BackendRouterError) -> R {
         try identity.withUnsafeBytes { (identity) throws(BackendRouterError) in
             try sid.withUnsafeBytes { (sid) throws(BackendRouterError) in
-                try body.withUnsafeBytes { (body) throws(BackendRouterError) in
-                    try sendRequest(to: identity, sid: sid, body: .copying(body), credited: credited)
-                }
+                try body.withUnsafeBytes { (body) throws(BackendRouterError) in try use(identity, sid, body) }
             }
         }
     }

@@ -70,16 +70,7 @@ package enum HTTPSyntax {
             if lineEnd - lineStart > length, head.unsafeLoad(fromByteOffset: lineStart + length, as: UInt8.self) == 0x3A,
                 equalsIgnoringCase(head.extracting(lineStart..<(lineStart + length)), name)
             {
-                var first = lineStart + length + 1, last = lineEnd
-                while first < last && isBlank(head.unsafeLoad(fromByteOffset: first, as: UInt8.self)) { first += 1 }
-                while last > first {
-                    let byte = head.unsafeLoad(fromByteOffset: last - 1, as: UInt8.self)
-                    guard isBlank(byte) || byte == 0x0D else { break }
-                    last -= 1
-                }
-                var value: [UInt8] = []
-                value.appendBytes(head.extracting(first..<last))
-                return value
+                return copy(trimmed(head, (lineStart + length + 1)..<lineEnd, alsoCR: true), of: head)
             }
             lineStart = lineEnd + 1
         }
@@ -93,21 +84,28 @@ package enum HTTPSyntax {
         var start = 0
         while start <= value.byteCount {
             var end = start
-            while end < value.byteCount && value.unsafeLoad(fromByteOffset: end, as: UInt8.self) != 0x2C { end += 1 }
-            var first = start, last = end
-            while first < last && isBlank(value.unsafeLoad(fromByteOffset: first, as: UInt8.self)) { first += 1 }
-            while last > first && isBlank(value.unsafeLoad(fromByteOffset: last - 1, as: UInt8.self)) { last -= 1 }
-            if first < last {
-                var element: [UInt8] = []
-                element.appendBytes(value.extracting(first..<last))
-                elements.append(element)
-            }
+            while end < value.byteCount && value.unsafeLoad(fromByteOffset: end, as: UInt8.self) != comma { end += 1 }
+            let element = trimmed(value, start..<end, alsoCR: false)
+            if !element.isEmpty { elements.append(copy(element, of: value)) }
             start = end + 1
         }
         return elements
     }
 
-    private static func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
+    /// `range` of `bytes` without the spaces and tabs (and, `alsoCR`, carriage returns) at its ends.
+    private static func trimmed(_ bytes: RawSpan, _ range: Range<Int>, alsoCR: Bool) -> Range<Int> {
+        func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || (alsoCR && byte == 0x0D) }
+        var first = range.lowerBound, last = range.upperBound
+        while first < last && isBlank(bytes.unsafeLoad(fromByteOffset: first, as: UInt8.self)) { first += 1 }
+        while last > first && isBlank(bytes.unsafeLoad(fromByteOffset: last - 1, as: UInt8.self)) { last -= 1 }
+        return first..<last
+    }
+
+    private static func copy(_ range: Range<Int>, of bytes: RawSpan) -> [UInt8] {
+        var copy: [UInt8] = []
+        copy.appendBytes(bytes.extracting(range))
+        return copy
+    }
 
     /// Whether the bytes at `range` equal `literal` (lowercase ASCII), ignoring ASCII case.
     package static func rangeEqualsLowercase(
