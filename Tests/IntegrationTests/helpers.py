@@ -585,6 +585,16 @@ class Gateway:
         except OSError:
             return []
 
+    def wait_for_replacement(self, gone: int, timeout: float, count: int = 2, interval: float = 0.01) -> list[int]:
+        """Waits until the parent has ``count`` children again, ``gone`` not among them (a killed worker was
+        reaped and its replacement forked), and returns them. One read of the children per poll: between two
+        reads the parent may reap the killed worker, and a check reading twice would see two children (one a
+        zombie) and then no ``gone``, while the replacement is not forked yet."""
+        def replaced():
+            pids = self.worker_pids()
+            return pids if len(pids) == count and gone not in pids else None
+        return wait_until(replaced, timeout, interval=interval, what=f"a worker in place of pid {gone}")
+
     def worker_index(self, pid: int) -> int:
         """The index a worker logged at its start ("worker K of N serving as pid P")."""
         found = re.findall(rf"worker (\d+) of \d+ serving as pid {pid}\b", self.stderr())

@@ -84,8 +84,7 @@ def test_swift_node_reconnects_to_a_restarted_worker_by_itself(make_gateway, run
                what="one node connection at each worker")
     (victim,) = [pid for pid in gw.worker_pids() if gw.worker_index(pid) == 1]
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: len(gw.worker_pids()) == 2 and victim not in gw.worker_pids(), 5, interval=0.01,
-               what="worker 1 started again")
+    gw.wait_for_replacement(victim, 5)
     # The node's connection to worker 1 comes back by itself (libzmq reconnects it; the gateway hands it to
     # the new worker 1); the one to worker 0 was never lost.
     wait_until(lambda: established_per_worker(gw) == {0: 1, 1: 1}, 15, interval=0.1,

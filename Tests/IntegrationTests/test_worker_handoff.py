@@ -345,8 +345,7 @@ def test_kill_9_of_worker_1_its_connection_comes_back_after_the_restart(make_gat
     warm = len(backend.seen(1))
     victim = worker_pid(gw, 1)
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: len(gw.worker_pids()) == 2 and victim not in gw.worker_pids(), 2, interval=0.01,
-               what="worker 1 started again")
+    gw.wait_for_replacement(victim, 2)
     assert re.search(rf"worker 1 \(pid {victim}\) was killed by signal 9; starting it again", gw.stderr())
     # libzmq reconnects the labelled-1 socket by itself; wherever it lands it ends at the new worker 1.
     wait_until(lambda: both_labels_connected(gw), 15, interval=0.2, what="worker 1 served on its own connection again")

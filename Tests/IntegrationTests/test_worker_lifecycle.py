@@ -125,7 +125,8 @@ def test_a_restarted_worker_that_cannot_start_is_retried_while_the_other_serves(
     logs.mkdir()  # the next restart can open it again: the gateway serves on two workers once more
     wait_until(lambda: re.search(rf"worker {index} of 2 serving as pid", (logs / "error.log").read_text()
                                  if (logs / "error.log").exists() else ""), 40, what="the worker serving again")
-    assert len(gw.worker_pids()) == 2 and pids[1] not in gw.worker_pids()
+    children = gw.worker_pids()
+    assert len(children) == 2 and pids[1] not in children, children
     assert gw.stop() == 0
 
 
@@ -163,7 +164,7 @@ def test_notify_with_two_workers_names_the_parent_and_waits_for_every_worker(mak
     # A worker that dies and is started again is no news to the service manager.
     pids = workers_serving(gw)
     os.kill(pids[0], signal.SIGKILL)
-    wait_until(lambda: len(gw.worker_pids()) == 2 and pids[0] not in gw.worker_pids(), 5, what="the restart")
+    gw.wait_for_replacement(pids[0], 5)
     notify.nothing_more(0.5)
 
     gw.proc.send_signal(signal.SIGTERM)

@@ -157,7 +157,7 @@ def test_kill_9_of_a_worker_holding_requests_in_flight_frees_its_places(make_gat
     send_holds(conns[holder_index])
     assert conns[holder_index][0].read_response(timeout=5).status == 503
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: len(gw.worker_pids()) == 2 and victim not in gw.worker_pids(), 2, what="a new worker")
+    gw.wait_for_replacement(victim, 2)
     # The parent's line may reach its log a moment after the new worker's pid shows.
     released = rf"worker {victim_index} held 10 requests in flight and \d+ connections at vhosts; released"
     wait_until(lambda: re.search(released, gw.stderr()), 5, what="the parent's line on the released places")

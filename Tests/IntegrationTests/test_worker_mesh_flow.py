@@ -166,7 +166,7 @@ def test_a_restarted_worker_learns_that_the_connection_takes_credit(make_gateway
         holder = holder_pid(gw, pids)
         other = next(p for p in pids if p != holder)
         os.kill(other, signal.SIGKILL)
-        wait_until(lambda: other not in gw.worker_pids() and len(gw.worker_pids()) == 2, 10, what="the restart")
+        gw.wait_for_replacement(other, 10)
         wait_until(lambda: gw.logs().count("NODE1 takes credit") == 3, 5, what="the restarted worker told")
         answers = get_many(gw, 16, 200_000)
         check_served(answers, backend, 200_000)

@@ -132,8 +132,7 @@ def test_kill_9_of_the_worker_holding_the_backend_the_backend_reconnects(make_ga
     pids = workers_ready(gw)
     holder = holder_pid(gw, pids)
     os.kill(holder, signal.SIGKILL)
-    new_pids = wait_until(lambda: len(gw.worker_pids()) == 2 and holder not in gw.worker_pids() and gw.worker_pids(),
-                          1.0, interval=0.01, what="the new worker")
+    new_pids = gw.wait_for_replacement(holder, 1.0)
     # libzmq reconnects by itself; then both workers serve again.
     holder_pid(gw, new_pids)
 
@@ -263,8 +262,7 @@ def test_without_root_a_parent_still_serves_two_workers(make_gateway, make_backe
             answers = set(pool.map(lambda _: served_by(http_request(gw.port)), range(100)))
         assert answers == {0, 1}
         os.kill(pids[0], signal.SIGKILL)
-        wait_until(lambda: len(gw.worker_pids()) == 2 and pids[0] not in gw.worker_pids(), 1.0, interval=0.01,
-                   what="the new worker")
+        gw.wait_for_replacement(pids[0], 1.0)
     finally:
         cleanup_dir(directory)
 
