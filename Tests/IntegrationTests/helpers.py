@@ -71,6 +71,39 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets ``pid`` holds, as /proc/net/tcp prints them. A process that starts or stops
+    opens and closes descriptors while they are listed: one gone before it is read is skipped, and a process
+    gone altogether holds none."""
+    inodes = set()
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for fd in descriptors:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def tcp_inodes(port: int, state: str, tables: Iterable[str] = ("/proc/net/tcp",)) -> set[str]:
+    """The inodes of the TCP sockets whose local port is ``port`` in ``state`` ("0A" listening, "01"
+    established; the kernel's hex codes)."""
+    inodes = set()
+    for table in tables:
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if fields[1].endswith(f":{port:04X}") and fields[3] == state:
+                    inodes.add(fields[9])
+    return inodes
+
+
 def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.02, what: str = "condition"):
     """Poll ``pred`` until it returns something truthy; raise TimeoutError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import (HTTPHandler, RawConn, Request, free_port, hello_app, http_request, request_bytes, respond,
-                     response_head, rss_bytes, wait_until)
+                     response_head, rss_bytes, socket_inodes, wait_until)
 from tls_helpers import TLSConn, cert_dir, make_tls_gateway, pki, replace_file, tls_context  # noqa: F401 - fixtures
 from ws_helpers import OP_TEXT, RawWS, ws_echo_handler
 
@@ -72,22 +72,14 @@ def scrape(gw) -> Scrape:
 
 def listening_ports(pid: int) -> set[int]:
     """TCP ports the process listens on (its socket inodes in LISTEN state in /proc/net/tcp and tcp6)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        m = re.match(r"socket:\[(\d+)\]", target)
-        if m:
-            inodes.add(m.group(1))
+    held = socket_inodes(pid)
     ports = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
             next(f)
             for line in f:
                 fields = line.split()
-                if fields[3] == "0A" and fields[9] in inodes:
+                if fields[3] == "0A" and fields[9] in held:
                     ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from helpers import (HTTPHandler, LoadClient, RawConn, hello_app, http_request, port_accepts, request_bytes,
-                     request_in_background, wait_until)
+                     request_in_background, socket_inodes, tcp_inodes, wait_until)
 
 
 def wait_log(gw, pattern: str, timeout: float = 10.0, after: int = 0) -> re.Match:
@@ -29,22 +29,9 @@ def wait_log(gw, pattern: str, timeout: float = 10.0, after: int = 0) -> re.Matc
 
 def serving_pid_on(port: int) -> int:
     """The pid of the process whose listening socket holds ``port`` (the serving one)."""
-    inode = None
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
-                inode = fields[9]
-    assert inode, f"nothing listens on {port}"
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
-                    pids.append(int(pid))
-                    break
-        except OSError:
-            continue
+    listening = tcp_inodes(port, "0A")
+    assert listening, f"nothing listens on {port}"
+    pids = [int(pid) for pid in filter(str.isdigit, os.listdir("/proc")) if socket_inodes(int(pid)) & listening]
     # The privileged parent keeps a copy of the socket but serves nothing: the serving process is its child.
     children = [p for p in pids if any(str(p) in open(f"/proc/{q}/task/{q}/children").read().split() for q in pids
                                        if os.path.exists(f"/proc/{q}/task/{q}/children"))]

@@ -22,7 +22,7 @@ import pytest
 import zmq
 
 from curve_helpers import KeyPair, RawZMTP, command, frame, greeting, metadata, site_config
-from helpers import RawConn, free_port, request_bytes, wait_until
+from helpers import RawConn, free_port, request_bytes, socket_inodes, tcp_inodes, wait_until
 from test_metrics import Scrape, admin_get
 from test_workers import holder_pid, workers_ready
 
@@ -216,20 +216,10 @@ def test_a_connection_per_worker_serves_each_workers_requests_without_the_mesh(m
 
 def established_per_worker(gw) -> dict[int, int]:
     """Worker index → backend connections (established on the ROUTER's port) whose socket it holds."""
-    inodes = set()
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if fields[1].endswith(f":{gw.zmq_port:04X}") and fields[3] == "01":
-                inodes.add(f"socket:[{fields[9]}]")
+    established = tcp_inodes(gw.zmq_port, "01")
     held = {}
     for pid in gw.worker_pids():
-        count = 0
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                count += os.readlink(f"/proc/{pid}/fd/{fd}") in inodes
-            except OSError:
-                pass
+        count = len(socket_inodes(pid) & established)
         held[gw.worker_index(pid)] = count
     return held
 

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from helpers import HTTPHandler, LoadClient, RawConn, http_request, request_bytes, respond, wait_until
+from helpers import (HTTPHandler, LoadClient, RawConn, http_request, request_bytes, respond, socket_inodes,
+                     tcp_inodes, wait_until)
 from test_upgrade import Upgraded, upgrade, wait_log
 from tls_helpers import cleanup_dir, make_tls_gateway, pki, s_client_exchange, world_readable_dir  # noqa: F401
 
@@ -43,15 +44,8 @@ def workers_ready(gw, count: int = 2) -> list[int]:
 def holder_pid(gw, pids: list[int]) -> int:
     """The worker holding the (one) established backend connection to the ROUTER's port."""
     def find():
-        inodes = set()
-        with open("/proc/net/tcp") as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                if fields[1].endswith(f":{gw.zmq_port:04X}") and fields[3] == "01":
-                    inodes.add(fields[9])
-        holders = [pid for pid in pids
-                   if any(os.readlink(f"/proc/{pid}/fd/{fd}") in {f"socket:[{i}]" for i in inodes}
-                          for fd in os.listdir(f"/proc/{pid}/fd"))]
+        established = tcp_inodes(gw.zmq_port, "01")
+        holders = [pid for pid in pids if socket_inodes(pid) & established]
         return holders[0] if len(holders) == 1 else None
     return wait_until(find, 5, what="the worker holding the backend connection")
 
