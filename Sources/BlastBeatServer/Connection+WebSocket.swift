@@ -106,7 +106,7 @@ extension Connection {
     /// Closes with `code` after a protocol error (or a backend failure): close frame, `end`, TCP close.
     func failWebSocket(_ code: WebSocketCloseCode, session: WebSocketSession) {
         if code == .messageTooBig { gateway.countRejection(self, by: .webSocketMaxMessage) }
-        if !session.closeSent {
+        if !session.liveness.isClosing {
             session.closeFrame(code: code)
             enqueue(session.frame)
         }
@@ -118,7 +118,7 @@ extension Connection {
     func backendWebSocketMessage(_ type: BackendMessageType, _ body: RawSpan, session: WebSocketSession) {
         switch type {
         case .websocket, .websocketBinary:
-            if session.closeSent { return }
+            if session.liveness.isClosing { return }
             let sent: Bool
             do { sent = try session.writeBackendMessage(isText: type == .websocket, body) { enqueue($0) } } catch {
                 gateway.logger.error("deflate failed: \(error)")
@@ -126,7 +126,7 @@ extension Connection {
             }
             if !sent { gateway.backendSentInvalidText(nodeName: nodeName) }
         case .end:
-            if !session.closeSent {
+            if !session.liveness.isClosing {
                 session.closeFrame(forEnd: body)
                 enqueue(session.frame)
             }
@@ -139,19 +139,20 @@ extension Connection {
 
     // MARK: idle
 
-    /// Half the idle timeout without a frame: ping; the other half too: close with 1001.
+    /// Half the idle timeout without a frame (the deadline is set anew by every client frame): ping; the
+    /// other half too: close with 1001 (WebSocketLiveness.swift).
     func webSocketIdle(session: WebSocketSession) {
-        if session.closeSent {
-            return abort("WebSocket close handshake timed out")
-        }
-        if session.pingOutstanding {
+        switch session.liveness.quietHalfPeriod() {
+        case .ping:
+            session.pingFrame()
+            enqueue(session.frame)
+            setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle)
+        case .closeGoingAway:
             failWebSocket(.goingAway, session: session)
             setDeadline(5, .linger)
-            return
+        case .abandon:
+            abort("WebSocket close handshake timed out")
         }
-        session.pingFrame()
-        enqueue(session.frame)
-        setDeadline(gateway.config.webSocket.idleTimeout / 2, .webSocketIdle)
     }
 }
 

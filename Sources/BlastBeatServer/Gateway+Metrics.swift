@@ -39,7 +39,7 @@ extension Gateway {
         case .tlsHandshake: limit = .tlsHandshakeTimeout
         case .webSocketIdle:
             // The first expiry pings; only the second (no answer) closes.
-            guard connection.webSocket?.pingOutstanding == true else { return }
+            guard connection.webSocket?.liveness == .pinged else { return }
             limit = .webSocketIdleTimeout
         case .idle, .linger, .refusalPause: return
         }

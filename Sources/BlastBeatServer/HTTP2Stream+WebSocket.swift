@@ -66,7 +66,7 @@ extension HTTP2Stream {
     /// The client ended its side of the stream without a close frame (as a TCP FIN would): ours ends too.
     func webSocketClientEnded() {
         guard let session = webSocket else { return }
-        session.closeSent = true
+        session.liveness.closeStarted()
         if phase == .streaming { phase = .ended }
         wakeDataProvider()
     }
@@ -76,7 +76,7 @@ extension HTTP2Stream {
     func backendWebSocketMessage(_ type: BackendMessageType, _ body: RawSpan, session: WebSocketSession) {
         switch type {
         case .websocket, .websocketBinary:
-            if session.closeSent { return }
+            if session.liveness.isClosing { return }
             let sent: Bool
             do { sent = try session.writeBackendMessage(isText: type == .websocket, body) { append($0) } } catch {
                 gateway.logger.error("deflate failed: \(error)")
@@ -84,7 +84,7 @@ extension HTTP2Stream {
             }
             if !sent { gateway.backendSentInvalidText(nodeName: self.session.nodeName) }
         case .end:
-            if !session.closeSent {
+            if !session.liveness.isClosing {
                 session.closeFrame(forEnd: body)
                 session.passFrame(to: append)
             }
@@ -105,7 +105,7 @@ extension HTTP2Stream {
 
     /// A close frame with `code`, then END_STREAM.
     func failWebSocket(_ code: WebSocketCloseCode, session: WebSocketSession) {
-        if !session.closeSent {
+        if !session.liveness.isClosing {
             session.closeFrame(code: code)
             session.passFrame(to: append)
         }
@@ -117,20 +117,22 @@ extension HTTP2Stream {
         if let webSocket { failWebSocket(.internalServerError, session: webSocket) } else { abort("backend node went away") }
     }
 
-    /// Half the idle timeout without a frame: ping; the other half too: close with 1001.
+    /// The connection's timer (every second while streams are open): when half the idle timeout passed
+    /// without a frame since the client's last bytes and since the previous idle check, the check runs as
+    /// over HTTP/1.1: ping; the other half too: close with 1001 (WebSocketLiveness.swift).
     func webSocketTick(now: Double) {
-        guard let session = webSocket else { return }
-        let idle = gateway.config.webSocket.idleTimeout
-        if session.closeSent {
-            if now - lastClientData >= idle / 2 { abort("WebSocket close handshake timed out") }
-            return
+        guard let session = webSocket,
+            now - max(lastClientData, webSocketIdleCheckedAt) >= gateway.config.webSocket.idleTimeout / 2
+        else { return }
+        webSocketIdleCheckedAt = now
+        switch session.liveness.quietHalfPeriod() {
+        case .ping:
+            session.pingFrame()
+            session.passFrame(to: append)
+        case .closeGoingAway:
+            failWebSocket(.goingAway, session: session)
+        case .abandon:
+            abort("WebSocket close handshake timed out")
         }
-        if now - lastClientData < idle / 2 { return }
-        if session.pingOutstanding {
-            if now - lastClientData >= idle { failWebSocket(.goingAway, session: session) }
-            return
-        }
-        session.pingFrame()
-        session.passFrame(to: append)
     }
 }

@@ -40,6 +40,8 @@ final class HTTP2Stream {
     /// Body bytes received and forwarded, not yet given back to the client's window (the node's queue was full).
     var unconsumed = 0
     var lastClientData: Double = 0
+    /// When the WebSocket idle check last ran (HTTP2Stream+WebSocket.swift, `webSocketTick`).
+    var webSocketIdleCheckedAt: Double = 0
 
     // MARK: response
     enum ResponsePhase {

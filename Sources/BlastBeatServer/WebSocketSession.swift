@@ -13,8 +13,8 @@ final class WebSocketSession {
     /// Scratch buffers reused for every message.
     var inflated: [UInt8] = []
     var frame: [UInt8] = []
-    var closeSent = false
-    var pingOutstanding = false
+    /// Idle pings and the close handshake (WebSocketLiveness.swift).
+    var liveness = WebSocketLiveness.open
 
     init(maxMessageSize: Int, compression: PerMessageDeflateParameters?) {
         self.assembler = WebSocketMessageAssembler(
@@ -55,9 +55,9 @@ final class WebSocketSession {
         _ bytes: RawSpan, limit: Int, deliver: (_ isText: Bool, RawSpan) -> Void,
         reply: (RawSpan) -> Void
     ) -> ClientBytesOutcome {
-        pingOutstanding = false
+        liveness.clientSpoke()
         var offset = 0
-        while offset < bytes.byteCount && !closeSent {
+        while offset < bytes.byteCount && !liveness.isClosing {
             let event: WebSocketMessageEvent?
             do throws(WebSocketError) {
                 let consumed: Int
@@ -155,14 +155,13 @@ final class WebSocketSession {
 
     /// A close frame with `code` (nil: no status) in `frame`; the close handshake has started.
     func closeFrame(code: WebSocketCloseCode?, reason: RawSpan = RawSpan()) {
-        closeSent = true
+        liveness.closeStarted()
         frame.removeAll(keepingCapacity: true)
         WebSocketFrameEncoder.writeClose(into: &frame, code: code, reason: reason)
     }
 
-    /// A ping without payload in `frame` (the idle check); a pong is then outstanding.
+    /// A ping without payload in `frame` (the idle check's `.ping`).
     func pingFrame() {
-        pingOutstanding = true
         frame.removeAll(keepingCapacity: true)
         WebSocketFrameEncoder.writePing(into: &frame, payload: RawSpan())
     }

@@ -12,7 +12,7 @@ import h2.settings
 
 from h2_helpers import H2Conn
 from helpers import HTTPHandler, decode_env, hello_app, response_head
-from ws_helpers import OP_BINARY, OP_CLOSE, OP_TEXT, encode_frame, ws_echo_handler
+from ws_helpers import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_frame, ws_echo_handler
 
 
 def parse_frames(data: bytes):
@@ -177,3 +177,53 @@ def test_websocket_over_h2_closed_with_1001_on_sigterm(make_gateway, make_backen
         raw.send(answer)
         raw.wait_closed(5)
     assert gw.proc.wait(10) == 0
+
+
+def test_websocket_over_h2_idle_ping_then_1001_then_given_up(make_gateway, make_backend):
+    """The idle check as over HTTP/1.1 (test_websocket.py): half the idle timeout without a frame, a ping; the
+    other half unanswered, a 1001 close and END_STREAM; a client that never ends its side then has its stream
+    reset after another half, and the node is told `end`. The connection's timer ticks every second, so each
+    step may come up to a second late."""
+    gw = make_gateway(vhosts={"localhost": ["A"]}, options={"websocket-idle-timeout": "2"})
+    node = make_backend(gw, "A", ws_echo_handler)
+    with H2Conn(gw.port) as c:
+        sid = open_websocket(c)
+        c.wait(lambda: c.streams[sid].status == 200, 5, "the 200")
+        started = time.monotonic()
+        r = c.streams[sid]
+        c.wait(lambda: parse_frames(bytes(r.body)), 4, "the ping")
+        assert parse_frames(bytes(r.body)) == [(OP_PING, b"")]
+        assert 0.9 <= time.monotonic() - started <= 2.6
+        c.wait(lambda: r.ended, 4, "the close and END_STREAM")
+        assert parse_frames(bytes(r.body)) == [(OP_PING, b""), (OP_CLOSE, struct.pack("!H", 1001))]
+        assert 1.9 <= time.monotonic() - started <= 4.6
+        ended = time.monotonic()
+        c.wait(lambda: r.reset is not None, 4, "the reset of the half-closed stream")
+        assert 0.9 <= time.monotonic() - ended <= 2.6
+        assert r.reset == 2  # INTERNAL_ERROR
+        # The connection itself serves on.
+        assert c.get("/").status is not None
+    node.wait_message(b"end")
+
+
+def test_websocket_over_h2_answered_pings_keep_it_open(make_gateway, make_backend):
+    gw = make_gateway(vhosts={"localhost": ["A"]}, options={"websocket-idle-timeout": "2"})
+    make_backend(gw, "A", ws_echo_handler)
+    with H2Conn(gw.port) as c:
+        sid = open_websocket(c)
+        c.wait(lambda: c.streams[sid].status == 200, 5, "the 200")
+        r = c.streams[sid]
+        answered = 0
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            c.read_events(0.2)
+            pings = [f for f in parse_frames(bytes(r.body)) if f[0] == OP_PING]
+            while answered < len(pings):
+                c.h2.send_data(sid, encode_frame(OP_PONG, pings[answered][1]))
+                c.flush()
+                answered += 1
+        assert answered >= 2 and not r.done, parse_frames(bytes(r.body))
+        assert all(f[0] == OP_PING for f in parse_frames(bytes(r.body)))
+        c.h2.send_data(sid, encode_frame(OP_TEXT, b"still open"))
+        c.flush()
+        c.wait(lambda: (OP_TEXT, b"still open") in parse_frames(bytes(r.body)), 5, "the echo")
