@@ -20,7 +20,6 @@ extension Connection {
     func writeResponseHead(_ head: RawSpan, status: Int, adding: AddedHeaders?) {
         log.status = status
         log.bytesSent = 0
-        if let node { gateway.metrics.nodeAnswered(gateway.nodes.nodes[node].base) }
         if let adding {
             // Our lines go before the blank line; the rest goes out verbatim.
             enqueue(head.extracting(0..<adding.blankLine))

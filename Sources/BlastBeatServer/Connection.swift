@@ -272,11 +272,6 @@ final class Connection: IOWatcherDelegate, TimerWatcherDelegate {
     var isExchangeActive: Bool { http2 == nil ? session.isResponseActive : http2!.hasStreams }
 
 
-
-    /// The node of the current or last request, and whether it knows the session (see HTTPSession).
-    var node: Int? { session.node }
-    var nodeKnowsSession: Bool { session.nodeKnowsSession }
-
     /// Watches for reading unless input is being held back, and for writing while output is queued.
     func updateInterest() {
         if closed { return }

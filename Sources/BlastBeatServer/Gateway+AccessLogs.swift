@@ -69,7 +69,7 @@ extension Gateway {
         if second != accessLogDate.second {
             accessLogDate = (second, WallClock.format(second, "%d/%b/%Y:%H:%M:%S %z"))
         }
-        let node = connection.node.map { nodes.nodes[$0].identity }
+        let node = connection.session.node.map { nodes.nodes[$0].identity }
         let elapsed = loop.now - connection.requestStart
         accessLog.withBuffer { out in
             connection.log.write(

@@ -250,7 +250,7 @@ extension Gateway {
     func resumeBodiesForDrainedNodes() {
         var stillWaiting: [Connection] = []
         for connection in waitingForNodeQueue where !connection.closed {
-            if let node = connection.node, nodeQueueStillFull(node) {
+            if let node = connection.session.node, nodeQueueStillFull(node) {
                 stillWaiting.append(connection)
             } else {
                 connection.nodeQueueDrained()
@@ -326,7 +326,7 @@ extension Gateway {
         if !sessionsOnReplacedConnections.isEmpty {
             let lost = sessionsOnReplacedConnections
             sessionsOnReplacedConnections.removeAll()
-            for connection in lost where !connection.closed && connection.nodeKnowsSession {
+            for connection in lost where !connection.closed && connection.session.nodeKnowsSession {
                 connection.nodeLost(connectionReplaced: true)
             }
         }
@@ -336,7 +336,7 @@ extension Gateway {
         pendingNodeFailures.removeAll()
         failHTTP2Streams(onDeadNodes: dead)
         for connection in Array(sessions.values) {
-            guard let node = connection.node, dead.contains(node), connection.nodeKnowsSession else { continue }
+            guard let node = connection.session.node, dead.contains(node), connection.session.nodeKnowsSession else { continue }
             if nodes.isUsable(node) { continue }
             connection.nodeLost()
         }
@@ -376,7 +376,7 @@ extension Gateway {
         // A new connection takes credit only once it announces it.
         if node < nodeFlowControl.count { nodeFlowControl[node] = .pausing }
         if replaced != nil {
-            for connection in sessions.values where connection.node == node && connection.nodeKnowsSession {
+            for connection in sessions.values where connection.session.node == node && connection.session.nodeKnowsSession {
                 sessionsOnReplacedConnections.append(connection)
             }
             http2StreamsOnReplacedConnection(node)

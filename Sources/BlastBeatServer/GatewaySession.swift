@@ -355,6 +355,8 @@ final class GatewaySession {
             transport.writeChunk(message.extracting(payload))
             if complete { responseFinished() }
         case .startResponse(let head, let status, let adding, let complete):
+            // Counted here for both transports (HTTP/2 responses were not counted when the connection did it).
+            if let node { gateway.metrics.nodeAnswered(gateway.nodes.nodes[node].base) }
             transport.writeResponseHead(message.extracting(head), status: status, adding: adding, complete: complete)
             if complete { responseFinished() }
         case .acceptUpgrade(let head):

@@ -17,7 +17,8 @@ from collections import Counter
 import pytest
 
 from h2_helpers import H2Conn
-from helpers import HTTPHandler, Request, curl, echo_app, hello_app, respond, response_head, wait_until
+from helpers import (HTTPHandler, Request, curl, echo_app, hello_app, http_request, respond, response_head,
+                     wait_until)
 from tls_helpers import curl_https, make_tls_gateway, pki  # noqa: F401 - fixtures
 
 
@@ -243,6 +244,24 @@ def test_retry_moves_the_stream_to_another_node(make_gateway, make_backend):
     metrics = scrape(gw)
     assert metrics.value("blastbeat_node_retries_total", node="A") == 1
     assert metrics.value("blastbeat_node_retries_total", node="B") == 1
+
+
+def test_node_responses_are_counted_for_streams_as_for_http1(make_gateway, make_backend):
+    """blastbeat_node_responses_total counts the response heads a node sends for HTTP/2 streams too (the
+    HTTP/1.1 connection once counted them itself, and streams not at all); the node's own 502 counts, the
+    gateway's 503 for a vhost without a live node does not."""
+    from helpers import free_port
+    from test_metrics import scrape
+    gw = make_gateway(vhosts={"localhost": ["A"], "empty.test": ["GHOST"]},
+                      options={"admin": f"127.0.0.1:{free_port()}", "backend-timeout": 1})
+    make_backend(gw, "A", HTTPHandler(hello_app(b"a")))
+    with H2Conn(gw.port) as c:
+        assert [c.get(f"/{i}").status for i in range(3)] == [200, 200, 200]
+        assert c.get("/", authority="empty.test").status == 503
+    assert http_request(gw.port, target="/h1").status == 200
+    metrics = scrape(gw)
+    assert metrics.value("blastbeat_node_responses_total", node="A") == 4
+    assert metrics.value("blastbeat_node_responses_total", node="GHOST") == 0
 
 
 def test_access_log_names_the_protocol(make_gateway, make_backend):
