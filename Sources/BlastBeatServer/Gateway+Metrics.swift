@@ -23,8 +23,8 @@ extension Gateway {
     }
 
     /// A request the gateway answers itself because of a limit (see `Metrics.limit(of:)`).
-    func countRejection(_ connection: Connection, _ failure: SessionFailure) {
-        if let limit = Metrics.limit(of: failure) { metrics.rejected(slot: connection.meterSlot, by: limit) }
+    func countRejection(_ transport: SessionTransport, _ failure: SessionFailure) {
+        if let limit = Metrics.limit(of: failure) { metrics.rejected(slot: transport.meterSlot, by: limit) }
     }
 
     /// A connection's deadline passed (before it is acted on): the timeouts that end a request or a
@@ -50,6 +50,17 @@ extension Gateway {
     func countRejection(_ connection: Connection, by limit: Metrics.Limit) {
         metrics.rejected(slot: connection.meterSlot, by: limit)
     }
+
+    /// The same limits met by one HTTP/2 stream, counted in its request's vhost.
+    func countRejection(_ stream: HTTP2Stream, by limit: Metrics.Limit) {
+        metrics.rejected(slot: stream.meterSlot, by: limit)
+    }
+}
+
+extension HTTP2Stream {
+    /// The vhost slot the stream's request counts in (none before it is routed). The connection's own meter
+    /// is not routed: its streams may go to different vhosts.
+    var meterSlot: Int { Metrics.slot(ofVhost: log.vhost) }
 }
 
 extension Connection {

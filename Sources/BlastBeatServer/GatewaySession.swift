@@ -395,7 +395,7 @@ final class GatewaySession {
 
     /// Counts and logs a failure the backend, or the wait for it, caused.
     private func report(_ failure: SessionFailure) {
-        gateway.countRejection(transport.clientConnection, failure)
+        gateway.countRejection(transport, failure)
         if failure.isBackendError { gateway.counters.backendErrors += 1 }
         switch failure {
         case .invalidHead(let error):

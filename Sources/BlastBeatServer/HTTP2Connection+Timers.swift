@@ -45,13 +45,16 @@ extension HTTP2Connection {
                 stream.webSocketTick(now: now)
             } else if session.isResponseActive && now - stream.lastBackendActivity >= limits.backendTimeout {
                 gateway.counters.timeouts += 1
+                gateway.countRejection(stream, by: .backendTimeout)
                 session.backendTimedOut()
             } else if stream.requestBodyOpen && stream.unconsumed == 0 && now - stream.lastClientData >= limits.bodyTimeout {
                 gateway.counters.timeouts += 1
+                gateway.countRejection(stream, by: .bodyTimeout)
                 stream.abort("request body stalled")
             } else if !stream.body.isEmpty && now - stream.lastDrained >= limits.bodyTimeout {
                 // The client holds the stream's window shut (or stopped reading): the bytes cannot leave.
                 gateway.counters.timeouts += 1
+                gateway.countRejection(stream, by: .bodyTimeout)
                 stream.abort("response held by a zero window for \(limits.bodyTimeout)s")
             }
         }

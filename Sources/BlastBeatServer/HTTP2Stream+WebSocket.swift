@@ -105,6 +105,7 @@ extension HTTP2Stream {
 
     /// A close frame with `code`, then END_STREAM.
     func failWebSocket(_ code: WebSocketCloseCode, session: WebSocketSession) {
+        if code == .messageTooBig { gateway.countRejection(self, by: .webSocketMaxMessage) }
         if !session.liveness.isClosing {
             session.closeFrame(code: code)
             session.passFrame(to: append)

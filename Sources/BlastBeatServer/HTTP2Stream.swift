@@ -133,6 +133,7 @@ final class HTTP2Stream {
             // stream ends, the connection's others go on.
             gateway.logger.warning(
                 "HTTP/2 client \(connection.connection.peerDescription) too slow on stream \(id): over \(limits.maxOutputBuffer) bytes queued, resetting it")
+            gateway.countRejection(self, by: .maxOutputBuffer)
             return abort("output buffer limit")
         }
         body.append(bytes)

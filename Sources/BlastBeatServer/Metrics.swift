@@ -171,7 +171,8 @@ final class Metrics {
             default: return nil
             }
         default:
-            // A backend timeout is counted where the deadline fires (Connection.timedOut).
+            // A backend timeout is counted where the deadline fires (Connection.timedOut, and an HTTP/2
+            // stream's in HTTP2Connection.timerFired).
             return nil
         }
     }

@@ -19,6 +19,14 @@ enum SessionTransport {
         }
     }
 
+    /// The vhost slot the current request counts in (Gateway+Metrics.swift).
+    var meterSlot: Int {
+        switch self {
+        case .http1(let c): c._withUnsafeGuaranteedRef { $0.meterSlot }
+        case .http2(let s): s._withUnsafeGuaranteedRef { $0.meterSlot }
+        }
+    }
+
     /// The limits of the current request's vhost.
     var limits: VhostLimits {
         @inline(__always) get {

@@ -200,7 +200,10 @@ def test_client_reset_after_dispatch_tells_the_node_end(make_gateway, make_backe
 
 
 def test_zero_window_held_past_body_timeout_resets_the_stream(make_gateway, make_backend):
-    gw = make_gateway(vhosts={"localhost": ["A"]}, options={"body-timeout": "1"})
+    """Counted as a body-timeout rejection, as an HTTP/1.1 client that stops reading its response is."""
+    from helpers import free_port
+    from test_metrics import scrape
+    gw = make_gateway(vhosts={"localhost": ["A"]}, options={"body-timeout": "1", "admin": f"127.0.0.1:{free_port()}"})
     make_backend(gw, "A", HTTPHandler(hello_app(b"y" * 1000)))
     with H2Conn(gw.port) as c:
         c.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
@@ -216,12 +219,17 @@ def test_zero_window_held_past_body_timeout_resets_the_stream(make_gateway, make
         # The connection and its other streams go on (a HEAD needs no window).
         r = c.response(c.request("HEAD", "/h"))
         assert r.status == 200
+    assert scrape(gw).value("blastbeat_rejections_total", vhost="localhost", limit="body-timeout") == 1
 
 
 def test_response_buffering_bounded_per_connection(make_gateway, make_backend):
     """With the client's windows shut, the streams of one connection buffer at most max-output-buffer
-    together: the stream that would go past it is reset, the other is delivered once the window opens."""
-    gw = make_gateway(vhosts={"localhost": ["A"]}, options={"max-output-buffer": "256k", "body-timeout": "10"})
+    together: the stream that would go past it is reset (counted as a max-output-buffer rejection, as an
+    HTTP/1.1 connection closed for it is), the other is delivered once the window opens."""
+    from helpers import free_port
+    from test_metrics import scrape
+    gw = make_gateway(vhosts={"localhost": ["A"]}, options={"max-output-buffer": "256k", "body-timeout": "10",
+                                                            "admin": f"127.0.0.1:{free_port()}"})
     make_backend(gw, "A", HTTPHandler(hello_app(b"z" * 200_000)))
     with H2Conn(gw.port) as c:
         c.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
@@ -238,3 +246,25 @@ def test_response_buffering_bounded_per_connection(make_gateway, make_backend):
         c.flush()
         r1 = c.response(first, timeout=5)
         assert r1.ended and len(r1.body) == 200_000
+    assert scrape(gw).value("blastbeat_rejections_total", vhost="localhost", limit="max-output-buffer") == 1
+
+
+def test_stalled_request_body_resets_the_stream_and_is_counted(make_gateway, make_backend):
+    """A stream whose request body stops short for body-timeout is reset (the connection serves on), its node
+    hears `end`, and it counts as a body-timeout rejection, as a stalled HTTP/1.1 upload does."""
+    from helpers import free_port
+    from test_metrics import scrape
+    gw = make_gateway(vhosts={"localhost": ["A"]}, options={"body-timeout": "1", "admin": f"127.0.0.1:{free_port()}"})
+    node = make_backend(gw, "A", HTTPHandler(hello_app(b"ok")))
+    with H2Conn(gw.port) as c:
+        sid = c.request("POST", "/upload", headers=[("content-length", "100")], end=False)
+        c.h2.send_data(sid, b"x" * 10)
+        c.flush()
+        started = time.monotonic()
+        r = c.response(sid, timeout=6)
+        assert r.reset is not None, (r.headers, r.reset)
+        assert 0.8 < time.monotonic() - started < 4
+        assert c.get("/after").status == 200
+    node_sid = node.messages(b"uwsgi")[0].sid
+    node.wait_message(b"end", sid=node_sid)
+    assert scrape(gw).value("blastbeat_rejections_total", vhost="localhost", limit="body-timeout") == 1

@@ -227,3 +227,24 @@ def test_websocket_over_h2_answered_pings_keep_it_open(make_gateway, make_backen
         c.h2.send_data(sid, encode_frame(OP_TEXT, b"still open"))
         c.flush()
         c.wait(lambda: (OP_TEXT, b"still open") in parse_frames(bytes(r.body)), 5, "the echo")
+
+
+def test_websocket_over_h2_message_too_big_is_closed_with_1009_and_counted(make_gateway, make_backend):
+    """A message over websocket-max-message: close 1009 and END_STREAM, the node told `end`, and the
+    rejection counted for the vhost as over HTTP/1.1."""
+    from helpers import free_port
+    from test_metrics import scrape
+    gw = make_gateway(vhosts={"localhost": ["A"]},
+                      options={"websocket-max-message": "1k", "admin": f"127.0.0.1:{free_port()}"})
+    node = make_backend(gw, "A", ws_echo_handler)
+    with H2Conn(gw.port) as c:
+        sid = open_websocket(c)
+        c.wait(lambda: c.streams[sid].status == 200, 5, "the 200")
+        r = c.streams[sid]
+        c.h2.send_data(sid, encode_frame(OP_TEXT, b"x" * 2048))
+        c.flush()
+        c.wait(lambda: r.ended, 5, "the close and END_STREAM")
+        assert parse_frames(bytes(r.body)) == [(OP_CLOSE, struct.pack("!H", 1009))]
+    node.wait_message(b"end")
+    assert not node.messages(b"websocket")
+    assert scrape(gw).value("blastbeat_rejections_total", vhost="localhost", limit="websocket-max-message") == 1

@@ -250,6 +250,25 @@ def test_limits_are_counted_per_vhost(make_gateway, make_backend):
     assert m.value("blastbeat_max_in_flight_refusals_total") == 1
 
 
+def test_limits_on_http2_streams_are_counted_in_the_streams_vhost(make_gateway, make_backend):
+    """The same max-in-flight 503 and backend-timeout 504 over HTTP/2 count in the stream's vhost (an HTTP/2
+    connection's streams may each go to another vhost; they once counted in none)."""
+    from h2_helpers import H2Conn
+    gw = make_gateway(
+        vhosts={"slow.test": {"nodes": ["SLOW"], "options": {"max-in-flight": "1", "backend-timeout": "1"}}},
+        options=admin_options())
+    make_backend(gw, "SLOW", lambda sid, mtype, body, send: None)
+    with H2Conn(gw.port) as c:
+        held = c.request("GET", "/held", "slow.test")
+        time.sleep(0.3)
+        assert c.get("/over", "slow.test").status == 503
+        assert c.response(held, timeout=5).status == 504
+    m = scrape(gw)
+    assert m.value("blastbeat_rejections_total", vhost="slow.test", limit="max-in-flight") == 1
+    assert m.value("blastbeat_rejections_total", vhost="slow.test", limit="backend-timeout") == 1
+    assert m.value("blastbeat_responses_total", vhost="slow.test", code="5xx") == 2
+
+
 def test_tls_handshakes_and_reloads(make_tls_gateway, make_backend, pki, cert_dir):
     """One TLS client completes its handshake, one sends garbage: 1 handshake, 1 more failure (the fixture's
     readiness probe of the TLS port, which never starts a handshake, is one already). SIGHUP reloads the
@@ -500,3 +519,16 @@ def test_prometheus_scrapes_the_admin_listener(make_gateway, make_backend, tmp_p
             proc.wait(5)
         log.close()
         print((tmp_path / "prometheus.log").read_text(errors="replace")[-3000:])
+
+
+def test_a_body_over_max_body_size_on_http2_counts_in_the_streams_vhost(make_gateway, make_backend):
+    """413 for an HTTP/2 stream whose Content-Length is over max-body-size: a max-body-size rejection of its
+    vhost, as over HTTP/1.1."""
+    from h2_helpers import H2Conn
+    gw = make_gateway(vhosts={"a.test": {"nodes": ["A"], "options": {"max-body-size": "1k"}}}, options=admin_options())
+    make_backend(gw, "A", HTTPHandler(hello_app(b"a")))
+    with H2Conn(gw.port) as c:
+        r = c.response(c.request("POST", "/big", "a.test", headers=[("content-length", "4096")], end=False))
+        assert r.status == 413
+    m = scrape(gw)
+    assert m.value("blastbeat_rejections_total", vhost="a.test", limit="max-body-size") == 1
