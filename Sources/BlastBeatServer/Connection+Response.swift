@@ -73,9 +73,4 @@ extension Connection {
     }
 
     var nodeName: String { session.nodeName }
-
-    /// The node vanished: the session answers now instead of waiting (see GatewaySession.nodeLost).
-    func nodeLost(connectionReplaced: Bool = false) {
-        session.nodeLost(connectionReplaced: connectionReplaced)
-    }
 }

@@ -316,32 +316,6 @@ extension Gateway {
         }
     }
 
-    func scheduleNodeFailure(_ node: Int) {
-        if !pendingNodeFailures.contains(node) { pendingNodeFailures.append(node) }
-    }
-
-    /// Answers the clients waiting on nodes that were found dead during this iteration, and on
-    /// connections that were replaced (retried where that is safe, else 502).
-    func failNodesIfNeeded() {
-        if !sessionsOnReplacedConnections.isEmpty {
-            let lost = sessionsOnReplacedConnections
-            sessionsOnReplacedConnections.removeAll()
-            for connection in lost where !connection.closed && connection.session.nodeKnowsSession {
-                connection.nodeLost(connectionReplaced: true)
-            }
-        }
-        if !http2StreamsOnReplacedConnections.isEmpty { failHTTP2StreamsOnReplacedConnections() }
-        if pendingNodeFailures.isEmpty { return }
-        let dead = pendingNodeFailures
-        pendingNodeFailures.removeAll()
-        failHTTP2Streams(onDeadNodes: dead)
-        for connection in Array(sessions.values) {
-            guard let node = connection.session.node, dead.contains(node), connection.session.nodeKnowsSession else { continue }
-            if nodes.isUsable(node) { continue }
-            connection.nodeLost()
-        }
-    }
-
     // MARK: backend connections (native engine)
 
     /// Unlike libzmq, the native engine knows when a node's connection goes: the node is dead at once
@@ -375,12 +349,7 @@ extension Gateway {
         guard let node = nodes.index(of: identity) else { return }
         // A new connection takes credit only once it announces it.
         if node < nodeFlowControl.count { nodeFlowControl[node] = .pausing }
-        if replaced != nil {
-            for connection in sessions.values where connection.session.node == node && connection.session.nodeKnowsSession {
-                sessionsOnReplacedConnections.append(connection)
-            }
-            http2StreamsOnReplacedConnection(node)
-        }
+        if replaced != nil { nodeConnectionReplaced(node) }
         ping(node)
     }
 

@@ -1,34 +1,8 @@
 import BlastBeatCore
 import BlastBeatSystem
 
-/// HTTP/2 streams at the gateway: backend messages by sid, lost nodes, the access log.
+/// HTTP/2 streams at the gateway: the access log (backend messages and lost nodes take the paths HTTP/1.1's do).
 extension Gateway {
-    /// The streams waiting on nodes found dead in this iteration: retried where safe, else 502 or RST_STREAM.
-    func failHTTP2Streams(onDeadNodes dead: [Int]) {
-        if http2Streams.isEmpty { return }
-        for stream in Array(http2Streams.values) where !stream.closed {
-            guard let node = stream.session.node, dead.contains(node), stream.session.nodeKnowsSession,
-                !nodes.isUsable(node)
-            else { continue }
-            withExtendedLifetime(stream.connection.connection) { stream.session.nodeLost(connectionReplaced: false) }
-        }
-    }
-
-    /// A node's connection was replaced by a newer one: its streams' requests went to the old one.
-    func http2StreamsOnReplacedConnection(_ node: Int) {
-        for stream in http2Streams.values where stream.session.node == node && stream.session.nodeKnowsSession {
-            http2StreamsOnReplacedConnections.append(stream)
-        }
-    }
-
-    func failHTTP2StreamsOnReplacedConnections() {
-        let lost = http2StreamsOnReplacedConnections
-        http2StreamsOnReplacedConnections.removeAll()
-        for stream in lost where !stream.closed && stream.session.nodeKnowsSession {
-            withExtendedLifetime(stream.connection.connection) { stream.session.nodeLost(connectionReplaced: true) }
-        }
-    }
-
     /// One access log line for a stream's response (its request line says `HTTP/2`).
     func writeAccessLog(_ stream: HTTP2Stream) {
         let vhost = stream.log.vhost

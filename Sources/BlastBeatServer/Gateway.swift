@@ -61,12 +61,11 @@ package final class Gateway: PrepareWatcherDelegate, SignalWatcherDelegate, Time
     var sessions: [SessionID: Connection] = [:]
     /// HTTP/2 streams by their sessions' sids (their connections are in `sessions` under their own).
     var http2Streams: [SessionID: HTTP2Stream] = [:]
-    var http2StreamsOnReplacedConnections: [HTTP2Stream] = []
     var connectionsToFlush: [Connection] = []
     private var flushBatch: [Connection] = []
     var pendingNodeFailures: [Int] = []
     /// Sessions whose node's connection was replaced by a newer one (their requests went to the old one).
-    var sessionsOnReplacedConnections: [Connection] = []
+    var sessionsOnReplacedConnections: [HeldSession] = []
     /// CURVE keys: the gateway's pair and the keys allowed per node (empty without `curve-key`).
     var backendKeys: BackendKeys
     var warnings = WarningLimiter()

@@ -340,6 +340,32 @@ def test_new_connection_with_the_same_identity_takes_over(make_gateway, make_bac
     assert gw.stderr().count("two processes connect as") == 1
 
 
+def test_an_http2_stream_on_a_replaced_connection_is_sent_again_at_once(make_gateway, make_backend):
+    """The same take-over with the request on an HTTP/2 stream: both transports' sessions are told the same
+    way (Gateway+NodeLoss.swift), so the stream is sent again to the new connection at once, and the client
+    connection serves its next stream from it."""
+    from h2_helpers import H2Conn
+    gw = make_gateway(options={"backend-timeout": "30"})
+    silent = RawPeer(gw.zmq_port)
+    try:
+        silent.handshake(b"NODE1")
+        assert silent.read_message() == [b"", b"ping", b""]
+        silent.send(frame(b"", more=True) + frame(b"pong", more=True) + frame(b""))
+        with H2Conn(gw.port) as c:
+            held = c.request("GET", "/held")
+            started = time.monotonic()
+            _, mtype, _ = silent.read_session_message()
+            assert mtype == b"uwsgi"
+            make_backend(gw, "NODE1", handler=HTTPHandler(hello_app(b"second")))
+            r = c.response(held, timeout=10)
+            assert r.status == 200 and bytes(r.body) == b"second"
+            assert time.monotonic() - started < 5, "the held stream waited for backend-timeout"
+            assert bytes(c.get("/next").body) == b"second"
+        assert silent.read_until_closed(3.0), "the replaced connection was kept"
+    finally:
+        silent.close()
+
+
 def test_anonymous_dealer_is_not_a_node(make_gateway, make_backend):
     """A DEALER without an identity could serve no vhost: it is refused at the handshake (logged with its
     address), and the request still goes to the real node."""
