@@ -103,10 +103,10 @@ final class HTTP2FuzzHarness: HTTP2SessionDelegate {
     func http2ResponseSent(_ stream: Int32) {}
     func http2Received(_ frame: HTTP2ControlFrame) {}
 
-    func http2ResponseBody(_ stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> HTTP2BodyRead {
+    func http2ResponseBody(_ stream: Int32, into buffer: inout MutableRawSpan) -> HTTP2BodyRead {
         let left = bodies[stream] ?? 0
-        let n = min(left, buffer.count)
-        for i in 0..<n { buffer[i] = 0x61 }
+        let n = min(left, buffer.byteCount)
+        for i in 0..<n { buffer.storeBytes(of: 0x61 as UInt8, toByteOffset: i, as: UInt8.self) }
         bodies[stream] = left - n
         return .bytes(n, end: left - n == 0)
     }

@@ -237,8 +237,7 @@ final class HTTP2Connection: HTTP2SessionDelegate {
     }
 
     private func newWebSocketKey() -> [UInt8] {
-        let (high, low) = gateway.random.next128()
-        return withUnsafeBytes(of: (high, low)) { Base64.encode($0) }
+        Base64.encode(gateway.random.bytes(16))
     }
 
     func http2Data(_ id: Int32, _ bytes: RawSpan) {
@@ -340,9 +339,9 @@ final class HTTP2Connection: HTTP2SessionDelegate {
         }
     }
 
-    func http2ResponseBody(_ id: Int32, into buffer: UnsafeMutableRawBufferPointer) -> HTTP2BodyRead {
+    func http2ResponseBody(_ id: Int32, into buffer: inout MutableRawSpan) -> HTTP2BodyRead {
         guard let stream = streams[id] else { return .bytes(0, end: true) }
-        return stream.readBody(into: buffer)
+        return stream.readBody(into: &buffer)
     }
 
     /// GOAWAY ENHANCE_YOUR_CALM: the client is cut off; its streams' nodes are told `end` as they close.

@@ -174,11 +174,9 @@ final class HTTP2Stream {
     var queuedBodyBytes: Int { body.readableCount }
 
     /// Bytes for one DATA frame (nghttp2's data provider).
-    func readBody(into buffer: UnsafeMutableRawBufferPointer) -> HTTP2BodyRead {
-        let n = min(buffer.count, body.readableCount)
+    func readBody(into buffer: inout MutableRawSpan) -> HTTP2BodyRead {
+        let n = body.move(into: &buffer, keepingCapacity: 16 * 1024)
         if n > 0 {
-            body.withReadableBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            body.consume(n, keepingCapacity: 16 * 1024)
             connection.bufferedResponseBytes -= n
             lastDrained = gateway.loop.now
             if session.credit.isCredited { session.grantCredit(afterMessage: false) }

@@ -132,11 +132,7 @@ package struct PrivilegedParent {
                 counts = try SharedVhostCounts(
                     VhostCountLayout(vhostCapacity: VhostCountLayout.capacity(forVhosts: config.vhosts.count), workers: count))
                 var random = SecureRandom()
-                while ticketKeys.count < TLSServerContext.ticketKeysSize {
-                    let (a, b) = random.next128()
-                    withUnsafeBytes(of: (a, b)) { ticketKeys += $0 }
-                }
-                ticketKeys = Array(ticketKeys.prefix(TLSServerContext.ticketKeysSize))
+                ticketKeys = random.bytes(TLSServerContext.ticketKeysSize)
                 // The mesh: a socket pair per pair of workers; links[i][j] is worker i's end of its link to j.
                 links = [[Int: Int32]](repeating: [:], count: count)
                 for i in 0..<count {

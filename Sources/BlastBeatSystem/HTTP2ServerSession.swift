@@ -21,8 +21,8 @@ package protocol HTTP2SessionDelegate: AnyObject {
     func http2ResponseSent(_ stream: Int32)
     /// A frame the client sent that costs the gateway work without asking for a response.
     func http2Received(_ frame: HTTP2ControlFrame)
-    /// Response body bytes for `stream`, written into `buffer` (nghttp2's DATA frame payload).
-    func http2ResponseBody(_ stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> HTTP2BodyRead
+    /// Response body bytes for `stream`, written into `buffer` from its start (nghttp2's DATA frame payload).
+    func http2ResponseBody(_ stream: Int32, into buffer: inout MutableRawSpan) -> HTTP2BodyRead
 }
 
 package enum HTTP2HeaderVerdict {
@@ -309,7 +309,9 @@ package final class HTTP2ServerSession {
     fileprivate func readBody(
         stream: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        switch delegate.http2ResponseBody(stream, into: buffer) {
+        // The memory nghttp2 lends for one DATA frame, as a span for the delegate's copy.
+        var room = buffer.mutableBytes
+        switch delegate.http2ResponseBody(stream, into: &room) {
         case .deferred:
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         case .bytes(let n, let end):

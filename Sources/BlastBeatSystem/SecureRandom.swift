@@ -19,6 +19,19 @@ package struct SecureRandom {
         return words
     }
 
+    /// `count` fresh random bytes (TLS ticket keys, a WebSocket key).
+    package mutating func bytes(_ count: Int) -> [UInt8] {
+        var result: [UInt8] = []
+        result.reserveCapacity(count)
+        while result.count < count {
+            if index == pool.count { refill() }
+            let n = min(count - result.count, pool.count - index)
+            result += pool[index..<index + n]
+            index += n
+        }
+        return result
+    }
+
     private mutating func refill() {
         // /dev/urandom never blocks once the kernel is seeded and is always present on Linux.
         let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)

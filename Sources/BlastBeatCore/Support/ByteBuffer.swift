@@ -60,6 +60,19 @@ public struct ByteBuffer {
         try body(storage.span.bytes.extracting(droppingFirst: readerIndex))
     }
 
+    /// Copies readable bytes to the start of `target`, as many as fit, and consumes them (see `consume`);
+    /// returns how many. HTTP/2's data provider fills the memory nghttp2 lends for a DATA frame this way.
+    @inlinable
+    public mutating func move(into target: inout MutableRawSpan, keepingCapacity limit: Int) -> Int {
+        let n = min(target.byteCount, readableCount)
+        guard n > 0 else { return 0 }
+        withReadableBytes { source in
+            target.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[..<n])) }
+        }
+        consume(n, keepingCapacity: limit)
+        return n
+    }
+
     /// Marks `count` bytes read. When nothing is left the buffer starts over (see `clear`); a large
     /// consumed prefix is dropped once it is more than half of the storage, so a buffer that is never
     /// quite empty does not grow without end.

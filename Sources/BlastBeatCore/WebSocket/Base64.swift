@@ -40,6 +40,10 @@ package enum Base64 {
     }
 
     /// The base64 encoding of `bytes`.
+    package static func encode(_ bytes: [UInt8]) -> [UInt8] {
+        bytes.withUnsafeBytes { encode($0) }
+    }
+
     package static func encode(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
         var output: [UInt8] = []
         Self.encode(bytes, into: &output)

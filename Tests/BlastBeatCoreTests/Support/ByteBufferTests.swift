@@ -15,6 +15,28 @@ import Testing
         #expect(readable(buffer) == Array("world!".utf8))
     }
 
+    /// As HTTP/2's data provider uses it: frames smaller than what is readable take a prefix each, the last one
+    /// the rest, and nothing is written past what was readable.
+    @Test func moveFillsTheTargetFromItsStartAndConsumes() {
+        var buffer = ByteBuffer()
+        buffer.append(Array("abcdefghij".utf8))
+        var frame = [UInt8](repeating: 0x2E, count: 4)
+        var moved: [Int] = []
+        var frames: [[UInt8]] = []
+        for _ in 0..<4 {
+            for i in frame.indices { frame[i] = 0x2E }
+            do {
+                var elements = frame.mutableSpan
+                var room = elements.mutableBytes
+                moved.append(buffer.move(into: &room, keepingCapacity: 1024))
+            }
+            frames.append(frame)
+        }
+        #expect(moved == [4, 4, 2, 0])
+        #expect(frames.map { String(decoding: $0, as: UTF8.self) } == ["abcd", "efgh", "ij..", "...."])
+        #expect(buffer.isEmpty)
+    }
+
     @Test func emptiedBufferKeepsOnlySmallStorage() {
         var small = ByteBuffer()
         small.append([UInt8](repeating: 1, count: 100))
