@@ -4,7 +4,8 @@ import BlastBeatCore
 /// identity (a restarted process). One path for both transports: an HTTP/1.1 connection's session and an
 /// HTTP/2 stream's are told alike (`GatewaySession.nodeLost`), which retries where that is safe, else answers 502.
 extension Gateway {
-    /// A session in flight, held by what keeps its transport alive (the transport holds its session unretained).
+    /// A session in flight, held by what keeps its transport alive (the transport holds its session unretained;
+    /// while held, `session.transport` may be asked whether it closed).
     enum HeldSession {
         case connection(Connection)
         case stream(HTTP2Stream)
@@ -13,13 +14,6 @@ extension Gateway {
             switch self {
             case .connection(let connection): connection.session
             case .stream(let stream): stream.session
-            }
-        }
-
-        var closed: Bool {
-            switch self {
-            case .connection(let connection): connection.closed
-            case .stream(let stream): stream.closed
             }
         }
 
@@ -65,14 +59,14 @@ extension Gateway {
         if !sessionsOnReplacedConnections.isEmpty {
             let lost = sessionsOnReplacedConnections
             sessionsOnReplacedConnections.removeAll()
-            for held in lost where !held.closed && held.session.nodeKnowsSession {
+            for held in lost where !held.session.transport.closed && held.session.nodeKnowsSession {
                 held.nodeLost(connectionReplaced: true)
             }
         }
         if pendingNodeFailures.isEmpty { return }
         let dead = pendingNodeFailures
         pendingNodeFailures.removeAll()
-        for held in sessionsKnownToNodes() where !held.closed && held.session.nodeKnowsSession {
+        for held in sessionsKnownToNodes() where !held.session.transport.closed && held.session.nodeKnowsSession {
             guard let node = held.session.node, dead.contains(node), !nodes.isUsable(node) else { continue }
             held.nodeLost(connectionReplaced: false)
         }
