@@ -219,8 +219,11 @@ def established_per_worker(gw) -> dict[int, int]:
     established = tcp_inodes(gw.zmq_port, "01")
     held = {}
     for pid in gw.worker_pids():
-        count = len(socket_inodes(pid) & established)
-        held[gw.worker_index(pid)] = count
+        try:
+            index = gw.worker_index(pid)
+        except LookupError:
+            continue  # a worker just forked has not logged its start: it holds nothing yet, and waits poll again
+        held[index] = len(socket_inodes(pid) & established)
     return held
 
 
