@@ -1011,6 +1011,13 @@ def run_wrk(argv, duration, cwd):
 # --------------------------------------------------------------------------------------------
 # one measurement
 
+def box_idle_seconds():
+    """Idle time of all CPUs so far (/proc/stat's idle and iowait columns): is the box the limit?"""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(system_name, scenario, opts, procs, tmp, run_no):
     """Start the system fresh, check the scenario's answer, warm up, measure, stop. Returns a dict."""
     work = os.path.join(tmp, f"{run_no:03d}-{system_name}-{scenario}")
@@ -1050,10 +1057,12 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
         bpids = system.backend_pids()
         cpu0, bcpu0 = cpu_seconds(pids), cpu_seconds(bpids)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        idle0 = box_idle_seconds()
         out = run_load(pinned(argv, opts), opts.duration, work)
-        if system.tls:  # the load generator's CPU (waited for by run_cmd): is the client the limit?
-            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            result["client_cpu_s"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+        result["box_idle_s"] = box_idle_seconds() - idle0
+        # the load generator's CPU (waited for by run_cmd): is the client the limit?
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result["client_cpu_s"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
         for name, p in system.watch:
             if p.poll() is not None:
                 raise BenchError(f"{name} died during the run (status {p.returncode})")
@@ -1497,6 +1506,9 @@ def main(argv=None):
                              "`client_cpu_s` in the JSON shows when the client was the limit.")
     meta["notes"].append("BlastBeat / X ratios are medians of per-round ratios (each round runs the systems "
                          "back to back), so they are comparable even when absolute numbers drift.")
+    meta["notes"].append("Each run's JSON also has `client_cpu_s` (the load generator's CPU), `backend_cpu_s` and "
+                         "`box_idle_s` (idle seconds of all CPUs during the run): whether the cores were the limit, "
+                         "and who had them.")
     if "many-tenants" in load and "keepalive" in load:
         for sy in ("blastbeat", "blastbeat-libzmq"):
             per_round = []
