@@ -210,3 +210,67 @@ private func call<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws -
         #expect(!CurveCrypto.KeyPair(publicKey: CurveCrypto.KeyPair.generate().publicKey, secretKey: pair.secretKey).isConsistent)
     }
 }
+
+/// The message keystream (Curve/MessageKeystream.swift) computes blocks four at a time and guesses which
+/// frames come next: every pattern of frame sizes must still seal and open exactly as libsodium does.
+@Suite struct ZMTPCurveMessageStreamTests {
+    let serverKeys = CurveCrypto.KeyPair.generate()
+
+    private func connected() throws -> (ZMTPCurveServer, CurveClient) {
+        let server = ZMTPCurveServer(server: serverKeys)
+        var client = CurveClient(server: serverKeys.publicKey)
+        let cookie = try client.welcome(try call(client.hello()) { try server.hello($0) })
+        _ = try call(client.initiate(cookie: cookie, identity: "alpha#1")) { try server.initiate($0) }
+        _ = server.readyCommand(metadata: ZMTPCommand.routerMetadata(workers: 1))
+        return (server, client)
+    }
+
+    private func seal(_ server: ZMTPCurveServer, _ frame: [UInt8]) -> [UInt8] {
+        var outgoing = [UInt8](repeating: 0, count: ZMTPCurveServer.sealedSize(frame.count))
+        outgoing.withUnsafeMutableBytes { room in
+            server.sealMessage(flags: 0x01, count: frame.count, into: room.baseAddress!) { at in
+                frame.withUnsafeBytes { if let source = $0.baseAddress { at.copyMemory(from: source, byteCount: frame.count) } }
+            }
+        }
+        return outgoing
+    }
+
+    /// Messages of three frames in every combination of sizes around the block edges (a frame's first 32
+    /// bytes share block 0 with the Poly1305 key) and around the 512 bytes from which libsodium takes over.
+    @Test func messagesOfThreeFramesOfEverySizeBothWays() throws {
+        let (server, client) = try connected()
+        var clientState = client
+        let sizes = [0, 1, 31, 32, 33, 95, 96, 97, 160, 223, 224, 225, 300, 479, 480, 481, 543, 544, 545, 2000]
+        for (i, a) in sizes.enumerated() {
+            for b in [sizes[(i + 3) % sizes.count], 5] {
+                for c in sizes {
+                    for size in [a, b, c] {
+                        let frame = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ a) }
+                        #expect(clientState.openFromServer(seal(server, frame)) == [0x01] + frame, "sealed \(a)/\(b)/\(c)")
+                        var message = clientState.message(frame)
+                        let flags = try message.withUnsafeMutableBytes { try server.openMessage($0.baseAddress!, count: $0.count) }
+                        #expect(flags == 0 && Array(message[ZMTPCurveServer.openedFrameOffset...]) == frame, "opened \(a)/\(b)/\(c)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A forged MESSAGE uses up the blocks computed for its nonce; the real one with that nonce still opens,
+    /// and so do later ones whose nonces skip ahead of what was guessed.
+    @Test func aForgedFrameAndSkippedNoncesDoNotDisturbTheStream() throws {
+        let (server, client) = try connected()
+        var clientState = client
+        var forged = clientState.message(Array(repeating: 0x41, count: 40), nonceValue: 10)
+        forged[forged.count - 1] ^= 0x01
+        #expect(throws: ZMTPCurveServer.Refusal.self) {
+            try forged.withUnsafeMutableBytes { _ = try server.openMessage($0.baseAddress!, count: $0.count) }
+        }
+        for (nonce, size) in [(10, 40), (11, 3), (17, 200), (18, 1), (50, 700), (51, 64)] as [(UInt64, Int)] {
+            let frame = [UInt8](repeating: UInt8(size & 0xff), count: size)
+            var message = clientState.message(frame, nonceValue: nonce)
+            _ = try message.withUnsafeMutableBytes { try server.openMessage($0.baseAddress!, count: $0.count) }
+            #expect(Array(message[ZMTPCurveServer.openedFrameOffset...]) == frame, "nonce \(nonce)")
+        }
+    }
+}

@@ -95,61 +95,35 @@ package enum CurveCrypto {
     /// ("CurveZMQMESSAGEC" / "...S") plus an 8-byte counter, and XSalsa20 derives its Salsa20 key from the
     /// key and the nonce's first 16 bytes only (HSalsa20). So the derivation is done once per connection and
     /// direction instead of once per frame (it was a quarter of the CURVE cost per request in perf).
-    package static func messageSubkey(shared: UnsafeRawPointer, noncePrefix: UnsafeRawPointer, into subkey: UnsafeMutableRawPointer) {
+    static func messageSubkey(shared: UnsafeRawPointer, noncePrefix: UnsafeRawPointer, into subkey: UnsafeMutableRawPointer) {
         _ = crypto_core_hsalsa20(
             subkey.assumingMemoryBound(to: UInt8.self), noncePrefix.assumingMemoryBound(to: UInt8.self),
             shared.assumingMemoryBound(to: UInt8.self), nil)
     }
 
-    /// crypto_secretbox (XSalsa20-Poly1305) with the subkey above, in place: `count` plaintext bytes at
+    /// crypto_secretbox (XSalsa20-Poly1305) with a direction's subkey, in place: `count` plaintext bytes at
     /// `at + macSize` become ciphertext there, and the MAC is written at `at`. Byte for byte what
     /// `crypto_box_easy_afternm` produces for the full nonce (the unit tests open it with that).
-    package static func sealInPlace(_ at: UnsafeMutableRawPointer, count: Int, shortNonce: UnsafeRawPointer, subkey: UnsafeRawPointer) {
-        let text = (at + macSize).assumingMemoryBound(to: UInt8.self)
-        withFirstBlock(shortNonce: shortNonce, subkey: subkey) { block in
-            xorKeystream(text, count: count, firstBlock: block, shortNonce: shortNonce, subkey: subkey)
-            Poly1305.authenticate(tag: at, message: text, count: count, key: block)
+    package static func sealInPlace(_ at: UnsafeMutableRawPointer, count: Int, nonce: UInt64, stream: MessageKeystream) {
+        let text = at + macSize
+        // The MAC is over the ciphertext: block 0's Poly1305 key is kept on the stack until the text is sealed.
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 4) { keyWords in
+            let key = UnsafeMutableRawPointer(keyWords.baseAddress!)
+            _ = stream.xor(text, count: count, nonce: nonce) { block0 in
+                key.copyMemory(from: block0, byteCount: 32)
+                return true
+            }
+            Poly1305.authenticate(tag: at, message: text, count: count, key: key)
+            sodium_memzero(key, 32)
         }
     }
 
     /// Opens what `sealInPlace` made: MAC at `at`, `count` ciphertext bytes at `at + macSize`, which become
     /// the plaintext there. False, with the bytes left as they were, when the MAC does not match.
-    package static func openInPlace(_ at: UnsafeMutableRawPointer, count: Int, shortNonce: UnsafeRawPointer, subkey: UnsafeRawPointer) -> Bool {
-        let text = (at + macSize).assumingMemoryBound(to: UInt8.self)
-        return withFirstBlock(shortNonce: shortNonce, subkey: subkey) { block in
-            guard Poly1305.verify(tag: at, message: text, count: count, key: block) else {
-                return false
-            }
-            xorKeystream(text, count: count, firstBlock: block, shortNonce: shortNonce, subkey: subkey)
-            return true
-        }
-    }
-
-    /// XSalsa20 en/decryption in place: block 0's first 32 bytes key Poly1305, its last 32 cover the first
-    /// 32 bytes of the text, and the keystream from block 1 on covers the rest.
-    @inline(__always)
-    private static func xorKeystream(
-        _ text: UnsafeMutablePointer<UInt8>, count: Int, firstBlock block: UnsafeMutablePointer<UInt8>,
-        shortNonce: UnsafeRawPointer, subkey: UnsafeRawPointer
-    ) {
-        let head = min(count, 32)
-        for i in 0..<head { text[i] ^= block[32 + i] }
-        if count > head {
-            _ = crypto_stream_salsa20_xor_ic(
-                text + head, text + head, UInt64(count - head), shortNonce.assumingMemoryBound(to: UInt8.self), 1,
-                subkey.assumingMemoryBound(to: UInt8.self))
-        }
-    }
-
-    /// Salsa20 keystream block 0 for the nonce, on the stack and wiped after use.
-    @inline(__always)
-    private static func withFirstBlock<R>(shortNonce: UnsafeRawPointer, subkey: UnsafeRawPointer, _ body: (UnsafeMutablePointer<UInt8>) -> R) -> R {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { block in
-            let base = block.baseAddress!
-            _ = crypto_stream_salsa20(
-                base, 64, shortNonce.assumingMemoryBound(to: UInt8.self), subkey.assumingMemoryBound(to: UInt8.self))
-            defer { sodium_memzero(base, 64) }
-            return body(base)
+    package static func openInPlace(_ at: UnsafeMutableRawPointer, count: Int, nonce: UInt64, stream: MessageKeystream) -> Bool {
+        let text = at + macSize
+        return stream.xor(text, count: count, nonce: nonce) { block0 in
+            Poly1305.verify(tag: at, message: text, count: count, key: block0)
         }
     }
 

@@ -54,12 +54,9 @@ package final class ZMTPCurveServer {
     package private(set) var clientKey: CurveKey? = nil
     private var lastPeerNonce: UInt64 = 0
     private var nextNonce: UInt64 = 1
-    /// The MESSAGE subkeys for sealing and for opening (see `CurveCrypto.messageSubkey`), in one
-    /// allocation so the message path touches no arrays.
-    private let scratch: UnsafeMutableRawPointer
-    private static let scratchSize = 64
-    private var sealSubkey: UnsafeMutableRawPointer { scratch }
-    private var openSubkey: UnsafeMutableRawPointer { scratch + 32 }
+    /// The keystreams of the MESSAGEs we seal and of those we open, from INITIATE on.
+    private var sealStream: MessageKeystream? = nil
+    private var openStream: MessageKeystream? = nil
     /// The precomputed (C', s') key, kept from INITIATE to READY.
     private var shared: [UInt8] = []
 
@@ -69,13 +66,9 @@ package final class ZMTPCurveServer {
 
     package init(server: CurveCrypto.KeyPair) {
         self.server = server
-        scratch = .allocate(byteCount: Self.scratchSize, alignment: 8)
-        scratch.initializeMemory(as: UInt8.self, repeating: 0, count: Self.scratchSize)
     }
 
     deinit {
-        memset(scratch, 0, Self.scratchSize)
-        scratch.deallocate()
         CurveCrypto.wipe(&cookieKey)
         CurveCrypto.wipe(&shared)
     }
@@ -164,10 +157,7 @@ package final class ZMTPCurveServer {
         guard let vouch, vouch == clientTransient.bytes + server.publicKey.bytes else { throw .badVouch }
         guard let metadata = plaintext[128...].withUnsafeBytes({ ZMTPCommand.parseReady($0.bytes) }) else { throw .badMetadata }
         self.shared = shared
-        shared.withUnsafeBytes { key in
-            CurveCrypto.messageSubkey(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGES", into: sealSubkey)
-            CurveCrypto.messageSubkey(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGEC", into: openSubkey)
-        }
+        startMessageStreams()
         CurveCrypto.wipe(&cookieKey)
         self.clientKey = clientKey
         step = .initiated
@@ -206,14 +196,19 @@ package final class ZMTPCurveServer {
         shared = session.sharedKey
         lastPeerNonce = session.lastPeerNonce
         nextNonce = session.nextNonce
-        shared.withUnsafeBytes { key in
-            CurveCrypto.messageSubkey(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGES", into: sealSubkey)
-            CurveCrypto.messageSubkey(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGEC", into: openSubkey)
-        }
+        startMessageStreams()
         step = .initiated
     }
 
     // MARK: messages
+
+    /// The message keystreams of the precomputed key (once INITIATE proved the client).
+    private func startMessageStreams() {
+        shared.withUnsafeBytes { key in
+            sealStream = MessageKeystream(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGES")
+            openStream = MessageKeystream(shared: key.baseAddress!, noncePrefix: "CurveZMQMESSAGEC")
+        }
+    }
 
     /// Opens a MESSAGE body in place. On success the frame's own body is `count - messageOverhead`
     /// bytes at `body + openedFrameOffset`, and `flags` says whether more frames follow (0x01) and
@@ -224,7 +219,7 @@ package final class ZMTPCurveServer {
         else { throw .malformed("MESSAGE") }
         let nonce = UInt64(bigEndian: body.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         guard nonce > lastPeerNonce else { throw .replayedNonce }
-        guard CurveCrypto.openInPlace(body + 16, count: count - 32, shortNonce: body + 8, subkey: openSubkey) else {
+        guard let openStream, CurveCrypto.openInPlace(body + 16, count: count - 32, nonce: nonce, stream: openStream) else {
             throw .badBox("MESSAGE")
         }
         lastPeerNonce = nonce  // only once it authenticated: a forged nonce must not block the real ones
@@ -242,11 +237,13 @@ package final class ZMTPCurveServer {
     @inline(__always)
     package func sealMessage(flags: UInt8, count: Int, into destination: UnsafeMutableRawPointer, _ fill: (UnsafeMutableRawPointer) -> Void) {
         Self.messageName.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: 8) }
-        destination.storeBytes(of: nextNonce.bigEndian, toByteOffset: 8, as: UInt64.self)
+        let nonce = nextNonce
+        destination.storeBytes(of: nonce.bigEndian, toByteOffset: 8, as: UInt64.self)
         nextNonce += 1
         let plaintext = destination + 16 + CurveCrypto.macSize
         plaintext.storeBytes(of: flags, as: UInt8.self)
         fill(plaintext + 1)
-        CurveCrypto.sealInPlace(destination + 16, count: count + 1, shortNonce: destination + 8, subkey: sealSubkey)
+        guard let sealStream else { preconditionFailure("a MESSAGE sealed before INITIATE") }
+        CurveCrypto.sealInPlace(destination + 16, count: count + 1, nonce: nonce, stream: sealStream)
     }
 }
