@@ -1011,6 +1011,67 @@ def run_wrk(argv, duration, cwd):
 # --------------------------------------------------------------------------------------------
 # one measurement
 
+class GatewayCPUCap:
+    """`--gateway-cpu N`: the measured system's processes get N CPUs' worth of time (a cgroup CPU quota, 10 ms
+    period), so that the system under test, not the two cores it shares with the load generator and the
+    backend, is the limit. The throughput is then what it does per CPU it has: the ratio of two setups of one
+    gateway (CURVE against plain, say) is the ratio of their own costs, without the backend's."""
+    PERIOD_US = 10000
+
+    def __init__(self, cpus):
+        self.quota = max(1000, int(cpus * self.PERIOD_US))
+        v1 = "/sys/fs/cgroup/cpu"
+        if os.path.exists(os.path.join(v1, "cpu.cfs_quota_us")):
+            self.parent, self.v2 = v1, False
+        elif "cpu" in open_text("/sys/fs/cgroup/cgroup.controllers").split():
+            self.parent, self.v2 = "/sys/fs/cgroup", True
+        else:
+            raise BenchError("--gateway-cpu needs the cgroup cpu controller (v1 at /sys/fs/cgroup/cpu, or v2)")
+        self.dir = os.path.join(self.parent, f"blastbeat-bench-{os.getpid()}")
+
+    def apply(self, pids):
+        try:
+            if self.v2:
+                with open(os.path.join(self.parent, "cgroup.subtree_control"), "w") as f:
+                    f.write("+cpu")
+            os.makedirs(self.dir, exist_ok=True)
+            if self.v2:
+                with open(os.path.join(self.dir, "cpu.max"), "w") as f:
+                    f.write(f"{self.quota} {self.PERIOD_US}")
+            else:
+                with open(os.path.join(self.dir, "cpu.cfs_period_us"), "w") as f:
+                    f.write(str(self.PERIOD_US))
+                with open(os.path.join(self.dir, "cpu.cfs_quota_us"), "w") as f:
+                    f.write(str(self.quota))
+            for pid in pids:  # children forked later (a restarted worker) are born inside
+                with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:
+                    f.write(str(pid))
+        except OSError as e:
+            raise BenchError(f"--gateway-cpu: {e} (run as root)")
+
+    def release(self):
+        if not os.path.isdir(self.dir):
+            return
+        for pid in open_text(os.path.join(self.dir, "cgroup.procs")).split():  # stragglers go back to the root
+            try:
+                with open(os.path.join(self.parent, "cgroup.procs"), "w") as f:
+                    f.write(pid)
+            except OSError:
+                pass
+        try:
+            os.rmdir(self.dir)
+        except OSError as e:
+            log(f"    could not remove {self.dir}: {e}")
+
+
+def open_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def box_idle_seconds():
     """Idle time of all CPUs so far (/proc/stat's idle and iowait columns): is the box the limit?"""
     with open("/proc/stat") as f:
@@ -1024,6 +1085,7 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
     os.makedirs(work)
     system = CLASSES[system_name](procs, work, opts)
     result = {"system": system_name, "scenario": scenario}
+    cap = None
     ws = scenario in WS_SCENARIOS
     hs = scenario == "tls-handshake"
     try:
@@ -1033,6 +1095,9 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
         system.many_tenants = scenario == "many-tenants"
         system.start()
         check_scenario(system.port, scenario, opts)
+        if opts.gateway_cpu:
+            cap = GatewayCPUCap(opts.gateway_cpu)
+            cap.apply(system.gateway_pids())
         h2 = scenario in H2_SCENARIOS
         if ws:  # ws_load: the warm-up is a separate run on its own connections, like wrk's
             argv, run_load = ws_load_argv(system.port, opts.duration), run_load_client
@@ -1098,6 +1163,8 @@ def measure(system_name, scenario, opts, procs, tmp, run_no):
             log(f"    {path}:\n{tail(path)}")
     finally:
         procs.stop_all()
+        if cap:
+            cap.release()
     if not opts.keep_tmp:
         shutil.rmtree(work, ignore_errors=True)
     return result
@@ -1136,6 +1203,8 @@ def measure_idle(system_name, opts, procs, tmp):
             log(f"    {path}:\n{tail(path)}")
     finally:
         procs.stop_all()
+        if cap:
+            cap.release()
     if not opts.keep_tmp:
         shutil.rmtree(work, ignore_errors=True)
     return result
@@ -1361,6 +1430,9 @@ def parse_args(argv):
     ap.add_argument("--keep-tmp", action="store_true", help="keep the generated configs and logs")
     ap.add_argument("--out", default=RESULTS, help="results directory (default bench/results)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print wrk's output")
+    ap.add_argument("--gateway-cpu", type=float, default=None, metavar="N",
+                    help="give each measured system N CPUs' worth of time (cgroup CPU quota), so that it, not the "
+                         "shared cores, is the limit; e.g. 0.5")
     ap.add_argument("--pin-client", default=None, metavar="CPUS",
                     help="run the load generators on these CPUs only (taskset -c CPUS), e.g. 1")
     opts = ap.parse_args(argv)
@@ -1402,6 +1474,7 @@ def main(argv=None):
         "machine": f"{os.cpu_count()} CPU(s), Linux {platform.release()}",
         "duration": opts.duration, "rounds": opts.rounds, "warmup": opts.warmup,
         "idle_conns": opts.idle_conns, "systems": opts.systems, "scenarios": opts.scenarios,
+        "gateway_cpu": opts.gateway_cpu,
         "gateway_binary": blastbeat_bin() if "blastbeat" in opts.systems else None,
         "versions": versions(opts.systems),
         "notes": [],
@@ -1506,6 +1579,9 @@ def main(argv=None):
                              "`client_cpu_s` in the JSON shows when the client was the limit.")
     meta["notes"].append("BlastBeat / X ratios are medians of per-round ratios (each round runs the systems "
                          "back to back), so they are comparable even when absolute numbers drift.")
+    if opts.gateway_cpu:
+        meta["notes"].append(f"--gateway-cpu {opts.gateway_cpu}: each measured system had {opts.gateway_cpu} CPUs' "
+                             "worth of time (cgroup quota); the load generator and the backend were not limited.")
     meta["notes"].append("Each run's JSON also has `client_cpu_s` (the load generator's CPU), `backend_cpu_s` and "
                          "`box_idle_s` (idle seconds of all CPUs during the run): whether the cores were the limit, "
                          "and who had them.")
