@@ -72,6 +72,10 @@ extension Gateway {
         }
     }
 
+    package func backendRouter(forwardedFrom identity: RawSpan) {
+        _ = node(sending: identity)
+    }
+
     /// The node a message comes from, now heard from; nil (counted) for an identity that is no configured
     /// node or instance of one.
     private func node(sending identity: RawSpan) -> Int? {

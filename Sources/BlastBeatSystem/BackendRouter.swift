@@ -139,6 +139,10 @@ package protocol BackendRouterDelegate: AnyObject {
         received type: BackendMessageType, sid: RawSpan, body: RawSpan, from identity: RawSpan, origin: BackendMessage.Origin)
     /// A message dropped before it could be delivered; `identity` is its connection's.
     func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan)
+    /// A message from the connection holding `identity` here went to the worker whose session it is (workers > 1,
+    /// WorkerMesh.swift): not delivered here, but a sign of life of the node all the same. A node busy streaming
+    /// to another worker's client answers pings late, and this worker must not declare it dead meanwhile.
+    func backendRouter(forwardedFrom identity: RawSpan)
 
     // Native engine: it sees every connection and asks before one is used.
 

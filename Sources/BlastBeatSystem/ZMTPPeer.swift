@@ -337,7 +337,7 @@ final class ZMTPPeer: IOWatcherDelegate {
                 mesh.forwardReceived(
                     from: self, identity: identity, sid: view(frames.sid), type: typeFrame, body: view(frames.body))
             {
-                return
+                return router.delegate.backendRouter(forwardedFrom: identity.bytes)
             }
             guard let type = BackendMessageType(typeFrame) else {
                 return router.delegate.backendRouter(receivedMalformed: .unknownType(Array(typeFrame)), identity: identity.bytes)

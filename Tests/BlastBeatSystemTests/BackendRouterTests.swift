@@ -19,6 +19,7 @@ private final class Recorder: BackendRouterDelegate {
         received.append((identity.copiedBytes, sid.copiedBytes, type, body.copiedBytes))
     }
 
+    func backendRouter(forwardedFrom identity: RawSpan) {}  // these routers have no worker mesh
     func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan) {
         switch problem {
         case .frameCount(let count): malformed.append((identity.copiedBytes, "\(count) frames"))

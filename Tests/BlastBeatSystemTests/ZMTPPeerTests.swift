@@ -113,6 +113,7 @@ extension OnTheEventLoop {
         ) {
             received.append((sid.copiedBytes, type, body.copiedBytes))
         }
+        func backendRouter(forwardedFrom identity: RawSpan) {}  // these routers have no worker mesh
         func backendRouter(receivedMalformed problem: MalformedBackendMessage, identity: RawSpan) {
             switch problem {
             case .frameCount(let count): malformed.append("\(count) frames")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import threading
@@ -19,9 +20,9 @@ import time
 import zmq
 
 from budget_helpers import StreamingBackend, expected_digest
-from helpers import RawConn, decode_env, request_bytes, response_head, rss_bytes, wait_until
+from helpers import RawConn, decode_env, http_request, request_bytes, response_head, rss_bytes, wait_until
 from test_metrics import Scrape, admin_get
-from test_workers import holder_pid, workers_ready
+from test_workers import holder_pid, served_by, workers_ready
 
 MIB = 1 << 20
 COUNTED = (b"headers", b"body", b"chunk", b"websocket", b"websocket-binary")
@@ -347,3 +348,80 @@ def test_an_upload_through_the_holder_to_a_stalled_node_waits_and_arrives_whole(
     assert response.body == b"%d %s" % (len(payload), hashlib.sha256(payload).hexdigest().encode())
     assert during - before < 16 * MIB, f"the holder's RSS grew {(during - before) >> 20} MiB during the stall"
     assert "message dropped" not in gw.logs()
+
+
+class DrippingBackend(threading.Thread):
+    """A raw pyzmq node with one connection: `GET /who` says which worker made it (``w<sid[0]>``); `GET /drip?s=S`
+    is answered with 100 bytes every 50 ms for S seconds, and meanwhile the node reads nothing, so pings wait
+    unanswered: the way a node busy streaming a long response looks to the health checks."""
+
+    def __init__(self, endpoint: str, identity: str):
+        super().__init__(daemon=True, name=f"dripping-{identity}")
+        self.endpoint, self.identity = endpoint, identity.encode()
+        self.stop_event = threading.Event()
+        self.drips = 0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(10)
+
+    def run(self) -> None:
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, self.identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.endpoint)
+        sock.send_multipart([b"", b"pong", b""])
+        try:
+            while not self.stop_event.is_set():
+                if not sock.poll(100):
+                    continue
+                sid, kind, body = sock.recv_multipart()
+                if kind == b"ping":
+                    sock.send_multipart([b"", b"pong", b""])
+                elif kind == b"uwsgi":
+                    env = decode_env(body)
+                    if env.get("PATH_INFO") == "/who":
+                        sock.send_multipart([sid, b"headers", response_head(200, [("Content-Length", "2")])
+                                             + b"w%d" % sid[0]])
+                        continue
+                    pieces = int(float(env["QUERY_STRING"].removeprefix("s=")) * 20)
+                    sock.send_multipart([sid, b"headers", response_head(200, [("Content-Length", str(100 * pieces))])])
+                    for _ in range(pieces):
+                        time.sleep(0.05)
+                        sock.send_multipart([sid, b"body", b"d" * 100])
+                        self.drips += 1
+        finally:
+            sock.close(0)
+            ctx.term()
+
+
+def test_the_holder_counts_the_messages_it_forwards_as_signs_of_life(make_gateway):
+    """A node streams a response to a client of the worker that does not hold its connection for longer than
+    `ping-timeout`, answering no ping meanwhile. Its messages pass through the holder, which must count them as
+    the node speaking: neither worker declares it dead, and the holder's own clients are served right after.
+    (Before, the holder saw only pings unanswered and marked the node dead: its requests got 503.)"""
+    gw = make_gateway(vhosts={"localhost": ["RAW"]},
+                      options={**WORKERS, "ping-freq": "1", "ping-timeout": "2", "backend-timeout": "30"})
+    workers_ready(gw)
+    backend = DrippingBackend(gw.endpoint, "RAW")
+    backend.start()
+    try:
+        # Where the connection ended up (after its handover to the identity's home worker, if any): the other
+        # worker says so.
+        placed = wait_until(lambda: re.search(r'node "RAW" has its connection at worker (\d)', gw.logs()), 10,
+                            what="the connection placed")
+        holder = int(placed.group(1))
+        wait_until(lambda: http_request(gw.port, target="/who").status == 200, 10, interval=0.2, what="node RAW up")
+        streamed = pinned_connection(gw, 1 - holder, "127.0.0.2")
+        streamed.send(request_bytes("GET", "/drip?s=5", "localhost"))
+        response = streamed.read_response(timeout=20)
+        assert response.status == 200 and response.body == b"d" * 10_000, (response.status, len(response.body))
+        assert backend.drips == 100
+        # None of the workers gave up on it meanwhile, and the holder serves its own clients at once.
+        logs = gw.logs()
+        assert "did not answer pings" not in logs, logs[-3000:]
+        pinned_connection(gw, holder, "127.0.0.3").close()
+        streamed.close()
+    finally:
+        backend.stop()
