@@ -29,6 +29,16 @@ COUNTED = (b"headers", b"body", b"chunk", b"websocket", b"websocket-binary")
 WORKERS = {"workers": 2}
 
 
+def raw_dealer(endpoint: str, identity: bytes) -> tuple[zmq.Context, zmq.Socket]:
+    """A context and a DEALER connected as `identity` with one connection (a raw node, no SDK)."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return ctx, sock
+
+
 def scrape(gw) -> Scrape:
     return Scrape(admin_get(gw).body.decode())
 
@@ -54,11 +64,7 @@ class CreditLoop(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.IDENTITY, self.identity)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.endpoint)
+        ctx, sock = raw_dealer(self.endpoint, self.identity)
         credit: dict[bytes, int] = {}
         waiting: dict[bytes, list] = {}
         granting = False
@@ -366,11 +372,7 @@ class DrippingBackend(threading.Thread):
         self.join(10)
 
     def run(self) -> None:
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.IDENTITY, self.identity)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.endpoint)
+        ctx, sock = raw_dealer(self.endpoint, self.identity)
         sock.send_multipart([b"", b"pong", b""])
         try:
             while not self.stop_event.is_set():
