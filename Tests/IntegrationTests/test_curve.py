@@ -31,8 +31,8 @@ import zmq
 
 from curve_helpers import (CurveClient, CurveRefused, KeyPair, RawZMTP, ZBackend, command, frame, greeting,
                            metadata, run_in_thread, site_config)
-from helpers import (HTTPHandler, Request, blastbeat_bin, echo_app, free_port, http_request, respond,
-                     response_head, stopped_totals, wait_until)
+from helpers import (ConnectionClosed, HTTPHandler, Request, blastbeat_bin, echo_app, free_port, http_request,
+                     respond, response_head, stopped_totals, wait_until)
 
 TENANTS = {"a.test": ["alpha"], "b.test": ["beta"]}
 
@@ -41,15 +41,16 @@ TENANTS = {"a.test": ["alpha"], "b.test": ["beta"]}
 # Fixtures and small helpers
 
 
-def tagged_app(name: str, delay: float = 0.0, big: bytes | None = None):
+def tagged_app(name: str, delay: float = 0.0, big: bytes | None = None, one_message: bool = False):
     """Answers ``NAME PATH`` (so a test sees which backend served it); ``/big`` gets ``big`` instead.
-    With ``delay`` the answer is sent from a timer thread (Backend.send is thread-safe)."""
+    With ``delay`` the answer is sent from a timer thread (Backend.send is thread-safe). With ``one_message``
+    head and body travel in one ``headers`` message, so a connection that closes cannot cut the answer in two."""
 
     def app(req: Request, send) -> None:
         body = big if (big is not None and req.path == "/big") else f"{name} {req.path}".encode()
 
         def answer():
-            respond(send, req.sid, body, headers=[("X-Node", name)])
+            respond(send, req.sid, body, headers=[("X-Node", name)], include_body_in_headers=one_message)
 
         if delay:
             threading.Timer(delay, answer).start()
@@ -554,9 +555,13 @@ def test_two_plain_copies_of_one_identity_warn_once_and_answer_in_flight_request
     for backend-timeout (30 s here)."""
     gw = site.gateway(curve=False, options={"backend-timeout": "30"})
     src1, src2 = site.source(), site.source()
-    one = site.backend(gw, "beta", HTTPHandler(tagged_app("one", delay=0.05)), key=None, source=src1, monitor=True)
-    two = site.backend(gw, "beta", HTTPHandler(tagged_app("two", delay=0.05)), key=None, source=src2, monitor=True,
-                       ready=False)
+    # Each answer is one message: a response whose head has reached the client and whose body was still on the
+    # replaced connection can only be cut short (its client connection is closed), which is not what this
+    # test is about; with head and body in separate messages that happened once in a few hundred requests.
+    one = site.backend(gw, "beta", HTTPHandler(tagged_app("one", delay=0.05, one_message=True)), key=None,
+                       source=src1, monitor=True)
+    two = site.backend(gw, "beta", HTTPHandler(tagged_app("two", delay=0.05, one_message=True)), key=None,
+                       source=src2, monitor=True, ready=False)
     results: list = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -662,6 +667,37 @@ def test_request_in_flight_on_a_closing_connection(site, method, size, expected,
     else:
         assert [entry[0] for entry in log] == [closed], log
     # The survivor keeps serving.
+    r2 = get(gw, "b.test", "/next")
+    assert (r2.status, r2.body) == (200, f"{survivor} /next".encode())
+
+
+def test_a_response_cut_short_by_a_closing_connection_closes_the_client_connection_at_once(site):
+    """The head of the answer has reached the client, then the instance's connection closes with the body
+    still to come: the request can be neither sent again nor answered 502, so the client's connection is
+    closed at once (a Content-Length short of its bytes tells the client), not after backend-timeout, and the
+    other instance never sees the request."""
+    gw = site.gateway(options={"backend-timeout": "30"})
+    refs: dict[str, ZBackend] = {}
+    seen: list[str] = []
+
+    def make_app(name: str):
+        def app(req: Request, send) -> None:
+            seen.append(name)
+            if len(seen) == 1:
+                send(req.sid, b"headers", response_head(200, [("Content-Length", "10")]))
+                time.sleep(0.2)  # the head is on its way before the socket closes
+                refs[name].close_now()
+            else:
+                respond(send, req.sid, f"{name} {req.path}".encode())
+        return app
+
+    for name in ("beta#1", "beta#2"):
+        refs[name] = site.backend(gw, name, HTTPHandler(make_app(name)), key="node")
+    r, seconds = timed(get, gw, "b.test", "/cut", timeout=15)
+    assert isinstance(r, ConnectionClosed) and "0 of 10 bytes" in str(r), r
+    assert seconds < 2.0, f"closed after {seconds:.2f}s"
+    assert len(seen) == 1, seen
+    survivor = "beta#2" if seen[0] == "beta#1" else "beta#1"
     r2 = get(gw, "b.test", "/next")
     assert (r2.status, r2.body) == (200, f"{survivor} /next".encode())
 
