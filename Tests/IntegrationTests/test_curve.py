@@ -612,9 +612,10 @@ def test_startup_warns_about_unauthenticated_tenants(site):
 # 6. In flight on a connection that closes
 
 
-def closing_pair(site, gw, handler_log: list, curve: bool = True):
+def closing_pair(site, gw, handler_log: list, curve: bool = True, head_first: bool = False):
     """Two instances of beta; the first one to receive a request records it and closes its socket without
-    answering (a process dying with the request in hand); the other answers ``NAME PATH``."""
+    answering (a process dying with the request in hand) or, with ``head_first``, after sending the head of
+    a 10-byte answer; the other answers ``NAME PATH``."""
     refs: dict[str, ZBackend] = {}
     state = {"closed": None}
     lock = threading.Lock()
@@ -627,6 +628,9 @@ def closing_pair(site, gw, handler_log: list, curve: bool = True):
                 if close:
                     state["closed"] = name
             if close:
+                if head_first:
+                    send(req.sid, b"headers", response_head(200, [("Content-Length", "10")]))
+                    time.sleep(0.2)  # the head is on its way before the socket closes
                 refs[name].close_now()
             else:
                 respond(send, req.sid, f"{name} {req.path}".encode())
@@ -677,27 +681,14 @@ def test_a_response_cut_short_by_a_closing_connection_closes_the_client_connecti
     closed at once (a Content-Length short of its bytes tells the client), not after backend-timeout, and the
     other instance never sees the request."""
     gw = site.gateway(options={"backend-timeout": "30"})
-    refs: dict[str, ZBackend] = {}
-    seen: list[str] = []
-
-    def make_app(name: str):
-        def app(req: Request, send) -> None:
-            seen.append(name)
-            if len(seen) == 1:
-                send(req.sid, b"headers", response_head(200, [("Content-Length", "10")]))
-                time.sleep(0.2)  # the head is on its way before the socket closes
-                refs[name].close_now()
-            else:
-                respond(send, req.sid, f"{name} {req.path}".encode())
-        return app
-
-    for name in ("beta#1", "beta#2"):
-        refs[name] = site.backend(gw, name, HTTPHandler(make_app(name)), key="node")
+    log: list = []
+    refs, state = closing_pair(site, gw, log, head_first=True)
     r, seconds = timed(get, gw, "b.test", "/cut", timeout=15)
     assert isinstance(r, ConnectionClosed) and "0 of 10 bytes" in str(r), r
     assert seconds < 2.0, f"closed after {seconds:.2f}s"
-    assert len(seen) == 1, seen
-    survivor = "beta#2" if seen[0] == "beta#1" else "beta#1"
+    closed = state["closed"]
+    assert [entry[0] for entry in log] == [closed], log
+    survivor = "beta#2" if closed == "beta#1" else "beta#1"
     r2 = get(gw, "b.test", "/next")
     assert (r2.status, r2.body) == (200, f"{survivor} /next".encode())
 
